@@ -1,0 +1,355 @@
+"""The token vocabulary: a REMI-style event language, one bar at a time.
+
+A bar is written as::
+
+    BAR  (POS_p  (PITCH_n VEL_v DUR_d)+ )*
+
+``POS_p`` is the onset inside the bar in grid steps; positions rise strictly
+inside a bar and pitches rise strictly inside a position, so every stream has
+exactly one spelling and a decoder never sees the same key struck twice at
+once. A stream of tokens for a phrase starts with ``BOS`` and is followed by
+its bars. The grammar below states which token may follow which; the engine
+masks the model's logits with it, so every generated bar decodes to notes
+that fit inside the bar.
+
+The vocabulary is written by hand rather than borrowed from a tokenising
+library because the daemon decodes it bar by bar while streaming, masks every
+step with the grammar, and must stay free of heavy dependencies; the whole
+definition is a small frozen config that every model file carries as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from affetto.errors import VocabularyError
+from affetto.music import Grid, Note, TimeSignature, sort_notes
+
+# Token types, in the order their blocks appear in the id space.
+PAD, BOS, BAR, POS, PITCH, VEL, DUR = range(7)
+TYPE_NAMES = ("PAD", "BOS", "BAR", "POS", "PITCH", "VEL", "DUR")
+
+DEFAULT_DURATIONS = tuple(range(1, 17)) + (20, 24, 28, 32, 40, 48, 64)
+
+
+@dataclass(frozen=True)
+class VocabConfig:
+    """Everything that defines the id space; stored in every model file."""
+
+    steps_per_beat: int = 4  # grid: sixteenth notes
+    max_bar_steps: int = 32  # positions 0..31: bars up to 8 quarter notes
+    pitch_min: int = 21  # A0, the piano's range
+    pitch_max: int = 108  # C8
+    velocity_bins: int = 8
+    durations: tuple[int, ...] = field(default=DEFAULT_DURATIONS)  # in grid steps
+    version: int = 1
+
+    def __post_init__(self) -> None:
+        Grid(self.steps_per_beat)  # validates
+        if not 1 <= self.max_bar_steps <= 256:
+            raise VocabularyError(f"max_bar_steps must be in range 1..256, got {self.max_bar_steps}")
+        if not 0 <= self.pitch_min <= self.pitch_max <= 127:
+            raise VocabularyError(
+                f"pitch range must satisfy 0 <= min <= max <= 127, got {self.pitch_min}..{self.pitch_max}"
+            )
+        if not 1 <= self.velocity_bins <= 128:
+            raise VocabularyError(f"velocity_bins must be in range 1..128, got {self.velocity_bins}")
+        durs = tuple(int(d) for d in self.durations)
+        if not durs or any(d < 1 for d in durs) or list(durs) != sorted(set(durs)):
+            raise VocabularyError("durations must be distinct positive step counts in rising order")
+        object.__setattr__(self, "durations", durs)
+
+
+class Vocabulary:
+    """Token ids, encoding notes to tokens and back, and the grammar masks."""
+
+    def __init__(self, config: VocabConfig | None = None) -> None:
+        self.config = config = config or VocabConfig()
+        self.grid = Grid(config.steps_per_beat)
+        self.pad, self.bos, self.bar = 0, 1, 2
+        self.pos0 = 3
+        self.pitch0 = self.pos0 + config.max_bar_steps
+        self.n_pitches = config.pitch_max - config.pitch_min + 1
+        self.vel0 = self.pitch0 + self.n_pitches
+        self.dur0 = self.vel0 + config.velocity_bins
+        self.size = self.dur0 + len(config.durations)
+
+        types = np.empty(self.size, dtype=np.int8)
+        types[: self.pos0] = (PAD, BOS, BAR)
+        types[self.pos0 : self.pitch0] = POS
+        types[self.pitch0 : self.vel0] = PITCH
+        types[self.vel0 : self.dur0] = VEL
+        types[self.dur0 :] = DUR
+        self.types = types
+        self._durations = np.asarray(config.durations, dtype=np.int64)
+        # Which token types may follow each type (rows: previous type).
+        follow = {
+            PAD: (),
+            BOS: (BAR,),
+            BAR: (BAR, POS),
+            POS: (PITCH,),
+            PITCH: (VEL,),
+            VEL: (DUR,),
+            DUR: (PITCH, POS, BAR),
+        }
+        self.follow_masks = np.zeros((len(TYPE_NAMES), self.size), dtype=bool)
+        for prev, nexts in follow.items():
+            for t in nexts:
+                self.follow_masks[prev] = self.follow_masks[prev] | (types == t)
+
+    # ---- ids and names ---------------------------------------------------
+    def __len__(self) -> int:
+        return self.size
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and other.config == self.config
+
+    def __hash__(self) -> int:
+        return hash(self.config)
+
+    def pos(self, step: int) -> int:
+        return self.pos0 + step
+
+    def pitch(self, midi: int) -> int:
+        return self.pitch0 + midi - self.config.pitch_min
+
+    def vel(self, velocity: int) -> int:
+        return self.vel0 + self.velocity_bin(velocity)
+
+    def dur(self, steps: int) -> int:
+        return self.dur0 + self.duration_index(steps)
+
+    def velocity_bin(self, velocity: int) -> int:
+        return min(int(velocity) * self.config.velocity_bins // 128, self.config.velocity_bins - 1)
+
+    def bin_velocity(self, index: int) -> int:
+        """The velocity a bin decodes to: its centre, at least 1."""
+        width = 128 / self.config.velocity_bins
+        return max(1, min(127, int((index + 0.5) * width)))
+
+    def duration_index(self, steps: int) -> int:
+        """Index of the nearest representable duration (ties go to the shorter)."""
+        return int(np.argmin(np.abs(self._durations - steps)))
+
+    def name(self, token: int) -> str:
+        t = int(self.types[token]) if 0 <= token < self.size else -1
+        if t in (PAD, BOS, BAR):
+            return TYPE_NAMES[t]
+        if t == POS:
+            return f"POS_{token - self.pos0}"
+        if t == PITCH:
+            return f"PITCH_{token - self.pitch0 + self.config.pitch_min}"
+        if t == VEL:
+            return f"VEL_{self.bin_velocity(token - self.vel0)}"
+        if t == DUR:
+            return f"DUR_{self.config.durations[token - self.dur0]}"
+        raise VocabularyError(f"token {token} is outside the vocabulary of size {self.size}")
+
+    # ---- encoding --------------------------------------------------------
+    def fold_pitch(self, pitch: int) -> int:
+        """Move a pitch by octaves into the vocabulary's range."""
+        lo, hi = self.config.pitch_min, self.config.pitch_max
+        while pitch < lo:
+            pitch += 12
+        while pitch > hi:
+            pitch -= 12
+        return pitch if lo <= pitch <= hi else min(max(pitch, lo), hi)
+
+    def encode_bar(self, notes: Iterable[Note], bar_steps: int) -> list[int]:
+        """Tokens of one bar; note onsets are relative to the bar start.
+
+        Onsets are snapped to the grid; pitches outside the range are folded by
+        octaves. Notes whose onset falls outside ``0 <= step < bar_steps`` are
+        rejected: split a phrase into bars first.
+        """
+        if not 1 <= bar_steps <= self.config.max_bar_steps:
+            raise VocabularyError(
+                f"a bar of {bar_steps} steps does not fit this vocabulary (max {self.config.max_bar_steps})"
+            )
+        by_pos: dict[int, dict[int, Note]] = {}
+        for n in notes:
+            step = self.grid.to_steps(n.onset)
+            if not 0 <= step < bar_steps:
+                raise VocabularyError(f"note onset {n.onset} beats lies outside a bar of {bar_steps} steps")
+            pitch = self.fold_pitch(n.pitch)
+            slot = by_pos.setdefault(step, {})
+            old = slot.get(pitch)
+            if old is None or n.duration > old.duration:
+                slot[pitch] = n
+        out = [self.bar]
+        for step in sorted(by_pos):
+            out.append(self.pos(step))
+            for pitch in sorted(by_pos[step]):
+                n = by_pos[step][pitch]
+                out.append(self.pitch(pitch))
+                out.append(self.vel(n.velocity))
+                length = max(1, self.grid.to_steps(n.onset + n.duration) - step)
+                out.append(self.dur(length))
+        return out
+
+    def encode(self, notes: Sequence[Note], meter: TimeSignature, *, bos: bool = True) -> list[int]:
+        """Tokens of a phrase whose onsets are in beats from its first bar line."""
+        from affetto.music import split_bars
+
+        bar_steps = self.grid.steps_per_bar(meter)
+        out = [self.bos] if bos else []
+        for bar in split_bars(sort_notes(notes), meter):
+            out.extend(self.encode_bar(bar, bar_steps))
+        return out
+
+    # ---- decoding --------------------------------------------------------
+    def decode(self, tokens: Iterable[int], meter: TimeSignature, *, channel: int = 0) -> list[Note]:
+        """Notes of a token stream; the first BAR starts at beat 0.
+
+        Decoding is lenient: a note left incomplete at the end of the stream
+        (a pitch without a duration) is dropped, and tokens that break the
+        grammar raise :class:`VocabularyError` naming the position.
+        """
+        bar_beats = meter.beats_per_bar
+        bar_index = -1
+        step = None
+        pitch = velocity = None
+        notes: list[Note] = []
+        for i, tok in enumerate(tokens):
+            tok = int(tok)
+            if not 0 <= tok < self.size:
+                raise VocabularyError(f"token {tok} at index {i} is outside the vocabulary of size {self.size}")
+            t = self.types[tok]
+            if t == BAR:
+                bar_index += 1
+                step, pitch, velocity = None, None, None
+            elif t in (PAD, BOS):
+                continue
+            elif t == POS:
+                if bar_index < 0:
+                    raise VocabularyError(f"POS before any BAR at index {i}")
+                step = tok - self.pos0
+            elif t == PITCH:
+                if step is None:
+                    raise VocabularyError(f"PITCH without a POS at index {i}")
+                pitch = tok - self.pitch0 + self.config.pitch_min
+            elif t == VEL:
+                if pitch is None:
+                    raise VocabularyError(f"VEL without a PITCH at index {i}")
+                velocity = self.bin_velocity(tok - self.vel0)
+            elif t == DUR:
+                if pitch is None or velocity is None:
+                    raise VocabularyError(f"DUR without PITCH and VEL at index {i}")
+                length = self.config.durations[tok - self.dur0]
+                onset = bar_index * bar_beats + self.grid.to_beats(step)
+                notes.append(Note(pitch, onset, self.grid.to_beats(length), velocity, channel))
+                pitch = velocity = None
+        return sort_notes(notes)
+
+    # ---- grammar ---------------------------------------------------------
+    def new_state(self, bar_steps: int) -> "GrammarState":
+        if not 1 <= bar_steps <= self.config.max_bar_steps:
+            raise VocabularyError(
+                f"a bar of {bar_steps} steps does not fit this vocabulary (max {self.config.max_bar_steps})"
+            )
+        return GrammarState(bar_steps=bar_steps)
+
+    def advance(self, state: "GrammarState", token: int) -> None:
+        """Move the grammar state past ``token`` (which must be allowed)."""
+        t = int(self.types[token])
+        if t == BAR:
+            state.pos = -1
+            state.pitch = -1
+            state.bars += 1
+            state.notes_in_bar = 0
+        elif t == POS:
+            state.pos = token - self.pos0
+            state.pitch = -1
+        elif t == PITCH:
+            state.pitch = token - self.pitch0
+            state.notes_in_bar += 1
+        state.last = t
+
+    def allowed(self, state: "GrammarState", out: np.ndarray | None = None) -> np.ndarray:
+        """Boolean mask of tokens allowed after ``state`` (written into ``out``)."""
+        if out is None:
+            out = np.empty(self.size, dtype=bool)
+        np.copyto(out, self.follow_masks[state.last])
+        last = state.last
+        if last in (BAR, DUR):
+            # Positions strictly after the current one and inside the bar.
+            lo = self.pos0 + state.pos + 1
+            out[self.pos0 : lo] = False
+            out[self.pos0 + state.bar_steps : self.pitch0] = False
+        if last == DUR:
+            # Another pitch at the same position must be higher.
+            out[self.pitch0 : self.pitch0 + state.pitch + 1] = False
+            if state.pitch >= self.n_pitches - 1:
+                out[self.pitch0 : self.vel0] = False
+        return out
+
+    def check(self, tokens: Sequence[int], bar_steps: int) -> None:
+        """Raise :class:`VocabularyError` at the first token the grammar forbids."""
+        state = GrammarState(bar_steps=bar_steps)
+        state.last = PAD
+        mask = np.empty(self.size, dtype=bool)
+        for i, tok in enumerate(tokens):
+            tok = int(tok)
+            if not 0 <= tok < self.size:
+                raise VocabularyError(f"token {tok} at index {i} is outside the vocabulary")
+            if i == 0:
+                if tok not in (self.bos, self.bar):
+                    raise VocabularyError(f"a stream must start with BOS or BAR, got {self.name(tok)}")
+            else:
+                self.allowed(state, mask)
+                if not mask[tok]:
+                    raise VocabularyError(
+                        f"{self.name(tok)} may not follow {TYPE_NAMES[state.last]} at index {i}"
+                    )
+            self.advance(state, tok)
+
+    # ---- persistence -----------------------------------------------------
+    def to_dict(self) -> dict:
+        return {"format": "affetto-vocab", **asdict(self.config), "size": self.size}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Vocabulary":
+        if data.get("format") != "affetto-vocab":
+            raise VocabularyError("not an affetto vocabulary (missing format: affetto-vocab)")
+        fields = {k: v for k, v in data.items() if k in VocabConfig.__dataclass_fields__}
+        if "durations" in fields:
+            fields["durations"] = tuple(fields["durations"])
+        vocab = cls(VocabConfig(**fields))
+        if "size" in data and data["size"] != vocab.size:
+            raise VocabularyError(f"vocabulary size {data['size']} does not match its config ({vocab.size})")
+        return vocab
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "Vocabulary":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise VocabularyError(f"vocabulary JSON is malformed: {err}") from err
+        return cls.from_dict(data)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Vocabulary":
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+@dataclass
+class GrammarState:
+    """Where a token stream is: last token type, position and pitch in the bar."""
+
+    bar_steps: int
+    last: int = BOS
+    pos: int = -1  # current position step, -1 before the first POS of a bar
+    pitch: int = -1  # last pitch index at this position, -1 before the first
+    bars: int = 0  # BAR tokens seen
+    notes_in_bar: int = 0

@@ -1,0 +1,1 @@
+"""affetto.daemon"""
