@@ -71,11 +71,10 @@ class Judgement:
         return Quadrant.from_va(self.valence, self.arousal)
 
 
-def pitch_class_histogram(notes: Sequence[Note], max_duration: float = 2.0) -> np.ndarray:
-    hist = np.zeros(12)
-    for n in notes:
-        hist[n.pitch % 12] += min(n.duration, max_duration)
-    return hist
+def pitch_class_histogram(pitch: np.ndarray, duration: np.ndarray, max_duration: float = 2.0) -> np.ndarray:
+    """Duration-weighted histogram of pitch classes (durations capped)."""
+    weights = np.minimum(np.asarray(duration, dtype=float), max_duration)
+    return np.bincount(np.asarray(pitch, dtype=np.int64) % 12, weights=weights, minlength=12)
 
 
 def key_correlations(hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -88,20 +87,12 @@ def key_correlations(hist: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return _MAJOR @ h, _MINOR @ h
 
 
-def estimate_key(notes: Sequence[Note]) -> tuple[int, str, float]:
+def estimate_key(pitch: np.ndarray, duration: np.ndarray) -> tuple[int, str, float]:
     """(tonic pitch class, "major"/"minor", correlation) of the best-fitting key."""
-    major, minor = key_correlations(pitch_class_histogram(notes))
+    major, minor = key_correlations(pitch_class_histogram(pitch, duration))
     if major.max() >= minor.max():
         return int(major.argmax()), "major", float(major.max())
     return int(minor.argmax()), "minor", float(minor.max())
-
-
-def onset_density(notes: Sequence[Note], beats: float) -> float:
-    """Distinct onsets per beat over a span of ``beats``."""
-    if beats <= 0:
-        raise ValueError(f"beats must be > 0, got {beats}")
-    onsets = {round(n.onset * 48) for n in notes}
-    return len(onsets) / beats
 
 
 def judge(
@@ -110,38 +101,59 @@ def judge(
     tempo: float = 120.0,
     config: JudgeConfig | None = None,
 ) -> Judgement:
-    """Judge a phrase of ``beats`` beats played at ``tempo`` BPM.
+    """Judge a phrase of ``beats`` beats played at ``tempo`` BPM; see :func:`judge_arrays`."""
+    return judge_arrays(
+        np.array([n.pitch for n in notes], dtype=np.int64),
+        np.array([n.onset for n in notes], dtype=float),
+        np.array([n.duration for n in notes], dtype=float),
+        np.array([n.velocity for n in notes], dtype=float),
+        beats,
+        tempo,
+        config,
+    )
+
+
+def judge_arrays(
+    pitch: np.ndarray,
+    onset: np.ndarray,
+    duration: np.ndarray,
+    velocity: np.ndarray,
+    beats: float,
+    tempo: float = 120.0,
+    config: JudgeConfig | None = None,
+) -> Judgement:
+    """Judge notes given as arrays (onsets and durations in beats).
 
     valence = tanh(gain * (best major r - best minor r))
     arousal = tanh(dw*log2(density/dref) + vw*(velocity-vref)/32 + tw*log2(tempo/tref))
 
-    An empty phrase has density 0 and so the lowest arousal; its valence is 0.
+    Density counts distinct onsets per beat. An empty phrase has valence 0 and
+    the lowest arousal.
     """
     cfg = config or JudgeConfig()
-    major, minor = key_correlations(pitch_class_histogram(notes, cfg.max_duration))
+    if not beats > 0:
+        raise ValueError(f"beats must be > 0, got {beats}")
+    if len(pitch) == 0:
+        return Judgement(0.0, -1.0, "C major", 0.0, 0.0, 0.0, float(tempo))
+    major, minor = key_correlations(pitch_class_histogram(pitch, duration, cfg.max_duration))
     if major.max() >= minor.max():
         tonic, mode, clarity = int(major.argmax()), "major", float(major.max())
     else:
         tonic, mode, clarity = int(minor.argmax()), "minor", float(minor.max())
-    valence = math.tanh(cfg.valence_gain * float(major.max() - minor.max())) if notes else 0.0
-
-    density = onset_density(notes, beats)
-    velocity = float(np.mean([n.velocity for n in notes])) if notes else 0.0
-    if notes:
-        score = (
-            cfg.density_weight * math.log2(density / cfg.density_ref)
-            + cfg.velocity_weight * (velocity - cfg.velocity_ref) / 32.0
-            + cfg.tempo_weight * math.log2(max(tempo, 1.0) / cfg.tempo_ref)
-        )
-        arousal = math.tanh(score)
-    else:
-        arousal = -1.0
+    valence = math.tanh(cfg.valence_gain * float(major.max() - minor.max()))
+    density = len(np.unique(np.round(np.asarray(onset) * 48))) / beats
+    mean_velocity = float(np.mean(velocity))
+    score = (
+        cfg.density_weight * math.log2(max(density, 1e-3) / cfg.density_ref)
+        + cfg.velocity_weight * (mean_velocity - cfg.velocity_ref) / 32.0
+        + cfg.tempo_weight * math.log2(max(tempo, 1.0) / cfg.tempo_ref)
+    )
     return Judgement(
         valence=valence,
-        arousal=arousal,
+        arousal=math.tanh(score),
         key=f"{PITCH_NAMES[tonic]} {mode}",
         key_clarity=clarity,
         density=density,
-        velocity=velocity,
+        velocity=mean_velocity,
         tempo=float(tempo),
     )

@@ -160,46 +160,75 @@ class Vocabulary:
             pitch -= 12
         return pitch if lo <= pitch <= hi else min(max(pitch, lo), hi)
 
-    def encode_bar(self, notes: Iterable[Note], bar_steps: int) -> list[int]:
-        """Tokens of one bar; note onsets are relative to the bar start.
+    def encode(self, notes: Sequence[Note], meter: TimeSignature, *, bos: bool = True) -> list[int]:
+        """Tokens of a phrase whose onsets are in beats from its first bar line.
 
-        Onsets are snapped to the grid; pitches outside the range are folded by
-        octaves. Notes whose onset falls outside ``0 <= step < bar_steps`` are
-        rejected: split a phrase into bars first.
+        Onsets and durations are snapped to the grid and pitches outside the
+        range are folded by octaves; the stream has one BAR per bar up to the
+        last onset.
+        """
+        bar_steps = self.grid.steps_per_bar(meter)
+        steps = self.notes_to_steps(notes)
+        body = self.encode_steps(steps, bar_steps).tolist()
+        return [self.bos, *body] if bos else body
+
+    def notes_to_steps(self, notes: Iterable[Note]) -> np.ndarray:
+        """(N, 4) int array of onset step, duration steps, pitch, velocity."""
+        rows = []
+        for n in notes:
+            on = self.grid.to_steps(n.onset)
+            off = max(self.grid.to_steps(n.onset + n.duration), on + 1)
+            rows.append((on, off - on, n.pitch, n.velocity))
+        return np.array(rows, dtype=np.int64).reshape(-1, 4)
+
+    def encode_steps(self, notes: np.ndarray, bar_steps: int, n_bars: int | None = None) -> np.ndarray:
+        """Tokens (no BOS) of an (N, 4) array of onset step, duration steps, pitch, velocity.
+
+        Onsets count from the first bar line. ``n_bars`` pads the stream with
+        empty bars (or must be at least the bars the notes need). Rows may come
+        in any order; duplicates of (onset, pitch) keep the longest.
         """
         if not 1 <= bar_steps <= self.config.max_bar_steps:
             raise VocabularyError(
                 f"a bar of {bar_steps} steps does not fit this vocabulary (max {self.config.max_bar_steps})"
             )
-        by_pos: dict[int, dict[int, Note]] = {}
-        for n in notes:
-            step = self.grid.to_steps(n.onset)
-            if not 0 <= step < bar_steps:
-                raise VocabularyError(f"note onset {n.onset} beats lies outside a bar of {bar_steps} steps")
-            pitch = self.fold_pitch(n.pitch)
-            slot = by_pos.setdefault(step, {})
-            old = slot.get(pitch)
-            if old is None or n.duration > old.duration:
-                slot[pitch] = n
-        out = [self.bar]
-        for step in sorted(by_pos):
-            out.append(self.pos(step))
-            for pitch in sorted(by_pos[step]):
-                n = by_pos[step][pitch]
-                out.append(self.pitch(pitch))
-                out.append(self.vel(n.velocity))
-                length = max(1, self.grid.to_steps(n.onset + n.duration) - step)
-                out.append(self.dur(length))
-        return out
+        notes = np.asarray(notes, dtype=np.int64).reshape(-1, 4)
+        if len(notes) and notes[:, 0].min() < 0:
+            raise VocabularyError("note onsets must be >= 0 steps")
+        onset, dur, pitch, vel = (notes[:, i] for i in range(4))
+        cfg = self.config
+        # Fold pitches by octaves into range.
+        below = np.maximum(0, -((pitch - cfg.pitch_min) // 12))
+        above = np.maximum(0, -((cfg.pitch_max - pitch) // 12))
+        pitch = np.clip(pitch + 12 * below - 12 * above, cfg.pitch_min, cfg.pitch_max)
+        # Sort by onset, pitch, then longest first so the first of a duplicate wins.
+        order = np.lexsort((-dur, pitch, onset))
+        onset, dur, pitch, vel = onset[order], dur[order], pitch[order], vel[order]
+        keep = np.ones(len(onset), dtype=bool)
+        keep[1:] = (onset[1:] != onset[:-1]) | (pitch[1:] != pitch[:-1])
+        onset, dur, pitch, vel = onset[keep], dur[keep], pitch[keep], vel[keep]
 
-    def encode(self, notes: Sequence[Note], meter: TimeSignature, *, bos: bool = True) -> list[int]:
-        """Tokens of a phrase whose onsets are in beats from its first bar line."""
-        from affetto.music import split_bars
-
-        bar_steps = self.grid.steps_per_bar(meter)
-        out = [self.bos] if bos else []
-        for bar in split_bars(sort_notes(notes), meter):
-            out.extend(self.encode_bar(bar, bar_steps))
+        needed = int(onset[-1] // bar_steps) + 1 if len(onset) else 0
+        if n_bars is None:
+            n_bars = needed
+        elif n_bars < needed:
+            raise VocabularyError(f"notes need {needed} bars but n_bars is {n_bars}")
+        bar = onset // bar_steps
+        new_pos = np.ones(len(onset), dtype=np.int64)
+        new_pos[1:] = onset[1:] != onset[:-1]
+        bars_before = np.diff(bar, prepend=-1)
+        count = bars_before + new_pos + 3
+        total = int(count.sum()) + (n_bars - needed)
+        out = np.full(total, self.bar, dtype=np.int64)  # BAR fills the gaps and the tail
+        start = np.cumsum(count) - count + bars_before
+        pos_at = start[new_pos == 1]
+        out[pos_at] = self.pos0 + (onset % bar_steps)[new_pos == 1]
+        note_at = start + new_pos
+        out[note_at] = self.pitch0 + pitch - cfg.pitch_min
+        velocity_bin = np.minimum(np.clip(vel, 1, 127) * cfg.velocity_bins // 128, cfg.velocity_bins - 1)
+        out[note_at + 1] = self.vel0 + velocity_bin
+        dur_index = np.abs(self._durations[None, :] - dur[:, None]).argmin(axis=1)
+        out[note_at + 2] = self.dur0 + dur_index
         return out
 
     # ---- decoding --------------------------------------------------------

@@ -1,0 +1,227 @@
+"""From pieces to labelled token segments: augmentation, labels, the split.
+
+Augmentation decouples emotion from corpus. Folk tunes are mostly major and
+busy, chorales and motets slow: without help a model would learn "Q1 = jig".
+So every piece is also seen
+
+* time-scaled: durations halved (busier, higher arousal) or doubled (sparser,
+  lower arousal), against the same meter and tempo;
+* in the parallel mode: major <-> natural minor by moving the third, sixth
+  and seventh degrees a semitone, only for pieces whose key is clear
+  (Krumhansl correlation >= ``min_key_clarity``), since a modal or chromatic
+  piece has no "parallel" to move to;
+* at another dynamic level (velocities scaled), which moves arousal;
+* transposed (done per batch in the torch dataset; it changes no label).
+
+Each segment of ``segment_bars`` bars is then labelled by the feature judge
+at a fixed tempo: the model cannot hear tempo, which the DAW sets, so labels
+rest on what the tokens carry (mode, density, velocity).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+
+from affetto.emotion import Quadrant
+from affetto.judge import JudgeConfig, estimate_key, judge_arrays
+from affetto.vocab import Vocabulary
+
+from .corpus import Piece, split_of
+
+log = logging.getLogger(__name__)
+
+MAJOR_TO_MINOR = (4, 9, 11)  # degrees lowered by a semitone
+MINOR_TO_MAJOR = (3, 8, 10)  # degrees raised by a semitone
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    segment_bars: int = 8
+    hop_bars: int = 4  # segments overlap by half
+    max_tokens: int = 511  # tokens per segment after BOS (model context - 1)
+    variants: int = 3  # augmented copies per piece besides the original
+    time_scales: tuple[float, ...] = (0.5, 2.0)
+    velocity_scales: tuple[float, ...] = (0.55, 0.75, 1.2)
+    mode_change_rate: float = 0.5
+    min_key_clarity: float = 0.65
+    label_tempo: float = 110.0
+    seed: int = 1234
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Example:
+    tokens: np.ndarray  # int16, no BOS
+    quadrant: int
+    valence: float
+    arousal: float
+    piece: int  # index into the piece list
+    variant: str
+
+
+# ---- augmentation ------------------------------------------------------------
+def time_scale(notes: np.ndarray, factor: float) -> np.ndarray | None:
+    """Scale onsets and durations; None where halving would leave the grid."""
+    out = notes.copy()
+    if factor == 0.5:
+        if (notes[:, 0] % 2).any() or (notes[:, 1] % 2).any():
+            return None
+        out[:, :2] //= 2
+    elif factor == 2.0:
+        out[:, :2] *= 2
+    elif factor != 1.0:
+        raise ValueError(f"time scale must be 0.5, 1 or 2, got {factor}")
+    return out
+
+
+def change_mode(notes: np.ndarray, tonic: int, mode: str) -> np.ndarray:
+    """Major -> parallel natural minor, or minor -> parallel major."""
+    out = notes.copy()
+    degree = (out[:, 2] - tonic) % 12
+    if mode == "major":
+        out[np.isin(degree, MAJOR_TO_MINOR), 2] -= 1
+    else:
+        out[np.isin(degree, MINOR_TO_MAJOR), 2] += 1
+    return out
+
+
+def scale_velocity(notes: np.ndarray, factor: float) -> np.ndarray:
+    out = notes.copy()
+    out[:, 3] = np.clip(np.round(out[:, 3] * factor), 1, 127)
+    return out
+
+
+def variants_of(piece: Piece, config: DataConfig, rng: np.random.Generator) -> list[tuple[str, np.ndarray]]:
+    """The original and ``config.variants`` randomly augmented copies of a piece."""
+    out = [("orig", piece.notes)]
+    beats = piece.notes[:, 1] / 4.0
+    tonic, mode, clarity = estimate_key(piece.notes[:, 2], beats)
+    for _ in range(config.variants):
+        notes, tags = piece.notes, []
+        if rng.random() < 0.6:
+            factor = float(rng.choice(config.time_scales))
+            scaled = time_scale(notes, factor)
+            if scaled is not None:
+                notes, tags = scaled, [*tags, f"x{factor:g}"]
+        if clarity >= config.min_key_clarity and rng.random() < config.mode_change_rate:
+            notes, tags = change_mode(notes, tonic, mode), [*tags, "minor" if mode == "major" else "major"]
+        if rng.random() < 0.7:
+            factor = float(rng.choice(config.velocity_scales))
+            notes, tags = scale_velocity(notes, factor), [*tags, f"v{factor:g}"]
+        if tags:
+            out.append(("+".join(tags), notes))
+    return out
+
+
+# ---- segments and labels --------------------------------------------------------
+def segments(notes: np.ndarray, bar_steps: int, config: DataConfig) -> list[np.ndarray]:
+    """Windows of ``segment_bars`` bars every ``hop_bars`` bars, onsets relative to the window."""
+    if len(notes) == 0:
+        return []
+    bars = int(notes[:, 0].max() // bar_steps) + 1
+    out = []
+    starts = range(0, max(1, bars - config.segment_bars + config.hop_bars), config.hop_bars)
+    for first in starts:
+        lo, hi = first * bar_steps, (first + config.segment_bars) * bar_steps
+        sel = notes[(notes[:, 0] >= lo) & (notes[:, 0] < hi)]
+        if len(sel) < 4:
+            continue
+        seg = sel.copy()
+        seg[:, 0] -= lo
+        out.append(seg)
+    return out
+
+
+def label(notes: np.ndarray, bar_steps: int, n_bars: int, steps_per_beat: int, config: DataConfig,
+          judge_config: JudgeConfig):
+    """Judge a segment given in steps."""
+    spb = float(steps_per_beat)
+    return judge_arrays(
+        notes[:, 2],
+        notes[:, 0] / spb,
+        notes[:, 1] / spb,
+        notes[:, 3],
+        n_bars * bar_steps / spb,
+        config.label_tempo,
+        judge_config,
+    )
+
+
+def fit_tokens(tokens: np.ndarray, max_tokens: int, bar_token: int) -> np.ndarray:
+    """Cut a token stream to at most ``max_tokens``, at a bar line where possible."""
+    if len(tokens) <= max_tokens:
+        return tokens
+    bars = np.flatnonzero(tokens[: max_tokens + 1] == bar_token)
+    cut = int(bars[-1]) if len(bars) and bars[-1] > 0 else max_tokens
+    return tokens[:cut]
+
+
+def build_examples(
+    pieces: Sequence[Piece],
+    vocab: Vocabulary,
+    config: DataConfig = DataConfig(),
+    judge_config: JudgeConfig = JudgeConfig(),
+    *,
+    augment: bool = True,
+    progress: bool = False,
+) -> list[Example]:
+    """Labelled token segments of every piece (and its variants when ``augment``)."""
+    rng = np.random.default_rng(config.seed)
+    spb = vocab.config.steps_per_beat
+    examples: list[Example] = []
+    iterator = enumerate(pieces)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, total=len(pieces), desc="labelling", unit="piece")
+    for index, piece in iterator:
+        try:
+            bar_steps = vocab.grid.steps_per_bar(piece.meter)
+        except ValueError:
+            continue
+        if bar_steps > vocab.config.max_bar_steps:
+            continue
+        variants = variants_of(piece, config, rng) if augment else [("orig", piece.notes)]
+        for tag, notes in variants:
+            for seg in segments(notes, bar_steps, config):
+                n_bars = int(seg[:, 0].max() // bar_steps) + 1
+                verdict = label(seg, bar_steps, n_bars, spb, config, judge_config)
+                tokens = vocab.encode_steps(seg, bar_steps, n_bars)
+                tokens = fit_tokens(tokens, config.max_tokens, vocab.bar)
+                examples.append(
+                    Example(tokens.astype(np.int16), int(verdict.quadrant), verdict.valence,
+                            verdict.arousal, index, tag)
+                )
+    return examples
+
+
+def split_examples(examples: Sequence[Example], pieces: Sequence[Piece]) -> dict[str, list[Example]]:
+    """Train/valid/test by piece, never by bar or variant."""
+    out: dict[str, list[Example]] = {"train": [], "valid": [], "test": []}
+    cache: dict[int, str] = {}
+    for ex in examples:
+        split = cache.get(ex.piece)
+        if split is None:
+            split = cache[ex.piece] = split_of(pieces[ex.piece].name)
+        out[split].append(ex)
+    return out
+
+
+def label_distribution(examples: Sequence[Example]) -> dict[str, int]:
+    counts = Counter(ex.quadrant for ex in examples)
+    return {f"{q.name} {q.mood}": counts.get(int(q), 0) for q in Quadrant}
+
+
+def describe(examples: Sequence[Example]) -> str:
+    dist = label_distribution(examples)
+    total = max(1, sum(dist.values()))
+    tokens = sum(len(ex.tokens) for ex in examples)
+    parts = [f"{k}: {v} ({100 * v / total:.0f}%)" for k, v in dist.items()]
+    return f"{len(examples)} segments, {tokens} tokens; " + ", ".join(parts)
