@@ -169,10 +169,17 @@ def build_examples(
     config: DataConfig = DataConfig(),
     judge_config: JudgeConfig = JudgeConfig(),
     *,
+    labels: dict[int, Quadrant] | None = None,
     augment: bool = True,
     progress: bool = False,
 ) -> list[Example]:
-    """Labelled token segments of every piece (and its variants when ``augment``)."""
+    """Labelled token segments of every piece (and its variants when ``augment``).
+
+    Pieces with a label in ``labels`` (a data set that names its quadrants)
+    keep it for every segment and are not augmented, since time scaling and
+    mode change would contradict the label; the rest are labelled by the judge.
+    """
+    labels = labels or {}
     rng = np.random.default_rng(config.seed)
     spb = vocab.config.steps_per_beat
     examples: list[Example] = []
@@ -188,17 +195,22 @@ def build_examples(
             continue
         if bar_steps > vocab.config.max_bar_steps:
             continue
-        variants = variants_of(piece, config, rng) if augment else [("orig", piece.notes)]
+        given = labels.get(index)
+        if augment and given is None:
+            variants = variants_of(piece, config, rng)
+        else:
+            variants = [("orig", piece.notes)]
         for tag, notes in variants:
             for seg in segments(notes, bar_steps, config):
                 n_bars = int(seg[:, 0].max() // bar_steps) + 1
-                verdict = label(seg, bar_steps, n_bars, spb, config, judge_config)
+                if given is None:
+                    verdict = label(seg, bar_steps, n_bars, spb, config, judge_config)
+                    quadrant, valence, arousal = int(verdict.quadrant), verdict.valence, verdict.arousal
+                else:
+                    quadrant, valence, arousal = int(given), given.valence, given.arousal
                 tokens = vocab.encode_steps(seg, bar_steps, n_bars)
                 tokens = fit_tokens(tokens, config.max_tokens, vocab.bar)
-                examples.append(
-                    Example(tokens.astype(np.int16), int(verdict.quadrant), verdict.valence,
-                            verdict.arousal, index, tag)
-                )
+                examples.append(Example(tokens.astype(np.int16), quadrant, valence, arousal, index, tag))
     return examples
 
 

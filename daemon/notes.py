@@ -1,0 +1,118 @@
+"""Note ownership: every note-on the daemon sends is owned until its note-off.
+
+Stuck notes are the worst failure this product can have, so all note traffic
+goes through :class:`OwnedOutput`:
+
+- ``note_on`` records ``(channel, pitch)`` with a fresh token and returns it;
+  if that key already sounds, it sends a note-off first (MIDI cannot sound one
+  key twice), and the older note's scheduled note-off becomes stale.
+- ``note_off(channel, pitch, token)`` sends only if ``token`` still owns the
+  key, so a stale note-off never cuts a newer note short.
+- ``panic()`` sends a note-off for every owned note and CC 123 (All Notes Off)
+  on every channel the daemon has used, then forgets them all.
+
+Methods are thread-safe (one lock), and the lock is held while sending, so a
+panic from the conductor and a send from the scheduler never interleave.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from typing import Protocol
+
+from affetto.errors import PortError
+
+log = logging.getLogger(__name__)
+
+NOTE_OFF = 0x80
+NOTE_ON = 0x90
+CONTROL_CHANGE = 0xB0
+ALL_NOTES_OFF = 123
+
+
+class MidiSink(Protocol):
+    """Anything that sends raw MIDI messages (a port, or a fake that records)."""
+
+    def send(self, message: list[int]) -> None: ...
+
+
+class OwnedOutput:
+    """Sends notes to ``sink`` and remembers which ones are sounding."""
+
+    def __init__(self, sink: MidiSink) -> None:
+        self.sink = sink
+        self._lock = threading.RLock()
+        self._owned: dict[tuple[int, int], int] = {}
+        self._used_channels: set[int] = set()
+        self._tokens = itertools.count(1)
+        self.sent = 0
+        self.failed = False  # the sink raised: later sends are skipped
+
+    @property
+    def lock(self) -> threading.RLock:
+        return self._lock
+
+    def sounding(self) -> list[tuple[int, int]]:
+        """Owned ``(channel, pitch)`` pairs, sorted."""
+        with self._lock:
+            return sorted(self._owned)
+
+    @property
+    def used_channels(self) -> set[int]:
+        with self._lock:
+            return set(self._used_channels)
+
+    def note_on(self, channel: int, pitch: int, velocity: int) -> int:
+        """Send a note-on and own it; returns the token its note-off must carry (0 if not sent)."""
+        with self._lock:
+            key = (channel, pitch)
+            if key in self._owned:
+                self._send([NOTE_OFF | channel, pitch, 0])
+                del self._owned[key]
+            token = next(self._tokens)
+            self._used_channels.add(channel)
+            if not self._send([NOTE_ON | channel, pitch, velocity]):
+                return 0
+            self._owned[key] = token
+            return token
+
+    def note_off(self, channel: int, pitch: int, token: int) -> bool:
+        """Send the note-off if ``token`` still owns the key; True when sent."""
+        with self._lock:
+            key = (channel, pitch)
+            if self._owned.get(key) != token:
+                return False
+            del self._owned[key]
+            return self._send([NOTE_OFF | channel, pitch, 0])
+
+    def control_change(self, channel: int, control: int, value: int) -> None:
+        with self._lock:
+            self._used_channels.add(channel)
+            self._send([CONTROL_CHANGE | channel, control, value])
+
+    def panic(self) -> int:
+        """Note-offs for owned notes plus CC 123 per used channel; returns the number of notes released."""
+        with self._lock:
+            owned = sorted(self._owned)
+            self._owned.clear()
+            for channel, pitch in owned:
+                self._send([NOTE_OFF | channel, pitch, 0])
+            for channel in sorted(self._used_channels):
+                self._send([CONTROL_CHANGE | channel, ALL_NOTES_OFF, 0])
+            if owned:
+                log.info("released %d sounding note(s)", len(owned))
+            return len(owned)
+
+    def _send(self, message: list[int]) -> bool:
+        if self.failed:
+            return False
+        try:
+            self.sink.send(message)
+        except PortError as err:
+            self.failed = True
+            log.error("output port failed, no more MIDI will be sent: %s", err)
+            return False
+        self.sent += 1
+        return True
