@@ -67,11 +67,11 @@ class Piece:
     meter: TimeSignature
     tempo: float
     notes: np.ndarray
+    song: str = ""  # pieces of one song (e.g. clips) share it, so the split keeps them together
 
     @property
-    def bars(self) -> int:
-        steps = Grid().steps_per_bar(self.meter)
-        return int(self.notes[:, 0].max() // steps) + 1 if len(self.notes) else 0
+    def split_key(self) -> str:
+        return self.song or self.name
 
 
 def split_of(name: str, valid_percent: int = 5, test_percent: int = 5) -> str:

@@ -20,6 +20,7 @@ rest on what the tokens carry (mode, density, velocity).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -214,15 +215,21 @@ def build_examples(
     return examples
 
 
+def assign_splits(pieces: Sequence[Piece]) -> list[str]:
+    """The split of every piece, by its hash; a small data set still gets one validation piece."""
+    splits = [split_of(p.split_key) for p in pieces]
+    if "valid" not in splits and len(set(p.split_key for p in pieces)) > 1:
+        key = min((p.split_key for p in pieces), key=lambda k: hashlib.md5(k.encode("utf-8")).hexdigest())
+        splits = ["valid" if p.split_key == key else s for p, s in zip(pieces, splits)]
+    return splits
+
+
 def split_examples(examples: Sequence[Example], pieces: Sequence[Piece]) -> dict[str, list[Example]]:
-    """Train/valid/test by piece, never by bar or variant."""
+    """Train/valid/test by piece (or song), never by bar or variant."""
+    splits = assign_splits(pieces)
     out: dict[str, list[Example]] = {"train": [], "valid": [], "test": []}
-    cache: dict[int, str] = {}
     for ex in examples:
-        split = cache.get(ex.piece)
-        if split is None:
-            split = cache[ex.piece] = split_of(pieces[ex.piece].name)
-        out[split].append(ex)
+        out[splits[ex.piece]].append(ex)
     return out
 
 

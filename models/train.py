@@ -318,13 +318,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
             if rank == 0:
                 val_loss = evaluate(model, valid, vocab, cfg)
                 rate = tokens_seen / max(1e-9, time.perf_counter() - t0)
-                history.append({"step": step, "train_loss": float(loss), "val_loss": val_loss,
+                history.append({"step": step, "train_loss": loss.item(), "val_loss": val_loss,
                                 "tokens_per_s": rate, "time": time.time()})
                 if val_loss < best:
                     best = val_loss
                     checkpoint("best", val_loss)
                 checkpoint("last", val_loss)
-                log.info("step %d: train %.4f, valid %.4f nats/token, %.0f tokens/s", step, float(loss), val_loss, rate)
+                log.info("step %d: train %.4f, valid %.4f nats/token, %.0f tokens/s", step, loss.item(), val_loss, rate)
             if world > 1:
                 torch.distributed.barrier()
     if bar is not None:

@@ -238,7 +238,8 @@ def load_emopia(path: str | Path, *, grid: Grid = DEFAULT_GRID) -> LoadedDataset
     """EMOPIA clips (``Q1_<id>_<n>.mid``) from ``path/midis`` or ``path``, labelled by name.
 
     Files whose name does not follow the pattern are skipped with a reason.
-    Clips of one song share the ``<id>``; keep that in mind when splitting.
+    Clips of one song share the ``<id>``, which becomes the piece's ``song`` so
+    the train/validation split never separates them.
     """
     root = _folder(path)
     folder = root / "midis" if (root / "midis").is_dir() else root
@@ -254,4 +255,6 @@ def load_emopia(path: str | Path, *, grid: Grid = DEFAULT_GRID) -> LoadedDataset
         index = loader.add(file)
         if index is not None:
             loader.data.labels[index] = Quadrant[match.group(1)]
+            # Clips of one song share the id: the split keeps them on one side.
+            loader.data.pieces[index].song = f"emopia:{match.group(2)}"
     return loader.finish()

@@ -1,0 +1,187 @@
+"""The daemon's configuration: one frozen dataclass, validated on creation.
+
+Sources, lowest precedence first: defaults, a TOML file (top-level keys or a
+``[daemon]`` table, names as below with ``-`` or ``_``), CLI options. Channels
+are 1..16 here, as musicians count them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from affetto.errors import ConfigError
+from affetto.music import TimeSignature
+
+MIDI_APIS = ("auto", "coremidi", "alsa", "jack", "winmm")
+CLOCKS = ("midi", "internal")
+MODES = ("continue", "call-response")
+LATE_POLICIES = ("repeat", "rest")
+HOSTS = ("thread", "process")
+FAKE_MODEL = "builtin:fake"
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an int, got {value!r}")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be in range {lo}..{hi}, got {value!r}")
+
+
+def _check_float(name: str, value: Any, lo: float, hi: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be in range {lo}..{hi}, got {value!r}")
+
+
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    # ports
+    midi_api: str = "auto"  # auto picks an API that really works here, never a broken default
+    port_name: str = "affetto"  # virtual ports "<name> in" / "<name> out"
+    in_port: str | None = None  # attach to an existing input port (name or substring) instead
+    out_port: str | None = None  # attach to an existing output port instead
+    # time
+    clock: str = "midi"  # follow the DAW's MIDI clock, or run an internal one
+    bpm: float = 120.0  # internal clock tempo
+    meter: TimeSignature = field(default_factory=TimeSignature)
+    # controls (CC numbers); valence_cc and arousal_cc together switch to XY mode
+    emotion_cc: int | None = 20
+    valence_cc: int | None = None
+    arousal_cc: int | None = None
+    temperature_cc: int | None = None
+    guidance_cc: int | None = None
+    emotion: int = 85  # knob value until the first CC arrives (85 = Q1, happy)
+    emotion_smoothing: float = 0.3  # weight of the previous capsule at each bar line
+    # MIDI channels, 1..16
+    channel: int = 1  # output channel
+    in_channel: int | None = None  # listen to notes and CCs on this channel only (None: all)
+    # generation
+    mode: str = "continue"  # or call-response: wait for a phrase and a bar of silence, answer
+    seed_bars: int = 2  # bars of played material kept as seed
+    model: str | None = None  # .onnx path; "builtin:fake" for the test generator
+    threads: int | None = None  # ONNX Runtime intra-op threads
+    temperature: float = 1.0
+    guidance: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    rng_seed: int | None = None
+    generator_host: str = "thread"  # "thread" or "process" (see bench/bench_daemon.py)
+    late_policy: str = "repeat"  # a bar not ready in time: "repeat" the last good one, or "rest"
+    margin_ms: float = 20.0  # a bar must be ready this long before its bar line
+    # real time
+    fifo_priority: int | None = 70  # SCHED_FIFO for the scheduler; None: do not ask
+    switch_interval_ms: float = 1.0  # sys.setswitchinterval, bounds GIL hand-over delays
+    queue_size: int = 4096  # bounded input queue; overflow is dropped and counted
+    status_every_bars: int = 4
+    drain_periods: int = 4  # keep a JACK port open this many periods after the last message
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        _check_choice("midi_api", self.midi_api, MIDI_APIS)
+        if not isinstance(self.port_name, str) or not self.port_name.strip():
+            raise ConfigError(f"port_name must be a non-empty string, got {self.port_name!r}")
+        for name in ("in_port", "out_port", "model"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
+        _check_choice("clock", self.clock, CLOCKS)
+        _check_float("bpm", self.bpm, 20, 400)
+        if isinstance(self.meter, str):
+            object.__setattr__(self, "meter", TimeSignature.parse(self.meter))
+        if not isinstance(self.meter, TimeSignature):
+            raise ConfigError(f"meter must look like 4/4, got {self.meter!r}")
+        for name in ("emotion_cc", "valence_cc", "arousal_cc", "temperature_cc", "guidance_cc"):
+            _check_int(name, getattr(self, name), 0, 119, optional=True)
+        if (self.valence_cc is None) != (self.arousal_cc is None):
+            raise ConfigError("valence_cc and arousal_cc go together (XY mode): set both or neither")
+        ccs = [c for c in (self.emotion_cc, self.valence_cc, self.arousal_cc, self.temperature_cc,
+                           self.guidance_cc) if c is not None]
+        if len(ccs) != len(set(ccs)):
+            raise ConfigError(f"each control needs its own CC number, got {ccs}")
+        _check_int("emotion", self.emotion, 0, 127)
+        _check_float("emotion_smoothing", self.emotion_smoothing, 0.0, 0.95)
+        _check_int("channel", self.channel, 1, 16)
+        _check_int("in_channel", self.in_channel, 1, 16, optional=True)
+        _check_choice("mode", self.mode, MODES)
+        _check_int("seed_bars", self.seed_bars, 1, 16)
+        _check_int("threads", self.threads, 1, 256, optional=True)
+        _check_float("temperature", self.temperature, 0.0, 5.0)
+        _check_float("guidance", self.guidance, 0.0, 20.0)
+        _check_int("top_k", self.top_k, 0, 100_000)
+        _check_float("top_p", self.top_p, 0.0, 1.0)
+        _check_int("rng_seed", self.rng_seed, 0, 2**63 - 1, optional=True)
+        _check_choice("generator_host", self.generator_host, HOSTS)
+        _check_choice("late_policy", self.late_policy, LATE_POLICIES)
+        _check_float("margin_ms", self.margin_ms, 0.0, 1000.0)
+        _check_int("fifo_priority", self.fifo_priority, 1, 99, optional=True)
+        _check_float("switch_interval_ms", self.switch_interval_ms, 0.1, 50.0)
+        _check_int("queue_size", self.queue_size, 16, 1_000_000)
+        _check_int("status_every_bars", self.status_every_bars, 1, 10_000)
+        _check_int("drain_periods", self.drain_periods, 1, 100)
+        if str(self.log_level).upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")
+        if self.midi_api == "winmm" and (self.in_port is None or self.out_port is None):
+            raise ConfigError(
+                "Windows (winmm) has no virtual MIDI ports: create a pair with loopMIDI "
+                "(https://www.tobias-erichsen.de/software/loopmidi.html) and pass --in and --out"
+            )
+
+    @property
+    def xy_mode(self) -> bool:
+        return self.valence_cc is not None
+
+    @property
+    def out_channel(self) -> int:
+        """Output channel, 0..15."""
+        return self.channel - 1
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["meter"] = str(self.meter)
+        return out
+
+    def replace(self, **overrides: Any) -> DaemonConfig:
+        """A copy with ``overrides`` applied; ``None`` values mean "not given" and are skipped."""
+        given = {k.replace("-", "_"): v for k, v in overrides.items() if v is not None}
+        unknown = sorted(set(given) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ConfigError(f"unknown daemon setting(s): {', '.join(unknown)}")
+        return dataclasses.replace(self, **given)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DaemonConfig:
+        return cls().replace(**data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> DaemonConfig:
+        """Read a TOML file (top-level keys, or a ``[daemon]`` table)."""
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            import tomli as tomllib  # type: ignore[no-redef]
+
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as err:
+            raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from err
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"config file {path} is not valid TOML: {err}") from err
+        if "daemon" in data and isinstance(data["daemon"], dict):
+            data = data["daemon"]
+        return cls.from_dict(data)
+
+    def describe(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.to_dict().items())

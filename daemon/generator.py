@@ -1,0 +1,291 @@
+"""The generator contract, a fake generator, and the workers that host one.
+
+The conductor never calls a generator directly: generation takes 20-150 ms
+and must not run on the MIDI thread or the scheduler thread. A worker owns the
+generator and runs requests one at a time:
+
+- :class:`ThreadWorker`: a thread in this process. ONNX Runtime releases the
+  GIL during ``run``, but sampling is Python, and a thread holding the GIL
+  delays every scheduler wake-up by up to the switch interval.
+- :class:`ProcessWorker`: a child process (spawned), so the generator's Python
+  work never competes for this process's GIL. Its factory must be picklable.
+
+Which one keeps scheduler lateness lower is measured by ``bench/bench_daemon.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from affetto.emotion import Capsule
+from affetto.errors import AffettoError
+from affetto.music import Note, TimeSignature
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class BarGenerator(Protocol):
+    """What the daemon needs from a model (the ONNX engine implements it)."""
+
+    meter: TimeSignature
+
+    def prime(self, seed: Sequence[Note]) -> None:
+        """Start afresh from ``seed`` (onsets in beats from the first seed bar line; may be empty)."""
+
+    def generate_bar(
+        self,
+        capsule: Capsule,
+        *,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        guidance: float = 1.0,
+        rng: np.random.Generator | None = None,
+    ) -> list[Note]:
+        """The next bar; onsets relative to its start, ``0 <= onset < meter.beats_per_bar``."""
+
+
+GeneratorFactory = Callable[[], BarGenerator]
+
+MAJOR = (0, 2, 4, 5, 7, 9, 11)
+MINOR = (0, 2, 3, 5, 7, 8, 10)
+
+
+class FakeGenerator:
+    """A deterministic stand-in whose output visibly follows the capsule.
+
+    Valence picks major or minor, arousal sets density, register and velocity;
+    the seed's lowest pitch sets the root. ``cost_ms`` burns CPU per bar, the
+    share ``gil_share`` of it in pure Python (holding the GIL, like a sampling
+    loop) and the rest in numpy matrix products (releasing it, like ONNX Runtime).
+    """
+
+    provider = "fake"
+    model_path = "builtin:fake"
+
+    def __init__(self, meter: TimeSignature | None = None, *, cost_ms: float = 0.0, gil_share: float = 0.3,
+                 fail_after: int | None = None) -> None:
+        self.meter = meter or TimeSignature()
+        self.cost_ms = cost_ms
+        self.gil_share = gil_share
+        self.fail_after = fail_after
+        self.root = 60
+        self.primed: list[list[Note]] = []
+        self.bars = 0
+        self.capsules: list[Capsule] = []
+
+    def prime(self, seed: Sequence[Note]) -> None:
+        self.primed.append(list(seed))
+        if seed:
+            self.root = 48 + min(n.pitch for n in seed) % 12
+
+    def generate_bar(self, capsule: Capsule, *, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                     guidance: float = 1.0, rng: np.random.Generator | None = None) -> list[Note]:
+        if self.fail_after is not None and self.bars >= self.fail_after:
+            raise RuntimeError("fake generator failure")
+        self._burn()
+        rng = rng or np.random.default_rng(self.bars)
+        self.bars += 1
+        self.capsules.append(capsule)
+        valence, arousal = capsule.valence, capsule.arousal
+        scale = MAJOR if valence >= 0 else MINOR
+        steps_per_beat = 2 if arousal < 0 else 4
+        length = self.meter.beats_per_bar
+        step = 1.0 / steps_per_beat
+        octave = 12 if arousal > 0.3 else 0
+        velocity = int(min(127, max(1, 70 + 40 * arousal)))
+        notes = []
+        for i in range(int(length * steps_per_beat)):
+            if i and rng.random() > 0.5 + 0.4 * arousal:
+                continue
+            degree = int(rng.integers(0, len(scale))) if temperature > 0 else i % len(scale)
+            pitch = min(127, self.root + octave + scale[degree])
+            notes.append(Note(pitch, i * step, step * 0.9, velocity))
+        return notes
+
+    def _burn(self) -> None:
+        if self.cost_ms <= 0:
+            return
+        end = time.perf_counter() + self.cost_ms * self.gil_share / 1000
+        x = 0
+        while time.perf_counter() < end:  # pure Python: holds the GIL
+            x += 1
+        end = time.perf_counter() + self.cost_ms * (1 - self.gil_share) / 1000
+        a = np.ones((96, 96))
+        while time.perf_counter() < end:  # numpy: mostly releases the GIL
+            a = np.tanh(a @ a / 96.0)
+
+
+@dataclass(frozen=True)
+class BarRequest:
+    bar: int
+    capsule: Capsule
+    temperature: float = 1.0
+    guidance: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: tuple[Note, ...] | None = None  # prime with this first when not None
+    rng_seed: int | None = None
+
+
+@dataclass(frozen=True)
+class BarResult:
+    bar: int
+    notes: list[Note] = field(default_factory=list)
+    elapsed_ns: int = 0
+    error: str | None = None
+
+
+def run_request(generator: BarGenerator, req: BarRequest) -> BarResult:
+    """Serve one request on ``generator`` (never raises: errors come back in the result)."""
+    t0 = time.perf_counter_ns()
+    try:
+        if req.seed is not None:
+            generator.prime(req.seed)
+        rng = np.random.default_rng(None if req.rng_seed is None else [req.rng_seed, req.bar])
+        notes = generator.generate_bar(req.capsule, temperature=req.temperature, top_k=req.top_k,
+                                       top_p=req.top_p, guidance=req.guidance, rng=rng)
+        return BarResult(req.bar, list(notes), time.perf_counter_ns() - t0)
+    except Exception as err:  # a failing bar is a missed bar, not a dead daemon
+        return BarResult(req.bar, [], time.perf_counter_ns() - t0, f"{type(err).__name__}: {err}")
+
+
+def describe(generator: Any) -> dict[str, str]:
+    return {
+        "model": str(getattr(generator, "model_path", type(generator).__name__)),
+        "provider": str(getattr(generator, "provider", "unknown")),
+        "meter": str(getattr(generator, "meter", "?")),
+    }
+
+
+class ThreadWorker:
+    """Runs the generator on one worker thread; results go to ``deliver``."""
+
+    kind = "thread"
+
+    def __init__(self, factory: GeneratorFactory, deliver: Callable[[BarResult], None]) -> None:
+        self._factory = factory
+        self._deliver = deliver
+        self._requests: queue.Queue[BarRequest | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self.generator: BarGenerator | None = None
+        self.info: dict[str, str] = {}
+
+    def start(self) -> ThreadWorker:
+        self.generator = self._factory()
+        self.info = describe(self.generator)
+        self._thread = threading.Thread(target=self._run, name="affetto-generator", daemon=True)
+        self._thread.start()
+        return self
+
+    def submit(self, req: BarRequest) -> None:
+        self._requests.put(req)
+
+    def _run(self) -> None:
+        while (req := self._requests.get()) is not None:
+            self._deliver(run_request(self.generator, req))  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        self._requests.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+
+    def __enter__(self) -> ThreadWorker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _child_main(factory: GeneratorFactory, requests: Any, results: Any) -> None:
+    try:
+        generator = factory()
+    except Exception as err:
+        results.put(("error", f"{type(err).__name__}: {err}"))
+        return
+    results.put(("ready", describe(generator)))
+    while (req := requests.get()) is not None:
+        results.put(("result", run_request(generator, req)))
+
+
+class ProcessWorker:
+    """Runs the generator in a spawned child process; results go to ``deliver``."""
+
+    kind = "process"
+
+    def __init__(self, factory: GeneratorFactory, deliver: Callable[[BarResult], None],
+                 *, start_timeout: float = 60.0) -> None:
+        self._factory = factory
+        self._deliver = deliver
+        self._timeout = start_timeout
+        ctx = mp.get_context("spawn")
+        self._requests = ctx.Queue()
+        self._results = ctx.Queue()
+        self._proc = ctx.Process(target=_child_main, args=(factory, self._requests, self._results),
+                                 name="affetto-generator", daemon=True)
+        self._reader: threading.Thread | None = None
+        self.info: dict[str, str] = {}
+
+    def start(self) -> ProcessWorker:
+        self._proc.start()
+        try:
+            kind, payload = self._results.get(timeout=self._timeout)
+        except queue.Empty as err:
+            self._proc.kill()
+            raise AffettoError(f"the generator process did not start within {self._timeout:.0f} s") from err
+        if kind == "error":
+            self._proc.join(timeout=5)
+            raise AffettoError(f"the generator process failed to load the model: {payload}")
+        self.info = payload
+        self._reader = threading.Thread(target=self._read, name="affetto-generator-reader", daemon=True)
+        self._reader.start()
+        return self
+
+    def submit(self, req: BarRequest) -> None:
+        self._requests.put(req)
+
+    def _read(self) -> None:
+        while True:
+            try:
+                item = self._results.get()
+            except (EOFError, OSError):
+                return
+            if item is None:
+                return
+            self._deliver(item[1])
+
+    def close(self) -> None:
+        try:
+            self._requests.put(None)
+            self._proc.join(timeout=5.0)
+        finally:
+            if self._proc.is_alive():
+                self._proc.kill()
+                self._proc.join(timeout=5.0)
+            self._results.put(None)
+            if self._reader is not None:
+                self._reader.join(timeout=2.0)
+
+    def __enter__(self) -> ProcessWorker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def make_worker(kind: str, factory: GeneratorFactory, deliver: Callable[[BarResult], None]):
+    if kind == "thread":
+        return ThreadWorker(factory, deliver)
+    if kind == "process":
+        return ProcessWorker(factory, deliver)
+    raise ValueError(f"generator host must be 'thread' or 'process', got {kind!r}")

@@ -1,0 +1,63 @@
+"""Quadrants, capsules and the knob and XY mappings."""
+
+import pytest
+
+from affetto.emotion import Capsule, Quadrant, cc_unit, knob_capsule, knob_value, parse_emotion, va_capsule
+from affetto.errors import EmotionError
+
+
+def test_quadrant_names_and_coordinates():
+    assert [q.mood for q in Quadrant] == ["happy", "tense", "sad", "calm"]
+    assert [(q.valence, q.arousal) for q in Quadrant] == [(1, 1), (-1, 1), (-1, -1), (1, -1)]
+    assert Quadrant.from_va(0.2, -0.4) is Quadrant.Q4
+    assert Quadrant.parse("SAD") is Quadrant.Q3 and Quadrant.parse("q2") is Quadrant.Q2
+
+
+def test_knob_walks_sad_calm_happy_tense_with_plateaus():
+    order = [knob_capsule(knob_value(q)).quadrant for q in (Quadrant.Q3, Quadrant.Q4, Quadrant.Q1, Quadrant.Q2)]
+    assert order == [Quadrant.Q3, Quadrant.Q4, Quadrant.Q1, Quadrant.Q2]
+    for q in Quadrant:
+        assert knob_capsule(knob_value(q)).weights[int(q)] == 1.0
+    # Between calm (42) and happy (85) only those two share the weight, and it moves monotonically.
+    previous = 0.0
+    for value in range(43, 85):
+        w = knob_capsule(value).weights
+        assert w[int(Quadrant.Q2)] == 0 and w[int(Quadrant.Q3)] == 0
+        assert abs(sum(w) - 1) < 1e-9
+        assert w[int(Quadrant.Q1)] >= previous
+        previous = w[int(Quadrant.Q1)]
+
+
+def test_xy_pad_corners_are_pure_and_centre_is_even():
+    assert va_capsule(1, 1) == Capsule.of(Quadrant.Q1)
+    assert va_capsule(-1, -1) == Capsule.of(Quadrant.Q3)
+    assert va_capsule(0, 0).weights == pytest.approx((0.25, 0.25, 0.25, 0.25))
+    c = va_capsule(0.3, -0.8)
+    assert c.valence > 0 and c.arousal < 0 and c.quadrant is Quadrant.Q4
+
+
+def test_cc_unit_and_parse():
+    assert cc_unit(0) == -1 and cc_unit(127) == 1
+    assert parse_emotion("calm") == Capsule.of(Quadrant.Q4)
+    assert parse_emotion("0.9,0.9").quadrant is Quadrant.Q1
+    assert parse_emotion("none").is_unconditioned
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [("joyful", "unknown quadrant 'joyful'"), ("1.5,0", "valence must be a number in \\[-1, 1\\]"),
+     ("0,x", "is not V,A"), ("0,-2", "arousal must be")],
+)
+def test_bad_emotions_have_clear_errors(text, message):
+    with pytest.raises(EmotionError, match=message):
+        parse_emotion(text)
+
+
+def test_bad_values():
+    with pytest.raises(EmotionError, match="knob value must be an int in range 0..127"):
+        knob_capsule(128)
+    with pytest.raises(EmotionError, match="4 weights"):
+        Capsule((1, 0))
+    with pytest.raises(EmotionError, match=">= 0"):
+        Capsule((1, -1, 0, 0))
+    assert isinstance(EmotionError("x"), ValueError)

@@ -1,0 +1,129 @@
+"""The vocabulary: round trips on the grid, the grammar, and JSON persistence."""
+
+import numpy as np
+import pytest
+
+from affetto.errors import VocabularyError
+from affetto.music import Note, TimeSignature
+from affetto.vocab import BAR, DUR, POS, Vocabulary, VocabConfig
+
+
+@pytest.fixture(scope="module")
+def vocab() -> Vocabulary:
+    return Vocabulary()
+
+
+def grid_phrase(rng: np.random.Generator, bars: int, meter: TimeSignature, vocab: Vocabulary) -> list[Note]:
+    """Random notes exactly on the grid, with representable durations and velocities."""
+    steps = vocab.grid.steps_per_bar(meter)
+    notes = {}
+    for _ in range(rng.integers(1, 12 * bars)):
+        onset = int(rng.integers(0, steps * bars))
+        pitch = int(rng.integers(vocab.config.pitch_min, vocab.config.pitch_max + 1))
+        dur = int(rng.choice(vocab.config.durations))
+        vel = vocab.bin_velocity(int(rng.integers(0, vocab.config.velocity_bins)))
+        notes[(onset, pitch)] = Note(pitch, onset / 4, dur / 4, vel)
+    return sorted(notes.values(), key=lambda n: (n.onset, n.pitch))
+
+
+@pytest.mark.parametrize("meter", [TimeSignature(4, 4), TimeSignature(3, 4), TimeSignature(6, 8), TimeSignature(7, 8)])
+def test_round_trip_is_exact_on_the_grid(vocab, meter):
+    rng = np.random.default_rng(7)
+    for _ in range(50):
+        notes = grid_phrase(rng, 4, meter, vocab)
+        tokens = vocab.encode(notes, meter)
+        assert vocab.decode(tokens, meter) == notes
+        vocab.check(tokens, vocab.grid.steps_per_bar(meter))
+
+
+def test_encoding_spells_bars_positions_and_notes(vocab):
+    notes = [Note(60, 0, 1, 72), Note(64, 0, 1, 72), Note(67, 1.5, 0.5, 104), Note(72, 8.25, 2.0, 40)]
+    names = [vocab.name(t) for t in vocab.encode(notes, TimeSignature(4, 4))]
+    assert names == [
+        "BOS", "BAR", "POS_0", "PITCH_60", "VEL_72", "DUR_4", "PITCH_64", "VEL_72", "DUR_4",
+        "POS_6", "PITCH_67", "VEL_104", "DUR_2", "BAR", "BAR", "POS_1", "PITCH_72", "VEL_40", "DUR_8",
+    ]
+
+
+def test_off_grid_notes_snap_and_out_of_range_pitches_fold(vocab):
+    meter = TimeSignature(4, 4)
+    triplet = [Note(60, 1 / 3, 1 / 3), Note(10, 0, 0.01), Note(120, 2, 1)]
+    decoded = vocab.decode(vocab.encode(triplet, meter), meter)
+    assert [(n.pitch, n.onset, n.duration) for n in decoded] == [(22, 0.0, 0.25), (60, 0.25, 0.5), (108, 2.0, 1.0)]
+
+
+def test_duplicates_keep_the_longest_note(vocab):
+    meter = TimeSignature(4, 4)
+    decoded = vocab.decode(vocab.encode([Note(60, 0, 1), Note(60, 0, 2)], meter), meter)
+    assert [(n.pitch, n.duration) for n in decoded] == [(60, 2.0)]
+
+
+def test_empty_phrase_and_trailing_empty_bars(vocab):
+    assert vocab.encode([], TimeSignature(4, 4)) == [vocab.bos]
+    tokens = vocab.encode_steps(np.array([[0, 4, 60, 80]]), 16, n_bars=3)
+    assert [vocab.name(t) for t in tokens] == ["BAR", "POS_0", "PITCH_60", "VEL_88", "DUR_4", "BAR", "BAR"]
+    with pytest.raises(VocabularyError, match="need 1 bars"):
+        vocab.encode_steps(np.array([[0, 4, 60, 80]]), 16, n_bars=0)
+
+
+def test_grammar_allows_only_well_formed_continuations(vocab):
+    state = vocab.new_state(bar_steps=12)
+    mask = vocab.allowed(state)
+    assert set(vocab.types[mask]) == {BAR}
+    vocab.advance(state, vocab.bar)
+    mask = vocab.allowed(state)
+    assert set(vocab.types[mask]) == {BAR, POS}
+    assert mask[vocab.pos(11)] and not mask[vocab.pos(12)]
+    for tok in (vocab.pos(5), vocab.pitch(64), vocab.vel(80), vocab.dur(4)):
+        vocab.advance(state, tok)
+    mask = vocab.allowed(state)
+    assert not mask[vocab.pos(5)] and mask[vocab.pos(6)]  # positions rise strictly
+    assert not mask[vocab.pitch(64)] and mask[vocab.pitch(65)]  # pitches rise within a position
+    assert mask[vocab.bar] and not mask[vocab.dur0]
+
+
+def test_random_walks_through_the_grammar_always_decode(vocab):
+    rng = np.random.default_rng(3)
+    meter = TimeSignature(3, 4)
+    for _ in range(30):
+        state = vocab.new_state(vocab.grid.steps_per_bar(meter))
+        tokens = [vocab.bos]
+        for _ in range(200):
+            allowed = np.flatnonzero(vocab.allowed(state))
+            tok = int(rng.choice(allowed))
+            tokens.append(tok)
+            vocab.advance(state, tok)
+        vocab.check(tokens, 12)
+        for n in vocab.decode(tokens, meter):
+            assert n.onset % meter.beats_per_bar < meter.beats_per_bar
+
+
+def test_check_names_the_offending_token(vocab):
+    bad = [vocab.bos, vocab.bar, vocab.pitch(60)]
+    with pytest.raises(VocabularyError, match="PITCH_60 may not follow BAR at index 2"):
+        vocab.check(bad, 16)
+    with pytest.raises(VocabularyError, match="outside the vocabulary"):
+        vocab.decode([vocab.size + 3], TimeSignature(4, 4))
+
+
+def test_json_round_trip_and_mismatch(vocab, tmp_path):
+    path = tmp_path / "vocab.json"
+    vocab.save(path)
+    assert Vocabulary.load(path) == vocab
+    other = Vocabulary(VocabConfig(velocity_bins=16))
+    assert other != vocab and other.size == vocab.size + 8
+    data = vocab.to_dict() | {"size": vocab.size + 1}
+    with pytest.raises(VocabularyError, match="does not match"):
+        Vocabulary.from_dict(data)
+    with pytest.raises(VocabularyError, match="not an affetto vocabulary"):
+        Vocabulary.from_json("{}")
+
+
+def test_bar_too_long_for_the_vocabulary(vocab):
+    with pytest.raises(VocabularyError, match="does not fit"):
+        vocab.encode([Note(60, 0, 1)], TimeSignature(9, 2))
+
+
+def test_type_blocks_cover_the_id_space(vocab):
+    assert vocab.types[vocab.bar] == BAR and vocab.types[vocab.dur0] == DUR
+    assert len(vocab) == 3 + 32 + 88 + 8 + 23
