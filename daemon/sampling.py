@@ -1,0 +1,78 @@
+"""Sampling one token from logits: guidance, grammar mask, temperature, top-k, top-p.
+
+Everything works in place on a small float32 buffer the caller owns (the
+vocabulary has ~150 tokens), so a decode step allocates next to nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from affetto.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    temperature: float = 1.0
+    top_k: int = 0  # 0: off
+    top_p: float = 1.0  # 1: off
+    guidance: float = 1.0  # classifier-free guidance scale; 1: off
+    greedy: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ConfigError(f"temperature must be > 0, got {self.temperature}")
+        if not isinstance(self.top_k, int) or self.top_k < 0:
+            raise ConfigError(f"top_k must be an int >= 0, got {self.top_k}")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not 0 <= self.guidance <= 20:
+            raise ConfigError(f"guidance must be in [0, 20], got {self.guidance}")
+
+
+def guide(cond: np.ndarray, uncond: np.ndarray, scale: float, out: np.ndarray) -> np.ndarray:
+    """Classifier-free guidance: ``uncond + scale * (cond - uncond)``, into ``out``."""
+    np.subtract(cond, uncond, out=out)
+    out *= scale
+    out += uncond
+    return out
+
+
+def sample(
+    logits: np.ndarray,
+    allowed: np.ndarray,
+    config: SamplingConfig,
+    rng: np.random.Generator,
+) -> int:
+    """Draw a token from ``logits`` (modified in place) among the ``allowed`` ones."""
+    logits[~allowed] = -np.inf
+    if config.greedy:
+        return int(np.argmax(logits))
+    if config.temperature != 1.0:
+        logits /= config.temperature
+    if config.top_k and config.top_k < logits.size:
+        kth = np.partition(logits, -config.top_k)[-config.top_k]
+        logits[logits < kth] = -np.inf
+    logits -= logits.max()
+    probs = np.exp(logits, out=logits)
+    probs /= probs.sum()
+    if config.top_p < 1.0:
+        order = np.argsort(-probs)
+        cumulative = np.cumsum(probs[order])
+        cut = int(np.searchsorted(cumulative, config.top_p)) + 1  # keep the token that crosses top_p
+        keep = order[:cut]
+        kept = probs[keep]
+        return int(keep[_draw(kept / kept.sum(), rng)])
+    return _draw(probs, rng)
+
+
+def _draw(probs: np.ndarray, rng: np.random.Generator) -> int:
+    """Inverse-CDF draw: one uniform number, no allocation of a choice table."""
+    u = rng.random()
+    index = int(np.searchsorted(np.cumsum(probs), u, side="right"))
+    index = min(index, probs.size - 1)
+    while probs[index] == 0 and index > 0:  # rounding at the top end
+        index -= 1
+    return index

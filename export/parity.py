@@ -1,0 +1,145 @@
+"""Parity of an exported graph with its PyTorch model, on ONNX Runtime.
+
+Three checks, each on the same token sequences:
+
+* prefill: the whole sequence in one run equals PyTorch's forward pass;
+* decode: a prefix as past (at its used length), then one more token;
+* step by step: every token alone through the shared, preallocated cache
+  (the daemon's way), compared with the full forward pass.
+
+Tolerances are per dtype: fp32 graphs must agree to ``1e-3`` on logits;
+an int8 graph is judged by top-1 agreement and the largest logit difference
+instead, since dynamic quantisation moves logits by design.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import onnxruntime as ort
+import torch
+
+from affetto.models.transformer import EmotionTransformer
+
+FP32_ATOL = 1e-3
+
+
+@dataclass
+class ParityReport:
+    prefill_max_diff: float
+    decode_max_diff: float
+    step_max_diff: float
+    top1_agreement: float  # share of positions where the argmax agrees (step-by-step run)
+    tokens: int
+
+    def passed(self, atol: float = FP32_ATOL) -> bool:
+        return max(self.prefill_max_diff, self.decode_max_diff, self.step_max_diff) <= atol
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return (
+            f"prefill max|diff| {self.prefill_max_diff:.2e}, decode {self.decode_max_diff:.2e}, "
+            f"step-by-step {self.step_max_diff:.2e}, top-1 agreement {100 * self.top1_agreement:.2f}% "
+            f"over {self.tokens} tokens"
+        )
+
+
+def session(model_bytes: bytes, threads: int = 1) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+
+def _feeds(tokens: np.ndarray, cond: np.ndarray, past: list[np.ndarray], total: int) -> dict[str, np.ndarray]:
+    B = tokens.shape[0]
+    feeds = {
+        "tokens": tokens.astype(np.int64),
+        "cond": cond.astype(np.float32),
+        "seqlens_k": np.full(B, total - 1, np.int32),
+        "total_sequence_length": np.array(total, np.int32),
+    }
+    for i in range(len(past) // 2):
+        feeds[f"past_key_values.{i}.key"] = past[2 * i]
+        feeds[f"past_key_values.{i}.value"] = past[2 * i + 1]
+    return feeds
+
+
+def run_full(sess: ort.InferenceSession, model: EmotionTransformer, tokens: np.ndarray, cond: np.ndarray):
+    """Logits of the whole sequence in one run (empty past)."""
+    cfg = model.cfg
+    B = tokens.shape[0]
+    empty = [np.zeros((B, cfg.n_head, 0, cfg.head_dim), np.float32)] * (2 * cfg.n_layer)
+    return sess.run(None, _feeds(tokens, cond, empty, tokens.shape[1]))
+
+
+def run_steps(sess: ort.InferenceSession, model: EmotionTransformer, tokens: np.ndarray, cond: np.ndarray) -> np.ndarray:
+    """Logits of every position, one token per run through a shared buffer of max_len."""
+    cfg = model.cfg
+    B, T = tokens.shape
+    caches = [
+        ort.OrtValue.ortvalue_from_numpy(np.zeros((B, cfg.n_head, cfg.max_len, cfg.head_dim), np.float32))
+        for _ in range(2 * cfg.n_layer)
+    ]
+    io = sess.io_binding()
+    for i in range(cfg.n_layer):
+        for j, kind in enumerate(("key", "value")):
+            io.bind_ortvalue_input(f"past_key_values.{i}.{kind}", caches[2 * i + j])
+            io.bind_ortvalue_output(f"present.{i}.{kind}", caches[2 * i + j])
+    io.bind_cpu_input("cond", cond.astype(np.float32))
+    logits = ort.OrtValue.ortvalue_from_numpy(np.zeros((B, 1, cfg.vocab_size), np.float32))
+    io.bind_ortvalue_output("logits", logits)
+    out = np.empty((B, T, cfg.vocab_size), np.float32)
+    for t in range(T):
+        io.bind_cpu_input("tokens", np.ascontiguousarray(tokens[:, t : t + 1].astype(np.int64)))
+        io.bind_cpu_input("seqlens_k", np.full(B, t, np.int32))
+        io.bind_cpu_input("total_sequence_length", np.array(t + 1, np.int32))
+        sess.run_with_iobinding(io)
+        out[:, t] = logits.numpy()[:, 0]
+    return out
+
+
+def check_parity(model_bytes: bytes, model: EmotionTransformer, tokens: np.ndarray, cond: np.ndarray) -> ParityReport:
+    """Compare the graph with ``model`` on ``tokens`` (B, T) under capsules ``cond`` (B, 4)."""
+    if tokens.ndim != 2 or tokens.shape[1] < 3:
+        raise ValueError("parity needs a (batch, >= 3 tokens) array")
+    sess = session(model_bytes)
+    model = model.eval()
+    with torch.no_grad():
+        ref, presents = model(torch.from_numpy(tokens.astype(np.int64)), torch.from_numpy(cond.astype(np.float32)))
+    ref = ref.numpy()
+    full = run_full(sess, model, tokens, cond)[0]
+
+    split = tokens.shape[1] - 1
+    with torch.no_grad():
+        _, past = model(torch.from_numpy(tokens[:, :split].astype(np.int64)), torch.from_numpy(cond.astype(np.float32)))
+    flat = [t.numpy() for kv in past for t in kv]
+    decode = sess.run(None, _feeds(tokens[:, split:], cond, flat, tokens.shape[1]))[0]
+
+    steps = run_steps(sess, model, tokens, cond)
+    return ParityReport(
+        prefill_max_diff=float(np.abs(full - ref).max()),
+        decode_max_diff=float(np.abs(decode[:, 0] - ref[:, split]).max()),
+        step_max_diff=float(np.abs(steps - ref).max()),
+        top1_agreement=float((steps.argmax(-1) == ref.argmax(-1)).mean()),
+        tokens=int(tokens.size),
+    )
+
+
+def agreement(fp32_bytes: bytes, other_bytes: bytes, model: EmotionTransformer, sequences: list[np.ndarray],
+              cond: np.ndarray) -> dict[str, float]:
+    """Top-1 agreement and max logit difference of two graphs over real sequences."""
+    a_sess, b_sess = session(fp32_bytes), session(other_bytes)
+    same = total = 0
+    max_diff = 0.0
+    for seq, c in zip(sequences, cond):
+        tokens = seq[None, :].astype(np.int64)
+        a = run_full(a_sess, model, tokens, c[None])[0]
+        b = run_full(b_sess, model, tokens, c[None])[0]
+        same += int((a.argmax(-1) == b.argmax(-1)).sum())
+        total += a.shape[1]
+        max_diff = max(max_diff, float(np.abs(a - b).max()))
+    return {"top1_agreement": same / max(1, total), "max_logit_diff": max_diff, "tokens": total}
