@@ -39,14 +39,16 @@ def cli() -> None:
 @click.option("--layers", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--width", type=click.IntRange(min=8), default=192, show_default=True, help="Model width (d_model).")
 @click.option("--heads", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--context", type=click.IntRange(min=16), default=512, show_default=True, help="Tokens of context.")
+@click.option("--context", type=click.IntRange(min=16), default=1024, show_default=True, help="Tokens of context.")
+@click.option("--segment-bars", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Bars per training segment (one emotion label each).")
 @click.option("--cond-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.15, show_default=True)
 @click.option("--eval-every", type=click.IntRange(min=1), default=250, show_default=True)
 @click.option("--seed", type=int, default=1234, show_default=True)
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="Torch CPU threads (0: torch's default).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last if it exists.")
 @click.option("-v", "--verbose", count=True)
-def train(out, data, labels, emopia, groups, limit, steps, batch, lr, layers, width, heads, context,
+def train(out, data, labels, emopia, groups, limit, steps, batch, lr, layers, width, heads, context, segment_bars,
           cond_dropout, eval_every, seed, threads, resume, verbose) -> None:
     """Train the emotion-conditioned Transformer (needs the 'train' extra).
 
@@ -67,13 +69,95 @@ def train(out, data, labels, emopia, groups, limit, steps, batch, lr, layers, wi
             batch=batch, lr=lr, min_lr=lr / 10, cond_dropout=cond_dropout, eval_every=eval_every, seed=seed,
             threads=threads,
             model=ModelConfig(n_layer=layers, d_model=width, n_head=heads, d_ff=4 * width, max_len=context),
-            data_config=DataConfig(max_tokens=context - 1),
+            data_config=DataConfig(max_tokens=context - 1, segment_bars=segment_bars,
+                                   hop_bars=max(1, segment_bars // 2)),
         )
         result = run_training(cfg, resume=resume)
     except (ValueError, OSError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(f"step {result['step']}: validation loss {result['val_loss']:.4f} nats/token "
                f"(best {result['best_val_loss']:.4f}); checkpoints in {result['out']}")
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(exists=True))
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="The .onnx file to write.")
+@click.option("--int8", is_flag=True, help="Quantise weights to int8 (dynamic, for CPU); prints agreement with fp32.")
+@click.option("--no-check", is_flag=True, help="Skip the parity checks against PyTorch.")
+@click.option("-v", "--verbose", count=True)
+def export(checkpoint, out, int8, no_check, verbose) -> None:
+    """Export a training checkpoint (e.g. runs/default/best) to one self-describing .onnx file."""
+    _setup_logging(verbose - 1)
+    try:
+        from affetto.export.export import export_checkpoint
+    except ImportError as err:
+        raise click.ClickException(f"export needs the 'train' extra (pip install 'affetto[train]'): {err}") from err
+    try:
+        result = export_checkpoint(checkpoint, out, int8=int8, check=not no_check)
+    except (ValueError, OSError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(result.report())
+
+
+@cli.command()
+@click.argument("model", required=False, type=click.Path(dir_okay=False))
+def info(model) -> None:
+    """Show what a model file says about itself (default: the shipped model)."""
+    from affetto.errors import ModelFileError
+    from affetto.manifest import read_manifest
+
+    if model is None:
+        from affetto.daemon.engine import default_model_path
+
+        model = default_model_path()
+    try:
+        m = read_manifest(model)
+    except ModelFileError as err:
+        raise click.ClickException(str(err)) from err
+    cfg, train = m["model"], m.get("training", {})
+    click.echo(f"{model}")
+    click.echo(f"  {m['dtype']}, {cfg['n_layer']} layers, width {cfg['d_model']}, {cfg['n_head']} heads, "
+               f"context {cfg['max_len']} tokens, vocabulary {cfg['vocab_size']}")
+    click.echo(f"  grid: {m['grid']['steps_per_beat']} steps per beat; conditioning: "
+               f"{', '.join(m['conditioning']['quadrants'])}; guidance "
+               f"{'ready' if m['conditioning']['guidance_ready'] else 'not trained'}")
+    click.echo(f"  trained {train.get('step')} steps on {train.get('data', {}).get('source', '?')}; "
+               f"validation loss {train.get('val_loss')}")
+    click.echo(f"  {m['content_hash']}")
+
+
+@cli.command()
+@click.option("--emotion", "-e", required=True,
+              help="Q1..Q4, happy/tense/sad/calm, or V,A with both in [-1, 1] (e.g. -0.5,0.8).")
+@click.option("--seed", "seed_path", type=click.Path(dir_okay=False), help="A MIDI file to continue.")
+@click.option("--bars", type=int, default=8, show_default=True, help="Bars to generate.")
+@click.option("--bpm", type=float, help="Tempo written to the file (default: the seed's, else 100).")
+@click.option("--meter", help="Meter such as 4/4 or 3/4 (default: the seed's, else 4/4).")
+@click.option("--temperature", type=float, default=None, help="Sampling temperature (default: the model's).")
+@click.option("--top-p", type=float, default=None, help="Nucleus sampling threshold.")
+@click.option("--top-k", type=int, default=None, help="Keep the k most likely tokens (0: off).")
+@click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale (1: off).")
+@click.option("--seed-value", type=int, default=0, show_default=True, help="Random seed: same value, same music.")
+@click.option("--with-seed", is_flag=True, help="Write the seed phrase before the generated bars.")
+@click.option("--model", type=click.Path(dir_okay=False), help="An affetto .onnx model (default: the shipped one).")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="The .mid file to write.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Also draw a piano roll PNG (needs matplotlib).")
+@click.option("-v", "--verbose", count=True)
+def generate(emotion, seed_path, bars, bpm, meter, temperature, top_p, top_k, guidance, seed_value,
+             with_seed, model, out, plot, verbose) -> None:
+    """Generate bars in an emotion, offline, to a standard MIDI file."""
+    _setup_logging(verbose - 1)
+    from affetto.generate import GenerateRequest, generate_to_file
+
+    try:
+        request = GenerateRequest.build(
+            emotion=emotion, seed_path=seed_path, bars=bars, bpm=bpm, meter=meter, temperature=temperature,
+            top_p=top_p, top_k=top_k, guidance=guidance, seed_value=seed_value, with_seed=with_seed, model=model,
+        )
+        summary = generate_to_file(request, out, plot=plot)
+    except (ValueError, OSError, ImportError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(summary)
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ from affetto.manifest import read_manifest
 from affetto.music import Note, TimeSignature
 from affetto.vocab import DUR, Vocabulary
 
-from .sampling import SamplingConfig, guide, sample
+from .sampling import DEFAULT_SAMPLING, SamplingConfig, guide, sample
 
 log = logging.getLogger(__name__)
 
@@ -295,6 +295,18 @@ class Engine:
         self.stats["bars"] += 1
         self.stats["last_ms"] = (time.perf_counter() - t0) * 1000
         return bar
+
+    def sampling_for(self, capsule: Capsule) -> SamplingConfig:
+        """Sampling settings for a capsule: the model's own (its manifest's ``sampling``), else the defaults.
+
+        A manifest may name settings per quadrant (``"Q3": {...}``) over a
+        ``"default"``; a blended capsule takes those of its heaviest quadrant.
+        """
+        spec = self.manifest.get("sampling") or {}
+        base = DEFAULT_SAMPLING.replace(**spec.get("default", {}))
+        if capsule.is_unconditioned:
+            return base
+        return base.replace(**spec.get(capsule.quadrant.name, {}))
 
     def describe(self) -> str:
         m = self.manifest

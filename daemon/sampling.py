@@ -6,7 +6,7 @@ vocabulary has ~150 tokens), so a decode step allocates next to nothing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
@@ -30,6 +30,21 @@ class SamplingConfig:
             raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
         if not 0 <= self.guidance <= 20:
             raise ConfigError(f"guidance must be in [0, 20], got {self.guidance}")
+
+    def replace(self, **changes) -> "SamplingConfig":
+        return replace(self, **changes)
+
+    def as_kwargs(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SamplingConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# The daemon's and generate's defaults when a model file names none.
+DEFAULT_SAMPLING = SamplingConfig(temperature=1.0, top_k=0, top_p=0.95, guidance=1.5)
 
 
 def guide(cond: np.ndarray, uncond: np.ndarray, scale: float, out: np.ndarray) -> np.ndarray:

@@ -1,0 +1,87 @@
+"""``affetto run`` and ``affetto ports``: the daemon's command line.
+
+Click only fills in a :class:`~affetto.daemon.config.DaemonConfig`; the
+daemon modules are imported inside the commands so ``affetto --help`` stays
+fast and never loads ONNX Runtime.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+API_CHOICES = ["auto", "coremidi", "alsa", "jack", "winmm"]
+
+
+def _channel(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and not 1 <= value <= 16:
+        raise click.BadParameter("channel must be in range 1..16")
+    return value
+
+
+def _cc(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
+    if value is not None and not 0 <= value <= 119:
+        raise click.BadParameter("a controller number must be in range 0..119")
+    return value
+
+
+@click.command("run")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              help="TOML file with daemon settings; the options below override it.")
+@click.option("--midi-api", type=click.Choice(API_CHOICES), help="MIDI API (default auto: one that works here).")
+@click.option("--port-name", help="Name of the virtual ports: '<name> in' and '<name> out' (default affetto).")
+@click.option("--in", "in_port", metavar="PORT", help="Attach to this existing input port (name or substring).")
+@click.option("--out", "out_port", metavar="PORT", help="Attach to this existing output port (name or substring).")
+@click.option("--clock", type=click.Choice(["midi", "internal"]), help="Follow MIDI clock (default) or run one.")
+@click.option("--bpm", type=float, help="Tempo of the internal clock.")
+@click.option("--meter", help="Time signature, e.g. 4/4 or 6/8.")
+@click.option("--emotion-cc", type=int, callback=_cc, help="CC of the emotion knob (default 20).")
+@click.option("--valence-cc", type=int, callback=_cc, help="CC for valence (XY mode, with --arousal-cc).")
+@click.option("--arousal-cc", type=int, callback=_cc, help="CC for arousal (XY mode, with --valence-cc).")
+@click.option("--temperature-cc", type=int, callback=_cc, help="CC that sets the sampling temperature.")
+@click.option("--guidance-cc", type=int, callback=_cc, help="CC that sets the guidance scale.")
+@click.option("--channel", type=int, callback=_channel, help="Output MIDI channel, 1..16 (default 1).")
+@click.option("--mode", type=click.Choice(["continue", "call-response"]), help="Generation mode.")
+@click.option("--seed-bars", type=click.IntRange(1, 16), help="Bars of played material kept as seed.")
+@click.option("--model", help="The exported .onnx model (builtin:fake for a stand-in).")
+@click.option("--threads", type=click.IntRange(1, 256), help="ONNX Runtime threads.")
+@click.option("--generator-host", type=click.Choice(["thread", "process"]),
+              help="Run the generator in a thread or a child process.")
+@click.option("-v", "--verbose", count=True, help="More logging (-v: debug).")
+def run(config_path: str | None, verbose: int, **options: object) -> None:
+    """Follow the DAW's clock and stream generated bars to the output port."""
+    from affetto.daemon.config import DaemonConfig
+    from affetto.daemon.service import run_daemon
+    from affetto.errors import AffettoError
+
+    try:
+        config = DaemonConfig.load(config_path) if config_path else DaemonConfig()
+        if verbose:
+            options["log_level"] = "DEBUG"
+        config = config.replace(**options)
+        code = run_daemon(config)
+    except AffettoError as err:
+        click.echo(f"affetto: {err}", err=True)
+        sys.exit(2)
+    sys.exit(code)
+
+
+@click.command("ports")
+@click.option("--midi-api", type=click.Choice(API_CHOICES), default="auto", show_default=True)
+def ports(midi_api: str) -> None:
+    """List the MIDI input and output ports."""
+    from affetto.daemon.ports import list_ports, resolve_api
+    from affetto.errors import PortError
+
+    try:
+        api = resolve_api(midi_api)
+        inputs, outputs = list_ports(api)
+    except PortError as err:
+        click.echo(f"affetto: {err}", err=True)
+        sys.exit(2)
+    click.echo(f"MIDI API: {api}")
+    for title, names in (("inputs", inputs), ("outputs", outputs)):
+        click.echo(f"{title}:")
+        for name in names or ["(none)"]:
+            click.echo(f"  {name}")

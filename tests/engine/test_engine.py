@@ -1,0 +1,123 @@
+"""The ONNX Runtime engine: grammar-valid bars, determinism, guidance, the slide, bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+from affetto.daemon.engine import Engine
+from affetto.daemon.sampling import SamplingConfig, sample
+from affetto.emotion import Capsule, Quadrant
+from affetto.errors import ConfigError, ModelFileError
+from affetto.models.checkpoint import load_checkpoint
+from affetto.music import Note, TimeSignature
+
+pytestmark = pytest.mark.torch
+
+SEED = [Note(60, 0, 1), Note(64, 1, 0.5), Note(67, 1.5, 0.5), Note(72, 2, 2), Note(55, 4, 4)]
+
+
+@pytest.mark.parametrize("meter", [TimeSignature(4, 4), TimeSignature(3, 4), TimeSignature(6, 8)])
+def test_bars_are_valid_over_many_random_seeds(tiny_model, meter):
+    engine = Engine(tiny_model, meter=meter)
+    length = meter.beats_per_bar
+    for seed in range(12):
+        engine.prime(SEED if seed % 2 else [])
+        rng = np.random.default_rng(seed)
+        for _ in range(3):
+            capsule = Capsule.of(Quadrant(seed % 4))
+            tokens = engine.generate_bar_tokens(capsule, SamplingConfig(guidance=2.0 if seed % 3 else 1.0), rng)
+            engine.vocab.check(tokens, engine.bar_steps)
+            for n in engine.vocab.decode(tokens, meter):
+                assert 0 <= n.onset < length
+                assert engine.vocab.config.pitch_min <= n.pitch <= engine.vocab.config.pitch_max
+
+
+def test_same_seed_same_music(tiny_model):
+    def run(value):
+        engine = Engine(tiny_model)
+        engine.prime(SEED)
+        rng = np.random.default_rng(value)
+        return [engine.generate_bar(Capsule.of(Quadrant.Q3), guidance=1.5, rng=rng) for _ in range(4)]
+
+    assert run(7) == run(7)
+    assert run(7) != run(8)
+
+
+def test_engine_logits_match_pytorch(tiny_model, tiny_checkpoint):
+    """The engine's cached, guided step equals PyTorch's full pass on the same tokens."""
+    model, _ = load_checkpoint(tiny_checkpoint)
+    engine = Engine(tiny_model)
+    engine.prime(SEED)
+    capsule = Capsule.of(Quadrant.Q2)
+    engine.generate_bar_tokens(capsule, SamplingConfig(guidance=2.0, greedy=True), np.random.default_rng(0))
+    context = torch.tensor([engine._context])
+    with torch.no_grad():
+        cond, _ = model(context, torch.tensor([capsule.weights], dtype=torch.float32))
+        uncond, _ = model(context, torch.zeros(1, 4))
+    np.testing.assert_allclose(engine._logits[0, 0], cond[0, -1].numpy(), atol=1e-4)
+    np.testing.assert_allclose(engine._logits[1, 0], uncond[0, -1].numpy(), atol=1e-4)
+
+
+def test_context_slides_at_bar_lines_and_stays_correct(tiny_model, tiny_checkpoint):
+    model, _ = load_checkpoint(tiny_checkpoint)
+    engine = Engine(tiny_model)  # 256 positions: a few dense bars fill it
+    engine.prime(SEED)
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        engine.generate_bar_tokens(Capsule.of(Quadrant.Q1), SamplingConfig(temperature=1.5), rng)
+        assert len(engine._context) <= engine.max_len
+    assert engine.stats["slides"] > 0
+    assert engine._context[0] == engine.vocab.bos and engine._context[1] == engine.vocab.bar
+    with torch.no_grad():
+        ref, _ = model(torch.tensor([engine._context]), torch.tensor([[1.0, 0, 0, 0]]))
+    np.testing.assert_allclose(engine._logits[0, 0], ref[0, -1].numpy(), atol=1e-4)
+
+
+def test_capsule_change_rereads_the_context(tiny_model):
+    engine = Engine(tiny_model)
+    engine.prime(SEED)
+    rng = np.random.default_rng(0)
+    engine.generate_bar(Capsule.of(Quadrant.Q1), rng=rng)
+    before = engine.stats["prefills"]
+    engine.generate_bar(Capsule.of(Quadrant.Q1), rng=rng)
+    assert engine.stats["prefills"] == before  # same emotion: the cache is reused
+    engine.generate_bar(Capsule.of(Quadrant.Q3), rng=rng)
+    assert engine.stats["prefills"] == before + 1
+
+
+def test_seed_outside_range_is_folded_with_a_warning(tiny_model, caplog):
+    engine = Engine(tiny_model)
+    engine.prime([Note(5, 0, 1), Note(127, 1, 1)])
+    assert "2 seed notes outside the model's range" in caplog.text
+    names = [engine.vocab.name(t) for t in engine._context]
+    assert "PITCH_29" in names and "PITCH_103" in names
+
+
+def test_bad_engine_input(tiny_model, tmp_path):
+    with pytest.raises(ConfigError, match="threads must be"):
+        Engine(tiny_model, threads=0)
+    with pytest.raises(ConfigError, match="provider must be one of"):
+        Engine(tiny_model, provider="tpu")
+    with pytest.raises(ConfigError, match="longer than this model's bars"):
+        Engine(tiny_model, meter=TimeSignature(9, 4))
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage")
+    with pytest.raises(ModelFileError, match="bad.onnx"):
+        Engine(bad)
+    with pytest.raises(ConfigError, match="temperature must be > 0"):
+        SamplingConfig(temperature=0)
+
+
+def test_sampler_respects_mask_top_k_and_top_p():
+    rng = np.random.default_rng(0)
+    allowed = np.array([True, True, False, True])
+    for _ in range(200):
+        logits = np.array([0.0, 1.0, 9.0, 2.0], np.float32)
+        assert sample(logits, allowed, SamplingConfig(), rng) != 2
+    picks = {sample(np.array([0.0, 1.0, 9.0, 2.0], np.float32), allowed, SamplingConfig(top_k=1), rng)
+             for _ in range(50)}
+    assert picks == {3}
+    picks = {sample(np.array([5.0, 4.0, 0.0, 0.0], np.float32), np.ones(4, bool), SamplingConfig(top_p=0.5), rng)
+             for _ in range(50)}
+    assert picks == {0}
+    assert sample(np.array([1.0, 3.0, 2.0, 0.0], np.float32), np.ones(4, bool), SamplingConfig(greedy=True), rng) == 1

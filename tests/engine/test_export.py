@@ -1,0 +1,74 @@
+"""Export: the graph against PyTorch, the manifest, int8, and files that are not models."""
+
+import numpy as np
+import onnx
+import pytest
+
+from affetto.errors import ModelFileError
+from affetto.export.export import export_checkpoint, grammar_walks
+from affetto.export.parity import check_parity
+from affetto.manifest import read_manifest
+from affetto.models.checkpoint import load_checkpoint
+from affetto.vocab import Vocabulary
+
+pytestmark = pytest.mark.torch
+
+
+def test_parity_prefill_decode_and_step_by_step(tiny_checkpoint):
+    from affetto.export.graph import build_graph
+
+    model, _ = load_checkpoint(tiny_checkpoint)
+    graph = build_graph(model)
+    onnx.checker.check_model(graph, full_check=True)
+    seqs, cond = grammar_walks(Vocabulary(), 2, 40, seed=5)
+    cond[1] = 0  # one conditioned row, one unconditioned
+    report = check_parity(graph.SerializeToString(), model, np.stack(seqs), cond)
+    assert report.passed(atol=1e-4), str(report)
+    assert report.top1_agreement == 1.0
+
+
+def test_manifest_round_trip(tiny_model, tiny_checkpoint):
+    manifest = read_manifest(tiny_model)
+    _, meta = load_checkpoint(tiny_checkpoint)
+    assert manifest["vocab"] == meta["vocab"]
+    assert manifest["model"]["max_len"] == 256 and manifest["dtype"] == "fp32"
+    assert manifest["conditioning"]["guidance_ready"] is True
+    assert manifest["kv_cache"]["layout"] == "shared-buffer"
+    assert manifest["content_hash"].startswith("sha256:")
+    names = {i.name for i in onnx.load(tiny_model).graph.input}
+    assert {"tokens", "cond", "past_key_values.0.key", "past_key_values.1.value"} <= names
+
+
+def test_int8_export_reports_agreement(tiny_checkpoint, tmp_path):
+    result = export_checkpoint(tiny_checkpoint, tmp_path / "q.onnx", int8=True,
+                               sequences=grammar_walks(Vocabulary(), 4, 64))
+    assert result.manifest["dtype"] == "int8"
+    q = result.manifest["quantization"]
+    assert 0.5 <= q["top1_agreement"] <= 1.0 and q["max_logit_diff"] >= 0
+    assert "top-1 agreement" in result.report()
+    assert result.size_bytes < (tmp_path / "q.onnx").stat().st_size + 1
+
+
+def test_bad_model_files_name_the_file(tmp_path, tiny_model):
+    with pytest.raises(ModelFileError, match="missing.onnx: no such model file"):
+        read_manifest(tmp_path / "missing.onnx")
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(tiny_model.read_bytes()[:5000])
+    with pytest.raises(ModelFileError, match="truncated.onnx: not an ONNX model, or truncated"):
+        read_manifest(truncated)
+    text = tmp_path / "notes.onnx"
+    text.write_text("hello, this is not a model\n")
+    with pytest.raises(ModelFileError, match="notes.onnx"):
+        read_manifest(text)
+    plain = tmp_path / "plain.onnx"
+    model = onnx.load(tiny_model)
+    del model.metadata_props[:]
+    onnx.save(model, plain)
+    with pytest.raises(ModelFileError, match="not an affetto model"):
+        read_manifest(plain)
+    altered = tmp_path / "altered.onnx"
+    model = onnx.load(tiny_model)
+    model.graph.initializer[0].raw_data = bytes(len(model.graph.initializer[0].raw_data))
+    onnx.save(model, altered)
+    with pytest.raises(ModelFileError, match="does not match its content hash"):
+        read_manifest(altered)
