@@ -160,6 +160,26 @@ def generate(emotion, seed_path, bars, bpm, meter, temperature, top_p, top_k, gu
     click.echo(summary)
 
 
+@cli.command()
+@click.option("--model", type=click.Path(dir_okay=False), help="An affetto .onnx model (default: the shipped one).")
+@click.option("--checkpoint", type=click.Path(), help="The PyTorch checkpoint of the same weights, for the eager rows.")
+@click.option("--repeat", type=click.IntRange(min=10), default=200, show_default=True, help="Steps timed per cell.")
+@click.option("--bars", type=click.IntRange(min=5), default=40, show_default=True, help="Bars timed per row.")
+@click.option("--json-out", type=click.Path(dir_okay=False), help="Also write the figures as JSON.")
+def bench(model, checkpoint, repeat, bars, json_out) -> None:
+    """Benchmark the engine (and PyTorch on the same weights) on one CPU thread."""
+    import json
+    from pathlib import Path
+
+    from affetto.benchmark import run
+    from affetto.daemon.engine import default_model_path
+
+    results = run(Path(model) if model else default_model_path(), Path(checkpoint) if checkpoint else None,
+                  repeat=repeat, bars=bars, echo=click.echo)
+    if json_out:
+        Path(json_out).write_text(json.dumps(results, indent=1), encoding="utf-8")
+
+
 def main() -> None:
     cli(prog_name="affetto")
 
