@@ -80,7 +80,7 @@ def train(out, data, labels, emopia, groups, limit, steps, batch, lr, layers, wi
 
 
 @cli.command()
-@click.argument("checkpoint", type=click.Path(exists=True))
+@click.argument("checkpoint")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="The .onnx file to write.")
 @click.option("--int8", is_flag=True, help="Quantise weights to int8 (dynamic, for CPU); prints agreement with fp32.")
 @click.option("--no-check", is_flag=True, help="Skip the parity checks against PyTorch.")

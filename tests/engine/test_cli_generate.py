@@ -1,0 +1,89 @@
+"""The front door: generate, export and info through click, on real files."""
+
+import mido
+import pytest
+from click.testing import CliRunner
+
+from affetto.cli import cli
+from affetto.midifile import read_midi, write_midi
+from affetto.music import Note, TimeSignature
+
+pytestmark = pytest.mark.torch
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+
+def test_generate_writes_a_midi_file_a_daw_can_open(tiny_model, tmp_path):
+    out = tmp_path / "sad.mid"
+    result = invoke("generate", "--emotion", "sad", "--bars", 4, "--bpm", 90, "--model", tiny_model, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "4 bars of 4/4 at 90 BPM" in result.output
+    mid = mido.MidiFile(out)
+    assert mid.type == 1 and len(mid.tracks) == 2
+    tempos = [m.tempo for m in mid.tracks[0] if m.type == "set_tempo"]
+    assert tempos == [mido.bpm2tempo(90)]
+    phrase = read_midi(out, require_notes=False)
+    assert all(n.onset < 16 for n in phrase.notes)
+
+
+def test_generate_is_deterministic_and_continues_a_seed(tiny_model, tmp_path):
+    seed = tmp_path / "seed.mid"
+    write_midi(seed, [Note(57 + i % 7, i * 0.5, 0.5, 90) for i in range(12)], meter=TimeSignature(3, 4), bpm=80)
+    runs = []
+    for name in ("a.mid", "b.mid"):
+        out = tmp_path / name
+        result = invoke("generate", "-e", "0.7,-0.6", "--seed", seed, "--bars", 3, "--seed-value", 11,
+                        "--model", tiny_model, "-o", out, "--with-seed")
+        assert result.exit_code == 0, result.output
+        runs.append(read_midi(out, require_notes=False))
+    assert runs[0].notes == runs[1].notes
+    assert runs[0].meter == TimeSignature(3, 4) and runs[0].tempo == pytest.approx(80)
+    assert runs[0].notes[:12] == read_midi(seed).notes  # the seed comes first, unchanged
+
+
+def test_generate_plot(tiny_model, tmp_path):
+    pytest.importorskip("matplotlib")
+    out, png = tmp_path / "x.mid", tmp_path / "x.png"
+    result = invoke("generate", "-e", "Q1", "--bars", 2, "--model", tiny_model, "-o", out, "--plot", png)
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-e", "joyful"], "unknown quadrant 'joyful'"),
+        (["-e", "2,0"], "valence must be a number in [-1, 1]"),
+        (["-e", "sad", "--bars", "0"], "bars must be >= 1"),
+        (["-e", "sad", "--temperature", "0"], "temperature must be > 0"),
+        (["-e", "sad", "--model", "nowhere.onnx"], "nowhere.onnx: no such model file"),
+    ],
+)
+def test_generate_bad_input(tmp_path, tiny_model, args, message):
+    if "--model" not in args:
+        args = [*args, "--model", str(tiny_model)]
+    result = CliRunner().invoke(cli, ["generate", *args, "-o", str(tmp_path / "o.mid")])
+    assert result.exit_code != 0
+    assert message in result.output
+
+
+def test_generate_with_an_empty_seed_warns_and_still_works(tiny_model, tmp_path, caplog):
+    empty = tmp_path / "empty.mid"
+    write_midi(empty, [])
+    result = invoke("generate", "-e", "calm", "--seed", empty, "--bars", 2, "--model", tiny_model,
+                    "-o", tmp_path / "o.mid")
+    assert result.exit_code == 0, result.output
+    assert "has no notes" in caplog.text
+
+
+def test_export_and_info_commands(tiny_checkpoint, tmp_path):
+    out = tmp_path / "cli.onnx"
+    result = invoke("export", tiny_checkpoint, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "parity vs PyTorch" in result.output and "pass" in result.output
+    result = invoke("info", out)
+    assert result.exit_code == 0 and "2 layers, width 32" in result.output and "sha256:" in result.output
+    result = CliRunner().invoke(cli, ["info", str(tmp_path / "none.onnx")])
+    assert result.exit_code != 0 and "no such model file" in result.output
