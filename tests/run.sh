@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): installs what the tests need, then runs all of them.
+#
+# - torch is pinned to the CPU build that lies on this machine's disk; an
+#   unpinned torch would download a multi-GB CUDA build.
+# - JACK (Debian's jackd2) gives the real-port tests real MIDI ports; the
+#   tests start and stop their own server (dummy driver, no realtime).
+# Extra arguments go to pytest, e.g. `bash tests/run.sh -m jack` or `-m "not jack"`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python3 -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
+python3 -m pip install --quiet --disable-pip-version-check -e ".[train,dev]"
+
+if ! command -v jackd >/dev/null 2>&1 || ! command -v jack_wait >/dev/null 2>&1; then
+    echo "tests/run.sh: installing JACK (jackd2) for the real-port tests"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends jackd2 >/dev/null
+fi
+
+export AFFETTO_REQUIRE_JACK=1
+exec python3 -m pytest -q "$@"
