@@ -25,9 +25,9 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import onnxruntime as ort
@@ -76,11 +76,12 @@ class Engine:
         path: str | Path | None = None,
         *,
         meter: TimeSignature = TimeSignature(4, 4),
-        threads: int = 1,
+        threads: int | None = 1,
         provider: str = "auto",
         max_notes_per_bar: int = MAX_NOTES_PER_BAR,
     ) -> None:
         self.model_path = Path(path) if path is not None else default_model_path()
+        threads = 1 if threads is None else threads  # one thread leaves a core to the scheduler
         if not isinstance(threads, int) or threads < 1:
             raise ConfigError(f"threads must be an int >= 1, got {threads!r}")
         t0 = time.perf_counter()
@@ -132,7 +133,7 @@ class Engine:
         self.stats = {"bars": 0, "tokens": 0, "prefills": 0, "prefill_tokens": 0, "slides": 0, "last_ms": 0.0}
 
     @classmethod
-    def load(cls, path: str | Path | None = None, **kwargs) -> "Engine":
+    def load(cls, path: str | Path | None = None, **kwargs) -> Engine:
         return cls(path, **kwargs)
 
     # ---- buffers ---------------------------------------------------------------
