@@ -31,14 +31,14 @@ class SamplingConfig:
         if not 0 <= self.guidance <= 20:
             raise ConfigError(f"guidance must be in [0, 20], got {self.guidance}")
 
-    def replace(self, **changes) -> "SamplingConfig":
+    def replace(self, **changes) -> SamplingConfig:
         return replace(self, **changes)
 
     def as_kwargs(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "SamplingConfig":
+    def from_dict(cls, data: dict) -> SamplingConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 

@@ -42,9 +42,9 @@ MINOR_TO_MAJOR = (3, 8, 10)  # degrees raised by a semitone
 
 @dataclass(frozen=True)
 class DataConfig:
-    segment_bars: int = 8
-    hop_bars: int = 4  # segments overlap by half
-    max_tokens: int = 511  # tokens per segment after BOS (model context - 1)
+    segment_bars: int = 16
+    hop_bars: int = 8  # segments overlap by half
+    max_tokens: int = 1023  # tokens per segment after BOS (model context - 1)
     variants: int = 3  # augmented copies per piece besides the original
     time_scales: tuple[float, ...] = (0.5, 2.0)
     velocity_scales: tuple[float, ...] = (0.55, 0.75, 1.2)

@@ -35,7 +35,7 @@ class ModelConfig:
     n_head: int = 4
     d_model: int = 256
     d_ff: int = 1024
-    max_len: int = 512  # positions; the engine slides the context at bar lines before this
+    max_len: int = 1024  # positions; the engine slides the context at bar lines before this
     dropout: float = 0.1
     n_cond: int = 4  # quadrants
 
