@@ -180,6 +180,22 @@ def bench(model, checkpoint, repeat, bars, json_out) -> None:
         Path(json_out).write_text(json.dumps(results, indent=1), encoding="utf-8")
 
 
+def _add_commands() -> None:
+    """Commands that live beside this file (their modules import nothing heavy at load)."""
+    from affetto.cli_daemon import ports, run
+
+    cli.add_command(run)
+    cli.add_command(ports)
+    try:
+        from affetto.cli_eval import eval_command
+    except ImportError:  # pragma: no cover - while the evaluation is being written
+        return
+    cli.add_command(eval_command)
+
+
+_add_commands()
+
+
 def main() -> None:
     cli(prog_name="affetto")
 

@@ -27,13 +27,27 @@ def _cc(ctx: click.Context, param: click.Parameter, value: int | None) -> int | 
 
 
 @click.command("run")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-              help="TOML file with daemon settings; the options below override it.")
-@click.option("--midi-api", type=click.Choice(API_CHOICES), help="MIDI API (default auto: one that works here).")
-@click.option("--port-name", help="Name of the virtual ports: '<name> in' and '<name> out' (default affetto).")
-@click.option("--in", "in_port", metavar="PORT", help="Attach to this existing input port (name or substring).")
-@click.option("--out", "out_port", metavar="PORT", help="Attach to this existing output port (name or substring).")
-@click.option("--clock", type=click.Choice(["midi", "internal"]), help="Follow MIDI clock (default) or run one.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="TOML file with daemon settings; the options below override it.",
+)
+@click.option(
+    "--midi-api", type=click.Choice(API_CHOICES), help="MIDI API (default auto: one that works here)."
+)
+@click.option(
+    "--port-name", help="Name of the virtual ports: '<name> in' and '<name> out' (default affetto)."
+)
+@click.option(
+    "--in", "in_port", metavar="PORT", help="Attach to this existing input port (name or substring)."
+)
+@click.option(
+    "--out", "out_port", metavar="PORT", help="Attach to this existing output port (name or substring)."
+)
+@click.option(
+    "--clock", type=click.Choice(["midi", "internal"]), help="Follow MIDI clock (default) or run one."
+)
 @click.option("--bpm", type=float, help="Tempo of the internal clock.")
 @click.option("--meter", help="Time signature, e.g. 4/4 or 6/8.")
 @click.option("--emotion-cc", type=int, callback=_cc, help="CC of the emotion knob (default 20).")
@@ -46,8 +60,11 @@ def _cc(ctx: click.Context, param: click.Parameter, value: int | None) -> int | 
 @click.option("--seed-bars", type=click.IntRange(1, 16), help="Bars of played material kept as seed.")
 @click.option("--model", help="The exported .onnx model (builtin:fake for a stand-in).")
 @click.option("--threads", type=click.IntRange(1, 256), help="ONNX Runtime threads.")
-@click.option("--generator-host", type=click.Choice(["thread", "process"]),
-              help="Run the generator in a thread or a child process.")
+@click.option(
+    "--generator-host",
+    type=click.Choice(["thread", "process"]),
+    help="Run the generator in a thread or a child process.",
+)
 @click.option("-v", "--verbose", count=True, help="More logging (-v: debug).")
 def run(config_path: str | None, verbose: int, **options: object) -> None:
     """Follow the DAW's clock and stream generated bars to the output port."""
@@ -64,7 +81,16 @@ def run(config_path: str | None, verbose: int, **options: object) -> None:
     except AffettoError as err:
         click.echo(f"affetto: {err}", err=True)
         sys.exit(2)
-    sys.exit(code)
+    # Everything is released and closed by now. Skip the interpreter's final garbage collection:
+    # tearing down MIDI backends there (libjack, rtmidi) can crash or hang, and after a JACK server
+    # loss the dead ports must never be freed at all.
+    import logging
+    import os
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 @click.command("ports")

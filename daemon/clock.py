@@ -84,7 +84,7 @@ class ClockState:
 
     def time_at(self, beat: float) -> int:
         """Wall time (monotonic ns) at which song position ``beat`` falls at the current tempo."""
-        return self.origin_ns + int(round((beat - self.origin_beat) * self.ns_per_beat))
+        return self.origin_ns + round((beat - self.origin_beat) * self.ns_per_beat)
 
 
 class Transport(Enum):
@@ -178,6 +178,7 @@ class MidiClockFollower(Clock):
         self._armed: Transport | None = None  # START/CONTINUE seen, waiting for the first tick
         self._song_tick = 0  # song position of the next tick to arrive
         self._last_tick_ns: int | None = None
+        self._suspect: tuple[int, int] | None = None  # (gap, ticks counted missing) awaiting review
         self._epoch = 0
         self._state = ClockState(False, 0, 0.0, self._ns_per_tick * PPQN, 0)
         # counters, for the status line and tests
@@ -228,7 +229,9 @@ class MidiClockFollower(Clock):
             events = []
             if self._running:
                 # a DAW sends Stop, SPP, Continue; an SPP while running is a jump all the same
-                self._warn_once("spp-running", "Song Position Pointer while running: treated as Stop + locate")
+                self._warn_once(
+                    "spp-running", "Song Position Pointer while running: treated as Stop + locate"
+                )
                 self._running = False
                 events.append(TransportEvent(Transport.STOP, self._song_tick / PPQN, t_ns))
             self._song_tick = data * TICKS_PER_SPP_UNIT
@@ -256,22 +259,27 @@ class MidiClockFollower(Clock):
 
     def _tick(self, t_ns: int) -> list[TransportEvent]:
         advance = 1
-        if self._last_tick_ns is not None and t_ns - self._last_tick_ns > max(2 * self.timeout_ns, 0):
+        last = self._last_tick_ns
+        if last is not None and t_ns - last > 2 * self.timeout_ns:
             # the clock was off for a long time: a fresh start, not thousands of missing ticks
             self._points.clear()
             self._fit = None
             self._run = []
             self._run_sign = 0
-        elif self._fit is not None and len(self._points) >= 8:
-            predicted = self._predict(self._n + 1)
-            r = t_ns - predicted
+            self._suspect = None
+        elif last is not None and self._fit is not None and len(self._points) >= 8:
             b = self._ns_per_tick
-            if r >= 0.75 * b:
-                missing = max(1, int(r / b + 0.5))
+            gap = t_ns - last
+            jitter = max(2_000_000.0, 3.5 * self._rms)  # spread of arrival times around the line
+            if self._suspect is not None:
+                self._review_suspect(gap)
+            if gap >= 1.4 * b + jitter:
+                # probably lost tick(s); confirmed or undone by the next gap (see _review_suspect)
+                missing = max(1, int(gap / b + 0.5) - 1)
                 self.missing_ticks += missing
-                self._warn_once("missing", f"MIDI clock tick(s) missing (gap of {(missing + 1)} ticks)")
                 advance += missing
-            elif r <= -0.75 * b:
+                self._suspect = (gap, missing)
+            elif gap <= max(0.25 * b, b - 1.4 * jitter) and t_ns - self._predict(self._n + 1) < -0.5 * b:
                 self.duplicate_ticks += 1
                 self._warn_once("duplicate", "duplicate MIDI clock tick dropped")
                 return []
@@ -291,7 +299,26 @@ class MidiClockFollower(Clock):
         if self._running:
             self._song_tick += advance
             self._publish(t_ns, new_epoch=False, on_tick=True)
+        else:
+            self._publish(t_ns, new_epoch=False)  # stopped: the tempo estimate still moves
         return events
+
+    def _review_suspect(self, gap: int) -> None:
+        """A long gap was counted as missing ticks; the gap after it tells whether it was a tempo drop."""
+        long_gap, missing = self._suspect  # type: ignore[misc]
+        self._suspect = None
+        old_period = long_gap / (missing + 1)
+        if abs(gap - old_period) > 0.3 * old_period and gap > 0.6 * long_gap:
+            # the ticks kept coming at the long spacing: the tempo dropped, nothing was lost
+            self.missing_ticks -= missing
+            self._n -= missing
+            if self._running:
+                self._song_tick -= missing
+            n, t = self._points.pop()
+            self._points.append((n - missing, t))
+            self._refit()
+            return
+        self._warn_once("missing", f"MIDI clock tick(s) lost ({missing} counted as missing)")
 
     def _predict(self, n: int) -> float:
         a, b = self._fit  # type: ignore[misc]
@@ -350,7 +377,7 @@ class MidiClockFollower(Clock):
         if self._running and on_tick:
             # the newest tick (song tick ``song_tick - 1``), placed on the fitted line:
             # phase locked to the tick count
-            origin_ns = int(round(self._predict(self._n))) if self._fit is not None else t_ns
+            origin_ns = round(self._predict(self._n)) if self._fit is not None else t_ns
             origin_beat = (self._song_tick - 1) / PPQN
         else:
             origin_ns = t_ns

@@ -72,12 +72,15 @@ class DaemonConfig:
     seed_bars: int = 2  # bars of played material kept as seed
     model: str | None = None  # .onnx path; "builtin:fake" for the test generator
     threads: int | None = None  # ONNX Runtime intra-op threads
-    temperature: float = 1.0
-    guidance: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
+    # sampling; None takes the model's own setting (its manifest, else affetto's defaults)
+    temperature: float | None = None
+    guidance: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
     rng_seed: int | None = None
-    generator_host: str = "thread"  # "thread" or "process" (see bench/bench_daemon.py)
+    # The generator's Python sampling loop holds the GIL; in a child process it cannot delay the
+    # scheduler's wake-ups (bench/bench_daemon.py: p99 0.008 ms vs 3.8 ms in a thread, with FIFO).
+    generator_host: str = "process"
     late_policy: str = "repeat"  # a bar not ready in time: "repeat" the last good one, or "rest"
     margin_ms: float = 20.0  # a bar must be ready this long before its bar line
     # real time
@@ -106,8 +109,17 @@ class DaemonConfig:
             _check_int(name, getattr(self, name), 0, 119, optional=True)
         if (self.valence_cc is None) != (self.arousal_cc is None):
             raise ConfigError("valence_cc and arousal_cc go together (XY mode): set both or neither")
-        ccs = [c for c in (self.emotion_cc, self.valence_cc, self.arousal_cc, self.temperature_cc,
-                           self.guidance_cc) if c is not None]
+        ccs = [
+            c
+            for c in (
+                self.emotion_cc,
+                self.valence_cc,
+                self.arousal_cc,
+                self.temperature_cc,
+                self.guidance_cc,
+            )
+            if c is not None
+        ]
         if len(ccs) != len(set(ccs)):
             raise ConfigError(f"each control needs its own CC number, got {ccs}")
         _check_int("emotion", self.emotion, 0, 127)
@@ -117,10 +129,13 @@ class DaemonConfig:
         _check_choice("mode", self.mode, MODES)
         _check_int("seed_bars", self.seed_bars, 1, 16)
         _check_int("threads", self.threads, 1, 256, optional=True)
-        _check_float("temperature", self.temperature, 0.0, 5.0)
-        _check_float("guidance", self.guidance, 0.0, 20.0)
-        _check_int("top_k", self.top_k, 0, 100_000)
-        _check_float("top_p", self.top_p, 0.0, 1.0)
+        if self.temperature is not None:
+            _check_float("temperature", self.temperature, 0.01, 5.0)
+        if self.guidance is not None:
+            _check_float("guidance", self.guidance, 0.0, 20.0)
+        _check_int("top_k", self.top_k, 0, 100_000, optional=True)
+        if self.top_p is not None:
+            _check_float("top_p", self.top_p, 0.01, 1.0)
         _check_int("rng_seed", self.rng_seed, 0, 2**63 - 1, optional=True)
         _check_choice("generator_host", self.generator_host, HOSTS)
         _check_choice("late_policy", self.late_policy, LATE_POLICIES)

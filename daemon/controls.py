@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from affetto.emotion import Capsule, cc_unit, knob_capsule, va_capsule
 from affetto.daemon.config import DaemonConfig
+
+from affetto.emotion import Capsule, cc_unit, knob_capsule, va_capsule
 
 TEMPERATURE_RANGE = (0.3, 1.7)  # CC 0..127 maps linearly onto this
 GUIDANCE_RANGE = (1.0, 5.0)
@@ -21,8 +22,8 @@ GUIDANCE_RANGE = (1.0, 5.0)
 @dataclass(frozen=True)
 class Settings:
     capsule: Capsule
-    temperature: float
-    guidance: float
+    temperature: float | None  # None: the model's own setting
+    guidance: float | None
 
 
 def cc_to_range(value: int, lo: float, hi: float) -> float:
@@ -73,9 +74,9 @@ class Controls:
         keep = self.config.emotion_smoothing
         target = self.target().weights
         old = self._capsule.weights
-        mixed = tuple(keep * o + (1 - keep) * t for o, t in zip(old, target))
+        mixed = tuple(keep * o + (1 - keep) * t for o, t in zip(old, target, strict=False))
         # snap when close, so a steady knob gives exactly its own capsule
-        if max(abs(m - t) for m, t in zip(mixed, target)) < 0.02:
+        if max(abs(m - t) for m, t in zip(mixed, target, strict=False)) < 0.02:
             mixed = target
         self._capsule = Capsule(mixed)
         return Settings(self._capsule, self.temperature, self.guidance)

@@ -253,17 +253,20 @@ class Engine:
         self,
         capsule: Capsule,
         *,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        guidance: float = 1.0,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        guidance: float | None = None,
         greedy: bool = False,
         rng: np.random.Generator | None = None,
     ) -> list[Note]:
-        """The next bar's notes, onsets relative to the bar (``0 <= onset < bar length``)."""
-        tokens = self.generate_bar_tokens(
-            capsule, SamplingConfig(temperature, top_k, top_p, guidance, greedy), rng or np.random.default_rng()
-        )
+        """The next bar's notes, onsets relative to the bar (``0 <= onset < bar length``).
+
+        Settings left at None take :meth:`sampling_for` the capsule.
+        """
+        given = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "guidance": guidance}
+        config = self.sampling_for(capsule).replace(greedy=greedy, **{k: v for k, v in given.items() if v is not None})
+        tokens = self.generate_bar_tokens(capsule, config, rng or np.random.default_rng())
         return self.vocab.decode(tokens, self.meter)
 
     def generate_bar_tokens(self, capsule: Capsule, config: SamplingConfig, rng: np.random.Generator) -> list[int]:

@@ -46,13 +46,16 @@ class BarGenerator(Protocol):
         self,
         capsule: Capsule,
         *,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        guidance: float = 1.0,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        guidance: float | None = None,
         rng: np.random.Generator | None = None,
     ) -> list[Note]:
-        """The next bar; onsets relative to its start, ``0 <= onset < meter.beats_per_bar``."""
+        """The next bar; onsets relative to its start, ``0 <= onset < meter.beats_per_bar``.
+
+        A sampling setting left at None takes the model's own default.
+        """
 
 
 GeneratorFactory = Callable[[], BarGenerator]
@@ -73,8 +76,14 @@ class FakeGenerator:
     provider = "fake"
     model_path = "builtin:fake"
 
-    def __init__(self, meter: TimeSignature | None = None, *, cost_ms: float = 0.0, gil_share: float = 0.3,
-                 fail_after: int | None = None) -> None:
+    def __init__(
+        self,
+        meter: TimeSignature | None = None,
+        *,
+        cost_ms: float = 0.0,
+        gil_share: float = 0.3,
+        fail_after: int | None = None,
+    ) -> None:
         self.meter = meter or TimeSignature()
         self.cost_ms = cost_ms
         self.gil_share = gil_share
@@ -89,8 +98,16 @@ class FakeGenerator:
         if seed:
             self.root = 48 + min(n.pitch for n in seed) % 12
 
-    def generate_bar(self, capsule: Capsule, *, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                     guidance: float = 1.0, rng: np.random.Generator | None = None) -> list[Note]:
+    def generate_bar(
+        self,
+        capsule: Capsule,
+        *,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        guidance: float | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> list[Note]:
         if self.fail_after is not None and self.bars >= self.fail_after:
             raise RuntimeError("fake generator failure")
         self._burn()
@@ -108,7 +125,7 @@ class FakeGenerator:
         for i in range(int(length * steps_per_beat)):
             if i and rng.random() > 0.5 + 0.4 * arousal:
                 continue
-            degree = int(rng.integers(0, len(scale))) if temperature > 0 else i % len(scale)
+            degree = int(rng.integers(0, len(scale))) if temperature is None or temperature > 0 else i % len(scale)
             pitch = min(127, self.root + octave + scale[degree])
             notes.append(Note(pitch, i * step, step * 0.9, velocity))
         return notes
@@ -130,12 +147,13 @@ class FakeGenerator:
 class BarRequest:
     bar: int
     capsule: Capsule
-    temperature: float = 1.0
-    guidance: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
+    temperature: float | None = None  # None: the model's own setting
+    guidance: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
     seed: tuple[Note, ...] | None = None  # prime with this first when not None
     rng_seed: int | None = None
+    epoch: int = 0  # the conductor's transport epoch, handed back on the result
 
 
 @dataclass(frozen=True)
@@ -144,6 +162,7 @@ class BarResult:
     notes: list[Note] = field(default_factory=list)
     elapsed_ns: int = 0
     error: str | None = None
+    epoch: int = 0
 
 
 def run_request(generator: BarGenerator, req: BarRequest) -> BarResult:
@@ -153,11 +172,17 @@ def run_request(generator: BarGenerator, req: BarRequest) -> BarResult:
         if req.seed is not None:
             generator.prime(req.seed)
         rng = np.random.default_rng(None if req.rng_seed is None else [req.rng_seed, req.bar])
-        notes = generator.generate_bar(req.capsule, temperature=req.temperature, top_k=req.top_k,
-                                       top_p=req.top_p, guidance=req.guidance, rng=rng)
-        return BarResult(req.bar, list(notes), time.perf_counter_ns() - t0)
+        notes = generator.generate_bar(
+            req.capsule,
+            temperature=req.temperature,
+            top_k=req.top_k,
+            top_p=req.top_p,
+            guidance=req.guidance,
+            rng=rng,
+        )
+        return BarResult(req.bar, list(notes), time.perf_counter_ns() - t0, None, req.epoch)
     except Exception as err:  # a failing bar is a missed bar, not a dead daemon
-        return BarResult(req.bar, [], time.perf_counter_ns() - t0, f"{type(err).__name__}: {err}")
+        return BarResult(req.bar, [], time.perf_counter_ns() - t0, f"{type(err).__name__}: {err}", req.epoch)
 
 
 def describe(generator: Any) -> dict[str, str]:
@@ -223,16 +248,21 @@ class ProcessWorker:
 
     kind = "process"
 
-    def __init__(self, factory: GeneratorFactory, deliver: Callable[[BarResult], None],
-                 *, start_timeout: float = 60.0) -> None:
+    def __init__(
+        self, factory: GeneratorFactory, deliver: Callable[[BarResult], None], *, start_timeout: float = 60.0
+    ) -> None:
         self._factory = factory
         self._deliver = deliver
         self._timeout = start_timeout
         ctx = mp.get_context("spawn")
         self._requests = ctx.Queue()
         self._results = ctx.Queue()
-        self._proc = ctx.Process(target=_child_main, args=(factory, self._requests, self._results),
-                                 name="affetto-generator", daemon=True)
+        self._proc = ctx.Process(
+            target=_child_main,
+            args=(factory, self._requests, self._results),
+            name="affetto-generator",
+            daemon=True,
+        )
         self._reader: threading.Thread | None = None
         self.info: dict[str, str] = {}
 

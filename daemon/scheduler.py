@@ -33,9 +33,10 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from affetto.music import Note
 from affetto.daemon.clock import ClockState
 from affetto.daemon.notes import OwnedOutput
+
+from affetto.music import Note
 
 log = logging.getLogger(__name__)
 
@@ -136,9 +137,12 @@ class Scheduler:
                 ch = note.channel if channel is None else channel
                 start = offset_beats + note.onset
                 event = next(self._seq)
-                heapq.heappush(self._heap, (start, ON, event, ch, note.pitch, note.velocity, self._epoch, event))
                 heapq.heappush(
-                    self._heap, (start + note.duration, OFF, next(self._seq), ch, note.pitch, 0, self._epoch, event)
+                    self._heap, (start, ON, event, ch, note.pitch, note.velocity, self._epoch, event)
+                )
+                heapq.heappush(
+                    self._heap,
+                    (start + note.duration, OFF, next(self._seq), ch, note.pitch, 0, self._epoch, event),
                 )
             self._cond.notify_all()
         return len(notes)
@@ -168,6 +172,19 @@ class Scheduler:
             self._epoch += 1
             self._cond.notify_all()
             return self.output.panic()
+
+    def run_due(self, now_ns: int) -> int:
+        """Send, on the calling thread, every event due by ``now_ns`` (for tests and single-threaded use)."""
+        sent = 0
+        with self._cond:
+            state = self._clock_state()
+            while self._heap and state.running:
+                deadline = state.time_at(self._heap[0][0])
+                if deadline > now_ns:
+                    break
+                self._send(heapq.heappop(self._heap), state, deadline)
+                sent += 1
+        return sent
 
     def wake(self) -> None:
         """Re-read the clock now (call after a tempo or transport change)."""
@@ -246,5 +263,5 @@ def percentile(values: Sequence[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, int(round(q / 100 * (len(ordered) - 1)))))
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
     return ordered[index]

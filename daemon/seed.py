@@ -51,7 +51,9 @@ class SeedBuffer:
     def bar_has_notes(self, bar: int) -> bool:
         """Whether any note started in ``bar`` (or is still held from it)."""
         lo, hi = self._span(bar, bar + 1)
-        return any(lo <= n.onset < hi for n in self._done) or any(lo <= o < hi for o, _ in self._open.values())
+        return any(lo <= n.onset < hi for n in self._done) or any(
+            lo <= o < hi for o, _ in self._open.values()
+        )
 
     def phrase(self, first_bar: int, end_bar: int) -> list[Note]:
         """Notes that start in bars ``first_bar .. end_bar - 1``, quantised, onsets from ``first_bar``'s line.
@@ -85,4 +87,4 @@ class SeedBuffer:
 
     @staticmethod
     def bar_of(beat: float, meter: TimeSignature) -> int:
-        return int(math.floor(beat / meter.beats_per_bar + 1e-9))
+        return math.floor(beat / meter.beats_per_bar + 1e-9)

@@ -1,0 +1,321 @@
+"""Daemon benchmark: prints numbers measured in this run (no pass/fail).
+
+1. Scheduler send error (p50/p99/max) while a generator loads the CPU, with the
+   generator in a thread or a child process, with and without SCHED_FIFO, and
+   with Python's default 5 ms switch interval vs the daemon's 1 ms.
+2. MIDI clock follower through JACK: steady phase error and re-lock time
+   after 120 -> 90 BPM.
+3. Bars generated vs missed over a run at 200 BPM (JACK ports, real threads).
+4. Daemon start-to-ready time and resident memory.
+
+Needs ``jackd`` for 2-4 (started here as ``affetto-bench`` and stopped by PID).
+Usage: ``python bench/bench_daemon.py [--model path.onnx] [--seconds 5]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+from affetto.daemon.clock import InternalClock, MidiClockFollower
+from affetto.daemon.generator import BarRequest, FakeGenerator, make_worker
+from affetto.daemon.notes import OwnedOutput
+from affetto.daemon.scheduler import Scheduler
+
+from affetto.emotion import Capsule, Quadrant
+from affetto.music import Note, TimeSignature
+
+SERVER = "affetto-bench"
+RATE, PERIOD = 48000, 256
+
+
+class NullPort:
+    def send(self, message):
+        pass
+
+
+def fake_factory(cost_ms: float):
+    return FakeGenerator(TimeSignature(), cost_ms=cost_ms)
+
+
+def scheduler_error(host: str, fifo: bool, switch_ms: float, seconds: float, cost_ms: float) -> np.ndarray:
+    """Lateness (ms) of every send while the generator works back to back."""
+    old_switch = sys.getswitchinterval()
+    sys.setswitchinterval(switch_ms / 1000)
+    busy = threading.Event()
+    pending = [0]
+
+    def deliver(result):
+        pending[0] -= 1
+        busy.set()
+
+    import functools
+
+    worker = make_worker(host, functools.partial(fake_factory, cost_ms), deliver).start()
+    clock = InternalClock(200)
+    clock.start(time.monotonic_ns() + 50_000_000)
+    sched = Scheduler(OwnedOutput(NullPort()), lambda: clock.state, fifo_priority=70 if fifo else None)
+    beats = seconds * 200 / 60
+    sched.add_notes([Note(60 + i % 12, i * 0.25, 0.2) for i in range(int(beats * 4))], 0.0)
+    end = time.monotonic() + seconds
+    with sched:
+        bar = 0
+        while time.monotonic() < end:
+            if pending[0] < 1:
+                pending[0] += 1
+                worker.submit(BarRequest(bar, Capsule.of(Quadrant.Q1)))
+                bar += 1
+            busy.wait(0.05)
+            busy.clear()
+        lateness = np.array(sched.lateness_ns) / 1e6
+    worker.close()
+    sys.setswitchinterval(old_switch)
+    return lateness
+
+
+def start_jack():
+    if shutil.which("jackd") is None:
+        return None
+    env = dict(os.environ, JACK_NO_START_SERVER="1")
+    proc = subprocess.Popen(
+        ["jackd", "-n", SERVER, "--no-realtime", "-d", "dummy", "-r", str(RATE), "-p", str(PERIOD)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    ok = subprocess.run(["jack_wait", "-w", "-t", "10", "-s", SERVER], env=env, capture_output=True)
+    if ok.returncode != 0:
+        proc.kill()
+        return None
+    os.environ["JACK_DEFAULT_SERVER"] = SERVER
+    os.environ["JACK_NO_START_SERVER"] = "1"
+    return proc
+
+
+def clock_follower_through_jack() -> dict:
+    """A JACK client sends 120 BPM then 90 BPM; the follower reads it through rtmidi."""
+    import jack
+    import rtmidi
+    from affetto.daemon.ports import InputHandler
+
+    inbox: queue.Queue = queue.Queue()
+    midi_in = rtmidi.MidiIn(rtapi=rtmidi.API_UNIX_JACK, name="bench-follow")
+    midi_in.open_virtual_port("bench in")
+    midi_in.ignore_types(sysex=True, timing=False, active_sense=True)
+    midi_in.set_callback(InputHandler(inbox))
+    client = jack.Client("bench-daw", no_start_server=True)
+    out = client.midi_outports.register("out")
+    cycles: list[tuple[int, int]] = []  # (frame at cycle start, monotonic ns seen in the callback)
+    script: list[int] = []
+    t_change = 8.0
+    f0 = [None]
+    state = {"next": 0}
+
+    def process(frames):
+        base = client.last_frame_time
+        cycles.append((base, time.monotonic_ns()))
+        out.clear_buffer()
+        if f0[0] is None:
+            return
+        while state["next"] < len(script) and f0[0] + script[state["next"]] < base + frames:
+            out.write_midi_event(max(0, f0[0] + script[state["next"]] - base), b"\xf8")
+            state["next"] += 1
+
+    client.set_process_callback(process)
+    client.activate()
+    client.connect(out, next(p.name for p in client.get_ports("bench in", is_midi=True, is_input=True)))
+    frame, k = 0.0, 0
+    while frame < (t_change + 4.0) * RATE:
+        script.append(round(frame))
+        bpm = 120.0 if frame < t_change * RATE else 90.0
+        frame += RATE * 60 / bpm / 24
+        k += 1
+    change_index = next(i for i, f in enumerate(script) if f >= t_change * RATE)
+    f0[0] = client.frame_time + RATE // 5
+    follower = MidiClockFollower()
+    follower.handle(0xFA, 0, time.monotonic_ns())
+    est: list[tuple[int, float, int]] = []  # (tick index, bpm, predicted ns of that tick)
+    n = 0
+    deadline = time.monotonic() + t_change + 8
+    while n < len(script) and time.monotonic() < deadline:
+        try:
+            t_ns, status, _, _ = inbox.get(timeout=1.0)
+        except queue.Empty:
+            break
+        if status != 0xF8:
+            continue
+        follower.handle(status, 0, t_ns)
+        s = follower.state
+        est.append((follower.song_tick - 1, s.bpm, s.time_at((follower.song_tick - 1) / 24)))
+        n += 1
+    client.deactivate()
+    client.close()
+    midi_in.close_port()
+    # frames -> monotonic ns: a line through the cycle starts (the dummy driver's pace)
+    fr = np.array([c[0] for c in cycles], dtype=float)
+    ns = np.array([c[1] for c in cycles], dtype=float)
+    a, b = np.polyfit(fr - fr[0], ns, 1)[::-1][0], np.polyfit(fr - fr[0], ns, 1)[0]
+    true = {i: a + b * (f0[0] + f - fr[0]) for i, f in enumerate(script)}
+    err = np.array([(p - true[i]) / 1e6 for i, _, p in est if i in true])
+    idx = np.array([i for i, _, _ in est if i in true])
+    bpms = np.array([bp for i, bp, _ in est if i in true])
+    steady = err[(idx > 96) & (idx < change_index)]
+    offset = float(np.median(steady)) if len(steady) else float("nan")
+    relock = float("nan")
+    after = np.where(idx >= change_index)[0]
+    good = (np.abs(err - offset) < 2.0) & (np.abs(bpms - 90) < 0.9)
+    for j in after:
+        if good[j:].all():
+            relock = (true[int(idx[j])] - true[change_index]) / 1e9
+            break
+    return {
+        "ticks": len(est),
+        "missing": follower.missing_ticks,
+        "offset_ms": offset,
+        "steady_p50": float(np.percentile(np.abs(steady - offset), 50)) if len(steady) else float("nan"),
+        "steady_p99": float(np.percentile(np.abs(steady - offset), 99)) if len(steady) else float("nan"),
+        "relock_s": relock,
+        "restarts": follower.restarts,
+    }
+
+
+def bars_at_200(model: str, bars: int, host: str) -> dict:
+    from affetto.daemon.config import DaemonConfig
+    from affetto.daemon.service import run_daemon
+
+    config = DaemonConfig(
+        midi_api="jack",
+        port_name="bench200",
+        model=model,
+        clock="internal",
+        bpm=200.0,
+        generator_host=host,
+        log_level="WARNING",
+    )
+    done = {}
+
+    def on_ready(conductor):
+        done["c"] = conductor
+        bar_s = 4 * 60 / 200
+
+        def stop():
+            conductor.request_stop("bench over")
+
+        threading.Timer(bar_s * (bars + 1.1) + 0.1, stop).start()
+
+    code = run_daemon(config, on_ready=on_ready, install_signals=False)
+    c = done["c"]
+    lat = np.array(c.scheduler.lateness_ns) / 1e6
+    return {
+        "code": code,
+        "generated": c.bars_generated,
+        "missed": c.bars_missed,
+        "gen_ms": float(np.mean(c.gen_ms)) if c.gen_ms else float("nan"),
+        "lat_p99": float(np.percentile(lat, 99)) if len(lat) else float("nan"),
+    }
+
+
+def start_to_ready(model: str) -> dict:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "affetto.daemon",
+            "run",
+            "--midi-api",
+            "jack",
+            "--port-name",
+            "benchready",
+            "--model",
+            model,
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    ready_s, mem = float("nan"), {}
+    for line in proc.stderr:  # type: ignore[union-attr]
+        if " ready in " in line:
+            ready_s = time.monotonic() - t0
+            with open(f"/proc/{proc.pid}/status") as fh:
+                for x in fh:
+                    if x.startswith(("VmRSS", "RssAnon", "RssFile", "RssShmem")):
+                        mem[x.split(":")[0]] = int(x.split()[1]) / 1024
+            break
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=15)
+    return {"ready_s": ready_s, "mem": mem}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None, help=".onnx model (default: builtin:fake with --cost-ms of CPU)")
+    ap.add_argument("--cost-ms", type=float, default=80.0, help="CPU per bar of the fake generator")
+    ap.add_argument("--seconds", type=float, default=5.0, help="length of each scheduler run")
+    ap.add_argument("--bars", type=int, default=24)
+    args = ap.parse_args()
+    model = args.model or f"builtin:fake:{args.cost_ms:g}"
+    print(
+        f"affetto daemon benchmark | {os.cpu_count()} CPUs | model {model} | load: "
+        f"{os.getloadavg()[0]:.2f} (1 min avg)"
+    )
+
+    print("\n1. scheduler send error (ms), generator busy back to back, 16th notes at 200 BPM")
+    print(f"   {'host':8s} {'FIFO':5s} {'switch':>7s} {'n':>6s} {'p50':>7s} {'p99':>7s} {'max':>7s}")
+    for host, fifo, switch in [
+        ("thread", True, 1.0),
+        ("thread", False, 1.0),
+        ("thread", False, 5.0),
+        ("process", True, 1.0),
+        ("process", False, 1.0),
+        ("process", False, 5.0),
+    ]:
+        lat = scheduler_error(host, fifo, switch, args.seconds, args.cost_ms)
+        print(
+            f"   {host:8s} {'yes' if fifo else 'no':5s} {switch:5.1f}ms {len(lat):6d} "
+            f"{np.percentile(lat, 50):7.3f} {np.percentile(lat, 99):7.3f} {lat.max():7.3f}"
+        )
+
+    jackd = start_jack()
+    if jackd is None:
+        print("\n(jackd missing or not starting: skipping the JACK measurements)")
+        return
+    try:
+        r = clock_follower_through_jack()
+        print("\n2. clock follower through JACK (48 kHz, 256 frames), 120 -> 90 BPM")
+        print(f"   ticks {r['ticks']}, missing counted {r['missing']}, restarts {r['restarts']}")
+        print(
+            f"   constant offset {r['offset_ms']:.2f} ms (JACK delivery); steady phase error p50 "
+            f"{r['steady_p50']:.2f} ms, p99 {r['steady_p99']:.2f} ms; re-lock {r['relock_s']:.2f} s"
+        )
+        for host in ("thread", "process"):
+            b = bars_at_200(model, args.bars, host)
+            print(
+                f"\n3. {args.bars} bars at 200 BPM, generator in a {host}: {b['generated']} generated, "
+                f"{b['missed']} missed; mean generation {b['gen_ms']:.0f} ms; send lateness p99 "
+                f"{b['lat_p99']:.2f} ms; exit code {b['code']}"
+            )
+        s = start_to_ready(model)
+        print(
+            f"\n4. start to ready: {s['ready_s']:.2f} s (process spawn to the 'ready' line); "
+            "memory at ready: "
+            + ", ".join(f"{k} {v:.0f} MB" for k, v in s["mem"].items())
+            + " (RssShmem is JACK's shared memory, mapped by every client)"
+        )
+    finally:
+        jackd.send_signal(signal.SIGTERM)
+        jackd.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,400 @@
+"""The conductor: clock, seed, controls, generator and scheduler, tied together.
+
+One thread runs :meth:`Conductor.run`: it takes items from the bounded inbox
+(MIDI events from the input callback, bar results from the generator worker,
+stop requests) and acts at bar lines. Nothing here ever waits on the
+generator, and the scheduler converts beats to deadlines on its own.
+
+Bars and lookahead: at the start of bar ``k`` the conductor asks for bar
+``k + 1`` with the controls as they are at that bar line, so a knob move
+reaches the next bar the generator starts. After Start (or Continue) at bar
+``c`` the first generated bar is ``c + 1``.
+
+Modes:
+
+- ``continue``: a bar every bar. The generator is primed at transport start,
+  and re-primed at a bar line whenever the player sent new notes, from the
+  last ``seed_bars`` bars.
+- ``call-response``: at a bar line after a bar with notes, the answer's first
+  bar is generated speculatively from the phrase (the run of bars with notes,
+  at most ``seed_bars``); if the player plays again before the answer starts,
+  it is cancelled. Otherwise the answer runs as many bars as the phrase had.
+
+Late-bar policy: a bar whose notes are not back ``margin_ms`` before its bar
+line is a *missed* bar. With ``late_policy = "repeat"`` the last good bar is
+played again in its place (nothing, if there is none yet); with ``"rest"`` the
+bar is silent. Misses are counted and logged; a result that arrives after its
+bar was given up is dropped (it still becomes the "last good bar"). The clock
+never waits for the generator.
+
+Ownership: on Stop, a position jump, a cancelled answer, an error, or when
+:meth:`run` ends for any reason, every owned note is released and CC 123 goes
+out on the channels used (see :mod:`affetto.daemon.notes`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import queue
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from affetto.daemon.clock import Clock, Transport, TransportEvent
+from affetto.daemon.config import DaemonConfig
+from affetto.daemon.controls import Controls
+from affetto.daemon.generator import BarRequest, BarResult
+from affetto.daemon.midiparse import CONTROL_CHANGE, NOTE_OFF, NOTE_ON, SONG_POSITION
+from affetto.daemon.scheduler import Scheduler, percentile
+from affetto.daemon.seed import SeedBuffer
+
+from affetto.music import Note
+
+log = logging.getLogger(__name__)
+
+IDLE_WAIT_NS = 50_000_000  # look at the clock at least this often
+
+
+@dataclass(frozen=True)
+class StopRequest:
+    reason: str
+    exit_code: int = 0
+
+
+@dataclass
+class Pending:
+    bar: int
+    requested_ns: int
+
+
+class Conductor:
+    def __init__(
+        self,
+        config: DaemonConfig,
+        clock: Clock,
+        scheduler: Scheduler,
+        submit: Callable[[BarRequest], None],
+        inbox: queue.Queue,
+        *,
+        trouble_sources: tuple = (),
+        now_ns: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.scheduler = scheduler
+        self.submit = submit
+        self.inbox = inbox
+        self.now = now_ns
+        self.meter = config.meter
+        self.bar_beats = config.meter.beats_per_bar
+        self.controls = Controls(config)
+        self.seed = SeedBuffer(config.meter, keep_bars=config.seed_bars + 2)
+        self.trouble_sources = trouble_sources
+        self._epoch = 0  # bumped by every transport change; results of older epochs are dropped
+        self._requested_upto: int | None = None  # highest bar requested in this epoch
+        self._pending: dict[int, Pending] = {}
+        self._given_up: set[int] = set()
+        self._need_prime = True
+        self._primed_upto: float = -math.inf  # newest seed onset the generator has seen
+        self._last_good: list[Note] = []
+        # call-response
+        self._answer: tuple[int, int] | None = None  # (first bar, bars) of the current answer
+        # counters
+        self.bars_generated = 0
+        self.bars_missed = 0
+        self.bars_played = 0
+        self.gen_ms: list[float] = []
+        self.errors = 0
+        self.exit_code = 0
+        self.stop_reason: str | None = None
+        self._stopping = False
+        self._logged: set[str] = set()
+        self._trouble_seen: dict[str, int] = {}
+        self._next_status_bar = 0
+
+    # -- the loop ------------------------------------------------------------
+    def run(self) -> int:
+        """Process the inbox and bar lines until a stop request; always releases notes."""
+        try:
+            while not self._stopping:
+                now = self.now()
+                timeout = max(0.0, (self._next_wake(now) - now) / 1e9)
+                try:
+                    item = self.inbox.get(timeout=timeout)
+                except queue.Empty:
+                    item = None
+                if item is not None:
+                    self.process(item)
+                self.on_time(self.now())
+        except BaseException:
+            self.exit_code = self.exit_code or 1
+            raise
+        finally:
+            self.release("exit")
+        return self.exit_code
+
+    def request_stop(self, reason: str, exit_code: int = 0) -> None:
+        """Ask :meth:`run` to end (safe from signal handlers and other threads)."""
+        if exit_code and not self.exit_code:
+            self.exit_code = exit_code
+        self.stop_reason = self.stop_reason or reason
+        self._stopping = True
+        # if the inbox is full the flag is enough: the loop looks at it after every item
+        with contextlib.suppress(queue.Full):
+            self.inbox.put_nowait(StopRequest(reason, exit_code))
+
+    # -- items -----------------------------------------------------------------
+    def process(self, item: object) -> None:
+        if type(item) is tuple:
+            self._midi(*item)
+        elif isinstance(item, BarResult):
+            self._result(item)
+        elif isinstance(item, StopRequest):
+            self.request_stop(item.reason, item.exit_code)
+        elif isinstance(item, TransportEvent):
+            self._transport(item)
+
+    def _midi(self, t_ns: int, status: int, d1: int, d2: int) -> None:
+        if status >= 0xF0:
+            data = d1 if status == SONG_POSITION else 0
+            for event in self.clock.handle(status, data, t_ns):
+                self._transport(event)
+            self.scheduler.wake()
+            return
+        kind, channel = status & 0xF0, status & 0x0F
+        if self.config.in_channel is not None and channel != self.config.in_channel - 1:
+            self._once(
+                "other-channel",
+                f"ignoring notes and CCs on channel {channel + 1} (listening on {self.config.in_channel})",
+            )
+            return
+        if kind == CONTROL_CHANGE:
+            self.controls.handle_cc(d1, d2)
+            return
+        state = self.clock.state
+        if not state.running:
+            return  # no song position to put it at
+        beat = state.beat_at(t_ns)
+        if kind == NOTE_ON and d2 > 0:
+            self.seed.note_on(channel, d1, d2, beat)
+            if self._answer is not None:
+                self._player_interrupts(beat)
+        elif kind in (NOTE_ON, NOTE_OFF):
+            self.seed.note_off(channel, d1, beat)
+
+    def _transport(self, event: TransportEvent) -> None:
+        self._epoch += 1
+        self._pending.clear()
+        self._given_up.clear()
+        self._answer = None
+        released = self.scheduler.release_all()
+        if event.kind in (Transport.START, Transport.CONTINUE):
+            if event.kind is Transport.START:
+                self.seed.clear()
+            bar = self.bar_of(event.beat)
+            self._requested_upto = bar  # the first generated bar is the next one
+            self._need_prime = True
+            self._next_status_bar = bar
+            log.info(
+                "transport %s at bar %d beat %.2f (%.1f BPM)",
+                event.kind.value,
+                bar + 1,
+                event.beat - bar * self.bar_beats + 1,
+                self.clock.state.bpm,
+            )
+        else:
+            self._requested_upto = None
+            if event.kind is Transport.LOCATE:
+                self.seed.clear()
+            log.info(
+                "transport %s at beat %.2f%s",
+                event.kind.value,
+                event.beat,
+                f", released {released} note(s)" if released else "",
+            )
+
+    def _result(self, result: BarResult) -> None:
+        pending = self._pending.pop(result.bar, None)
+        if result.error:
+            self.errors += 1
+            self._once(f"gen-error:{result.error}", f"generator failed: {result.error}")
+        else:
+            self.gen_ms.append(result.elapsed_ns / 1e6)
+            if len(self.gen_ms) > 512:
+                del self.gen_ms[:256]
+        if pending is None or result.epoch != self._epoch:
+            if not result.error and result.notes:
+                self._last_good = list(result.notes)
+            return  # stale (transport changed, answer cancelled) or given up: not played
+        if result.error:
+            self._miss(result.bar, "the generator failed")
+            return
+        notes = self._fit_bar(result.notes)
+        self._last_good = notes
+        self.bars_generated += 1
+        self._play(result.bar, notes)
+
+    # -- time --------------------------------------------------------------------
+    def on_time(self, now: int) -> None:
+        for event in self.clock.check(now):
+            self._transport(event)
+        self._log_trouble()
+        state = self.clock.state
+        if not state.running or self._requested_upto is None:
+            return
+        bar = self.bar_of(state.beat_at(now))
+        # give up on bars whose notes are not back in time
+        margin = int(self.config.margin_ms * 1e6)
+        for pbar in sorted(self._pending):
+            if now >= state.time_at(pbar * self.bar_beats) - margin:
+                del self._pending[pbar]
+                self._given_up.add(pbar)
+                self._miss(pbar, "not ready in time")
+        # bar lines crossed since last time: ask for the bar after the current one
+        if bar + 1 > self._requested_upto:
+            skipped = bar - self._requested_upto  # bars we never even asked for (a stall)
+            if skipped > 0:
+                self.bars_missed += skipped
+                self._once("stall", f"conductor fell {skipped} bar(s) behind")
+            self._requested_upto = bar + 1
+            self._bar_line(bar)
+        if bar >= self._next_status_bar:
+            self._next_status_bar = bar + self.config.status_every_bars
+            self._status(bar, state.bpm)
+
+    def _next_wake(self, now: int) -> int:
+        state = self.clock.state
+        wake = now + IDLE_WAIT_NS
+        if state.running and self._requested_upto is not None:
+            wake = min(wake, state.time_at((self._requested_upto) * self.bar_beats) + 1)
+            margin = int(self.config.margin_ms * 1e6)
+            for pbar in self._pending:
+                wake = min(wake, state.time_at(pbar * self.bar_beats) - margin)
+        return max(wake, now)
+
+    def _bar_line(self, bar: int) -> None:
+        """Bar ``bar`` just started: decide what to ask for bar ``bar + 1``."""
+        if self.config.mode == "continue":
+            seed = None
+            if self._need_prime or (
+                self.seed.latest_onset is not None and self.seed.latest_onset > self._primed_upto
+            ):
+                first, notes = self.seed.recent(bar)
+                seed = tuple(notes)
+                self._need_prime = False
+                self._primed_upto = (
+                    self.seed.latest_onset if self.seed.latest_onset is not None else -math.inf
+                )
+            self._request(bar + 1, seed)
+            return
+        # call-response
+        if self._answer is not None:
+            first, length = self._answer
+            if bar + 1 < first + length:
+                self._request(bar + 1, None)
+                return
+            if bar >= first + length:
+                self._answer = None
+            else:
+                return  # the answer's last bar is playing; listen again after it
+        if bar >= 1 and self.seed.bar_has_notes(bar - 1) and self._answer is None:
+            length = 1
+            while (
+                length < self.config.seed_bars
+                and bar - 1 - length >= 0
+                and self.seed.bar_has_notes(bar - 1 - length)
+            ):
+                length += 1
+            phrase = self.seed.phrase(bar - length, bar)
+            self._answer = (bar + 1, length)
+            self._request(bar + 1, tuple(phrase))
+
+    def _player_interrupts(self, beat: float) -> None:
+        """The player played while an answer was pending: cancel what has not started."""
+        first, _length = self._answer  # type: ignore[misc]
+        if beat < first * self.bar_beats:
+            self._answer = None
+            self._epoch += 1  # its results are stale now
+            self._pending.clear()
+            self.scheduler.cancel_from(first * self.bar_beats)
+
+    def _request(self, bar: int, seed: tuple[Note, ...] | None) -> None:
+        settings = self.controls.at_bar_line()
+        c = self.config
+        req = BarRequest(
+            bar,
+            settings.capsule,
+            settings.temperature,
+            settings.guidance,
+            c.top_k,
+            c.top_p,
+            seed,
+            c.rng_seed,
+            self._epoch,
+        )
+        self._pending[bar] = Pending(bar, self.now())
+        self.submit(req)
+
+    def _play(self, bar: int, notes: list[Note]) -> None:
+        self.bars_played += 1
+        self.scheduler.add_notes(notes, bar * self.bar_beats, channel=self.config.out_channel)
+
+    def _miss(self, bar: int, why: str) -> None:
+        self.bars_missed += 1
+        policy = self.config.late_policy
+        log.warning(
+            "bar %d %s: %s (%d missed so far)",
+            bar + 1,
+            why,
+            "repeating the last good bar" if policy == "repeat" and self._last_good else "resting",
+            self.bars_missed,
+        )
+        if policy == "repeat" and self._last_good:
+            self._play(bar, self._last_good)
+
+    def _fit_bar(self, notes: list[Note]) -> list[Note]:
+        """Keep onsets inside the bar (a generator's promise, checked at the boundary)."""
+        out = [n for n in notes if 0 <= n.onset < self.bar_beats]
+        if len(out) != len(notes):
+            self._once("onset-range", "generator returned notes outside the bar: dropped")
+        return out
+
+    # -- release and logging -------------------------------------------------------
+    def release(self, why: str) -> int:
+        self._pending.clear()
+        self._requested_upto = None
+        released = self.scheduler.release_all()
+        log.debug("released owned notes (%s): %d", why, released)
+        return released
+
+    def bar_of(self, beat: float) -> int:
+        return math.floor(beat / self.bar_beats + 1e-9)
+
+    def _status(self, bar: int, bpm: float) -> None:
+        lat = list(self.scheduler.lateness_ns)
+        p99 = percentile(lat, 99) / 1e6 if lat else float("nan")
+        gen = self.gen_ms[-16:]
+        log.info(
+            "bar %d | %.1f BPM | %s | gen %.0f ms | bars %d generated, %d missed | lateness p99 %.2f ms",
+            bar + 1,
+            bpm,
+            self.controls.capsule,
+            sum(gen) / len(gen) if gen else float("nan"),
+            self.bars_generated,
+            self.bars_missed,
+            p99,
+        )
+
+    def _log_trouble(self) -> None:
+        for source in self.trouble_sources:
+            for kind, count in list(source.trouble.items()):
+                if kind not in self._trouble_seen:
+                    log.warning("MIDI input: %s (logged once; counted from here on)", kind)
+                self._trouble_seen[kind] = count
+
+    def _once(self, kind: str, message: str) -> None:
+        if kind not in self._logged:
+            self._logged.add(kind)
+            log.warning("%s (logged once)", message)

@@ -1,0 +1,190 @@
+"""Service lifecycle: ``run_daemon(config)`` from start to a clean exit.
+
+Start: log the resolved configuration, resolve the MIDI API, load the model
+in its worker, open the ports, start the scheduler, log one "ready" line.
+Run: the conductor, in the calling (main) thread, until SIGINT/SIGTERM or the
+loss of the JACK server. Exit: release every owned note and send CC 123, stop
+the threads, keep a JACK port open a few periods so those last messages go
+out, then close. Exit codes: 0 after a signal, 3 when the JACK server went
+away, 1 on an unexpected error.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+from affetto.daemon.clock import Clock, InternalClock, MidiClockFollower
+from affetto.daemon.conductor import Conductor
+from affetto.daemon.config import FAKE_MODEL, DaemonConfig
+from affetto.daemon.generator import FakeGenerator, GeneratorFactory, make_worker
+from affetto.daemon.notes import OwnedOutput
+from affetto.daemon.ports import MidiPorts, resolve_api
+from affetto.daemon.scheduler import Scheduler
+
+from affetto.errors import ConfigError
+from affetto.music import TimeSignature
+
+log = logging.getLogger("affetto.daemon")
+
+EXIT_OK, EXIT_ERROR, EXIT_PORT_LOST = 0, 1, 3
+
+
+def _load_engine(path: str, meter: TimeSignature, threads: int | None):
+    from affetto.daemon.engine import Engine  # lazy: ONNX Runtime loads only here
+
+    return Engine.load(path, meter=meter, threads=threads)
+
+
+def _fake(meter: TimeSignature, cost_ms: float = 0.0):
+    return FakeGenerator(meter, cost_ms=cost_ms)
+
+
+def default_factory(config: DaemonConfig) -> GeneratorFactory:
+    """A picklable factory (a worker process can call it too)."""
+    if config.model is None:
+        raise ConfigError(
+            "no model given: pass --model path/to/model.onnx (or builtin:fake to test the wiring)"
+        )
+    if config.model.startswith(FAKE_MODEL):
+        # "builtin:fake" or "builtin:fake:<ms>" to simulate a model that needs <ms> of CPU per bar
+        cost = config.model[len(FAKE_MODEL) + 1 :] if config.model != FAKE_MODEL else "0"
+        try:
+            cost_ms = float(cost)
+        except ValueError as err:
+            raise ConfigError(f"builtin:fake takes a CPU cost in ms, got {config.model!r}") from err
+        return functools.partial(_fake, config.meter, cost_ms)
+    return functools.partial(_load_engine, config.model, config.meter, config.threads)
+
+
+def setup_logging(level: str) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("affetto").setLevel(level.upper())
+
+
+def run_daemon(
+    config: DaemonConfig,
+    *,
+    generator_factory: GeneratorFactory | None = None,
+    on_ready: Callable[[Conductor], None] | None = None,
+    install_signals: bool = True,
+) -> int:
+    """Run until a signal or the loss of the MIDI server; returns the exit code."""
+    t0 = time.monotonic()
+    setup_logging(config.log_level)
+    log.info("configuration: %s", config.describe())
+    sys.setswitchinterval(config.switch_interval_ms / 1000)
+
+    api = resolve_api(config.midi_api)
+    log.info("MIDI API: %s (asked for %s)", api, config.midi_api)
+    inbox: queue.Queue = queue.Queue(maxsize=config.queue_size)
+    holder: dict[str, Conductor] = {}
+    lost_reason: list[str] = []
+
+    def deliver(result: object) -> None:
+        try:
+            inbox.put(result, timeout=2.0)
+        except queue.Full:
+            log.warning("inbox full: a generated bar was dropped")
+
+    def port_lost(reason: str) -> None:  # a JACK thread: flags only
+        lost_reason.append(reason)
+        conductor = holder.get("conductor")
+        if conductor is not None:
+            conductor.request_stop(f"JACK server lost: {reason}", EXIT_PORT_LOST)
+
+    factory = generator_factory or default_factory(config)
+    worker = make_worker(config.generator_host, factory, deliver)
+    worker.start()
+    log.info(
+        "model: %s | ONNX Runtime provider: %s | generator in a %s",
+        worker.info.get("model"),
+        worker.info.get("provider"),
+        worker.kind,
+    )
+    exit_code = EXIT_ERROR
+    try:
+        with MidiPorts(
+            api,
+            port_name=config.port_name,
+            in_port=config.in_port,
+            out_port=config.out_port,
+            inbox=inbox,
+            on_lost=port_lost,
+            drain_periods=config.drain_periods,
+        ) as ports:
+            log.info("ports: in %r, out %r", ports.input.name, ports.output.name)  # type: ignore[union-attr]
+            clock: Clock = InternalClock(config.bpm) if config.clock == "internal" else MidiClockFollower()
+            output = OwnedOutput(ports.output)  # type: ignore[arg-type]
+            scheduler = Scheduler(output, lambda: clock.state, fifo_priority=config.fifo_priority)
+            conductor = Conductor(
+                config, clock, scheduler, worker.submit, inbox, trouble_sources=(ports.input.parser,)
+            )  # type: ignore[union-attr]
+            holder["conductor"] = conductor
+            previous = _install_signals(conductor) if install_signals else {}
+            try:
+                with scheduler:
+                    if isinstance(clock, InternalClock):
+                        for event in clock.start(time.monotonic_ns() + 100_000_000):
+                            conductor.process(event)
+                    log.info(
+                        "ready in %.2f s: in %r, out %r (%s), clock %s, %s, mode %s, emotion CC %s",
+                        time.monotonic() - t0,
+                        ports.input.name,
+                        ports.output.name,  # type: ignore[union-attr]
+                        api,
+                        config.clock,
+                        config.meter,
+                        config.mode,
+                        f"{config.valence_cc}/{config.arousal_cc} (XY)"
+                        if config.xy_mode
+                        else config.emotion_cc,
+                    )
+                    if on_ready is not None:
+                        on_ready(conductor)
+                    exit_code = conductor.run()
+                    if scheduler.error is not None:
+                        exit_code = EXIT_ERROR
+            finally:
+                _restore_signals(previous)
+            log.info(
+                "stopping (%s): %d bars generated, %d missed",
+                conductor.stop_reason or "done",
+                conductor.bars_generated,
+                conductor.bars_missed,
+            )
+            if lost_reason:
+                log.error(
+                    "the JACK server went away (%s): exiting; start affetto again once JACK is back",
+                    lost_reason[0],
+                )
+                exit_code = EXIT_PORT_LOST
+    finally:
+        worker.close()
+    return exit_code
+
+
+def _install_signals(conductor: Conductor) -> dict:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    previous = {}
+
+    def handler(signum: int, frame: object) -> None:
+        conductor.request_stop(signal.Signals(signum).name)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def _restore_signals(previous: dict) -> None:
+    for sig, old in previous.items():
+        signal.signal(sig, old)

@@ -1,0 +1,133 @@
+"""Fakes for the daemon's tests: a steppable clock, a recording port, a manual worker, a rig."""
+
+from __future__ import annotations
+
+import queue
+
+from affetto.daemon.clock import InternalClock
+from affetto.daemon.conductor import Conductor
+from affetto.daemon.config import DaemonConfig
+from affetto.daemon.generator import BarRequest, FakeGenerator, run_request
+from affetto.daemon.notes import OwnedOutput
+from affetto.daemon.scheduler import Scheduler
+
+from affetto.errors import PortError
+
+MS = 1_000_000
+
+
+class SteppableTime:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, start_ns: int = 1_000_000_000) -> None:
+        self.t = start_ns
+
+    def __call__(self) -> int:
+        return self.t
+
+    def step(self, ns: int) -> int:
+        self.t += ns
+        return self.t
+
+
+class RecordingPort:
+    """A port that records every message; ``fail`` makes it raise like a vanished port."""
+
+    def __init__(self, now=None) -> None:
+        self.messages: list[tuple[int, list[int]]] = []
+        self.now = now or (lambda: 0)
+        self.fail = False
+
+    def send(self, message: list[int]) -> None:
+        if self.fail:
+            raise PortError("port went away")
+        self.messages.append((self.now(), list(message)))
+
+    def sounding(self) -> set[tuple[int, int]]:
+        """Notes left on at the receiving end, honouring CC 123."""
+        on: set[tuple[int, int]] = set()
+        for _, m in self.messages:
+            kind, ch = m[0] & 0xF0, m[0] & 0x0F
+            if kind == 0x90 and m[2] > 0:
+                on.add((ch, m[1]))
+            elif kind == 0x80 or (kind == 0x90 and m[2] == 0):
+                on.discard((ch, m[1]))
+            elif kind == 0xB0 and m[1] == 123:
+                on = {k for k in on if k[0] != ch}
+        return on
+
+    def note_ons(self) -> list[tuple[int, list[int]]]:
+        return [(t, m) for t, m in self.messages if m[0] & 0xF0 == 0x90 and m[2] > 0]
+
+
+class ManualWorker:
+    """Collects requests; the test decides when (and whether) each result comes back."""
+
+    def __init__(self, inbox: queue.Queue, generator: FakeGenerator) -> None:
+        self.inbox = inbox
+        self.generator = generator
+        self.requests: list[BarRequest] = []
+
+    def submit(self, req: BarRequest) -> None:
+        self.requests.append(req)
+
+    def deliver(self, index: int = -1) -> None:
+        self.inbox.put(run_request(self.generator, self.requests[index]))
+
+    def deliver_all(self) -> None:
+        for req in self.requests:
+            self.inbox.put(run_request(self.generator, req))
+        self.requests.clear()
+
+
+class Rig:
+    """A conductor on a steppable clock, driven without threads."""
+
+    def __init__(self, config: DaemonConfig, *, internal: bool = True) -> None:
+        from affetto.daemon.clock import MidiClockFollower
+
+        self.time = SteppableTime()
+        self.port = RecordingPort(self.time)
+        self.output = OwnedOutput(self.port)
+        self.clock = InternalClock(config.bpm) if internal else MidiClockFollower()
+        self.scheduler = Scheduler(self.output, lambda: self.clock.state, now_ns=self.time, keep_sent=10_000)
+        self.inbox: queue.Queue = queue.Queue(maxsize=config.queue_size)
+        self.generator = FakeGenerator(config.meter)
+        self.worker = ManualWorker(self.inbox, self.generator)
+        self.conductor = Conductor(
+            config, self.clock, self.scheduler, self.worker.submit, self.inbox, now_ns=self.time
+        )
+        self.config = config
+
+    def start(self) -> None:
+        for event in self.clock.start(self.time()):
+            self.conductor.process(event)
+
+    def pump(self) -> None:
+        """Process everything in the inbox, then the bar-line logic, then due sends."""
+        while True:
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            self.conductor.process(item)
+        self.conductor.on_time(self.time())
+        self.scheduler.run_due(self.time())
+
+    def advance(self, ns: int, *, step_ns: int = 5 * MS, auto_deliver: bool = True) -> None:
+        end = self.time() + ns
+        while self.time() < end:
+            self.time.step(min(step_ns, end - self.time()))
+            if auto_deliver:
+                self.worker.deliver_all()
+            self.pump()
+
+    @property
+    def ns_per_bar(self) -> int:
+        return int(self.clock.state.ns_per_beat * self.config.meter.beats_per_bar)
+
+
+def make_rig(**overrides) -> Rig:
+    base = {"model": "builtin:fake", "clock": "internal", "bpm": 120.0, "rng_seed": 1}
+    base.update(overrides)
+    return Rig(DaemonConfig.from_dict(base), internal=base["clock"] == "internal")

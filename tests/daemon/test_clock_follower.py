@@ -1,0 +1,212 @@
+"""The MIDI clock follower and the internal clock, on synthetic tick trains."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from affetto.daemon.clock import (
+    CLOCK_TICK,
+    CONTINUE,
+    PPQN,
+    SONG_POSITION,
+    START,
+    STOP,
+    InternalClock,
+    MidiClockFollower,
+    Transport,
+)
+
+from affetto.errors import ConfigError
+
+MS = 1_000_000
+T0 = 10_000_000_000
+PERIOD_NS = int(256 / 48000 * 1e9)  # one JACK period at 48 kHz / 256
+
+
+def ticks(
+    bpm: float, count: int, *, t0: int = T0, jitter_ns: int = 0, seed: int = 0
+) -> list[tuple[int, int]]:
+    """(true time, arrival time) of ``count`` ticks; arrival delayed by up to ``jitter_ns`` (like JACK)."""
+    rng = np.random.default_rng(seed)
+    step = 60e9 / bpm / PPQN
+    out = []
+    for k in range(count):
+        true = t0 + int(k * step)
+        out.append((true, true + int(rng.uniform(0, jitter_ns))))
+    return out
+
+
+def feed(clock: MidiClockFollower, train, status=CLOCK_TICK):
+    events = []
+    for _, arrival in train:
+        events += clock.handle(status, 0, arrival)
+    return events
+
+
+def phase_error_ms(clock: MidiClockFollower, true_ns: int, true_beat: float) -> float:
+    """How far (ms) the clock puts ``true_beat`` from where it really falls."""
+    return abs(clock.state.time_at(true_beat) - true_ns) / MS
+
+
+def test_start_then_first_tick_is_beat_zero():
+    clock = MidiClockFollower()
+    assert clock.handle(START, 0, T0 - 5 * MS) == []
+    assert not clock.state.running
+    events = clock.handle(CLOCK_TICK, 0, T0)
+    assert [e.kind for e in events] == [Transport.START]
+    assert events[0].beat == 0.0
+    assert clock.state.running
+    assert clock.state.beat_at(T0) == pytest.approx(0.0)
+
+
+def test_steady_tempo_with_jack_jitter_converges():
+    clock = MidiClockFollower()
+    clock.handle(START, 0, T0 - MS)
+    train = ticks(120, 24 * 8, jitter_ns=PERIOD_NS, seed=1)
+    feed(clock, train)
+    assert clock.state.bpm == pytest.approx(120, rel=0.01)
+    true_ns, _ = train[-1]
+    # beat phase of the last tick, and one beat ahead (extrapolated)
+    assert phase_error_ms(clock, true_ns, (len(train) - 1) / PPQN) < PERIOD_NS / MS + 1
+    assert phase_error_ms(clock, true_ns + 500 * MS, (len(train) - 1) / PPQN + 1) < PERIOD_NS / MS + 2
+    assert clock.missing_ticks == 0 and clock.duplicate_ticks == 0
+
+
+def test_relocks_after_tempo_change():
+    clock = MidiClockFollower()
+    clock.handle(START, 0, T0 - MS)
+    before = ticks(120, 24 * 8, jitter_ns=PERIOD_NS, seed=2)
+    feed(clock, before)
+    change_at = before[-1][0] + int(60e9 / 120 / PPQN)
+    after = ticks(90, 24 * 4, t0=change_at, jitter_ns=PERIOD_NS, seed=3)
+    feed(clock, after[:36])  # a beat and a half at the new tempo
+    assert clock.restarts >= 1
+    assert clock.state.bpm == pytest.approx(90, rel=0.03)
+    feed(clock, after[36:])
+    assert clock.state.bpm == pytest.approx(90, rel=0.01)
+    song_beat = (len(before) + len(after) - 1) / PPQN
+    assert phase_error_ms(clock, after[-1][0], song_beat) < PERIOD_NS / MS + 1
+
+
+def test_missing_tick_keeps_song_position():
+    clock = MidiClockFollower()
+    clock.handle(START, 0, T0 - MS)
+    train = ticks(120, 24 * 4)
+    del train[60]  # one lost 0xF8
+    feed(clock, train)
+    assert clock.missing_ticks == 1
+    assert clock.song_tick == 24 * 4  # the next tick would be the 97th
+    true_last, _ = train[-1]
+    assert phase_error_ms(clock, true_last, (24 * 4 - 1) / PPQN) < 0.5
+
+
+def test_duplicate_tick_is_dropped():
+    clock = MidiClockFollower()
+    clock.handle(START, 0, T0 - MS)
+    train = ticks(120, 48)
+    train.insert(30, (train[29][0], train[29][1] + 100_000))
+    feed(clock, train)
+    assert clock.duplicate_ticks == 1
+    assert clock.song_tick == 48
+
+
+def test_stop_continue_resumes_where_it_stopped():
+    clock = MidiClockFollower()
+    clock.handle(START, 0, T0 - MS)
+    train = ticks(120, 48)
+    feed(clock, train)
+    stop_t = train[-1][1] + 5 * MS
+    events = clock.handle(STOP, 0, stop_t)
+    assert [e.kind for e in events] == [Transport.STOP]
+    assert not clock.state.running
+    assert clock.state.beat_at(stop_t + 10**9) == pytest.approx(2.0)  # frozen at the stop position
+    # the DAW keeps sending clock while stopped: tempo is tracked, position is not
+    more = ticks(120, 24, t0=train[-1][0] + int(60e9 / 120 / PPQN))
+    feed(clock, more)
+    assert clock.song_tick == 48
+    clock.handle(CONTINUE, 0, more[-1][1] + MS)
+    resume = ticks(120, 2, t0=more[-1][0] + int(60e9 / 120 / PPQN))
+    events = feed(clock, resume)
+    assert [e.kind for e in events] == [Transport.CONTINUE]
+    assert events[0].beat == pytest.approx(2.0)
+
+
+def test_song_position_then_continue():
+    clock = MidiClockFollower()
+    train = ticks(100, 24)
+    feed(clock, train)  # clock without Start: tempo, but no transport
+    assert not clock.state.running
+    assert clock.state.bpm == pytest.approx(100, rel=0.01)
+    events = clock.handle(SONG_POSITION, 32, train[-1][1] + MS)  # 32 sixteenths = bar 3
+    assert [e.kind for e in events] == [Transport.LOCATE]
+    assert events[0].beat == 8.0
+    clock.handle(CONTINUE, 0, train[-1][1] + 2 * MS)
+    events = feed(clock, ticks(100, 3, t0=train[-1][0] + int(60e9 / 100 / PPQN)))
+    assert events[0].kind is Transport.CONTINUE and events[0].beat == 8.0
+    assert clock.state.running
+
+
+def test_song_position_beyond_the_song_and_out_of_range():
+    clock = MidiClockFollower()
+    events = clock.handle(SONG_POSITION, 0x3FFF, T0)
+    assert events[0].beat == 0x3FFF * 6 / PPQN
+    assert clock.handle(SONG_POSITION, 0x4000, T0) == []  # not a 14-bit value: ignored
+
+
+def test_song_position_while_running_stops_and_locates():
+    clock = MidiClockFollower()
+    clock.handle(START, 0, T0 - MS)
+    feed(clock, ticks(120, 30))
+    kinds = [e.kind for e in clock.handle(SONG_POSITION, 16, T0 + 10**9)]
+    assert kinds == [Transport.STOP, Transport.LOCATE]
+
+
+def test_stop_without_start_is_harmless():
+    clock = MidiClockFollower()
+    events = clock.handle(STOP, 0, T0)
+    assert [e.kind for e in events] == [Transport.STOP]
+    assert not clock.state.running
+
+
+def test_silent_clock_stops_transport():
+    clock = MidiClockFollower(timeout_ns=300 * MS)
+    clock.handle(START, 0, T0 - MS)
+    train = ticks(120, 24)
+    feed(clock, train)
+    assert clock.check(train[-1][1] + 100 * MS) == []
+    events = clock.check(train[-1][1] + 400 * MS)
+    assert [e.kind for e in events] == [Transport.STOP]
+
+
+def test_epoch_changes_on_transport():
+    clock = MidiClockFollower()
+    e0 = clock.state.epoch
+    clock.handle(START, 0, T0)
+    feed(clock, ticks(120, 4))
+    e1 = clock.state.epoch
+    clock.handle(STOP, 0, T0 + 10**9)
+    assert e0 < e1 < clock.state.epoch
+
+
+def test_internal_clock_maps_beats_and_stops():
+    clock = InternalClock(150)
+    assert not clock.state.running
+    clock.start(T0)
+    assert clock.state.beat_at(T0 + 400 * MS) == pytest.approx(1.0)
+    assert clock.state.time_at(4.0) == T0 + 1600 * MS
+    clock.stop(T0 + 800 * MS)
+    assert clock.state.beat_at(T0 + 10**10) == pytest.approx(2.0)
+    with pytest.raises(ConfigError, match="bpm must be"):
+        InternalClock(0)
+
+
+def test_sudden_tempo_drop_is_not_counted_as_missing_ticks():
+    clock = MidiClockFollower()
+    clock.handle(START, 0, T0 - MS)
+    before = ticks(120, 48)
+    feed(clock, before)
+    after = ticks(60, 48, t0=before[-1][0] + int(60e9 / 60 / PPQN))  # half the tempo at once
+    feed(clock, after)
+    assert clock.missing_ticks == 0
+    assert clock.song_tick == 96
+    assert clock.state.bpm == pytest.approx(60, rel=0.01)

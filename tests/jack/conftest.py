@@ -1,0 +1,189 @@
+"""A real JACK server for the integration tests, and a client that plays the DAW.
+
+The server: ``jackd -n affetto-test --no-realtime -d dummy -r 48000 -p 256``
+with ``JACK_NO_START_SERVER=1``, awaited with ``jack_wait -w`` and stopped by
+PID. Nothing is installed here: without ``jackd`` the tests skip, unless
+``AFFETTO_REQUIRE_JACK=1`` makes that a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+
+import pytest
+
+SERVER = "affetto-test"
+RATE = 48000
+PERIOD = 256
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("AFFETTO_REQUIRE_JACK") == "1":
+        pytest.fail(f"AFFETTO_REQUIRE_JACK=1 but {reason}")
+    pytest.skip(reason)
+
+
+def start_jack(name: str, log_path) -> subprocess.Popen:
+    """Start a dummy-driver JACK server called ``name`` and wait until it answers."""
+    for tool in ("jackd", "jack_wait"):
+        if shutil.which(tool) is None:
+            _missing(f"{tool} is not installed (Debian: apt-get install jackd2)")
+    env = dict(os.environ, JACK_NO_START_SERVER="1")
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen(
+            ["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r", str(RATE), "-p", str(PERIOD)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+    ready = subprocess.run(
+        ["jack_wait", "-w", "-t", "10", "-s", name], env=env, capture_output=True, text=True
+    )
+    if ready.returncode != 0 or proc.poll() is not None:
+        stop_jack(proc)
+        with open(log_path) as fh:
+            pytest.fail(f"JACK server {name} did not start: {ready.stdout}{ready.stderr}\n{fh.read()}")
+    return proc
+
+
+def stop_jack(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def jack_server(tmp_path_factory):
+    """The session's JACK server; sets JACK_DEFAULT_SERVER/JACK_NO_START_SERVER for everything here."""
+    try:
+        import jack  # noqa: F401
+    except (ImportError, OSError) as err:
+        _missing(f"the JACK-Client module cannot load libjack: {err}")
+    env = dict(os.environ, JACK_NO_START_SERVER="1")
+    if (
+        shutil.which("jack_wait")
+        and subprocess.run(
+            ["jack_wait", "-w", "-t", "1", "-s", SERVER], env=env, capture_output=True
+        ).returncode
+        == 0
+    ):
+        proc = None  # a server of that name is already up (e.g. started by tests/run.sh): use it, leave it
+    else:
+        proc = start_jack(SERVER, tmp_path_factory.mktemp("jack") / "jackd.log")
+    saved = {k: os.environ.get(k) for k in ("JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER")}
+    os.environ["JACK_DEFAULT_SERVER"] = SERVER
+    os.environ["JACK_NO_START_SERVER"] = "1"
+    try:
+        yield SERVER
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        if proc is not None:
+            stop_jack(proc)
+
+
+class Daw:
+    """A JACK client that plays a DAW: clock, transport, notes and CCs at exact frames, and records.
+
+    ``script`` entries are ``(frame offset from start, bytes)``; the process
+    callback writes each one in the period that holds its frame. Everything
+    received on the input port is recorded as ``(absolute frame, bytes)``.
+    """
+
+    def __init__(self, name: str, server: str = SERVER) -> None:
+        import jack
+
+        self.client = jack.Client(name, no_start_server=True, servername=server)
+        self.out = self.client.midi_outports.register("out")
+        self.inp = self.client.midi_inports.register("in")
+        self.received: list[tuple[int, bytes]] = []
+        self._script: list[tuple[int, bytes]] = []
+        self._next = 0
+        self.start_frame: int | None = None
+        self.finished = threading.Event()
+        self.cond = threading.Condition()
+        self.frame = 0
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+        self.blocksize = self.client.blocksize
+        self.rate = self.client.samplerate
+
+    def _process(self, frames: int) -> None:
+        base = self.client.last_frame_time
+        got = [(base + offset, bytes(data)) for offset, data in self.inp.incoming_midi_events()]
+        self.out.clear_buffer()
+        if self.start_frame is not None:
+            script = self._script
+            while self._next < len(script) and self.start_frame + script[self._next][0] < base + frames:
+                frame, data = script[self._next]
+                offset = max(0, self.start_frame + frame - base)
+                self.out.write_midi_event(offset, data)
+                self._next += 1
+            if self._next >= len(script):
+                self.finished.set()
+        with self.cond:
+            self.received.extend(got)
+            self.frame = base + frames
+            self.cond.notify_all()
+
+    def connect(self, affetto_in: str, affetto_out: str) -> None:
+        self.client.connect(self.out, affetto_in)
+        self.client.connect(affetto_out, self.inp)
+
+    def play(self, script: list[tuple[int, bytes]], lead_s: float = 0.3) -> int:
+        """Start ``script`` ``lead_s`` from now; returns the absolute start frame."""
+        self._script = sorted(script, key=lambda e: e[0])
+        self._next = 0
+        self.start_frame = self.client.frame_time + int(lead_s * self.rate)
+        return self.start_frame
+
+    def wait_frames(self, frames: int, timeout: float = 10.0) -> bool:
+        """Wait until JACK has processed ``frames`` more frames."""
+        with self.cond:
+            target = self.frame + frames
+            return self.cond.wait_for(lambda: self.frame >= target, timeout)
+
+    def wait_for(self, predicate, timeout: float = 20.0) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: predicate(self.received), timeout)
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
+
+
+def sounding(received) -> set[tuple[int, int]]:
+    """Notes left on by a MIDI stream, honouring CC 123 (duplicates and drops are tolerated by sets)."""
+    on: set[tuple[int, int]] = set()
+    for _, m in received:
+        if len(m) < 3:
+            continue
+        kind, ch = m[0] & 0xF0, m[0] & 0x0F
+        if kind == 0x90 and m[2] > 0:
+            on.add((ch, m[1]))
+        elif kind == 0x80 or (kind == 0x90 and m[2] == 0):
+            on.discard((ch, m[1]))
+        elif kind == 0xB0 and m[1] == 123:
+            on = {k for k in on if k[0] != ch}
+    return on
+
+
+def clock_script(bpm: float, bars: int, rate: int = RATE, beats_per_bar: int = 4) -> tuple[list, float]:
+    """Start, then ``bars`` bars of 0xF8 at ``bpm``; returns (script, frames per tick)."""
+    per_tick = rate * 60.0 / bpm / 24
+    script = [(0, bytes([0xFA]))]
+    for k in range(bars * beats_per_bar * 24):
+        script.append((round(k * per_tick) + 1, bytes([0xF8])))
+    return script, per_tick

@@ -1,0 +1,212 @@
+"""The daemon through a real JACK server, with a client playing the DAW.
+
+Timing checks allow one JACK period plus 5 ms; counts tolerate JACK's rare
+dropped or duplicated messages (at least N bars, sets of sounding notes).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+from conftest import PERIOD, RATE, Daw, clock_script, sounding, start_jack, stop_jack
+
+from affetto.emotion import Quadrant, knob_value
+
+pytestmark = pytest.mark.jack
+
+BPM = 240.0
+BARS = 8
+TOLERANCE = PERIOD + int(0.005 * RATE)  # one JACK period + 5 ms, in frames
+
+
+def affetto_ports(daw: Daw, name: str) -> tuple[str, str]:
+    """Full JACK names of affetto's input and output ports."""
+    ins = [p.name for p in daw.client.get_ports(f"{name} in", is_midi=True, is_input=True)]
+    outs = [p.name for p in daw.client.get_ports(f"{name} out", is_midi=True, is_output=True)]
+    assert len(ins) == 1 and len(outs) == 1, (ins, outs)
+    return ins[0], outs[0]
+
+
+def note_ons(received):
+    return [(f, m) for f, m in received if len(m) == 3 and m[0] & 0xF0 == 0x90 and m[2] > 0]
+
+
+@pytest.fixture(scope="module")
+def performance(jack_server):
+    """One performance: 8 bars at 240 BPM, a seed phrase, the knob moved at bar 5, Stop mid-bar 8."""
+    from affetto.daemon.config import DaemonConfig
+    from affetto.daemon.service import run_daemon
+
+    name = "afftest"
+    config = DaemonConfig(
+        midi_api="jack",
+        port_name=name,
+        model="builtin:fake",
+        clock="midi",
+        emotion=knob_value(Quadrant.Q1),
+        emotion_smoothing=0.0,
+        rng_seed=3,
+    )
+    ready = threading.Event()
+    holder = {}
+
+    def on_ready(conductor):
+        holder["conductor"] = conductor
+        ready.set()
+
+    result = {}
+    thread = threading.Thread(
+        target=lambda: result.setdefault(
+            "code", run_daemon(config, on_ready=on_ready, install_signals=False)
+        ),
+        daemon=True,
+    )
+    thread.start()
+    assert ready.wait(20), "the daemon did not get ready"
+    daw = Daw("daw")
+    try:
+        daw.connect(*affetto_ports(daw, name))
+        script, per_tick = clock_script(BPM, BARS)
+        bar_frames = 96 * per_tick
+        script.append((0, bytes([0xB0, 20, knob_value(Quadrant.Q1)])))
+        for beat, pitch in enumerate((50, 53, 57, 60)):  # the seed phrase, in bar 1
+            on = int(1 + beat * 24 * per_tick)
+            script += [(on, bytes([0x90, pitch, 96])), (on + int(12 * per_tick), bytes([0x80, pitch, 0]))]
+        script.append((int(4 * bar_frames), bytes([0xB0, 20, knob_value(Quadrant.Q3)])))
+        stop_at = int(7.5 * bar_frames)
+        script.append((stop_at, bytes([0xFC])))
+        start = daw.play(script)
+        assert daw.finished.wait(60), "the DAW script did not finish"
+        assert daw.wait_frames(20 * PERIOD)
+    finally:
+        holder["conductor"].request_stop("test over")
+        thread.join(timeout=20)
+        daw.close()
+    assert not thread.is_alive()
+    return {
+        "received": list(daw.received),
+        "start": start,
+        "bar_frames": bar_frames,
+        "first_tick": start + 1,
+        "stop": start + stop_at,
+        "code": result.get("code"),
+        "conductor": holder["conductor"],
+    }
+
+
+def test_bars_start_on_bar_lines(performance):
+    ons = note_ons(performance["received"])
+    line0, bar = performance["first_tick"], performance["bar_frames"]
+    errors = {}
+    for k in range(1, 7):
+        line = line0 + k * bar
+        # the fake generator always starts a bar with a note; other notes are >= a sixteenth away
+        near = [f - line for f, _ in ons if abs(f - line) < bar / 32]
+        if near:
+            errors[k] = min(near, key=abs)
+    assert len(errors) >= 4, f"too few generated bars heard: {errors}"
+    late = {k: e for k, e in errors.items() if abs(e) > TOLERANCE}
+    assert not late, f"bars off their bar lines by (frames): {late}; tolerance {TOLERANCE}"
+    assert performance["code"] == 0
+
+
+def test_knob_changes_the_output(performance):
+    ons = note_ons(performance["received"])
+    line0, bar = performance["first_tick"], performance["bar_frames"]
+
+    def velocities(first, last):
+        return [m[2] for f, m in ons if line0 + first * bar - TOLERANCE <= f < line0 + last * bar - TOLERANCE]
+
+    happy, sad = velocities(1, 4), velocities(6, 7.5)
+    assert happy and sad
+    assert sum(sad) / len(sad) < sum(happy) / len(happy)  # Q3 (sad) plays softer than Q1 (happy)
+
+
+def test_stop_leaves_no_note_sounding(performance):
+    received, stop = performance["received"], performance["stop"]
+    assert not sounding(received)
+    after = [f for f, _ in note_ons(received) if f > stop + 2 * TOLERANCE]
+    assert not after, "notes were played after Stop"
+    assert any(m[0] & 0xF0 == 0xB0 and m[1] == 123 for f, m in received if f >= stop)
+
+
+def _spawn_affetto(name: str, *extra: str, server: str) -> subprocess.Popen:
+    env = dict(os.environ, JACK_DEFAULT_SERVER=server, JACK_NO_START_SERVER="1", PYTHONUNBUFFERED="1")
+    cmd = [
+        sys.executable,
+        "-X",
+        "faulthandler",
+        "-m",
+        "affetto.daemon",
+        "run",
+        "--midi-api",
+        "jack",
+        "--port-name",
+        name,
+        "--model",
+        "builtin:fake",
+        *extra,
+    ]
+    return subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+
+
+def _watch_stderr(proc: subprocess.Popen) -> tuple[threading.Event, list[str]]:
+    ready, lines = threading.Event(), []
+
+    def read():
+        for line in proc.stderr:  # type: ignore[union-attr]
+            lines.append(line)
+            if " ready in " in line:
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    return ready, lines
+
+
+def test_sigterm_of_a_running_daemon_leaves_no_note_sounding(jack_server):
+    name = "afftest-sig"
+    proc = _spawn_affetto(name, "--clock", "midi", server=jack_server)
+    ready, lines = _watch_stderr(proc)
+    daw = None
+    try:
+        assert ready.wait(30), "".join(lines)
+        daw = Daw("daw-sig")
+        daw.connect(*affetto_ports(daw, name))
+        script, _ = clock_script(BPM, 16)
+        daw.play(script)
+        # wait until notes are sounding, a few bars in
+        assert daw.wait_for(lambda rec: len(note_ons(rec)) >= 12 and sounding(rec), timeout=30)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0, "".join(lines)
+        assert daw.wait_frames(8 * PERIOD)
+        assert not sounding(daw.received), "a note was left sounding after SIGTERM"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if daw is not None:
+            daw.close()
+
+
+def test_jack_server_loss_exits_cleanly_instead_of_hanging(jack_server, tmp_path):
+    server = "affetto-test-loss"
+    jackd = start_jack(server, tmp_path / "jackd-loss.log")
+    proc = None
+    try:
+        proc = _spawn_affetto("afftest-loss", "--clock", "internal", "--bpm", "300", server=server)
+        ready, lines = _watch_stderr(proc)
+        assert ready.wait(30), "".join(lines)
+        stop_jack(jackd, signal.SIGKILL)
+        code = proc.wait(timeout=20)  # a hang fails here
+        assert code == 3, "".join(lines)
+        assert any("JACK server went away" in line for line in lines), "".join(lines)
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stop_jack(jackd)
