@@ -15,8 +15,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -127,7 +127,8 @@ def load_and_memory(model_path: Path) -> dict[str, float]:
         "e.generate_bar(Capsule.of(Quadrant.Q1),rng=np.random.default_rng(0));"
         "rss=[l for l in open('/proc/self/status') if l.startswith('VmHWM')];"
         "print(json.dumps({'import_and_load_s':time.perf_counter()-t,'engine_load_s':e.load_seconds,"
-        "'peak_rss_mb':int(rss[0].split()[1])/1024 if rss else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024}))"
+        "'peak_rss_mb':int(rss[0].split()[1])/1024 if rss "
+        "else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024}))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -191,7 +192,8 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
             if checkpoint is not None:
                 for context in (100, 1000):
                     eager = table[f"pytorch eager, KV cache|b{batch}|c{context}"][0]
-                    ratios[f"eager+cache / engine, batch {batch}, ctx {context}"] = eager / table[f"{fp32}|b{batch}|c{context}"][0]
+                    engine_ms = table[f"{fp32}|b{batch}|c{context}"][0]
+                    ratios[f"eager+cache / engine, batch {batch}, ctx {context}"] = eager / engine_ms
         for k, v in ratios.items():
             echo(f"{k:<45} {v:5.2f}x")
         results["ratios"] = ratios
@@ -212,6 +214,7 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
         mem = load_and_memory(model_path)
         results["load"] = mem
         echo("")
-        echo(f"engine load {mem['engine_load_s'] * 1000:.0f} ms (process with imports {mem['import_and_load_s']:.2f} s), "
+        echo(f"engine load {mem['engine_load_s'] * 1000:.0f} ms "
+             f"(process with imports {mem['import_and_load_s']:.2f} s), "
              f"peak resident memory {mem['peak_rss_mb']:.0f} MB")
     return results

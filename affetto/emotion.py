@@ -33,14 +33,14 @@ class Quadrant(IntEnum):
         return 1.0 if self in (Quadrant.Q1, Quadrant.Q2) else -1.0
 
     @classmethod
-    def from_va(cls, valence: float, arousal: float) -> "Quadrant":
+    def from_va(cls, valence: float, arousal: float) -> Quadrant:
         """The quadrant a valence/arousal point lies in (0 counts as positive)."""
         if valence >= 0:
             return cls.Q1 if arousal >= 0 else cls.Q4
         return cls.Q2 if arousal >= 0 else cls.Q3
 
     @classmethod
-    def parse(cls, text: str) -> "Quadrant":
+    def parse(cls, text: str) -> Quadrant:
         key = str(text).strip().lower()
         for q in cls:
             if key in (q.name.lower(), q.mood):
@@ -74,13 +74,13 @@ class Capsule:
         object.__setattr__(self, "weights", w)
 
     @classmethod
-    def of(cls, quadrant: Quadrant) -> "Capsule":
+    def of(cls, quadrant: Quadrant) -> Capsule:
         w = [0.0] * 4
         w[int(quadrant)] = 1.0
         return cls(tuple(w))
 
     @classmethod
-    def unconditioned(cls) -> "Capsule":
+    def unconditioned(cls) -> Capsule:
         return cls()
 
     @property

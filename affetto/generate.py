@@ -38,7 +38,7 @@ class GenerateRequest:
     def build(cls, *, emotion: str, bars: int = 8, bpm: float | None = None, meter: str | None = None,
               temperature: float | None = None, top_p: float | None = None, top_k: int | None = None,
               guidance: float | None = None, seed_value: int = 0, with_seed: bool = False,
-              seed_path: str | None = None, model: str | None = None) -> "GenerateRequest":
+              seed_path: str | None = None, model: str | None = None) -> GenerateRequest:
         if not isinstance(bars, int) or bars < 1:
             raise ConfigError(f"bars must be >= 1, got {bars}")
         if bars > 1000:

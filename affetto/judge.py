@@ -14,8 +14,8 @@ every model file so that labels and verdicts stay comparable.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import numpy as np
 

@@ -6,9 +6,9 @@ Reading merges every track and channel except General MIDI drums (channel
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import mido
 

@@ -15,8 +15,8 @@ triplets) carries that choice with it.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from affetto.errors import ConfigError
 
@@ -66,7 +66,7 @@ class TimeSignature:
             )
 
     @classmethod
-    def parse(cls, text: str) -> "TimeSignature":
+    def parse(cls, text: str) -> TimeSignature:
         """Parse ``"4/4"``-style text."""
         try:
             num, den = (int(part) for part in str(text).strip().split("/"))
@@ -94,7 +94,7 @@ class Grid:
 
     def to_steps(self, beats: float) -> int:
         """Nearest grid step to a time in beats (half steps round up)."""
-        return int(math.floor(beats * self.steps_per_beat + 0.5))
+        return math.floor(beats * self.steps_per_beat + 0.5)
 
     def to_beats(self, steps: int) -> float:
         return steps / self.steps_per_beat
@@ -103,7 +103,7 @@ class Grid:
         steps = meter.beats_per_bar * self.steps_per_beat
         if abs(steps - round(steps)) > 1e-9:
             raise ConfigError(f"meter {meter} does not fit a grid of {self.steps_per_beat} steps per beat")
-        return int(round(steps))
+        return round(steps)
 
 
 def quantise(notes: Iterable[Note], grid: Grid) -> list[Note]:

@@ -21,9 +21,9 @@ definition is a small frozen config that every model file carries as JSON.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -34,7 +34,7 @@ from affetto.music import Grid, Note, TimeSignature, sort_notes
 PAD, BOS, BAR, POS, PITCH, VEL, DUR = range(7)
 TYPE_NAMES = ("PAD", "BOS", "BAR", "POS", "PITCH", "VEL", "DUR")
 
-DEFAULT_DURATIONS = tuple(range(1, 17)) + (20, 24, 28, 32, 40, 48, 64)
+DEFAULT_DURATIONS = (*tuple(range(1, 17)), 20, 24, 28, 32, 40, 48, 64)
 
 
 @dataclass(frozen=True)
@@ -276,14 +276,14 @@ class Vocabulary:
         return sort_notes(notes)
 
     # ---- grammar ---------------------------------------------------------
-    def new_state(self, bar_steps: int) -> "GrammarState":
+    def new_state(self, bar_steps: int) -> GrammarState:
         if not 1 <= bar_steps <= self.config.max_bar_steps:
             raise VocabularyError(
                 f"a bar of {bar_steps} steps does not fit this vocabulary (max {self.config.max_bar_steps})"
             )
         return GrammarState(bar_steps=bar_steps)
 
-    def advance(self, state: "GrammarState", token: int) -> None:
+    def advance(self, state: GrammarState, token: int) -> None:
         """Move the grammar state past ``token`` (which must be allowed)."""
         t = int(self.types[token])
         if t == BAR:
@@ -299,7 +299,7 @@ class Vocabulary:
             state.notes_in_bar += 1
         state.last = t
 
-    def allowed(self, state: "GrammarState", out: np.ndarray | None = None) -> np.ndarray:
+    def allowed(self, state: GrammarState, out: np.ndarray | None = None) -> np.ndarray:
         """Boolean mask of tokens allowed after ``state`` (written into ``out``)."""
         if out is None:
             out = np.empty(self.size, dtype=bool)
@@ -342,7 +342,7 @@ class Vocabulary:
         return {"format": "affetto-vocab", **asdict(self.config), "size": self.size}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Vocabulary":
+    def from_dict(cls, data: dict) -> Vocabulary:
         if data.get("format") != "affetto-vocab":
             raise VocabularyError("not an affetto vocabulary (missing format: affetto-vocab)")
         fields = {k: v for k, v in data.items() if k in VocabConfig.__dataclass_fields__}
@@ -357,7 +357,7 @@ class Vocabulary:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str) -> "Vocabulary":
+    def from_json(cls, text: str) -> Vocabulary:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
@@ -368,7 +368,7 @@ class Vocabulary:
         Path(path).write_text(self.to_json() + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, path: str | Path) -> "Vocabulary":
+    def load(cls, path: str | Path) -> Vocabulary:
         return cls.from_json(Path(path).read_text(encoding="utf-8"))
 
 

@@ -25,11 +25,11 @@ import threading
 import time
 
 import numpy as np
+
 from affetto.daemon.clock import InternalClock, MidiClockFollower
 from affetto.daemon.generator import BarRequest, FakeGenerator, make_worker
 from affetto.daemon.notes import OwnedOutput
 from affetto.daemon.scheduler import Scheduler
-
 from affetto.emotion import Capsule, Quadrant
 from affetto.music import Note, TimeSignature
 
@@ -104,6 +104,7 @@ def clock_follower_through_jack() -> dict:
     """A JACK client sends 120 BPM then 90 BPM; the follower reads it through rtmidi."""
     import jack
     import rtmidi
+
     from affetto.daemon.ports import InputHandler
 
     inbox: queue.Queue = queue.Queue()

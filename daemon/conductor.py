@@ -49,7 +49,6 @@ from affetto.daemon.generator import BarRequest, BarResult
 from affetto.daemon.midiparse import CONTROL_CHANGE, NOTE_OFF, NOTE_ON, SONG_POSITION
 from affetto.daemon.scheduler import Scheduler, percentile
 from affetto.daemon.seed import SeedBuffer
-
 from affetto.music import Note
 
 log = logging.getLogger(__name__)

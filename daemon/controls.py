@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from affetto.daemon.config import DaemonConfig
-
 from affetto.emotion import Capsule, cc_unit, knob_capsule, va_capsule
 
 TEMPERATURE_RANGE = (0.3, 1.7)  # CC 0..127 maps linearly onto this

@@ -100,7 +100,9 @@ class Engine:
         self.meter = meter
         self.bar_steps = self.vocab.grid.steps_per_bar(meter)
         if self.bar_steps > self.vocab.config.max_bar_steps:
-            raise ConfigError(f"meter {meter} is longer than this model's bars ({self.vocab.config.max_bar_steps} steps)")
+            raise ConfigError(
+                f"meter {meter} is longer than this model's bars ({self.vocab.config.max_bar_steps} steps)"
+            )
         self.max_notes_per_bar = max_notes_per_bar
         self.max_bar_tokens = 1 + self.bar_steps + 3 * max_notes_per_bar
 
@@ -111,7 +113,8 @@ class Engine:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = choose_providers(provider)
         if len(providers) > 1:
-            ort.set_default_logger_severity(4)  # a missing CUDA library is reported below, once, not as a page of errors
+            # A missing CUDA library is reported below, once, not as a page of errors.
+            ort.set_default_logger_severity(4)
         try:
             self.session = ort.InferenceSession(str(self.model_path), options, providers=providers)
         except Exception as err:  # ONNX Runtime raises its own Fail/InvalidGraph types
@@ -244,7 +247,8 @@ class Engine:
         body = self.vocab.encode_steps(steps, self.bar_steps, n_bars=bars).tolist()
         budget = self.max_len // 2
         if len(body) > budget - 1:  # keep the latest whole bars
-            cut = next((i for i, t in enumerate(body) if t == self.vocab.bar and len(body) - i <= budget - 1), len(body))
+            bars = (i for i, t in enumerate(body) if t == self.vocab.bar and len(body) - i <= budget - 1)
+            cut = next(bars, len(body))
             body = body[cut:]
         self._context = [self.vocab.bos, *body]
         self._cached = 0

@@ -33,7 +33,6 @@ import time
 from collections.abc import Callable, Iterator
 
 from affetto.daemon.midiparse import MidiParser
-
 from affetto.errors import PortError
 
 log = logging.getLogger(__name__)

@@ -35,7 +35,6 @@ from dataclasses import dataclass
 
 from affetto.daemon.clock import ClockState
 from affetto.daemon.notes import OwnedOutput
-
 from affetto.music import Note
 
 log = logging.getLogger(__name__)

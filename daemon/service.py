@@ -27,7 +27,6 @@ from affetto.daemon.generator import FakeGenerator, GeneratorFactory, make_worke
 from affetto.daemon.notes import OwnedOutput
 from affetto.daemon.ports import MidiPorts, resolve_api
 from affetto.daemon.scheduler import Scheduler
-
 from affetto.errors import ConfigError
 from affetto.music import TimeSignature
 

@@ -79,7 +79,8 @@ def sample_sequences(meta: dict, vocab: Vocabulary, count: int = 8, length: int 
             loaded = load_emopia(cfg.data) if cfg.emopia else load_midi_folder(cfg.data, cfg.labels, grid=vocab.grid)
             pieces, labels = loaded.pieces, loaded.labels
         splits = assign_splits(pieces)
-        chosen = [i for i, s in enumerate(splits) if s == "valid"][: 4 * count] or list(range(min(len(pieces), 4 * count)))
+        chosen = [i for i, s in enumerate(splits) if s == "valid"][: 4 * count]
+        chosen = chosen or list(range(min(len(pieces), 4 * count)))
         subset = [pieces[i] for i in chosen]
         sub_labels = {j: labels[i] for j, i in enumerate(chosen) if labels and i in labels}
         examples = build_examples(subset, vocab, DataConfig(), labels=sub_labels, augment=False)
@@ -150,7 +151,8 @@ def _with_manifest(model: onnx.ModelProto, manifest: dict) -> onnx.ModelProto:
     manifest = dict(manifest, content_hash=graph_hash(model.graph.SerializeToString()))
     for prop in [p for p in model.metadata_props if p.key == METADATA_KEY]:
         model.metadata_props.remove(prop)
-    model.metadata_props.append(onnx.StringStringEntryProto(key=METADATA_KEY, value=json.dumps(manifest, sort_keys=True)))
+    entry = onnx.StringStringEntryProto(key=METADATA_KEY, value=json.dumps(manifest, sort_keys=True))
+    model.metadata_props.append(entry)
     return model
 
 
@@ -177,7 +179,9 @@ def export_checkpoint(
     model, meta = load_checkpoint(checkpoint)
     vocab = Vocabulary.from_dict(meta["vocab"])
     if vocab.size != model.cfg.vocab_size:
-        raise ModelFileError(f"{checkpoint}: vocabulary of {vocab.size} tokens but the model has {model.cfg.vocab_size}")
+        raise ModelFileError(
+            f"{checkpoint}: vocabulary of {vocab.size} tokens but the model has {model.cfg.vocab_size}"
+        )
     fp32 = build_graph(model)
     onnx.checker.check_model(fp32, full_check=True)
     fp32_bytes = fp32.SerializeToString()

@@ -85,8 +85,8 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
     start = b.op("Sub", [total, seq_len], name="past_len")  # (1,)
 
     tok = b.op("Gather", [b.weight("tok.weight", sd["tok.weight"]), "tokens"], name="tok_embed")  # (B, S, C)
-    pos = b.op("Slice", [b.weight("pos.weight", sd["pos.weight"]), start, total, b.weight("c0", np.array([0], np.int64))],
-               name="pos_embed")  # (S, C)
+    pos_table = b.weight("pos.weight", sd["pos.weight"])
+    pos = b.op("Slice", [pos_table, start, total, b.weight("c0", np.array([0], np.int64))], name="pos_embed")  # (S, C)
     cond = b.op("MatMul", ["cond", b.weight("cond.weight_t", sd["cond.weight"].T)], name="cond_embed")  # (B, C)
     cond = b.op("Unsqueeze", [cond, b.weight("axis1", np.array([1], np.int64))], name="cond_unsq")  # (B, 1, C)
     x = b.op("Add", [b.op("Add", [tok, pos], name="embed_add"), cond], name="embed")  # (B, S, C)
@@ -140,7 +140,8 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
     for i in range(cfg.n_layer):
         for kind in ("key", "value"):
             inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kind}", f32, kv_shape))
-            outputs.append(helper.make_tensor_value_info(f"present.{i}.{kind}", f32, ["batch", H, "present_sequence", hs]))
+            present_shape = ["batch", H, "present_sequence", hs]
+            outputs.append(helper.make_tensor_value_info(f"present.{i}.{kind}", f32, present_shape))
     graph = helper.make_graph(b.nodes, "affetto", inputs, outputs, initializer=b.inits)
     onnx_model = helper.make_model(
         graph,

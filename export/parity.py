@@ -76,7 +76,9 @@ def run_full(sess: ort.InferenceSession, model: EmotionTransformer, tokens: np.n
     return sess.run(None, _feeds(tokens, cond, empty, tokens.shape[1]))
 
 
-def run_steps(sess: ort.InferenceSession, model: EmotionTransformer, tokens: np.ndarray, cond: np.ndarray) -> np.ndarray:
+def run_steps(
+    sess: ort.InferenceSession, model: EmotionTransformer, tokens: np.ndarray, cond: np.ndarray
+) -> np.ndarray:
     """Logits of every position, one token per run through a shared buffer of max_len."""
     cfg = model.cfg
     B, T = tokens.shape
@@ -109,7 +111,7 @@ def check_parity(model_bytes: bytes, model: EmotionTransformer, tokens: np.ndarr
     sess = session(model_bytes)
     model = model.eval()
     with torch.no_grad():
-        ref, presents = model(torch.from_numpy(tokens.astype(np.int64)), torch.from_numpy(cond.astype(np.float32)))
+        ref, _presents = model(torch.from_numpy(tokens.astype(np.int64)), torch.from_numpy(cond.astype(np.float32)))
     ref = ref.numpy()
     full = run_full(sess, model, tokens, cond)[0]
 

@@ -14,9 +14,9 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -77,7 +77,7 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
+    def from_dict(cls, data: dict) -> TrainConfig:
         data = dict(data)
         data["model"] = ModelConfig.from_dict(data.get("model", {}))
         dc = data.get("data_config", {})
@@ -268,7 +268,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
             log.info("resumed from %s at step %d", last, step)
     net = model
     if world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        ids = [device.index] if device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     net.train()
 
     weights = example_weights(data.train, cfg.balance)

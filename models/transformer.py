@@ -59,7 +59,7 @@ class ModelConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ModelConfig":
+    def from_dict(cls, data: dict) -> ModelConfig:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
@@ -147,7 +147,7 @@ class EmotionTransformer(nn.Module):
         cond: torch.Tensor,  # (B, 4) float32 capsule; zeros = unconditioned
         past: list[KV] | None = None,  # per layer (B, nh, P, hs) keys and values
     ) -> tuple[torch.Tensor, list[KV]]:
-        B, T = tokens.shape
+        _B, T = tokens.shape
         offset = past[0][0].shape[2] if past is not None else 0
         positions = torch.arange(offset, offset + T, device=tokens.device)  # (T,)
         x = self.tok(tokens) + self.pos(positions) + self.cond(cond).unsqueeze(1)  # (B, T, C)

@@ -5,7 +5,7 @@ import pytest
 
 from affetto.errors import VocabularyError
 from affetto.music import Note, TimeSignature
-from affetto.vocab import BAR, DUR, POS, Vocabulary, VocabConfig
+from affetto.vocab import BAR, DUR, POS, VocabConfig, Vocabulary
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ from affetto.daemon.config import DaemonConfig
 from affetto.daemon.generator import BarRequest, FakeGenerator, run_request
 from affetto.daemon.notes import OwnedOutput
 from affetto.daemon.scheduler import Scheduler
-
 from affetto.errors import PortError
 
 MS = 1_000_000

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from affetto.daemon.clock import (
     CLOCK_TICK,
     CONTINUE,
@@ -15,7 +16,6 @@ from affetto.daemon.clock import (
     MidiClockFollower,
     Transport,
 )
-
 from affetto.errors import ConfigError
 
 MS = 1_000_000

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from affetto.daemon.clock import PPQN
 from daemon_fakes import MS, make_rig
 
+from affetto.daemon.clock import PPQN
 from affetto.emotion import Quadrant, knob_value
 
 BAR = 4.0  # 4/4

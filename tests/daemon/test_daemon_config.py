@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from affetto.daemon.config import DaemonConfig
-from affetto.daemon.controls import Controls
 from click.testing import CliRunner
 
 from affetto.cli_daemon import ports, run
+from affetto.daemon.config import DaemonConfig
+from affetto.daemon.controls import Controls
 from affetto.emotion import Quadrant, knob_value
 from affetto.errors import ConfigError
 from affetto.music import TimeSignature

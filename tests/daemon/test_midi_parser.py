@@ -5,9 +5,9 @@ from __future__ import annotations
 import queue
 
 import pytest
+
 from affetto.daemon.midiparse import MidiParser
 from affetto.daemon.ports import InputHandler, find_port
-
 from affetto.errors import PortError
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from affetto.daemon.notes import OwnedOutput
 from daemon_fakes import RecordingPort
+
+from affetto.daemon.notes import OwnedOutput
 
 
 def test_note_on_off_round_trip():

@@ -7,7 +7,13 @@ from affetto.emotion import Quadrant
 from affetto.models import corpus
 from affetto.models.corpus import Piece, load_corpus, parse_abc_text
 from affetto.models.data import (
-    DataConfig, assign_splits, build_examples, change_mode, segments, split_examples, time_scale,
+    DataConfig,
+    assign_splits,
+    build_examples,
+    change_mode,
+    segments,
+    split_examples,
+    time_scale,
 )
 from affetto.music import Grid, TimeSignature
 from affetto.vocab import Vocabulary

@@ -54,7 +54,7 @@ def test_resume_continues_exactly_where_it_stopped(tmp_path, midi_folder):
 def test_checkpoint_round_trip_and_bad_files(tmp_path):
     model = EmotionTransformer(TINY)
     save_checkpoint(tmp_path / "ck", model, {"step": 1})
-    loaded, meta = load_checkpoint(tmp_path / "ck")
+    loaded, _meta = load_checkpoint(tmp_path / "ck")
     for (_, pa), (_, pb) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(pa, pb)
     (tmp_path / "bad.json").write_text("{nope")
