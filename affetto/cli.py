@@ -183,13 +183,10 @@ def bench(model, checkpoint, repeat, bars, json_out) -> None:
 def _add_commands() -> None:
     """Commands that live beside this file (their modules import nothing heavy at load)."""
     from affetto.cli_daemon import ports, run
+    from affetto.cli_eval import eval_command
 
     cli.add_command(run)
     cli.add_command(ports)
-    try:
-        from affetto.cli_eval import eval_command
-    except ImportError:  # pragma: no cover - while the evaluation is being written
-        return
     cli.add_command(eval_command)
 
 
