@@ -15,6 +15,7 @@ Which one keeps scheduler lateness lower is measured by ``bench/bench_daemon.py`
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing as mp
 import queue
@@ -233,6 +234,10 @@ class ThreadWorker:
 
 
 def _child_main(factory: GeneratorFactory, requests: Any, results: Any) -> None:
+    # Ctrl-C reaches the whole process group; the parent owns shutdown and stops this child.
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         generator = factory()
     except Exception as err:
@@ -305,6 +310,13 @@ class ProcessWorker:
             self._results.put(None)
             if self._reader is not None:
                 self._reader.join(timeout=2.0)
+            for q in (self._requests, self._results):  # stop their feeder threads
+                q.close()
+                q.join_thread()
+            # Drop the queues now: their semaphores are released by finalizers, which a process
+            # leaving through os._exit (the CLI does, see affetto/cli_daemon.py) never runs.
+            self._requests = self._results = None
+            gc.collect()
 
     def __enter__(self) -> ProcessWorker:
         return self.start()

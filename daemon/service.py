@@ -110,6 +110,7 @@ def run_daemon(
         worker.kind,
     )
     exit_code = EXIT_ERROR
+    previous: dict = {}
     try:
         with MidiPorts(
             api,
@@ -128,32 +129,31 @@ def run_daemon(
                 config, clock, scheduler, worker.submit, inbox, trouble_sources=(ports.input.parser,)
             )  # type: ignore[union-attr]
             holder["conductor"] = conductor
-            previous = _install_signals(conductor) if install_signals else {}
-            try:
-                with scheduler:
-                    if isinstance(clock, InternalClock):
-                        for event in clock.start(time.monotonic_ns() + 100_000_000):
-                            conductor.process(event)
-                    log.info(
-                        "ready in %.2f s: in %r, out %r (%s), clock %s, %s, mode %s, emotion CC %s",
-                        time.monotonic() - t0,
-                        ports.input.name,
-                        ports.output.name,  # type: ignore[union-attr]
-                        api,
-                        config.clock,
-                        config.meter,
-                        config.mode,
-                        f"{config.valence_cc}/{config.arousal_cc} (XY)"
-                        if config.xy_mode
-                        else config.emotion_cc,
-                    )
-                    if on_ready is not None:
-                        on_ready(conductor)
-                    exit_code = conductor.run()
-                    if scheduler.error is not None:
-                        exit_code = EXIT_ERROR
-            finally:
-                _restore_signals(previous)
+            # Our handlers stay until the ports are closed and the worker is gone: a second Ctrl-C
+            # must not interrupt the final note-offs.
+            previous.update(_install_signals(conductor) if install_signals else {})
+            with scheduler:
+                if isinstance(clock, InternalClock):
+                    for event in clock.start(time.monotonic_ns() + 100_000_000):
+                        conductor.process(event)
+                log.info(
+                    "ready in %.2f s: in %r, out %r (%s), clock %s, %s, mode %s, emotion CC %s",
+                    time.monotonic() - t0,
+                    ports.input.name,
+                    ports.output.name,  # type: ignore[union-attr]
+                    api,
+                    config.clock,
+                    config.meter,
+                    config.mode,
+                    f"{config.valence_cc}/{config.arousal_cc} (XY)"
+                    if config.xy_mode
+                    else config.emotion_cc,
+                )
+                if on_ready is not None:
+                    on_ready(conductor)
+                exit_code = conductor.run()
+                if scheduler.error is not None:
+                    exit_code = EXIT_ERROR
             log.info(
                 "stopping (%s): %d bars generated, %d missed",
                 conductor.stop_reason or "done",
@@ -168,6 +168,7 @@ def run_daemon(
                 exit_code = EXIT_PORT_LOST
     finally:
         worker.close()
+        _restore_signals(previous)
     return exit_code
 
 
