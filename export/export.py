@@ -167,6 +167,18 @@ def quantize_int8(fp32: onnx.ModelProto) -> onnx.ModelProto:
         return onnx.load(dst)
 
 
+def _check_sampling(sampling: dict) -> None:
+    from affetto.daemon.sampling import SamplingConfig
+
+    allowed = {"default", *(q.name for q in Quadrant)}
+    for key, values in sampling.items():
+        if key not in allowed:
+            raise ValueError(f"sampling keys are 'default' and Q1..Q4, got {key!r}")
+        if not isinstance(values, dict) or set(values) - {"temperature", "top_k", "top_p", "guidance"}:
+            raise ValueError(f"sampling[{key!r}] takes temperature, top_k, top_p and guidance, got {values!r}")
+        SamplingConfig(**values)  # validates the values
+
+
 def export_checkpoint(
     checkpoint: str | Path,
     out: str | Path,
@@ -174,8 +186,16 @@ def export_checkpoint(
     int8: bool = False,
     check: bool = True,
     sequences: tuple[list[np.ndarray], np.ndarray] | None = None,
+    sampling: dict[str, dict] | None = None,
 ) -> ExportResult:
-    """Export a checkpoint to ``out``; raises when fp32 parity fails."""
+    """Export a checkpoint to ``out``; raises when fp32 parity fails.
+
+    ``sampling`` stores the model's own sampling settings in the manifest
+    (``{"default": {...}, "Q3": {...}}``), which the engine uses where the
+    user sets none; keys and values are checked here.
+    """
+    if sampling is not None:
+        _check_sampling(sampling)
     model, meta = load_checkpoint(checkpoint)
     vocab = Vocabulary.from_dict(meta["vocab"])
     if vocab.size != model.cfg.vocab_size:
@@ -205,6 +225,8 @@ def export_checkpoint(
         manifest["quantization"] = {"method": "onnxruntime dynamic, int8 weights, MatMul", **result_int8}
     if parity is not None:
         manifest["parity"] = parity.to_dict()
+    if sampling:
+        manifest["sampling"] = sampling
     final = _with_manifest(final, manifest)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -72,3 +72,20 @@ def test_bad_model_files_name_the_file(tmp_path, tiny_model):
     onnx.save(model, altered)
     with pytest.raises(ModelFileError, match="does not match its content hash"):
         read_manifest(altered)
+
+
+def test_sampling_settings_travel_in_the_manifest(tiny_checkpoint, tmp_path):
+    from affetto.daemon.engine import Engine
+    from affetto.emotion import Capsule, Quadrant
+
+    sampling = {"default": {"guidance": 2.0, "top_p": 0.9}, "Q4": {"temperature": 0.7}}
+    export_checkpoint(tiny_checkpoint, tmp_path / "s.onnx", check=False, sampling=sampling)
+    engine = Engine(tmp_path / "s.onnx")
+    calm = engine.sampling_for(Capsule.of(Quadrant.Q4))
+    happy = engine.sampling_for(Capsule.of(Quadrant.Q1))
+    assert (calm.temperature, calm.guidance, calm.top_p) == (0.7, 2.0, 0.9)
+    assert (happy.temperature, happy.guidance) == (1.0, 2.0)
+    with pytest.raises(ValueError, match="sampling keys are 'default' and Q1..Q4"):
+        export_checkpoint(tiny_checkpoint, tmp_path / "x.onnx", check=False, sampling={"Q9": {}})
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        export_checkpoint(tiny_checkpoint, tmp_path / "x.onnx", check=False, sampling={"Q1": {"temperature": 0}})
