@@ -87,3 +87,25 @@ def test_export_and_info_commands(tiny_checkpoint, tmp_path):
     assert result.exit_code == 0 and "2 layers, width 32" in result.output and "sha256:" in result.output
     result = CliRunner().invoke(cli, ["info", str(tmp_path / "none.onnx")])
     assert result.exit_code != 0 and "no such model file" in result.output
+
+
+def test_the_shipped_model_generates_without_torch_or_network(tmp_path):
+    """The package's own model: a fresh process that cannot import torch still generates."""
+    import subprocess
+    import sys
+
+    from affetto.daemon.engine import default_model_path
+    from affetto.manifest import read_manifest
+
+    manifest = read_manifest(default_model_path())  # checks the content hash too
+    assert manifest["conditioning"]["guidance_ready"]
+    out = tmp_path / "sad.mid"
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # any import of torch now fails
+        "from affetto.cli import main; sys.argv = ['affetto', 'generate', '--emotion', 'sad', '--bars', '4',"
+        f" '-o', {str(out)!r}]; main()"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    notes = read_midi(out).notes
+    assert notes and all(0 <= n.onset < 16 for n in notes)
