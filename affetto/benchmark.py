@@ -40,24 +40,13 @@ def time_calls(fn: Callable[[], None], repeat: int, warmup: int = 5) -> list[flo
     return out
 
 
-def random_context(vocab, length: int, seed: int = 0) -> list[int]:
-    rng = np.random.default_rng(seed)
-    state = vocab.new_state(16)
-    tokens = [vocab.bos]
-    while len(tokens) < length:
-        tok = int(rng.choice(np.flatnonzero(vocab.allowed(state))))
-        tokens.append(tok)
-        vocab.advance(state, tok)
-    return tokens
-
-
 def engine_step_times(model_path: Path, batch: int, context: int, repeat: int) -> list[float]:
     """One decode step of the engine at a fixed context length (the cache is rewound each time)."""
     from affetto.daemon.engine import Engine
 
     engine = Engine(model_path, threads=1)
     engine._configure(Capsule.of(Quadrant.Q1), 2.0 if batch == 2 else 1.0)
-    engine._context = random_context(engine.vocab, context)
+    engine._context = engine.vocab.random_walk(context, np.random.default_rng(0))
     engine._prefill()
     token = engine.vocab.bar
 
@@ -78,7 +67,7 @@ def torch_step_times(checkpoint: Path, batch: int, context: int, repeat: int, ca
     model, meta = load_checkpoint(checkpoint)
     from affetto.vocab import Vocabulary
 
-    tokens = torch.tensor([random_context(Vocabulary.from_dict(meta["vocab"]), context)] * batch)
+    tokens = torch.tensor([Vocabulary.from_dict(meta["vocab"]).random_walk(context, np.random.default_rng(0))] * batch)
     cond = torch.zeros(batch, 4)
     cond[0, 0] = 1.0
     with torch.no_grad():

@@ -317,6 +317,20 @@ class Vocabulary:
                 out[self.pitch0 : self.vel0] = False
         return out
 
+    def random_walk(self, length: int, rng: np.random.Generator, bar_steps: int = 16) -> list[int]:
+        """``length`` tokens (BOS first) drawn uniformly among those the grammar allows.
+
+        Valid streams with no musical sense: inputs for parity checks and benchmarks.
+        """
+        state = self.new_state(bar_steps)
+        tokens = [self.bos]
+        mask = np.empty(self.size, dtype=bool)
+        while len(tokens) < length:
+            token = int(rng.choice(np.flatnonzero(self.allowed(state, mask))))
+            tokens.append(token)
+            self.advance(state, token)
+        return tokens
+
     def check(self, tokens: Sequence[int], bar_steps: int) -> None:
         """Raise :class:`VocabularyError` at the first token the grammar forbids."""
         state = GrammarState(bar_steps=bar_steps)

@@ -97,17 +97,12 @@ def sample_sequences(meta: dict, vocab: Vocabulary, count: int = 8, length: int 
     return grammar_walks(vocab, count, length, seed)
 
 
-def grammar_walks(vocab: Vocabulary, count: int, length: int, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
+def grammar_walks(
+    vocab: Vocabulary, count: int, length: int, seed: int = 0
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Random valid token streams and random one-hot capsules, for checks without data."""
     rng = np.random.default_rng(seed)
-    seqs = []
-    for _ in range(count):
-        state = vocab.new_state(16)
-        tokens = [vocab.bos]
-        while len(tokens) < length:
-            tok = int(rng.choice(np.flatnonzero(vocab.allowed(state))))
-            tokens.append(tok)
-            vocab.advance(state, tok)
-        seqs.append(np.array(tokens, np.int64))
+    seqs = [np.array(vocab.random_walk(length, rng), np.int64) for _ in range(count)]
     cond = np.eye(4, dtype=np.float32)[rng.integers(0, 4, count)]
     return seqs, cond
 

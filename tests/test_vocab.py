@@ -86,13 +86,7 @@ def test_random_walks_through_the_grammar_always_decode(vocab):
     rng = np.random.default_rng(3)
     meter = TimeSignature(3, 4)
     for _ in range(30):
-        state = vocab.new_state(vocab.grid.steps_per_bar(meter))
-        tokens = [vocab.bos]
-        for _ in range(200):
-            allowed = np.flatnonzero(vocab.allowed(state))
-            tok = int(rng.choice(allowed))
-            tokens.append(tok)
-            vocab.advance(state, tok)
+        tokens = vocab.random_walk(200, rng, bar_steps=vocab.grid.steps_per_bar(meter))
         vocab.check(tokens, 12)
         for n in vocab.decode(tokens, meter):
             assert n.onset % meter.beats_per_bar < meter.beats_per_bar

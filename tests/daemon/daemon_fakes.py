@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import queue
 
+from midi_helpers import sounding
+
 from affetto.daemon.clock import InternalClock
 from affetto.daemon.conductor import Conductor
 from affetto.daemon.config import DaemonConfig
@@ -44,16 +46,7 @@ class RecordingPort:
 
     def sounding(self) -> set[tuple[int, int]]:
         """Notes left on at the receiving end, honouring CC 123."""
-        on: set[tuple[int, int]] = set()
-        for _, m in self.messages:
-            kind, ch = m[0] & 0xF0, m[0] & 0x0F
-            if kind == 0x90 and m[2] > 0:
-                on.add((ch, m[1]))
-            elif kind == 0x80 or (kind == 0x90 and m[2] == 0):
-                on.discard((ch, m[1]))
-            elif kind == 0xB0 and m[1] == 123:
-                on = {k for k in on if k[0] != ch}
-        return on
+        return sounding(self.messages)
 
     def note_ons(self) -> list[tuple[int, list[int]]]:
         return [(t, m) for t, m in self.messages if m[0] & 0xF0 == 0x90 and m[2] > 0]

@@ -15,6 +15,7 @@ import subprocess
 import threading
 
 import pytest
+from midi_helpers import sounding  # noqa: F401  (the tests import it from here)
 
 SERVER = "affetto-test"
 RATE = 48000
@@ -162,22 +163,6 @@ class Daw:
     def close(self) -> None:
         self.client.deactivate()
         self.client.close()
-
-
-def sounding(received) -> set[tuple[int, int]]:
-    """Notes left on by a MIDI stream, honouring CC 123 (duplicates and drops are tolerated by sets)."""
-    on: set[tuple[int, int]] = set()
-    for _, m in received:
-        if len(m) < 3:
-            continue
-        kind, ch = m[0] & 0xF0, m[0] & 0x0F
-        if kind == 0x90 and m[2] > 0:
-            on.add((ch, m[1]))
-        elif kind == 0x80 or (kind == 0x90 and m[2] == 0):
-            on.discard((ch, m[1]))
-        elif kind == 0xB0 and m[1] == 123:
-            on = {k for k in on if k[0] != ch}
-    return on
 
 
 def clock_script(bpm: float, bars: int, rate: int = RATE, beats_per_bar: int = 4) -> tuple[list, float]:
