@@ -52,6 +52,8 @@ class DataConfig:
     min_key_clarity: float = 0.65
     label_tempo: float = 110.0
     seed: int = 1234
+    transitions: int = 2  # per piece: seed bars in one variant, continued in another of other emotion
+    transition_seed_bars: int = 4
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,6 +67,7 @@ class Example:
     arousal: float
     piece: int  # index into the piece list
     variant: str
+    target_from: int = 0  # tokens before this index are context only (no loss)
 
 
 # ---- augmentation ------------------------------------------------------------
@@ -164,6 +167,63 @@ def fit_tokens(tokens: np.ndarray, max_tokens: int, bar_token: int) -> np.ndarra
     return tokens[:cut]
 
 
+def window(notes: np.ndarray, bar_steps: int, first: int, n_bars: int) -> np.ndarray:
+    """Notes whose onsets fall in bars ``first .. first + n_bars - 1``, onsets relative to ``first``."""
+    lo, hi = first * bar_steps, (first + n_bars) * bar_steps
+    out = notes[(notes[:, 0] >= lo) & (notes[:, 0] < hi)].copy()
+    out[:, 0] -= lo
+    return out
+
+
+def transition_examples(
+    variants: list[tuple[str, np.ndarray]],
+    index: int,
+    bar_steps: int,
+    vocab: Vocabulary,
+    config: DataConfig,
+    judge_config: JudgeConfig,
+    rng: np.random.Generator,
+) -> list[Example]:
+    """Seed bars from one variant continued by the next bars of a variant of another emotion.
+
+    The condition is the continuation's label and only the continuation is
+    learned, so the model is taught what the daemon asks of it: to follow
+    the knob even when the phrase so far says otherwise (a major seed
+    continued in the parallel minor, a busy one continued sparser, ...).
+    """
+    k = config.transition_seed_bars
+    n = config.segment_bars
+    spb = vocab.config.steps_per_beat
+    out: list[Example] = []
+    if len(variants) < 2:
+        return out
+    for _ in range(config.transitions):
+        a, b = rng.choice(len(variants), size=2, replace=False)
+        (tag_a, notes_a), (tag_b, notes_b) = variants[int(a)], variants[int(b)]
+        bars_a = int(notes_a[:, 0].max() // bar_steps) + 1
+        bars_b = int(notes_b[:, 0].max() // bar_steps) + 1
+        last = min(bars_a - k, bars_b - n)
+        if last < 0:
+            continue
+        first = int(rng.integers(0, last + 1))
+        seed = window(notes_a, bar_steps, first, k)
+        cont = window(notes_b, bar_steps, first + k, n - k)
+        if len(seed) < 2 or len(cont) < 4:
+            continue
+        before = label(seed, bar_steps, k, spb, config, judge_config)
+        after = label(cont, bar_steps, n - k, spb, config, judge_config)
+        if before.quadrant == after.quadrant:
+            continue
+        head = vocab.encode_steps(seed, bar_steps, k)
+        tail = vocab.encode_steps(cont, bar_steps, n - k)
+        tokens = fit_tokens(np.concatenate([head, tail]), config.max_tokens, vocab.bar)
+        if len(tokens) <= len(head):
+            continue
+        out.append(Example(tokens.astype(np.int16), int(after.quadrant), after.valence, after.arousal, index,
+                           f"{tag_a}->{tag_b}", target_from=len(head)))
+    return out
+
+
 def build_examples(
     pieces: Sequence[Piece],
     vocab: Vocabulary,
@@ -212,6 +272,8 @@ def build_examples(
                 tokens = vocab.encode_steps(seg, bar_steps, n_bars)
                 tokens = fit_tokens(tokens, config.max_tokens, vocab.bar)
                 examples.append(Example(tokens.astype(np.int16), quadrant, valence, arousal, index, tag))
+        if augment and given is None and config.transitions:
+            examples += transition_examples(variants, index, bar_steps, vocab, config, judge_config, rng)
     return examples
 
 

@@ -52,6 +52,8 @@ class TrainConfig:
     cond_dropout: float = 0.15  # share of examples trained unconditioned (for guidance)
     transpose: tuple[int, int] = (-5, 6)  # random transposition range in semitones
     balance: bool = True  # draw quadrants equally often
+    transition_share: float = 0.5  # share of each batch drawn from transition examples (when there are any)
+    init: str | None = None  # start from this checkpoint's weights (same model config), new optimizer
     eval_every: int = 250
     eval_examples: int = 512
     seed: int = 1234
@@ -132,12 +134,18 @@ def load_data(cfg: TrainConfig, vocab: Vocabulary, progress: bool = True) -> Cor
     return Corpus(split["train"], held["valid"], held["test"], summary)
 
 
-def example_weights(examples: Sequence[Example], balance: bool) -> np.ndarray:
-    if not balance:
-        return np.full(len(examples), 1.0 / len(examples))
+def example_weights(examples: Sequence[Example], balance: bool, transition_share: float = 0.0) -> np.ndarray:
+    """Drawing weights: quadrants equally often (``balance``), transitions at their share."""
     quadrants = np.array([e.quadrant for e in examples])
-    counts = np.bincount(quadrants, minlength=4).astype(float)
-    weights = 1.0 / counts[quadrants]
+    transition = np.array([e.target_from > 0 for e in examples])
+    weights = np.ones(len(examples))
+    for group, share in ((transition, transition_share), (~transition, 1.0 - transition_share)):
+        if not group.any():
+            continue
+        if balance:
+            counts = np.bincount(quadrants[group], minlength=4).astype(float)
+            weights[group] = 1.0 / counts[quadrants[group]]
+        weights[group] *= share / weights[group].sum() if transition.any() and (~transition).any() else 1.0
     return weights / weights.sum()
 
 
@@ -156,6 +164,7 @@ def make_batch(
     length = max(len(examples[i].tokens) for i in indices) + 1  # + BOS
     seq = np.full((len(indices), length + 1), vocab.pad, dtype=np.int64)
     cond = np.zeros((len(indices), 4), dtype=np.float32)
+    context_only = np.zeros(len(indices), dtype=np.int64)
     lo_p, hi_p = vocab.pitch0, vocab.vel0 - 1
     for row, i in enumerate(indices):
         ex = examples[i]
@@ -169,11 +178,14 @@ def make_batch(
                     toks = toks + pitches * int(rng.integers(low, high + 1))
         seq[row, 0] = vocab.bos
         seq[row, 1 : 1 + len(toks)] = toks
+        context_only[row] = ex.target_from
         if rng is None or rng.random() >= cfg.cond_dropout:
             cond[row, ex.quadrant] = 1.0
     inputs = torch.from_numpy(seq[:, :-1])
     targets = torch.from_numpy(seq[:, 1:].copy())
     targets[targets == vocab.pad] = -100
+    for row, n in enumerate(context_only):
+        targets[row, :n] = -100  # a transition's seed bars are context, not a target
     return inputs, targets, torch.from_numpy(cond)
 
 
@@ -266,13 +278,20 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
         best = float(meta.get("best_val_loss", float("inf")))
         if rank == 0:
             log.info("resumed from %s at step %d", last, step)
+    if cfg.init and step == 0:
+        start, start_meta = load_checkpoint(cfg.init)
+        if start.cfg != model_cfg:
+            raise ConfigError(f"--init {cfg.init}: its model config {start.cfg} differs from {model_cfg}")
+        model.load_state_dict(start.state_dict())
+        if rank == 0:
+            log.info("initialised from %s (step %s)", cfg.init, start_meta.get("step"))
     net = model
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
     net.train()
 
-    weights = example_weights(data.train, cfg.balance)
+    weights = example_weights(data.train, cfg.balance, cfg.transition_share)
     lengths = np.array([len(e.tokens) for e in data.train])
     valid = data.valid[:: max(1, len(data.valid) // cfg.eval_examples)][: cfg.eval_examples]
     meta_base = {

@@ -15,6 +15,7 @@ from affetto.models.data import (
     split_examples,
     time_scale,
 )
+from affetto.judge import JudgeConfig
 from affetto.music import Grid, TimeSignature
 from affetto.vocab import Vocabulary
 
@@ -93,3 +94,32 @@ def test_segments_and_split_of_small_sets():
     assert "valid" in assign_splits(two)
     clips = [Piece(f"c{i}", "g", TimeSignature(), 100.0, notes, song="one-song") for i in range(5)]
     assert len(set(assign_splits(clips))) == 1  # clips of one song stay together
+
+
+def test_transition_examples_learn_only_the_continuation_in_another_emotion():
+    from affetto.models.data import transition_examples
+    from affetto.models.train import TrainConfig, example_weights, make_batch
+
+    vocab = Vocabulary()
+    onsets = np.arange(0, 16 * 16, 4)  # quarter notes over 16 bars of 4/4
+    major = np.stack([onsets, np.full_like(onsets, 4), 60 + np.array([0, 4, 7, 12])[np.arange(len(onsets)) % 4],
+                      np.full_like(onsets, 80)], axis=1)
+    busy = np.stack([np.arange(0, 16 * 16, 1), np.ones(256, int), 57 + np.array([0, 3, 7, 12])[np.arange(256) % 4],
+                     np.full(256, 110)], axis=1)  # A minor, sixteenths, loud
+    variants = [("orig", major), ("minor+x0.5+v1.4", busy)]
+    rng = np.random.default_rng(0)
+    found = []
+    for _ in range(10):
+        found += transition_examples(variants, 0, 16, vocab, DataConfig(transitions=2), JudgeConfig(), rng)
+    assert found
+    for ex in found:
+        assert 0 < ex.target_from < len(ex.tokens)
+        head, tail = ex.tokens[: ex.target_from], ex.tokens[ex.target_from :]
+        assert (head == vocab.bar).sum() == 4 and (tail == vocab.bar).sum() == 12
+    ex = next(e for e in found if e.variant == "orig->minor+x0.5+v1.4")
+    assert ex.quadrant == int(Quadrant.Q2)  # continued minor, busy and loud: tense
+    inputs, targets, cond = make_batch([ex], [0], vocab, None, TrainConfig())
+    assert (targets[0, : ex.target_from] == -100).all() and (targets[0, ex.target_from] != -100)
+    plain = build_examples([Piece("p", "g", TimeSignature(), 100.0, major)], vocab, DataConfig(transitions=0))
+    weights = example_weights([*plain, ex], balance=True, transition_share=0.5)
+    assert weights[-1] == pytest.approx(0.5)
