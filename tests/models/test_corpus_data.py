@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from affetto.emotion import Quadrant
+from affetto.judge import JudgeConfig
 from affetto.models import corpus
 from affetto.models.corpus import Piece, load_corpus, parse_abc_text
 from affetto.models.data import (
@@ -15,7 +16,6 @@ from affetto.models.data import (
     split_examples,
     time_scale,
 )
-from affetto.judge import JudgeConfig
 from affetto.music import Grid, TimeSignature
 from affetto.vocab import Vocabulary
 
@@ -118,7 +118,7 @@ def test_transition_examples_learn_only_the_continuation_in_another_emotion():
         assert (head == vocab.bar).sum() == 4 and (tail == vocab.bar).sum() == 12
     ex = next(e for e in found if e.variant == "orig->minor+x0.5+v1.4")
     assert ex.quadrant == int(Quadrant.Q2)  # continued minor, busy and loud: tense
-    inputs, targets, cond = make_batch([ex], [0], vocab, None, TrainConfig())
+    _inputs, targets, _cond = make_batch([ex], [0], vocab, None, TrainConfig())
     assert (targets[0, : ex.target_from] == -100).all() and (targets[0, ex.target_from] != -100)
     plain = build_examples([Piece("p", "g", TimeSignature(), 100.0, major)], vocab, DataConfig(transitions=0))
     weights = example_weights([*plain, ex], balance=True, transition_share=0.5)
