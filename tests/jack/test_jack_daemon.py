@@ -37,39 +37,23 @@ def note_ons(received):
 
 
 @pytest.fixture(scope="module")
-def performance(jack_server):
-    """One performance: 8 bars at 240 BPM, a seed phrase, the knob moved at bar 5, Stop mid-bar 8."""
-    from affetto.daemon.config import DaemonConfig
-    from affetto.daemon.service import run_daemon
+def performance(jack_server, tmp_path_factory):
+    """One performance: 8 bars at 240 BPM, a seed phrase, the knob moved at bar 5, Stop mid-bar 8.
 
+    affetto runs as its own process, as beside a real DAW: the test's JACK client (a Python
+    callback) then never waits for the daemon's GIL.
+    """
     name = "afftest"
-    config = DaemonConfig(
-        midi_api="jack",
-        port_name=name,
-        model="builtin:fake",
-        clock="midi",
-        emotion=knob_value(Quadrant.Q1),
-        emotion_smoothing=0.0,
-        rng_seed=3,
+    config = tmp_path_factory.mktemp("perf") / "studio.toml"
+    config.write_text(
+        f'[daemon]\nemotion = {knob_value(Quadrant.Q1)}\nemotion_smoothing = 0.0\nrng_seed = 3\n', encoding="utf-8"
     )
-    ready = threading.Event()
-    holder = {}
-
-    def on_ready(conductor):
-        holder["conductor"] = conductor
-        ready.set()
-
-    result = {}
-    thread = threading.Thread(
-        target=lambda: result.setdefault(
-            "code", run_daemon(config, on_ready=on_ready, install_signals=False)
-        ),
-        daemon=True,
-    )
-    thread.start()
-    assert ready.wait(20), "the daemon did not get ready"
-    daw = Daw("daw")
+    proc = _spawn_affetto(name, "--clock", "midi", "--config", str(config), server=jack_server)
+    ready, lines = _watch_stderr(proc)
+    daw = None
     try:
+        assert ready.wait(30), "the daemon did not get ready: " + "".join(lines)
+        daw = Daw("daw")
         daw.connect(*affetto_ports(daw, name))
         script, per_tick = clock_script(BPM, BARS)
         bar_frames = 96 * per_tick
@@ -83,19 +67,23 @@ def performance(jack_server):
         start = daw.play(script)
         assert daw.finished.wait(60), "the DAW script did not finish"
         assert daw.wait_frames(20 * PERIOD)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=20)
+        received = list(daw.received)
     finally:
-        holder["conductor"].request_stop("test over")
-        thread.join(timeout=20)
-        daw.close()
-    assert not thread.is_alive()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if daw is not None:
+            daw.close()
     return {
-        "received": list(daw.received),
+        "received": received,
         "start": start,
         "bar_frames": bar_frames,
         "first_tick": start + 1,
         "stop": start + stop_at,
-        "code": result.get("code"),
-        "conductor": holder["conductor"],
+        "code": code,
+        "log": "".join(lines),
     }
 
 
