@@ -15,7 +15,6 @@ Which one keeps scheduler lateness lower is measured by ``bench/bench_daemon.py`
 
 from __future__ import annotations
 
-import gc
 import logging
 import multiprocessing as mp
 import queue
@@ -260,6 +259,7 @@ class ProcessWorker:
         self._deliver = deliver
         self._timeout = start_timeout
         ctx = mp.get_context("spawn")
+        self._closed = False
         self._requests = ctx.Queue()
         self._results = ctx.Queue()
         self._proc = ctx.Process(
@@ -300,6 +300,9 @@ class ProcessWorker:
             self._deliver(item[1])
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         try:
             self._requests.put(None)
             self._proc.join(timeout=5.0)
@@ -313,10 +316,6 @@ class ProcessWorker:
             for q in (self._requests, self._results):  # stop their feeder threads
                 q.close()
                 q.join_thread()
-            # Drop the queues now: their semaphores are released by finalizers, which a process
-            # leaving through os._exit (the CLI does, see affetto/cli_daemon.py) never runs.
-            self._requests = self._results = None
-            gc.collect()
 
     def __enter__(self) -> ProcessWorker:
         return self.start()

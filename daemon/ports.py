@@ -147,7 +147,7 @@ _GRAVEYARD: list[object] = []
 
 
 def _leak(obj: object) -> None:
-    """Keep a dead rtmidi object alive until the process ends: freeing it would crash."""
+    """Keep an rtmidi object alive until the process ends: freeing it could crash."""
     _GRAVEYARD.append(obj)
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
 
@@ -249,6 +249,7 @@ class MidiInput:
         self, api: str, client_name: str, inbox: queue.Queue, *, port: str | None, virtual_name: str
     ) -> None:
         rtmidi = _rtmidi()
+        self.api = api
         self.handler = InputHandler(inbox)
         self.parser = self.handler.parser
         try:
@@ -280,6 +281,8 @@ class MidiInput:
         with contextlib.suppress(Exception):
             self._in.cancel_callback()
             self._in.close_port()
+        if self.api == "jack":
+            _leak(self._in)  # RtMidi's JACK destructor frees buffers its process thread may still use
         del self._in
 
 
@@ -345,6 +348,11 @@ class MidiOutput:
             return
         with contextlib.suppress(Exception):
             self._out.close_port()
+        if self.api == "jack":
+            # RtMidi's JACK destructor frees its ring buffer before closing the client, while the
+            # JACK thread may still read it: heap corruption, seen as "free(): invalid pointer"
+            # aborts at exit. The port is closed; the object lives until the process ends.
+            _leak(self._out)
         del self._out
 
 

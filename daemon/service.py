@@ -166,8 +166,11 @@ def run_daemon(
                     lost_reason[0],
                 )
                 exit_code = EXIT_PORT_LOST
+            # The model's process goes before the ports: closing RtMidi's JACK ports can leave the
+            # heap damaged (aborts were seen in the worker's queue threads when they ran after).
+            worker.close()
     finally:
-        worker.close()
+        worker.close()  # idempotent; here for the paths that never reached the line above
         _restore_signals(previous)
     return exit_code
 
