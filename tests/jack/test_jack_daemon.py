@@ -23,9 +23,9 @@ BPM = 240.0
 BARS = 8
 # Two JACK periods + 5 ms, in frames. RtMidi's JACK backend stamps incoming clock at its process
 # callback and writes outgoing notes at the start of the next period, so each direction carries up
-# to a period; measured here over 30 runs (with and without a training job on both cores): bars
-# within one period + 5 ms in most runs, within 2.6 periods in all. Frame-accurate JACK I/O would
-# bring this to one period; until then this is what the test can promise.
+# to a period. Measured over about 20 runs with affetto in its own process (most with a training
+# job on both cores): bars within one period + 5 ms in most runs, within 2.6 periods in all.
+# Frame-accurate JACK I/O would bring this to one period; until then this is what we promise.
 TOLERANCE = 2 * PERIOD + int(0.005 * RATE)
 
 
