@@ -46,13 +46,18 @@ def cli() -> None:
 @click.option("--transition-share", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Share of each batch from transition examples (seed in one emotion, continued in another).")
 @click.option("--init", "init_from", help="Start from this checkpoint's weights (e.g. runs/default/best).")
+@click.option("--mode-change-rate", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Share of augmented copies moved to the parallel mode (pieces with a clear key).")
+@click.option("--transitions", type=click.IntRange(min=0), default=2, show_default=True,
+              help="Transition examples per piece.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=250, show_default=True)
 @click.option("--seed", type=int, default=1234, show_default=True)
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="Torch CPU threads (0: torch's default).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last if it exists.")
 @click.option("-v", "--verbose", count=True)
 def train(out, data, labels, emopia, groups, limit, steps, batch, lr, layers, width, heads, context, segment_bars,
-          cond_dropout, transition_share, init_from, eval_every, seed, threads, resume, verbose) -> None:
+          cond_dropout, transition_share, init_from, mode_change_rate, transitions, eval_every, seed, threads,
+          resume, verbose) -> None:
     """Train the emotion-conditioned Transformer (needs the 'train' extra).
 
     Runs on one process, or on several under torchrun:
@@ -73,7 +78,8 @@ def train(out, data, labels, emopia, groups, limit, steps, batch, lr, layers, wi
             threads=threads, transition_share=transition_share, init=init_from,
             model=ModelConfig(n_layer=layers, d_model=width, n_head=heads, d_ff=4 * width, max_len=context),
             data_config=DataConfig(max_tokens=context - 1, segment_bars=segment_bars,
-                                   hop_bars=max(1, segment_bars // 2)),
+                                   hop_bars=max(1, segment_bars // 2), mode_change_rate=mode_change_rate,
+                                   transitions=transitions),
         )
         result = run_training(cfg, resume=resume)
     except (ValueError, OSError) as err:

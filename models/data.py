@@ -54,6 +54,7 @@ class DataConfig:
     seed: int = 1234
     transitions: int = 2  # per piece: seed bars in one variant, continued in another of other emotion
     transition_seed_bars: int = 4
+    mode_transition_share: float = 0.5  # of transitions, those whose two variants differ in mode
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -197,8 +198,13 @@ def transition_examples(
     out: list[Example] = []
     if len(variants) < 2:
         return out
+    moved = [any(t in ("minor", "major") for t in tag.split("+")) for tag, _ in variants]
+    across = [(i, j) for i in range(len(variants)) for j in range(len(variants)) if moved[i] != moved[j]]
     for _ in range(config.transitions):
-        a, b = rng.choice(len(variants), size=2, replace=False)
+        if across and rng.random() < config.mode_transition_share:
+            a, b = across[int(rng.integers(len(across)))]  # the same tune going on in the other mode
+        else:
+            a, b = rng.choice(len(variants), size=2, replace=False)
         (tag_a, notes_a), (tag_b, notes_b) = variants[int(a)], variants[int(b)]
         bars_a = int(notes_a[:, 0].max() // bar_steps) + 1
         bars_b = int(notes_b[:, 0].max() // bar_steps) + 1

@@ -112,6 +112,12 @@ def test_transition_examples_learn_only_the_continuation_in_another_emotion():
     for _ in range(10):
         found += transition_examples(variants, 0, 16, vocab, DataConfig(transitions=2), JudgeConfig(), rng)
     assert found
+    # With three variants, asking for mode transitions only pairs the minor one with another.
+    three = [*variants, ("v0.6", major.copy())]
+    mixed = transition_examples(three, 0, 16, vocab, DataConfig(transitions=20, mode_transition_share=1.0),
+                                JudgeConfig(), np.random.default_rng(1))
+    assert mixed and all(("minor" in e.variant.split("->")[0]) != ("minor" in e.variant.split("->")[1])
+                         for e in mixed)
     for ex in found:
         assert 0 < ex.target_from < len(ex.tokens)
         head, tail = ex.tokens[: ex.target_from], ex.tokens[ex.target_from :]
