@@ -35,7 +35,7 @@ log = logging.getLogger("affetto.daemon")
 EXIT_OK, EXIT_ERROR, EXIT_PORT_LOST = 0, 1, 3
 
 
-def _load_engine(path: str, meter: TimeSignature, threads: int | None):
+def _load_engine(path: str | None, meter: TimeSignature, threads: int | None):
     from affetto.daemon.engine import Engine  # lazy: ONNX Runtime loads only here
 
     return Engine.load(path, meter=meter, threads=threads)
@@ -46,12 +46,8 @@ def _fake(meter: TimeSignature, cost_ms: float = 0.0):
 
 
 def default_factory(config: DaemonConfig) -> GeneratorFactory:
-    """A picklable factory (a worker process can call it too)."""
-    if config.model is None:
-        raise ConfigError(
-            "no model given: pass --model path/to/model.onnx (or builtin:fake to test the wiring)"
-        )
-    if config.model.startswith(FAKE_MODEL):
+    """A picklable factory (a worker process can call it too); no model means the shipped one."""
+    if config.model is not None and config.model.startswith(FAKE_MODEL):
         # "builtin:fake" or "builtin:fake:<ms>" to simulate a model that needs <ms> of CPU per bar
         cost = config.model[len(FAKE_MODEL) + 1 :] if config.model != FAKE_MODEL else "0"
         try:

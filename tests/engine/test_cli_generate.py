@@ -109,3 +109,18 @@ def test_the_shipped_model_generates_without_torch_or_network(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     notes = read_midi(out).notes
     assert notes and all(0 <= n.onset < 16 for n in notes)
+
+
+def test_the_daemon_uses_the_shipped_model_when_none_is_given():
+    import numpy as np
+
+    from affetto.daemon.config import DaemonConfig
+    from affetto.daemon.engine import default_model_path
+    from affetto.daemon.service import default_factory
+    from affetto.emotion import Capsule, Quadrant
+
+    engine = default_factory(DaemonConfig(meter=TimeSignature(3, 4)))()
+    assert engine.model_path == default_model_path()
+    engine.prime([])
+    bar = engine.generate_bar(Capsule.of(Quadrant.Q4), rng=np.random.default_rng(0))
+    assert all(0 <= n.onset < 3 for n in bar)
