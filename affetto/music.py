@@ -130,16 +130,6 @@ def sort_notes(notes: Iterable[Note]) -> list[Note]:
     return sorted(notes, key=lambda n: (n.onset, n.pitch, n.channel))
 
 
-def shift(notes: Iterable[Note], beats: float) -> list[Note]:
-    """Move every note by ``beats``; notes that would start before 0 are dropped."""
-    out = []
-    for n in notes:
-        onset = n.onset + beats
-        if onset >= -1e-9:
-            out.append(Note(n.pitch, max(onset, 0.0), n.duration, n.velocity, n.channel))
-    return out
-
-
 def bar_count(notes: Sequence[Note], meter: TimeSignature) -> int:
     """Number of bars needed to hold every onset (0 for no notes)."""
     if not notes:

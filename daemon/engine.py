@@ -22,8 +22,6 @@ batch of two.
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import time
 from collections.abc import Sequence
 from importlib import resources
@@ -321,7 +319,3 @@ class Engine:
         return (f"{self.model_path.name} ({m.get('dtype')}, {m['model']['n_layer']} layers x {m['model']['d_model']}, "
                 f"context {self.max_len}, guidance {'ready' if self.guidance_ready else 'unavailable'}) "
                 f"on {self.provider}")
-
-
-def _platform_note() -> str:  # pragma: no cover - informational
-    return f"{sys.platform} {os.cpu_count()} cores"
