@@ -244,6 +244,22 @@ class InputHandler:
                 self.parser.trouble["input queue full (messages dropped)"] += 1
 
 
+def _open(rt, api: str, port: str | None, virtual_name: str, direction: str) -> str:
+    """Open a virtual port, or attach to an existing one by name or substring; returns its name."""
+    if port is None:
+        if api == "winmm":
+            flag = "--in" if direction == "input" else "--out"
+            raise PortError(
+                f"Windows has no virtual MIDI ports: create one with loopMIDI ({LOOPMIDI}) and pass {flag}"
+            )
+        rt.open_virtual_port(virtual_name)
+        return virtual_name
+    names = rt.get_ports()
+    index = find_port(names, port, direction)
+    rt.open_port(index)
+    return names[index]
+
+
 class MidiInput:
     def __init__(
         self, api: str, client_name: str, inbox: queue.Queue, *, port: str | None, virtual_name: str
@@ -254,19 +270,7 @@ class MidiInput:
         self.parser = self.handler.parser
         try:
             self._in = rtmidi.MidiIn(rtapi=api_constant(api), name=client_name, queue_size_limit=4096)
-            if port is None:
-                if api == "winmm":
-                    raise PortError(
-                        f"Windows has no virtual MIDI ports: create one with loopMIDI ({LOOPMIDI}) "
-                        "and pass --in"
-                    )
-                self._in.open_virtual_port(virtual_name)
-                self.name = virtual_name
-            else:
-                names = self._in.get_ports()
-                index = find_port(names, port, "input")
-                self._in.open_port(index)
-                self.name = names[index]
+            self.name = _open(self._in, api, port, virtual_name, "input")
             self._in.ignore_types(sysex=True, timing=False, active_sense=True)
             self._in.set_callback(self.handler)
         except PortError:
@@ -301,19 +305,7 @@ class MidiOutput:
         self.api = api
         try:
             self._out = rtmidi.MidiOut(rtapi=api_constant(api), name=client_name)
-            if port is None:
-                if api == "winmm":
-                    raise PortError(
-                        f"Windows has no virtual MIDI ports: create one with loopMIDI ({LOOPMIDI}) "
-                        "and pass --out"
-                    )
-                self._out.open_virtual_port(virtual_name)
-                self.name = virtual_name
-            else:
-                names = self._out.get_ports()
-                index = find_port(names, port, "output")
-                self._out.open_port(index)
-                self.name = names[index]
+            self.name = _open(self._out, api, port, virtual_name, "output")
         except PortError:
             raise
         except Exception as err:

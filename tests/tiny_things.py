@@ -1,0 +1,79 @@
+"""Small things the tests build for real: tiny checkpoints and models, MIDI folders with plain emotions.
+
+Imported by the conftests of several test folders (tests/conftest.py puts this folder on sys.path).
+"""
+
+from pathlib import Path
+
+import numpy as np
+
+from affetto.midifile import write_midi
+from affetto.music import Note, TimeSignature
+
+
+def make_checkpoint(folder: Path, *, max_len: int = 256, data: str = "nowhere", seed: int = 0,
+                    segment_bars: int = 16) -> Path:
+    """A 2-layer, width-32 checkpoint with random weights, saved as training saves them."""
+    import torch
+
+    from affetto.judge import JudgeConfig
+    from affetto.models.checkpoint import save_checkpoint
+    from affetto.models.data import DataConfig
+    from affetto.models.train import TrainConfig
+    from affetto.models.transformer import EmotionTransformer, ModelConfig
+    from affetto.vocab import Vocabulary
+
+    torch.manual_seed(seed)
+    vocab = Vocabulary()
+    cfg = ModelConfig(vocab_size=vocab.size, n_layer=2, n_head=2, d_model=32, d_ff=64, max_len=max_len,
+                      dropout=0.0)
+    model = EmotionTransformer(cfg)
+    with torch.no_grad():  # make the condition matter, as training would
+        model.cond.weight.normal_(0, 0.5)
+    train = TrainConfig(out=str(folder), data=data, model=cfg,
+                        data_config=DataConfig(max_tokens=max_len - 1, segment_bars=segment_bars,
+                                               hop_bars=segment_bars // 2)).to_dict()
+    meta = {"vocab": vocab.to_dict(), "judge": JudgeConfig().to_dict(), "train": train, "step": 0,
+            "val_loss": 5.0, "data_summary": {"source": "random weights for tests"}}
+    path = folder / "last"
+    save_checkpoint(path, model, meta)
+    return path
+
+
+def export(checkpoint: Path, out: Path) -> Path:
+    """The checkpoint through the real exporter (parity checked on grammar walks)."""
+    from affetto.export.export import export_checkpoint, grammar_walks
+    from affetto.vocab import Vocabulary
+
+    export_checkpoint(checkpoint, out, sequences=grammar_walks(Vocabulary(), 4, 64))
+    return out
+
+
+def make_midi_folder(folder: Path, count: int, seed: int = 0, bars: int = 8) -> list[Path]:
+    """``count`` MIDI files whose emotion is plain: major/minor, busy and loud or sparse and soft.
+
+    File i is in quadrant i % 4 as the feature judge hears it (a melody on one
+    scale over a tonic bass); meters alternate between 4/4 and 3/4.
+    """
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        quadrant = i % 4
+        major = quadrant in (0, 3)
+        busy = quadrant in (0, 1)
+        meter = TimeSignature(4, 4) if i % 2 else TimeSignature(3, 4)
+        scale = [0, 2, 4, 5, 7, 9, 11] if major else [0, 2, 3, 5, 7, 8, 10]
+        tonic = 57 + int(rng.integers(0, 8))
+        step, velocity = (0.25, 110) if busy else (1.0, 45)
+        notes, t = [], 0.0
+        while t < bars * meter.beats_per_bar:
+            degree = int(rng.choice([0, 0, 2, 4, 1, 3, 5, 6]))  # tonic triad weighted, so the key is clear
+            notes.append(Note(tonic + scale[degree], t, step, velocity))
+            if t % meter.beats_per_bar == 0:
+                notes.append(Note(tonic - 12, t, meter.beats_per_bar, velocity))
+            t += step
+        path = folder / f"piece{i:03d}.mid"
+        write_midi(path, notes, meter=meter, bpm=100)
+        paths.append(path)
+    return paths
