@@ -128,14 +128,14 @@ def quantized_copy(model_path: Path, folder: Path) -> Path | None:
     try:
         import onnx
 
-        from affetto.export.export import _with_manifest, quantize_int8
+        from affetto.export.export import with_manifest, quantize_int8
         from affetto.manifest import read_manifest
     except ImportError:
         return None
     manifest = read_manifest(model_path)
     if manifest.get("dtype") == "int8":
         return model_path
-    q = _with_manifest(quantize_int8(onnx.load(model_path)), dict(manifest, dtype="int8"))
+    q = with_manifest(quantize_int8(onnx.load(model_path)), dict(manifest, dtype="int8"))
     out = folder / "int8.onnx"
     onnx.save(q, out)
     return out

@@ -142,7 +142,8 @@ def build_manifest(model: EmotionTransformer, meta: dict, dtype: str) -> dict[st
     }
 
 
-def _with_manifest(model: onnx.ModelProto, manifest: dict) -> onnx.ModelProto:
+def with_manifest(model: onnx.ModelProto, manifest: dict) -> onnx.ModelProto:
+    """Store ``manifest`` in the model's metadata, stamped with the hash of its graph as it is now."""
     manifest = dict(manifest, content_hash=graph_hash(model.graph.SerializeToString()))
     for prop in [p for p in model.metadata_props if p.key == METADATA_KEY]:
         model.metadata_props.remove(prop)
@@ -222,7 +223,7 @@ def export_checkpoint(
         manifest["parity"] = parity.to_dict()
     if sampling:
         manifest["sampling"] = sampling
-    final = _with_manifest(final, manifest)
+    final = with_manifest(final, manifest)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")

@@ -6,6 +6,7 @@ JACK's rare dropped or duplicated messages (at least N bars, sets of sounding no
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -53,34 +54,30 @@ def performance(jack_server, tmp_path_factory):
     config.write_text(
         f'[daemon]\nemotion = {knob_value(Quadrant.Q1)}\nemotion_smoothing = 0.0\nrng_seed = 3\n', encoding="utf-8"
     )
-    proc = _spawn_affetto(name, "--clock", "midi", "--config", str(config), server=jack_server)
-    ready, lines = _watch_stderr(proc)
     daw = None
-    try:
-        assert ready.wait(30), "the daemon did not get ready: " + "".join(lines)
-        daw = Daw("daw")
-        daw.connect(*affetto_ports(daw, name))
-        script, per_tick = clock_script(BPM, BARS)
-        bar_frames = 96 * per_tick
-        script.append((0, bytes([0xB0, 20, knob_value(Quadrant.Q1)])))
-        for beat, pitch in enumerate((50, 53, 57, 60)):  # the seed phrase, in bar 1
-            on = int(1 + beat * 24 * per_tick)
-            script += [(on, bytes([0x90, pitch, 96])), (on + int(12 * per_tick), bytes([0x80, pitch, 0]))]
-        script.append((int(4 * bar_frames), bytes([0xB0, 20, knob_value(Quadrant.Q3)])))
-        stop_at = int(7.5 * bar_frames)
-        script.append((stop_at, bytes([0xFC])))
-        start = daw.play(script)
-        assert daw.finished.wait(60), "the DAW script did not finish"
-        assert daw.wait_frames(20 * PERIOD)
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=20)
-        received = list(daw.received)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if daw is not None:
-            daw.close()
+    with running_affetto(name, "--clock", "midi", "--config", str(config), server=jack_server) as (proc, ready, lines):
+        try:
+            assert ready.wait(30), "the daemon did not get ready: " + "".join(lines)
+            daw = Daw("daw")
+            daw.connect(*affetto_ports(daw, name))
+            script, per_tick = clock_script(BPM, BARS)
+            bar_frames = 96 * per_tick
+            script.append((0, bytes([0xB0, 20, knob_value(Quadrant.Q1)])))
+            for beat, pitch in enumerate((50, 53, 57, 60)):  # the seed phrase, in bar 1
+                on = int(1 + beat * 24 * per_tick)
+                script += [(on, bytes([0x90, pitch, 96])), (on + int(12 * per_tick), bytes([0x80, pitch, 0]))]
+            script.append((int(4 * bar_frames), bytes([0xB0, 20, knob_value(Quadrant.Q3)])))
+            stop_at = int(7.5 * bar_frames)
+            script.append((stop_at, bytes([0xFC])))
+            start = daw.play(script)
+            assert daw.finished.wait(60), "the DAW script did not finish"
+            assert daw.wait_frames(20 * PERIOD)
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=20)
+            received = list(daw.received)
+        finally:
+            if daw is not None:
+                daw.close()
     return {
         "received": received,
         "start": start,
@@ -128,27 +125,16 @@ def test_stop_leaves_no_note_sounding(performance):
     assert any(m[0] & 0xF0 == 0xB0 and m[1] == 123 for f, m in received if f >= stop)
 
 
-def _spawn_affetto(name: str, *extra: str, server: str) -> subprocess.Popen:
+@contextlib.contextmanager
+def running_affetto(name: str, *extra: str, server: str):
+    """``affetto run`` as its own process (as beside a real DAW); yields (process, ready event, stderr lines).
+
+    The process is killed on the way out if a test left it running.
+    """
     env = dict(os.environ, JACK_DEFAULT_SERVER=server, JACK_NO_START_SERVER="1", PYTHONUNBUFFERED="1")
-    cmd = [
-        sys.executable,
-        "-X",
-        "faulthandler",
-        "-m",
-        "affetto.daemon",
-        "run",
-        "--midi-api",
-        "jack",
-        "--port-name",
-        name,
-        "--model",
-        "builtin:fake",
-        *extra,
-    ]
-    return subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
-
-
-def _watch_stderr(proc: subprocess.Popen) -> tuple[threading.Event, list[str]]:
+    cmd = [sys.executable, "-X", "faulthandler", "-m", "affetto.daemon", "run", "--midi-api", "jack",
+           "--port-name", name, "--model", "builtin:fake", *extra]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
     ready, lines = threading.Event(), []
 
     def read():
@@ -158,48 +144,45 @@ def _watch_stderr(proc: subprocess.Popen) -> tuple[threading.Event, list[str]]:
                 ready.set()
 
     threading.Thread(target=read, daemon=True).start()
-    return ready, lines
-
-
-def test_sigterm_of_a_running_daemon_leaves_no_note_sounding(jack_server):
-    name = "afftest-sig"
-    proc = _spawn_affetto(name, "--clock", "midi", server=jack_server)
-    ready, lines = _watch_stderr(proc)
-    daw = None
     try:
-        assert ready.wait(30), "".join(lines)
-        daw = Daw("daw-sig")
-        daw.connect(*affetto_ports(daw, name))
-        script, _ = clock_script(BPM, 16)
-        daw.play(script)
-        # wait until notes are sounding, a few bars in
-        assert daw.wait_for(lambda rec: len(note_ons(rec)) >= 12 and sounding(rec), timeout=30)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0, "".join(lines)
-        assert daw.wait_frames(8 * PERIOD)
-        assert not sounding(daw.received), "a note was left sounding after SIGTERM"
+        yield proc, ready, lines
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-        if daw is not None:
-            daw.close()
+
+
+def test_sigterm_of_a_running_daemon_leaves_no_note_sounding(jack_server):
+    name = "afftest-sig"
+    daw = None
+    with running_affetto(name, "--clock", "midi", server=jack_server) as (proc, ready, lines):
+        try:
+            assert ready.wait(30), "".join(lines)
+            daw = Daw("daw-sig")
+            daw.connect(*affetto_ports(daw, name))
+            script, _ = clock_script(BPM, 16)
+            daw.play(script)
+            # wait until notes are sounding, a few bars in
+            assert daw.wait_for(lambda rec: len(note_ons(rec)) >= 12 and sounding(rec), timeout=30)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=15) == 0, "".join(lines)
+            assert daw.wait_frames(8 * PERIOD)
+            assert not sounding(daw.received), "a note was left sounding after SIGTERM"
+        finally:
+            if daw is not None:
+                daw.close()
 
 
 def test_jack_server_loss_exits_cleanly_instead_of_hanging(jack_server, tmp_path):
     server = "affetto-test-loss"
     jackd = start_jack(server, tmp_path / "jackd-loss.log")
-    proc = None
     try:
-        proc = _spawn_affetto("afftest-loss", "--clock", "internal", "--bpm", "300", server=server)
-        ready, lines = _watch_stderr(proc)
-        assert ready.wait(30), "".join(lines)
-        stop_jack(jackd, signal.SIGKILL)
-        code = proc.wait(timeout=20)  # a hang fails here
-        assert code == 3, "".join(lines)
-        assert any("JACK server went away" in line for line in lines), "".join(lines)
+        extra = ("--clock", "internal", "--bpm", "300")
+        with running_affetto("afftest-loss", *extra, server=server) as (proc, ready, lines):
+            assert ready.wait(30), "".join(lines)
+            stop_jack(jackd, signal.SIGKILL)
+            code = proc.wait(timeout=20)  # a hang fails here
+            assert code == 3, "".join(lines)
+            assert any("JACK server went away" in line for line in lines), "".join(lines)
     finally:
-        if proc is not None and proc.poll() is None:
-            proc.kill()
-            proc.wait()
         stop_jack(jackd)
