@@ -128,7 +128,7 @@ def quantized_copy(model_path: Path, folder: Path) -> Path | None:
     try:
         import onnx
 
-        from affetto.export.export import with_manifest, quantize_int8
+        from affetto.export.export import quantize_int8, with_manifest
         from affetto.manifest import read_manifest
     except ImportError:
         return None
