@@ -50,13 +50,18 @@ def cli() -> None:
               help="Share of augmented copies moved to the parallel mode (pieces with a clear key).")
 @click.option("--transitions", type=click.IntRange(min=0), default=2, show_default=True,
               help="Transition examples per piece.")
+@click.option("--mode-transition-share", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Share of transitions that change mode (the same tune going on in its parallel mode).")
+@click.option("--cond-layers", is_flag=True,
+              help="Also feed the capsule to every block, not only the embedding (an --init model gains them).")
 @click.option("--eval-every", type=click.IntRange(min=1), default=250, show_default=True)
 @click.option("--seed", type=int, default=1234, show_default=True)
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="Torch CPU threads (0: torch's default).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last if it exists.")
 @click.option("-v", "--verbose", count=True)
 def train(out, data, labels, emopia, groups, limit, steps, batch, lr, layers, width, heads, context, segment_bars,
-          cond_dropout, transition_share, init_from, mode_change_rate, transitions, eval_every, seed, threads,
+          cond_dropout, transition_share, init_from, mode_change_rate, transitions, mode_transition_share,
+          cond_layers, eval_every, seed, threads,
           resume, verbose) -> None:
     """Train the emotion-conditioned Transformer (needs the 'train' extra).
 
@@ -76,10 +81,11 @@ def train(out, data, labels, emopia, groups, limit, steps, batch, lr, layers, wi
             out=out, data=data, labels=labels, emopia=emopia, groups=tuple(groups), limit=limit, steps=steps,
             batch=batch, lr=lr, min_lr=lr / 10, cond_dropout=cond_dropout, eval_every=eval_every, seed=seed,
             threads=threads, transition_share=transition_share, init=init_from,
-            model=ModelConfig(n_layer=layers, d_model=width, n_head=heads, d_ff=4 * width, max_len=context),
+            model=ModelConfig(n_layer=layers, d_model=width, n_head=heads, d_ff=4 * width, max_len=context,
+                              cond_layers=cond_layers),
             data_config=DataConfig(max_tokens=context - 1, segment_bars=segment_bars,
                                    hop_bars=max(1, segment_bars // 2), mode_change_rate=mode_change_rate,
-                                   transitions=transitions),
+                                   transitions=transitions, mode_transition_share=mode_transition_share),
         )
         result = run_training(cfg, resume=resume)
     except (ValueError, OSError) as err:

@@ -95,6 +95,10 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
     outputs_kv = []
     for i in range(cfg.n_layer):
         p = f"blocks.{i}"
+        if cfg.cond_layers:
+            c = b.op("MatMul", ["cond", b.weight(f"cond_layers.{i}", sd["cond_layers"][i])], name=f"{p}.cond")
+            c = b.op("Unsqueeze", [c, "axis1"], name=f"{p}.cond_unsq")  # (B, 1, C)
+            x = b.op("Add", [x, c], name=f"{p}.cond_add")
         h = b.layer_norm(x, sd, f"{p}.ln1")
         qkv = b.linear(h, sd[f"{p}.attn.qkv.weight"], sd[f"{p}.attn.qkv.bias"], f"{p}.attn.qkv")  # (B, S, 3C)
         q, k, v = b.op("Split", [qkv, split_sizes], n_out=3, name=f"{p}.attn.split", axis=-1)  # (B, S, C) each

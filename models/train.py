@@ -261,8 +261,12 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
         log.info("valid: %s", data.summary["valid"])
 
     model = EmotionTransformer(model_cfg).to(device)
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    # Capsule embeddings are embeddings: weight decay would shrink the condition toward nothing.
+    def decays(name: str, p: torch.nn.Parameter) -> bool:
+        return p.dim() >= 2 and not name.startswith(("cond.", "cond_layers"))
+
+    decay = [p for n, p in model.named_parameters() if decays(n, p)]
+    no_decay = [p for n, p in model.named_parameters() if not decays(n, p)]
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr,
@@ -280,9 +284,13 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
             log.info("resumed from %s at step %d", last, step)
     if cfg.init and step == 0:
         start, start_meta = load_checkpoint(cfg.init)
-        if start.cfg != model_cfg:
+        # A model without per-block capsule embeddings may seed one with them (they start at zero).
+        if replace(start.cfg, cond_layers=model_cfg.cond_layers) != model_cfg or (
+                start.cfg.cond_layers and not model_cfg.cond_layers):
             raise ConfigError(f"--init {cfg.init}: its model config {start.cfg} differs from {model_cfg}")
-        model.load_state_dict(start.state_dict())
+        missing, unexpected = model.load_state_dict(start.state_dict(), strict=False)
+        if unexpected or [m for m in missing if m != "cond_layers"]:
+            raise ConfigError(f"--init {cfg.init}: weights do not fit (missing {missing}, extra {unexpected})")
         if rank == 0:
             log.info("initialised from %s (step %s)", cfg.init, start_meta.get("step"))
     net = model

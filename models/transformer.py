@@ -38,6 +38,7 @@ class ModelConfig:
     max_len: int = 1024  # positions; the engine slides the context at bar lines before this
     dropout: float = 0.1
     n_cond: int = 4  # quadrants
+    cond_layers: bool = False  # also add the capsule's own embedding before every block
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_head:
@@ -119,6 +120,8 @@ class EmotionTransformer(nn.Module):
         self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.pos = nn.Embedding(cfg.max_len, cfg.d_model)
         self.cond = nn.Linear(cfg.n_cond, cfg.d_model, bias=False)  # one embedding per quadrant
+        # Per-block capsule embeddings (zero at first, so a model trained without them starts unchanged).
+        self.cond_layers = nn.Parameter(torch.zeros(cfg.n_layer, cfg.n_cond, cfg.d_model)) if cfg.cond_layers else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln_f = nn.LayerNorm(cfg.d_model)
@@ -153,7 +156,10 @@ class EmotionTransformer(nn.Module):
         x = self.tok(tokens) + self.pos(positions) + self.cond(cond).unsqueeze(1)  # (B, T, C)
         x = self.drop(x)
         presents = []
+        per_block = torch.einsum("bk,lkd->lbd", cond, self.cond_layers) if self.cond_layers is not None else None
         for i, block in enumerate(self.blocks):
+            if per_block is not None:
+                x = x + per_block[i].unsqueeze(1)
             x, present = block(x, past[i] if past is not None else None)
             presents.append(present)
         logits = self.head(self.ln_f(x))  # (B, T, V)

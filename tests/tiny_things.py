@@ -12,7 +12,7 @@ from affetto.music import Note, TimeSignature
 
 
 def make_checkpoint(folder: Path, *, max_len: int = 256, data: str = "nowhere", seed: int = 0,
-                    segment_bars: int = 16) -> Path:
+                    segment_bars: int = 16, cond_layers: bool = False) -> Path:
     """A 2-layer, width-32 checkpoint with random weights, saved as training saves them."""
     import torch
 
@@ -26,10 +26,12 @@ def make_checkpoint(folder: Path, *, max_len: int = 256, data: str = "nowhere", 
     torch.manual_seed(seed)
     vocab = Vocabulary()
     cfg = ModelConfig(vocab_size=vocab.size, n_layer=2, n_head=2, d_model=32, d_ff=64, max_len=max_len,
-                      dropout=0.0)
+                      dropout=0.0, cond_layers=cond_layers)
     model = EmotionTransformer(cfg)
     with torch.no_grad():  # make the condition matter, as training would
         model.cond.weight.normal_(0, 0.5)
+        if cond_layers:
+            model.cond_layers.normal_(0, 0.5)
     train = TrainConfig(out=str(folder), data=data, model=cfg,
                         data_config=DataConfig(max_tokens=max_len - 1, segment_bars=segment_bars,
                                                hop_bars=segment_bars // 2)).to_dict()

@@ -14,10 +14,16 @@ from affetto.vocab import Vocabulary
 pytestmark = pytest.mark.torch
 
 
-def test_parity_prefill_decode_and_step_by_step(tiny_checkpoint):
+@pytest.mark.parametrize("cond_layers", [False, True], ids=["embedding-capsule", "per-block-capsule"])
+def test_parity_prefill_decode_and_step_by_step(tiny_checkpoint, tmp_path, cond_layers):
     from affetto.export.graph import build_graph
 
+    if cond_layers:
+        from tiny_things import make_checkpoint
+
+        tiny_checkpoint = make_checkpoint(tmp_path, cond_layers=True)
     model, _ = load_checkpoint(tiny_checkpoint)
+    assert (model.cond_layers is not None) == cond_layers
     graph = build_graph(model)
     onnx.checker.check_model(graph, full_check=True)
     seqs, cond = grammar_walks(Vocabulary(), 2, 40, seed=5)

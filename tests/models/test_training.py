@@ -4,10 +4,12 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
 import torch
 
+from affetto.errors import ConfigError
 from affetto.models.checkpoint import load_checkpoint, read_meta, save_checkpoint
 from affetto.models.data import DataConfig
 from affetto.models.train import TrainConfig, train
@@ -88,3 +90,19 @@ def test_ddp_two_ranks_on_cpu(tmp_path, midi_folder):
     assert proc.returncode == 0, proc.stderr[-3000:]
     meta = read_meta(out / "last")
     assert meta["world_size"] == 2 and meta["step"] == 4
+
+
+def test_init_gains_per_block_capsules_that_start_at_zero(tmp_path, midi_folder):
+    base = train(tiny_config(tmp_path / "base", midi_folder, steps=3), progress=False)
+    cfg = tiny_config(tmp_path / "grown", midi_folder, steps=3)
+    cfg = replace(cfg, init=str(tmp_path / "base" / "last"), model=replace(cfg.model, cond_layers=True))
+    grown = train(cfg, progress=False)
+    assert grown["step"] == 3 and base["step"] == 3
+    start, _ = load_checkpoint(tmp_path / "base" / "last")
+    model, _ = load_checkpoint(tmp_path / "grown" / "last")
+    assert model.cond_layers is not None and start.cond_layers is None
+    assert float(model.cond_layers.detach().abs().sum()) > 0  # trained away from zero
+    # the other way round is refused: per-block capsules cannot be dropped silently
+    back = replace(tiny_config(tmp_path / "back", midi_folder, steps=3), init=str(tmp_path / "grown" / "last"))
+    with pytest.raises(ConfigError, match="differs"):
+        train(back, progress=False)
