@@ -222,12 +222,7 @@ def generate_condition(engines: dict, model_path: Path, capsule: Capsule, sampli
 
 def _key_kept(seed: Phrase, phrase: Phrase, capsule: Capsule, min_clarity: float) -> tuple | None:
     """(same key, same tonic, target valence agrees with the seed's mode), or None for an unclear seed."""
-    def key(p: Phrase):
-        if not p.notes:
-            return None
-        return estimate_key(np.array([n.pitch for n in p.notes]), np.array([n.duration for n in p.notes]))
-
-    seed_key, cont_key = key(seed), key(phrase)
+    seed_key, cont_key = _phrase_key(seed), _phrase_key(phrase)
     if seed_key is None or seed_key[2] < min_clarity:
         return None
     agrees = (seed_key[1] == "major") == (capsule.valence >= 0)
@@ -247,11 +242,40 @@ def score(gens: dict[Quadrant, Generated], learned: bool) -> dict:
     return out
 
 
-def coherence(gens: Sequence[Generated]) -> dict:
-    """Key kept by continuations of clear-key seeds: where emotion asks for no mode change, and overall."""
+def _phrase_key(p: Phrase):
+    if not p.notes:
+        return None
+    return estimate_key(np.array([n.pitch for n in p.notes]), np.array([n.duration for n in p.notes]))
+
+
+def real_key_kept(heldout: Sequence[Phrase], min_clarity: float) -> dict:
+    """The ceiling for key kept: how often the real next bars of a held-out piece keep a clear-key window's key.
+
+    Adjacent windows of one piece (as :func:`labelled_windows` yields them, in
+    order) are compared with the same estimator the continuations get.
+    """
+    kept = tonic = pairs = 0
+    for a, b in zip(heldout, heldout[1:]):
+        if a.piece != b.piece or a.piece < 0:
+            continue
+        ka, kb = _phrase_key(a), _phrase_key(b)
+        if ka is None or kb is None or ka[2] < min_clarity:
+            continue
+        pairs += 1
+        kept += ka[:2] == kb[:2]
+        tonic += ka[0] == kb[0]
+    return {"key_kept": proportion(kept, pairs), "tonic_kept": proportion(tonic, pairs), "pairs": pairs}
+
+
+def coherence(gens: Sequence[Generated], ceiling: dict | None = None) -> dict:
+    """Key kept by continuations of clear-key seeds: where emotion asks for no mode change, and overall.
+
+    ``ceiling`` is :func:`real_key_kept` on the held-out pieces.
+    """
     rows = [k for g in gens for k in g.key_kept if k is not None]
     agree = [k for k in rows if k[2]]
     return {
+        "ceiling": ceiling,
         "key_kept": proportion(sum(k[0] for k in agree), len(agree)),
         "key_kept_all": proportion(sum(k[0] for k in rows), len(rows)),
         "tonic_kept_all": proportion(sum(k[1] for k in rows), len(rows)),
@@ -410,7 +434,7 @@ def run_eval(cfg: EvalConfig) -> dict:
             entry["learned"] = {"judged": np.bincount(g.learned, minlength=4).tolist()}
         report["blends"].append(entry)
     report["metrics"] = _metric_section(main, heldout)
-    report["coherence"] = coherence(list(main.values()))
+    report["coherence"] = coherence(list(main.values()), real_key_kept(heldout, data_config.min_key_clarity))
 
     t = time.perf_counter()
     report["nll"] = _nll(cfg, source, held_idx, first, vocab, data_config, judge_config)

@@ -149,7 +149,13 @@ def markdown(report: dict) -> str:
             f"- Key kept where the emotion asks for no change of mode: {_pct(c['key_kept'])}",
             f"- Key kept, all continuations of clear-key seeds: {_pct(c['key_kept_all'])}",
             f"- Tonic kept (either mode), all: {_pct(c['tonic_kept_all'])}",
-            f"- Seeds with a clear key: {c['clear_seeds']} phrases", ""]
+            f"- Seeds with a clear key: {c['clear_seeds']} phrases"]
+    ceiling = c.get("ceiling")
+    if ceiling and ceiling["pairs"]:
+        out += [f"- Ceiling, the real next 4 bars of held-out pieces after a clear-key window: key kept "
+                f"{_pct(ceiling['key_kept'])}, tonic kept {_pct(ceiling['tonic_kept'])} "
+                f"({ceiling['pairs']} pairs). Real music modulates, and 4 bars are few for a key estimate."]
+    out += [""]
     nll = report["nll"]
     out += ["## Held-out likelihood (ONNX Runtime)", ""]
     if "skipped" in nll:

@@ -1,6 +1,8 @@
 """The judges on known cases: the learned judge on a trivially separable set, the feature judge on
 hand-made phrases, labelled windows, and key coherence."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -14,7 +16,7 @@ from affetto.models.emotion_classifier import (
     train_classifier,
     trained_classifier,
 )
-from affetto.models.evaluation import Generated, _key_kept, coherence
+from affetto.models.evaluation import Generated, _key_kept, coherence, real_key_kept
 from affetto.models.evaluation_data import phrase_from_notes, piece_windows
 from affetto.music import Note, TimeSignature
 from affetto.vocab import Vocabulary
@@ -123,3 +125,19 @@ def test_key_kept_compares_seed_and_continuation():
     assert c["key_kept"]["value"] == 0.5 and c["key_kept"]["n"] == 2
     assert c["key_kept_all"]["value"] == pytest.approx(1 / 3)
     assert c["tonic_kept_all"]["value"] == pytest.approx(2 / 3)
+
+
+def test_real_key_kept_compares_adjacent_windows_of_one_piece():
+    rng = np.random.default_rng(7)
+    c_major, c_minor, g_major = phrase_in(0, rng), phrase_in(1, rng), phrase_in(0, rng, tonic=67)
+
+    def of(p, piece):
+        return replace(p, piece=piece)
+
+    # piece 1 keeps C major, then leaves it for G major; piece 2 goes to C minor; the pair across pieces is skipped
+    windows = [of(c_major, 1), of(c_major, 1), of(g_major, 1), of(c_major, 2), of(c_minor, 2)]
+    ceiling = real_key_kept(windows, 0.65)
+    assert ceiling["pairs"] == 3
+    assert ceiling["key_kept"]["value"] == pytest.approx(1 / 3)
+    assert ceiling["tonic_kept"]["value"] == pytest.approx(2 / 3)
+    assert real_key_kept(windows, 1.01)["pairs"] == 0
