@@ -34,11 +34,13 @@ def _floats(text: str, name: str) -> tuple[float, ...]:
 @click.option("--no-learned-judge", is_flag=True, help="Skip training/applying the learned judge.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="ONNX Runtime and torch threads.")
+@click.option("--no-follow-mode", is_flag=True,
+              help="Do not move the context to its parallel mode when the emotion's valence disagrees with it.")
 @click.option("--quick", is_flag=True, help="Tiny numbers (seconds, for tests and smoke runs).")
 @click.option("--seed", "seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("-v", "--verbose", count=True)
 def eval_command(model, bars_per_quadrant, seeds, data, out, guidance_scales, temperatures, no_learned_judge,
-                 threads, quick, seed, verbose) -> None:
+                 threads, no_follow_mode, quick, seed, verbose) -> None:
     """Evaluate a model: emotion control by two judges, guidance and temperature, music metrics,
     key coherence and held-out bits per note; writes a JSON, a Markdown summary and PNGs."""
     import logging
@@ -55,7 +57,8 @@ def eval_command(model, bars_per_quadrant, seeds, data, out, guidance_scales, te
 
     settings = dict(model=model, seeds=seeds, data=data, seed=seed, threads=threads,
                     guidance_scales=_floats(guidance_scales, "--guidance-scales"),
-                    temperatures=_floats(temperatures, "--temperatures"), learned_judge=not no_learned_judge)
+                    temperatures=_floats(temperatures, "--temperatures"), learned_judge=not no_learned_judge,
+                    follow_mode=not no_follow_mode)
     if bars_per_quadrant is not None:
         settings["bars_per_quadrant"] = bars_per_quadrant
     try:

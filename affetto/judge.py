@@ -95,6 +95,25 @@ def estimate_key(pitch: np.ndarray, duration: np.ndarray) -> tuple[int, str, flo
     return int(minor.argmax()), "minor", float(minor.max())
 
 
+MAJOR_TO_MINOR = (4, 9, 11)  # scale degrees (semitones above the tonic) lowered by a semitone
+MINOR_TO_MAJOR = (3, 8, 10)  # raised by a semitone
+
+
+def change_mode(notes: np.ndarray, tonic: int, mode: str) -> np.ndarray:
+    """Major -> parallel natural minor, or minor -> parallel major.
+
+    ``notes`` is an (N, >=3) array whose column 2 holds MIDI pitches (the
+    step arrays of :mod:`affetto.vocab`); a copy is returned.
+    """
+    out = notes.copy()
+    degree = (out[:, 2] - tonic) % 12
+    if mode == "major":
+        out[np.isin(degree, MAJOR_TO_MINOR), 2] -= 1
+    else:
+        out[np.isin(degree, MINOR_TO_MAJOR), 2] += 1
+    return out
+
+
 def judge(
     notes: Sequence[Note],
     beats: float,

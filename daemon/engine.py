@@ -10,6 +10,16 @@ Life of a bar::
                                           mask until the model closes the bar (samples BAR)
                                        3. decode the bar's tokens to notes relative to the bar
 
+Mode following: a 2 M-parameter model follows the phrase it continues far
+more than the capsule's valence (measured: the key of the context decides the
+mode of the continuation). So when the capsule's valence disagrees with the
+mode of the context (a clear major key asked to be sad, or the reverse), the
+context is moved to its parallel mode (same tonic, third, sixth and seventh
+moved a semitone, as training's augmentation does) before the model reads
+it: the continuation then starts from a minor version of what was played.
+Checked after ``prime`` and whenever the capsule changes; ``follow_mode=False``
+turns it off.
+
 The cache is one preallocated buffer of ``max_len`` positions per layer and
 tensor, bound once with IOBinding as both the past input and the present
 output, so ONNX Runtime's GroupQueryAttention writes new keys in place: no
@@ -32,6 +42,7 @@ import onnxruntime as ort
 
 from affetto.emotion import Capsule
 from affetto.errors import ConfigError, ModelFileError
+from affetto.judge import change_mode, estimate_key
 from affetto.manifest import read_manifest
 from affetto.music import Note, TimeSignature
 from affetto.vocab import DUR, Vocabulary
@@ -42,6 +53,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MODEL_NAME = "affetto-default.onnx"
 MAX_NOTES_PER_BAR = 48
+MODE_CLARITY = 0.65  # key correlation above which the context's mode counts as clear (training uses the same)
+MODE_VALENCE = 0.25  # capsules closer to neutral valence than this leave the mode alone
 
 
 def default_model_path() -> Path:
@@ -77,6 +90,7 @@ class Engine:
         threads: int | None = 1,
         provider: str = "auto",
         max_notes_per_bar: int = MAX_NOTES_PER_BAR,
+        follow_mode: bool = True,
     ) -> None:
         self.model_path = Path(path) if path is not None else default_model_path()
         threads = 1 if threads is None else threads  # one thread leaves a core to the scheduler
@@ -102,6 +116,8 @@ class Engine:
                 f"meter {meter} is longer than this model's bars ({self.vocab.config.max_bar_steps} steps)"
             )
         self.max_notes_per_bar = max_notes_per_bar
+        self.follow_mode = follow_mode
+        self._mode_for: tuple | None = None  # capsule weights the context's mode was last matched to
         self.max_bar_tokens = 1 + self.bar_steps + 3 * max_notes_per_bar
 
         options = ort.SessionOptions()
@@ -131,7 +147,8 @@ class Engine:
         self._batch = 0
         self._mask = np.empty(self.vocab.size, dtype=bool)
         self._guided = np.empty(self.vocab.size, dtype=np.float32)
-        self.stats = {"bars": 0, "tokens": 0, "prefills": 0, "prefill_tokens": 0, "slides": 0, "last_ms": 0.0}
+        self.stats = {"bars": 0, "tokens": 0, "prefills": 0, "prefill_tokens": 0, "slides": 0, "last_ms": 0.0,
+                      "mode_changes": 0}
 
     @classmethod
     def load(cls, path: str | Path | None = None, **kwargs) -> Engine:
@@ -215,6 +232,30 @@ class Engine:
         self._rows = rows
         self._cached = 0
 
+    def _match_mode(self, capsule: Capsule) -> None:
+        """Move the context to its parallel mode when its clear mode disagrees with the capsule's valence."""
+        if not self.follow_mode or capsule.weights == self._mode_for:
+            return
+        self._mode_for = capsule.weights
+        if capsule.is_unconditioned or abs(capsule.valence) < MODE_VALENCE:
+            return
+        vocab = self.vocab
+        body = self._context[1:]
+        n_bars = sum(1 for t in body if t == vocab.bar)
+        if n_bars == 0:
+            return
+        steps = vocab.notes_to_steps(vocab.decode(body, self.meter))
+        if len(steps) < 4:
+            return
+        tonic, mode, clarity = estimate_key(steps[:, 2], steps[:, 1] / vocab.config.steps_per_beat)
+        if clarity < MODE_CLARITY or (mode == "major") == (capsule.valence > 0):
+            return
+        moved = change_mode(steps, tonic, mode)
+        self._context = [vocab.bos, *vocab.encode_steps(moved, self.bar_steps, n_bars=n_bars).tolist()]
+        self._cached = 0
+        self.stats["mode_changes"] += 1
+        log.debug("context moved from %s %s to the parallel mode for %s", tonic, mode, capsule)
+
     def _make_room(self) -> None:
         """Slide the context at bar lines when the next bar might not fit."""
         if len(self._context) + self.max_bar_tokens <= self.max_len:
@@ -250,6 +291,7 @@ class Engine:
             body = body[cut:]
         self._context = [self.vocab.bos, *body]
         self._cached = 0
+        self._mode_for = None
 
     def generate_bar(
         self,
@@ -273,6 +315,7 @@ class Engine:
 
     def generate_bar_tokens(self, capsule: Capsule, config: SamplingConfig, rng: np.random.Generator) -> list[int]:
         t0 = time.perf_counter()
+        self._match_mode(capsule)
         self._configure(capsule, config.guidance)
         self._make_room()
         self._prefill()

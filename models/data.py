@@ -29,15 +29,13 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from affetto.emotion import Quadrant
-from affetto.judge import JudgeConfig, estimate_key, judge_arrays
+from affetto.judge import JudgeConfig, change_mode, estimate_key, judge_arrays
 from affetto.vocab import Vocabulary
 
 from .corpus import Piece, split_of
 
 log = logging.getLogger(__name__)
 
-MAJOR_TO_MINOR = (4, 9, 11)  # degrees lowered by a semitone
-MINOR_TO_MAJOR = (3, 8, 10)  # degrees raised by a semitone
 
 
 @dataclass(frozen=True)
@@ -83,17 +81,6 @@ def time_scale(notes: np.ndarray, factor: float) -> np.ndarray | None:
         out[:, :2] *= 2
     elif factor != 1.0:
         raise ValueError(f"time scale must be 0.5, 1 or 2, got {factor}")
-    return out
-
-
-def change_mode(notes: np.ndarray, tonic: int, mode: str) -> np.ndarray:
-    """Major -> parallel natural minor, or minor -> parallel major."""
-    out = notes.copy()
-    degree = (out[:, 2] - tonic) % 12
-    if mode == "major":
-        out[np.isin(degree, MAJOR_TO_MINOR), 2] -= 1
-    else:
-        out[np.isin(degree, MINOR_TO_MAJOR), 2] += 1
     return out
 
 

@@ -79,6 +79,7 @@ class EvalConfig:
     learned_judge: bool = True
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     threads: int = 1  # ONNX Runtime and torch threads
+    follow_mode: bool = True  # the engine moves a context to its parallel mode when the valence asks (as the daemon)
     seed: int = 0
     progress: bool = True
 
@@ -179,11 +180,11 @@ def resolve_material(
 
 
 # ---- generation --------------------------------------------------------------------------
-def _engine_for(engines: dict, meter: TimeSignature, model_path: Path, threads: int):
+def _engine_for(engines: dict, meter: TimeSignature, model_path: Path, threads: int, follow_mode: bool = True):
     if meter not in engines:
         from affetto.daemon.engine import Engine
 
-        engines[meter] = Engine(model_path, meter=meter, threads=threads)
+        engines[meter] = Engine(model_path, meter=meter, threads=threads, follow_mode=follow_mode)
     return engines[meter]
 
 
@@ -196,7 +197,7 @@ def generate_condition(engines: dict, model_path: Path, capsule: Capsule, sampli
     t0 = time.perf_counter()
     for i in range(n_phrases):
         seed = seeds[i % len(seeds)]
-        engine = _engine_for(engines, seed.meter, model_path, cfg.threads)
+        engine = _engine_for(engines, seed.meter, model_path, cfg.threads, cfg.follow_mode)
         tokens_before = engine.stats["tokens"]
         engine.prime(seed.notes, bars=seed.bars)
         rng = np.random.default_rng([cfg.seed, stream, i])
@@ -316,7 +317,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     torch.set_num_threads(cfg.threads)
     t_start = time.perf_counter()
     model_path = Path(cfg.model) if cfg.model else default_model_path()
-    first = Engine(model_path, threads=cfg.threads)
+    first = Engine(model_path, threads=cfg.threads, follow_mode=cfg.follow_mode)
     manifest, vocab = first.manifest, first.vocab
     judge_config = JudgeConfig(**manifest.get("judge", {}))
     data_config = _data_config(_training_config(manifest))

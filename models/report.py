@@ -79,6 +79,8 @@ def markdown(report: dict) -> str:
         f"each phrase continues a {s['phrase_bars']}-bar held-out seed and is judged as a whole at "
         f"{report['label_tempo']:g} BPM (the tempo training labels use). "
         "Intervals are Wilson 95% over phrases.",
+        "Mode following (the context moved to its parallel mode when the valence asked for the other mode, "
+        f"as the daemon does): {'on' if s.get('follow_mode', True) else 'off'}.",
         "",
         "## Emotion control (default sampling)",
         "",

@@ -121,3 +121,40 @@ def test_sampler_respects_mask_top_k_and_top_p():
              for _ in range(50)}
     assert picks == {0}
     assert sample(np.array([1.0, 3.0, 2.0, 0.0], np.float32), np.ones(4, bool), SamplingConfig(greedy=True), rng) == 1
+
+
+def _context_pitch_classes(engine) -> set[int]:
+    return {n.pitch % 12 for n in engine.vocab.decode(engine._context[1:], engine.meter)}
+
+
+def test_context_follows_the_mode_the_valence_asks_for(tiny_model):
+    # two bars of plain C major: scale up, tonic triad held
+    c_major = [Note(p, i * 0.5, 0.5, 80) for i, p in enumerate((60, 62, 64, 65, 67, 69, 71, 72))]
+    c_major += [Note(p, 4.0, 4.0, 80) for p in (60, 64, 67)]
+    engine = Engine(tiny_model)
+    engine.prime(c_major)
+    assert _context_pitch_classes(engine) == {0, 2, 4, 5, 7, 9, 11}
+    rng = np.random.default_rng(0)
+    engine.generate_bar(Capsule.of(Quadrant.Q3), rng=rng)  # sad: the phrase moves to C minor
+    assert engine.stats["mode_changes"] == 1
+    seed_part = engine.vocab.decode(engine._context[1:], engine.meter)[: len(c_major)]
+    assert [n.pitch for n in seed_part[:8]] == [60, 62, 63, 65, 67, 68, 70, 72]
+
+    # (the tiny model's own bars are random notes, so the rest looks at the primed phrase alone)
+    engine.prime(c_major)
+    engine._match_mode(Capsule.of(Quadrant.Q1))  # happy and major: nothing to move
+    engine._match_mode(Capsule((0.5, 0.5, 0.0, 0.0)))  # neutral valence: left alone
+    engine._match_mode(Capsule.unconditioned())
+    assert engine.stats["mode_changes"] == 1
+    engine._match_mode(Capsule.of(Quadrant.Q2))  # tense: minor
+    engine._match_mode(Capsule.of(Quadrant.Q3))  # still negative valence: already minor
+    assert engine.stats["mode_changes"] == 2
+    engine._match_mode(Capsule.of(Quadrant.Q4))  # calm: back to major
+    assert engine.stats["mode_changes"] == 3
+    assert _context_pitch_classes(engine) == {0, 2, 4, 5, 7, 9, 11}
+
+    off = Engine(tiny_model, follow_mode=False)
+    off.prime(c_major)
+    off.generate_bar(Capsule.of(Quadrant.Q3), rng=rng)
+    assert off.stats["mode_changes"] == 0
+    assert {4, 9, 11} <= _context_pitch_classes(off)
