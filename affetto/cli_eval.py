@@ -18,6 +18,13 @@ def _floats(text: str, name: str) -> tuple[float, ...]:
     return values
 
 
+def _ints(text: str, name: str) -> tuple[int, ...]:
+    values = _floats(text, name)
+    if any(v != int(v) for v in values):
+        raise click.BadParameter(f"{name} must be whole numbers, got {text!r}")
+    return tuple(int(v) for v in values)
+
+
 @click.command("eval")
 @click.option("--model", type=click.Path(dir_okay=False),
               help="An affetto .onnx model (default: the shipped one).")
@@ -31,6 +38,8 @@ def _floats(text: str, name: str) -> tuple[float, ...]:
               help="Folder for report.json, report.md and the PNGs.")
 @click.option("--guidance-scales", default="1,1.5,3", show_default=True, help="Guidance scales to compare.")
 @click.option("--temperatures", default="0.8,1,1.2", show_default=True, help="Temperatures to compare.")
+@click.option("--candidates", "candidate_counts", default="1,4,8", show_default=True,
+              help="Candidate counts to compare (bars drawn per bar kept).")
 @click.option("--no-learned-judge", is_flag=True, help="Skip training/applying the learned judge.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="ONNX Runtime and torch threads.")
@@ -39,7 +48,8 @@ def _floats(text: str, name: str) -> tuple[float, ...]:
 @click.option("--quick", is_flag=True, help="Tiny numbers (seconds, for tests and smoke runs).")
 @click.option("--seed", "seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("-v", "--verbose", count=True)
-def eval_command(model, bars_per_quadrant, seeds, data, out, guidance_scales, temperatures, no_learned_judge,
+def eval_command(model, bars_per_quadrant, seeds, data, out, guidance_scales, temperatures, candidate_counts,
+                 no_learned_judge,
                  threads, no_follow_mode, quick, seed, verbose) -> None:
     """Evaluate a model: emotion control by two judges, guidance and temperature, music metrics,
     key coherence and held-out bits per note; writes a JSON, a Markdown summary and PNGs."""
@@ -57,7 +67,8 @@ def eval_command(model, bars_per_quadrant, seeds, data, out, guidance_scales, te
 
     settings = dict(model=model, seeds=seeds, data=data, seed=seed, threads=threads,
                     guidance_scales=_floats(guidance_scales, "--guidance-scales"),
-                    temperatures=_floats(temperatures, "--temperatures"), learned_judge=not no_learned_judge,
+                    temperatures=_floats(temperatures, "--temperatures"),
+                    candidate_counts=_ints(candidate_counts, "--candidates"), learned_judge=not no_learned_judge,
                     follow_mode=not no_follow_mode)
     if bars_per_quadrant is not None:
         settings["bars_per_quadrant"] = bars_per_quadrant

@@ -10,6 +10,13 @@ Life of a bar::
                                           mask until the model closes the bar (samples BAR)
                                        3. decode the bar's tokens to notes relative to the bar
 
+Candidates: with ``candidates > 1`` several bars are drawn from the same
+state (rolling back is free: the shared cache is written in place, so the
+context length is simply reset), each is judged by the feature judge together
+with the bars before it, and the bar nearest the capsule's valence and arousal
+is kept and re-read. It costs about ``candidates + 1`` times the sampling of
+a bar.
+
 Mode following: a 2 M-parameter model follows the phrase it continues far
 more than the capsule's valence (measured: the key of the context decides the
 mode of the continuation). So when the capsule's valence disagrees with the
@@ -42,7 +49,7 @@ import onnxruntime as ort
 
 from affetto.emotion import Capsule
 from affetto.errors import ConfigError, ModelFileError
-from affetto.judge import change_mode, estimate_key
+from affetto.judge import JudgeConfig, change_mode, estimate_key, judge_arrays
 from affetto.manifest import read_manifest
 from affetto.music import Note, TimeSignature
 from affetto.vocab import DUR, Vocabulary
@@ -55,6 +62,7 @@ DEFAULT_MODEL_NAME = "affetto-default.onnx"
 MAX_NOTES_PER_BAR = 48
 MODE_CLARITY = 0.65  # key correlation above which the context's mode counts as clear (training uses the same)
 MODE_VALENCE = 0.25  # capsules closer to neutral valence than this leave the mode alone
+JUDGED_BARS = 4  # a candidate bar is judged with the bars before it, this many in all (the eval judges 4)
 
 
 def default_model_path() -> Path:
@@ -117,6 +125,9 @@ class Engine:
             )
         self.max_notes_per_bar = max_notes_per_bar
         self.follow_mode = follow_mode
+        self.judge_config = JudgeConfig(**self.manifest.get("judge", {}))
+        data_config = (self.manifest.get("training") or {}).get("data_config") or {}
+        self.label_tempo = float(data_config.get("label_tempo", self.judge_config.tempo_ref))
         self._mode_for: tuple | None = None  # capsule weights the context's mode was last matched to
         self.max_bar_tokens = 1 + self.bar_steps + 3 * max_notes_per_bar
 
@@ -302,13 +313,15 @@ class Engine:
         top_p: float | None = None,
         guidance: float | None = None,
         greedy: bool = False,
+        candidates: int | None = None,
         rng: np.random.Generator | None = None,
     ) -> list[Note]:
         """The next bar's notes, onsets relative to the bar (``0 <= onset < bar length``).
 
         Settings left at None take :meth:`sampling_for` the capsule.
         """
-        given = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "guidance": guidance}
+        given = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "guidance": guidance,
+                 "candidates": candidates}
         config = self.sampling_for(capsule).replace(greedy=greedy, **{k: v for k, v in given.items() if v is not None})
         tokens = self.generate_bar_tokens(capsule, config, rng or np.random.default_rng())
         return self.vocab.decode(tokens, self.meter)
@@ -319,6 +332,16 @@ class Engine:
         self._configure(capsule, config.guidance)
         self._make_room()
         self._prefill()
+        if config.candidates > 1 and not capsule.is_unconditioned and not config.greedy:
+            bar = self._best_of(capsule, config, rng)
+        else:
+            bar = self._sample_bar(config, rng)
+        self.stats["bars"] += 1
+        self.stats["last_ms"] = (time.perf_counter() - t0) * 1000
+        return bar
+
+    def _sample_bar(self, config: SamplingConfig, rng: np.random.Generator) -> list[int]:
+        """Feed BAR and sample under the grammar until the model closes the bar; returns its tokens."""
         vocab = self.vocab
         state = vocab.new_state(self.bar_steps)
         state.last = DUR  # what precedes a bar: the previous bar's end
@@ -337,13 +360,46 @@ class Engine:
                 logits = guided
             token = sample(logits, mask, config, rng)
             if token == vocab.bar:
-                break
+                return bar
             vocab.advance(state, token)
             self._step(token)
             bar.append(token)
-        self.stats["bars"] += 1
-        self.stats["last_ms"] = (time.perf_counter() - t0) * 1000
-        return bar
+
+    def _best_of(self, capsule: Capsule, config: SamplingConfig, rng: np.random.Generator) -> list[int]:
+        """Draw ``config.candidates`` bars from the same state; keep the one judged nearest the capsule."""
+        length, cached, logits = len(self._context), self._cached, self._logits.copy()
+        recent = self._recent_bars(JUDGED_BARS - 1)
+        best, best_score = None, -np.inf
+        for _ in range(config.candidates):
+            bar = self._sample_bar(config, rng)
+            score = self._judge_score(recent + bar, capsule)
+            if score > best_score:
+                best, best_score = bar, score
+            del self._context[length:]
+            self._cached = cached
+            self._logits[:] = logits
+        # Re-read the winner token by token (ONNX Runtime's attention takes a multi-token step on top
+        # of a cache only for batch 1, and guidance runs two rows).
+        for token in best:  # type: ignore[union-attr]
+            self._step(token)
+        return best  # type: ignore[return-value]
+
+    def _recent_bars(self, n: int) -> list[int]:
+        """The tokens of the last ``n`` whole bars of the context."""
+        bars = [i for i, t in enumerate(self._context) if t == self.vocab.bar]
+        return self._context[bars[max(0, len(bars) - n)]:] if n > 0 and bars else []
+
+    def _judge_score(self, tokens: list[int], capsule: Capsule) -> float:
+        """How near the feature judge puts these bars to the capsule (valence and arousal agreement)."""
+        notes = self.vocab.decode(tokens, self.meter)
+        n_bars = sum(1 for t in tokens if t == self.vocab.bar)
+        if not notes:
+            return -np.inf
+        verdict = judge_arrays(
+            np.array([n.pitch for n in notes]), np.array([n.onset for n in notes]),
+            np.array([n.duration for n in notes]), np.array([n.velocity for n in notes]),
+            n_bars * self.meter.beats_per_bar, self.label_tempo, self.judge_config)
+        return verdict.valence * capsule.valence + verdict.arousal * capsule.arousal
 
     def sampling_for(self, capsule: Capsule) -> SamplingConfig:
         """Sampling settings for a capsule: the model's own (its manifest's ``sampling``), else the defaults.

@@ -13,6 +13,9 @@ import numpy as np
 from affetto.errors import ConfigError
 
 
+MAX_CANDIDATES = 16
+
+
 @dataclass(frozen=True)
 class SamplingConfig:
     temperature: float = 1.0
@@ -20,6 +23,7 @@ class SamplingConfig:
     top_p: float = 1.0  # 1: off
     guidance: float = 1.0  # classifier-free guidance scale; 1: off
     greedy: bool = False
+    candidates: int = 1  # bars drawn per bar played; the one the feature judge finds nearest the emotion wins
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
@@ -30,6 +34,8 @@ class SamplingConfig:
             raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
         if not 0 <= self.guidance <= 20:
             raise ConfigError(f"guidance must be in [0, 20], got {self.guidance}")
+        if not isinstance(self.candidates, int) or not 1 <= self.candidates <= MAX_CANDIDATES:
+            raise ConfigError(f"candidates must be an int in 1..{MAX_CANDIDATES}, got {self.candidates}")
 
     def replace(self, **changes) -> SamplingConfig:
         return replace(self, **changes)
@@ -43,8 +49,9 @@ class SamplingConfig:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-# The daemon's and generate's defaults when a model file names none.
-DEFAULT_SAMPLING = SamplingConfig(temperature=1.0, top_k=0, top_p=0.95, guidance=1.5)
+# The daemon's and generate's defaults when a model file names none. Four candidates per bar:
+# `affetto eval` measured 4-quadrant accuracy 41% -> 90% (feature judge; the learned judge 43.5% -> 85%).
+DEFAULT_SAMPLING = SamplingConfig(temperature=1.0, top_k=0, top_p=0.95, guidance=1.5, candidates=4)
 
 
 def guide(cond: np.ndarray, uncond: np.ndarray, scale: float, out: np.ndarray) -> np.ndarray:

@@ -71,6 +71,7 @@ class EvalConfig:
     data: str | None = None  # the training data to split; None: the model's own (its manifest)
     guidance_scales: tuple[float, ...] = (1.0, 1.5, 3.0)
     temperatures: tuple[float, ...] = (0.8, 1.0, 1.2)
+    candidate_counts: tuple[int, ...] = (1, 4, 8)  # bars drawn per bar kept (the judge picks; see the engine)
     sweep_bars: int = 100  # bars per quadrant for each guidance/temperature setting off the default
     blend_bars: int = 48  # bars per blended capsule
     phrase_bars: int = 4  # generated bars judged together (the judge needs a few bars for a key)
@@ -95,6 +96,9 @@ class EvalConfig:
         for t in self.temperatures:
             if not t > 0:
                 raise ConfigError(f"temperatures must be > 0, got {t}")
+        for n in self.candidate_counts:
+            if not isinstance(n, int) or not 1 <= n <= 16:
+                raise ConfigError(f"candidate counts must be ints in 1..16, got {n}")
 
     @classmethod
     def quick(cls, **changes) -> EvalConfig:
@@ -380,6 +384,8 @@ def run_eval(cfg: EvalConfig) -> dict:
             want(Capsule.of(q), base[q].replace(guidance=g), cfg.sweep_bars)
         for temp in cfg.temperatures:
             want(Capsule.of(q), base[q].replace(temperature=temp), cfg.sweep_bars)
+        for n in cfg.candidate_counts:
+            want(Capsule.of(q), base[q].replace(candidates=n), cfg.sweep_bars)
     for _, weights, _, _ in BLENDS:
         capsule = Capsule(weights)
         want(capsule, first.sampling_for(capsule), cfg.blend_bars)
@@ -420,6 +426,8 @@ def run_eval(cfg: EvalConfig) -> dict:
                           for g in cfg.guidance_scales]
     report["temperature"] = [{"temperature": x, **score(setting({"temperature": x}), learned)}
                              for x in cfg.temperatures]
+    report["candidates"] = [{"candidates": n, **score(setting({"candidates": n}), learned)}
+                            for n in cfg.candidate_counts]
     report["blends"] = []
     for name, weights, axis, sign in BLENDS:
         capsule = Capsule(weights)

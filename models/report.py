@@ -92,7 +92,7 @@ def markdown(report: dict) -> str:
         "",
         "Default sampling per quadrant: " + "; ".join(
             f"{q}: t={v['temperature']:g}, top-p={v['top_p']:g}, top-k={v['top_k']}, "
-            f"guidance={v['guidance']:g}"
+            f"guidance={v['guidance']:g}, candidates={v.get('candidates', 1)}"
             for q, v in report["default_sampling"].items()) + ".",
         "",
     ]
@@ -108,12 +108,15 @@ def markdown(report: dict) -> str:
         out += [f"Learned judge: {t.get('phrases')} labelled training phrases, {t.get('steps')} steps"
                 f"{' (cached)' if t.get('cached') else ''}; weights `{t.get('path')}`.", ""]
 
-    out += ["## Guidance and temperature", "",
+    out += ["## Guidance, temperature and candidates", "",
             "Both judges, all four quadrants pooled: 4-quadrant accuracy, then valence and arousal "
-            "accuracy.", ""]
+            "accuracy. Candidates: bars drawn per bar kept; the engine keeps the one the feature judge "
+            "puts nearest the emotion (judged with the bars before it), so with more than one candidate "
+            "the feature judge's figures are partly its own choice, and the learned judge is the "
+            "independent witness.", ""]
     rows = []
-    for kind, key in (("guidance", "guidance"), ("temperature", "temperature")):
-        for entry in report[kind]:
+    for kind, key in (("guidance", "guidance"), ("temperature", "temperature"), ("candidates", "candidates")):
+        for entry in report.get(kind, []):
             for judge, label in JUDGES.items():
                 if judge in entry:
                     e = entry[judge]

@@ -158,3 +158,35 @@ def test_context_follows_the_mode_the_valence_asks_for(tiny_model):
     off.generate_bar(Capsule.of(Quadrant.Q3), rng=rng)
     assert off.stats["mode_changes"] == 0
     assert {4, 9, 11} <= _context_pitch_classes(off)
+
+
+def test_candidates_keep_the_best_judged_bar_and_roll_the_cache_back(tiny_model, tiny_checkpoint, monkeypatch):
+    model, _ = load_checkpoint(tiny_checkpoint)
+    engine = Engine(tiny_model)
+    engine.prime(SEED)
+    drawn: list[list[int]] = []
+    sample_bar = engine._sample_bar
+
+    def recording(config, rng):
+        bar = sample_bar(config, rng)
+        drawn.append(list(bar))
+        return bar
+
+    monkeypatch.setattr(engine, "_sample_bar", recording)
+    monkeypatch.setattr(engine, "_judge_score", lambda tokens, capsule: float(len(tokens)))  # longest bar wins
+    before = list(engine._context)
+    config = SamplingConfig(temperature=1.5, guidance=1.5, candidates=5)
+    bar = engine.generate_bar_tokens(Capsule.of(Quadrant.Q1), config, np.random.default_rng(3))
+    assert len(drawn) == 5 and len({tuple(d) for d in drawn}) > 1
+    assert bar == max(drawn, key=len)
+    assert engine._context == before + bar  # the losers left nothing behind
+    # the cache holds exactly the kept context: its next-token logits match PyTorch on it
+    with torch.no_grad():
+        ref, _ = model(torch.tensor([engine._context]), torch.tensor([[1.0, 0, 0, 0]]))
+    np.testing.assert_allclose(engine._logits[0, 0], ref[0, -1].numpy(), atol=1e-4)
+
+
+def test_candidates_are_validated():
+    for bad in (0, 17, 2.5):
+        with pytest.raises(ConfigError, match="candidates"):
+            SamplingConfig(candidates=bad)
