@@ -3,8 +3,8 @@
 Prints per-token decode time (p50/p99) for the ONNX Runtime engine (fp32 and
 int8) and PyTorch eager with and without a KV cache, at batch 1 and 2
 (guidance) and contexts of 100 and 1000 tokens; the time to generate a bar
-at 120 BPM with and without guidance and its real-time factor; and the
-engine's load time and resident memory. Everything runs on one CPU thread.
+at 120 BPM without guidance, with it, and with it and the default 4
+candidates, and its real-time factor; and the engine's load time and resident memory. Everything runs on one CPU thread.
 Numbers are measured in this run; nothing here passes or fails.
 """
 
@@ -84,7 +84,8 @@ def torch_step_times(checkpoint: Path, batch: int, context: int, repeat: int, ca
         return time_calls(with_cache if cached else without_cache, repeat)
 
 
-def bar_times(model_path: Path, guidance: float, bars: int, meter: TimeSignature) -> tuple[list[float], list[int]]:
+def bar_times(model_path: Path, guidance: float, bars: int, meter: TimeSignature,
+              candidates: int = 1) -> tuple[list[float], list[int]]:
     """Wall time and token count of whole bars, continuing a dense seed in a busy emotion."""
     from affetto.daemon.engine import Engine
 
@@ -95,7 +96,7 @@ def bar_times(model_path: Path, guidance: float, bars: int, meter: TimeSignature
     capsule = Capsule.of(Quadrant.Q1)
     from affetto.daemon.sampling import SamplingConfig
 
-    cfg = SamplingConfig(top_p=0.95, guidance=guidance)
+    cfg = SamplingConfig(top_p=0.95, guidance=guidance, candidates=candidates)
     engine.generate_bar_tokens(capsule, cfg, rng)  # warm up, first prefill
     times, tokens = [], []
     for _ in range(bars):
@@ -190,8 +191,9 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
         echo("")
         meter = TimeSignature(4, 4)
         bar_ms = 60_000 / 120 * meter.beats_per_bar
-        for label, g in (("no guidance", 1.0), ("guidance 1.5 (batch 2)", 1.5)):
-            times, tokens = bar_times(model_path, g, bars, meter)
+        for label, g, n in (("no guidance", 1.0, 1), ("guidance 1.5 (batch 2)", 1.5, 1),
+                            ("guidance, 4 candidates", 1.5, 4)):
+            times, tokens = bar_times(model_path, g, bars, meter, candidates=n)
             p50, p99 = percentiles(times)
             per_token = np.median(np.asarray(times) / np.asarray(tokens))
             results[f"bar_ms|{label}"] = {"p50": p50, "p99": p99, "tokens_p50": float(np.median(tokens)),
