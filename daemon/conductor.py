@@ -134,15 +134,22 @@ class Conductor:
             self.release("exit")
         return self.exit_code
 
-    def request_stop(self, reason: str, exit_code: int = 0) -> None:
-        """Ask :meth:`run` to end (safe from signal handlers and other threads)."""
+    def request_stop(self, reason: str, exit_code: int = 0, *, wake: bool = True) -> None:
+        """Ask :meth:`run` to end (safe from other threads, and from signal handlers with ``wake=False``).
+
+        ``wake`` also puts a StopRequest in the inbox so a waiting :meth:`run` sees it at once. A
+        signal handler must not: it runs in the thread of :meth:`run`, possibly while that thread
+        holds the inbox's lock inside ``get``, and the queue's lock is not reentrant. The flag alone
+        is seen within ``IDLE_WAIT_NS``.
+        """
         if exit_code and not self.exit_code:
             self.exit_code = exit_code
         self.stop_reason = self.stop_reason or reason
         self._stopping = True
-        # if the inbox is full the flag is enough: the loop looks at it after every item
-        with contextlib.suppress(queue.Full):
-            self.inbox.put_nowait(StopRequest(reason, exit_code))
+        if wake:
+            # if the inbox is full the flag is enough: the loop looks at it after every item
+            with contextlib.suppress(queue.Full):
+                self.inbox.put_nowait(StopRequest(reason, exit_code))
 
     # -- items -----------------------------------------------------------------
     def process(self, item: object) -> None:
@@ -390,7 +397,7 @@ class Conductor:
         for source in self.trouble_sources:
             for kind, count in list(source.trouble.items()):
                 if kind not in self._trouble_seen:
-                    log.warning("MIDI input: %s (logged once; counted from here on)", kind)
+                    log.warning("MIDI ports: %s (logged once; counted from here on)", kind)
                 self._trouble_seen[kind] = count
 
     def _once(self, kind: str, message: str) -> None:

@@ -1,39 +1,40 @@
-"""MIDI ports through python-rtmidi: API choice, virtual or attached ports, JACK safety.
+"""MIDI ports: API choice, virtual or attached ports; JACK natively, the others through python-rtmidi.
 
 - The API is resolved to one that really works here (:func:`resolve_api`):
   rtmidi's own default can pick ALSA where there is no ALSA and fail deep
   inside, and JACK is never its default. ``auto`` tries, per platform, the
   APIs that can work and says what it tried when none does.
-- :class:`MidiPorts` opens virtual ports ``"<name> in"`` / ``"<name> out"``, or
+- :class:`MidiPorts` opens ports ``"<name> in"`` / ``"<name> out"``, or
   attaches to existing ports by exact name or unique substring. Windows has
   no virtual ports: the error points to loopMIDI.
-- The input callback (rtmidi's thread) only parses and ``put_nowait``s into
-  the conductor's bounded inbox; overflow is dropped and counted.
-- Timestamps: from rtmidi's delta times (the backend's own clock, e.g. JACK's
-  cycle time), anchored to ``time.monotonic_ns`` by the smallest observed
-  callback delay, so a callback held up waiting for the GIL does not shift them.
-- JACK: if the server dies, rtmidi's send spins forever holding the GIL and
-  closing a dead port crashes the process. A JACK-Client watch client's
-  shutdown callback flags the loss within milliseconds; from then on sends
-  raise :class:`PortError` and the dead rtmidi objects are never closed or
-  freed. Messages reach JACK at the next period, so :meth:`MidiOutput.drain`
-  waits a few periods (by JACK's frame clock) before a port is closed.
+- JACK goes through :mod:`affetto.daemon.jackports` (JACK-Client): input is
+  stamped at its own frame and output is placed on the frame of its deadline,
+  where rtmidi's JACK backend adds up to a period of jitter each way. It also
+  notices the loss of the server (sends then raise :class:`PortError`).
+- CoreMIDI, ALSA and WinMM go through python-rtmidi. Its input callback
+  (rtmidi's thread) only parses and ``put_nowait``s into the conductor's
+  bounded inbox; overflow is dropped and counted. Timestamps come from
+  rtmidi's delta times (the backend's own clock), anchored to
+  ``time.monotonic_ns`` by the smallest observed callback delay, so a callback
+  held up waiting for the GIL does not shift them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import queue
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from affetto.daemon.midiparse import MidiParser
 from affetto.errors import PortError
+
+if TYPE_CHECKING:
+    from affetto.daemon.jackports import JackInput, JackMidiPorts, JackOutput
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +53,17 @@ def _rtmidi():
 
 
 def api_constant(name: str) -> int:
+    """rtmidi's constant for an API it serves here (JACK is served by jackports)."""
     rtmidi = _rtmidi()
     return {
         "coremidi": rtmidi.API_MACOSX_CORE,
         "alsa": rtmidi.API_LINUX_ALSA,
-        "jack": rtmidi.API_UNIX_JACK,
         "winmm": rtmidi.API_WINDOWS_MM,
     }[name]
 
 
 @contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
+def quiet_stderr() -> Iterator[None]:
     """Silence C libraries (libjack, ALSA) that print to fd 2 while we probe."""
     try:
         saved = os.dup(2)
@@ -80,17 +81,21 @@ def _quiet_stderr() -> Iterator[None]:
 
 def probe_api(name: str) -> str | None:
     """None when ``name`` works here, else the reason it does not."""
+    if name == "jack":
+        from affetto.daemon import jackports
+
+        return jackports.probe()
     rtmidi = _rtmidi()
     api = api_constant(name)
     if api not in rtmidi.get_compiled_api():
         return "not compiled into this python-rtmidi"
     try:
-        with _quiet_stderr():
+        with quiet_stderr():
             probe = rtmidi.MidiOut(rtapi=api, name="affetto-probe")
             probe.get_port_count()
             del probe
     except Exception as err:  # rtmidi raises its own SystemError subclasses here
-        hint = {"jack": " (is a JACK server running?)", "alsa": " (no ALSA sequencer: /dev/snd/seq?)"}
+        hint = {"alsa": " (no ALSA sequencer: /dev/snd/seq?)"}
         return f"{err}{hint.get(name, '')}"
     return None
 
@@ -116,9 +121,13 @@ def resolve_api(name: str) -> str:
 
 def list_ports(api: str) -> tuple[list[str], list[str]]:
     """(input port names, output port names) for a resolved API."""
+    if api == "jack":
+        from affetto.daemon import jackports
+
+        return jackports.list_ports()
     rtmidi = _rtmidi()
     try:
-        with _quiet_stderr():
+        with quiet_stderr():
             midi_in = rtmidi.MidiIn(rtapi=api_constant(api), name="affetto-list")
             midi_out = rtmidi.MidiOut(rtapi=api_constant(api), name="affetto-list")
         return midi_in.get_ports(), midi_out.get_ports()
@@ -143,71 +152,6 @@ def find_port(names: list[str], wanted: str, direction: str) -> int:
     )
 
 
-_GRAVEYARD: list[object] = []
-
-
-def _leak(obj: object) -> None:
-    """Keep an rtmidi object alive until the process ends: freeing it could crash."""
-    _GRAVEYARD.append(obj)
-    ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
-
-
-class JackWatch:
-    """A JACK-Client client that notices the server's shutdown and reads its frame clock."""
-
-    def __init__(self, name: str, on_lost: Callable[[str], None] | None = None) -> None:
-        try:
-            import jack
-        except (ImportError, OSError) as err:
-            raise PortError(
-                "the JACK API needs the JACK-Client package (pip install JACK-Client) so the daemon "
-                f"notices a JACK server shutdown instead of hanging: {err}"
-            ) from err
-        self.lost = threading.Event()
-        self.reason = ""
-        self._on_lost = on_lost
-        try:
-            with _quiet_stderr():
-                self.client = jack.Client(f"{name}-watch", no_start_server=True)
-        except jack.JackError as err:
-            raise PortError(f"cannot connect to the JACK server: {err}") from err
-        self.client.set_shutdown_callback(self._shutdown)
-        self.client.activate()
-        self.blocksize = self.client.blocksize
-        self.samplerate = self.client.samplerate
-
-    @property
-    def period_ns(self) -> int:
-        return int(self.blocksize * 1e9 / self.samplerate)
-
-    def _shutdown(self, status: object, reason: str) -> None:
-        # a JACK thread: set flags only
-        self.reason = str(reason) or "the JACK server shut down"
-        self.lost.set()
-        if self._on_lost is not None:
-            self._on_lost(self.reason)
-
-    def wait_periods(self, periods: int, timeout: float = 1.0) -> bool:
-        """Wait until JACK's frame clock has moved ``periods`` periods on (False on loss or timeout)."""
-        if self.lost.is_set():
-            return False
-        target = self.client.frame_time + periods * self.blocksize
-        end = time.monotonic() + timeout
-        while not self.lost.is_set() and time.monotonic() < end:
-            if self.client.frame_time - target >= 0:
-                return True
-            time.sleep(self.period_ns / 4e9)
-        return False
-
-    def close(self) -> None:
-        if self.lost.is_set():
-            _leak(self.client)
-            return
-        with contextlib.suppress(Exception):
-            self.client.deactivate()
-            self.client.close()
-
-
 class _Stamper:
     """Monotonic timestamps from backend delta times (see the module docstring)."""
 
@@ -227,7 +171,7 @@ class _Stamper:
 
 
 class InputHandler:
-    """The input callback: parse and ``put_nowait`` into the bounded inbox, nothing else."""
+    """The rtmidi input callback: parse and ``put_nowait`` into the bounded inbox, nothing else."""
 
     def __init__(self, inbox: queue.Queue) -> None:
         self.inbox = inbox
@@ -261,6 +205,8 @@ def _open(rt, api: str, port: str | None, virtual_name: str, direction: str) -> 
 
 
 class MidiInput:
+    """An rtmidi input port feeding the inbox through :class:`InputHandler`."""
+
     def __init__(
         self, api: str, client_name: str, inbox: queue.Queue, *, port: str | None, virtual_name: str
     ) -> None:
@@ -278,30 +224,20 @@ class MidiInput:
         except Exception as err:
             raise PortError(f"cannot open MIDI input ({api}): {err}") from err
 
-    def close(self, dead: bool = False) -> None:
-        if dead:
-            _leak(self._in)
-            return
+    def close(self) -> None:
         with contextlib.suppress(Exception):
             self._in.cancel_callback()
             self._in.close_port()
-        if self.api == "jack":
-            _leak(self._in)  # RtMidi's JACK destructor frees buffers its process thread may still use
         del self._in
 
 
 class MidiOutput:
-    def __init__(
-        self,
-        api: str,
-        client_name: str,
-        *,
-        port: str | None,
-        virtual_name: str,
-        watch: JackWatch | None = None,
-    ) -> None:
+    """An rtmidi output port; messages go out when sent (there is no frame to place them on)."""
+
+    timed = False
+
+    def __init__(self, api: str, client_name: str, *, port: str | None, virtual_name: str) -> None:
         rtmidi = _rtmidi()
-        self.watch = watch
         self.api = api
         try:
             self._out = rtmidi.MidiOut(rtapi=api_constant(api), name=client_name)
@@ -311,13 +247,7 @@ class MidiOutput:
         except Exception as err:
             raise PortError(f"cannot open MIDI output ({api}): {err}") from err
 
-    @property
-    def lost(self) -> bool:
-        return self.watch is not None and self.watch.lost.is_set()
-
     def send(self, message: list[int]) -> None:
-        if self.lost:
-            raise PortError(f"the JACK server has gone away ({self.watch.reason})")  # type: ignore[union-attr]
         try:
             self._out.send_message(message)
         except Exception as err:
@@ -330,26 +260,21 @@ class MidiOutput:
             self.send([0xB0 | channel, 120, 0])
 
     def drain(self, periods: int) -> None:
-        """Wait until what was sent has left (JACK: ``periods`` periods of its frame clock)."""
-        if self.watch is not None:
-            self.watch.wait_periods(periods)
+        """Nothing to wait for: rtmidi hands messages to the system as they are sent."""
 
     def close(self) -> None:
-        if self.lost:
-            _leak(self._out)
-            return
         with contextlib.suppress(Exception):
             self._out.close_port()
-        if self.api == "jack":
-            # RtMidi's JACK destructor frees its ring buffer before closing the client, while the
-            # JACK thread may still read it: heap corruption, seen as "free(): invalid pointer"
-            # aborts at exit. The port is closed; the object lives until the process ends.
-            _leak(self._out)
         del self._out
 
 
 class MidiPorts:
-    """Input and output together, as a context manager; ``panic()`` on the output."""
+    """Input and output together, as a context manager; ``panic()`` on the output.
+
+    For JACK the ports are :class:`affetto.daemon.jackports.JackMidiPorts` (one
+    client, frame-accurate, ``on_lost`` called when the server goes away); for
+    the other APIs a pair of rtmidi ports.
+    """
 
     def __init__(
         self,
@@ -369,21 +294,35 @@ class MidiPorts:
         self.inbox = inbox if inbox is not None else queue.Queue(maxsize=4096)
         self.on_lost = on_lost
         self.drain_periods = drain_periods
-        self.watch: JackWatch | None = None
-        self.input: MidiInput | None = None
-        self.output: MidiOutput | None = None
+        self.jack: JackMidiPorts | None = None
+        self.input: MidiInput | JackInput | None = None
+        self.output: MidiOutput | JackOutput | None = None
+
+    @property
+    def backend(self) -> str:
+        """What carries the MIDI, for the log."""
+        if self.jack is not None:
+            return self.jack.backend
+        return f"python-rtmidi ({self.api})"
 
     def open(self) -> MidiPorts:
+        if self.api == "jack":
+            from affetto.daemon.jackports import JackMidiPorts
+
+            self.jack = JackMidiPorts(
+                self.port_name,
+                in_port=self.in_port,
+                out_port=self.out_port,
+                inbox=self.inbox,
+                on_lost=self.on_lost,
+                drain_periods=self.drain_periods,
+            ).open()
+            self.input, self.output = self.jack.input, self.jack.output
+            return self
         try:
-            if self.api == "jack":
-                self.watch = JackWatch(self.port_name, self.on_lost)
-            with _quiet_stderr():
+            with quiet_stderr():
                 self.output = MidiOutput(
-                    self.api,
-                    self.port_name,
-                    port=self.out_port,
-                    virtual_name=f"{self.port_name} out",
-                    watch=self.watch,
+                    self.api, self.port_name, port=self.out_port, virtual_name=f"{self.port_name} out"
                 )
                 self.input = MidiInput(
                     self.api,
@@ -399,25 +338,23 @@ class MidiPorts:
 
     @property
     def lost(self) -> bool:
-        return self.watch is not None and self.watch.lost.is_set()
+        return self.jack is not None and self.jack.lost
 
     def panic(self) -> None:
         if self.output is not None and not self.lost:
             self.output.panic()
 
     def close(self) -> None:
-        dead = self.lost
+        if self.jack is not None:
+            self.jack.close()  # drains first, and never closes a client whose server is gone
+            self.jack = self.input = self.output = None
+            return
         if self.output is not None:
-            if not dead:
-                self.output.drain(self.drain_periods)
             self.output.close()
             self.output = None
         if self.input is not None:
-            self.input.close(dead=dead)
+            self.input.close()
             self.input = None
-        if self.watch is not None:
-            self.watch.close()
-            self.watch = None
 
     def __enter__(self) -> MidiPorts:
         return self.open()

@@ -3,10 +3,17 @@
 Events are kept in *beats* (song position) and turned into wall-clock
 deadlines with the clock's current state right before sending, so a tempo
 change reaches notes that were queued at the old tempo. The thread sleeps on
-a condition variable until about ``spin_ns`` before the earliest deadline
-(new material, a tempo change or a stop wakes it early), then spins the rest
-on ``time.monotonic_ns`` and sends. Lateness (send time minus deadline) is
-measured for every event.
+a condition variable until about ``spin_ns`` before an event is due (new
+material, a tempo change or a stop wakes it early), then spins the rest on
+``time.monotonic_ns`` and sends.
+
+An event is due ``lead_ns`` before its deadline. With an untimed output (rtmidi)
+``lead_ns`` is 0 and the message goes out at the deadline. A timed output
+(native JACK) places each message on the frame of the ``at_ns`` it is given, so
+it gets the event ``lead_ns`` early (about two JACK periods) with
+``at_ns=deadline``: what the scheduler's wake-up jitter costs then is absorbed
+by the lead instead of reaching the music. Lateness (send time minus the time
+the event was due) is measured for every event.
 
 Policies:
 
@@ -14,7 +21,8 @@ Policies:
   played out of time; its note-off then finds nothing to release.
 - Note-offs are never dropped, and at equal beats they go before note-ons.
 - While the clock is stopped nothing is sent; the conductor calls
-  :meth:`release_all` on Stop, which empties the queue and panics.
+  :meth:`release_all` on Stop, which empties the queue and panics (a timed
+  output first drops what it was handed but has not played).
 
 Priority: with ``fifo_priority`` the thread asks for SCHED_FIFO via
 ``os.sched_setscheduler``; where that is refused (no root, no rtprio limit, not
@@ -48,8 +56,8 @@ class Sent:
     """A record of one sent event (kept by :class:`Scheduler` for tests and benchmarks)."""
 
     beat: float
-    deadline_ns: int
-    sent_ns: int
+    deadline_ns: int  # when the event should sound
+    sent_ns: int  # when it was handed to the output (deadline - lead_ns at best)
     kind: int
     channel: int
     pitch: int
@@ -83,6 +91,7 @@ class Scheduler:
         clock_state: Callable[[], ClockState],
         *,
         spin_ns: int = 1_000_000,
+        lead_ns: int = 0,
         max_late_beats: float = 0.25,
         fifo_priority: int | None = None,
         keep_sent: int = 0,
@@ -91,6 +100,7 @@ class Scheduler:
         self.output = output
         self._clock_state = clock_state
         self.spin_ns = spin_ns
+        self.lead_ns = lead_ns  # hand events over this early (a timed output places them exactly)
         self.max_late_beats = max_late_beats
         self.fifo_priority = fifo_priority
         self.fifo = False
@@ -173,13 +183,14 @@ class Scheduler:
             return self.output.panic()
 
     def run_due(self, now_ns: int) -> int:
-        """Send, on the calling thread, every event due by ``now_ns`` (for tests and single-threaded use)."""
+        """Send, on the calling thread, every event due by ``now_ns`` (deadline - lead_ns <= now_ns);
+        for tests and single-threaded use."""
         sent = 0
         with self._cond:
             state = self._clock_state()
             while self._heap and state.running:
                 deadline = state.time_at(self._heap[0][0])
-                if deadline > now_ns:
+                if deadline - self.lead_ns > now_ns:
                     break
                 self._send(heapq.heappop(self._heap), state, deadline)
                 sent += 1
@@ -217,13 +228,14 @@ class Scheduler:
                     continue
                 beat = self._heap[0][0]
                 deadline = state.time_at(beat)
-                remaining = deadline - now()
+                due = deadline - self.lead_ns
+                remaining = due - now()
                 if remaining > self.spin_ns:
                     cond.wait(min(remaining - self.spin_ns, MAX_WAIT_NS) / 1e9)
                     continue
                 epoch = self._epoch
             # spin the last stretch without the lock (and without sleeping)
-            while now() < deadline:
+            while now() < due:
                 pass
             with cond:
                 if epoch != self._epoch or not self._heap or self._heap[0][0] != beat or self._stopping:
@@ -232,26 +244,26 @@ class Scheduler:
                 if not state.running:
                     continue
                 ev = heapq.heappop(self._heap)
-                self._send(ev, state, deadline)
+                self._send(ev, state, state.time_at(beat))  # the freshest estimate of the deadline
 
     def _send(self, ev: tuple, state: ClockState, deadline: int) -> None:
         beat, kind, _seq, channel, pitch, velocity, epoch, event = ev
         if epoch != self._epoch:
             return
         sent_ns = self._now()
-        late = sent_ns - deadline
+        late = sent_ns - (deadline - self.lead_ns)
         if kind == ON:
             if late > self.max_late_beats * state.ns_per_beat:
                 self.dropped_late += 1
                 return
-            token = self.output.note_on(channel, pitch, velocity)
+            token = self.output.note_on(channel, pitch, velocity, at_ns=deadline)
             if token:
                 self._tokens[event] = token
         else:
             token = self._tokens.pop(event, None)
             if token is None:
                 return  # its note-on was dropped or cancelled
-            self.output.note_off(channel, pitch, token)
+            self.output.note_off(channel, pitch, token, at_ns=deadline)
         self.lateness_ns.append(late)
         if self._keep_sent:
             self.sent_log.append(Sent(beat, deadline, sent_ns, kind, channel, pitch))

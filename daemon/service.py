@@ -1,7 +1,9 @@
 """Service lifecycle: ``run_daemon(config)`` from start to a clean exit.
 
 Start: log the resolved configuration, resolve the MIDI API, load the model
-in its worker, open the ports, start the scheduler, log one "ready" line.
+in its worker, open the ports (and log which backend carries the MIDI), start
+the scheduler, log one "ready" line. A timed output (native JACK) gets events
+its ``lead_ns`` ahead of their deadlines and places them on their frames.
 Run: the conductor, in the calling (main) thread, until SIGINT/SIGTERM or the
 loss of the JACK server. Exit: release every owned note and send CC 123, stop
 the threads, keep a JACK port open a few periods so those last messages go
@@ -120,7 +122,15 @@ def run_daemon(
             log.info("ports: in %r, out %r", ports.input.name, ports.output.name)  # type: ignore[union-attr]
             clock: Clock = InternalClock(config.bpm) if config.clock == "internal" else MidiClockFollower()
             output = OwnedOutput(ports.output)  # type: ignore[arg-type]
-            scheduler = Scheduler(output, lambda: clock.state, fifo_priority=config.fifo_priority)
+            lead_ns = int(getattr(ports.output, "lead_ns", 0)) if output.timed else 0
+            log.info(
+                "MIDI backend: %s; events handed over %.1f ms before their deadlines",
+                ports.backend,
+                lead_ns / 1e6,
+            )
+            scheduler = Scheduler(
+                output, lambda: clock.state, lead_ns=lead_ns, fifo_priority=config.fifo_priority
+            )
             conductor = Conductor(
                 config, clock, scheduler, worker.submit, inbox, trouble_sources=(ports.input.parser,)
             )  # type: ignore[union-attr]
@@ -162,8 +172,8 @@ def run_daemon(
                     lost_reason[0],
                 )
                 exit_code = EXIT_PORT_LOST
-            # The model's process goes before the ports: closing RtMidi's JACK ports can leave the
-            # heap damaged (aborts were seen in the worker's queue threads when they ran after).
+            # The model's process goes before the ports: nothing needs it any more, and the ports
+            # stay open until the last note-offs are out.
             worker.close()
     finally:
         worker.close()  # idempotent; here for the paths that never reached the line above
@@ -177,7 +187,8 @@ def _install_signals(conductor: Conductor) -> dict:
     previous = {}
 
     def handler(signum: int, frame: object) -> None:
-        conductor.request_stop(signal.Signals(signum).name)
+        # wake=False: this runs in the conductor's own thread, which may hold the inbox's lock
+        conductor.request_stop(signal.Signals(signum).name, wake=False)
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, handler)

@@ -52,6 +52,38 @@ class RecordingPort:
         return [(t, m) for t, m in self.messages if m[0] & 0xF0 == 0x90 and m[2] > 0]
 
 
+class TimedPort:
+    """A timed sink, like native JACK output: a message sounds at its ``at_ns``, or when sent without one.
+
+    ``handed`` records ``(send time, message, at_ns)``. ``discard_pending`` drops what has not
+    sounded by now and returns it; ``calls`` records the order of sends and discards.
+    """
+
+    timed = True
+
+    def __init__(self, now) -> None:
+        self.now = now
+        self.handed: list[tuple[int, list[int], int | None]] = []
+        self.calls: list[str] = []
+        self._queued: list[tuple[int, list[int]]] = []
+
+    def send(self, message: list[int], at_ns: int | None = None) -> None:
+        self.calls.append("send")
+        self.handed.append((self.now(), list(message), at_ns))
+        self._queued.append((self.now() if at_ns is None else at_ns, list(message)))
+
+    def discard_pending(self) -> list[list[int]]:
+        self.calls.append("discard")
+        now = self.now()
+        dropped = [m for t, m in self._queued if t > now]
+        self._queued = [(t, m) for t, m in self._queued if t <= now]
+        return dropped
+
+    def heard(self) -> list[tuple[int, list[int]]]:
+        """What a listener hears, in time order (sends at equal times keep their order)."""
+        return sorted(self._queued, key=lambda e: e[0])
+
+
 class ManualWorker:
     """Collects requests; the test decides when (and whether) each result comes back."""
 

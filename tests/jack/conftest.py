@@ -101,12 +101,19 @@ class Daw:
     ``script`` entries are ``(frame offset from start, bytes)``; the process
     callback writes each one in the period that holds its frame. Everything
     received on the input port is recorded as ``(absolute frame, bytes)``.
+    With ``stamp_written`` the callback also records, for each event it writes,
+    ``(absolute frame, monotonic ns of that frame)`` by JACK's clock as the
+    DAW's cycle sees it (a reference for affetto's input stamps).
     """
 
-    def __init__(self, name: str, server: str = SERVER) -> None:
+    def __init__(self, name: str, server: str = SERVER, *, stamp_written: bool = False) -> None:
         import jack
 
+        from affetto.daemon.jackports import JackTime
+
         self.client = jack.Client(name, no_start_server=True, servername=server)
+        self.time = JackTime(self.client) if stamp_written else None
+        self.written: list[tuple[int, int]] = []
         self.out = self.client.midi_outports.register("out")
         self.inp = self.client.midi_inports.register("in")
         self.received: list[tuple[int, bytes]] = []
@@ -131,6 +138,9 @@ class Daw:
                 frame, data = script[self._next]
                 offset = max(0, self.start_frame + frame - base)
                 self.out.write_midi_event(offset, data)
+                if self.time is not None:
+                    start_ns, ns_per_frame = self.time.cycle(base, frames)
+                    self.written.append((base + offset, start_ns + int(offset * ns_per_frame)))
                 self._next += 1
             if self._next >= len(script):
                 self.finished.set()
