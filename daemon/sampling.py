@@ -12,7 +12,6 @@ import numpy as np
 
 from affetto.errors import ConfigError
 
-
 MAX_CANDIDATES = 16
 
 

@@ -22,6 +22,7 @@ The protocol, in the order it runs:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -260,7 +261,7 @@ def real_key_kept(heldout: Sequence[Phrase], min_clarity: float) -> dict:
     order) are compared with the same estimator the continuations get.
     """
     kept = tonic = pairs = 0
-    for a, b in zip(heldout, heldout[1:]):
+    for a, b in itertools.pairwise(heldout):
         if a.piece != b.piece or a.piece < 0:
             continue
         ka, kb = _phrase_key(a), _phrase_key(b)
