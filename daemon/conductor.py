@@ -339,6 +339,7 @@ class Conductor:
             seed,
             c.rng_seed,
             self._epoch,
+            c.candidates,
         )
         self._pending[bar] = Pending(bar, self.now())
         self.submit(req)

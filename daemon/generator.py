@@ -50,6 +50,7 @@ class BarGenerator(Protocol):
         top_k: int | None = None,
         top_p: float | None = None,
         guidance: float | None = None,
+        candidates: int | None = None,
         rng: np.random.Generator | None = None,
     ) -> list[Note]:
         """The next bar; onsets relative to its start, ``0 <= onset < meter.beats_per_bar``.
@@ -106,6 +107,7 @@ class FakeGenerator:
         top_k: int | None = None,
         top_p: float | None = None,
         guidance: float | None = None,
+        candidates: int | None = None,  # accepted for the protocol; the fake draws one bar
         rng: np.random.Generator | None = None,
     ) -> list[Note]:
         if self.fail_after is not None and self.bars >= self.fail_after:
@@ -154,6 +156,7 @@ class BarRequest:
     seed: tuple[Note, ...] | None = None  # prime with this first when not None
     rng_seed: int | None = None
     epoch: int = 0  # the conductor's transport epoch, handed back on the result
+    candidates: int | None = None  # None: the model's own setting
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,7 @@ def run_request(generator: BarGenerator, req: BarRequest) -> BarResult:
             top_k=req.top_k,
             top_p=req.top_p,
             guidance=req.guidance,
+            candidates=req.candidates,
             rng=rng,
         )
         return BarResult(req.bar, list(notes), time.perf_counter_ns() - t0, None, req.epoch)

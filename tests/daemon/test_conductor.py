@@ -46,6 +46,18 @@ def test_first_request_primes_and_later_ones_do_not_without_new_seed():
     assert seeds[0] == () and all(s is None for s in seeds[1:])
 
 
+def test_requests_carry_the_sampling_settings_of_the_config():
+    rig = make_rig(candidates=2, top_p=0.9)
+    rig.start()
+    rig.advance(int(1.5 * rig.ns_per_bar), auto_deliver=False)
+    assert rig.worker.requests
+    assert all(r.candidates == 2 and r.top_p == 0.9 for r in rig.worker.requests)
+    default = make_rig()
+    default.start()
+    default.advance(int(1.5 * default.ns_per_bar), auto_deliver=False)
+    assert all(r.candidates is None for r in default.worker.requests)  # None: the model's own setting
+
+
 def test_knob_changes_the_next_bars():
     rig = make_rig(emotion=knob_value(Quadrant.Q1), emotion_smoothing=0.0)
     rig.start()

@@ -39,6 +39,7 @@ def test_defaults_and_toml_with_overrides(tmp_path):
         ({"bpm": "fast"}, "bpm must be a number"),
         ({"nonsense": 1}, "unknown daemon setting"),
         ({"midi_api": "winmm"}, "loopMIDI"),
+        ({"candidates": 0}, "candidates must be in range 1..16"),
     ],
 )
 def test_validation_messages(overrides, message):
