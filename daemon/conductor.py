@@ -381,17 +381,16 @@ class Conductor:
 
     def _status(self, bar: int, bpm: float) -> None:
         lat = list(self.scheduler.lateness_ns)
-        p99 = percentile(lat, 99) / 1e6 if lat else float("nan")
         gen = self.gen_ms[-16:]
         log.info(
-            "bar %d | %.1f BPM | %s | gen %.0f ms | bars %d generated, %d missed | lateness p99 %.2f ms",
+            "bar %d | %.1f BPM | %s | gen %s | bars %d generated, %d missed | lateness p99 %s",
             bar + 1,
             bpm,
             self.controls.capsule,
-            sum(gen) / len(gen) if gen else float("nan"),
+            f"{sum(gen) / len(gen):.0f} ms" if gen else "-",  # nothing measured yet at the first bars
             self.bars_generated,
             self.bars_missed,
-            p99,
+            f"{percentile(lat, 99) / 1e6:.2f} ms" if lat else "-",
         )
 
     def _log_trouble(self) -> None:

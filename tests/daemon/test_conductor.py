@@ -244,3 +244,16 @@ def test_call_response_cancels_the_answer_when_the_player_goes_on():
     rig.advance(2 * bar_ns)
     assert 3 not in first_beats_per_bar(rig)
     assert 4 in first_beats_per_bar(rig)  # answered after the silent bar 3
+
+
+def test_status_line_every_few_bars_says_dash_until_something_is_measured(caplog):
+    caplog.set_level("INFO", logger="affetto.daemon.conductor")
+    rig = make_rig(status_every_bars=1)
+    rig.start()
+    rig.advance(int(3.5 * rig.ns_per_bar))
+    lines = [r.getMessage() for r in caplog.records if " BPM | " in r.getMessage()]
+    assert len(lines) >= 3
+    assert "gen - |" in lines[0] and "lateness p99 -" in lines[0]  # bar 1: nothing generated or sent yet
+    assert "nan" not in " ".join(lines)
+    last = lines[-1]
+    assert " ms | bars " in last and "generated, 0 missed" in last and last.endswith(" ms")
