@@ -15,6 +15,7 @@ Which one keeps scheduler lateness lower is measured by ``bench/bench_daemon.py`
 
 from __future__ import annotations
 
+import gc
 import logging
 import multiprocessing as mp
 import queue
@@ -320,6 +321,12 @@ class ProcessWorker:
             for q in (self._requests, self._results):  # stop their feeder threads
                 q.close()
                 q.join_thread()
+            # Let the queues' semaphores be freed now: the daemon leaves by os._exit, which skips the
+            # finalizers that would otherwise unlink them (and the resource tracker then warns).
+            if not self._proc.is_alive():  # a child that outlived kill() keeps its objects
+                self._proc.close()
+                del self._requests, self._results, self._proc
+                gc.collect()
 
     def __enter__(self) -> ProcessWorker:
         return self.start()
