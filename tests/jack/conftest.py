@@ -123,10 +123,15 @@ class Daw:
         self.finished = threading.Event()
         self.cond = threading.Condition()
         self.frame = 0
+        self.xruns = 0  # overruns JACK reported while this client was active
+        self.client.set_xrun_callback(self._xrun)
         self.client.set_process_callback(self._process)
         self.client.activate()
         self.blocksize = self.client.blocksize
         self.rate = self.client.samplerate
+
+    def _xrun(self, delayed_usecs: float) -> None:
+        self.xruns += 1
 
     def _process(self, frames: int) -> None:
         base = self.client.last_frame_time

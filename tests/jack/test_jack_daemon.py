@@ -78,6 +78,7 @@ def performance(jack_server, tmp_path_factory):
             proc.send_signal(signal.SIGTERM)
             code = proc.wait(timeout=20)
             received = list(daw.received)
+            xruns = daw.xruns
         finally:
             if daw is not None:
                 daw.close()
@@ -89,6 +90,7 @@ def performance(jack_server, tmp_path_factory):
         "stop": start + stop_at,
         "code": code,
         "log": "".join(lines),
+        "xruns": xruns,
     }
 
 
@@ -104,7 +106,8 @@ def test_bars_start_on_bar_lines(performance):
             errors[k] = min(near, key=abs)
     assert len(errors) >= 4, f"too few generated bars heard: {errors}"
     late = {k: e for k, e in errors.items() if abs(e) > TOLERANCE}
-    assert not late, f"bars off their bar lines by (frames): {late}; tolerance {TOLERANCE}"
+    assert not late, (f"bars off their bar lines by (frames): {late}; tolerance {TOLERANCE}; "
+                      f"JACK xruns {performance['xruns']}\n{performance['log'][-3000:]}")
     assert performance["code"] == 0
 
 

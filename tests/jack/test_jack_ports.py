@@ -22,8 +22,9 @@ FRAME_US = 1e6 / RATE
 # JACK maps time to frames with a filter (a DLL) on the driver's wake-ups, re-estimated every period.
 # An output message's frame is computed from its time when a period writes it, some periods after
 # the handover that chose the time; under CPU load the estimate moved by up to 3 frames between
-# the two. 0.2 ms allows for that and is still far below a period (rtmidi: anywhere in it).
-PLACED_FRAMES = int(0.0002 * RATE)
+# the two, and by 20 frames (0.4 ms) once with a 2-thread training job on both cores. 1 ms allows
+# for that and is still a fifth of a period (rtmidi: anywhere in it).
+PLACED_FRAMES = int(0.001 * RATE)
 
 
 def own_port(ports: JackMidiPorts, direction: str) -> str:
