@@ -160,13 +160,15 @@ def info(model) -> None:
 @click.option("--top-p", type=float, default=None, help="Nucleus sampling threshold.")
 @click.option("--top-k", type=int, default=None, help="Keep the k most likely tokens (0: off).")
 @click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale (1: off).")
+@click.option("--candidates", type=int, default=None,
+              help="Bars drawn per bar kept; the feature judge keeps the clearest (default: the model's, 4).")
 @click.option("--seed-value", type=int, default=0, show_default=True, help="Random seed: same value, same music.")
 @click.option("--with-seed", is_flag=True, help="Write the seed phrase before the generated bars.")
 @click.option("--model", type=click.Path(dir_okay=False), help="An affetto .onnx model (default: the shipped one).")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="The .mid file to write.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Also draw a piano roll PNG (needs matplotlib).")
 @click.option("-v", "--verbose", count=True)
-def generate(emotion, seed_path, bars, bpm, meter, temperature, top_p, top_k, guidance, seed_value,
+def generate(emotion, seed_path, bars, bpm, meter, temperature, top_p, top_k, guidance, candidates, seed_value,
              with_seed, model, out, plot, verbose) -> None:
     """Generate bars in an emotion, offline, to a standard MIDI file."""
     _setup_logging(verbose - 1)
@@ -176,6 +178,7 @@ def generate(emotion, seed_path, bars, bpm, meter, temperature, top_p, top_k, gu
         request = GenerateRequest.build(
             emotion=emotion, seed_path=seed_path, bars=bars, bpm=bpm, meter=meter, temperature=temperature,
             top_p=top_p, top_k=top_k, guidance=guidance, seed_value=seed_value, with_seed=with_seed, model=model,
+            candidates=candidates,
         )
         summary = generate_to_file(request, out, plot=plot)
     except (ValueError, OSError, ImportError) as err:

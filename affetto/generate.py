@@ -33,12 +33,14 @@ class GenerateRequest:
     with_seed: bool
     seed_path: str | None
     model: str | None
+    candidates: int | None = None
 
     @classmethod
     def build(cls, *, emotion: str, bars: int = 8, bpm: float | None = None, meter: str | None = None,
               temperature: float | None = None, top_p: float | None = None, top_k: int | None = None,
               guidance: float | None = None, seed_value: int = 0, with_seed: bool = False,
-              seed_path: str | None = None, model: str | None = None) -> GenerateRequest:
+              seed_path: str | None = None, model: str | None = None,
+              candidates: int | None = None) -> GenerateRequest:
         if not isinstance(bars, int) or bars < 1:
             raise ConfigError(f"bars must be >= 1, got {bars}")
         if bars > 1000:
@@ -46,7 +48,7 @@ class GenerateRequest:
         if bpm is not None and not 20 <= bpm <= 400:
             raise ConfigError(f"bpm must be in range 20..400, got {bpm}")
         return cls(parse_emotion(emotion), emotion, bars, bpm, TimeSignature.parse(meter) if meter else None,
-                   temperature, top_p, top_k, guidance, seed_value, with_seed, seed_path, model)
+                   temperature, top_p, top_k, guidance, seed_value, with_seed, seed_path, model, candidates)
 
 
 def generate_notes(request: GenerateRequest, engine=None) -> tuple[list[Note], list[Note], TimeSignature, float]:
@@ -73,7 +75,8 @@ def generate_notes(request: GenerateRequest, engine=None) -> tuple[list[Note], l
     engine.prime(seed, bars=seed_bars or None)
     sampling = engine.sampling_for(request.capsule)
     overrides = {k: v for k, v in (("temperature", request.temperature), ("top_p", request.top_p),
-                                   ("top_k", request.top_k), ("guidance", request.guidance)) if v is not None}
+                                   ("top_k", request.top_k), ("guidance", request.guidance),
+                                   ("candidates", request.candidates)) if v is not None}
     sampling = sampling.replace(**overrides)
     rng = np.random.default_rng(request.seed_value)
     out: list[Note] = []
