@@ -4,8 +4,8 @@
   rtmidi's own default can pick ALSA where there is no ALSA and fail deep
   inside, and JACK is never its default. ``auto`` tries, per platform, the
   APIs that can work and says what it tried when none does.
-- :class:`MidiPorts` opens ports ``"<name> in"`` / ``"<name> out"``, or
-  attaches to existing ports by exact name or unique substring. Windows has
+- :func:`open_ports` picks the ports for the API; they open ``"<name> in"`` /
+  ``"<name> out"``, or attach to existing ports by exact name or unique substring. Windows has
   no virtual ports: the error points to loopMIDI.
 - JACK goes through :mod:`affetto.daemon.jackports` (JACK-Client): input is
   stamped at its own frame and output is placed on the frame of its deadline,
@@ -34,7 +34,7 @@ from affetto.daemon.midiparse import MidiParser
 from affetto.errors import PortError
 
 if TYPE_CHECKING:
-    from affetto.daemon.jackports import JackInput, JackMidiPorts, JackOutput
+    from affetto.daemon.jackports import JackMidiPorts
 
 log = logging.getLogger(__name__)
 
@@ -269,12 +269,9 @@ class MidiOutput:
 
 
 class MidiPorts:
-    """Input and output together, as a context manager; ``panic()`` on the output.
+    """An rtmidi input and output together, as a context manager (the APIs other than JACK)."""
 
-    For JACK the ports are :class:`affetto.daemon.jackports.JackMidiPorts` (one
-    client, frame-accurate, ``on_lost`` called when the server goes away); for
-    the other APIs a pair of rtmidi ports.
-    """
+    lost = False  # rtmidi's servers (CoreMIDI, ALSA, WinMM) do not go away under a running process
 
     def __init__(
         self,
@@ -284,41 +281,21 @@ class MidiPorts:
         in_port: str | None = None,
         out_port: str | None = None,
         inbox: queue.Queue | None = None,
-        on_lost: Callable[[str], None] | None = None,
-        drain_periods: int = 4,
     ) -> None:
         self.api = api
         self.port_name = port_name
         self.in_port = in_port
         self.out_port = out_port
         self.inbox = inbox if inbox is not None else queue.Queue(maxsize=4096)
-        self.on_lost = on_lost
-        self.drain_periods = drain_periods
-        self.jack: JackMidiPorts | None = None
-        self.input: MidiInput | JackInput | None = None
-        self.output: MidiOutput | JackOutput | None = None
+        self.input: MidiInput | None = None
+        self.output: MidiOutput | None = None
 
     @property
     def backend(self) -> str:
         """What carries the MIDI, for the log."""
-        if self.jack is not None:
-            return self.jack.backend
         return f"python-rtmidi ({self.api})"
 
     def open(self) -> MidiPorts:
-        if self.api == "jack":
-            from affetto.daemon.jackports import JackMidiPorts
-
-            self.jack = JackMidiPorts(
-                self.port_name,
-                in_port=self.in_port,
-                out_port=self.out_port,
-                inbox=self.inbox,
-                on_lost=self.on_lost,
-                drain_periods=self.drain_periods,
-            ).open()
-            self.input, self.output = self.jack.input, self.jack.output
-            return self
         try:
             with quiet_stderr():
                 self.output = MidiOutput(
@@ -336,19 +313,11 @@ class MidiPorts:
             raise
         return self
 
-    @property
-    def lost(self) -> bool:
-        return self.jack is not None and self.jack.lost
-
     def panic(self) -> None:
-        if self.output is not None and not self.lost:
+        if self.output is not None:
             self.output.panic()
 
     def close(self) -> None:
-        if self.jack is not None:
-            self.jack.close()  # drains first, and never closes a client whose server is gone
-            self.jack = self.input = self.output = None
-            return
         if self.output is not None:
             self.output.close()
             self.output = None
@@ -361,3 +330,27 @@ class MidiPorts:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def open_ports(
+    api: str,
+    *,
+    port_name: str = "affetto",
+    in_port: str | None = None,
+    out_port: str | None = None,
+    inbox: queue.Queue | None = None,
+    on_lost: Callable[[str], None] | None = None,
+    drain_periods: int = 4,
+) -> MidiPorts | JackMidiPorts:
+    """The ports for a resolved API, not yet open (use as a context manager).
+
+    JACK gets :class:`affetto.daemon.jackports.JackMidiPorts` (one client,
+    frame-accurate, ``on_lost`` called when the server goes away, ``drain_periods``
+    waited before closing); the other APIs a pair of rtmidi ports.
+    """
+    if api == "jack":
+        from affetto.daemon.jackports import JackMidiPorts
+
+        return JackMidiPorts(port_name, in_port=in_port, out_port=out_port, inbox=inbox, on_lost=on_lost,
+                             drain_periods=drain_periods)
+    return MidiPorts(api, port_name=port_name, in_port=in_port, out_port=out_port, inbox=inbox)

@@ -27,7 +27,7 @@ from affetto.daemon.conductor import Conductor
 from affetto.daemon.config import FAKE_MODEL, DaemonConfig
 from affetto.daemon.generator import FakeGenerator, GeneratorFactory, make_worker
 from affetto.daemon.notes import OwnedOutput
-from affetto.daemon.ports import MidiPorts, resolve_api
+from affetto.daemon.ports import open_ports, resolve_api
 from affetto.daemon.scheduler import Scheduler
 from affetto.errors import ConfigError
 from affetto.music import TimeSignature
@@ -110,7 +110,7 @@ def run_daemon(
     exit_code = EXIT_ERROR
     previous: dict = {}
     try:
-        with MidiPorts(
+        with open_ports(
             api,
             port_name=config.port_name,
             in_port=config.in_port,
