@@ -158,25 +158,30 @@ def running_affetto(name: str, *extra: str, server: str):
             proc.wait()
 
 
+@contextlib.contextmanager
+def daw_playing(daw_name: str, name: str, ready, lines, server: str, notes: int):
+    """Once affetto is ready: a DAW client wired to it, playing clock, until ``notes`` note-ons were
+    heard and some are sounding; yields the DAW and closes it on the way out."""
+    assert ready.wait(30), "".join(lines)
+    daw = Daw(daw_name, server=server)
+    try:
+        daw.connect(*affetto_ports(daw, name))
+        script, _ = clock_script(BPM, 16)
+        daw.play(script)
+        assert daw.wait_for(lambda rec: len(note_ons(rec)) >= notes and sounding(rec), timeout=30)
+        yield daw
+    finally:
+        daw.close()
+
+
 def test_sigterm_of_a_running_daemon_leaves_no_note_sounding(jack_server):
     name = "afftest-sig"
-    daw = None
-    with running_affetto(name, "--clock", "midi", server=jack_server) as (proc, ready, lines):
-        try:
-            assert ready.wait(30), "".join(lines)
-            daw = Daw("daw-sig")
-            daw.connect(*affetto_ports(daw, name))
-            script, _ = clock_script(BPM, 16)
-            daw.play(script)
-            # wait until notes are sounding, a few bars in
-            assert daw.wait_for(lambda rec: len(note_ons(rec)) >= 12 and sounding(rec), timeout=30)
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=15) == 0, "".join(lines)
-            assert daw.wait_frames(8 * PERIOD)
-            assert not sounding(daw.received), "a note was left sounding after SIGTERM"
-        finally:
-            if daw is not None:
-                daw.close()
+    with running_affetto(name, "--clock", "midi", server=jack_server) as (proc, ready, lines), \
+            daw_playing("daw-sig", name, ready, lines, jack_server, notes=12) as daw:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0, "".join(lines)
+        assert daw.wait_frames(8 * PERIOD)
+        assert not sounding(daw.received), "a note was left sounding after SIGTERM"
 
 
 def test_sigterm_while_jack_stalls_waits_for_the_periods_that_carry_the_last_note_offs(jack_server, tmp_path):
@@ -188,15 +193,9 @@ def test_sigterm_while_jack_stalls_waits_for_the_periods_that_carry_the_last_not
     again after the xruns that follow the stall."""
     server = "affetto-test-stall"
     jackd = start_jack(server, tmp_path / "jackd-stall.log")
-    daw = None
     try:
-        with running_affetto("afftest-stall", "--clock", "midi", server=server) as (proc, ready, lines):
-            assert ready.wait(30), "".join(lines)
-            daw = Daw("daw-stall", server=server)
-            daw.connect(*affetto_ports(daw, "afftest-stall"))
-            script, _ = clock_script(BPM, 16)
-            daw.play(script)
-            assert daw.wait_for(lambda rec: len(note_ons(rec)) >= 6 and sounding(rec), timeout=30)
+        with running_affetto("afftest-stall", "--clock", "midi", server=server) as (proc, ready, lines), \
+                daw_playing("daw-stall", "afftest-stall", ready, lines, server, notes=6) as daw:
             jackd.send_signal(signal.SIGSTOP)
             try:
                 proc.send_signal(signal.SIGTERM)
@@ -208,8 +207,6 @@ def test_sigterm_while_jack_stalls_waits_for_the_periods_that_carry_the_last_not
             assert daw.wait_frames(8 * PERIOD)
             assert not sounding(daw.received), "a note was left sounding after SIGTERM"
     finally:
-        if daw is not None:
-            daw.close()
         stop_jack(jackd)
 
 
