@@ -209,16 +209,6 @@ class JackOutput:
             self._lock.release()
         return [list(entry[2]) for entry in dropped]
 
-    def panic(self) -> None:
-        """Drop what is queued (but send its note-offs), then CC 123 (All Notes Off) and CC 120 (All Sound
-        Off) on all 16 channels."""
-        for message in self.discard_pending():
-            if message[0] & 0xF0 == 0x80:
-                self.send(message)
-        for channel in range(16):
-            self.send([0xB0 | channel, 123, 0])
-            self.send([0xB0 | channel, 120, 0])
-
     def drain(self, periods: int, timeout: float = DRAIN_TIMEOUT_S) -> bool:
         """Wait until the queue is written out and ``periods`` more periods ran without an xrun
         (False on loss or timeout). Periods that ran, not JACK's frame clock: under load the clock
@@ -413,10 +403,6 @@ class JackMidiPorts:
                     self.trouble["input queue full (messages dropped)"] += 1
 
     # -- lifecycle -----------------------------------------------------------------------
-    def panic(self) -> None:
-        if self.output is not None and not self.lost:
-            self.output.panic()
-
     def close(self) -> None:
         """Let queued messages out (``drain_periods`` periods), then close; after a loss, never close."""
         client = self.client

@@ -253,12 +253,6 @@ class MidiOutput:
         except Exception as err:
             raise PortError(f"MIDI send failed: {err}") from err
 
-    def panic(self) -> None:
-        """CC 123 (All Notes Off) and CC 120 (All Sound Off) on all 16 channels."""
-        for channel in range(16):
-            self.send([0xB0 | channel, 123, 0])
-            self.send([0xB0 | channel, 120, 0])
-
     def drain(self, periods: int) -> None:
         """Nothing to wait for: rtmidi hands messages to the system as they are sent."""
 
@@ -312,10 +306,6 @@ class MidiPorts:
             self.close()
             raise
         return self
-
-    def panic(self) -> None:
-        if self.output is not None:
-            self.output.panic()
 
     def close(self) -> None:
         if self.output is not None:
