@@ -52,8 +52,9 @@ from collections.abc import Callable
 from typing import Any
 
 from affetto.daemon.midiparse import MidiParser
-from affetto.daemon.ports import find_port, quiet_stderr
+from affetto.daemon.ports import find_port
 from affetto.errors import PortError
+from affetto.quiet import quiet_fds
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ def open_client(name: str) -> Any:
     """A jack.Client called ``name`` on the running server (never starts one); PortError if none."""
     jack = import_jack()
     try:
-        with quiet_stderr():
+        with quiet_fds():
             return jack.Client(name, no_start_server=True)
     except jack.JackError as err:
         raise PortError(f"cannot connect to the JACK server (is one running?): {err}") from err

@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import queue
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from affetto.daemon.midiparse import MidiParser
 from affetto.errors import PortError
+from affetto.quiet import quiet_fds
 
 if TYPE_CHECKING:
     from affetto.daemon.jackports import JackMidiPorts
@@ -62,23 +62,6 @@ def api_constant(name: str) -> int:
     }[name]
 
 
-@contextlib.contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """Silence C libraries (libjack, ALSA) that print to fd 2 while we probe."""
-    try:
-        saved = os.dup(2)
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def probe_api(name: str) -> str | None:
     """None when ``name`` works here, else the reason it does not."""
     if name == "jack":
@@ -90,7 +73,7 @@ def probe_api(name: str) -> str | None:
     if api not in rtmidi.get_compiled_api():
         return "not compiled into this python-rtmidi"
     try:
-        with quiet_stderr():
+        with quiet_fds():
             probe = rtmidi.MidiOut(rtapi=api, name="affetto-probe")
             probe.get_port_count()
             del probe
@@ -127,7 +110,7 @@ def list_ports(api: str) -> tuple[list[str], list[str]]:
         return jackports.list_ports()
     rtmidi = _rtmidi()
     try:
-        with quiet_stderr():
+        with quiet_fds():
             midi_in = rtmidi.MidiIn(rtapi=api_constant(api), name="affetto-list")
             midi_out = rtmidi.MidiOut(rtapi=api_constant(api), name="affetto-list")
         return midi_in.get_ports(), midi_out.get_ports()
@@ -291,7 +274,7 @@ class MidiPorts:
 
     def open(self) -> MidiPorts:
         try:
-            with quiet_stderr():
+            with quiet_fds():
                 self.output = MidiOutput(
                     self.api, self.port_name, port=self.out_port, virtual_name=f"{self.port_name} out"
                 )

@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,7 @@ import numpy as np
 
 from affetto.errors import DatasetError
 from affetto.music import Grid, TimeSignature
+from affetto.quiet import quiet_fds
 
 log = logging.getLogger(__name__)
 
@@ -112,27 +113,6 @@ def _accent_phase(notes: np.ndarray, bar_steps: int) -> int:
     return (-phase) % bar_steps
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Silence C-level output (symusic prints a warning per odd bar) for a block."""
-    import sys
-
-    sys.stdout.flush()
-    sys.stderr.flush()
-    try:
-        saved = [os.dup(1), os.dup(2)]
-    except OSError:
-        yield
-        return
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 1)
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        for fd, saved_fd in zip((1, 2), saved):
-            os.dup2(saved_fd, fd)
-            os.close(saved_fd)
 
 
 def parse_abc_text(text: str, name: str, group: str, grid: Grid) -> list[Piece]:
@@ -146,7 +126,7 @@ def parse_abc_text(text: str, name: str, group: str, grid: Grid) -> list[Piece]:
         if "X:" not in tune[:200] or "K:" not in tune:
             continue
         try:
-            with _quiet_stderr():
+            with quiet_fds(1, 2):
                 score = symusic.Score.from_abc(tune)
         except Exception as err:  # symusic raises plain RuntimeError on bad ABC
             log.debug("%s#%d: skipped (%s)", name, index, err)
