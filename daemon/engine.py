@@ -332,22 +332,22 @@ class Engine:
         self._configure(capsule, config.guidance)
         self._make_room()
         self._prefill()
+        self._step(self.vocab.bar)  # every bar opens with BAR: fed once, however many candidates follow
         if config.candidates > 1 and not capsule.is_unconditioned and not config.greedy:
-            bar = self._best_of(capsule, config, rng)
+            body = self._best_of(capsule, config, rng)
         else:
-            bar = self._sample_bar(config, rng)
+            body = self._sample_bar(config, rng)
         self.stats["bars"] += 1
         self.stats["last_ms"] = (time.perf_counter() - t0) * 1000
-        return bar
+        return [self.vocab.bar, *body]
 
     def _sample_bar(self, config: SamplingConfig, rng: np.random.Generator) -> list[int]:
-        """Feed BAR and sample under the grammar until the model closes the bar; returns its tokens."""
+        """Sample under the grammar after the bar's BAR until the model closes the bar; returns the tokens."""
         vocab = self.vocab
         state = vocab.new_state(self.bar_steps)
         state.last = DUR  # what precedes a bar: the previous bar's end
         vocab.advance(state, vocab.bar)
-        self._step(vocab.bar)
-        bar = [vocab.bar]
+        body: list[int] = []
         mask, guided = self._mask, self._guided
         while True:
             vocab.allowed(state, mask)
@@ -360,23 +360,24 @@ class Engine:
                 logits = guided
             token = sample(logits, mask, config, rng)
             if token == vocab.bar:
-                return bar
+                return body
             vocab.advance(state, token)
             self._step(token)
-            bar.append(token)
+            body.append(token)
 
     def _best_of(self, capsule: Capsule, config: SamplingConfig, rng: np.random.Generator) -> list[int]:
-        """Draw ``config.candidates`` bars from the same state; keep the one judged nearest the capsule."""
-        length, cached, logits = len(self._context), self._cached, self._logits.copy()
-        recent = self._recent_bars(JUDGED_BARS - 1)
-        best, best_score = None, -np.inf
+        """Draw ``config.candidates`` bars after the same BAR; keep the one judged nearest the capsule."""
+        length, logits = len(self._context), self._logits.copy()  # the whole context is in the cache
+        recent = self._recent_bars(JUDGED_BARS)  # the bars before, and this bar's BAR
+        best: list[int] | None = None
+        best_score = -np.inf
         for _ in range(config.candidates):
-            bar = self._sample_bar(config, rng)
-            score = self._judge_score(recent + bar, capsule)
-            if score > best_score:
-                best, best_score = bar, score
+            body = self._sample_bar(config, rng)
+            score = self._judge_score(recent + body, capsule)
+            if best is None or score > best_score:
+                best, best_score = body, score
             del self._context[length:]
-            self._cached = cached
+            self._cached = length
             self._logits[:] = logits
         # Re-read the winner token by token (ONNX Runtime's attention takes a multi-token step on top
         # of a cache only for batch 1, and guidance runs two rows).

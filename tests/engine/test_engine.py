@@ -168,9 +168,9 @@ def test_candidates_keep_the_best_judged_bar_and_roll_the_cache_back(tiny_model,
     sample_bar = engine._sample_bar
 
     def recording(config, rng):
-        bar = sample_bar(config, rng)
-        drawn.append(list(bar))
-        return bar
+        body = sample_bar(config, rng)  # the tokens after the bar's BAR, which is fed once for all
+        drawn.append([engine.vocab.bar, *body])
+        return body
 
     monkeypatch.setattr(engine, "_sample_bar", recording)
     monkeypatch.setattr(engine, "_judge_score", lambda tokens, capsule: float(len(tokens)))  # longest bar wins
@@ -190,3 +190,11 @@ def test_candidates_are_validated():
     for bad in (0, 17, 2.5):
         with pytest.raises(ConfigError, match="candidates"):
             SamplingConfig(candidates=bad)
+
+
+def test_candidates_that_all_judge_as_nothing_still_give_a_bar(tiny_model, monkeypatch):
+    engine = Engine(tiny_model)
+    engine.prime(SEED)
+    monkeypatch.setattr(engine, "_judge_score", lambda tokens, capsule: -np.inf)  # e.g. empty bars
+    bar = engine.generate_bar_tokens(Capsule.of(Quadrant.Q3), SamplingConfig(candidates=3), np.random.default_rng(0))
+    assert bar[0] == engine.vocab.bar and engine._context[-len(bar):] == bar
