@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from affetto.attributes import apply_header, plan_header
 from affetto.emotion import Capsule
 from affetto.errors import ConfigError, ModelFileError
 from affetto.judge import JudgeConfig, change_mode, estimate_key, judge_arrays
@@ -129,7 +130,10 @@ class Engine:
         data_config = (self.manifest.get("training") or {}).get("data_config") or {}
         self.label_tempo = float(data_config.get("label_tempo", self.judge_config.tempo_ref))
         self._mode_for: tuple | None = None  # capsule weights the context's mode was last matched to
-        self.max_bar_tokens = 1 + self.bar_steps + 3 * max_notes_per_bar
+        if self.vocab.meters:
+            self.vocab.meter(meter)  # raises when the model cannot write in this meter
+        self.max_bar_tokens = 1 + len(self.vocab.header) + self.bar_steps + 3 * max_notes_per_bar
+        self._header: dict = {}  # masks for the next bar's header tokens (vocabularies with meters/controls)
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
@@ -262,7 +266,8 @@ class Engine:
         if clarity < MODE_CLARITY or (mode == "major") == (capsule.valence > 0):
             return
         moved = change_mode(steps, tonic, mode)
-        self._context = [vocab.bos, *vocab.encode_steps(moved, self.bar_steps, n_bars=n_bars).tolist()]
+        moved_body = vocab.encode_steps(moved, self.bar_steps, n_bars=n_bars, meter=self.meter).tolist()
+        self._context = [vocab.bos, *moved_body]
         self._cached = 0
         self.stats["mode_changes"] += 1
         log.debug("context moved from %s %s to the parallel mode for %s", tonic, mode, capsule)
@@ -294,7 +299,7 @@ class Engine:
         steps = self.vocab.notes_to_steps(seed)
         if bars is not None and len(steps):
             steps = steps[steps[:, 0] < bars * self.bar_steps]
-        body = self.vocab.encode_steps(steps, self.bar_steps, n_bars=bars).tolist()
+        body = self.vocab.encode_steps(steps, self.bar_steps, n_bars=bars, meter=self.meter).tolist()
         budget = self.max_len // 2
         if len(body) > budget - 1:  # keep the latest whole bars
             bars = (i for i, t in enumerate(body) if t == self.vocab.bar and len(body) - i <= budget - 1)
@@ -326,12 +331,17 @@ class Engine:
         tokens = self.generate_bar_tokens(capsule, config, rng or np.random.default_rng())
         return self.vocab.decode(tokens, self.meter)
 
-    def generate_bar_tokens(self, capsule: Capsule, config: SamplingConfig, rng: np.random.Generator) -> list[int]:
+    def generate_bar_tokens(
+        self, capsule: Capsule, config: SamplingConfig, rng: np.random.Generator, *, density: int | None = None
+    ) -> list[int]:
         t0 = time.perf_counter()
         self._match_mode(capsule)
         self._configure(capsule, config.guidance)
         self._make_room()
         self._prefill()
+        if self.vocab.header:
+            valence = None if capsule.is_unconditioned else capsule.valence
+            self._header = plan_header(self.vocab, self._context, self.meter, valence, density=density)
         self._step(self.vocab.bar)  # every bar opens with BAR: fed once, however many candidates follow
         if config.candidates > 1 and not capsule.is_unconditioned and not config.greedy:
             body = self._best_of(capsule, config, rng)
@@ -351,6 +361,8 @@ class Engine:
         mask, guided = self._mask, self._guided
         while True:
             vocab.allowed(state, mask)
+            if self._header:
+                apply_header(vocab, state, mask, self._header)
             if state.notes_in_bar >= self.max_notes_per_bar:
                 mask[vocab.pos0 : vocab.vel0] = False  # no new notes: finish this one, then close the bar
             if self._batch == 2:

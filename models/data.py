@@ -11,7 +11,14 @@ So every piece is also seen
   (Krumhansl correlation >= ``min_key_clarity``), since a modal or chromatic
   piece has no "parallel" to move to;
 * at another dynamic level (velocities scaled), which moves arousal;
-* transposed (done per batch in the torch dataset; it changes no label).
+* transposed (done per batch in the torch dataset; it changes no label);
+* re-barred: a 2/4 tune's augmented copies are written as 4/4 (two bars as
+  one), so the model sees full 4/4 bars of the material most folk tunes are
+  notated in, while the original keeps its 2/4.
+
+With a vocabulary that has control tokens, every bar also carries its
+measured attributes (:mod:`affetto.attributes`); the key is the key of the
+whole segment (for a transition, of its seed and of its continuation).
 
 Each segment of ``segment_bars`` bars is then labelled by the feature judge
 at a fixed tempo: the model cannot hear tempo, which the DAW sets, so labels
@@ -28,8 +35,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from affetto.attributes import UNCLEAR_KEY, key_from
 from affetto.emotion import Quadrant
-from affetto.judge import JudgeConfig, change_mode, estimate_key, judge_arrays
+from affetto.judge import PITCH_NAMES, JudgeConfig, change_mode, estimate_key, judge_arrays
+from affetto.music import TimeSignature
 from affetto.vocab import Vocabulary
 
 from .corpus import Piece, split_of
@@ -53,6 +62,7 @@ class DataConfig:
     transitions: int = 2  # per piece: seed bars in one variant, continued in another of other emotion
     transition_seed_bars: int = 4
     mode_transition_share: float = 0.5  # of transitions, those whose two variants differ in mode
+    rebar: bool = True  # augmented copies of 2/4 tunes written as 4/4
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -146,6 +156,31 @@ def label(notes: np.ndarray, bar_steps: int, n_bars: int, steps_per_beat: int, c
     )
 
 
+def verdict_key(verdict, clarity: float) -> int:
+    """The key class of a judgement (the judge names its key, e.g. "A minor")."""
+    name, mode = verdict.key.split()
+    return key_from(PITCH_NAMES.index(name), mode, verdict.key_clarity, clarity)
+
+
+def meter_for(meter: TimeSignature, tag: str, config: DataConfig) -> TimeSignature:
+    """The meter a variant is written in: augmented 2/4 copies as 4/4."""
+    if config.rebar and tag != "orig" and meter == TimeSignature(2, 4):
+        return TimeSignature(4, 4)
+    return meter
+
+
+def vocab_meter(meter: TimeSignature, vocab: Vocabulary) -> TimeSignature | None:
+    """``meter`` if the vocabulary writes it, else one of its meters of the same length; None if none."""
+    if not vocab.meters or meter in vocab.meters:
+        return meter
+    try:
+        steps = vocab.grid.steps_per_bar(meter)
+    except ValueError:
+        return None
+    same = [m for m in vocab.meters if vocab.grid.steps_per_bar(m) == steps]
+    return same[0] if same else None
+
+
 def fit_tokens(tokens: np.ndarray, max_tokens: int, bar_token: int) -> np.ndarray:
     """Cut a token stream to at most ``max_tokens``, at a bar line where possible."""
     if len(tokens) <= max_tokens:
@@ -171,6 +206,8 @@ def transition_examples(
     config: DataConfig,
     judge_config: JudgeConfig,
     rng: np.random.Generator,
+    *,
+    meter: TimeSignature = TimeSignature(4, 4),
 ) -> list[Example]:
     """Seed bars from one variant continued by the next bars of a variant of another emotion.
 
@@ -207,8 +244,9 @@ def transition_examples(
         after = label(cont, bar_steps, n - k, spb, config, judge_config)
         if before.quadrant == after.quadrant:
             continue
-        head = vocab.encode_steps(seed, bar_steps, k)
-        tail = vocab.encode_steps(cont, bar_steps, n - k)
+        clarity = vocab.config.key_clarity
+        head = vocab.encode_steps(seed, bar_steps, k, meter=meter, key=verdict_key(before, clarity))
+        tail = vocab.encode_steps(cont, bar_steps, n - k, meter=meter, key=verdict_key(after, clarity))
         tokens = fit_tokens(np.concatenate([head, tail]), config.max_tokens, vocab.bar)
         if len(tokens) <= len(head):
             continue
@@ -242,31 +280,41 @@ def build_examples(
         from tqdm import tqdm
 
         iterator = tqdm(iterator, total=len(pieces), desc="labelling", unit="piece")
+    clarity = vocab.config.key_clarity
     for index, piece in iterator:
-        try:
-            bar_steps = vocab.grid.steps_per_bar(piece.meter)
-        except ValueError:
-            continue
-        if bar_steps > vocab.config.max_bar_steps:
-            continue
         given = labels.get(index)
         if augment and given is None:
             variants = variants_of(piece, config, rng)
         else:
             variants = [("orig", piece.notes)]
+        by_meter: dict[TimeSignature, list[tuple[str, np.ndarray]]] = {}
         for tag, notes in variants:
+            meter = vocab_meter(meter_for(piece.meter, tag, config), vocab)
+            if meter is None:
+                continue
+            try:
+                bar_steps = vocab.grid.steps_per_bar(meter)
+            except ValueError:
+                continue
+            if bar_steps > vocab.config.max_bar_steps:
+                continue
+            by_meter.setdefault(meter, []).append((tag, notes))
             for seg in segments(notes, bar_steps, config):
                 n_bars = int(seg[:, 0].max() // bar_steps) + 1
+                verdict = label(seg, bar_steps, n_bars, spb, config, judge_config)
                 if given is None:
-                    verdict = label(seg, bar_steps, n_bars, spb, config, judge_config)
                     quadrant, valence, arousal = int(verdict.quadrant), verdict.valence, verdict.arousal
                 else:
                     quadrant, valence, arousal = int(given), given.valence, given.arousal
-                tokens = vocab.encode_steps(seg, bar_steps, n_bars)
+                key = verdict_key(verdict, clarity) if vocab.config.controls else UNCLEAR_KEY
+                tokens = vocab.encode_steps(seg, bar_steps, n_bars, meter=meter, key=key)
                 tokens = fit_tokens(tokens, config.max_tokens, vocab.bar)
                 examples.append(Example(tokens.astype(np.int16), quadrant, valence, arousal, index, tag))
         if augment and given is None and config.transitions:
-            examples += transition_examples(variants, index, bar_steps, vocab, config, judge_config, rng)
+            for meter, group in by_meter.items():
+                bar_steps = vocab.grid.steps_per_bar(meter)
+                examples += transition_examples(group, index, bar_steps, vocab, config, judge_config, rng,
+                                               meter=meter)
     return examples
 
 

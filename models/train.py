@@ -25,7 +25,7 @@ import torch.nn.functional as F
 import affetto
 from affetto.errors import ConfigError
 from affetto.judge import JudgeConfig
-from affetto.vocab import Vocabulary
+from affetto.vocab import VocabConfig, Vocabulary
 
 from .checkpoint import checkpoint_paths, load_checkpoint, read_meta, save_checkpoint
 from .data import DataConfig, Example, build_examples, describe, label_distribution, split_examples
@@ -60,6 +60,7 @@ class TrainConfig:
     threads: int = 0  # torch threads; 0 = torch's default
     model: ModelConfig = field(default_factory=ModelConfig)
     data_config: DataConfig = field(default_factory=DataConfig)
+    vocab: VocabConfig = field(default_factory=VocabConfig.with_controls)  # meters and control tokens
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch", "eval_every", "eval_examples"):
@@ -87,6 +88,9 @@ class TrainConfig:
             if key in dc:
                 dc[key] = tuple(dc[key])
         data["data_config"] = DataConfig(**dc)
+        # Runs from before the vocabulary had meters and controls used the version 1 vocabulary.
+        data["vocab"] = Vocabulary.from_dict({"format": "affetto-vocab", **data["vocab"]}).config if "vocab" in data \
+            else VocabConfig()
         data["groups"] = tuple(data.get("groups", ()))
         data["transpose"] = tuple(data.get("transpose", (-5, 6)))
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
@@ -175,7 +179,7 @@ def make_batch(
                 low = max(cfg.transpose[0], lo_p - int(toks[pitches].min()))
                 high = min(cfg.transpose[1], hi_p - int(toks[pitches].max()))
                 if low <= high:
-                    toks = toks + pitches * int(rng.integers(low, high + 1))
+                    toks = vocab.transpose(toks, int(rng.integers(low, high + 1)))  # keys move with the pitches
         seq[row, 0] = vocab.bos
         seq[row, 1 : 1 + len(toks)] = toks
         context_only[row] = ex.target_from
@@ -247,7 +251,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
         # The run's shape comes from the checkpoint; only its length may change on resume.
         cfg = replace(saved, steps=cfg.steps, threads=cfg.threads, out=cfg.out)
 
-    vocab = Vocabulary()
+    vocab = Vocabulary(cfg.vocab)
     model_cfg = replace(cfg.model, vocab_size=vocab.size)
     cfg = replace(cfg, model=model_cfg)
     data = load_data(cfg, vocab, progress=progress and rank == 0)

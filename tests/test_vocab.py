@@ -121,3 +121,84 @@ def test_bar_too_long_for_the_vocabulary(vocab):
 def test_type_blocks_cover_the_id_space(vocab):
     assert vocab.types[vocab.bar] == BAR and vocab.types[vocab.dur0] == DUR
     assert len(vocab) == 3 + 32 + 88 + 8 + 23
+
+
+# ---- version 2: the meter and control tokens of every bar ---------------------------------
+@pytest.fixture(scope="module")
+def vocab2() -> Vocabulary:
+    return Vocabulary(VocabConfig.with_controls())
+
+
+def test_version_1_ids_are_unchanged_by_the_new_blocks(vocab, vocab2):
+    assert vocab2.dur0 + len(vocab2.config.durations) == vocab2.meter0
+    for name in ("bos", "bar", "pos0", "pitch0", "vel0", "dur0"):
+        assert getattr(vocab, name) == getattr(vocab2, name)
+    assert vocab.size == vocab.dur0 + len(vocab.config.durations)  # no meter or control tokens
+    assert Vocabulary.from_dict(vocab.to_dict()) == vocab
+    assert Vocabulary.from_dict(vocab2.to_dict()) == vocab2
+
+
+@pytest.mark.parametrize("meter", [TimeSignature(4, 4), TimeSignature(3, 4), TimeSignature(6, 8)])
+def test_round_trip_with_meter_and_controls(vocab2, meter):
+    rng = np.random.default_rng(11)
+    for _ in range(40):
+        notes = grid_phrase(rng, 4, meter, vocab2)
+        tokens = vocab2.encode(notes, meter)
+        vocab2.check(tokens, vocab2.grid.steps_per_bar(meter))
+        assert vocab2.decode(tokens, meter) == notes
+        names = [vocab2.name(t) for t in tokens]
+        bars = [i for i, n in enumerate(names) if n == "BAR"]
+        assert len(bars) == int(max(n.onset for n in notes) // meter.beats_per_bar) + 1
+        for i in bars:  # every bar states its meter, then key, density and polyphony
+            assert names[i + 1] == f"METER_{meter}"
+            assert [n.split("_")[0] for n in names[i + 2 : i + 5]] == ["KEY", "DENS", "POLY"]
+
+
+def test_controls_measure_the_bar(vocab2):
+    meter = TimeSignature(4, 4)
+    chords = [Note(p, beat, 1.0) for beat in range(4) for p in (60, 64, 67)]  # a C triad on every beat
+    line = [Note(72 + (i % 3), 4 + i * 0.5, 0.5) for i in range(8)]  # eighths, one voice
+    tokens = vocab2.encode(chords + line, meter, key=0)
+    names = [vocab2.name(t) for t in tokens]
+    first, second = names.index("BAR"), len(names) - names[::-1].index("BAR") - 1
+    assert names[first + 2 : first + 5] == ["KEY_C", "DENS_2", "POLY_4"]  # 1 onset per beat, 3 notes each
+    assert names[second + 2 : second + 5] == ["KEY_C", "DENS_4", "POLY_1"]  # 2 onsets per beat: (1.5, 2], one voice
+    assert vocab2.name(vocab2.encode(chords, meter)[3]) == "KEY_C"  # estimated from the notes
+    minor = [Note(p, beat, 1.0) for beat in range(4) for p in (57, 60, 64)]
+    assert vocab2.name(vocab2.encode(minor, meter)[3]) == "KEY_Am"
+
+
+def test_meter_tokens_set_each_bars_length(vocab2):
+    """A stream may change meter: each bar decodes with its own length and the grammar keeps it inside."""
+    bar = [vocab2.bar]
+    three = [*bar, vocab2.meter(TimeSignature(3, 4)), vocab2.key(0), vocab2.density(1), vocab2.polyphony(1)]
+    four = [*bar, vocab2.meter(TimeSignature(4, 4)), vocab2.key(0), vocab2.density(1), vocab2.polyphony(1)]
+    note = [vocab2.pitch(60), vocab2.vel(80), vocab2.dur(4)]
+    tokens = [vocab2.bos, *three, vocab2.pos(8), *note, *four, vocab2.pos(12), *note]
+    vocab2.check(tokens, 16)
+    assert [n.onset for n in vocab2.decode(tokens, TimeSignature(4, 4))] == [2.0, 3.0 + 3.0]
+    with pytest.raises(VocabularyError, match="may not follow"):
+        vocab2.check([vocab2.bos, *three, vocab2.pos(12), *note], 16)  # step 12 is past a 3/4 bar
+
+
+def test_transposing_moves_pitches_and_keys_together(vocab2):
+    meter = TimeSignature(4, 4)
+    notes = [Note(p, beat, 1.0) for beat in range(4) for p in (57, 60, 64)]
+    tokens = np.array(vocab2.encode(notes, meter))
+    up = vocab2.transpose(tokens, 3)
+    assert vocab2.decode(up, meter) == [Note(n.pitch + 3, n.onset, n.duration, n.velocity) for n in
+                                       vocab2.decode(tokens, meter)]
+    assert vocab2.name(int(up[3])) == "KEY_Cm"  # A minor up a minor third
+    unclear = vocab2.key(24)
+    assert vocab2.transpose(np.array([unclear]), 5)[0] == unclear
+
+
+def test_bad_meter_and_control_configs_are_refused():
+    with pytest.raises(VocabularyError, match="not in this vocabulary"):
+        Vocabulary(VocabConfig.with_controls()).meter(TimeSignature(7, 8))
+    with pytest.raises(VocabularyError, match="longer than max_bar_steps"):
+        VocabConfig(meters=("4/4", "12/4"))
+    with pytest.raises(VocabularyError, match="distinct"):
+        VocabConfig(meters=("4/4", "4/4"))
+    with pytest.raises(VocabularyError, match="encode needs the meter"):
+        Vocabulary(VocabConfig.with_controls()).encode_steps(np.array([[0, 4, 60, 80]]), 16)

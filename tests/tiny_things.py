@@ -12,7 +12,7 @@ from affetto.music import Note, TimeSignature
 
 
 def make_checkpoint(folder: Path, *, max_len: int = 256, data: str = "nowhere", seed: int = 0,
-                    segment_bars: int = 16, cond_layers: bool = False) -> Path:
+                    segment_bars: int = 16, cond_layers: bool = False, vocab_config=None) -> Path:
     """A 2-layer, width-32 checkpoint with random weights, saved as training saves them."""
     import torch
 
@@ -21,10 +21,10 @@ def make_checkpoint(folder: Path, *, max_len: int = 256, data: str = "nowhere", 
     from affetto.models.data import DataConfig
     from affetto.models.train import TrainConfig
     from affetto.models.transformer import EmotionTransformer, ModelConfig
-    from affetto.vocab import Vocabulary
+    from affetto.vocab import VocabConfig, Vocabulary
 
     torch.manual_seed(seed)
-    vocab = Vocabulary()
+    vocab = Vocabulary(vocab_config or VocabConfig())
     cfg = ModelConfig(vocab_size=vocab.size, n_layer=2, n_head=2, d_model=32, d_ff=64, max_len=max_len,
                       dropout=0.0, cond_layers=cond_layers)
     model = EmotionTransformer(cfg)
@@ -34,7 +34,7 @@ def make_checkpoint(folder: Path, *, max_len: int = 256, data: str = "nowhere", 
             model.cond_layers.normal_(0, 0.5)
     train = TrainConfig(out=str(folder), data=data, model=cfg,
                         data_config=DataConfig(max_tokens=max_len - 1, segment_bars=segment_bars,
-                                               hop_bars=segment_bars // 2)).to_dict()
+                                               hop_bars=segment_bars // 2), vocab=vocab.config).to_dict()
     meta = {"vocab": vocab.to_dict(), "judge": JudgeConfig().to_dict(), "train": train, "step": 0,
             "val_loss": 5.0, "data_summary": {"source": "random weights for tests"}}
     path = folder / "last"
@@ -45,9 +45,11 @@ def make_checkpoint(folder: Path, *, max_len: int = 256, data: str = "nowhere", 
 def export(checkpoint: Path, out: Path) -> Path:
     """The checkpoint through the real exporter (parity checked on grammar walks)."""
     from affetto.export.export import export_checkpoint, grammar_walks
+    from affetto.models.checkpoint import read_meta
     from affetto.vocab import Vocabulary
 
-    export_checkpoint(checkpoint, out, sequences=grammar_walks(Vocabulary(), 4, 64))
+    vocab = Vocabulary.from_dict(read_meta(checkpoint)["vocab"])
+    export_checkpoint(checkpoint, out, sequences=grammar_walks(vocab, 4, 64))
     return out
 
 

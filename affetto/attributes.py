@@ -1,0 +1,152 @@
+"""Bar attributes measured from the music itself: key, note density, polyphony.
+
+These are the control tokens of the vocabulary (``KEY``, ``DENS``, ``POLY``
+after each bar's ``BAR`` and ``METER``): in training each bar carries the
+values measured on the notes it holds, so the model learns what a "minor key,
+two onsets per beat, chords of three" bar looks like from exact attributes
+rather than from noisy emotion labels. At run time the engine writes them from
+the knob (valence -> mode, a density control) and from the seed (its key,
+density and texture), or lets the model choose them.
+
+The definitions are small and fixed; their bin edges travel inside every
+model file with the vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from affetto.judge import PITCH_NAMES, estimate_key
+
+# Distinct onsets per quarter-note beat; bin 0 is an empty bar, bin i >= 1 holds
+# values up to DENSITY_EDGES[i - 1] (the last bin is open).
+DENSITY_EDGES = (0.5, 1.0, 1.5, 2.0, 3.0)
+# Notes per onset (1 = a single line, 3 = triads); bin 0 is an empty bar.
+POLYPHONY_EDGES = (1.25, 1.75, 2.5, 3.25)
+KEY_CLARITY = 0.6  # Krumhansl correlation below which a passage's key counts as unclear
+UNCLEAR_KEY = 24  # key classes: 0..11 major (tonic pitch class), 12..23 minor, 24 unclear
+N_KEYS = 25
+
+
+def bin_of(value: float | np.ndarray, edges: tuple[float, ...]) -> np.ndarray:
+    """Bin 1..len(edges)+1 of positive values (``value <= edge`` goes below the edge)."""
+    return np.searchsorted(np.asarray(edges, dtype=float), np.asarray(value, dtype=float), side="left") + 1
+
+
+def bar_attributes(
+    notes: np.ndarray, bar_steps: int, n_bars: int, steps_per_beat: int,
+    density_edges: tuple[float, ...] = DENSITY_EDGES,
+    polyphony_edges: tuple[float, ...] = POLYPHONY_EDGES,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(density bin, polyphony bin) of each of ``n_bars`` bars of an (N, >=3) step array.
+
+    Column 0 holds onsets in grid steps from the first bar line. An empty bar
+    has bin 0 for both.
+    """
+    notes = np.asarray(notes, dtype=np.int64)
+    onsets = notes[:, 0] if notes.ndim == 2 else np.zeros(0, np.int64)
+    bars = onsets // bar_steps
+    inside = (bars >= 0) & (bars < n_bars)
+    bars, onsets = bars[inside], onsets[inside]
+    counts = np.bincount(bars, minlength=n_bars)[:n_bars]
+    distinct = np.unique(onsets)
+    positions = np.bincount(distinct // bar_steps, minlength=n_bars)[:n_bars]
+    beats = bar_steps / steps_per_beat
+    density = np.where(positions > 0, bin_of(positions / beats, density_edges), 0)
+    poly = np.where(positions > 0, bin_of(counts / np.maximum(positions, 1), polyphony_edges), 0)
+    return density.astype(np.int64), poly.astype(np.int64)
+
+
+def key_class(pitch: np.ndarray, duration_beats: np.ndarray, clarity: float = KEY_CLARITY) -> int:
+    """0..11 major or 12..23 minor (tonic pitch class + 12 for minor); 24 when unclear or empty."""
+    if len(pitch) < 2:
+        return UNCLEAR_KEY
+    tonic, mode, r = estimate_key(np.asarray(pitch), np.asarray(duration_beats, dtype=float))
+    return key_from(tonic, mode, r, clarity)
+
+
+def key_from(tonic: int, mode: str, r: float, clarity: float = KEY_CLARITY) -> int:
+    """The key class of an estimate (tonic, "major"/"minor", correlation)."""
+    if not r >= clarity:
+        return UNCLEAR_KEY
+    return int(tonic) % 12 + (12 if mode == "minor" else 0)
+
+
+def key_name(key: int) -> str:
+    if key == UNCLEAR_KEY:
+        return "?"
+    return PITCH_NAMES[key % 12] + ("m" if key >= 12 else "")
+
+
+def transpose_key(key: np.ndarray | int, shift: int) -> np.ndarray:
+    """Key classes moved by ``shift`` semitones (the unclear class stays)."""
+    key = np.asarray(key, dtype=np.int64)
+    moved = (key // 12) * 12 + (key % 12 + shift) % 12
+    return np.where(key == UNCLEAR_KEY, key, moved)
+
+
+# ---- run time: which header tokens the engine allows ----------------------------------------
+MODE_VALENCE = 0.25  # valence closer to neutral than this leaves the mode to the model
+
+
+def plan_header(
+    vocab,
+    context: Sequence[int],
+    meter,
+    valence: float | None,
+    *,
+    density: int | None = None,
+    polyphony: int | None = None,
+) -> dict[int, np.ndarray]:
+    """Masks over the vocabulary for the header tokens of the next bar, by token type.
+
+    - METER: the meter the engine plays in.
+    - KEY: with a valence clearly on one side, the mode it asks for (major
+      for positive), on the tonic of the context's latest KEY token when that
+      key is clear; else the model picks among the keys of that mode. With no
+      valence (unconditioned, or near neutral) the model keeps or changes the
+      key as it likes.
+    - DENS, POLY: a given bin; None lets the model choose (it follows the
+      context's bars and the capsule).
+
+    A type with no entry is left to the grammar alone. ``vocab`` is an
+    :class:`affetto.vocab.Vocabulary` (not imported here: the vocabulary
+    imports this module).
+    """
+    from affetto.vocab import DENS, KEY, METER, POLY
+
+    plan: dict[int, np.ndarray] = {}
+
+    def only(tokens: Sequence[int]) -> np.ndarray:
+        mask = np.zeros(vocab.size, dtype=bool)
+        mask[list(tokens)] = True
+        return mask
+
+    if vocab.meters:
+        plan[METER] = only([vocab.meter(meter)])
+    if not vocab.n_keys:
+        return plan
+    if valence is not None and abs(valence) >= MODE_VALENCE:
+        minor = valence < 0
+        last = next((t for t in reversed(context) if vocab.key0 <= t < vocab.key0 + N_KEYS), None)
+        tonic = None if last is None or last - vocab.key0 == UNCLEAR_KEY else (last - vocab.key0) % 12
+        base = vocab.key0 + (12 if minor else 0)
+        plan[KEY] = only([base + tonic] if tonic is not None else range(base, base + 12))
+    if density is not None:
+        if not 0 <= density < vocab.n_density:
+            raise ValueError(f"density must be in range 0..{vocab.n_density - 1}, got {density}")
+        plan[DENS] = only([vocab.density(density)])
+    if polyphony is not None:
+        if not 0 <= polyphony < vocab.n_polyphony:
+            raise ValueError(f"polyphony must be in range 0..{vocab.n_polyphony - 1}, got {polyphony}")
+        plan[POLY] = only([vocab.polyphony(polyphony)])
+    return plan
+
+
+def apply_header(vocab, state, mask: np.ndarray, plan: dict[int, np.ndarray]) -> None:
+    """Narrow ``mask`` in place when the next token is a planned header token."""
+    allowed = plan.get(vocab.header_after.get(state.last, -1))
+    if allowed is not None:
+        np.logical_and(mask, allowed, out=mask)

@@ -1,0 +1,82 @@
+"""The engine with a vocabulary of meters and controls: the bar's header comes from the meter and the knob."""
+
+import numpy as np
+import pytest
+
+from affetto.daemon.engine import Engine
+from affetto.daemon.sampling import SamplingConfig
+from affetto.emotion import Capsule, Quadrant
+from affetto.errors import VocabularyError
+from affetto.music import Note, TimeSignature
+from affetto.vocab import DENS, KEY, METER, VocabConfig
+
+pytestmark = pytest.mark.torch
+
+SEED = [Note(p, beat, 1.0) for beat in range(8) for p in (60, 64, 67)]  # C major chords, two 4/4 bars
+
+
+@pytest.fixture(scope="module")
+def controlled_model(tmp_path_factory):
+    from tiny_things import export, make_checkpoint
+
+    folder = tmp_path_factory.mktemp("ckpt2")
+    checkpoint = make_checkpoint(folder, vocab_config=VocabConfig.with_controls(), seed=3)
+    return export(checkpoint, tmp_path_factory.mktemp("onnx2") / "tiny2.onnx")
+
+
+def headers(engine, tokens):
+    """The header tokens of a generated bar, by type."""
+    return {int(engine.vocab.types[t]): t for t in tokens[1 : 1 + len(engine.vocab.header)]}
+
+
+@pytest.mark.parametrize("meter", [TimeSignature(4, 4), TimeSignature(3, 4), TimeSignature(6, 8)])
+def test_bars_are_written_in_the_asked_meter(controlled_model, meter):
+    engine = Engine(controlled_model, meter=meter)
+    bar_steps = engine.bar_steps
+    for seed in range(6):
+        engine.prime(SEED if seed % 2 else [])
+        rng = np.random.default_rng(seed)
+        for _ in range(3):
+            tokens = engine.generate_bar_tokens(Capsule.of(Quadrant(seed % 4)), SamplingConfig(guidance=1.5), rng)
+            engine.vocab.check(tokens, bar_steps)
+            assert headers(engine, tokens)[METER] == engine.vocab.meter(meter)
+            assert all(0 <= n.onset < meter.beats_per_bar for n in engine.vocab.decode(tokens, meter))
+
+
+def test_valence_sets_the_mode_on_the_seed_tonic(controlled_model):
+    engine = Engine(controlled_model, follow_mode=False)
+    vocab = engine.vocab
+    for quadrant, key in ((Quadrant.Q1, 0), (Quadrant.Q3, 12), (Quadrant.Q4, 0), (Quadrant.Q2, 12)):
+        engine.prime(SEED)  # the seed's bars carry KEY_C
+        rng = np.random.default_rng(int(quadrant))
+        for _ in range(3):
+            tokens = engine.generate_bar_tokens(Capsule.of(quadrant), SamplingConfig(), rng)
+            assert headers(engine, tokens)[KEY] == vocab.key(key), vocab.name(headers(engine, tokens)[KEY])
+
+
+def test_without_a_seed_the_model_picks_a_key_of_the_asked_mode(controlled_model):
+    engine = Engine(controlled_model)
+    rng = np.random.default_rng(0)
+    picked = []
+    for _ in range(12):
+        engine.prime([])
+        tokens = engine.generate_bar_tokens(Capsule.of(Quadrant.Q3), SamplingConfig(), rng)
+        picked.append(headers(engine, tokens)[KEY] - engine.vocab.key0)
+        tokens = engine.generate_bar_tokens(Capsule.of(Quadrant.Q3), SamplingConfig(), rng)
+        assert headers(engine, tokens)[KEY] - engine.vocab.key0 == picked[-1]  # then the key is kept
+    assert all(12 <= key < 24 for key in picked)
+    assert len(set(picked)) > 1  # the tonic is the model's choice
+
+
+def test_a_density_asked_for_is_written(controlled_model):
+    engine = Engine(controlled_model)
+    engine.prime(SEED)
+    rng = np.random.default_rng(1)
+    for density in (1, 3, 6):
+        tokens = engine.generate_bar_tokens(Capsule.of(Quadrant.Q1), SamplingConfig(), rng, density=density)
+        assert headers(engine, tokens)[DENS] == engine.vocab.density(density)
+
+
+def test_a_meter_the_model_cannot_write_is_refused(controlled_model):
+    with pytest.raises(VocabularyError, match="7/8 is not in this vocabulary"):
+        Engine(controlled_model, meter=TimeSignature(7, 8))
