@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -160,7 +161,7 @@ class Vocabulary:
         chain = (BAR, *self.header)
         follow: dict[int, tuple[int, ...]] = {t: () for t in range(len(TYPE_NAMES))}
         follow.update({BOS: (BAR,), POS: (PITCH,), PITCH: (VEL,), VEL: (DUR,), DUR: (PITCH, POS, BAR)})
-        for prev, nxt in zip(chain[:-1], chain[1:]):
+        for prev, nxt in pairwise(chain):
             follow[prev] = (nxt,)
         follow[self.opens] = (BAR, POS)
         self.follow_masks = np.zeros((len(TYPE_NAMES), self.size), dtype=bool)
