@@ -57,7 +57,7 @@ CONTROL_TYPES = (KEY, DENS, POLY)
 
 DEFAULT_DURATIONS = (*tuple(range(1, 17)), 20, 24, 28, 32, 40, 48, 64)
 # The meters of the version 2 vocabulary: those of the music21 corpus and of common DAW sessions.
-DEFAULT_METERS = ("2/4", "3/4", "4/4", "6/8", "3/8", "9/8", "12/8", "2/2", "3/2", "6/4", "5/4")
+DEFAULT_METERS = ("2/4", "3/4", "4/4", "6/8", "3/8", "9/8", "12/8", "2/2", "3/2", "6/4", "5/4", "4/2")
 
 
 @dataclass(frozen=True)
