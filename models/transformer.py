@@ -70,7 +70,6 @@ class SelfAttention(nn.Module):
         self.n_head, self.head_dim = cfg.n_head, cfg.head_dim
         self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
         self.proj = nn.Linear(cfg.d_model, cfg.d_model)
-        self.dropout = cfg.dropout
 
     def forward(self, x: torch.Tensor, past: KV | None) -> tuple[torch.Tensor, KV]:
         B, T, C = x.shape
@@ -88,9 +87,9 @@ class SelfAttention(nn.Module):
             mask = cols <= rows  # (T, P+T)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, nh, T, hs)
         else:
-            y = F.scaled_dot_product_attention(
-                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
-            )  # (B, nh, T, hs)
+            # No dropout on the attention weights: with it, PyTorch's CPU attention falls back to the
+            # unfused path, measured 5x slower for forward + backward at T=512 (the residual dropout stays).
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C)
         return self.proj(y), (k, v)
 
