@@ -219,6 +219,38 @@ def notes_per_bar(notes: Sequence[Note], meter: TimeSignature, *, bars: int | No
     return len(notes) / n_bars
 
 
+# ---- filled bars -----------------------------------------------------------------------
+def sounding_steps(notes: Sequence[Note], n_steps: int, *, grid: Grid = DEFAULT_GRID) -> np.ndarray:
+    """(n_steps,) bool: whether any note sounds during each grid step (notes ringing past the end are cut)."""
+    cover = np.zeros(n_steps + 1, dtype=np.int64)
+    for n in notes:
+        a = min(grid.to_steps(n.onset), n_steps)
+        b = min(max(grid.to_steps(n.end), a + 1), n_steps)
+        cover[a] += 1
+        cover[b] -= 1
+    return np.cumsum(cover)[:n_steps] > 0
+
+
+def fill_stats(notes: Sequence[Note], meter: TimeSignature, *, bars: int, grid: Grid = DEFAULT_GRID) -> dict:
+    """How a phrase fills its bars: the complaint "half of every bar is silent", measured.
+
+    - ``second_half_silent``: share of bars in which nothing sounds during the whole second half;
+    - ``silence``: share of the phrase's grid steps in which nothing sounds;
+    - ``second_half_onsets``: share of onsets in the second half of their bar (NaN for no notes).
+    """
+    _check_notes(notes)
+    _check_count("bars", bars)
+    bar_steps = grid.steps_per_bar(meter)
+    sounding = sounding_steps(notes, bars * bar_steps, grid=grid).reshape(bars, bar_steps)
+    half = bar_steps // 2
+    onsets = np.array([grid.to_steps(n.onset) % bar_steps for n in notes], dtype=np.int64)
+    return {
+        "second_half_silent": float(np.mean(~sounding[:, half:].any(axis=1))) if bars else math.nan,
+        "silence": float(np.mean(~sounding)) if bars else math.nan,
+        "second_half_onsets": float(np.mean(onsets >= half)) if len(onsets) else math.nan,
+    }
+
+
 # ---- tables ----------------------------------------------------------------------
 def phrase_metrics(
     notes: Sequence[Note], meter: TimeSignature, *, bars: int | None = None, grid: Grid = DEFAULT_GRID
