@@ -282,3 +282,30 @@ def test_bad_input(call, message):
     with pytest.raises(ValueError) as info:
         call()
     assert str(info.value) == message
+
+
+# ---- filled bars ----------------------------------------------------------------------
+def test_fill_stats_hand_computed():
+    from affetto.metrics import fill_stats
+
+    meter = TimeSignature(4, 4)
+    # Bar 0: beats 0 and 1 only (the complaint: nothing in the second half). Bar 1: a note on beat 3.
+    notes = [Note(60, 0, 1), Note(62, 1, 1), Note(64, 4 + 3, 1)]
+    stats = fill_stats(notes, meter, bars=2)
+    assert stats["second_half_silent"] == 0.5
+    assert stats["silence"] == pytest.approx(1 - 12 / 32)  # 3 beats of 8 sound
+    assert stats["second_half_onsets"] == pytest.approx(1 / 3)
+
+
+def test_fill_stats_meters_and_ringing():
+    from affetto.metrics import fill_stats
+
+    # 6/8 (12 steps): a note from the bar line ringing over the half fills the second half.
+    assert fill_stats([Note(57, 0, 2.0)], TimeSignature(6, 8), bars=1)["second_half_silent"] == 0.0
+    # 3/4: onset on beat 2 (step 8 of 12) is in the second half; a note ringing past the phrase is cut.
+    stats = fill_stats([Note(60, 2, 8)], TimeSignature(3, 4), bars=1)
+    assert stats == {"second_half_silent": 0.0, "silence": pytest.approx(8 / 12), "second_half_onsets": 1.0}
+    empty = fill_stats([], TimeSignature(3, 4), bars=2)
+    assert empty["second_half_silent"] == 1.0 and empty["silence"] == 1.0 and math.isnan(empty["second_half_onsets"])
+    with pytest.raises(ValueError, match="bars must be an int >= 1"):
+        fill_stats([], TimeSignature(3, 4), bars=0)
