@@ -42,18 +42,19 @@ def time_calls(fn: Callable[[], None], repeat: int, warmup: int = 5) -> list[flo
 
 def engine_step_times(model_path: Path, batch: int, context: int, repeat: int) -> list[float]:
     """One decode step of the engine at a fixed context length (the cache is rewound each time)."""
-    from affetto.daemon.engine import Engine
+    from affetto.runtime.engine import Engine
 
     engine = Engine(model_path, threads=1)
-    engine._configure(Capsule.of(Quadrant.Q1), 2.0 if batch == 2 else 1.0)
-    engine._context = engine.vocab.random_walk(context, np.random.default_rng(0))
-    engine._prefill()
+    q1 = Capsule.of(Quadrant.Q1).weights
+    cache = engine.cache
+    cache.condition((q1, (0.0, 0.0, 0.0, 0.0)) if batch == 2 else (q1,))
+    cache.reset(engine.vocab.random_walk(context, np.random.default_rng(0)))
+    cache.prefill()
     token = engine.vocab.bar
 
     def step() -> None:
-        engine._step(token)
-        engine._context.pop()
-        engine._cached -= 1  # rewind: the next step overwrites the same slot
+        cache.step(token)
+        cache.rewind(context)  # the next step overwrites the same slot
 
     return time_calls(step, repeat)
 
@@ -87,14 +88,14 @@ def torch_step_times(checkpoint: Path, batch: int, context: int, repeat: int, ca
 def bar_times(model_path: Path, guidance: float, bars: int, meter: TimeSignature,
               candidates: int = 1) -> tuple[list[float], list[int]]:
     """Wall time and token count of whole bars, continuing a dense seed in a busy emotion."""
-    from affetto.daemon.engine import Engine
+    from affetto.runtime.engine import Engine
 
     engine = Engine(model_path, meter=meter, threads=1)
     seed = [Note(60 + (i * 7) % 12, i * 0.25, 0.25, 100) for i in range(int(4 * meter.beats_per_bar * 2))]
     rng = np.random.default_rng(0)
     engine.prime(seed)
     capsule = Capsule.of(Quadrant.Q1)
-    from affetto.daemon.sampling import SamplingConfig
+    from affetto.runtime.sampling import SamplingConfig
 
     cfg = SamplingConfig(top_p=0.95, guidance=guidance, candidates=candidates)
     engine.generate_bar_tokens(capsule, cfg, rng)  # warm up, first prefill
@@ -111,7 +112,7 @@ def load_and_memory(model_path: Path) -> dict[str, float]:
     """Load time and resident memory of a fresh process holding one engine."""
     code = (
         "import time,resource,json;t=time.perf_counter();"
-        "from affetto.daemon.engine import Engine;"
+        "from affetto.runtime.engine import Engine;"
         f"e=Engine({str(model_path)!r});e.prime([]);"
         "import numpy as np;from affetto.emotion import Capsule,Quadrant;"
         "e.generate_bar(Capsule.of(Quadrant.Q1),rng=np.random.default_rng(0));"

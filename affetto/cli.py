@@ -130,7 +130,7 @@ def info(model) -> None:
     from affetto.manifest import read_manifest
 
     if model is None:
-        from affetto.daemon.engine import default_model_path
+        from affetto.runtime import default_model_path
 
         model = default_model_path()
     try:
@@ -198,7 +198,7 @@ def bench(model, checkpoint, repeat, bars, json_out) -> None:
     from pathlib import Path
 
     from affetto.benchmark import run
-    from affetto.daemon.engine import default_model_path
+    from affetto.runtime import default_model_path
 
     results = run(Path(model) if model else default_model_path(), Path(checkpoint) if checkpoint else None,
                   repeat=repeat, bars=bars, echo=click.echo)

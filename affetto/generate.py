@@ -55,8 +55,8 @@ def generate_notes(request: GenerateRequest, engine=None) -> tuple[list[Note], l
     """(seed notes, generated notes from the first bar after the seed, meter, bpm)."""
     import numpy as np
 
-    from affetto.daemon.engine import Engine
     from affetto.midifile import read_midi
+    from affetto.runtime import load_model
 
     seed: list[Note] = []
     meter, bpm = request.meter, request.bpm
@@ -70,7 +70,7 @@ def generate_notes(request: GenerateRequest, engine=None) -> tuple[list[Note], l
     meter = meter or TimeSignature(4, 4)
     bpm = bpm or 100.0
     if engine is None:
-        engine = Engine(request.model, meter=meter)
+        engine = load_model(request.model, meter=meter)
     seed_bars = bar_count(seed, meter)
     engine.prime(seed, bars=seed_bars or None)
     sampling = engine.sampling_for(request.capsule)

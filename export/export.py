@@ -164,7 +164,7 @@ def quantize_int8(fp32: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _check_sampling(sampling: dict) -> None:
-    from affetto.daemon.sampling import SamplingConfig
+    from affetto.runtime.sampling import SamplingConfig
 
     allowed = {"default", *(q.name for q in Quadrant)}
     for key, values in sampling.items():

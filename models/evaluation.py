@@ -187,9 +187,9 @@ def resolve_material(
 # ---- generation --------------------------------------------------------------------------
 def _engine_for(engines: dict, meter: TimeSignature, model_path: Path, threads: int, follow_mode: bool = True):
     if meter not in engines:
-        from affetto.daemon.engine import Engine
+        from affetto.runtime import load_model
 
-        engines[meter] = Engine(model_path, meter=meter, threads=threads, follow_mode=follow_mode)
+        engines[meter] = load_model(model_path, meter=meter, threads=threads, follow_mode=follow_mode)
     return engines[meter]
 
 
@@ -317,12 +317,12 @@ def run_eval(cfg: EvalConfig) -> dict:
     """Run the whole evaluation and return the report as a JSON-ready dict."""
     import torch
 
-    from affetto.daemon.engine import Engine, default_model_path
+    from affetto.runtime import default_model_path, load_model
 
     torch.set_num_threads(cfg.threads)
     t_start = time.perf_counter()
     model_path = Path(cfg.model) if cfg.model else default_model_path()
-    first = Engine(model_path, threads=cfg.threads, follow_mode=cfg.follow_mode)
+    first = load_model(model_path, threads=cfg.threads, follow_mode=cfg.follow_mode)
     manifest, vocab = first.manifest, first.vocab
     judge_config = JudgeConfig(**manifest.get("judge", {}))
     data_config = _data_config(_training_config(manifest))

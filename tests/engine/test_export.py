@@ -81,8 +81,8 @@ def test_bad_model_files_name_the_file(tmp_path, tiny_model):
 
 
 def test_sampling_settings_travel_in_the_manifest(tiny_checkpoint, tmp_path):
-    from affetto.daemon.engine import Engine
     from affetto.emotion import Capsule, Quadrant
+    from affetto.runtime.engine import Engine
 
     sampling = {"default": {"guidance": 2.0, "top_p": 0.9}, "Q4": {"temperature": 0.7}}
     export_checkpoint(tiny_checkpoint, tmp_path / "s.onnx", check=False, sampling=sampling)
