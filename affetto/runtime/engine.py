@@ -37,6 +37,7 @@ from affetto.vocab import Vocabulary
 
 from .assets import default_model_path
 from .decode import BarDecoder
+from .families import family_of
 from .policies import JUDGED_BARS, CandidateJudge, ModeFollower, best_of, recent_bars, slid
 from .sampling import DEFAULT_SAMPLING, SamplingConfig
 from .session import CachedSession, open_session
@@ -68,6 +69,9 @@ class Engine:
             raise ConfigError(f"threads must be an int >= 1, got {threads!r}")
         t0 = time.perf_counter()
         self.manifest = manifest if manifest is not None else read_manifest(self.model_path)
+        if family_of(self.manifest) != self.family:
+            raise ModelFileError(f"{self.model_path}: a {family_of(self.manifest)!r} model, not a {self.family!r} one "
+                                 "(load_model picks the runtime of its family)")
         try:
             self.vocab = Vocabulary.from_dict(self.manifest["vocab"])
             model = self.manifest["model"]
