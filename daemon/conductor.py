@@ -328,18 +328,14 @@ class Conductor:
 
     def _request(self, bar: int, seed: tuple[Note, ...] | None) -> None:
         settings = self.controls.at_bar_line()
-        c = self.config
         req = BarRequest(
-            bar,
-            settings.capsule,
-            settings.temperature,
-            settings.guidance,
-            c.top_k,
-            c.top_p,
-            seed,
-            c.rng_seed,
-            self._epoch,
-            c.candidates,
+            bar=bar,
+            capsule=settings.capsule,
+            sampling=settings.sampling,
+            seed=seed,
+            task="continue" if self.config.mode == "continue" else "answer",
+            rng_seed=self.config.rng_seed,
+            epoch=self._epoch,
         )
         self._pending[bar] = Pending(bar, self.now())
         self.submit(req)

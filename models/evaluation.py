@@ -209,7 +209,7 @@ def generate_condition(engines: dict, model_path: Path, capsule: Capsule, sampli
         notes: list[Note] = []
         length = seed.meter.beats_per_bar
         for b in range(cfg.phrase_bars):
-            for n in engine.generate_bar(capsule, rng=rng, **sampling.as_kwargs()):
+            for n in engine.generate_bar(capsule, sampling, rng=rng):
                 notes.append(Note(n.pitch, n.onset + b * length, n.duration, n.velocity))
             if bar is not None:
                 bar.update(1)

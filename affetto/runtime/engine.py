@@ -39,7 +39,7 @@ from .assets import default_model_path
 from .decode import BarDecoder
 from .families import family_of
 from .policies import JUDGED_BARS, CandidateJudge, ModeFollower, best_of, recent_bars, slid
-from .sampling import DEFAULT_SAMPLING, SamplingConfig
+from .sampling import DEFAULT_SAMPLING, NO_OVERRIDES, SamplingConfig, SamplingOverrides
 from .session import CachedSession, open_session
 
 log = logging.getLogger(__name__)
@@ -139,22 +139,16 @@ class Engine:
     def generate_bar(
         self,
         capsule: Capsule,
+        sampling: SamplingOverrides | SamplingConfig = NO_OVERRIDES,
         *,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        guidance: float | None = None,
-        greedy: bool = False,
-        candidates: int | None = None,
         rng: np.random.Generator | None = None,
     ) -> list[Note]:
         """The next bar's notes, onsets relative to the bar (``0 <= onset < bar length``).
 
-        Settings left at None take :meth:`sampling_for` the capsule.
+        Overrides apply over :meth:`sampling_for` the capsule; a complete
+        :class:`SamplingConfig` is used as it is.
         """
-        given = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "guidance": guidance,
-                 "candidates": candidates}
-        config = self.sampling_for(capsule).replace(greedy=greedy, **{k: v for k, v in given.items() if v is not None})
+        config = sampling if isinstance(sampling, SamplingConfig) else sampling.over(self.sampling_for(capsule))
         tokens = self.generate_bar_tokens(capsule, config, rng or np.random.default_rng())
         return self.vocab.decode(tokens, self.meter)
 

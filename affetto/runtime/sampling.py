@@ -1,12 +1,17 @@
 """Sampling one token from logits: guidance, grammar mask, temperature, top-k, top-p.
 
-Everything works in place on a small float32 buffer the caller owns (the
+:class:`SamplingConfig` is a complete set of settings; :class:`SamplingOverrides`
+is what a user or a bar request asks for (None: the model's own setting),
+validated once when it is made and applied over the model's settings by
+the engine. Everything works in place on a small float32 buffer the caller owns (the
 vocabulary has ~150 tokens), so a decode step allocates next to nothing.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 
@@ -46,6 +51,70 @@ class SamplingConfig:
     def from_dict(cls, data: dict) -> SamplingConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# Ranges a user may ask for (the daemon's TOML, generate's options, a bar request).
+OVERRIDE_RANGES: dict[str, tuple[float, float]] = {
+    "temperature": (0.01, 5.0),
+    "top_k": (0, 100_000),
+    "top_p": (0.01, 1.0),
+    "guidance": (0.0, 20.0),
+    "candidates": (1, MAX_CANDIDATES),
+}
+_INTS = ("top_k", "candidates")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplingOverrides:
+    """Sampling settings asked for; None leaves the model's own (its manifest's, else the defaults)."""
+
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    guidance: float | None = None
+    candidates: int | None = None  # bars drawn per bar played; fewer is cheaper
+    greedy: bool = False
+
+    def __post_init__(self) -> None:
+        for name, (lo, hi) in OVERRIDE_RANGES.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name in _INTS:
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ConfigError(f"{name} must be an int, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{name} must be a number, got {value!r}")
+            if not lo <= value <= hi:
+                raise ConfigError(f"{name} must be in range {lo}..{hi}, got {value!r}")
+        if not isinstance(self.greedy, bool):
+            raise ConfigError(f"greedy must be true or false, got {self.greedy!r}")
+
+    def given(self) -> dict[str, Any]:
+        """The settings asked for (those not None; ``greedy`` when set)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        if not self.greedy:
+            del out["greedy"]
+        return out
+
+    def over(self, base: SamplingConfig) -> SamplingConfig:
+        """``base`` with these settings applied."""
+        given = self.given()
+        return base.replace(**given) if given else base
+
+    def replace(self, **changes: Any) -> SamplingOverrides:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SamplingOverrides:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown sampling setting(s): {', '.join(unknown)}")
+        return cls(**data)
+
+
+NO_OVERRIDES = SamplingOverrides()
 
 
 # The daemon's and generate's defaults when a model file names none. Four candidates per bar:

@@ -57,8 +57,8 @@ def test_generate_plot(tiny_model, tmp_path):
         (["-e", "joyful"], "unknown quadrant 'joyful'"),
         (["-e", "2,0"], "valence must be a number in [-1, 1]"),
         (["-e", "sad", "--bars", "0"], "bars must be >= 1"),
-        (["-e", "sad", "--temperature", "0"], "temperature must be > 0"),
-        (["-e", "sad", "--candidates", "0"], "candidates must be an int in 1..16"),
+        (["-e", "sad", "--temperature", "0"], "temperature must be in range 0.01..5.0"),
+        (["-e", "sad", "--candidates", "0"], "candidates must be in range 1..16"),
         (["-e", "sad", "--model", "nowhere.onnx"], "nowhere.onnx: no such model file"),
     ],
 )

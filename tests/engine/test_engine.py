@@ -9,7 +9,7 @@ from affetto.errors import ConfigError, ModelFileError
 from affetto.models.checkpoint import load_checkpoint
 from affetto.music import Note, TimeSignature
 from affetto.runtime.engine import Engine
-from affetto.runtime.sampling import SamplingConfig, sample
+from affetto.runtime.sampling import SamplingConfig, SamplingOverrides, sample
 
 pytestmark = pytest.mark.torch
 
@@ -37,7 +37,8 @@ def test_same_seed_same_music(tiny_model):
         engine = Engine(tiny_model)
         engine.prime(SEED)
         rng = np.random.default_rng(value)
-        return [engine.generate_bar(Capsule.of(Quadrant.Q3), guidance=1.5, rng=rng) for _ in range(4)]
+        guided = SamplingOverrides(guidance=1.5)
+        return [engine.generate_bar(Capsule.of(Quadrant.Q3), guided, rng=rng) for _ in range(4)]
 
     assert run(7) == run(7)
     assert run(7) != run(8)
@@ -198,3 +199,15 @@ def test_candidates_that_all_judge_as_nothing_still_give_a_bar(tiny_model, monke
     monkeypatch.setattr(engine.judge, "score", lambda tokens, capsule: -np.inf)  # e.g. empty bars
     bar = engine.generate_bar_tokens(Capsule.of(Quadrant.Q3), SamplingConfig(candidates=3), np.random.default_rng(0))
     assert bar[0] == engine.vocab.bar and list(engine.cache.context[-len(bar):]) == bar
+
+
+def test_sampling_overrides_apply_over_the_models_settings():
+    base = SamplingConfig(top_p=0.95, guidance=1.5, candidates=4)
+    assert SamplingOverrides().over(base) == base
+    assert SamplingOverrides(temperature=0.7, candidates=1).over(base) == base.replace(temperature=0.7, candidates=1)
+    assert SamplingOverrides(greedy=True).given() == {"greedy": True}
+    for bad, message in (({"temperature": 0}, "temperature must be in range 0.01..5.0"),
+                         ({"candidates": 2.0}, "candidates must be an int"),
+                         ({"top_p": float("nan")}, "top_p must be a number")):
+        with pytest.raises(ConfigError, match=message):
+            SamplingOverrides(**bad)
