@@ -5,7 +5,7 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from affetto.cli_eval import eval_command
+from affetto.models.cli import eval_command
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

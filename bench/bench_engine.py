@@ -1,4 +1,7 @@
-"""``affetto bench``: the engine against PyTorch, on the same weights, in one run.
+"""The engine against PyTorch, on the same weights, in one run (``affetto bench`` runs this file).
+
+Usage: ``python bench/bench_engine.py [--model M.onnx] [--checkpoint runs/x/best] [--repeat N]
+[--bars N] [--json-out F]`` (the same options through ``affetto bench``).
 
 Prints per-token decode time (p50/p99) for the ONNX Runtime engine (fp32 and
 int8) and PyTorch eager with and without a KV cache, at batch 1 and 2
@@ -10,6 +13,7 @@ Numbers are measured in this run; nothing here passes or fails.
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -210,3 +214,26 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
              f"(process with imports {mem['import_and_load_s']:.2f} s), "
              f"peak resident memory {mem['peak_rss_mb']:.0f} MB")
     return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    from affetto.runtime import default_model_path
+
+    parser = argparse.ArgumentParser(prog="affetto bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="An affetto .onnx model (default: the shipped one).")
+    parser.add_argument("--checkpoint", help="The PyTorch checkpoint of the same weights, for the eager rows.")
+    parser.add_argument("--repeat", type=int, default=200, help="Steps timed per cell (>= 10; default 200).")
+    parser.add_argument("--bars", type=int, default=40, help="Bars timed per row (>= 5; default 40).")
+    parser.add_argument("--json-out", help="Also write the figures as JSON.")
+    args = parser.parse_args(argv)
+    if args.repeat < 10 or args.bars < 5:
+        parser.error("--repeat must be >= 10 and --bars >= 5")
+    results = run(Path(args.model) if args.model else default_model_path(),
+                  Path(args.checkpoint) if args.checkpoint else None, repeat=args.repeat, bars=args.bars)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
