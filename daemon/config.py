@@ -74,7 +74,7 @@ class DaemonConfig:
     in_channel: int | None = None  # listen to notes and CCs on this channel only (None: all)
     # generation
     mode: str = "continue"  # or call-response: wait for a phrase and a bar of silence, answer
-    seed_bars: int = 2  # bars of played material kept as seed
+    seed_bars: int = 2  # call-response answers at most this many bars; continue primes from seed_bars + 2
     model: str | None = None  # .onnx path; "builtin:fake" for the test generator
     threads: int | None = None  # ONNX Runtime intra-op threads
     # sampling; a setting left at None takes the model's own (its manifest, else affetto's defaults)

@@ -257,4 +257,4 @@ def test_status_line_every_few_bars_says_dash_until_something_is_measured(caplog
     assert "gen - |" in lines[0] and "lateness p99 -" in lines[0]  # bar 1: nothing generated or sent yet
     assert "nan" not in " ".join(lines)
     last = lines[-1]
-    assert " ms | bars " in last and "generated, 0 missed" in last and last.endswith(" ms")
+    assert " ms | bars " in last and "generated, 0 missed" in last and last.endswith(" ms | 0 notes dropped late")
