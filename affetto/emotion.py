@@ -77,7 +77,7 @@ class Capsule:
     def of(cls, quadrant: Quadrant) -> Capsule:
         w = [0.0] * 4
         w[int(quadrant)] = 1.0
-        return cls(tuple(w))
+        return cls((w[0], w[1], w[2], w[3]))
 
     @classmethod
     def unconditioned(cls) -> Capsule:
@@ -143,7 +143,7 @@ def knob_capsule(value: int) -> Capsule:
     w = [0.0] * 4
     w[int(KNOB_ORDER[lower])] += 1.0 - mix
     w[int(KNOB_ORDER[lower + 1])] += mix
-    return Capsule(tuple(w))
+    return Capsule((w[0], w[1], w[2], w[3]))
 
 
 def knob_value(quadrant: Quadrant) -> int:
