@@ -77,7 +77,7 @@ class Capsule:
     def of(cls, quadrant: Quadrant) -> Capsule:
         w = [0.0] * 4
         w[int(quadrant)] = 1.0
-        return cls(tuple(w))
+        return cls((w[0], w[1], w[2], w[3]))
 
     @classmethod
     def unconditioned(cls) -> Capsule:
@@ -121,6 +121,13 @@ def va_capsule(valence: float, arousal: float) -> Capsule:
     return Capsule((u * v, (1 - u) * v, (1 - u) * (1 - v), u * (1 - v)))
 
 
+def cc_value(value: object, what: str = "CC value") -> int:
+    """``value`` when it is a MIDI data value (an int 0..127); the one place this range is checked."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 127:
+        raise EmotionError(f"{what} must be an int in range 0..127, got {value!r}")
+    return value
+
+
 def knob_capsule(value: int) -> Capsule:
     """Capsule for one knob (0..127) walking Q3 -> Q4 -> Q1 -> Q2.
 
@@ -128,9 +135,7 @@ def knob_capsule(value: int) -> Capsule:
     around each where the quadrant is pure; between plateaus the two
     neighbours cross-fade linearly.
     """
-    if not isinstance(value, int) or not 0 <= value <= 127:
-        raise EmotionError(f"knob value must be an int in range 0..127, got {value!r}")
-    t = value / 127 * (len(KNOB_ORDER) - 1)
+    t = cc_value(value, "knob value") / 127 * (len(KNOB_ORDER) - 1)
     lower = min(int(t), len(KNOB_ORDER) - 2)
     frac = t - lower
     span = 1.0 - 2 * KNOB_PLATEAU
@@ -138,7 +143,7 @@ def knob_capsule(value: int) -> Capsule:
     w = [0.0] * 4
     w[int(KNOB_ORDER[lower])] += 1.0 - mix
     w[int(KNOB_ORDER[lower + 1])] += mix
-    return Capsule(tuple(w))
+    return Capsule((w[0], w[1], w[2], w[3]))
 
 
 def knob_value(quadrant: Quadrant) -> int:
@@ -149,9 +154,7 @@ def knob_value(quadrant: Quadrant) -> int:
 
 def cc_unit(value: int) -> float:
     """A CC value 0..127 as a coordinate in [-1, 1] (64 is just above 0)."""
-    if not isinstance(value, int) or not 0 <= value <= 127:
-        raise EmotionError(f"CC value must be an int in range 0..127, got {value!r}")
-    return value / 127 * 2 - 1
+    return cc_value(value) / 127 * 2 - 1
 
 
 def parse_emotion(text: str) -> Capsule:

@@ -14,26 +14,23 @@ from pathlib import Path
 from affetto.emotion import Capsule, parse_emotion
 from affetto.errors import ConfigError
 from affetto.music import Note, TimeSignature, bar_count
+from affetto.runtime.sampling import NO_OVERRIDES, SamplingOverrides
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class GenerateRequest:
     capsule: Capsule
     emotion_text: str
     bars: int
-    bpm: float | None
-    meter: TimeSignature | None
-    temperature: float | None
-    top_p: float | None
-    top_k: int | None
-    guidance: float | None
-    seed_value: int
-    with_seed: bool
-    seed_path: str | None
-    model: str | None
-    candidates: int | None = None
+    bpm: float | None = None
+    meter: TimeSignature | None = None
+    sampling: SamplingOverrides = NO_OVERRIDES  # None fields: the model's own settings
+    seed_value: int = 0
+    with_seed: bool = False
+    seed_path: str | None = None
+    model: str | None = None
 
     @classmethod
     def build(cls, *, emotion: str, bars: int = 8, bpm: float | None = None, meter: str | None = None,
@@ -47,16 +44,19 @@ class GenerateRequest:
             raise ConfigError(f"bars must be at most 1000, got {bars}")
         if bpm is not None and not 20 <= bpm <= 400:
             raise ConfigError(f"bpm must be in range 20..400, got {bpm}")
-        return cls(parse_emotion(emotion), emotion, bars, bpm, TimeSignature.parse(meter) if meter else None,
-                   temperature, top_p, top_k, guidance, seed_value, with_seed, seed_path, model, candidates)
+        sampling = SamplingOverrides(temperature=temperature, top_p=top_p, top_k=top_k, guidance=guidance,
+                                     candidates=candidates)
+        return cls(capsule=parse_emotion(emotion), emotion_text=emotion, bars=bars, bpm=bpm,
+                   meter=TimeSignature.parse(meter) if meter else None, sampling=sampling, seed_value=seed_value,
+                   with_seed=with_seed, seed_path=seed_path, model=model)
 
 
 def generate_notes(request: GenerateRequest, engine=None) -> tuple[list[Note], list[Note], TimeSignature, float]:
     """(seed notes, generated notes from the first bar after the seed, meter, bpm)."""
     import numpy as np
 
-    from affetto.daemon.engine import Engine
     from affetto.midifile import read_midi
+    from affetto.runtime import load_model
 
     seed: list[Note] = []
     meter, bpm = request.meter, request.bpm
@@ -70,20 +70,15 @@ def generate_notes(request: GenerateRequest, engine=None) -> tuple[list[Note], l
     meter = meter or TimeSignature(4, 4)
     bpm = bpm or 100.0
     if engine is None:
-        engine = Engine(request.model, meter=meter)
+        engine = load_model(request.model, meter=meter)
     seed_bars = bar_count(seed, meter)
     engine.prime(seed, bars=seed_bars or None)
-    sampling = engine.sampling_for(request.capsule)
-    overrides = {k: v for k, v in (("temperature", request.temperature), ("top_p", request.top_p),
-                                   ("top_k", request.top_k), ("guidance", request.guidance),
-                                   ("candidates", request.candidates)) if v is not None}
-    sampling = sampling.replace(**overrides)
     rng = np.random.default_rng(request.seed_value)
     out: list[Note] = []
     offset = seed_bars * meter.beats_per_bar
     for index in range(request.bars):
         start = offset + index * meter.beats_per_bar
-        for n in engine.generate_bar(request.capsule, rng=rng, **sampling.as_kwargs()):
+        for n in engine.generate_bar(request.capsule, request.sampling, rng=rng):
             out.append(Note(n.pitch, n.onset + start, n.duration, n.velocity, n.channel))
     return seed, out, meter, bpm
 

@@ -150,7 +150,7 @@ def split_bars(notes: Sequence[Note], meter: TimeSignature) -> list[list[Note]]:
 
 def join_bars(bars: Sequence[Sequence[Note]], meter: TimeSignature) -> list[Note]:
     """Inverse of :func:`split_bars`."""
-    out = []
+    out: list[Note] = []
     for index, bar in enumerate(bars):
         offset = index * meter.beats_per_bar
         out.extend(Note(n.pitch, n.onset + offset, n.duration, n.velocity, n.channel) for n in bar)

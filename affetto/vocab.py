@@ -425,7 +425,7 @@ class Vocabulary:
                     raise VocabularyError(f"VEL without a PITCH at index {i}")
                 velocity = self.bin_velocity(tok - self.vel0)
             elif t == DUR:
-                if pitch is None or velocity is None:
+                if pitch is None or velocity is None or step is None:
                     raise VocabularyError(f"DUR without PITCH and VEL at index {i}")
                 length = self.config.durations[tok - self.dur0]
                 onset = bar_start + self.grid.to_beats(step)

@@ -152,7 +152,7 @@ def scheduler_error(host: str, fifo: bool, switch_ms: float, seconds: float, cos
         while time.monotonic() < end:
             if pending[0] < 1:
                 pending[0] += 1
-                worker.submit(BarRequest(bar, Capsule.of(Quadrant.Q1)))
+                worker.submit(BarRequest(bar=bar, capsule=Capsule.of(Quadrant.Q1)))
                 bar += 1
             busy.wait(0.05)
             busy.clear()

@@ -2,7 +2,7 @@
 
 import click
 
-from affetto.cli_daemon import ports, run
+from affetto.daemon.cli import ports, run
 
 
 @click.group()

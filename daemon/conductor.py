@@ -14,7 +14,8 @@ Modes:
 
 - ``continue``: a bar every bar. The generator is primed at transport start,
   and re-primed at a bar line whenever the player sent new notes, from the
-  last ``seed_bars`` bars.
+  last ``seed_bars + CONTINUE_EXTRA_BARS`` bars (4 by default: the phrase
+  with the bars that led into it).
 - ``call-response``: at a bar line after a bar with notes, the answer's first
   bar is generated speculatively from the phrase (the run of bars with notes,
   at most ``seed_bars``); if the player plays again before the answer starts,
@@ -54,6 +55,7 @@ from affetto.music import Note
 log = logging.getLogger(__name__)
 
 IDLE_WAIT_NS = 50_000_000  # look at the clock at least this often
+CONTINUE_EXTRA_BARS = 2  # continue mode primes from seed_bars + this many bars of what was played
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class Conductor:
         self.meter = config.meter
         self.bar_beats = config.meter.beats_per_bar
         self.controls = Controls(config)
-        self.seed = SeedBuffer(config.meter, keep_bars=config.seed_bars + 2)
+        self.seed = SeedBuffer(config.meter, keep_bars=config.seed_bars + CONTINUE_EXTRA_BARS)
         self.trouble_sources = trouble_sources
         self._epoch = 0  # bumped by every transport change; results of older epochs are dropped
         self._requested_upto: int | None = None  # highest bar requested in this epoch
@@ -328,18 +330,14 @@ class Conductor:
 
     def _request(self, bar: int, seed: tuple[Note, ...] | None) -> None:
         settings = self.controls.at_bar_line()
-        c = self.config
         req = BarRequest(
-            bar,
-            settings.capsule,
-            settings.temperature,
-            settings.guidance,
-            c.top_k,
-            c.top_p,
-            seed,
-            c.rng_seed,
-            self._epoch,
-            c.candidates,
+            bar=bar,
+            capsule=settings.capsule,
+            sampling=settings.sampling,
+            seed=seed,
+            task="continue" if self.config.mode == "continue" else "answer",
+            rng_seed=self.config.rng_seed,
+            epoch=self._epoch,
         )
         self._pending[bar] = Pending(bar, self.now())
         self.submit(req)
@@ -383,7 +381,7 @@ class Conductor:
         lat = list(self.scheduler.lateness_ns)
         gen = self.gen_ms[-16:]
         log.info(
-            "bar %d | %.1f BPM | %s | gen %s | bars %d generated, %d missed | lateness p99 %s",
+            "bar %d | %.1f BPM | %s | gen %s | bars %d generated, %d missed | lateness p99 %s | %d notes dropped late",
             bar + 1,
             bpm,
             self.controls.capsule,
@@ -391,6 +389,7 @@ class Conductor:
             self.bars_generated,
             self.bars_missed,
             f"{percentile(lat, 99) / 1e6:.2f} ms" if lat else "-",
+            self.scheduler.dropped_late,
         )
 
     def _log_trouble(self) -> None:

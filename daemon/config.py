@@ -2,7 +2,10 @@
 
 Sources, lowest precedence first: defaults, a TOML file (top-level keys or a
 ``[daemon]`` table, names as below with ``-`` or ``_``), CLI options. Channels
-are 1..16 here, as musicians count them.
+are 1..16 here, as musicians count them. The sampling settings are one
+:class:`~affetto.runtime.sampling.SamplingOverrides` (``sampling``); a TOML
+file or the overrides may also name them flat (``temperature = 0.9``) or as
+a ``[daemon.sampling]`` table.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 from affetto.errors import ConfigError
 from affetto.music import TimeSignature
+from affetto.runtime.sampling import SamplingOverrides
 
 MIDI_APIS = ("auto", "coremidi", "alsa", "jack", "winmm")
 CLOCKS = ("midi", "internal")
@@ -22,6 +26,7 @@ MODES = ("continue", "call-response")
 LATE_POLICIES = ("repeat", "rest")
 HOSTS = ("thread", "process")
 FAKE_MODEL = "builtin:fake"
+SAMPLING_KEYS = ("temperature", "guidance", "top_k", "top_p", "candidates")  # may be given flat
 
 
 def _check_int(name: str, value: Any, lo: int, hi: int, *, optional: bool = False) -> None:
@@ -69,15 +74,11 @@ class DaemonConfig:
     in_channel: int | None = None  # listen to notes and CCs on this channel only (None: all)
     # generation
     mode: str = "continue"  # or call-response: wait for a phrase and a bar of silence, answer
-    seed_bars: int = 2  # bars of played material kept as seed
+    seed_bars: int = 2  # call-response answers at most this many bars; continue primes from seed_bars + 2
     model: str | None = None  # .onnx path; "builtin:fake" for the test generator
     threads: int | None = None  # ONNX Runtime intra-op threads
-    # sampling; None takes the model's own setting (its manifest, else affetto's defaults)
-    temperature: float | None = None
-    guidance: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
-    candidates: int | None = None  # bars drawn per bar played (the feature judge picks); fewer is cheaper
+    # sampling; a setting left at None takes the model's own (its manifest, else affetto's defaults)
+    sampling: SamplingOverrides = field(default_factory=SamplingOverrides)
     rng_seed: int | None = None
     # The generator's Python sampling loop holds the GIL; in a child process it cannot delay the
     # scheduler's wake-ups (bench/bench_daemon.py: p99 0.008 ms vs 3.8 ms in a thread, with FIFO).
@@ -130,14 +131,10 @@ class DaemonConfig:
         _check_choice("mode", self.mode, MODES)
         _check_int("seed_bars", self.seed_bars, 1, 16)
         _check_int("threads", self.threads, 1, 256, optional=True)
-        if self.temperature is not None:
-            _check_float("temperature", self.temperature, 0.01, 5.0)
-        if self.guidance is not None:
-            _check_float("guidance", self.guidance, 0.0, 20.0)
-        _check_int("top_k", self.top_k, 0, 100_000, optional=True)
-        if self.top_p is not None:
-            _check_float("top_p", self.top_p, 0.01, 1.0)
-        _check_int("candidates", self.candidates, 1, 16, optional=True)
+        if isinstance(self.sampling, dict):
+            object.__setattr__(self, "sampling", SamplingOverrides.from_dict(self.sampling))
+        if not isinstance(self.sampling, SamplingOverrides):
+            raise ConfigError(f"sampling must be a table of sampling settings, got {self.sampling!r}")
         _check_int("rng_seed", self.rng_seed, 0, 2**63 - 1, optional=True)
         _check_choice("generator_host", self.generator_host, HOSTS)
         _check_choice("late_policy", self.late_policy, LATE_POLICIES)
@@ -167,11 +164,20 @@ class DaemonConfig:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["meter"] = str(self.meter)
+        out["sampling"] = self.sampling.given()
         return out
 
     def replace(self, **overrides: Any) -> DaemonConfig:
         """A copy with ``overrides`` applied; ``None`` values mean "not given" and are skipped."""
         given = {k.replace("-", "_"): v for k, v in overrides.items() if v is not None}
+        flat = {k: given.pop(k) for k in SAMPLING_KEYS if k in given}
+        if flat or "sampling" in given:
+            sampling = given.get("sampling", self.sampling)
+            if isinstance(sampling, dict):
+                sampling = SamplingOverrides.from_dict({k.replace("-", "_"): v for k, v in sampling.items()})
+            if not isinstance(sampling, SamplingOverrides):
+                raise ConfigError(f"sampling must be a table of sampling settings, got {sampling!r}")
+            given["sampling"] = sampling.replace(**flat)
         unknown = sorted(set(given) - {f.name for f in dataclasses.fields(self)})
         if unknown:
             raise ConfigError(f"unknown daemon setting(s): {', '.join(unknown)}")

@@ -1,7 +1,9 @@
 """Controls: CC values from the DAW turned into generation settings.
 
 The emotion knob (one CC) walks Q3 -> Q4 -> Q1 -> Q2; in XY mode two CCs set
-valence and arousal. Temperature and guidance CCs scale those settings.
+valence and arousal. Temperature and guidance CCs set those sampling
+settings over the config's. A CC value is checked once, when it arrives
+(:meth:`Controls.handle_cc`), and turned into what it controls there.
 Values are read at bar lines (:meth:`Controls.at_bar_line`), so a change
 applies to the next bar the generator starts; the capsule moves there with
 exponential smoothing so the mood glides rather than jumps.
@@ -12,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from affetto.daemon.config import DaemonConfig
-from affetto.emotion import Capsule, cc_unit, knob_capsule, va_capsule
+from affetto.emotion import Capsule, cc_unit, cc_value, knob_capsule, va_capsule
+from affetto.errors import EmotionError
+from affetto.runtime.sampling import SamplingOverrides
 
 TEMPERATURE_RANGE = (0.3, 1.7)  # CC 0..127 maps linearly onto this
 GUIDANCE_RANGE = (1.0, 5.0)
@@ -21,12 +25,12 @@ GUIDANCE_RANGE = (1.0, 5.0)
 @dataclass(frozen=True)
 class Settings:
     capsule: Capsule
-    temperature: float | None  # None: the model's own setting
-    guidance: float | None
+    sampling: SamplingOverrides  # the config's, with what the temperature and guidance CCs set
 
 
 def cc_to_range(value: int, lo: float, hi: float) -> float:
-    return lo + (hi - lo) * value / 127
+    """A CC value (checked here, by :func:`~affetto.emotion.cc_value`) mapped linearly onto ``lo..hi``."""
+    return lo + (hi - lo) * cc_value(value) / 127
 
 
 class Controls:
@@ -34,51 +38,48 @@ class Controls:
 
     def __init__(self, config: DaemonConfig) -> None:
         self.config = config
-        self.knob = config.emotion
-        self.valence = 64
-        self.arousal = 64
-        self.temperature = config.temperature
-        self.guidance = config.guidance
-        self._capsule = self.target()
-        self.changes = 0
+        self._valence = self._arousal = cc_unit(64)
+        self._target = va_capsule(self._valence, self._arousal) if config.xy_mode else knob_capsule(config.emotion)
+        self._capsule = self._target
+        self._sampling = config.sampling
 
     def handle_cc(self, control: int, value: int) -> bool:
         """Apply one CC; True when it is one of ours. Values outside 0..127 are ignored."""
-        if not isinstance(value, int) or not 0 <= value <= 127:
-            return False
         c = self.config
-        if c.xy_mode and control == c.valence_cc:
-            self.valence = value
-        elif c.xy_mode and control == c.arousal_cc:
-            self.arousal = value
-        elif not c.xy_mode and control == c.emotion_cc:
-            self.knob = value
-        elif control == c.temperature_cc:
-            self.temperature = cc_to_range(value, *TEMPERATURE_RANGE)
-        elif control == c.guidance_cc:
-            self.guidance = cc_to_range(value, *GUIDANCE_RANGE)
-        else:
+        try:
+            if c.xy_mode and control == c.valence_cc:
+                self._valence = cc_unit(value)
+                self._target = va_capsule(self._valence, self._arousal)
+            elif c.xy_mode and control == c.arousal_cc:
+                self._arousal = cc_unit(value)
+                self._target = va_capsule(self._valence, self._arousal)
+            elif not c.xy_mode and control == c.emotion_cc:
+                self._target = knob_capsule(value)
+            elif control == c.temperature_cc:
+                self._sampling = self._sampling.replace(temperature=cc_to_range(value, *TEMPERATURE_RANGE))
+            elif control == c.guidance_cc:
+                self._sampling = self._sampling.replace(guidance=cc_to_range(value, *GUIDANCE_RANGE))
+            else:
+                return False
+        except EmotionError:
             return False
-        self.changes += 1
         return True
 
     def target(self) -> Capsule:
         """The capsule the controls point at right now."""
-        if self.config.xy_mode:
-            return va_capsule(cc_unit(self.valence), cc_unit(self.arousal))
-        return knob_capsule(self.knob)
+        return self._target
 
     def at_bar_line(self) -> Settings:
         """Settings for the next bar: the capsule moves toward the target, smoothed."""
         keep = self.config.emotion_smoothing
-        target = self.target().weights
+        target = self._target.weights
         old = self._capsule.weights
         mixed = tuple(keep * o + (1 - keep) * t for o, t in zip(old, target, strict=False))
         # snap when close, so a steady knob gives exactly its own capsule
         if max(abs(m - t) for m, t in zip(mixed, target, strict=False)) < 0.02:
             mixed = target
         self._capsule = Capsule(mixed)
-        return Settings(self._capsule, self.temperature, self.guidance)
+        return Settings(self._capsule, self._sampling)
 
     @property
     def capsule(self) -> Capsule:

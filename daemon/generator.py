@@ -28,8 +28,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from affetto.emotion import Capsule
-from affetto.errors import AffettoError
+from affetto.errors import AffettoError, ConfigError
 from affetto.music import Note, TimeSignature
+from affetto.runtime.sampling import NO_OVERRIDES, SamplingOverrides
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +45,7 @@ class BarGenerator(Protocol):
         """Start afresh from ``seed`` (onsets in beats from the first seed bar line; may be empty)."""
 
     def generate_bar(
-        self,
-        capsule: Capsule,
-        *,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        guidance: float | None = None,
-        candidates: int | None = None,
-        rng: np.random.Generator | None = None,
+        self, capsule: Capsule, sampling: SamplingOverrides = NO_OVERRIDES, *, rng: np.random.Generator | None = None
     ) -> list[Note]:
         """The next bar; onsets relative to its start, ``0 <= onset < meter.beats_per_bar``.
 
@@ -101,16 +94,8 @@ class FakeGenerator:
             self.root = 48 + min(n.pitch for n in seed) % 12
 
     def generate_bar(
-        self,
-        capsule: Capsule,
-        *,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        guidance: float | None = None,
-        candidates: int | None = None,  # accepted for the protocol; the fake draws one bar
-        rng: np.random.Generator | None = None,
-    ) -> list[Note]:
+        self, capsule: Capsule, sampling: SamplingOverrides = NO_OVERRIDES, *, rng: np.random.Generator | None = None
+    ) -> list[Note]:  # the fake draws one bar whatever the candidates
         if self.fail_after is not None and self.bars >= self.fail_after:
             raise RuntimeError("fake generator failure")
         self._burn()
@@ -128,7 +113,7 @@ class FakeGenerator:
         for i in range(int(length * steps_per_beat)):
             if i and rng.random() > 0.5 + 0.4 * arousal:
                 continue
-            degree = int(rng.integers(0, len(scale))) if temperature is None or temperature > 0 else i % len(scale)
+            degree = int(rng.integers(0, len(scale)))
             pitch = min(127, self.root + octave + scale[degree])
             notes.append(Note(pitch, i * step, step * 0.9, velocity))
         return notes
@@ -146,18 +131,42 @@ class FakeGenerator:
             a = np.tanh(a @ a / 96.0)
 
 
-@dataclass(frozen=True)
+TASKS = ("continue", "answer", "harmonise")
+
+
+@dataclass(frozen=True, kw_only=True)
 class BarRequest:
+    """What the conductor asks of the generator for one bar; checked once, here.
+
+    ``task`` says what is asked: ``continue`` the seed, ``answer`` a phrase
+    (call-response), ``harmonise`` under it.
+    """
+
     bar: int
     capsule: Capsule
-    temperature: float | None = None  # None: the model's own setting
-    guidance: float | None = None
-    top_k: int | None = None
-    top_p: float | None = None
+    sampling: SamplingOverrides = NO_OVERRIDES  # None fields: the model's own settings
     seed: tuple[Note, ...] | None = None  # prime with this first when not None
+    task: str = "continue"
     rng_seed: int | None = None
     epoch: int = 0  # the conductor's transport epoch, handed back on the result
-    candidates: int | None = None  # None: the model's own setting
+
+    def __post_init__(self) -> None:
+        if isinstance(self.bar, bool) or not isinstance(self.bar, int) or self.bar < 0:
+            raise ConfigError(f"bar must be an int >= 0, got {self.bar!r}")
+        if not isinstance(self.capsule, Capsule):
+            raise ConfigError(f"capsule must be a Capsule, got {self.capsule!r}")
+        if not isinstance(self.sampling, SamplingOverrides):
+            raise ConfigError(f"sampling must be SamplingOverrides, got {self.sampling!r}")
+        if self.seed is not None and not (
+            isinstance(self.seed, tuple) and all(isinstance(n, Note) for n in self.seed)
+        ):
+            raise ConfigError("seed must be a tuple of Notes or None")
+        if self.task not in TASKS:
+            raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.rng_seed is not None and (isinstance(self.rng_seed, bool) or not isinstance(self.rng_seed, int)):
+            raise ConfigError(f"rng_seed must be an int or None, got {self.rng_seed!r}")
+        if isinstance(self.epoch, bool) or not isinstance(self.epoch, int):
+            raise ConfigError(f"epoch must be an int, got {self.epoch!r}")
 
 
 @dataclass(frozen=True)
@@ -176,15 +185,7 @@ def run_request(generator: BarGenerator, req: BarRequest) -> BarResult:
         if req.seed is not None:
             generator.prime(req.seed)
         rng = np.random.default_rng(None if req.rng_seed is None else [req.rng_seed, req.bar])
-        notes = generator.generate_bar(
-            req.capsule,
-            temperature=req.temperature,
-            top_k=req.top_k,
-            top_p=req.top_p,
-            guidance=req.guidance,
-            candidates=req.candidates,
-            rng=rng,
-        )
+        notes = generator.generate_bar(req.capsule, req.sampling, rng=rng)
         return BarResult(req.bar, list(notes), time.perf_counter_ns() - t0, None, req.epoch)
     except Exception as err:  # a failing bar is a missed bar, not a dead daemon
         return BarResult(req.bar, [], time.perf_counter_ns() - t0, f"{type(err).__name__}: {err}", req.epoch)

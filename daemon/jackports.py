@@ -179,7 +179,6 @@ class JackOutput:
         self._seq = itertools.count()
         self._written: deque[tuple[int, bytes]] = deque(maxlen=1024)  # (period, data), the callback's own
         self._xruns_handled = 0
-        self.busy_cycles = 0  # periods whose queue was locked by a producer (messages went a period later)
         self.resent = 0  # releases written again after xruns
 
     @property
@@ -239,7 +238,7 @@ class JackOutput:
         if self._xruns_handled != self._owner.xruns:
             self._xruns_handled = self._owner.xruns
             self._resend_releases(start_ns)
-        if pending:
+        if pending:  # noqa: SIM102 (a locked queue waits a period; kept apart from the emptiness test)
             if self._lock.acquire(False):
                 try:
                     limit = start_ns + (frames - 0.5) * ns_per_frame
@@ -247,8 +246,6 @@ class JackOutput:
                         due.append(heapq.heappop(pending))
                 finally:
                     self._lock.release()
-            else:
-                self.busy_cycles += 1
         if not due:
             return
         last = written = 0

@@ -73,11 +73,6 @@ class OwnedOutput:
         with self._lock:
             return sorted(self._owned)
 
-    @property
-    def used_channels(self) -> set[int]:
-        with self._lock:
-            return set(self._used_channels)
-
     def note_on(self, channel: int, pitch: int, velocity: int, at_ns: int | None = None) -> int:
         """Send a note-on (at ``at_ns`` on a timed sink) and own it; returns the token its note-off
         must carry (0 if not sent)."""

@@ -160,10 +160,6 @@ class Scheduler:
         with self._cond:
             return sum(1 for e in self._heap if e[1] == ON)
 
-    def last_pending_beat(self) -> float | None:
-        with self._cond:
-            return max((e[0] for e in self._heap), default=None)
-
     def cancel_from(self, beat: float) -> int:
         """Drop queued note-ons at or after ``beat`` (their note-offs become no-ops); returns the count."""
         with self._cond:

@@ -9,8 +9,6 @@ with onsets measured from the first bar line of the span, as the generator's
 
 from __future__ import annotations
 
-import math
-
 from affetto.music import Grid, Note, TimeSignature, quantise
 
 MAX_NOTES = 2048  # a flood of notes cannot grow the buffer without bound
@@ -84,7 +82,3 @@ class SeedBuffer:
         length = self.meter.beats_per_bar
         half = 0.5 / self.grid.steps_per_beat
         return first_bar * length - half, end_bar * length - half
-
-    @staticmethod
-    def bar_of(beat: float, meter: TimeSignature) -> int:
-        return math.floor(beat / meter.beats_per_bar + 1e-9)

@@ -38,9 +38,9 @@ EXIT_OK, EXIT_ERROR, EXIT_PORT_LOST = 0, 1, 3
 
 
 def _load_engine(path: str | None, meter: TimeSignature, threads: int | None):
-    from affetto.daemon.engine import Engine  # lazy: ONNX Runtime loads only here
+    from affetto.runtime import load_model  # lazy: ONNX Runtime loads only here
 
-    return Engine.load(path, meter=meter, threads=threads)
+    return load_model(path, meter=meter, threads=threads)
 
 
 def _fake(meter: TimeSignature, cost_ms: float = 0.0):

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from affetto.daemon.engine import Engine, default_model_path
 from affetto.emotion import Capsule, Quadrant
 from affetto.midifile import read_midi, write_midi
 from affetto.models.listening import independent_keys
 from affetto.models.outside_seeds import SEED_FOLDER
 from affetto.music import Note
 from affetto.plot import piano_roll
+from affetto.runtime.engine import Engine, default_model_path
 
 OUT = Path(__file__).with_name("examples")
 SEED_BARS, BARS = 4, 8

@@ -18,19 +18,15 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
-import torch
 
-import affetto
 from affetto.emotion import Quadrant
 from affetto.errors import ModelFileError
-from affetto.manifest import FORMAT, FORMAT_VERSION, METADATA_KEY, graph_hash, read_manifest
+from affetto.manifest import METADATA_KEY, graph_hash, read_manifest
 from affetto.models.checkpoint import load_checkpoint
-from affetto.models.transformer import EmotionTransformer
 from affetto.vocab import Vocabulary
 
-from .graph import build_graph
-from .parity import FP32_ATOL, ParityReport, agreement, check_parity
+from .families import get_family
+from .parity import FP32_ATOL, ParityReport
 
 log = logging.getLogger(__name__)
 
@@ -107,41 +103,6 @@ def grammar_walks(
     return seqs, cond
 
 
-def build_manifest(model: EmotionTransformer, meta: dict, dtype: str) -> dict[str, Any]:
-    train = meta.get("train", {})
-    dropout = float(train.get("cond_dropout", 0.0))
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "name": Path(str(train.get("out", "model"))).name,
-        "dtype": dtype,
-        "vocab": meta["vocab"],
-        "grid": {"steps_per_beat": meta["vocab"]["steps_per_beat"]},
-        "model": model.cfg.to_dict(),
-        "kv_cache": {"layout": "shared-buffer", "op": "com.microsoft.GroupQueryAttention",
-                     "max_len": model.cfg.max_len, "heads": model.cfg.n_head, "head_size": model.cfg.head_dim},
-        "conditioning": {
-            "quadrants": [f"{q.name} {q.mood}" for q in Quadrant],
-            "cond_dropout": dropout,
-            "guidance_ready": dropout > 0,
-        },
-        "judge": meta.get("judge", {}),
-        "training": {
-            "data": meta.get("data_summary", {}),
-            "step": meta.get("step"),
-            "val_loss": meta.get("val_loss"),
-            "config": train,
-        },
-        "exporter": {
-            "affetto": affetto.__version__,
-            "torch": torch.__version__,
-            "onnx": onnx.__version__,
-            "onnxruntime": ort.__version__,
-            "opset": 20,
-        },
-    }
-
-
 def with_manifest(model: onnx.ModelProto, manifest: dict) -> onnx.ModelProto:
     """Store ``manifest`` in the model's metadata, stamped with the hash of its graph as it is now."""
     manifest = dict(manifest, content_hash=graph_hash(model.graph.SerializeToString()))
@@ -164,7 +125,7 @@ def quantize_int8(fp32: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _check_sampling(sampling: dict) -> None:
-    from affetto.daemon.sampling import SamplingConfig
+    from affetto.runtime.sampling import SamplingConfig  # torch-free core: the same checks as the runtime's
 
     allowed = {"default", *(q.name for q in Quadrant)}
     for key, values in sampling.items():
@@ -193,12 +154,13 @@ def export_checkpoint(
     if sampling is not None:
         _check_sampling(sampling)
     model, meta = load_checkpoint(checkpoint)
+    family = get_family(str(meta.get("family", "lead")))
     vocab = Vocabulary.from_dict(meta["vocab"])
     if vocab.size != model.cfg.vocab_size:
         raise ModelFileError(
             f"{checkpoint}: vocabulary of {vocab.size} tokens but the model has {model.cfg.vocab_size}"
         )
-    fp32 = build_graph(model)
+    fp32 = family.graph(model)
     onnx.checker.check_model(fp32, full_check=True)
     fp32_bytes = fp32.SerializeToString()
     if check or int8:
@@ -208,16 +170,16 @@ def export_checkpoint(
         seqs, cond = sequences
         width = min(len(s) for s in seqs)
         batch = np.stack([s[:width] for s in seqs[:2]])
-        parity = check_parity(fp32_bytes, model, batch, cond[:2])
+        parity = family.parity(fp32_bytes, model, batch, cond[:2])
         log.info("parity: %s", parity)
         if not parity.passed():
             raise ModelFileError(f"{checkpoint}: exported graph disagrees with PyTorch: {parity}")
-    manifest = build_manifest(model, meta, "int8" if int8 else "fp32")
+    manifest = {**family.manifest(model, meta, "int8" if int8 else "fp32"), "family": family.name}
     result_int8 = None
     final = fp32
     if int8:
         final = quantize_int8(fp32)
-        result_int8 = agreement(fp32_bytes, final.SerializeToString(), model, *sequences)
+        result_int8 = family.agreement(fp32_bytes, final.SerializeToString(), model, *sequences)
         manifest["quantization"] = {"method": "onnxruntime dynamic, int8 weights, MatMul", **result_int8}
     if parity is not None:
         manifest["parity"] = parity.to_dict()

@@ -3,7 +3,8 @@
 No pickle anywhere: ``<name>.safetensors`` holds the weights,
 ``<name>.optim.safetensors`` the optimizer's tensors, and ``<name>.json`` the
 model, vocabulary, judge, data and training configs, the step and the
-validation loss. Files are written to a temporary name and renamed, so an
+validation loss, and the model's family (:mod:`.families`), which decides what
+loading builds. Files are written to a temporary name and renamed, so an
 interrupted save never leaves a half-written checkpoint behind.
 """
 
@@ -19,7 +20,7 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 
 from affetto.errors import ModelFileError
 
-from .transformer import EmotionTransformer, ModelConfig
+from .families import family_of_meta, family_of_model
 
 FORMAT = "affetto-checkpoint"
 
@@ -39,7 +40,7 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path, Path]:
 
 def save_checkpoint(
     path: str | Path,
-    model: EmotionTransformer,
+    model: torch.nn.Module,
     meta: dict[str, Any],
     optimizer: torch.optim.Optimizer | None = None,
 ) -> Path:
@@ -48,7 +49,7 @@ def save_checkpoint(
     tmp = weights.with_name(weights.name + ".tmp")
     save_model(model, str(tmp))
     os.replace(tmp, weights)
-    full = {"format": FORMAT, "model": model.cfg.to_dict(), **meta}
+    full = {"format": FORMAT, "family": family_of_model(model).name, "model": model.cfg.to_dict(), **meta}
     if optimizer is not None:
         tensors, groups = _flatten_optimizer(optimizer)
         tmp = optim.with_name(optim.name + ".tmp")
@@ -76,16 +77,17 @@ def read_meta(path: str | Path) -> dict[str, Any]:
 
 def load_checkpoint(
     path: str | Path, optimizer: torch.optim.Optimizer | None = None
-) -> tuple[EmotionTransformer, dict[str, Any]]:
-    """The model (in eval mode) and the metadata; fills ``optimizer`` if given."""
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The model of the checkpoint's family (in eval mode) and the metadata; fills ``optimizer`` if given."""
     weights, optim, _ = checkpoint_paths(path)
     meta = read_meta(path)
-    model = EmotionTransformer(ModelConfig.from_dict(meta["model"]))
+    family = family_of_meta(meta)
+    model = family.build(meta["model"])
     try:
         missing, unexpected = load_model(model, str(weights), strict=False)
     except (OSError, RuntimeError, ValueError) as err:
         raise ModelFileError(f"{weights}: cannot load weights ({err})") from err
-    if unexpected or [m for m in missing if m != "head.weight"]:
+    if unexpected or [m for m in missing if m not in family.tied]:
         raise ModelFileError(f"{weights}: weights do not match the config (missing {missing}, extra {unexpected})")
     if optimizer is not None:
         if not optim.exists():

@@ -24,6 +24,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,7 +34,9 @@ import torch.nn.functional as F
 from affetto.errors import ConfigError
 from affetto.vocab import Vocabulary
 
-from .evaluation_data import Phrase
+if TYPE_CHECKING:  # evaluation imports this module; phrases are only annotations here
+    from .evaluation.data import Phrase
+
 
 log = logging.getLogger(__name__)
 

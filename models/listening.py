@@ -32,7 +32,7 @@ from affetto.judge import JudgeConfig, estimate_key, judge
 from affetto.metrics import fill_stats, polyphony
 from affetto.music import Note, TimeSignature
 
-from .evaluation_stats import proportion
+from .evaluation.stats import proportion
 
 log = logging.getLogger(__name__)
 
@@ -159,10 +159,12 @@ def continue_phrase(engine, seed: Sequence[Note], seed_bars: int, capsule: Capsu
     """``bars`` bars after ``seed`` (``seed_bars`` long; empty for none), onsets from the first new bar line."""
     engine.prime(list(seed), bars=seed_bars if seed else None)
     length = engine.meter.beats_per_bar
-    kwargs = {} if candidates == DEFAULT else {"candidates": int(candidates)}
+    from affetto.runtime.sampling import NO_OVERRIDES, SamplingOverrides
+
+    overrides = NO_OVERRIDES if candidates == DEFAULT else SamplingOverrides(candidates=int(candidates))
     notes = []
     for b in range(bars):
-        for n in engine.generate_bar(capsule, rng=rng, **kwargs):
+        for n in engine.generate_bar(capsule, overrides, rng=rng):
             notes.append(Note(n.pitch, n.onset + b * length, n.duration, n.velocity))
     return notes
 
@@ -244,7 +246,7 @@ def _following(takes: Sequence[Take], seeds: Sequence[SeedPhrase], bars: int) ->
 
 def listen(cfg: ListenConfig) -> dict:
     """Generate and measure; returns a JSON-ready report."""
-    from affetto.daemon.engine import Engine, default_model_path
+    from affetto.runtime.engine import Engine, default_model_path
 
     model = Path(cfg.model) if cfg.model else default_model_path()
     judge_config = JudgeConfig()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command (README, .ci/run): installs what the tests need, then runs all of them.
+# The test command (README, .ci/run): installs what the tests need, type-checks the core, then runs all tests.
 #
 # - torch is pinned to the CPU build that lies on this machine's disk; an
 #   unpinned torch would download a multi-GB CUDA build.
@@ -18,6 +18,9 @@ if ! command -v jackd >/dev/null 2>&1 || ! command -v jack_wait >/dev/null 2>&1;
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends jackd2 >/dev/null
 fi
+
+# Types of the core and its runtime (affetto/, configured in pyproject's [tool.mypy]) before the tests.
+python3 -m mypy
 
 export AFFETTO_REQUIRE_JACK=1
 exec python3 -m pytest -q "$@"

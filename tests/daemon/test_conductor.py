@@ -6,7 +6,7 @@ import pytest
 from daemon_fakes import MS, make_rig
 
 from affetto.daemon.clock import PPQN
-from affetto.emotion import Quadrant, knob_value
+from affetto.emotion import Quadrant, knob_capsule, knob_value
 
 BAR = 4.0  # 4/4
 
@@ -51,11 +51,12 @@ def test_requests_carry_the_sampling_settings_of_the_config():
     rig.start()
     rig.advance(int(1.5 * rig.ns_per_bar), auto_deliver=False)
     assert rig.worker.requests
-    assert all(r.candidates == 2 and r.top_p == 0.9 for r in rig.worker.requests)
+    assert all(r.sampling.candidates == 2 and r.sampling.top_p == 0.9 for r in rig.worker.requests)
+    assert all(r.task == "continue" for r in rig.worker.requests)
     default = make_rig()
     default.start()
     default.advance(int(1.5 * default.ns_per_bar), auto_deliver=False)
-    assert all(r.candidates is None for r in default.worker.requests)  # None: the model's own setting
+    assert all(r.sampling.candidates is None for r in default.worker.requests)  # None: the model's own setting
 
 
 def test_knob_changes_the_next_bars():
@@ -158,7 +159,7 @@ def test_bad_transport_input_never_crashes():
     daw.ticks(PPQN * 4 * 2)
     daw.send(0x92, 60, 100)  # a note on another channel: ignored
     daw.send(0xB0, 20, 200)  # CC out of range (not valid MIDI): ignored
-    assert rig.conductor.controls.knob == rig.config.emotion
+    assert rig.conductor.controls.target() == knob_capsule(rig.config.emotion)
     assert rig.conductor.seed.latest_onset is None
     daw.send(0xFC)
     assert rig.port.sounding() == set()
@@ -256,4 +257,4 @@ def test_status_line_every_few_bars_says_dash_until_something_is_measured(caplog
     assert "gen - |" in lines[0] and "lateness p99 -" in lines[0]  # bar 1: nothing generated or sent yet
     assert "nan" not in " ".join(lines)
     last = lines[-1]
-    assert " ms | bars " in last and "generated, 0 missed" in last and last.endswith(" ms")
+    assert " ms | bars " in last and "generated, 0 missed" in last and last.endswith(" ms | 0 notes dropped late")

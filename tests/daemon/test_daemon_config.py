@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from affetto.cli_daemon import ports, run
+from affetto.daemon.cli import ports, run
 from affetto.daemon.config import DaemonConfig
 from affetto.daemon.controls import Controls
-from affetto.emotion import Quadrant, knob_value
+from affetto.daemon.generator import BarRequest
+from affetto.emotion import Capsule, Quadrant, knob_value
 from affetto.errors import ConfigError
-from affetto.music import TimeSignature
+from affetto.music import Note, TimeSignature
+from affetto.runtime.sampling import SamplingOverrides
 
 
 def test_defaults_and_toml_with_overrides(tmp_path):
@@ -47,6 +49,35 @@ def test_validation_messages(overrides, message):
         DaemonConfig().replace(**overrides)
 
 
+def test_sampling_settings_are_one_validated_object(tmp_path):
+    path = tmp_path / "studio.toml"
+    path.write_text('temperature = 0.9\n[sampling]\ntop-p = 0.8\n')
+    config = DaemonConfig.load(path)
+    assert config.sampling == SamplingOverrides(temperature=0.9, top_p=0.8)
+    assert config.replace(candidates=2).sampling == SamplingOverrides(temperature=0.9, top_p=0.8, candidates=2)
+    assert config.to_dict()["sampling"] == {"temperature": 0.9, "top_p": 0.8}
+    with pytest.raises(ConfigError, match="unknown sampling setting"):
+        DaemonConfig.from_dict({"sampling": {"heat": 1}})
+    with pytest.raises(ConfigError, match="top_k must be an int"):
+        DaemonConfig(sampling=SamplingOverrides(top_k=2.5))
+
+
+def test_bar_requests_are_keyword_only_and_checked_once():
+    request = BarRequest(bar=3, capsule=Capsule.of(Quadrant.Q1), task="answer")
+    assert request.sampling == SamplingOverrides() and request.seed is None
+    with pytest.raises(TypeError):
+        BarRequest(3, Capsule.of(Quadrant.Q1))  # type: ignore[misc]  # keyword-only on purpose
+    for bad, message in (
+        ({"bar": -1}, "bar must be an int >= 0"),
+        ({"capsule": (1, 0, 0, 0)}, "capsule must be a Capsule"),
+        ({"sampling": {"temperature": 1.0}}, "sampling must be SamplingOverrides"),
+        ({"seed": [Note(60, 0, 1)]}, "seed must be a tuple of Notes"),
+        ({"task": "improvise"}, "task must be one of continue, answer, harmonise"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            BarRequest(**{"bar": 0, "capsule": Capsule.of(Quadrant.Q1), **bad})
+
+
 def test_bad_toml(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("port_name = \n")
@@ -74,7 +105,7 @@ def test_xy_mode_and_other_ccs():
     controls.handle_cc(3, 127)
     controls.handle_cc(4, 0)
     settings = controls.at_bar_line()
-    assert settings.temperature == pytest.approx(1.7) and settings.guidance == pytest.approx(1.0)
+    assert settings.sampling.temperature == pytest.approx(1.7) and settings.sampling.guidance == pytest.approx(1.0)
     assert not controls.handle_cc(20, 5)  # not ours in XY mode
     assert not controls.handle_cc(1, 128)  # out of range: ignored
     assert not controls.handle_cc(1, -1)

@@ -57,8 +57,8 @@ def test_generate_plot(tiny_model, tmp_path):
         (["-e", "joyful"], "unknown quadrant 'joyful'"),
         (["-e", "2,0"], "valence must be a number in [-1, 1]"),
         (["-e", "sad", "--bars", "0"], "bars must be >= 1"),
-        (["-e", "sad", "--temperature", "0"], "temperature must be > 0"),
-        (["-e", "sad", "--candidates", "0"], "candidates must be an int in 1..16"),
+        (["-e", "sad", "--temperature", "0"], "temperature must be in range 0.01..5.0"),
+        (["-e", "sad", "--candidates", "0"], "candidates must be in range 1..16"),
         (["-e", "sad", "--model", "nowhere.onnx"], "nowhere.onnx: no such model file"),
     ],
 )
@@ -95,8 +95,8 @@ def test_the_shipped_model_generates_without_torch_or_network(tmp_path):
     import subprocess
     import sys
 
-    from affetto.daemon.engine import default_model_path
     from affetto.manifest import read_manifest
+    from affetto.runtime.engine import default_model_path
 
     manifest = read_manifest(default_model_path())  # checks the content hash too
     assert manifest["conditioning"]["guidance_ready"]
@@ -116,9 +116,9 @@ def test_the_daemon_uses_the_shipped_model_when_none_is_given():
     import numpy as np
 
     from affetto.daemon.config import DaemonConfig
-    from affetto.daemon.engine import default_model_path
     from affetto.daemon.service import default_factory
     from affetto.emotion import Capsule, Quadrant
+    from affetto.runtime.engine import default_model_path
 
     engine = default_factory(DaemonConfig(meter=TimeSignature(3, 4)))()
     assert engine.model_path == default_model_path()

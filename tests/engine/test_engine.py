@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from affetto.daemon.engine import Engine
-from affetto.daemon.sampling import SamplingConfig, sample
 from affetto.emotion import Capsule, Quadrant
 from affetto.errors import ConfigError, ModelFileError
 from affetto.models.checkpoint import load_checkpoint
 from affetto.music import Note, TimeSignature
+from affetto.runtime.engine import Engine
+from affetto.runtime.sampling import SamplingConfig, SamplingOverrides, sample
 
 pytestmark = pytest.mark.torch
 
@@ -37,7 +37,8 @@ def test_same_seed_same_music(tiny_model):
         engine = Engine(tiny_model)
         engine.prime(SEED)
         rng = np.random.default_rng(value)
-        return [engine.generate_bar(Capsule.of(Quadrant.Q3), guidance=1.5, rng=rng) for _ in range(4)]
+        guided = SamplingOverrides(guidance=1.5)
+        return [engine.generate_bar(Capsule.of(Quadrant.Q3), guided, rng=rng) for _ in range(4)]
 
     assert run(7) == run(7)
     assert run(7) != run(8)
@@ -50,12 +51,12 @@ def test_engine_logits_match_pytorch(tiny_model, tiny_checkpoint):
     engine.prime(SEED)
     capsule = Capsule.of(Quadrant.Q2)
     engine.generate_bar_tokens(capsule, SamplingConfig(guidance=2.0, greedy=True), np.random.default_rng(0))
-    context = torch.tensor([engine._context])
+    context = torch.tensor([engine.cache.context])
     with torch.no_grad():
         cond, _ = model(context, torch.tensor([capsule.weights], dtype=torch.float32))
         uncond, _ = model(context, torch.zeros(1, 4))
-    np.testing.assert_allclose(engine._logits[0, 0], cond[0, -1].numpy(), atol=1e-4)
-    np.testing.assert_allclose(engine._logits[1, 0], uncond[0, -1].numpy(), atol=1e-4)
+    np.testing.assert_allclose(engine.cache.logits[0], cond[0, -1].numpy(), atol=1e-4)
+    np.testing.assert_allclose(engine.cache.logits[1], uncond[0, -1].numpy(), atol=1e-4)
 
 
 def test_context_slides_at_bar_lines_and_stays_correct(tiny_model, tiny_checkpoint):
@@ -65,12 +66,12 @@ def test_context_slides_at_bar_lines_and_stays_correct(tiny_model, tiny_checkpoi
     rng = np.random.default_rng(1)
     for _ in range(30):
         engine.generate_bar_tokens(Capsule.of(Quadrant.Q1), SamplingConfig(temperature=1.5), rng)
-        assert len(engine._context) <= engine.max_len
+        assert engine.cache.length <= engine.max_len
     assert engine.stats["slides"] > 0
-    assert engine._context[0] == engine.vocab.bos and engine._context[1] == engine.vocab.bar
+    assert engine.cache.context[:2] == (engine.vocab.bos, engine.vocab.bar)
     with torch.no_grad():
-        ref, _ = model(torch.tensor([engine._context]), torch.tensor([[1.0, 0, 0, 0]]))
-    np.testing.assert_allclose(engine._logits[0, 0], ref[0, -1].numpy(), atol=1e-4)
+        ref, _ = model(torch.tensor([engine.cache.context]), torch.tensor([[1.0, 0, 0, 0]]))
+    np.testing.assert_allclose(engine.cache.logits[0], ref[0, -1].numpy(), atol=1e-4)
 
 
 def test_capsule_change_rereads_the_context(tiny_model):
@@ -89,7 +90,7 @@ def test_seed_outside_range_is_folded_with_a_warning(tiny_model, caplog):
     engine = Engine(tiny_model)
     engine.prime([Note(5, 0, 1), Note(127, 1, 1)])
     assert "2 seed notes outside the model's range" in caplog.text
-    names = [engine.vocab.name(t) for t in engine._context]
+    names = [engine.vocab.name(t) for t in engine.cache.context]
     assert "PITCH_29" in names and "PITCH_103" in names
 
 
@@ -124,7 +125,7 @@ def test_sampler_respects_mask_top_k_and_top_p():
 
 
 def _context_pitch_classes(engine) -> set[int]:
-    return {n.pitch % 12 for n in engine.vocab.decode(engine._context[1:], engine.meter)}
+    return {n.pitch % 12 for n in engine.vocab.decode(engine.cache.context[1:], engine.meter)}
 
 
 def test_context_follows_the_mode_the_valence_asks_for(tiny_model):
@@ -137,19 +138,19 @@ def test_context_follows_the_mode_the_valence_asks_for(tiny_model):
     rng = np.random.default_rng(0)
     engine.generate_bar(Capsule.of(Quadrant.Q3), rng=rng)  # sad: the phrase moves to C minor
     assert engine.stats["mode_changes"] == 1
-    seed_part = engine.vocab.decode(engine._context[1:], engine.meter)[: len(c_major)]
+    seed_part = engine.vocab.decode(engine.cache.context[1:], engine.meter)[: len(c_major)]
     assert [n.pitch for n in seed_part[:8]] == [60, 62, 63, 65, 67, 68, 70, 72]
 
     # (the tiny model's own bars are random notes, so the rest looks at the primed phrase alone)
     engine.prime(c_major)
-    engine._match_mode(Capsule.of(Quadrant.Q1))  # happy and major: nothing to move
-    engine._match_mode(Capsule((0.5, 0.5, 0.0, 0.0)))  # neutral valence: left alone
-    engine._match_mode(Capsule.unconditioned())
+    engine.match_mode(Capsule.of(Quadrant.Q1))  # happy and major: nothing to move
+    engine.match_mode(Capsule((0.5, 0.5, 0.0, 0.0)))  # neutral valence: left alone
+    engine.match_mode(Capsule.unconditioned())
     assert engine.stats["mode_changes"] == 1
-    engine._match_mode(Capsule.of(Quadrant.Q2))  # tense: minor
-    engine._match_mode(Capsule.of(Quadrant.Q3))  # still negative valence: already minor
+    engine.match_mode(Capsule.of(Quadrant.Q2))  # tense: minor
+    engine.match_mode(Capsule.of(Quadrant.Q3))  # still negative valence: already minor
     assert engine.stats["mode_changes"] == 2
-    engine._match_mode(Capsule.of(Quadrant.Q4))  # calm: back to major
+    engine.match_mode(Capsule.of(Quadrant.Q4))  # calm: back to major
     assert engine.stats["mode_changes"] == 3
     assert _context_pitch_classes(engine) == {0, 2, 4, 5, 7, 9, 11}
 
@@ -165,25 +166,25 @@ def test_candidates_keep_the_best_judged_bar_and_roll_the_cache_back(tiny_model,
     engine = Engine(tiny_model)
     engine.prime(SEED)
     drawn: list[list[int]] = []
-    sample_bar = engine._sample_bar
+    sample_bar = engine.decoder.sample_bar
 
-    def recording(config, rng):
-        body = sample_bar(config, rng)  # the tokens after the bar's BAR, which is fed once for all
+    def recording(config, rng, header=None):
+        body = sample_bar(config, rng, header)  # the tokens after the bar's BAR, which is fed once for all
         drawn.append([engine.vocab.bar, *body])
         return body
 
-    monkeypatch.setattr(engine, "_sample_bar", recording)
-    monkeypatch.setattr(engine, "_judge_score", lambda tokens, capsule: float(len(tokens)))  # longest bar wins
-    before = list(engine._context)
+    monkeypatch.setattr(engine.decoder, "sample_bar", recording)
+    monkeypatch.setattr(engine.judge, "score", lambda tokens, capsule: float(len(tokens)))  # longest bar wins
+    before = engine.cache.context
     config = SamplingConfig(temperature=1.5, guidance=1.5, candidates=5)
     bar = engine.generate_bar_tokens(Capsule.of(Quadrant.Q1), config, np.random.default_rng(3))
     assert len(drawn) == 5 and len({tuple(d) for d in drawn}) > 1
     assert bar == max(drawn, key=len)
-    assert engine._context == before + bar  # the losers left nothing behind
+    assert engine.cache.context == (*before, *bar)  # the losers left nothing behind
     # the cache holds exactly the kept context: its next-token logits match PyTorch on it
     with torch.no_grad():
-        ref, _ = model(torch.tensor([engine._context]), torch.tensor([[1.0, 0, 0, 0]]))
-    np.testing.assert_allclose(engine._logits[0, 0], ref[0, -1].numpy(), atol=1e-4)
+        ref, _ = model(torch.tensor([engine.cache.context]), torch.tensor([[1.0, 0, 0, 0]]))
+    np.testing.assert_allclose(engine.cache.logits[0], ref[0, -1].numpy(), atol=1e-4)
 
 
 def test_candidates_are_validated():
@@ -195,6 +196,18 @@ def test_candidates_are_validated():
 def test_candidates_that_all_judge_as_nothing_still_give_a_bar(tiny_model, monkeypatch):
     engine = Engine(tiny_model)
     engine.prime(SEED)
-    monkeypatch.setattr(engine, "_judge_score", lambda tokens, capsule: -np.inf)  # e.g. empty bars
+    monkeypatch.setattr(engine.judge, "score", lambda tokens, capsule: -np.inf)  # e.g. empty bars
     bar = engine.generate_bar_tokens(Capsule.of(Quadrant.Q3), SamplingConfig(candidates=3), np.random.default_rng(0))
-    assert bar[0] == engine.vocab.bar and engine._context[-len(bar):] == bar
+    assert bar[0] == engine.vocab.bar and list(engine.cache.context[-len(bar):]) == bar
+
+
+def test_sampling_overrides_apply_over_the_models_settings():
+    base = SamplingConfig(top_p=0.95, guidance=1.5, candidates=4)
+    assert SamplingOverrides().over(base) == base
+    assert SamplingOverrides(temperature=0.7, candidates=1).over(base) == base.replace(temperature=0.7, candidates=1)
+    assert SamplingOverrides(greedy=True).given() == {"greedy": True}
+    for bad, message in (({"temperature": 0}, "temperature must be in range 0.01..5.0"),
+                         ({"candidates": 2.0}, "candidates must be an int"),
+                         ({"top_p": float("nan")}, "top_p must be a number")):
+        with pytest.raises(ConfigError, match=message):
+            SamplingOverrides(**bad)

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from affetto.daemon.engine import Engine
-from affetto.daemon.sampling import SamplingConfig
 from affetto.emotion import Capsule, Quadrant
 from affetto.errors import VocabularyError
 from affetto.music import Note, TimeSignature
+from affetto.runtime.engine import Engine
+from affetto.runtime.sampling import SamplingConfig
 from affetto.vocab import DENS, KEY, METER, VocabConfig
 
 pytestmark = pytest.mark.torch
@@ -73,7 +73,7 @@ def test_a_density_asked_for_is_written(controlled_model):
     engine.prime(SEED)
     rng = np.random.default_rng(1)
     for density in (1, 3, 6):
-        tokens = engine.generate_bar_tokens(Capsule.of(Quadrant.Q1), SamplingConfig(), rng, density=density)
+        tokens = engine.generate_bar_tokens(Capsule.of(Quadrant.Q1), SamplingConfig(density=density), rng)
         assert headers(engine, tokens)[DENS] == engine.vocab.density(density)
 
 

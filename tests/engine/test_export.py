@@ -50,9 +50,10 @@ def test_int8_export_reports_agreement(tiny_checkpoint, tmp_path):
                                sequences=grammar_walks(Vocabulary(), 4, 64))
     assert result.manifest["dtype"] == "int8"
     q = result.manifest["quantization"]
-    assert 0.5 <= q["top1_agreement"] <= 1.0 and q["max_logit_diff"] >= 0
+    assert 0.5 <= q["top1_agreement"] <= 1.0
+    assert 0 < q["max_logit_diff"] < 0.1  # int8 weights move the logits a little (measured 0.006), never a lot
     assert "top-1 agreement" in result.report()
-    assert result.size_bytes < (tmp_path / "q.onnx").stat().st_size + 1
+    assert result.size_bytes == (tmp_path / "q.onnx").stat().st_size
 
 
 def test_bad_model_files_name_the_file(tmp_path, tiny_model):
@@ -81,8 +82,8 @@ def test_bad_model_files_name_the_file(tmp_path, tiny_model):
 
 
 def test_sampling_settings_travel_in_the_manifest(tiny_checkpoint, tmp_path):
-    from affetto.daemon.engine import Engine
     from affetto.emotion import Capsule, Quadrant
+    from affetto.runtime.engine import Engine
 
     sampling = {"default": {"guidance": 2.0, "top_p": 0.9}, "Q4": {"temperature": 0.7}}
     export_checkpoint(tiny_checkpoint, tmp_path / "s.onnx", check=False, sampling=sampling)

@@ -16,8 +16,8 @@ from affetto.models.emotion_classifier import (
     train_classifier,
     trained_classifier,
 )
-from affetto.models.evaluation import Generated, _key_kept, coherence, real_key_kept
-from affetto.models.evaluation_data import phrase_from_notes, piece_windows
+from affetto.models.evaluation import Generated, coherence, key_kept, real_key_kept
+from affetto.models.evaluation.data import phrase_from_notes, piece_windows
 from affetto.music import Note, TimeSignature
 from affetto.vocab import Vocabulary
 
@@ -115,10 +115,10 @@ def test_key_kept_compares_seed_and_continuation():
     rng = np.random.default_rng(6)
     c_major, c_minor, g_major = phrase_in(0, rng), phrase_in(1, rng), phrase_in(0, rng, tonic=67)
     happy, sad = Capsule.of(Quadrant.Q1), Capsule.of(Quadrant.Q3)
-    assert _key_kept(c_major, c_major, happy, 0.65) == (True, True, True)
-    assert _key_kept(c_major, c_minor, sad, 0.65) == (False, True, False)  # asked to change mode: tonic kept
-    assert _key_kept(c_major, g_major, happy, 0.65) == (False, False, True)
-    assert _key_kept(c_major, c_major, happy, 1.01) is None  # no seed is that clear
+    assert key_kept(c_major, c_major, happy, 0.65) == (True, True, True)
+    assert key_kept(c_major, c_minor, sad, 0.65) == (False, True, False)  # asked to change mode: tonic kept
+    assert key_kept(c_major, g_major, happy, 0.65) == (False, False, True)
+    assert key_kept(c_major, c_major, happy, 1.01) is None  # no seed is that clear
     g = Generated(key_kept=[(True, True, True), (False, True, False), (False, False, True), None])
     c = coherence([g])
     assert c["clear_seeds"] == 3

@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from affetto.daemon.engine import Engine
 from affetto.models.checkpoint import load_checkpoint
-from affetto.models.evaluation_nll import heldout_nll
+from affetto.models.evaluation.nll import heldout_nll
 from affetto.music import Note, TimeSignature
+from affetto.runtime.engine import Engine
 from affetto.vocab import Vocabulary
 
 VOCAB = Vocabulary()

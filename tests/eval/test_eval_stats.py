@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from affetto.emotion import Quadrant
-from affetto.models.evaluation_stats import (
+from affetto.models.evaluation.stats import (
     chance,
     clean,
     confusion_matrix,

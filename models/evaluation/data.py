@@ -24,8 +24,8 @@ from affetto.judge import JudgeConfig
 from affetto.music import Note, TimeSignature
 from affetto.vocab import Vocabulary
 
-from .corpus import Piece
-from .data import DataConfig, assign_splits, label, variants_of
+from ..corpus import Piece
+from ..data import DataConfig, assign_splits, label, variants_of
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def load_source(data: str, *, groups: Sequence[str] = (), emopia: bool = False, 
     MIDI files, or an EMOPIA folder.
     """
     if data == "corpus":
-        from .corpus import DEFAULT_GROUPS, load_corpus
+        from ..corpus import DEFAULT_GROUPS, load_corpus
 
         groups = tuple(groups) or DEFAULT_GROUPS
         # No ``limit``: the full corpus is cached, and a limited one would be parsed afresh.
@@ -91,7 +91,7 @@ def load_source(data: str, *, groups: Sequence[str] = (), emopia: bool = False, 
     if not Path(data).is_dir():
         raise ConfigError(
             f"training data {data!r} is not available here: pass --data corpus or a MIDI folder")
-    from .userdata import load_emopia, load_midi_folder
+    from ..userdata import load_emopia, load_midi_folder
 
     loaded = load_emopia(data) if emopia else load_midi_folder(data, labels_csv, grid=vocab.grid)
     kind = "EMOPIA" if emopia else "MIDI folder"
@@ -100,7 +100,7 @@ def load_source(data: str, *, groups: Sequence[str] = (), emopia: bool = False, 
 
 def load_seed_folder(folder: str, vocab: Vocabulary) -> Source:
     """A folder of MIDI files used whole as held-out seeds (every piece in the "test" split)."""
-    from .userdata import load_midi_folder
+    from ..userdata import load_midi_folder
 
     loaded = load_midi_folder(folder, None, grid=vocab.grid)
     if not loaded.pieces:

@@ -1,18 +1,24 @@
 """Sampling one token from logits: guidance, grammar mask, temperature, top-k, top-p.
 
-Everything works in place on a small float32 buffer the caller owns (the
+:class:`SamplingConfig` is a complete set of settings; :class:`SamplingOverrides`
+is what a user or a bar request asks for (None: the model's own setting),
+validated once when it is made and applied over the model's settings by
+the engine. Everything works in place on a small float32 buffer the caller owns (the
 vocabulary has ~150 tokens), so a decode step allocates next to nothing.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
 
 import numpy as np
 
 from affetto.errors import ConfigError
 
 MAX_CANDIDATES = 16
+MAX_DENSITY = 6  # the vocabulary's density levels: 0 an empty bar, 6 the busiest (see affetto.attributes)
 
 
 @dataclass(frozen=True)
@@ -23,6 +29,7 @@ class SamplingConfig:
     guidance: float = 1.0  # classifier-free guidance scale; 1: off
     greedy: bool = False
     candidates: int = 1  # bars drawn per bar played; the one the feature judge finds nearest the emotion wins
+    density: int | None = None  # onset-density level each bar is written at (models with controls); None: the model's
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
@@ -35,6 +42,8 @@ class SamplingConfig:
             raise ConfigError(f"guidance must be in [0, 20], got {self.guidance}")
         if not isinstance(self.candidates, int) or not 1 <= self.candidates <= MAX_CANDIDATES:
             raise ConfigError(f"candidates must be an int in 1..{MAX_CANDIDATES}, got {self.candidates}")
+        if self.density is not None and (not isinstance(self.density, int) or not 0 <= self.density <= MAX_DENSITY):
+            raise ConfigError(f"density must be an int in 0..{MAX_DENSITY}, got {self.density}")
 
     def replace(self, **changes) -> SamplingConfig:
         return replace(self, **changes)
@@ -46,6 +55,72 @@ class SamplingConfig:
     def from_dict(cls, data: dict) -> SamplingConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
+
+
+# Ranges a user may ask for (the daemon's TOML, generate's options, a bar request).
+OVERRIDE_RANGES: dict[str, tuple[float, float]] = {
+    "temperature": (0.01, 5.0),
+    "top_k": (0, 100_000),
+    "top_p": (0.01, 1.0),
+    "guidance": (0.0, 20.0),
+    "candidates": (1, MAX_CANDIDATES),
+    "density": (0, MAX_DENSITY),
+}
+_INTS = ("top_k", "candidates", "density")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SamplingOverrides:
+    """Sampling settings asked for; None leaves the model's own (its manifest's, else the defaults)."""
+
+    temperature: float | None = None
+    top_k: int | None = None
+    top_p: float | None = None
+    guidance: float | None = None
+    candidates: int | None = None  # bars drawn per bar played; fewer is cheaper
+    density: int | None = None  # onset-density level (models with control tokens); None: the model chooses
+    greedy: bool = False
+
+    def __post_init__(self) -> None:
+        for name, (lo, hi) in OVERRIDE_RANGES.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name in _INTS:
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ConfigError(f"{name} must be an int, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{name} must be a number, got {value!r}")
+            if not lo <= value <= hi:
+                raise ConfigError(f"{name} must be in range {lo}..{hi}, got {value!r}")
+        if not isinstance(self.greedy, bool):
+            raise ConfigError(f"greedy must be true or false, got {self.greedy!r}")
+
+    def given(self) -> dict[str, Any]:
+        """The settings asked for (those not None; ``greedy`` when set)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        if not self.greedy:
+            del out["greedy"]
+        return out
+
+    def over(self, base: SamplingConfig) -> SamplingConfig:
+        """``base`` with these settings applied."""
+        given = self.given()
+        return base.replace(**given) if given else base
+
+    def replace(self, **changes: Any) -> SamplingOverrides:
+        return replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SamplingOverrides:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ConfigError(f"unknown sampling setting(s): {', '.join(unknown)}")
+        return cls(**data)
+
+
+NO_OVERRIDES = SamplingOverrides()
 
 
 # The daemon's and generate's defaults when a model file names none. Four candidates per bar:

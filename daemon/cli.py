@@ -57,7 +57,8 @@ def _cc(ctx: click.Context, param: click.Parameter, value: int | None) -> int | 
 @click.option("--guidance-cc", type=int, callback=_cc, help="CC that sets the guidance scale.")
 @click.option("--channel", type=int, callback=_channel, help="Output MIDI channel, 1..16 (default 1).")
 @click.option("--mode", type=click.Choice(["continue", "call-response"]), help="Generation mode.")
-@click.option("--seed-bars", type=click.IntRange(1, 16), help="Bars of played material kept as seed.")
+@click.option("--seed-bars", type=click.IntRange(1, 16),
+              help="Bars a call-response answers at most; continue mode primes from this + 2.")
 @click.option("--model", help="An exported .onnx model (default: the shipped one; builtin:fake for a stand-in).")
 @click.option("--threads", type=click.IntRange(1, 256), help="ONNX Runtime threads.")
 @click.option(

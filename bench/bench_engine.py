@@ -1,4 +1,7 @@
-"""``affetto bench``: the engine against PyTorch, on the same weights, in one run.
+"""The engine against PyTorch, on the same weights, in one run (``affetto bench`` runs this file).
+
+Usage: ``python bench/bench_engine.py [--model M.onnx] [--checkpoint runs/x/best] [--repeat N]
+[--bars N] [--json-out F]`` (the same options through ``affetto bench``).
 
 Prints per-token decode time (p50/p99) for the ONNX Runtime engine (fp32 and
 int8) and PyTorch eager with and without a KV cache, at batch 1 and 2
@@ -10,6 +13,7 @@ Numbers are measured in this run; nothing here passes or fails.
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -42,18 +46,19 @@ def time_calls(fn: Callable[[], None], repeat: int, warmup: int = 5) -> list[flo
 
 def engine_step_times(model_path: Path, batch: int, context: int, repeat: int) -> list[float]:
     """One decode step of the engine at a fixed context length (the cache is rewound each time)."""
-    from affetto.daemon.engine import Engine
+    from affetto.runtime.engine import Engine
 
     engine = Engine(model_path, threads=1)
-    engine._configure(Capsule.of(Quadrant.Q1), 2.0 if batch == 2 else 1.0)
-    engine._context = engine.vocab.random_walk(context, np.random.default_rng(0))
-    engine._prefill()
+    q1 = Capsule.of(Quadrant.Q1).weights
+    cache = engine.cache
+    cache.condition((q1, (0.0, 0.0, 0.0, 0.0)) if batch == 2 else (q1,))
+    cache.reset(engine.vocab.random_walk(context, np.random.default_rng(0)))
+    cache.prefill()
     token = engine.vocab.bar
 
     def step() -> None:
-        engine._step(token)
-        engine._context.pop()
-        engine._cached -= 1  # rewind: the next step overwrites the same slot
+        cache.step(token)
+        cache.rewind(context)  # the next step overwrites the same slot
 
     return time_calls(step, repeat)
 
@@ -87,14 +92,14 @@ def torch_step_times(checkpoint: Path, batch: int, context: int, repeat: int, ca
 def bar_times(model_path: Path, guidance: float, bars: int, meter: TimeSignature,
               candidates: int = 1) -> tuple[list[float], list[int]]:
     """Wall time and token count of whole bars, continuing a dense seed in a busy emotion."""
-    from affetto.daemon.engine import Engine
+    from affetto.runtime.engine import Engine
 
     engine = Engine(model_path, meter=meter, threads=1)
     seed = [Note(60 + (i * 7) % 12, i * 0.25, 0.25, 100) for i in range(int(4 * meter.beats_per_bar * 2))]
     rng = np.random.default_rng(0)
     engine.prime(seed)
     capsule = Capsule.of(Quadrant.Q1)
-    from affetto.daemon.sampling import SamplingConfig
+    from affetto.runtime.sampling import SamplingConfig
 
     cfg = SamplingConfig(top_p=0.95, guidance=guidance, candidates=candidates)
     engine.generate_bar_tokens(capsule, cfg, rng)  # warm up, first prefill
@@ -111,7 +116,7 @@ def load_and_memory(model_path: Path) -> dict[str, float]:
     """Load time and resident memory of a fresh process holding one engine."""
     code = (
         "import time,resource,json;t=time.perf_counter();"
-        "from affetto.daemon.engine import Engine;"
+        "from affetto.runtime.engine import Engine;"
         f"e=Engine({str(model_path)!r});e.prime([]);"
         "import numpy as np;from affetto.emotion import Capsule,Quadrant;"
         "e.generate_bar(Capsule.of(Quadrant.Q1),rng=np.random.default_rng(0));"
@@ -209,3 +214,26 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
              f"(process with imports {mem['import_and_load_s']:.2f} s), "
              f"peak resident memory {mem['peak_rss_mb']:.0f} MB")
     return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    from affetto.runtime import default_model_path
+
+    parser = argparse.ArgumentParser(prog="affetto bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="An affetto .onnx model (default: the shipped one).")
+    parser.add_argument("--checkpoint", help="The PyTorch checkpoint of the same weights, for the eager rows.")
+    parser.add_argument("--repeat", type=int, default=200, help="Steps timed per cell (>= 10; default 200).")
+    parser.add_argument("--bars", type=int, default=40, help="Bars timed per row (>= 5; default 40).")
+    parser.add_argument("--json-out", help="Also write the figures as JSON.")
+    args = parser.parse_args(argv)
+    if args.repeat < 10 or args.bars < 5:
+        parser.error("--repeat must be >= 10 and --bars >= 5")
+    results = run(Path(args.model) if args.model else default_model_path(),
+                  Path(args.checkpoint) if args.checkpoint else None, repeat=args.repeat, bars=args.bars)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(results, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

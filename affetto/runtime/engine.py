@@ -1,0 +1,219 @@
+"""The lead model's engine: one bar at a time, in a given emotion, with no torch.
+
+Life of a bar::
+
+    prime(seed)                        context = BOS + the seed's bars (not run yet)
+    generate_bar(capsule, ...)         1. mode following may move the context to its parallel mode
+                                       2. if the rows' capsules changed, the cache is stale: re-run
+                                          the context as one prefill (the capsule is part of every
+                                          position, so a new emotion re-reads the phrase in it)
+                                       3. feed BAR, then sample token by token under the grammar
+                                          mask until the model closes the bar (samples BAR); with
+                                          candidates, draw several and keep the best judged
+                                       4. decode the bar's tokens to notes relative to the bar
+
+The pieces live beside this file: :mod:`.session` (ONNX Runtime, IOBinding,
+the shared KV cache), :mod:`.decode` (the grammar-masked loop),
+:mod:`.sampling` and :mod:`.policies` (best-of-N, mode following, the
+sliding window). Guidance runs the conditioned and the unconditioned row as
+one batch of two.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from affetto.attributes import plan_header
+from affetto.emotion import Capsule
+from affetto.errors import ConfigError, ModelFileError
+from affetto.judge import JudgeConfig
+from affetto.manifest import read_manifest
+from affetto.music import Note, TimeSignature
+from affetto.vocab import Vocabulary
+
+from .assets import default_model_path
+from .decode import BarDecoder
+from .families import family_of
+from .policies import JUDGED_BARS, CandidateJudge, ModeFollower, best_of, recent_bars, slid
+from .sampling import DEFAULT_SAMPLING, NO_OVERRIDES, SamplingConfig, SamplingOverrides
+from .session import CachedSession, open_session
+
+log = logging.getLogger(__name__)
+
+MAX_NOTES_PER_BAR = 48
+
+
+class Engine:
+    """Generates bars with an affetto ``.onnx`` model of the lead family; a daemon BarGenerator."""
+
+    family = "lead"
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        meter: TimeSignature = TimeSignature(4, 4),
+        threads: int | None = 1,
+        provider: str = "auto",
+        max_notes_per_bar: int = MAX_NOTES_PER_BAR,
+        follow_mode: bool = True,
+        manifest: dict | None = None,
+    ) -> None:
+        self.model_path = Path(path) if path is not None else default_model_path()
+        threads = 1 if threads is None else threads  # one thread leaves a core to the scheduler
+        if not isinstance(threads, int) or threads < 1:
+            raise ConfigError(f"threads must be an int >= 1, got {threads!r}")
+        t0 = time.perf_counter()
+        self.manifest = manifest if manifest is not None else read_manifest(self.model_path)
+        if family_of(self.manifest) != self.family:
+            raise ModelFileError(f"{self.model_path}: a {family_of(self.manifest)!r} model, not a {self.family!r} one "
+                                 "(load_model picks the runtime of its family)")
+        try:
+            self.vocab = Vocabulary.from_dict(self.manifest["vocab"])
+            model = self.manifest["model"]
+            n_layer, n_head = int(model["n_layer"]), int(model["n_head"])
+            head_dim = int(model["d_model"]) // n_head
+            self.max_len = int(model["max_len"])
+            if int(model["vocab_size"]) != self.vocab.size:
+                raise ValueError(f"model has {model['vocab_size']} tokens, its vocabulary {self.vocab.size}")
+        except (KeyError, TypeError, ValueError) as err:
+            raise ModelFileError(f"{self.model_path}: manifest does not describe a usable model ({err})") from err
+        self.guidance_ready = bool(self.manifest.get("conditioning", {}).get("guidance_ready", False))
+        self.meter = meter
+        self.bar_steps = self.vocab.grid.steps_per_bar(meter)
+        if self.bar_steps > self.vocab.config.max_bar_steps:
+            raise ConfigError(
+                f"meter {meter} is longer than this model's bars ({self.vocab.config.max_bar_steps} steps)"
+            )
+        if self.vocab.meters:
+            self.vocab.meter(meter)  # raises when the model cannot write in this meter
+        self.max_notes_per_bar = max_notes_per_bar
+        self.max_bar_tokens = 1 + len(self.vocab.header) + self.bar_steps + 3 * max_notes_per_bar
+        judge_config = JudgeConfig(**self.manifest.get("judge", {}))
+        data_config = (self.manifest.get("training") or {}).get("data_config") or {}
+        label_tempo = float(data_config.get("label_tempo", judge_config.tempo_ref))
+
+        self.stats: dict = {"bars": 0, "tokens": 0, "prefills": 0, "prefill_tokens": 0, "slides": 0,
+                            "last_ms": 0.0, "mode_changes": 0}
+        self.session = open_session(self.model_path, threads=threads, provider=provider)
+        self.cache = CachedSession(self.session, n_layer=n_layer, n_head=n_head, head_dim=head_dim,
+                                   max_len=self.max_len, vocab_size=self.vocab.size, bos=self.vocab.bos,
+                                   stats=self.stats)
+        self.provider = self.cache.provider
+        self.device = self.cache.device
+        self.decoder = BarDecoder(self.cache, self.vocab, self.bar_steps, max_notes_per_bar)
+        self.judge = CandidateJudge(self.vocab, meter, judge_config, label_tempo)
+        self.mode = ModeFollower(self.vocab, meter, self.bar_steps, enabled=follow_mode)
+        self.load_seconds = time.perf_counter() - t0
+
+    @property
+    def follow_mode(self) -> bool:
+        return self.mode.enabled
+
+    # ---- the daemon's interface ---------------------------------------------------------
+    def prime(self, seed: Sequence[Note], bars: int | None = None) -> None:
+        """Start afresh from ``seed`` (onsets in beats from its first bar line; may be empty).
+
+        Pitches outside the model's range are folded by octaves (with a
+        warning); ``bars`` pads the seed with empty bars up to that length.
+        """
+        cfg = self.vocab.config
+        outside = sum(1 for n in seed if not cfg.pitch_min <= n.pitch <= cfg.pitch_max)
+        if outside:
+            log.warning("%d seed notes outside the model's range %d..%d were moved by octaves",
+                        outside, cfg.pitch_min, cfg.pitch_max)
+        steps = self.vocab.notes_to_steps(seed)
+        if bars is not None and len(steps):
+            steps = steps[steps[:, 0] < bars * self.bar_steps]
+        body = self.vocab.encode_steps(steps, self.bar_steps, n_bars=bars, meter=self.meter).tolist()
+        budget = self.max_len // 2
+        if len(body) > budget - 1:  # keep the latest whole bars
+            starts = (i for i, t in enumerate(body) if t == self.vocab.bar and len(body) - i <= budget - 1)
+            cut = next(starts, len(body))
+            body = body[cut:]
+        self.cache.reset([self.vocab.bos, *body])
+        self.mode.reset()
+
+    def generate_bar(
+        self,
+        capsule: Capsule,
+        sampling: SamplingOverrides | SamplingConfig = NO_OVERRIDES,
+        *,
+        rng: np.random.Generator | None = None,
+    ) -> list[Note]:
+        """The next bar's notes, onsets relative to the bar (``0 <= onset < bar length``).
+
+        Overrides apply over :meth:`sampling_for` the capsule; a complete
+        :class:`SamplingConfig` is used as it is.
+        """
+        config = sampling if isinstance(sampling, SamplingConfig) else sampling.over(self.sampling_for(capsule))
+        tokens = self.generate_bar_tokens(capsule, config, rng or np.random.default_rng())
+        return self.vocab.decode(tokens, self.meter)
+
+    def generate_bar_tokens(self, capsule: Capsule, config: SamplingConfig, rng: np.random.Generator) -> list[int]:
+        """The next bar as tokens (BAR first), left in the context."""
+        t0 = time.perf_counter()
+        self.match_mode(capsule)
+        rows: tuple[tuple[float, ...], ...] = (capsule.weights,)
+        if config.guidance != 1.0 and self.guidance_ready and not capsule.is_unconditioned:
+            rows = (capsule.weights, (0.0, 0.0, 0.0, 0.0))
+        self.cache.condition(rows)
+        room = slid(self.cache.context, self.vocab, self.max_len, self.max_bar_tokens)
+        if room is not None:
+            self.cache.reset(room)
+            self.stats["slides"] += 1
+        self.cache.prefill()
+        header = self.header_for(capsule, config)
+        self.cache.step(self.vocab.bar)  # every bar opens with BAR: fed once, however many candidates follow
+        if config.candidates > 1 and not capsule.is_unconditioned and not config.greedy:
+            recent = recent_bars(self.cache.context, self.vocab.bar, JUDGED_BARS)  # the bars before, and this BAR
+            body = best_of(self.cache, config.candidates, lambda: self.decoder.sample_bar(config, rng, header),
+                           lambda tokens: self.judge.score(recent + tokens, capsule))
+        else:
+            body = self.decoder.sample_bar(config, rng, header)
+        self.stats["bars"] += 1
+        self.stats["last_ms"] = (time.perf_counter() - t0) * 1000
+        return [self.vocab.bar, *body]
+
+    def header_for(self, capsule: Capsule, config: SamplingConfig) -> dict[int, np.ndarray]:
+        """What the next bar's header may say (models whose vocabulary writes meter and controls).
+
+        The meter is the engine's; the key takes the mode the capsule's valence
+        asks for on the context's tonic; density is the one asked for, if any.
+        The rest the model chooses, following the bars before and the capsule.
+        """
+        if not self.vocab.header:
+            return {}
+        valence = None if capsule.is_unconditioned else capsule.valence
+        try:
+            return plan_header(self.vocab, self.cache.context, self.meter, valence, density=config.density)
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
+
+    def match_mode(self, capsule: Capsule) -> bool:
+        """Move the context to its parallel mode when the capsule's valence asks; True when it moved."""
+        moved = self.mode.moved(self.cache.context, capsule)
+        if moved is None:
+            return False
+        context, key = moved
+        self.cache.reset(context)
+        self.stats["mode_changes"] += 1
+        log.debug("context moved from %s to the parallel mode for %s", key, capsule)
+        return True
+
+    def sampling_for(self, capsule: Capsule) -> SamplingConfig:
+        """Sampling settings for a capsule: the model's own (its manifest's ``sampling``), else the defaults.
+
+        A manifest may name settings per quadrant (``"Q3": {...}``) over a
+        ``"default"``; a blended capsule takes those of its heaviest quadrant.
+        """
+        spec = self.manifest.get("sampling") or {}
+        base = DEFAULT_SAMPLING.replace(**spec.get("default", {}))
+        if capsule.is_unconditioned:
+            return base
+        return base.replace(**spec.get(capsule.quadrant.name, {}))

@@ -1,0 +1,134 @@
+"""Policies around the decode loop: best-of-N candidates, mode following, the sliding window.
+
+Candidates: with ``candidates > 1`` several bars are drawn from the same
+state (rolling back is free: the shared cache is written in place, so the
+context length is simply reset), each is judged by the feature judge together
+with the bars before it, and the bar nearest the capsule's valence and arousal
+is kept and re-read. It costs about ``candidates + 1`` times the sampling of
+a bar.
+
+Mode following: a 2 M-parameter model follows the phrase it continues far
+more than the capsule's valence (measured: the key of the context decides the
+mode of the continuation). So when the capsule's valence disagrees with the
+mode of the context (a clear major key asked to be sad, or the reverse), the
+context is moved to its parallel mode (same tonic, third, sixth and seventh
+moved a semitone, as training's augmentation does) before the model reads
+it: the continuation then starts from a minor version of what was played.
+
+Sliding: when the next bar might not fit, the oldest whole bars are dropped
+so half the window remains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from affetto.emotion import Capsule
+from affetto.judge import JudgeConfig, change_mode, estimate_key, judge_arrays
+from affetto.music import TimeSignature
+from affetto.vocab import Vocabulary
+
+from .session import CachedSession
+
+MODE_CLARITY = 0.65  # key correlation above which the context's mode counts as clear (training uses the same)
+MODE_VALENCE = 0.25  # capsules closer to neutral valence than this leave the mode alone
+JUDGED_BARS = 4  # a candidate bar is judged with the bars before it, this many in all (the eval judges 4)
+
+
+def recent_bars(context: Sequence[int], bar: int, n: int) -> list[int]:
+    """The tokens of the last ``n`` whole bars of ``context`` (``bar`` is the BAR token)."""
+    starts = [i for i, t in enumerate(context) if t == bar]
+    return list(context[starts[max(0, len(starts) - n)]:]) if n > 0 and starts else []
+
+
+class CandidateJudge:
+    """Scores bars by how near the feature judge puts them to a capsule's valence and arousal."""
+
+    def __init__(self, vocab: Vocabulary, meter: TimeSignature, judge_config: JudgeConfig, tempo: float) -> None:
+        self.vocab, self.meter = vocab, meter
+        self.judge_config, self.tempo = judge_config, tempo
+
+    def score(self, tokens: list[int], capsule: Capsule) -> float:
+        """Valence and arousal agreement of ``tokens`` (whole bars) with ``capsule``; -inf for no notes."""
+        notes = self.vocab.decode(tokens, self.meter)
+        n_bars = sum(1 for t in tokens if t == self.vocab.bar)
+        if not notes:
+            return -np.inf
+        verdict = judge_arrays(
+            np.array([n.pitch for n in notes]), np.array([n.onset for n in notes]),
+            np.array([n.duration for n in notes]), np.array([n.velocity for n in notes]),
+            n_bars * self.meter.beats_per_bar, self.tempo, self.judge_config)
+        return verdict.valence * capsule.valence + verdict.arousal * capsule.arousal
+
+
+def best_of(cache: CachedSession, candidates: int, draw: Callable[[], list[int]],
+            score: Callable[[list[int]], float]) -> list[int]:
+    """Draw ``candidates`` bars from the cache's state, keep the best scored and leave it in the cache.
+
+    ``draw`` samples one bar, feeding its tokens; the cache is rewound after
+    each, then the winner is re-read token by token (ONNX Runtime's attention
+    takes a multi-token step on top of a cache only for batch 1, and guidance
+    runs two rows).
+    """
+    length, logits = cache.length, cache.logits.copy()  # the whole context is in the cache
+    best: list[int] = []
+    best_score = -np.inf
+    for i in range(candidates):
+        body = draw()
+        value = score(body)
+        if i == 0 or value > best_score:
+            best, best_score = body, value
+        cache.rewind(length, logits)
+    for token in best:
+        cache.step(token)
+    return best
+
+
+class ModeFollower:
+    """Moves a context to its parallel mode when its clear mode disagrees with the capsule's valence.
+
+    Checked once per capsule (a new capsule, or :meth:`reset` after priming).
+    """
+
+    def __init__(self, vocab: Vocabulary, meter: TimeSignature, bar_steps: int, enabled: bool = True) -> None:
+        self.vocab, self.meter, self.bar_steps = vocab, meter, bar_steps
+        self.enabled = enabled
+        self._for: tuple | None = None  # capsule weights the context's mode was last matched to
+
+    def reset(self) -> None:
+        self._for = None
+
+    def moved(self, context: Sequence[int], capsule: Capsule) -> tuple[list[int], str] | None:
+        """The context moved to its parallel mode (and the key it was in), or None to leave it."""
+        if not self.enabled or capsule.weights == self._for:
+            return None
+        self._for = capsule.weights
+        if capsule.is_unconditioned or abs(capsule.valence) < MODE_VALENCE:
+            return None
+        vocab = self.vocab
+        body = list(context[1:])
+        n_bars = sum(1 for t in body if t == vocab.bar)
+        if n_bars == 0:
+            return None
+        steps = vocab.notes_to_steps(vocab.decode(body, self.meter))
+        if len(steps) < 4:
+            return None
+        tonic, mode, clarity = estimate_key(steps[:, 2], steps[:, 1] / vocab.config.steps_per_beat)
+        if clarity < MODE_CLARITY or (mode == "major") == (capsule.valence > 0):
+            return None
+        moved = change_mode(steps, tonic, mode)
+        body = vocab.encode_steps(moved, self.bar_steps, n_bars=n_bars, meter=self.meter).tolist()
+        return [vocab.bos, *body], f"{tonic} {mode}"
+
+
+def slid(context: Sequence[int], vocab: Vocabulary, max_len: int, room: int) -> list[int] | None:
+    """The context with its oldest whole bars dropped when ``room`` more tokens might not fit, else None."""
+    if len(context) + room <= max_len:
+        return None
+    bars = [i for i, t in enumerate(context) if t == vocab.bar]
+    budget = max_len // 2
+    keep = next((b for b in bars if len(context) - b <= budget - 1), None)
+    tail = list(context[keep:]) if keep is not None else []
+    return [vocab.bos, *tail]

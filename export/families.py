@@ -1,0 +1,67 @@
+"""Model families on the export side: graph, parity and manifest per family.
+
+``export_checkpoint`` loads a checkpoint (its family builds the PyTorch
+model, :mod:`affetto.models.families`) and hands the model to the export
+family of the same name: ``graph`` writes the ONNX model, ``parity`` checks
+it against PyTorch, ``agreement`` compares a quantised copy, ``manifest``
+describes it (``family`` is stamped on by the exporter). Registering takes a
+family object or a ``"module:attr"`` string naming one, imported only when a
+checkpoint of that family is exported.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import onnx
+
+from affetto.errors import ModelFileError
+
+
+@dataclass(frozen=True)
+class ExportFamily:
+    name: str
+    graph: Callable[[Any], onnx.ModelProto]  # model -> fp32 ONNX model
+    parity: Callable[..., Any]  # (model bytes, model, tokens, cond) -> a report with passed() and to_dict()
+    agreement: Callable[..., dict]  # (fp32 bytes, other bytes, model, sequences, cond) -> figures
+    manifest: Callable[[Any, dict, str], dict]  # (model, checkpoint meta, dtype) -> manifest
+
+
+_FAMILIES: dict[str, ExportFamily | str] = {}
+
+
+def register_family(family: ExportFamily | str, name: str | None = None) -> None:
+    """Register ``family`` (or, lazily, a ``"module:attr"`` naming one under ``name``)."""
+    if isinstance(family, str):
+        if not name:
+            raise ValueError("a lazily registered family needs its name")
+        _FAMILIES[name] = family
+    else:
+        _FAMILIES[family.name] = family
+
+
+def get_family(name: str) -> ExportFamily:
+    try:
+        family = _FAMILIES[name]
+    except KeyError:
+        raise ModelFileError(f"no exporter for model family {name!r} (known: {', '.join(sorted(_FAMILIES))})") \
+            from None
+    if isinstance(family, str):
+        module, _, attr = family.partition(":")
+        family = _FAMILIES[name] = getattr(importlib.import_module(module), attr)
+    return family
+
+
+def _lead() -> ExportFamily:
+    from .graph import build_graph
+    from .manifest import build_manifest
+    from .parity import agreement, check_parity
+
+    return ExportFamily("lead", build_graph, check_parity, agreement, build_manifest)
+
+
+LEAD = _lead()
+register_family(LEAD)

@@ -1,0 +1,80 @@
+"""Model families on the PyTorch side: what a checkpoint's ``family`` builds.
+
+A family names its module class, how to build it from the config stored in
+a checkpoint (``meta["model"]``) and which weights are tied (so absent from
+the file). Registering takes the family object or a ``"module:attr"`` string
+naming one, imported only when a checkpoint of that family is loaded. A
+checkpoint without ``family`` is a ``lead`` checkpoint (written before the
+key existed). The export side has its own registry
+(:mod:`affetto.export.families`), the runtime its own
+(:mod:`affetto.runtime.families`).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from affetto.errors import ModelFileError
+
+DEFAULT_FAMILY = "lead"
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    name: str
+    module: type[torch.nn.Module]  # the class whose instances belong to this family
+    build: Callable[[dict], torch.nn.Module]  # a fresh model from a checkpoint's model config
+    tied: tuple[str, ...] = ()  # weights shared with others, absent from the weights file
+
+
+_FAMILIES: dict[str, ModelFamily | str] = {}
+
+
+def register_family(family: ModelFamily | str, name: str | None = None) -> None:
+    """Register ``family`` (or, lazily, a ``"module:attr"`` naming one under ``name``)."""
+    if isinstance(family, str):
+        if not name:
+            raise ValueError("a lazily registered family needs its name")
+        _FAMILIES[name] = family
+    else:
+        _FAMILIES[family.name] = family
+
+
+def get_family(name: str) -> ModelFamily:
+    try:
+        family = _FAMILIES[name]
+    except KeyError:
+        raise ModelFileError(f"unknown model family {name!r} (known: {', '.join(sorted(_FAMILIES))})") from None
+    if isinstance(family, str):
+        module, _, attr = family.partition(":")
+        family = _FAMILIES[name] = getattr(importlib.import_module(module), attr)
+    return family
+
+
+def family_of_meta(meta: dict) -> ModelFamily:
+    """The family a checkpoint's metadata names (``lead`` when it names none)."""
+    return get_family(str(meta.get("family", DEFAULT_FAMILY)))
+
+
+def family_of_model(model: torch.nn.Module) -> ModelFamily:
+    """The registered family ``model`` is an instance of."""
+    for name in list(_FAMILIES):
+        family = get_family(name)
+        if isinstance(model, family.module):
+            return family
+    raise ModelFileError(f"{type(model).__name__} belongs to no registered model family")
+
+
+def _lead() -> ModelFamily:
+    from .transformer import EmotionTransformer, ModelConfig
+
+    return ModelFamily("lead", EmotionTransformer, lambda cfg: EmotionTransformer(ModelConfig.from_dict(cfg)),
+                       tied=("head.weight",))
+
+
+LEAD = _lead()
+register_family(LEAD)

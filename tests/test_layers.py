@@ -1,0 +1,132 @@
+"""The direction of dependencies, read from the source with ``ast`` (nothing is imported).
+
+Rules (DESIGN.md, "Layout and the direction of dependencies"):
+
+- the core (``affetto/``, every module, the CLI included) imports no wing
+  (``affetto.daemon``, ``affetto.models``, ``affetto.export``) and no torch;
+- ``daemon`` imports neither ``models`` nor ``export`` nor torch;
+- ``models`` imports neither ``daemon`` nor ``export``;
+- ``export`` may import ``models``, never ``daemon``.
+
+Every import counts: module level, inside functions, under ``TYPE_CHECKING``,
+relative ones resolved to their absolute names, and ``importlib.import_module``
+with a literal name. The front door (``affetto/cli.py``) finds the wings'
+commands by name at call time; its table ``WING_COMMANDS`` is the one place
+the core may name a wing module, and this test holds it to that place.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYERS = {"affetto": "affetto", "daemon": "affetto.daemon", "models": "affetto.models", "export": "affetto.export"}
+WINGS = ("affetto.daemon", "affetto.models", "affetto.export")
+FORBIDDEN = {
+    "affetto": (*WINGS, "torch"),
+    "affetto.daemon": ("affetto.models", "affetto.export", "torch"),
+    "affetto.models": ("affetto.daemon", "affetto.export"),
+    "affetto.export": ("affetto.daemon",),
+}
+
+
+def module_name(path: Path) -> tuple[str, str, bool]:
+    """(layer, dotted module name, is a package's __init__) of a source file."""
+    rel = path.relative_to(ROOT)
+    layer = LAYERS[rel.parts[0]]
+    parts = [*layer.split("."), *rel.parts[1:-1]]
+    is_package = path.name == "__init__.py"
+    if not is_package:
+        parts.append(path.stem)
+    return layer, ".".join(parts), is_package
+
+
+def imports_of(source: str, module: str, is_package: bool) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in ``source``."""
+    package = module if is_package else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                name = ".".join([*base, node.module] if node.module else base)
+            else:
+                name = node.module or ""
+            found.append((node.lineno, name))
+            found += [(node.lineno, f"{name}.{alias.name}") for alias in node.names]  # `from affetto import daemon`
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+              and node.func.attr == "import_module" and node.args
+              and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)):
+            found.append((node.lineno, node.args[0].value))
+    return found
+
+
+def names(module: str, prefixes: tuple[str, ...]) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def violations(path: Path, source: str | None = None) -> list[str]:
+    layer, module, is_package = module_name(path)
+    source = path.read_text(encoding="utf-8") if source is None else source
+    rel = path.relative_to(ROOT)
+    return [f"{rel}:{line}: {module} imports {name}"
+            for line, name in imports_of(source, module, is_package) if names(name, FORBIDDEN[layer])]
+
+
+def sources() -> list[Path]:
+    return sorted(p for folder in LAYERS for p in (ROOT / folder).rglob("*.py"))
+
+
+def test_every_layer_is_found():
+    layers = {module_name(p)[0] for p in sources()}
+    assert layers == set(LAYERS.values())
+    assert len(sources()) > 60
+
+
+def test_imports_run_in_the_agreed_direction():
+    bad = [v for path in sources() for v in violations(path)]
+    assert not bad, "imports against the direction of dependencies:\n" + "\n".join(bad)
+
+
+def test_the_core_names_wing_modules_only_in_the_command_table():
+    named = []
+    for path in (ROOT / "affetto").rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        table = {id(node) for assign in ast.walk(tree) if isinstance(assign, ast.Assign)
+                 and any(isinstance(t, ast.Name) and t.id == "WING_COMMANDS" for t in assign.targets)
+                 for node in ast.walk(assign.value)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in table
+                    and names(node.value.partition(":")[0], WINGS) and " " not in node.value):
+                named.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value}")
+    assert not named, "the core names wing modules outside affetto/cli.py's WING_COMMANDS:\n" + "\n".join(named)
+
+
+@pytest.mark.parametrize(
+    ("file", "line", "caught"),
+    [
+        ("affetto/generate.py", "from affetto.daemon.engine import Engine", True),
+        ("affetto/runtime/engine.py", "def f():\n    import torch", True),
+        ("affetto/runtime/engine.py", "def f():\n    from ..models import train", True),
+        ("affetto/cli.py", "import importlib\nimportlib.import_module('affetto.export.export')", True),
+        ("daemon/service.py", "from affetto.models.checkpoint import load_checkpoint", True),
+        ("daemon/service.py", "from torch import nn", True),
+        ("daemon/conductor.py", "from affetto import export", True),
+        ("models/train.py", "from affetto.daemon import generator", True),
+        ("models/evaluation/run.py", "from ...daemon.generator import BarRequest", True),
+        ("models/train.py", "from affetto.export.graph import build_graph", True),
+        ("export/export.py", "from affetto.daemon.config import DaemonConfig", True),
+        ("export/export.py", "from affetto.models.transformer import EmotionTransformer", False),
+        ("daemon/service.py", "from affetto.runtime import load_model", False),
+    ],
+)
+def test_an_added_import_against_the_direction_is_caught(file, line, caught):
+    path = ROOT / file
+    source = path.read_text(encoding="utf-8") + "\n\n" + line + "\n"
+    assert bool(violations(path, source)) == caught
