@@ -15,7 +15,7 @@ import numpy as np
 
 from affetto.emotion import Capsule, Quadrant
 from affetto.midifile import read_midi, write_midi
-from affetto.models.listening import independent_keys
+from affetto.models.evaluation.listening import independent_keys
 from affetto.models.outside_seeds import SEED_FOLDER
 from affetto.music import Note
 from affetto.plot import piano_roll

@@ -43,6 +43,8 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
 @click.option("--candidates", "candidate_counts", default="1,4,8", show_default=True,
               help="Candidate counts to compare (bars drawn per bar kept).")
 @click.option("--no-learned-judge", is_flag=True, help="Skip training/applying the learned judge.")
+@click.option("--no-listen", is_flag=True,
+              help="Skip the independent ears (music21's key finders, filled bars, seeds from outside the corpus).")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="ONNX Runtime and torch threads.")
 @click.option("--no-follow-mode", is_flag=True,
@@ -51,7 +53,7 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
 @click.option("--seed", "seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("-v", "--verbose", count=True)
 def eval_command(model, bars_per_quadrant, seeds, data, out, guidance_scales, temperatures, candidate_counts,
-                 no_learned_judge,
+                 no_learned_judge, no_listen,
                  threads, no_follow_mode, quick, seed, verbose) -> None:
     """Evaluate a model: emotion control by two judges, guidance and temperature, music metrics,
     key coherence and held-out bits per note; writes a JSON, a Markdown summary and PNGs."""
@@ -71,7 +73,7 @@ def eval_command(model, bars_per_quadrant, seeds, data, out, guidance_scales, te
                     guidance_scales=_floats(guidance_scales, "--guidance-scales"),
                     temperatures=_floats(temperatures, "--temperatures"),
                     candidate_counts=_ints(candidate_counts, "--candidates"), learned_judge=not no_learned_judge,
-                    follow_mode=not no_follow_mode)
+                    listen=not no_listen, follow_mode=not no_follow_mode)
     if bars_per_quadrant is not None:
         settings["bars_per_quadrant"] = bars_per_quadrant
     try:

@@ -36,6 +36,8 @@ class EvalConfig:
     classifier: ClassifierConfig = field(default_factory=ClassifierConfig)
     threads: int = 1  # ONNX Runtime and torch threads
     follow_mode: bool = True  # the engine moves a context to its parallel mode when the valence asks (as the daemon)
+    listen: bool = True  # the independent ears: music21's key finders, filled bars, outside seeds (listening.py)
+    listen_phrases: int = 12  # unseeded phrases per meter, quadrant and candidate setting for the listening
     seed: int = 0
     progress: bool = True
 
@@ -59,7 +61,7 @@ class EvalConfig:
     def quick(cls, **changes) -> EvalConfig:
         """Tiny numbers for tests and smoke runs: seconds, not minutes; the figures mean little."""
         small = dict(bars_per_quadrant=8, sweep_bars=4, blend_bars=4, nll_segments=4, judge_pieces=40,
-                     classifier=ClassifierConfig(steps=30, batch=16))
+                     classifier=ClassifierConfig(steps=30, batch=16), listen_phrases=1)
         return cls(**{**small, **changes})
 
     def to_dict(self) -> dict:

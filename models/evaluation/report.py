@@ -67,6 +67,56 @@ def _accuracy_rows(report: dict) -> list[list[str]]:
     return rows
 
 
+def listening_markdown(listening: dict) -> list[str]:
+    """The headline: what ears the engine never consults hear, at 1 candidate and at the default."""
+    ears = (("aarden_essen", "Aarden-Essen"), ("temperley_kostka_payne", "Temperley-Kostka-Payne"),
+            ("krumhansl_judge", "Krumhansl (the engine's own judge)"))
+    out = ["## Independent ears (music21's key finders; figures at 1 candidate and at the default)", "",
+           "Valence: the share of phrases whose mode, as each key finder hears it, is the one the asked "
+           "quadrant wants (major for Q1/Q4, minor for Q2/Q3); arousal by the feature judge's density, "
+           "velocity and tempo. Unseeded phrases per meter, then continuations of seeds from outside the "
+           "corpus (`models/seeds/`, all four quadrants).", ""]
+    rows = []
+    for c, cells in listening["unseeded"].items():
+        for meter, cell in cells.items():
+            if not cell:
+                continue
+            f = cell["fill"]
+            rows.append([f"unseeded {meter}", c, cell["phrases"], *[_pct(cell["valence"][k]) for k, _ in ears],
+                         _pct(cell["arousal_feature_judge"]), _num(f["second_half_silent"], 2),
+                         _num(f["silence"], 2), _num(f["second_half_onsets"], 2), _pct(cell["single_line"])])
+    for c, cell in listening["seeded"].items():
+        if "valence" not in cell:
+            continue
+        f = cell["fill"]
+        rows.append(["outside seeds", c, cell["phrases"], *[_pct(cell["valence"][k]) for k, _ in ears],
+                     _pct(cell["arousal_feature_judge"]), _num(f["second_half_silent"], 2), _num(f["silence"], 2),
+                     _num(f["second_half_onsets"], 2), _pct(cell["single_line"])])
+    out += [*_table(["phrases", "candidates", "n", *[name for _, name in ears], "arousal",
+                     "bars silent in 2nd half", "time silent", "onsets in 2nd half", "single line"], rows), ""]
+    out += ["Seed following (continuations asked the quadrant their seed is judged in), beside the seeds' "
+            "own next bars:", ""]
+    rows = []
+    for c, cell in listening["seeded"].items():
+        following = cell.get("following", {})
+        for who in ("generated", "real_next_bars"):
+            if who == "real_next_bars" and c != next(iter(listening["seeded"])):
+                continue
+            g = following.get(who)
+            if not g:
+                continue
+            rows.append([who.replace("_", " "), c if who == "generated" else "-", _num(g["density_spearman"], 2),
+                         _pct(g["key_kept"]["aarden_essen"]), _pct(g["key_kept"]["temperley_kostka_payne"]),
+                         _pct(g["polyphonic_kept"]), _pct(g["melody_kept"])])
+    out += [*_table(["continuation", "candidates", "density Spearman", "key kept (Aarden-Essen)",
+                     "key kept (TKP)", "polyphonic seed stays polyphonic", "melody stays a melody"], rows), ""]
+    ms = listening.get("ms_per_bar", {})
+    if ms:
+        out += ["Time per bar while listening: " + ", ".join(f"{c} candidates {v:.0f} ms" for c, v in ms.items())
+                + " (one thread, on the machine the report was made on).", ""]
+    return out
+
+
 def markdown(report: dict) -> str:
     m, s, main = report["model"], report["settings"], report["main"]
     mat = report["material"]
@@ -96,6 +146,9 @@ def markdown(report: dict) -> str:
             for q, v in report["default_sampling"].items()) + ".",
         "",
     ]
+    if "listening" in report:
+        at = out.index("## Emotion control (default sampling)")
+        out[at:at] = listening_markdown(report["listening"])
     for judge, label in JUDGES.items():
         if judge in main:
             out += [f"Confusion matrix, {label} (rows: asked, columns: judged):", "",

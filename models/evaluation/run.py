@@ -162,6 +162,15 @@ def run_eval(cfg: EvalConfig) -> dict:
     t = time.perf_counter()
     report["nll"] = _nll(cfg, source, held_idx, first, vocab, data_config, judge_config)
     stages["nll"] = time.perf_counter() - t
+    if cfg.listen:
+        from .listening import ListenConfig, listen
+
+        t = time.perf_counter()
+        report["listening"] = listen(ListenConfig(
+            model=str(model_path), unseeded_phrases=cfg.listen_phrases, transpositions=(0,) if cfg.listen_phrases < 4
+            else (0, 2, -3, 5), label_tempo=data_config.label_tempo, threads=cfg.threads, seed=cfg.seed,
+            progress=cfg.progress))
+        stages["listening"] = time.perf_counter() - t
     gen_bars = sum(len(g.phrases) * cfg.phrase_bars for g in results.values())
     gen_seconds = sum(g.seconds for g in results.values())
     report["timing"] = {**{f"{k}_s": v for k, v in stages.items()}, "total_s": time.perf_counter() - t_start,

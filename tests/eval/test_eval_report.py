@@ -55,12 +55,17 @@ def test_report_json_holds_every_section(quick_report):
     assert report["nll"]["notes"] > 0 and report["nll"]["bits_per_note"] > 0
     assert report["learned_judge"]["training"]["steps"] == 30
     assert report["timing"]["generated_bars"] >= 32
+    listening = report["listening"]  # the independent ears, at 1 candidate and at the default
+    assert set(listening["unseeded"]) == {"1", "default"}
+    for cells in listening["unseeded"].values():
+        assert {m: c["phrases"] for m, c in cells.items()} == {"4/4": 4, "3/4": 4, "6/8": 4}
+    assert listening["seeded"]["1"]["phrases"] == 8 * 4  # eight outside seeds, four quadrants
 
 
 def test_report_md_names_the_judge_of_each_claim(quick_report):
     out, _ = quick_report
     text = (out / "report.md").read_text()
-    for heading in ("## Emotion control", "## Guidance, temperature and candidates",
+    for heading in ("## Independent ears", "## Emotion control", "## Guidance, temperature and candidates",
                     "## Blended capsules (feature judge)", "## Music metrics", "## Continuation coherence",
                     "## Held-out likelihood"):
         assert heading in text
@@ -71,12 +76,13 @@ def test_report_md_names_the_judge_of_each_claim(quick_report):
 def test_seed_folder_alone_skips_what_needs_the_training_data(tiny_model, midi_folder, tmp_path):
     result = CliRunner().invoke(eval_command, [
         "--model", str(tiny_model), "--seeds", str(midi_folder), "--quick", "--guidance-scales", "1.5",
-        "--temperatures", "1", "-o", str(tmp_path)])
+        "--temperatures", "1", "--no-listen", "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output + repr(result.exception)
     report = json.loads((tmp_path / "report.json").read_text())
     assert "skipped" in report["learned_judge"] and "skipped" in report["nll"]
     assert report["material"]["heldout_is_seed_folder"] and "learned" not in report["main"]
     assert "Learned judge: skipped" in (tmp_path / "report.md").read_text()
+    assert "listening" not in report  # --no-listen
 
 
 def test_held_out_seeds_need_the_models_data(tiny_model, tmp_path):

@@ -11,7 +11,7 @@ from affetto.vocab import VocabConfig
 pytest.importorskip("music21")
 
 from affetto.judge import JudgeConfig
-from affetto.models.listening import (
+from affetto.models.evaluation.listening import (
     ListenConfig,
     Take,
     _following,
@@ -62,7 +62,7 @@ def test_summary_counts_valence_by_each_estimator():
 
 
 def test_following_on_hand_made_pairs():
-    from affetto.models.listening import SeedPhrase
+    from affetto.models.evaluation.listening import SeedPhrase
 
     meter = TimeSignature(4, 4)
     seeds = []

@@ -32,7 +32,7 @@ from affetto.judge import JudgeConfig, estimate_key, judge
 from affetto.metrics import fill_stats, polyphony
 from affetto.music import Note, TimeSignature
 
-from .evaluation.stats import proportion
+from .stats import proportion
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class SeedPhrase:
 def outside_seed_phrases(cfg: ListenConfig) -> list[SeedPhrase]:
     from affetto.midifile import read_midi
 
-    from .outside_seeds import SEED_FOLDER
+    from ..outside_seeds import SEED_FOLDER
 
     folder = Path(cfg.seed_folder) if cfg.seed_folder else SEED_FOLDER
     paths = sorted(folder.glob("*.mid"))
