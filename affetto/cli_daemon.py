@@ -46,7 +46,9 @@ def _cc(ctx: click.Context, param: click.Parameter, value: int | None) -> int | 
     "--out", "out_port", metavar="PORT", help="Attach to this existing output port (name or substring)."
 )
 @click.option(
-    "--clock", type=click.Choice(["midi", "internal"]), help="Follow MIDI clock (default) or run one."
+    "--clock",
+    type=click.Choice(["midi", "internal", "link"]),
+    help="Follow MIDI clock (default), run one, or join an Ableton Link session (needs affetto[link]).",
 )
 @click.option("--bpm", type=float, help="Tempo of the internal clock.")
 @click.option("--meter", help="Time signature, e.g. 4/4 or 6/8.")

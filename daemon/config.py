@@ -17,7 +17,7 @@ from affetto.errors import ConfigError
 from affetto.music import TimeSignature
 
 MIDI_APIS = ("auto", "coremidi", "alsa", "jack", "winmm")
-CLOCKS = ("midi", "internal")
+CLOCKS = ("midi", "internal", "link")
 MODES = ("continue", "call-response")
 LATE_POLICIES = ("repeat", "rest")
 HOSTS = ("thread", "process")
@@ -53,7 +53,8 @@ class DaemonConfig:
     in_port: str | None = None  # attach to an existing input port (name or substring) instead
     out_port: str | None = None  # attach to an existing output port instead
     # time
-    clock: str = "midi"  # follow the DAW's MIDI clock, or run an internal one
+    clock: str = "midi"  # follow the DAW's MIDI clock, run an internal one, or join an Ableton Link session
+    link_start_stop: bool = True  # Link: start and stop with the session (else run from joining it)
     bpm: float = 120.0  # internal clock tempo
     meter: TimeSignature = field(default_factory=TimeSignature)
     # controls (CC numbers); valence_cc and arousal_cc together switch to XY mode
@@ -102,6 +103,8 @@ class DaemonConfig:
                 raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
         _check_choice("clock", self.clock, CLOCKS)
         _check_float("bpm", self.bpm, 20, 400)
+        if not isinstance(self.link_start_stop, bool):
+            raise ConfigError(f"link_start_stop must be true or false, got {self.link_start_stop!r}")
         if isinstance(self.meter, str):
             object.__setattr__(self, "meter", TimeSignature.parse(self.meter))
         if not isinstance(self.meter, TimeSignature):

@@ -109,6 +109,7 @@ def run_daemon(
     )
     exit_code = EXIT_ERROR
     previous: dict = {}
+    closers: list[Callable[[], None]] = []  # a Link clock leaves its session
     try:
         with open_ports(
             api,
@@ -121,6 +122,11 @@ def run_daemon(
         ) as ports:
             log.info("ports: in %r, out %r", ports.input.name, ports.output.name)  # type: ignore[union-attr]
             clock: Clock = InternalClock(config.bpm) if config.clock == "internal" else MidiClockFollower()
+            if config.clock == "link":
+                from affetto.daemon.link import LinkClock  # the binding loads only here
+
+                clock = LinkClock(config.meter.beats_per_bar, bpm=config.bpm, start_stop_sync=config.link_start_stop)
+                closers.append(clock.close)
             output = OwnedOutput(ports.output)  # type: ignore[arg-type]
             lead_ns = int(getattr(ports.output, "lead_ns", 0)) if output.timed else 0
             log.info(
@@ -177,6 +183,8 @@ def run_daemon(
             worker.close()
     finally:
         worker.close()  # idempotent; here for the paths that never reached the line above
+        for close in closers:
+            close()
         _restore_signals(previous)
     return exit_code
 
