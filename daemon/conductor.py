@@ -340,6 +340,7 @@ class Conductor:
             c.rng_seed,
             self._epoch,
             c.candidates,
+            density=settings.density,
         )
         self._pending[bar] = Pending(bar, self.now())
         self.submit(req)

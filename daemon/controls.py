@@ -1,7 +1,9 @@
 """Controls: CC values from the DAW turned into generation settings.
 
 The emotion knob (one CC) walks Q3 -> Q4 -> Q1 -> Q2; in XY mode two CCs set
-valence and arousal. Temperature and guidance CCs scale those settings.
+valence and arousal. Temperature and guidance CCs scale those settings; a
+density CC picks a level 0..6 carried to the bar request, so busy-ness is
+played apart from arousal.
 Values are read at bar lines (:meth:`Controls.at_bar_line`), so a change
 applies to the next bar the generator starts; the capsule moves there with
 exponential smoothing so the mood glides rather than jumps.
@@ -16,6 +18,7 @@ from affetto.emotion import Capsule, cc_unit, knob_capsule, va_capsule
 
 TEMPERATURE_RANGE = (0.3, 1.7)  # CC 0..127 maps linearly onto this
 GUIDANCE_RANGE = (1.0, 5.0)
+DENSITY_LEVELS = 7  # CC 0..127 maps onto levels 0..6 in equal steps
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,11 @@ class Settings:
     capsule: Capsule
     temperature: float | None  # None: the model's own setting
     guidance: float | None
+    density: int | None = None  # None: no density CC moved yet (the model decides)
+
+
+def cc_to_density(value: int) -> int:
+    return value * DENSITY_LEVELS // 128
 
 
 def cc_to_range(value: int, lo: float, hi: float) -> float:
@@ -39,6 +47,7 @@ class Controls:
         self.arousal = 64
         self.temperature = config.temperature
         self.guidance = config.guidance
+        self.density: int | None = None
         self._capsule = self.target()
         self.changes = 0
 
@@ -57,6 +66,8 @@ class Controls:
             self.temperature = cc_to_range(value, *TEMPERATURE_RANGE)
         elif control == c.guidance_cc:
             self.guidance = cc_to_range(value, *GUIDANCE_RANGE)
+        elif control == c.density_cc:
+            self.density = cc_to_density(value)
         else:
             return False
         self.changes += 1
@@ -78,7 +89,7 @@ class Controls:
         if max(abs(m - t) for m, t in zip(mixed, target, strict=False)) < 0.02:
             mixed = target
         self._capsule = Capsule(mixed)
-        return Settings(self._capsule, self.temperature, self.guidance)
+        return Settings(self._capsule, self.temperature, self.guidance, self.density)
 
     @property
     def capsule(self) -> Capsule:

@@ -158,6 +158,7 @@ class BarRequest:
     rng_seed: int | None = None
     epoch: int = 0  # the conductor's transport epoch, handed back on the result
     candidates: int | None = None  # None: the model's own setting
+    density: int | None = None  # 0..6 from the density CC; None: the model's own choice
 
 
 @dataclass(frozen=True)
