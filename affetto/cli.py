@@ -210,10 +210,13 @@ def _add_commands() -> None:
     """Commands that live beside this file (their modules import nothing heavy at load)."""
     from affetto.cli_daemon import ports, run
     from affetto.cli_eval import eval_command
+    from affetto.cli_stage import calibrate, learn
 
     cli.add_command(run)
     cli.add_command(ports)
     cli.add_command(eval_command)
+    cli.add_command(learn)
+    cli.add_command(calibrate)
 
 
 _add_commands()

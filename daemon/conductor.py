@@ -46,6 +46,7 @@ from affetto.daemon.clock import Clock, Transport, TransportEvent
 from affetto.daemon.config import DaemonConfig
 from affetto.daemon.controls import Controls
 from affetto.daemon.generator import BarRequest, BarResult
+from affetto.daemon.learn import LearnStep
 from affetto.daemon.midiparse import CONTROL_CHANGE, NOTE_OFF, NOTE_ON, SONG_POSITION
 from affetto.daemon.scheduler import Scheduler, percentile
 from affetto.daemon.seed import SeedBuffer
@@ -89,6 +90,7 @@ class Conductor:
         self.meter = config.meter
         self.bar_beats = config.meter.beats_per_bar
         self.controls = Controls(config)
+        self.learn = LearnStep.from_config(config, self.controls)  # None without a learn_trigger
         self.seed = SeedBuffer(config.meter, keep_bars=config.seed_bars + 2)
         self.trouble_sources = trouble_sources
         self._epoch = 0  # bumped by every transport change; results of older epochs are dropped
@@ -175,6 +177,8 @@ class Conductor:
                 "other-channel",
                 f"ignoring notes and CCs on channel {channel + 1} (listening on {self.config.in_channel})",
             )
+            return
+        if self.learn is not None and self.learn.take(kind, d1, d2):
             return
         if kind == CONTROL_CHANGE:
             self.controls.handle_cc(d1, d2)

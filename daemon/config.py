@@ -64,6 +64,7 @@ class DaemonConfig:
     temperature_cc: int | None = None
     guidance_cc: int | None = None
     density_cc: int | None = None  # busy-ness, 0..127 -> density level 0..6, apart from arousal
+    learn_trigger: str | None = None  # "cc 102" (a button) or "note 36": learn the next CC (daemon/learn.py)
     emotion: int = 85  # knob value until the first CC arrives (85 = Q1, happy)
     emotion_smoothing: float = 0.3  # weight of the previous capsule at each bar line
     # MIDI channels, 1..16
@@ -86,6 +87,7 @@ class DaemonConfig:
     generator_host: str = "process"
     late_policy: str = "repeat"  # a bar not ready in time: "repeat" the last good one, or "rest"
     margin_ms: float = 20.0  # a bar must be ready this long before its bar line
+    output_offset_ms: float = 0.0  # send every event this much early: the MIDI round trip (affetto calibrate)
     # real time
     fifo_priority: int | None = 70  # SCHED_FIFO for the scheduler; None: do not ask
     switch_interval_ms: float = 1.0  # sys.setswitchinterval, bounds GIL hand-over delays
@@ -128,6 +130,12 @@ class DaemonConfig:
         ]
         if len(ccs) != len(set(ccs)):
             raise ConfigError(f"each control needs its own CC number, got {ccs}")
+        if self.learn_trigger is not None:
+            from affetto.daemon.learn import parse_trigger  # learn imports this module
+
+            kind, number = parse_trigger(self.learn_trigger)
+            if kind == "cc" and number in ccs:
+                raise ConfigError(f"learn_trigger CC {number} is a control's CC already: pick another")
         _check_int("emotion", self.emotion, 0, 127)
         _check_float("emotion_smoothing", self.emotion_smoothing, 0.0, 0.95)
         _check_int("channel", self.channel, 1, 16)
@@ -147,6 +155,7 @@ class DaemonConfig:
         _check_choice("generator_host", self.generator_host, HOSTS)
         _check_choice("late_policy", self.late_policy, LATE_POLICIES)
         _check_float("margin_ms", self.margin_ms, 0.0, 1000.0)
+        _check_float("output_offset_ms", self.output_offset_ms, 0.0, 500.0)
         _check_int("fifo_priority", self.fifo_priority, 1, 99, optional=True)
         _check_float("switch_interval_ms", self.switch_interval_ms, 0.1, 50.0)
         _check_int("queue_size", self.queue_size, 16, 1_000_000)

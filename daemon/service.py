@@ -135,7 +135,11 @@ def run_daemon(
                 lead_ns / 1e6,
             )
             scheduler = Scheduler(
-                output, lambda: clock.state, lead_ns=lead_ns, fifo_priority=config.fifo_priority
+                output,
+                lambda: clock.state,
+                lead_ns=lead_ns,
+                offset_ns=round(config.output_offset_ms * 1e6),
+                fifo_priority=config.fifo_priority,
             )
             conductor = Conductor(
                 config, clock, scheduler, worker.submit, inbox, trouble_sources=(ports.input.parser,)
