@@ -255,8 +255,8 @@ class Conductor:
         if not state.running or self._requested_upto is None:
             return
         bar = self.bar_of(state.beat_at(now))
-        # give up on bars whose notes are not back in time
-        margin = int(self.config.margin_ms * 1e6)
+        # give up on bars whose notes are not back in time (the scheduler sends output_offset_ms early)
+        margin = int((self.config.margin_ms + self.config.output_offset_ms) * 1e6)
         for pbar in sorted(self._pending):
             if now >= state.time_at(pbar * self.bar_beats) - margin:
                 del self._pending[pbar]
@@ -279,7 +279,7 @@ class Conductor:
         wake = now + IDLE_WAIT_NS
         if state.running and self._requested_upto is not None:
             wake = min(wake, state.time_at((self._requested_upto) * self.bar_beats) + 1)
-            margin = int(self.config.margin_ms * 1e6)
+            margin = int((self.config.margin_ms + self.config.output_offset_ms) * 1e6)
             for pbar in self._pending:
                 wake = min(wake, state.time_at(pbar * self.bar_beats) - margin)
         return max(wake, now)

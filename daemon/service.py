@@ -80,6 +80,10 @@ def run_daemon(
     log.info("configuration: %s", config.describe())
     sys.setswitchinterval(config.switch_interval_ms / 1000)
 
+    if config.clock == "link":
+        from affetto.daemon.link import load_binding
+
+        load_binding()  # a missing binding is one line, before the model loads
     api = resolve_api(config.midi_api)
     log.info("MIDI API: %s (asked for %s)", api, config.midi_api)
     inbox: queue.Queue = queue.Queue(maxsize=config.queue_size)

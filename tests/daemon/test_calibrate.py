@@ -10,7 +10,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
-from daemon_fakes import RecordingPort, SteppableTime
+from daemon_fakes import RecordingPort, SteppableTime, make_rig
 
 from affetto.daemon.calibrate import Calibration, measure, probe_pitch
 from affetto.daemon.clock import InternalClock
@@ -144,3 +144,13 @@ def test_affetto_calibrate_reports_and_saves_the_offset(tmp_path, monkeypatch):
     assert "round trip over 5 probes: mean" in result.output and "output_offset_ms = " in result.output
     config = DaemonConfig.load(path)
     assert config.bpm == 90.0 and config.output_offset_ms == pytest.approx(8.0, abs=0.1)
+
+
+def test_a_bar_must_be_back_the_offset_earlier_too():
+    missed = {}
+    for offset_ms in (0.0, 30.0):
+        rig = make_rig(output_offset_ms=offset_ms, margin_ms=20.0)
+        rig.start()
+        rig.advance(rig.ns_per_bar - 45 * MS, auto_deliver=False)  # bar 1's notes are not back yet
+        missed[offset_ms] = rig.conductor.bars_missed
+    assert missed == {0.0: 0, 30.0: 1}  # 45 ms before the bar line: in time at 20 ms, late at 20 + 30

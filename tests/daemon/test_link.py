@@ -188,6 +188,16 @@ def test_missing_binding_is_one_clear_line(monkeypatch):
         load_binding()
 
 
+def test_run_daemon_says_a_missing_binding_before_the_model_loads(monkeypatch):
+    from affetto.daemon import service
+    from affetto.daemon.config import DaemonConfig
+
+    monkeypatch.setitem(sys.modules, "link", None)
+    monkeypatch.setattr(service, "make_worker", lambda *a: pytest.fail("the model was loaded"))
+    with pytest.raises(ConfigError, match=r"pip install 'affetto\[link\]'"):
+        service.run_daemon(DaemonConfig(clock="link", model="builtin:fake"), install_signals=False)
+
+
 # -- a real second Link peer, in a loopback-only network namespace ------------------------------
 
 NAMESPACE = "ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo && exec \"$@\""
