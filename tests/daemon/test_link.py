@@ -1,7 +1,7 @@
 """Ableton Link as a clock source: on a fake session, and against a real second Link peer.
 
 The real-peer test runs its peers in a fresh network namespace that has only
-loopback (``unshare -rn``, loopback up, multicast routed to it), so Link's
+loopback (``unshare -n``, or ``-rn`` for a user without root; loopback up, multicast routed to it), so Link's
 discovery never leaves the process's own namespace. It skips with the reason
 when the binding is missing or a namespace cannot be made.
 """
@@ -200,12 +200,15 @@ def test_run_daemon_says_a_missing_binding_before_the_model_loads(monkeypatch):
 
 # -- a real second Link peer, in a loopback-only network namespace ------------------------------
 
+# root enters a new network namespace keeping its capabilities (real-time priority for the daemon);
+# anyone else gets one inside a new user namespace
+UNSHARE = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-rn"]
 NAMESPACE = "ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo && exec \"$@\""
 
 
 def _in_namespace(*argv: str, timeout: float = 60.0) -> subprocess.CompletedProcess:
     return subprocess.run(
-        ["unshare", "-rn", "sh", "-c", NAMESPACE, "sh", *argv],
+        [*UNSHARE, "sh", "-c", NAMESPACE, "sh", *argv],
         capture_output=True,
         text=True,
         timeout=timeout,
