@@ -22,6 +22,8 @@ import affetto
 WING_COMMANDS = {
     "run": "affetto.daemon.cli:run",
     "ports": "affetto.daemon.cli:ports",
+    "learn": "affetto.daemon.cli_stage:learn",
+    "calibrate": "affetto.daemon.cli_stage:calibrate",
     "train": "affetto.models.cli:train",
     "eval": "affetto.models.cli:eval_command",
     "export": "affetto.export.cli:export",

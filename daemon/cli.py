@@ -46,7 +46,9 @@ def _cc(ctx: click.Context, param: click.Parameter, value: int | None) -> int | 
     "--out", "out_port", metavar="PORT", help="Attach to this existing output port (name or substring)."
 )
 @click.option(
-    "--clock", type=click.Choice(["midi", "internal"]), help="Follow MIDI clock (default) or run one."
+    "--clock",
+    type=click.Choice(["midi", "internal", "link"]),
+    help="Follow MIDI clock (default), run one, or join an Ableton Link session (needs affetto[link]).",
 )
 @click.option("--bpm", type=float, help="Tempo of the internal clock.")
 @click.option("--meter", help="Time signature, e.g. 4/4 or 6/8.")
@@ -55,6 +57,7 @@ def _cc(ctx: click.Context, param: click.Parameter, value: int | None) -> int | 
 @click.option("--arousal-cc", type=int, callback=_cc, help="CC for arousal (XY mode, with --valence-cc).")
 @click.option("--temperature-cc", type=int, callback=_cc, help="CC that sets the sampling temperature.")
 @click.option("--guidance-cc", type=int, callback=_cc, help="CC that sets the guidance scale.")
+@click.option("--density-cc", type=int, callback=_cc, help="CC that sets the density level (0..6).")
 @click.option("--channel", type=int, callback=_channel, help="Output MIDI channel, 1..16 (default 1).")
 @click.option("--mode", type=click.Choice(["continue", "call-response"]), help="Generation mode.")
 @click.option("--seed-bars", type=click.IntRange(1, 16),

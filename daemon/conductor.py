@@ -47,6 +47,7 @@ from affetto.daemon.clock import Clock, Transport, TransportEvent
 from affetto.daemon.config import DaemonConfig
 from affetto.daemon.controls import Controls
 from affetto.daemon.generator import BarRequest, BarResult
+from affetto.daemon.learn import LearnStep
 from affetto.daemon.midiparse import CONTROL_CHANGE, NOTE_OFF, NOTE_ON, SONG_POSITION
 from affetto.daemon.scheduler import Scheduler, percentile
 from affetto.daemon.seed import SeedBuffer
@@ -91,6 +92,7 @@ class Conductor:
         self.meter = config.meter
         self.bar_beats = config.meter.beats_per_bar
         self.controls = Controls(config)
+        self.learn = LearnStep.from_config(config, self.controls)  # None without a learn_trigger
         self.seed = SeedBuffer(config.meter, keep_bars=config.seed_bars + CONTINUE_EXTRA_BARS)
         self.trouble_sources = trouble_sources
         self._epoch = 0  # bumped by every transport change; results of older epochs are dropped
@@ -178,6 +180,8 @@ class Conductor:
                 f"ignoring notes and CCs on channel {channel + 1} (listening on {self.config.in_channel})",
             )
             return
+        if self.learn is not None and self.learn.take(kind, d1, d2):
+            return
         if kind == CONTROL_CHANGE:
             self.controls.handle_cc(d1, d2)
             return
@@ -253,8 +257,8 @@ class Conductor:
         if not state.running or self._requested_upto is None:
             return
         bar = self.bar_of(state.beat_at(now))
-        # give up on bars whose notes are not back in time
-        margin = int(self.config.margin_ms * 1e6)
+        # give up on bars whose notes are not back in time (the scheduler sends output_offset_ms early)
+        margin = int((self.config.margin_ms + self.config.output_offset_ms) * 1e6)
         for pbar in sorted(self._pending):
             if now >= state.time_at(pbar * self.bar_beats) - margin:
                 del self._pending[pbar]
@@ -277,7 +281,7 @@ class Conductor:
         wake = now + IDLE_WAIT_NS
         if state.running and self._requested_upto is not None:
             wake = min(wake, state.time_at((self._requested_upto) * self.bar_beats) + 1)
-            margin = int(self.config.margin_ms * 1e6)
+            margin = int((self.config.margin_ms + self.config.output_offset_ms) * 1e6)
             for pbar in self._pending:
                 wake = min(wake, state.time_at(pbar * self.bar_beats) - margin)
         return max(wake, now)

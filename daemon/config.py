@@ -21,7 +21,7 @@ from affetto.music import TimeSignature
 from affetto.runtime.sampling import SamplingOverrides
 
 MIDI_APIS = ("auto", "coremidi", "alsa", "jack", "winmm")
-CLOCKS = ("midi", "internal")
+CLOCKS = ("midi", "internal", "link")
 MODES = ("continue", "call-response")
 LATE_POLICIES = ("repeat", "rest")
 HOSTS = ("thread", "process")
@@ -58,7 +58,8 @@ class DaemonConfig:
     in_port: str | None = None  # attach to an existing input port (name or substring) instead
     out_port: str | None = None  # attach to an existing output port instead
     # time
-    clock: str = "midi"  # follow the DAW's MIDI clock, or run an internal one
+    clock: str = "midi"  # follow the DAW's MIDI clock, run an internal one, or join an Ableton Link session
+    link_start_stop: bool = True  # Link: start and stop with the session (else run from joining it)
     bpm: float = 120.0  # internal clock tempo
     meter: TimeSignature = field(default_factory=TimeSignature)
     # controls (CC numbers); valence_cc and arousal_cc together switch to XY mode
@@ -67,6 +68,8 @@ class DaemonConfig:
     arousal_cc: int | None = None
     temperature_cc: int | None = None
     guidance_cc: int | None = None
+    density_cc: int | None = None  # busy-ness, 0..127 -> density level 0..6, apart from arousal
+    learn_trigger: str | None = None  # "cc 102" (a button) or "note 36": learn the next CC (daemon/learn.py)
     emotion: int = 85  # knob value until the first CC arrives (85 = Q1, happy)
     emotion_smoothing: float = 0.3  # weight of the previous capsule at each bar line
     # MIDI channels, 1..16
@@ -85,6 +88,7 @@ class DaemonConfig:
     generator_host: str = "process"
     late_policy: str = "repeat"  # a bar not ready in time: "repeat" the last good one, or "rest"
     margin_ms: float = 20.0  # a bar must be ready this long before its bar line
+    output_offset_ms: float = 0.0  # send every event this much early: the MIDI round trip (affetto calibrate)
     # real time
     fifo_priority: int | None = 70  # SCHED_FIFO for the scheduler; None: do not ask
     switch_interval_ms: float = 1.0  # sys.setswitchinterval, bounds GIL hand-over delays
@@ -103,11 +107,13 @@ class DaemonConfig:
                 raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
         _check_choice("clock", self.clock, CLOCKS)
         _check_float("bpm", self.bpm, 20, 400)
+        if not isinstance(self.link_start_stop, bool):
+            raise ConfigError(f"link_start_stop must be true or false, got {self.link_start_stop!r}")
         if isinstance(self.meter, str):
             object.__setattr__(self, "meter", TimeSignature.parse(self.meter))
         if not isinstance(self.meter, TimeSignature):
             raise ConfigError(f"meter must look like 4/4, got {self.meter!r}")
-        for name in ("emotion_cc", "valence_cc", "arousal_cc", "temperature_cc", "guidance_cc"):
+        for name in ("emotion_cc", "valence_cc", "arousal_cc", "temperature_cc", "guidance_cc", "density_cc"):
             _check_int(name, getattr(self, name), 0, 119, optional=True)
         if (self.valence_cc is None) != (self.arousal_cc is None):
             raise ConfigError("valence_cc and arousal_cc go together (XY mode): set both or neither")
@@ -119,11 +125,18 @@ class DaemonConfig:
                 self.arousal_cc,
                 self.temperature_cc,
                 self.guidance_cc,
+                self.density_cc,
             )
             if c is not None
         ]
         if len(ccs) != len(set(ccs)):
             raise ConfigError(f"each control needs its own CC number, got {ccs}")
+        if self.learn_trigger is not None:
+            from affetto.daemon.learn import parse_trigger  # learn imports this module
+
+            kind, number = parse_trigger(self.learn_trigger)
+            if kind == "cc" and number in ccs:
+                raise ConfigError(f"learn_trigger CC {number} is a control's CC already: pick another")
         _check_int("emotion", self.emotion, 0, 127)
         _check_float("emotion_smoothing", self.emotion_smoothing, 0.0, 0.95)
         _check_int("channel", self.channel, 1, 16)
@@ -139,6 +152,7 @@ class DaemonConfig:
         _check_choice("generator_host", self.generator_host, HOSTS)
         _check_choice("late_policy", self.late_policy, LATE_POLICIES)
         _check_float("margin_ms", self.margin_ms, 0.0, 1000.0)
+        _check_float("output_offset_ms", self.output_offset_ms, 0.0, 500.0)
         _check_int("fifo_priority", self.fifo_priority, 1, 99, optional=True)
         _check_float("switch_interval_ms", self.switch_interval_ms, 0.1, 50.0)
         _check_int("queue_size", self.queue_size, 16, 1_000_000)

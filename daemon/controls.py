@@ -2,7 +2,8 @@
 
 The emotion knob (one CC) walks Q3 -> Q4 -> Q1 -> Q2; in XY mode two CCs set
 valence and arousal. Temperature and guidance CCs set those sampling
-settings over the config's. A CC value is checked once, when it arrives
+settings over the config's, and a density CC the onset-density level (1..6), so
+busy-ness is played apart from arousal. A CC value is checked once, when it arrives
 (:meth:`Controls.handle_cc`), and turned into what it controls there.
 Values are read at bar lines (:meth:`Controls.at_bar_line`), so a change
 applies to the next bar the generator starts; the capsule moves there with
@@ -20,12 +21,17 @@ from affetto.runtime.sampling import SamplingOverrides
 
 TEMPERATURE_RANGE = (0.3, 1.7)  # CC 0..127 maps linearly onto this
 GUIDANCE_RANGE = (1.0, 5.0)
+DENSITY_LEVELS = 6  # CC 0..127 maps onto the levels 1..6 in equal steps (level 0 would be an empty bar)
 
 
 @dataclass(frozen=True)
 class Settings:
     capsule: Capsule
     sampling: SamplingOverrides  # the config's, with what the temperature and guidance CCs set
+
+
+def cc_to_density(value: int) -> int:
+    return 1 + value * DENSITY_LEVELS // 128
 
 
 def cc_to_range(value: int, lo: float, hi: float) -> float:
@@ -59,6 +65,8 @@ class Controls:
                 self._sampling = self._sampling.replace(temperature=cc_to_range(value, *TEMPERATURE_RANGE))
             elif control == c.guidance_cc:
                 self._sampling = self._sampling.replace(guidance=cc_to_range(value, *GUIDANCE_RANGE))
+            elif c.density_cc is not None and control == c.density_cc:
+                self._sampling = self._sampling.replace(density=cc_to_density(value))
             else:
                 return False
         except EmotionError:

@@ -13,7 +13,9 @@ An event is due ``lead_ns`` before its deadline. With an untimed output (rtmidi)
 it gets the event ``lead_ns`` early (about two JACK periods) with
 ``at_ns=deadline``: what the scheduler's wake-up jitter costs then is absorbed
 by the lead instead of reaching the music. Lateness (send time minus the time
-the event was due) is measured for every event.
+the event was due) is measured for every event. ``offset_ns``
+(``output_offset_ms``, measured by ``affetto calibrate``) moves every deadline
+that much earlier, so notes land on the grid after the MIDI path's round trip.
 
 Policies:
 
@@ -92,6 +94,7 @@ class Scheduler:
         *,
         spin_ns: int = 1_000_000,
         lead_ns: int = 0,
+        offset_ns: int = 0,
         max_late_beats: float = 0.25,
         fifo_priority: int | None = None,
         keep_sent: int = 0,
@@ -101,6 +104,7 @@ class Scheduler:
         self._clock_state = clock_state
         self.spin_ns = spin_ns
         self.lead_ns = lead_ns  # hand events over this early (a timed output places them exactly)
+        self.offset_ns = offset_ns  # every deadline this much early: the MIDI round trip (output_offset_ms)
         self.max_late_beats = max_late_beats
         self.fifo_priority = fifo_priority
         self.fifo = False
@@ -185,7 +189,7 @@ class Scheduler:
         with self._cond:
             state = self._clock_state()
             while self._heap and state.running:
-                deadline = state.time_at(self._heap[0][0])
+                deadline = self._deadline(state, self._heap[0][0])
                 if deadline - self.lead_ns > now_ns:
                     break
                 self._send(heapq.heappop(self._heap), state, deadline)
@@ -223,7 +227,7 @@ class Scheduler:
                     cond.wait(MAX_WAIT_NS / 1e9)
                     continue
                 beat = self._heap[0][0]
-                deadline = state.time_at(beat)
+                deadline = self._deadline(state, beat)
                 due = deadline - self.lead_ns
                 remaining = due - now()
                 if remaining > self.spin_ns:
@@ -240,7 +244,11 @@ class Scheduler:
                 if not state.running:
                     continue
                 ev = heapq.heappop(self._heap)
-                self._send(ev, state, state.time_at(beat))  # the freshest estimate of the deadline
+                self._send(ev, state, self._deadline(state, beat))  # the freshest estimate of the deadline
+
+    def _deadline(self, state: ClockState, beat: float) -> int:
+        """When an event at song position ``beat`` must leave: its time on the clock, minus the offset."""
+        return state.time_at(beat) - self.offset_ns
 
     def _send(self, ev: tuple, state: ClockState, deadline: int) -> None:
         beat, kind, _seq, channel, pitch, velocity, epoch, event = ev

@@ -80,6 +80,10 @@ def run_daemon(
     log.info("configuration: %s", config.describe())
     sys.setswitchinterval(config.switch_interval_ms / 1000)
 
+    if config.clock == "link":
+        from affetto.daemon.link import load_binding
+
+        load_binding()  # a missing binding is one line, before the model loads
     api = resolve_api(config.midi_api)
     log.info("MIDI API: %s (asked for %s)", api, config.midi_api)
     inbox: queue.Queue = queue.Queue(maxsize=config.queue_size)
@@ -109,6 +113,7 @@ def run_daemon(
     )
     exit_code = EXIT_ERROR
     previous: dict = {}
+    closers: list[Callable[[], None]] = []  # a Link clock leaves its session
     try:
         with open_ports(
             api,
@@ -121,6 +126,11 @@ def run_daemon(
         ) as ports:
             log.info("ports: in %r, out %r", ports.input.name, ports.output.name)  # type: ignore[union-attr]
             clock: Clock = InternalClock(config.bpm) if config.clock == "internal" else MidiClockFollower()
+            if config.clock == "link":
+                from affetto.daemon.link import LinkClock  # the binding loads only here
+
+                clock = LinkClock(config.meter.beats_per_bar, bpm=config.bpm, start_stop_sync=config.link_start_stop)
+                closers.append(clock.close)
             output = OwnedOutput(ports.output)  # type: ignore[arg-type]
             lead_ns = int(getattr(ports.output, "lead_ns", 0)) if output.timed else 0
             log.info(
@@ -129,7 +139,11 @@ def run_daemon(
                 lead_ns / 1e6,
             )
             scheduler = Scheduler(
-                output, lambda: clock.state, lead_ns=lead_ns, fifo_priority=config.fifo_priority
+                output,
+                lambda: clock.state,
+                lead_ns=lead_ns,
+                offset_ns=round(config.output_offset_ms * 1e6),
+                fifo_priority=config.fifo_priority,
             )
             conductor = Conductor(
                 config, clock, scheduler, worker.submit, inbox, trouble_sources=(ports.input.parser,)
@@ -177,6 +191,8 @@ def run_daemon(
             worker.close()
     finally:
         worker.close()  # idempotent; here for the paths that never reached the line above
+        for close in closers:
+            close()
         _restore_signals(previous)
     return exit_code
 
