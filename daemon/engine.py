@@ -52,11 +52,13 @@ from affetto.errors import ConfigError, ModelFileError
 from affetto.judge import JudgeConfig, change_mode, estimate_key, judge_arrays
 from affetto.manifest import read_manifest
 from affetto.music import Note, TimeSignature
+from affetto.ratelimit import RateLimitedLog
 from affetto.vocab import DUR, Vocabulary
 
 from .sampling import DEFAULT_SAMPLING, SamplingConfig, guide, sample
 
 log = logging.getLogger(__name__)
+LOG_PERIOD_S = 60.0  # a warning a re-prime repeats goes out once a minute at most
 
 DEFAULT_MODEL_NAME = "affetto-default.onnx"
 MAX_NOTES_PER_BAR = 48
@@ -158,6 +160,7 @@ class Engine:
         self._batch = 0
         self._mask = np.empty(self.vocab.size, dtype=bool)
         self._guided = np.empty(self.vocab.size, dtype=np.float32)
+        self._limited_log = RateLimitedLog(log, period_s=LOG_PERIOD_S)
         self.stats = {"bars": 0, "tokens": 0, "prefills": 0, "prefill_tokens": 0, "slides": 0, "last_ms": 0.0,
                       "mode_changes": 0}
 
@@ -288,9 +291,9 @@ class Engine:
         """
         cfg = self.vocab.config
         outside = sum(1 for n in seed if not cfg.pitch_min <= n.pitch <= cfg.pitch_max)
-        if outside:
-            log.warning("%d seed notes outside the model's range %d..%d were moved by octaves",
-                        outside, cfg.pitch_min, cfg.pitch_max)
+        if outside:  # a re-prime repeats it for every seed: rate-limited
+            self._limited_log.warning("seed-octaves", "%d seed notes outside the model's range %d..%d were moved "
+                                      "by octaves", outside, cfg.pitch_min, cfg.pitch_max)
         steps = self.vocab.notes_to_steps(seed)
         if bars is not None and len(steps):
             steps = steps[steps[:, 0] < bars * self.bar_steps]
