@@ -92,6 +92,7 @@ class Conductor:
         inbox: queue.Queue,
         *,
         trouble_sources: tuple = (),
+        port_watch: Callable[[], tuple[int, bool]] | None = None,
         now_ns: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         self.config = config
@@ -105,6 +106,8 @@ class Conductor:
         self.controls = Controls(config)
         self.seed = SeedBuffer(config.meter, keep_bars=config.seed_bars + 2)
         self.trouble_sources = trouble_sources
+        self.port_watch = port_watch  # () -> (generation, lost) of the ports (a JACK server can go and return)
+        self._port_generation = port_watch()[0] if port_watch is not None else 0
         self._epoch = 0  # bumped by every transport change; results of older epochs are dropped
         self._requested_upto: int | None = None  # highest bar requested in this epoch
         self._pending: dict[int, Pending] = {}
@@ -312,6 +315,8 @@ class Conductor:
 
     # -- time --------------------------------------------------------------------
     def on_time(self, now: int) -> None:
+        if self.port_watch is not None:
+            self._watch_ports()
         for event in self.clock.check(now):
             self._transport(event)
         self._log_trouble()
@@ -337,6 +342,17 @@ class Conductor:
         if bar >= self._next_status_bar:
             self._next_status_bar = bar + self.config.status_every_bars
             self._status(bar, state.bpm)
+
+    def _watch_ports(self) -> None:
+        """The ports went away or came back: nothing pending can be trusted; once back, release
+        through the new connection what was owned (note-offs, CC 123) and start the bars over."""
+        generation, lost = self.port_watch()  # type: ignore[misc]
+        if generation == self._port_generation:
+            return
+        self._port_generation = generation
+        if not lost:
+            self.scheduler.output.revive()
+        self._restart_bars()
 
     def _next_wake(self, now: int) -> int:
         state = self.clock.state

@@ -102,6 +102,12 @@ class OwnedOutput:
             del self._owned[key]
             return self._send([NOTE_OFF | channel, pitch, 0], at_ns)
 
+    def revive(self) -> None:
+        """The sink works again (a JACK server came back): send again; what is still owned is
+        released by the next :meth:`panic`."""
+        with self._lock:
+            self.failed = False
+
     def control_change(self, channel: int, control: int, value: int, at_ns: int | None = None) -> None:
         with self._lock:
             self._used_channels.add(channel)

@@ -334,3 +334,31 @@ def test_status_line_every_few_bars_says_dash_until_something_is_measured(caplog
     assert "nan" not in " ".join(lines)
     last = lines[-1]
     assert " ms | bars " in last and "generated, 0 missed" in last and last.endswith(" ms")
+
+
+def test_ports_that_go_and_come_back_release_and_start_the_bars_over():
+    rig = make_rig()
+    watch = {"generation": 0, "lost": False}
+    rig.conductor.port_watch = lambda: (watch["generation"], watch["lost"])
+    rig.start()
+    rig.advance(int(1.3 * rig.ns_per_bar))
+    assert rig.output.sounding()
+    # the server goes away: sends fail, nothing is played, the conductor does not stop
+    rig.port.fail = True
+    watch.update(generation=1, lost=True)
+    rig.advance(2 * rig.ns_per_bar)
+    assert rig.output.failed and not rig.conductor._stopping
+    # it comes back: what was owned is released through the new connection, bars come again
+    rig.port.fail = False
+    watch.update(generation=2, lost=False)
+    sent = len(rig.port.messages)
+    rig.advance(int(0.1 * rig.ns_per_bar))
+    assert not rig.output.failed
+    assert [0xB0, 123, 0] in [m for _, m in rig.port.messages[sent:]]
+    played = rig.conductor.bars_played
+    rig.advance(2 * rig.ns_per_bar)
+    assert rig.conductor.bars_played >= played + 1
+    assert any(t > rig.time() - 2 * rig.ns_per_bar for t, _ in rig.port.note_ons())  # notes flow again
+    rig.conductor.request_stop("test")
+    rig.conductor.run()
+    assert rig.port.sounding() == set()
