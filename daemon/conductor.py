@@ -67,6 +67,7 @@ log = logging.getLogger(__name__)
 IDLE_WAIT_NS = 50_000_000  # look at the clock at least this often
 LOG_PERIOD_S = 10.0  # per kind of repeated line: at most LOG_BURST lines per this many seconds
 LOG_BURST = 4
+ONCE_PERIOD_S = 3600.0  # lines about a lasting condition (wrong channel, a generator error)
 FAULT_LOG_PERIOD_S = 60.0  # a failure of one kind is logged once a minute at most (with a count)
 
 
@@ -126,7 +127,7 @@ class Conductor:
         self.exit_code = 0
         self.stop_reason: str | None = None
         self._stopping = False
-        self._logged: set[str] = set()
+        self._once_log = RateLimitedLog(log, period_s=ONCE_PERIOD_S, now_ns=now_ns)
         self.faults = 0  # items or bar lines that raised and were survived
         self._rl = RateLimitedLog(log, period_s=LOG_PERIOD_S, burst=LOG_BURST, now_ns=now_ns)
         self._fault_log = RateLimitedLog(log, period_s=FAULT_LOG_PERIOD_S, now_ns=now_ns)
@@ -493,6 +494,5 @@ class Conductor:
                 self._trouble_seen[kind] = count
 
     def _once(self, kind: str, message: str) -> None:
-        if kind not in self._logged:
-            self._logged.add(kind)
-            log.warning("%s (logged once)", message)
+        # kinds may carry data (a generator's error text): the limiter keeps a bounded number of them
+        self._once_log.warning(kind, "%s (repeats are held back for an hour)", message)
