@@ -331,8 +331,10 @@ class JackMidiPorts:
         self.retry_s = retry_s
         self.generation = 0  # bumped at every loss and every return of the server
         self.reconnects = 0
-        self._connections: set[tuple[str, str]] = set()  # (source, destination) our ports take part in
-        self._missing: set[tuple[str, str]] = set()  # to make again once both ends exist
+        # ("in", the port feeding our input) and ("out", a port our output feeds): by role, so they are
+        # made again even if the server gives the new client another name
+        self._connections: set[tuple[str, str]] = set()
+        self._missing: set[tuple[str, str]] = set()  # to make again once the other end exists
         self._closing = threading.Event()
         self._watcher: threading.Thread | None = None
 
@@ -392,19 +394,20 @@ class JackMidiPorts:
         self._active = True
 
     def _remember_connections(self) -> None:
-        for port in (self._in, self._out):
+        for role, port in (("in", self._in), ("out", self._out)):
             for other in port.connections:
-                pair = (other.name, port.name) if port is self._in else (port.name, other.name)
-                self._connections.add(pair)
+                self._connections.add((role, other.name))
 
     def _port_connect(self, a: Any, b: Any, connect: bool) -> None:
-        # JACK's notification thread: bookkeeping only
+        # JACK's notification thread: bookkeeping only (a is the source, b the destination)
         if a is None or b is None or self.lost:
             return
-        ours = {self._in.name, self._out.name}
-        if a.name not in ours and b.name not in ours:
+        if b.name == self._in.name:
+            pair = ("in", a.name)
+        elif a.name == self._out.name:
+            pair = ("out", b.name)
+        else:
             return
-        pair = (a.name, b.name)
         if connect:
             self._connections.add(pair)
         else:
@@ -466,16 +469,18 @@ class JackMidiPorts:
     def _restore_connections(self) -> None:
         """Make again the connections our ports had, those whose other end exists by now."""
         existing = {p.name for p in self.client.get_ports(is_midi=True)}
-        for source, dest in sorted(self._missing):
-            if source in existing and dest in existing:
-                try:
-                    self.client.connect(source, dest)
-                except Exception as err:
-                    log.warning("could not connect %s -> %s again: %s", source, dest, err)
-                else:
-                    log.info("connected again: %s -> %s", source, dest)
-                self._missing.discard((source, dest))
-                self._connections.add((source, dest))
+        for role, other in sorted(self._missing):
+            if other not in existing:
+                continue
+            source, dest = (other, self._in.name) if role == "in" else (self._out.name, other)
+            try:
+                self.client.connect(source, dest)
+            except Exception as err:
+                log.warning("could not connect %s -> %s again: %s", source, dest, err)
+            else:
+                log.info("connected again: %s -> %s", source, dest)
+            self._missing.discard((role, other))
+            self._connections.add((role, other))
 
     def _attach(self, wanted: str, direction: str) -> str:
         """Connect our port to the existing JACK MIDI port named ``wanted``; returns its full name."""
