@@ -138,7 +138,7 @@ class OwnedOutput:
             return list(discard() or ())
         except PortError as err:
             self.failed = True
-            log.error("output port failed, no more MIDI will be sent: %s", err)
+            log.error("output port failed, nothing is sent until it works again: %s", err)
             return []
 
     def _send(self, message: list[int], at_ns: int | None = None) -> bool:
@@ -151,7 +151,7 @@ class OwnedOutput:
                 self.sink.send(message)
         except PortError as err:
             self.failed = True
-            log.error("output port failed, no more MIDI will be sent: %s", err)
+            log.error("output port failed, nothing is sent until it works again: %s", err)
             return False
         self.sent += 1
         return True
