@@ -21,6 +21,12 @@ jitter (the tempo changed), the window restarts from the ticks of that run,
 which re-locks within a fraction of a second instead of the ~2 s the full
 window would need to forget the old tempo.
 
+Transport: after Start the first tick is beat 0; after Song Position Pointer and
+Continue the first tick is the song position. The first tick after either is
+never taken for a duplicate or for lost ticks (a DAW restarts its tick train
+there, at any phase of the old one): the fitted line keeps its tempo and is
+moved to pass through that tick, so a jump lands exactly like a Start.
+
 Jitter: JACK hands MIDI over at period boundaries, so a tick arrives up to one
 period late. The fit absorbs that. A tick that arrives much later than the
 next predicted tick (three quarters of a tick period or more) is counted as
@@ -258,6 +264,8 @@ class MidiClockFollower(Clock):
         return NS_PER_MINUTE / (self._ns_per_tick * PPQN)
 
     def _tick(self, t_ns: int) -> list[TransportEvent]:
+        if self._armed is not None:
+            return self._first_tick(t_ns)
         advance = 1
         last = self._last_tick_ns
         if last is not None and t_ns - last > 2 * self.timeout_ns:
@@ -287,21 +295,46 @@ class MidiClockFollower(Clock):
         self._last_tick_ns = t_ns
         self._add_point(self._n, t_ns)
 
-        events: list[TransportEvent] = []
-        if self._armed is not None:
-            kind = self._armed
-            self._armed = None
-            self._running = True
-            events.append(TransportEvent(kind, self._song_tick / PPQN, t_ns))
-            self._song_tick += 1
-            self._publish(t_ns, new_epoch=True, on_tick=True)
-            return events
         if self._running:
             self._song_tick += advance
             self._publish(t_ns, new_epoch=False, on_tick=True)
         else:
             self._publish(t_ns, new_epoch=False)  # stopped: the tempo estimate still moves
-        return events
+        return []
+
+    def _first_tick(self, t_ns: int) -> list[TransportEvent]:
+        """The first tick after Start or Continue: it *is* the song position, wherever it falls.
+
+        A DAW restarts its tick train at a transport change (a locate is Stop, SPP, Continue within
+        a few ms), so this tick may come anywhere between two ticks of the old train. It is never a
+        duplicate and never a sign of lost ticks; if it is off the fitted line, the line is moved
+        (tempo kept) to pass through it, so the song position lands on this tick's arrival, exactly
+        as after Start.
+        """
+        kind = self._armed
+        self._armed = None
+        last = self._last_tick_ns
+        advance = 1
+        self._run, self._run_sign, self._suspect = [], 0, None
+        if last is not None and t_ns - last > 2 * self.timeout_ns:
+            self._points.clear()  # the clock was off a long time: a fresh fit
+            self._fit = None
+        elif last is not None and self._fit is not None:
+            advance = max(1, round((t_ns - last) / self._ns_per_tick))
+            shift = t_ns - self._predict(self._n + advance)
+            if abs(shift) > max(self.min_threshold_ns, 3.0 * self._rms):
+                moved = [(n, t + round(shift)) for n, t in self._points]
+                self._points.clear()
+                self._points.extend(moved)
+                self._refit()
+        self._n += advance
+        self._last_tick_ns = t_ns
+        self._add_point(self._n, t_ns)
+        self._running = True
+        event = TransportEvent(kind, self._song_tick / PPQN, t_ns)  # type: ignore[arg-type]
+        self._song_tick += 1
+        self._publish(t_ns, new_epoch=True, on_tick=True)
+        return [event]
 
     def _review_suspect(self, gap: int) -> None:
         """A long gap was counted as missing ticks; the gap after it tells whether it was a tempo drop."""

@@ -31,6 +31,16 @@ never waits for the generator.
 Ownership: on Stop, a position jump, a cancelled answer, an error, or when
 :meth:`run` ends for any reason, every owned note is released and CC 123 goes
 out on the channels used (see :mod:`affetto.daemon.notes`).
+
+Faults: a live set must not end on one odd message. An exception while
+handling one inbox item or one bar line is caught in :meth:`Conductor.turn`,
+logged (rate-limited per kind, with its traceback the first time) and counted
+in ``faults``. A failed note or CC is dropped; any other failure (transport,
+a bar result, the bar-line logic) releases every owned note and starts the
+bars over from the next bar line, since what was pending can no longer be
+trusted. Log lines that a storm of messages can repeat (transport, missed
+bars, the status line after a transport change) go through one
+:class:`~affetto.ratelimit.RateLimitedLog`.
 """
 
 from __future__ import annotations
@@ -52,11 +62,16 @@ from affetto.daemon.midiparse import CONTROL_CHANGE, NOTE_OFF, NOTE_ON, SONG_POS
 from affetto.daemon.scheduler import Scheduler, percentile
 from affetto.daemon.seed import SeedBuffer
 from affetto.music import Note
+from affetto.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
 IDLE_WAIT_NS = 50_000_000  # look at the clock at least this often
 CONTINUE_EXTRA_BARS = 2  # continue mode primes from seed_bars + this many bars of what was played
+LOG_PERIOD_S = 10.0  # per kind of repeated line: at most LOG_BURST lines per this many seconds
+LOG_BURST = 4
+ONCE_PERIOD_S = 3600.0  # lines about a lasting condition (wrong channel, a generator error)
+FAULT_LOG_PERIOD_S = 60.0  # a failure of one kind is logged once a minute at most (with a count)
 
 
 @dataclass(frozen=True)
@@ -81,6 +96,7 @@ class Conductor:
         inbox: queue.Queue,
         *,
         trouble_sources: tuple = (),
+        port_watch: Callable[[], tuple[int, bool]] | None = None,
         now_ns: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         self.config = config
@@ -95,6 +111,8 @@ class Conductor:
         self.learn = LearnStep.from_config(config, self.controls)  # None without a learn_trigger
         self.seed = SeedBuffer(config.meter, keep_bars=config.seed_bars + CONTINUE_EXTRA_BARS)
         self.trouble_sources = trouble_sources
+        self.port_watch = port_watch  # () -> (generation, lost) of the ports (a JACK server can go and return)
+        self._port_generation = port_watch()[0] if port_watch is not None else 0
         self._epoch = 0  # bumped by every transport change; results of older epochs are dropped
         self._requested_upto: int | None = None  # highest bar requested in this epoch
         self._pending: dict[int, Pending] = {}
@@ -113,7 +131,11 @@ class Conductor:
         self.exit_code = 0
         self.stop_reason: str | None = None
         self._stopping = False
-        self._logged: set[str] = set()
+        self._once_log = RateLimitedLog(log, period_s=ONCE_PERIOD_S, now_ns=now_ns)
+        self.faults = 0  # items or bar lines that raised and were survived
+        self._rl = RateLimitedLog(log, period_s=LOG_PERIOD_S, burst=LOG_BURST, now_ns=now_ns)
+        self._fault_log = RateLimitedLog(log, period_s=FAULT_LOG_PERIOD_S, now_ns=now_ns)
+        self._status_due_to_transport = False
         self._trouble_seen: dict[str, int] = {}
         self._next_status_bar = 0
 
@@ -128,9 +150,7 @@ class Conductor:
                     item = self.inbox.get(timeout=timeout)
                 except queue.Empty:
                     item = None
-                if item is not None:
-                    self.process(item)
-                self.on_time(self.now())
+                self.turn(item)
         except BaseException:
             self.exit_code = self.exit_code or 1
             raise
@@ -154,6 +174,55 @@ class Conductor:
             # if the inbox is full the flag is enough: the loop looks at it after every item
             with contextlib.suppress(queue.Full):
                 self.inbox.put_nowait(StopRequest(reason, exit_code))
+
+    def turn(self, item: object | None) -> None:
+        """One pass of the loop: ``item`` (if any), then the bar-line logic; a failure in either is survived."""
+        if item is not None:
+            try:
+                self.process(item)
+            except Exception as err:
+                self._fault("item", item, err)
+        try:
+            self.on_time(self.now())
+        except Exception as err:
+            self._fault("bar line", None, err)
+
+    def _fault(self, where: str, item: object | None, err: Exception) -> None:
+        """Log (rate-limited per kind), release what cannot be trusted, and go on."""
+        self.faults += 1
+        channel_msg = type(item) is tuple and len(item) == 4 and isinstance(item[1], int) and item[1] < 0xF0
+        if type(item) is tuple and len(item) > 1 and isinstance(item[1], int):
+            what = f"MIDI status {item[1]:#04x}"
+        else:
+            what = type(item).__name__ if item is not None else "the clock"
+        self._fault_log.log(
+            logging.ERROR,
+            f"fault:{where}:{type(err).__name__}",
+            "survived a failure in %s (%s): %s: %s; %s",
+            where,
+            what,
+            type(err).__name__,
+            err,
+            "the message was dropped" if channel_msg else "owned notes released, bars start over",
+            exc_info=err,
+        )
+        if channel_msg:
+            return  # a note or CC owns nothing: dropping it is enough
+        try:
+            self._restart_bars()
+        except Exception as again:  # the release path itself failed: say so, and still go on
+            self._fault_log.log(logging.ERROR, f"fault:release:{type(again).__name__}", "release failed: %s", again)
+
+    def _restart_bars(self) -> None:
+        """Release every owned note and ask again from the next bar line (stale results are dropped)."""
+        self._epoch += 1
+        self._pending.clear()
+        self._given_up.clear()
+        self._answer = None
+        self._need_prime = True
+        state = self.clock.state
+        self._requested_upto = self.bar_of(state.beat_at(self.now())) if state.running else None
+        self.scheduler.release_all()
 
     # -- items -----------------------------------------------------------------
     def process(self, item: object) -> None:
@@ -209,7 +278,9 @@ class Conductor:
             self._requested_upto = bar  # the first generated bar is the next one
             self._need_prime = True
             self._next_status_bar = bar
-            log.info(
+            self._status_due_to_transport = True
+            self._rl.info(
+                f"transport:{event.kind.value}",
                 "transport %s at bar %d beat %.2f (%.1f BPM)",
                 event.kind.value,
                 bar + 1,
@@ -220,7 +291,8 @@ class Conductor:
             self._requested_upto = None
             if event.kind is Transport.LOCATE:
                 self.seed.clear()
-            log.info(
+            self._rl.info(
+                f"transport:{event.kind.value}",
                 "transport %s at beat %.2f%s",
                 event.kind.value,
                 event.beat,
@@ -250,6 +322,8 @@ class Conductor:
 
     # -- time --------------------------------------------------------------------
     def on_time(self, now: int) -> None:
+        if self.port_watch is not None:
+            self._watch_ports()
         for event in self.clock.check(now):
             self._transport(event)
         self._log_trouble()
@@ -275,6 +349,17 @@ class Conductor:
         if bar >= self._next_status_bar:
             self._next_status_bar = bar + self.config.status_every_bars
             self._status(bar, state.bpm)
+
+    def _watch_ports(self) -> None:
+        """The ports went away or came back: nothing pending can be trusted; once back, release
+        through the new connection what was owned (note-offs, CC 123) and start the bars over."""
+        generation, lost = self.port_watch()  # type: ignore[misc]
+        if generation == self._port_generation:
+            return
+        self._port_generation = generation
+        if not lost:
+            self.scheduler.output.revive()
+        self._restart_bars()
 
     def _next_wake(self, now: int) -> int:
         state = self.clock.state
@@ -353,7 +438,8 @@ class Conductor:
     def _miss(self, bar: int, why: str) -> None:
         self.bars_missed += 1
         policy = self.config.late_policy
-        log.warning(
+        self._rl.warning(
+            f"miss:{why}",
             "bar %d %s: %s (%d missed so far)",
             bar + 1,
             why,
@@ -384,7 +470,9 @@ class Conductor:
     def _status(self, bar: int, bpm: float) -> None:
         lat = list(self.scheduler.lateness_ns)
         gen = self.gen_ms[-16:]
-        log.info(
+        # the first line after a transport change is limited (a transport storm would repeat it);
+        # the regular lines every few bars are not
+        args = (
             "bar %d | %.1f BPM | %s | gen %s | bars %d generated, %d missed | lateness p99 %s | %d notes dropped late",
             bar + 1,
             bpm,
@@ -395,6 +483,11 @@ class Conductor:
             f"{percentile(lat, 99) / 1e6:.2f} ms" if lat else "-",
             self.scheduler.dropped_late,
         )
+        if self._status_due_to_transport:
+            self._status_due_to_transport = False
+            self._rl.info("status:transport", *args)
+        else:
+            log.info(*args)
 
     def _log_trouble(self) -> None:
         for source in self.trouble_sources:
@@ -404,6 +497,5 @@ class Conductor:
                 self._trouble_seen[kind] = count
 
     def _once(self, kind: str, message: str) -> None:
-        if kind not in self._logged:
-            self._logged.add(kind)
-            log.warning("%s (logged once)", message)
+        # kinds may carry data (a generator's error text): the limiter keeps a bounded number of them
+        self._once_log.warning(kind, "%s (repeats are held back for an hour)", message)

@@ -9,16 +9,28 @@ generator and runs requests one at a time:
   delays every scheduler wake-up by up to the switch interval.
 - :class:`ProcessWorker`: a child process (spawned), so the generator's Python
   work never competes for this process's GIL. Its factory must be picklable.
+  The child dies with its parent, however the parent ends (SIGKILL and the
+  out-of-memory killer included): it holds the read end of a pipe whose only
+  write end stays in the parent, and a thread exits the child at end-of-file
+  (every platform); on Linux it also asks for a parent-death signal
+  (``prctl(PR_SET_PDEATHSIG)``) when started from the main thread (the signal
+  follows the thread that started it). Python's resource tracker, kept alive
+  by its pipe in both, then ends too.
 
 Which one keeps scheduler lateness lower is measured by ``bench/bench_daemon.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
 import logging
 import multiprocessing as mp
+import os
 import queue
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -253,6 +265,35 @@ def _child_main(factory: GeneratorFactory, requests: Any, results: Any) -> None:
         results.put(("result", run_request(generator, req)))
 
 
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with_parent(parent_pid: int, lifeline: Any, pdeathsig: bool) -> None:
+    """In the child: arrange to exit as soon as the parent is gone, however it went."""
+    if pdeathsig and sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the pipe below still watches
+    if os.getppid() != parent_pid:  # the parent died before any of this was armed
+        os._exit(0)
+
+    def watch() -> None:
+        with contextlib.suppress(EOFError, OSError):
+            lifeline.recv_bytes()  # the parent never writes: this returns only at end-of-file
+        os._exit(0)  # the parent is gone: nobody is left to read results
+
+    threading.Thread(target=watch, name="affetto-lifeline", daemon=True).start()
+
+
+def _child_entry(
+    parent_pid: int, lifeline: Any, pdeathsig: bool, factory: GeneratorFactory, requests: Any, results: Any
+) -> None:
+    _die_with_parent(parent_pid, lifeline, pdeathsig)
+    _child_main(factory, requests, results)
+
+
 class ProcessWorker:
     """Runs the generator in a spawned child process; results go to ``deliver``."""
 
@@ -268,17 +309,24 @@ class ProcessWorker:
         self._closed = False
         self._requests = ctx.Queue()
         self._results = ctx.Queue()
-        self._proc = ctx.Process(
-            target=_child_main,
-            args=(factory, self._requests, self._results),
-            name="affetto-generator",
-            daemon=True,
-        )
+        # the child's lifeline: it keeps the read end; the write end never leaves this process
+        self._lifeline_read, self._lifeline = ctx.Pipe(duplex=False)
+        self._ctx = ctx
+        self._proc: Any = None
         self._reader: threading.Thread | None = None
         self.info: dict[str, str] = {}
 
     def start(self) -> ProcessWorker:
-        self._proc.start()
+        main = threading.current_thread() is threading.main_thread()
+        proc = self._ctx.Process(
+            target=_child_entry,
+            args=(os.getpid(), self._lifeline_read, main, self._factory, self._requests, self._results),
+            name="affetto-generator",
+            daemon=True,
+        )
+        proc.start()
+        self._proc = proc
+        self._lifeline_read.close()  # only the child holds the read end now
         try:
             kind, payload = self._results.get(timeout=self._timeout)
         except queue.Empty as err:
@@ -309,10 +357,14 @@ class ProcessWorker:
         if self._closed:
             return
         self._closed = True
+        if self._proc is None:  # never started
+            self._lifeline.close()
+            return
         try:
             self._requests.put(None)
             self._proc.join(timeout=5.0)
         finally:
+            self._lifeline.close()  # end-of-file in a child that is still there: it exits
             if self._proc.is_alive():
                 self._proc.kill()
                 self._proc.join(timeout=5.0)

@@ -28,9 +28,16 @@ and an output port ``<name> out`` and does both itself.
   CC 120) of the last few periods that no later note-on on the same key or
   channel has superseded; a duplicate release is harmless. :meth:`drain`
   waits for periods that really ran, and starts over after an xrun.
-- Loss of the server: the shutdown callback (a JACK thread) sets flags and calls
-  ``on_lost``, nothing else. From then on sends raise :class:`PortError` and
-  the client is never closed or freed.
+- Loss of the server: the shutdown callback (a JACK thread) sets flags, bumps
+  :attr:`JackMidiPorts.generation` and calls ``on_lost``, nothing else. From then
+  on sends raise :class:`PortError` and the dead client is never closed or
+  freed. A watcher thread logs the loss and, every ``retry_s``, tries the server
+  again; when it answers, a new client registers the same port names, and the
+  connections our ports had (kept from JACK's port-connect notifications) are
+  made again, each as soon as its other end exists (a DAW restarted with the
+  server comes back a little later). Messages queued before the loss are
+  dropped, ``generation`` moves on, and the conductor, which watches it,
+  releases what it owns through the new client and starts its bars over.
 - Attach mode (``--in``/``--out``): the ports are still our own, connected to the
   named JACK ports (exact name or unique substring, as :func:`ports.find_port`).
 """
@@ -65,6 +72,7 @@ LOCK_TIMEOUT_S = 0.5  # a producer never waits longer for the pending queue (the
 RESEND_PERIODS = 8  # after an xrun, releases written this many periods back are written again
 DRAIN_TIMEOUT_S = 2.0  # a close waits at most this long for its last messages (JACK may be stalled)
 NEED_JACK_CLIENT = "pip install JACK-Client, or pip install 'affetto[jack]'"
+RETRY_S = 0.5  # while the server is gone, try it again this often; also how often lost connections are retried
 
 _GRAVEYARD: list[object] = []
 
@@ -297,6 +305,7 @@ class JackMidiPorts:
         inbox: queue.Queue | None = None,
         on_lost: Callable[[str], None] | None = None,
         drain_periods: int = 4,
+        retry_s: float = RETRY_S,
     ) -> None:
         self.port_name = name
         self.in_port = in_port
@@ -316,6 +325,15 @@ class JackMidiPorts:
         self.time: JackTime | None = None
         self.input: JackInput | None = None
         self.output: JackOutput | None = None
+        self.retry_s = retry_s
+        self.generation = 0  # bumped at every loss and every return of the server
+        self.reconnects = 0
+        # ("in", the port feeding our input) and ("out", a port our output feeds): by role, so they are
+        # made again even if the server gives the new client another name
+        self._connections: set[tuple[str, str]] = set()
+        self._missing: set[tuple[str, str]] = set()  # to make again once the other end exists
+        self._closing = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     @property
     def lost(self) -> bool:
@@ -328,30 +346,138 @@ class JackMidiPorts:
 
     def open(self) -> JackMidiPorts:
         jack = import_jack()
-        self.client = self._client = client = open_client(self.port_name)  # _client: the callback's, kept
+        client = open_client(self.port_name)
         try:
-            self._in = client.midi_inports.register(f"{self.port_name} in")
-            self._out = client.midi_outports.register(f"{self.port_name} out")
-            self.time = JackTime(client)
-            self._full = jack.JackError
-            period_ns = int(client.blocksize * 1e9 / client.samplerate)
+            self._setup(client)
             self.input = JackInput(self._in.name, self.parser)
-            self.output = JackOutput(self, self._out.name, period_ns)
-            client.set_shutdown_callback(self._shutdown)
-            client.set_xrun_callback(self._xrun)
-            client.set_process_callback(self._process)
-            client.activate()
-            self._active = True
             if self.in_port is not None:
                 self.input.name = f"{self._attach(self.in_port, 'input')} -> {self._in.name}"
             if self.out_port is not None:
-                self.output.name = f"{self._out.name} -> {self._attach(self.out_port, 'output')}"
+                self.output.name = f"{self._out.name} -> {self._attach(self.out_port, 'output')}"  # type: ignore[union-attr]
+            self._remember_connections()
         except BaseException as err:
             self.close()
             if isinstance(err, jack.JackError):
                 raise PortError(f"cannot set up the JACK MIDI ports: {err}") from err
             raise
+        self._watcher = threading.Thread(target=self._watch, name="affetto-jack-watch", daemon=True)
+        self._watcher.start()
         return self
+
+    def _setup(self, client: Any) -> None:
+        """Register our ports on ``client``, set the callbacks and activate (at open and after a return)."""
+        jack = import_jack()
+        self.client = self._client = client  # _client: the callback's, kept
+        self._in = client.midi_inports.register(f"{self.port_name} in")
+        self._out = client.midi_outports.register(f"{self.port_name} out")
+        self.time = JackTime(client)
+        self._full = jack.JackError
+        period_ns = int(client.blocksize * 1e9 / client.samplerate)
+        if self.output is None:
+            self.output = JackOutput(self, self._out.name, period_ns)
+        elif period_ns != self.output.period_ns:
+            log.warning(
+                "the JACK server came back with a period of %.1f ms (was %.1f ms): restart affetto "
+                "to hand events over early enough for it",
+                period_ns / 1e6,
+                self.output.period_ns / 1e6,
+            )
+        client.set_shutdown_callback(self._shutdown)
+        client.set_xrun_callback(self._xrun)
+        client.set_port_connect_callback(self._port_connect)
+        client.set_process_callback(self._process)
+        client.activate()
+        client.get_ports()  # lets JACK-Client know existing ports, so connect notifications name them
+        self._active = True
+
+    def _remember_connections(self) -> None:
+        for role, port in (("in", self._in), ("out", self._out)):
+            for other in port.connections:
+                self._connections.add((role, other.name))
+
+    def _port_connect(self, a: Any, b: Any, connect: bool) -> None:
+        # JACK's notification thread: bookkeeping only (a is the source, b the destination)
+        if a is None or b is None or self.lost:
+            return
+        if b.name == self._in.name:
+            pair = ("in", a.name)
+        elif a.name == self._out.name:
+            pair = ("out", b.name)
+        else:
+            return
+        if connect:
+            self._connections.add(pair)
+        else:
+            self._connections.discard(pair)
+
+    # -- the watcher thread: loss, return, connections ----------------------------------
+    def _watch(self) -> None:
+        seen = self.generation
+        while not self._closing.wait(self.retry_s):
+            try:
+                if self.lost:
+                    if seen != self.generation:
+                        seen = self.generation
+                        log.error(
+                            "the JACK server went away (%s): the model stays loaded; waiting for the server "
+                            "to come back (Ctrl-C to quit)",
+                            self.reason,
+                        )
+                    if self._reconnect():
+                        seen = self.generation
+                elif self._missing:
+                    self._restore_connections()
+            except Exception as err:  # never let the watcher die: the next round tries again
+                self.trouble[f"JACK reconnection failed ({type(err).__name__})"] += 1
+                self.last_error = err
+
+    def _reconnect(self) -> bool:
+        """One try: a new client with the same ports if the server answers; True when back."""
+        try:
+            client = open_client(self.port_name)
+        except PortError:
+            return False
+        old = self._client
+        self._active = False
+        output = self.output
+        if output is not None:  # what was queued for the old server would sound late now: drop it
+            with output._lock:
+                output._pending.clear()
+            output._due.clear()
+            output._written.clear()
+        try:
+            self._setup(client)
+        except Exception as err:
+            log.warning("the JACK server answered but the ports could not be set up again: %s", err)
+            with contextlib.suppress(Exception):
+                client.close()
+            return False
+        if old is not None:
+            _leak(old)
+        self._missing = set(self._connections)
+        self._connections = set()
+        self.reconnects += 1
+        self._lost.clear()
+        self.generation += 1
+        log.warning("the JACK server is back: ports %r and %r registered again", self._in.name, self._out.name)
+        self._restore_connections()
+        return True
+
+    def _restore_connections(self) -> None:
+        """Make again the connections our ports had, those whose other end exists by now."""
+        existing = {p.name for p in self.client.get_ports(is_midi=True)}
+        for role, other in sorted(self._missing):
+            if other not in existing:
+                continue
+            source, dest = (other, self._in.name) if role == "in" else (self._out.name, other)
+            try:
+                self.client.connect(source, dest)
+            except Exception as err:
+                log.warning("could not connect %s -> %s again: %s", source, dest, err)
+            else:
+                log.info("connected again: %s -> %s", source, dest)
+            self._missing.discard((role, other))
+            self._connections.add((role, other))
 
     def _attach(self, wanted: str, direction: str) -> str:
         """Connect our port to the existing JACK MIDI port named ``wanted``; returns its full name."""
@@ -371,6 +497,7 @@ class JackMidiPorts:
         # a JACK thread: set flags only
         self.reason = str(reason) or "the JACK server shut down"
         self._lost.set()
+        self.generation += 1
         if self.on_lost is not None:
             self.on_lost(self.reason)
 
@@ -403,6 +530,9 @@ class JackMidiPorts:
     # -- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:
         """Let queued messages out (``drain_periods`` periods), then close; after a loss, never close."""
+        self._closing.set()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(timeout=5.0)
         client = self.client
         if client is None:
             return

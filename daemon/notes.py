@@ -97,6 +97,12 @@ class OwnedOutput:
             del self._owned[key]
             return self._send([NOTE_OFF | channel, pitch, 0], at_ns)
 
+    def revive(self) -> None:
+        """The sink works again (a JACK server came back): send again; what is still owned is
+        released by the next :meth:`panic`."""
+        with self._lock:
+            self.failed = False
+
     def control_change(self, channel: int, control: int, value: int, at_ns: int | None = None) -> None:
         with self._lock:
             self._used_channels.add(channel)
@@ -127,7 +133,7 @@ class OwnedOutput:
             return list(discard() or ())
         except PortError as err:
             self.failed = True
-            log.error("output port failed, no more MIDI will be sent: %s", err)
+            log.error("output port failed, nothing is sent until it works again: %s", err)
             return []
 
     def _send(self, message: list[int], at_ns: int | None = None) -> bool:
@@ -140,7 +146,7 @@ class OwnedOutput:
                 self.sink.send(message)
         except PortError as err:
             self.failed = True
-            log.error("output port failed, no more MIDI will be sent: %s", err)
+            log.error("output port failed, nothing is sent until it works again: %s", err)
             return False
         self.sent += 1
         return True

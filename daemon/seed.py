@@ -24,6 +24,13 @@ class SeedBuffer:
         self.latest_onset: float | None = None
 
     def note_on(self, channel: int, pitch: int, velocity: int, beat: float) -> None:
+        if beat < 0:
+            # Before the song's first beat: a note played with Start (or held into it) whose clock
+            # tick came a hair late sits within half a grid step before beat 0, and snaps onto it;
+            # anything earlier is not part of the song.
+            if beat < -self._half_step:
+                return
+            beat = 0.0
         key = (channel, pitch)
         if key in self._open:
             self.note_off(channel, pitch, beat)
@@ -36,10 +43,9 @@ class SeedBuffer:
             return  # a note-off for a note we never saw (e.g. held across Start)
         onset, velocity = started
         duration = max(beat - onset, 1e-3)
-        if onset >= 0:
-            self._done.append(Note(pitch, onset, duration, velocity, channel))
-            if len(self._done) > MAX_NOTES:
-                del self._done[: len(self._done) - MAX_NOTES]
+        self._done.append(Note(pitch, onset, duration, velocity, channel))
+        if len(self._done) > MAX_NOTES:
+            del self._done[: len(self._done) - MAX_NOTES]
 
     def clear(self) -> None:
         self._open.clear()
@@ -80,5 +86,9 @@ class SeedBuffer:
     def _span(self, first_bar: int, end_bar: int) -> tuple[float, float]:
         # a note played a little early (within half a grid step) belongs to the bar it snaps into
         length = self.meter.beats_per_bar
-        half = 0.5 / self.grid.steps_per_beat
+        half = self._half_step
         return first_bar * length - half, end_bar * length - half
+
+    @property
+    def _half_step(self) -> float:
+        return 0.5 / self.grid.steps_per_beat

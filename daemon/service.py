@@ -4,11 +4,13 @@ Start: log the resolved configuration, resolve the MIDI API, load the model
 in its worker, open the ports (and log which backend carries the MIDI), start
 the scheduler, log one "ready" line. A timed output (native JACK) gets events
 its ``lead_ns`` ahead of their deadlines and places them on their frames.
-Run: the conductor, in the calling (main) thread, until SIGINT/SIGTERM or the
-loss of the JACK server. Exit: release every owned note and send CC 123, stop
-the threads, keep a JACK port open a few periods so those last messages go
-out, then close. Exit codes: 0 after a signal, 3 when the JACK server went
-away, 1 on an unexpected error.
+Run: the conductor, in the calling (main) thread, until SIGINT/SIGTERM. If the
+JACK server goes away, the model stays loaded and the ports wait for the
+server, then come back with the same names and connections (see
+:mod:`affetto.daemon.jackports`); the conductor releases and starts its bars
+over. Exit: release every owned note and send CC 123, stop the threads, keep a
+JACK port open a few periods so those last messages go out, then close. Exit
+codes: 0 after a signal, 1 on an unexpected error.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from affetto.music import TimeSignature
 
 log = logging.getLogger("affetto.daemon")
 
-EXIT_OK, EXIT_ERROR, EXIT_PORT_LOST = 0, 1, 3
+EXIT_OK, EXIT_ERROR = 0, 1
 
 
 def _load_engine(path: str | None, meter: TimeSignature, threads: int | None):
@@ -87,20 +89,12 @@ def run_daemon(
     api = resolve_api(config.midi_api)
     log.info("MIDI API: %s (asked for %s)", api, config.midi_api)
     inbox: queue.Queue = queue.Queue(maxsize=config.queue_size)
-    holder: dict[str, Conductor] = {}
-    lost_reason: list[str] = []
 
     def deliver(result: object) -> None:
         try:
             inbox.put(result, timeout=2.0)
         except queue.Full:
             log.warning("inbox full: a generated bar was dropped")
-
-    def port_lost(reason: str) -> None:  # a JACK thread: flags only
-        lost_reason.append(reason)
-        conductor = holder.get("conductor")
-        if conductor is not None:
-            conductor.request_stop(f"JACK server lost: {reason}", EXIT_PORT_LOST)
 
     factory = generator_factory or default_factory(config)
     worker = make_worker(config.generator_host, factory, deliver)
@@ -121,7 +115,6 @@ def run_daemon(
             in_port=config.in_port,
             out_port=config.out_port,
             inbox=inbox,
-            on_lost=port_lost,
             drain_periods=config.drain_periods,
         ) as ports:
             log.info("ports: in %r, out %r", ports.input.name, ports.output.name)  # type: ignore[union-attr]
@@ -146,9 +139,14 @@ def run_daemon(
                 fifo_priority=config.fifo_priority,
             )
             conductor = Conductor(
-                config, clock, scheduler, worker.submit, inbox, trouble_sources=(ports.input.parser,)
-            )  # type: ignore[union-attr]
-            holder["conductor"] = conductor
+                config,
+                clock,
+                scheduler,
+                worker.submit,
+                inbox,
+                trouble_sources=(ports.input.parser,),  # type: ignore[union-attr]
+                port_watch=lambda: (getattr(ports, "generation", 0), ports.lost),
+            )
             # Our handlers stay until the ports are closed and the worker is gone: a second Ctrl-C
             # must not interrupt the final note-offs.
             previous.update(_install_signals(conductor) if install_signals else {})
@@ -180,12 +178,6 @@ def run_daemon(
                 conductor.bars_generated,
                 conductor.bars_missed,
             )
-            if lost_reason:
-                log.error(
-                    "the JACK server went away (%s): exiting; start affetto again once JACK is back",
-                    lost_reason[0],
-                )
-                exit_code = EXIT_PORT_LOST
             # The model's process goes before the ports: nothing needs it any more, and the ports
             # stay open until the last note-offs are out.
             worker.close()

@@ -34,6 +34,7 @@ from affetto.errors import ConfigError, ModelFileError
 from affetto.judge import JudgeConfig
 from affetto.manifest import read_manifest
 from affetto.music import Note, TimeSignature
+from affetto.ratelimit import RateLimitedLog
 from affetto.vocab import Vocabulary
 
 from .assets import default_model_path
@@ -46,6 +47,7 @@ from .session import CachedSession, open_session
 log = logging.getLogger(__name__)
 
 MAX_NOTES_PER_BAR = 48
+LOG_PERIOD_S = 60.0  # a warning a re-prime repeats goes out once a minute at most
 
 
 class Engine:
@@ -109,6 +111,7 @@ class Engine:
         self.decoder = BarDecoder(self.cache, self.vocab, self.bar_steps, max_notes_per_bar)
         self.judge = CandidateJudge(self.vocab, meter, judge_config, label_tempo)
         self.mode = ModeFollower(self.vocab, meter, self.bar_steps, enabled=follow_mode)
+        self._limited_log = RateLimitedLog(log, period_s=LOG_PERIOD_S)
         self.load_seconds = time.perf_counter() - t0
 
     @property
@@ -124,9 +127,9 @@ class Engine:
         """
         cfg = self.vocab.config
         outside = sum(1 for n in seed if not cfg.pitch_min <= n.pitch <= cfg.pitch_max)
-        if outside:
-            log.warning("%d seed notes outside the model's range %d..%d were moved by octaves",
-                        outside, cfg.pitch_min, cfg.pitch_max)
+        if outside:  # a re-prime repeats it for every seed: rate-limited
+            self._limited_log.warning("seed-octaves", "%d seed notes outside the model's range %d..%d were moved "
+                                      "by octaves", outside, cfg.pitch_min, cfg.pitch_max)
         steps = self.vocab.notes_to_steps(seed)
         if bars is not None and len(steps):
             steps = steps[steps[:, 0] < bars * self.bar_steps]

@@ -210,3 +210,41 @@ def test_sudden_tempo_drop_is_not_counted_as_missing_ticks():
     assert clock.missing_ticks == 0
     assert clock.song_tick == 96
     assert clock.state.bpm == pytest.approx(60, rel=0.01)
+
+
+def test_a_jump_lands_exactly_like_a_start():
+    """Stop, SPP (bar 9), Continue: the first tick after Continue is the song position, as after Start.
+
+    The DAW restarts its tick train at the jump, at a phase 40 % of a tick after the last tick it
+    sent before (a locate takes a few ms); the first tick must not be taken for a duplicate.
+    """
+    bpm = 200.0
+    step = 60e9 / bpm / PPQN
+    spp = 128  # sixteenths: bar 9 in 4/4, beat 32
+    jump = MidiClockFollower()
+    jump.handle(START, 0, T0 - MS)
+    before = [T0 + round(k * step) for k in range(PPQN * 8)]  # two bars played
+    for t in before:
+        jump.handle(CLOCK_TICK, 0, t)
+    jump.handle(STOP, 0, before[-1] + MS)
+    t1 = before[-1] + round(0.4 * step)
+    jump.handle(SONG_POSITION, spp, t1 - 3 * MS)
+    jump.handle(CONTINUE, 0, t1 - 2 * MS)
+    # the reference: a follower that hears the same tick train after a plain Start
+    start = MidiClockFollower()
+    for k in range(PPQN, 0, -1):  # clock before Start, in phase with the train
+        start.handle(CLOCK_TICK, 0, t1 - round(k * step))
+    start.handle(START, 0, t1 - 2 * MS)
+    for j in range(PPQN * 4):
+        t = t1 + round(j * step)
+        jump_events = jump.handle(CLOCK_TICK, 0, t)
+        start_events = start.handle(CLOCK_TICK, 0, t)
+        if j == 0:
+            assert [(e.kind, e.beat) for e in jump_events] == [(Transport.CONTINUE, 32.0)]
+            assert [(e.kind, e.beat) for e in start_events] == [(Transport.START, 0.0)]
+        for ahead in (0.0, 1.0, 4.0):  # this tick, and deadlines a beat and a bar ahead
+            beat = j / PPQN + ahead
+            assert jump.state.time_at(spp / 4 + beat) == pytest.approx(start.state.time_at(beat), abs=10_000)
+            assert start.state.time_at(beat) == pytest.approx(t1 + beat * PPQN * step, abs=10_000)
+    assert jump.duplicate_ticks == 0 and jump.missing_ticks == 0
+    assert jump.song_tick == spp * 6 + PPQN * 4

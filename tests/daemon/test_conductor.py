@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import queue
+
 import pytest
 from daemon_fakes import MS, make_rig
 
-from affetto.daemon.clock import PPQN
+from affetto.daemon.clock import PPQN, Transport, TransportEvent
 from affetto.emotion import Quadrant, knob_capsule, knob_value
 
 BAR = 4.0  # 4/4
@@ -177,13 +180,87 @@ def test_exit_paths_release_everything():
         else:
 
             def boom(*args):
-                raise RuntimeError("boom")
+                raise KeyboardInterrupt  # not an Exception: nothing survives it, notes are still released
 
             rig.conductor._midi = boom
             rig.inbox.put((rig.time(), 0x90, 60, 1))
-            with pytest.raises(RuntimeError):
+            with pytest.raises(KeyboardInterrupt):
                 rig.conductor.run()
         assert rig.port.sounding() == set(), how
+
+
+def turn_all(rig) -> None:
+    """Like ``rig.pump`` but through the loop's guarded :meth:`Conductor.turn`."""
+    while True:
+        try:
+            item = rig.inbox.get_nowait()
+        except queue.Empty:
+            break
+        rig.conductor.turn(item)
+    rig.conductor.turn(None)
+    rig.scheduler.run_due(rig.time())
+
+
+def advance_guarded(rig, ns: int, step_ns: int = 5 * MS) -> None:
+    end = rig.time() + ns
+    while rig.time() < end:
+        rig.time.step(min(step_ns, end - rig.time()))
+        rig.worker.deliver_all()
+        turn_all(rig)
+
+
+def test_a_chord_held_into_start_with_an_early_tick_does_not_crash():
+    # the DAW's Start, the first tick, and a chord whose note-ons are stamped 2 ms before that tick
+    rig = make_rig(clock="midi")
+    daw = Daw(rig)
+    daw.send(0xFA)
+    daw.ticks(1)
+    for pitch in (60, 64, 67):
+        rig.inbox.put((rig.time() - 2 * MS, 0x90, pitch, 90))
+    rig.pump()
+    daw.ticks(PPQN * 4 + 2)  # over the first bar line, chord still held: the seed is taken from it
+    seed = rig.worker.requests[0].seed if rig.worker.requests else None
+    assert rig.conductor.bars_played >= 1
+    assert rig.conductor.seed.bar_has_notes(0)
+    assert seed is None or all(n.onset >= 0 for n in seed)
+    daw.send(0xFC)
+    assert rig.port.sounding() == set()
+
+
+def test_a_failure_in_one_item_or_bar_line_is_survived(caplog, monkeypatch):
+    caplog.set_level("INFO", logger="affetto.daemon.conductor")
+    rig = make_rig()
+    rig.start()
+    advance_guarded(rig, int(1.3 * rig.ns_per_bar))
+    assert rig.output.sounding()
+    # one bad item, three times: a transport event at no position
+    for _ in range(3):
+        rig.conductor.turn(TransportEvent(Transport.START, math.nan, rig.time()))
+    assert rig.conductor.faults == 3
+    assert rig.port.sounding() == set() and rig.output.sounding() == []  # released
+    # one bad bar line: the controls fail once
+    real = rig.conductor.controls.at_bar_line
+    calls = {"n": 0}
+
+    def flaky():
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("knob went away")
+        return real()
+
+    monkeypatch.setattr(rig.conductor.controls, "at_bar_line", flaky)
+    generated = rig.conductor.bars_generated
+    advance_guarded(rig, 4 * rig.ns_per_bar)
+    assert rig.conductor.faults == 4 and calls["n"] > 1
+    assert rig.conductor.bars_generated >= generated + 2  # the loop went on and bars came again
+    firsts = first_beats_per_bar(rig)
+    assert all(firsts[b] == b * BAR for b in firsts)  # still on bar lines
+    faults = [r for r in caplog.records if "survived a failure" in r.getMessage()]
+    assert len(faults) == 2  # once per kind: three bad results were one line
+    assert faults[0].exc_info is not None
+    rig.conductor.request_stop("test")
+    assert rig.conductor.run() == 0
+    assert rig.port.sounding() == set()
 
 
 def test_port_that_disappears_does_not_stop_the_conductor():
@@ -258,3 +335,32 @@ def test_status_line_every_few_bars_says_dash_until_something_is_measured(caplog
     assert "nan" not in " ".join(lines)
     last = lines[-1]
     assert " ms | bars " in last and "generated, 0 missed" in last and last.endswith(" ms | 0 notes dropped late")
+
+
+
+def test_ports_that_go_and_come_back_release_and_start_the_bars_over():
+    rig = make_rig()
+    watch = {"generation": 0, "lost": False}
+    rig.conductor.port_watch = lambda: (watch["generation"], watch["lost"])
+    rig.start()
+    rig.advance(int(1.3 * rig.ns_per_bar))
+    assert rig.output.sounding()
+    # the server goes away: sends fail, nothing is played, the conductor does not stop
+    rig.port.fail = True
+    watch.update(generation=1, lost=True)
+    rig.advance(2 * rig.ns_per_bar)
+    assert rig.output.failed and not rig.conductor._stopping
+    # it comes back: what was owned is released through the new connection, bars come again
+    rig.port.fail = False
+    watch.update(generation=2, lost=False)
+    sent = len(rig.port.messages)
+    rig.advance(int(0.1 * rig.ns_per_bar))
+    assert not rig.output.failed
+    assert [0xB0, 123, 0] in [m for _, m in rig.port.messages[sent:]]
+    played = rig.conductor.bars_played
+    rig.advance(2 * rig.ns_per_bar)
+    assert rig.conductor.bars_played >= played + 1
+    assert any(t > rig.time() - 2 * rig.ns_per_bar for t, _ in rig.port.note_ons())  # notes flow again
+    rig.conductor.request_stop("test")
+    rig.conductor.run()
+    assert rig.port.sounding() == set()

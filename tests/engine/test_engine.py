@@ -92,6 +92,9 @@ def test_seed_outside_range_is_folded_with_a_warning(tiny_model, caplog):
     assert "2 seed notes outside the model's range" in caplog.text
     names = [engine.vocab.name(t) for t in engine.cache.context]
     assert "PITCH_29" in names and "PITCH_103" in names
+    for _ in range(50):  # every re-prime of a live set would say it again
+        engine.prime([Note(5, 0, 1)])
+    assert sum("outside the model's range" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_bad_engine_input(tiny_model, tmp_path):

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from conftest import PERIOD, RATE, Daw, clock_script, sounding, start_jack, stop_jack
@@ -210,16 +211,58 @@ def test_sigterm_while_jack_stalls_waits_for_the_periods_that_carry_the_last_not
         stop_jack(jackd)
 
 
-def test_jack_server_loss_exits_cleanly_instead_of_hanging(jack_server, tmp_path):
-    server = "affetto-test-loss"
+def wait_until(predicate, timeout: float) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` passes (bounded, never a bare sleep)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def wired(daw: Daw, name: str) -> bool:
+    """Whether affetto's ports exist and are connected both ways to the DAW's."""
+    ins = daw.client.get_ports(f"{name}:{name} in", is_midi=True)
+    outs = daw.client.get_ports(f"{name}:{name} out", is_midi=True)
+    if len(ins) != 1 or len(outs) != 1:
+        return False
+    to_affetto = {p.name for p in daw.client.get_all_connections(daw.out)}
+    from_affetto = {p.name for p in daw.client.get_all_connections(daw.inp)}
+    return ins[0].name in to_affetto and outs[0].name in from_affetto
+
+
+def test_jack_server_loss_keeps_the_model_and_reconnects_when_the_server_returns(jack_server, tmp_path):
+    from affetto.daemon.jackports import _leak
+
+    server, name = "affetto-test-loss", "afftest-loss"
     jackd = start_jack(server, tmp_path / "jackd-loss.log")
     try:
-        extra = ("--clock", "internal", "--bpm", "300")
-        with running_affetto("afftest-loss", *extra, server=server) as (proc, ready, lines):
+        with running_affetto(name, "--clock", "midi", server=server) as (proc, ready, lines):
             assert ready.wait(30), "".join(lines)
+            daw = Daw("daw-loss", server=server)
+            daw.connect(*affetto_ports(daw, name))
+            daw.play(clock_script(BPM, 16)[0])
+            assert daw.wait_for(lambda rec: len(note_ons(rec)) >= 4, timeout=30), "".join(lines)
             stop_jack(jackd, signal.SIGKILL)
-            code = proc.wait(timeout=20)  # a hang fails here
-            assert code == 3, "".join(lines)
-            assert any("JACK server went away" in line for line in lines), "".join(lines)
+            _leak(daw)  # a client whose server died is never closed (it can crash)
+            assert wait_until(lambda: any("JACK server went away" in line for line in lines), 20), "".join(lines)
+            assert proc.poll() is None, "".join(lines)  # it waits for the server instead of exiting
+            jackd = start_jack(server, tmp_path / "jackd-loss-2.log")
+            again = Daw("daw-loss", server=server)  # the DAW comes back with the server, same ports
+            try:
+                # affetto's ports reappear with the same names and it makes the same connections itself
+                assert wait_until(lambda: wired(again, name), 20), "".join(lines)
+                again.play(clock_script(BPM, 16)[0])
+                assert again.wait_for(lambda rec: len(note_ons(rec)) >= 4 and sounding(rec), timeout=30), (
+                    "".join(lines)
+                )
+                proc.send_signal(signal.SIGTERM)
+                assert proc.wait(timeout=15) == 0, "".join(lines)
+                assert again.wait_frames(8 * PERIOD)
+                assert not sounding(again.received), "a note was left sounding"
+                assert any("JACK server is back" in line for line in lines), "".join(lines)
+            finally:
+                again.close()
     finally:
         stop_jack(jackd)
