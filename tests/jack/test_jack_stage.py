@@ -7,6 +7,7 @@ DAW) in a fresh network namespace that has only loopback, so Link's discovery st
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import queue
@@ -31,8 +32,20 @@ UNSHARE = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-rn"]
 NAMESPACE = "ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo && exec \"$@\""
 
 
+def _jack_helpers(*names: str) -> tuple:
+    """Names from tests/jack/conftest.py, loaded by its path: a plain ``import conftest`` inside a test
+    gets whichever folder's conftest pytest imported last."""
+    module = sys.modules.get("affetto_jack_conftest")
+    if module is None:
+        spec = importlib.util.spec_from_file_location("affetto_jack_conftest", HERE / "conftest.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["affetto_jack_conftest"] = module
+        spec.loader.exec_module(module)
+    return tuple(getattr(module, n) for n in names)
+
+
 def _jack_or_skip() -> None:
-    from conftest import _missing
+    (_missing,) = _jack_helpers("_missing")
 
     for tool in ("jackd", "jack_wait"):
         if shutil.which(tool) is None:
@@ -45,7 +58,7 @@ def _jack_or_skip() -> None:
 
 @pytest.fixture
 def own_server(tmp_path, monkeypatch):
-    from conftest import start_jack, stop_jack
+    start_jack, stop_jack = _jack_helpers("start_jack", "stop_jack")
 
     _jack_or_skip()
     proc = start_jack(SERVER, tmp_path / "jackd.log")
@@ -87,7 +100,7 @@ class Echo:
 
 
 def test_calibrate_through_jack_measures_the_loop(own_server):
-    from conftest import PERIOD, RATE
+    PERIOD, RATE = _jack_helpers("PERIOD", "RATE")
 
     from affetto.daemon.calibrate import measure
     from affetto.daemon.ports import open_ports
@@ -112,7 +125,7 @@ def test_calibrate_through_jack_measures_the_loop(own_server):
 
 
 def test_learn_through_jack_binds_a_moved_knob(own_server, tmp_path):
-    from conftest import Daw
+    (Daw,) = _jack_helpers("Daw")
 
     path = tmp_path / "studio.toml"
     path.write_text("[daemon]\nbpm = 90.0\n", encoding="utf-8")
@@ -201,7 +214,7 @@ def test_a_link_session_drives_the_daemon_through_jack(tmp_path):
 
 def _link_scenario(tmp: Path) -> dict:
     sys.path[:0] = [str(HERE), str(HERE.parent)]
-    from conftest import Daw, start_jack, stop_jack
+    Daw, start_jack, stop_jack = _jack_helpers("Daw", "start_jack", "stop_jack")
     from midi_helpers import sounding
 
     from affetto.daemon.link import OffsetTracker, load_binding
