@@ -23,6 +23,14 @@ from affetto.errors import ModelFileError
 from .families import family_of_meta, family_of_model
 
 FORMAT = "affetto-checkpoint"
+DEFAULT_CHECKPOINT = "affetto-default"  # the shipped model's weights: assets/affetto-default.{safetensors,json}
+
+
+def default_checkpoint_path() -> Path:
+    """The PyTorch checkpoint of the shipped model (``affetto train --init default`` fine-tunes it)."""
+    from importlib import resources
+
+    return Path(str(resources.files("affetto") / "assets" / DEFAULT_CHECKPOINT))
 
 
 def checkpoint_paths(path: str | Path) -> tuple[Path, Path, Path]:

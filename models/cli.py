@@ -110,7 +110,9 @@ def eval_command(model, bars_per_quadrant, seeds, data, out, guidance_scales, te
 @click.option("--cond-dropout", type=click.FloatRange(0, 1, max_open=True), default=0.15, show_default=True)
 @click.option("--transition-share", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Share of each batch from transition examples (seed in one emotion, continued in another).")
-@click.option("--init", "init_from", help="Start from this checkpoint's weights (e.g. runs/default/best).")
+@click.option("--init", "init_from",
+              help="Start from this checkpoint's weights, architecture and vocabulary (e.g. runs/default/best); "
+                   "'default' fine-tunes the shipped model.")
 @click.option("--mode-change-rate", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Share of augmented copies moved to the parallel mode (pieces with a clear key).")
 @click.option("--transitions", type=click.IntRange(min=0), default=2, show_default=True,
@@ -142,15 +144,28 @@ def train(out, data, labels, emopia, groups, limit, steps, batch, lr, layers, wi
     except ImportError as err:
         raise click.ClickException(f"training needs the 'train' extra (pip install 'affetto[train]'): {err}") from err
     try:
+        model_cfg = ModelConfig(n_layer=layers, d_model=width, n_head=heads, d_ff=4 * width, max_len=context,
+                                cond_layers=cond_layers)
+        vocab_cfg = None
+        if init_from:
+            from affetto.models.checkpoint import default_checkpoint_path, read_meta
+            from affetto.vocab import Vocabulary
+
+            init_from = str(default_checkpoint_path()) if init_from == "default" else init_from
+            meta = read_meta(init_from)
+            model_cfg = ModelConfig.from_dict({**meta["model"], "cond_layers": meta["model"].get("cond_layers")
+                                               or cond_layers})
+            vocab_cfg = Vocabulary.from_dict(meta["vocab"]).config
+            context = model_cfg.max_len
         cfg = TrainConfig(
             out=out, data=data, labels=labels, emopia=emopia, groups=tuple(groups), limit=limit, steps=steps,
             batch=batch, lr=lr, min_lr=lr / 10, cond_dropout=cond_dropout, eval_every=eval_every, seed=seed,
             threads=threads, transition_share=transition_share, init=init_from,
-            model=ModelConfig(n_layer=layers, d_model=width, n_head=heads, d_ff=4 * width, max_len=context,
-                              cond_layers=cond_layers),
+            model=model_cfg,
             data_config=DataConfig(max_tokens=context - 1, segment_bars=segment_bars,
                                    hop_bars=max(1, segment_bars // 2), mode_change_rate=mode_change_rate,
                                    transitions=transitions, mode_transition_share=mode_transition_share),
+            **({"vocab": vocab_cfg} if vocab_cfg is not None else {}),
         )
         result = run_training(cfg, resume=resume)
     except (ValueError, OSError) as err:

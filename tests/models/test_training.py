@@ -106,3 +106,37 @@ def test_init_gains_per_block_capsules_that_start_at_zero(tmp_path, midi_folder)
     back = replace(tiny_config(tmp_path / "back", midi_folder, steps=3), init=str(tmp_path / "grown" / "last"))
     with pytest.raises(ConfigError, match="differs"):
         train(back, progress=False)
+
+
+def test_cli_init_takes_the_checkpoints_architecture_and_vocabulary(tmp_path, midi_folder):
+    """`affetto train --init CKPT` fine-tunes CKPT as it is: its width, layers and vocabulary, not the options'."""
+    from click.testing import CliRunner
+
+    from affetto.models.cli import train as train_command
+    from affetto.vocab import VocabConfig
+
+    first = tiny_config(tmp_path / "first", midi_folder, steps=2, vocab=VocabConfig())  # the version 1 vocabulary
+    train(first, progress=False)
+    result = CliRunner().invoke(train_command, [
+        "--out", str(tmp_path / "tuned"), "--data", str(midi_folder), "--init", str(tmp_path / "first" / "last"),
+        "--steps", "2", "--batch", "2", "--eval-every", "2", "--width", "64", "--layers", "3", "--threads", "1"])
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    tuned = read_meta(tmp_path / "tuned" / "last")
+    assert tuned["model"]["d_model"] == 16 and tuned["model"]["n_layer"] == 1  # the checkpoint's, not --width 64
+    assert tuned["vocab"] == read_meta(tmp_path / "first" / "last")["vocab"]
+    missing = CliRunner().invoke(train_command, ["--out", str(tmp_path / "x"), "--init", str(tmp_path / "none")])
+    assert missing.exit_code != 0 and "no checkpoint metadata" in missing.output
+
+
+def test_the_shipped_checkpoint_is_the_shipped_model():
+    """The default model's PyTorch weights ship beside its .onnx, for `affetto train --init default`."""
+    from affetto.manifest import read_manifest
+    from affetto.models.checkpoint import default_checkpoint_path
+    from affetto.runtime import default_model_path
+
+    model, meta = load_checkpoint(default_checkpoint_path())
+    manifest = read_manifest(default_model_path())
+    assert meta["vocab"] == manifest["vocab"]
+    assert model.cfg.to_dict() == {**model.cfg.to_dict(), **{k: v for k, v in manifest["model"].items()
+                                                              if k in model.cfg.to_dict()}}
+    assert meta["step"] == manifest["training"]["step"]
