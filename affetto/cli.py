@@ -209,8 +209,11 @@ def bench(model, checkpoint, repeat, bars, json_out) -> None:
 def _add_commands() -> None:
     """Commands that live beside this file (their modules import nothing heavy at load)."""
     from affetto.cli_daemon import ports, run
+    from affetto.cli_ensemble import COMMANDS as ENSEMBLE_COMMANDS
     from affetto.cli_eval import eval_command
 
+    for command in ENSEMBLE_COMMANDS:
+        cli.add_command(command)
     cli.add_command(run)
     cli.add_command(ports)
     cli.add_command(eval_command)
