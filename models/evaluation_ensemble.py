@@ -185,6 +185,26 @@ def _run(ens: Ensemble, melody: np.ndarray, has: float, capsule: np.ndarray, tri
     return rolls
 
 
+def speed(ens: Ensemble, repeat: int = 300) -> dict[str, float]:
+    """Milliseconds per harmonised 4-bar phrase (batch 1, the session's threads), after a warm-up."""
+    import time
+
+    s = ens.spec
+    melody = np.zeros((1, s.bars, s.steps, s.pitches), np.float32)
+    melody[0, :, ::4, 30] = 1.0
+    args = (melody, np.ones((1, 1), np.float32), np.eye(4, dtype=np.float32)[:1], np.zeros((1, 1), np.float32))
+    z = ens.latents(1, np.random.default_rng(0))
+    for _ in range(20):
+        ens.run(*args, z)
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter_ns()
+        ens.run(*args, z)
+        times.append((time.perf_counter_ns() - start) / 1e6)
+    return {"phrase_ms_p50": float(np.percentile(times, 50)), "phrase_ms_p99": float(np.percentile(times, 99)),
+            "bars_per_phrase": s.bars}
+
+
 def evaluate(model: str | Path | None = None, *, phrases: int = 200, seed: int = 0) -> dict[str, Any]:
     ens = Ensemble(model)
     test = build_splits(load_chorales(progress=False))["test"]
@@ -247,6 +267,7 @@ def evaluate(model: str | Path | None = None, *, phrases: int = 200, seed: int =
         "melodies_happy_busier_than_calm": float(np.mean(activity["happy"] > activity["calm"])),
         "melodies_tense_busier_than_sad": float(np.mean(activity["tense"] > activity["sad"])),
     }
+    report["speed_one_thread"] = speed(ens)
     return report
 
 
@@ -267,6 +288,10 @@ def markdown(report: dict[str, Any]) -> str:
     for voice in h["data"]["in_range"]:
         rows.append(f"| {voice} notes in range | {h['data']['in_range'][voice]:.3f} | "
                     f"{h['model']['in_range'][voice]:.3f} |")
+    sp = report.get("speed_one_thread")
+    if sp:
+        rows += ["", f"speed, one CPU thread: {sp['phrase_ms_p50']:.2f} ms per 4-bar phrase (p50), "
+                 f"{sp['phrase_ms_p99']:.2f} ms (p99)"]
     rows += ["", "| emotion | value |", "|---|---|"]
     for key, value in e.items():
         if isinstance(value, dict):
