@@ -59,15 +59,17 @@ def train_ensemble(out, steps, batch, lr_g, lr_d, n_critic, recon_weight, melody
 @click.argument("checkpoint")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="The .onnx file to write.")
 @click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
-              help="Probability from which a voice's top pitch sounds (stored in the manifest).")
-def export_ensemble(checkpoint, out, threshold) -> None:
+              help="A voice sounds where its probabilities sum to this (stored in the manifest).")
+@click.option("--candidates", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Draws per phrase the runtime judge chooses from (stored in the manifest).")
+def export_ensemble(checkpoint, out, threshold, candidates) -> None:
     """Export an ensemble checkpoint (e.g. runs/ensemble/last) to one .onnx file, with parity checks."""
     try:
         from affetto.export.musegan import export_ensemble as run_export
     except ImportError as err:
         raise click.ClickException(f"export needs the 'train' extra (pip install 'affetto[train]'): {err}") from err
     try:
-        result = run_export(checkpoint, out, threshold=threshold)
+        result = run_export(checkpoint, out, threshold=threshold, candidates=candidates)
     except (ValueError, OSError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(result)
@@ -79,8 +81,10 @@ def export_ensemble(checkpoint, out, threshold) -> None:
               help="Q1..Q4, happy/tense/sad/calm, V,A in [-1, 1], or none.")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="The .mid file to write.")
 @click.option("--model", type=click.Path(dir_okay=False), help="An ensemble .onnx model (default: the shipped one).")
+@click.option("--candidates", type=click.IntRange(min=1),
+              help="Draws per phrase; the judge keeps the one that fits the emotion best (default: the model's).")
 @click.option("--seed-value", type=int, default=0, show_default=True, help="Random seed: same value, same voices.")
-def harmonise(melody, emotion, out, model, seed_value) -> None:
+def harmonise(melody, emotion, out, model, candidates, seed_value) -> None:
     """Write alto, tenor and bass under a melody: melody on channel 1, voices on channels 2, 3 and 4."""
     from affetto.emotion import parse_emotion
     from affetto.ensemble import Ensemble
@@ -93,7 +97,7 @@ def harmonise(melody, emotion, out, model, seed_value) -> None:
         phrase = read_midi(melody)
         ens = Ensemble(model)
         tune = [Note(n.pitch, n.onset, n.duration, n.velocity, 0) for n in phrase.notes]
-        voices = ens.harmonise(tune, phrase.meter, capsule, seed=seed_value)
+        voices = ens.harmonise(tune, phrase.meter, capsule, seed=seed_value, candidates=candidates)
         write_tracks(out, {"melody": tune, **{name: [n for n in voices if n.channel == ch]
                                               for ch, name in ((1, "alto"), (2, "tenor"), (3, "bass"))}},
                      meter=phrase.meter, bpm=phrase.tempo)
@@ -111,9 +115,11 @@ def harmonise(melody, emotion, out, model, seed_value) -> None:
 @click.option("--meter", default="4/4", show_default=True, help="4/4 or 3/4 (bars of 3 or 4 beats).")
 @click.option("--bpm", type=click.FloatRange(min=1), default=80.0, show_default=True)
 @click.option("--model", type=click.Path(dir_okay=False), help="An ensemble .onnx model (default: the shipped one).")
+@click.option("--candidates", type=click.IntRange(min=1),
+              help="Draws per phrase; the judge keeps the one that fits the emotion best (default: the model's).")
 @click.option("--seed-value", type=int, default=0, show_default=True)
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="The .mid file to write.")
-def generate_ensemble(emotion, bars, meter, bpm, model, seed_value, out) -> None:
+def generate_ensemble(emotion, bars, meter, bpm, model, candidates, seed_value, out) -> None:
     """Four voices from the ensemble model alone, on tracks/channels 1-4."""
     from affetto.emotion import parse_emotion
     from affetto.ensemble import VOICES, Ensemble
@@ -123,7 +129,7 @@ def generate_ensemble(emotion, bars, meter, bpm, model, seed_value, out) -> None
     try:
         capsule = parse_emotion(emotion)
         ts = TimeSignature.parse(meter)
-        notes = Ensemble(model).generate(bars, ts, capsule, seed=seed_value)
+        notes = Ensemble(model).generate(bars, ts, capsule, seed=seed_value, candidates=candidates)
         write_tracks(out, {name: [n for n in notes if n.channel == ch] for ch, name in enumerate(VOICES)},
                      meter=ts, bpm=bpm)
     except (ValueError, OSError) as err:

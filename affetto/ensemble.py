@@ -8,6 +8,11 @@ all four. Chorale voices are monophonic, so rolls are binarised per step and
 voice: the most probable pitch sounds when its probability reaches the
 threshold.
 
+Candidates: each phrase is drawn several times in one batch (different
+latents) and a judge keeps the draw that best fits the emotion and is
+cleanest (see :func:`affetto.voicing.choose`), as the lead model keeps the
+clearest of its candidate bars.
+
 Meters: a bar of 4 beats fills the 16 steps; a bar of 3 beats (3/4) fills the
 first 12 and the graph is told so (its ``triple`` input). Other meters are
 refused with a clear message.
@@ -25,10 +30,12 @@ from affetto.emotion import Capsule
 from affetto.errors import ConfigError, ModelFileError
 from affetto.manifest import read_manifest
 from affetto.music import Note, TimeSignature, sort_notes
+from affetto.voicing import choose, lines
 
 FAMILY = "ensemble"
 VOICES = ("soprano", "alto", "tenor", "bass")
 STEPS_PER_BEAT = 4
+DEFAULT_CANDIDATES = 8  # draws per phrase; the runtime judge keeps one
 INPUTS = ("melody", "has_melody", "capsule", "triple", "z_chords", "z_style", "z_melody", "z_groove")
 
 
@@ -144,7 +151,9 @@ class Ensemble:
         if self.manifest.get("family") != FAMILY:
             raise ModelFileError(f"{self.path}: not an ensemble model (family {self.manifest.get('family')!r})")
         self.spec = RollSpec.from_manifest(self.manifest)
-        self.threshold = float(self.manifest.get("decode", {}).get("threshold", 0.5))
+        decode = self.manifest.get("decode", {})
+        self.threshold = float(decode.get("threshold", 0.5))
+        self.candidates = int(decode.get("candidates", DEFAULT_CANDIDATES))
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -169,28 +178,50 @@ class Ensemble:
                  "capsule": capsule.astype(np.float32), "triple": triple.astype(np.float32), **latents}
         return self.session.run(["probs"], feeds)[0]
 
+    def voice_phrases(self, melody: np.ndarray | None, triple: np.ndarray, capsule: Capsule,
+                      rng: np.random.Generator, candidates: int | None = None) -> np.ndarray:
+        """Binary rolls (N, 4, bars, 16, P) for N phrases: melody (N, bars, 16, P) given, or None (free).
+
+        Each phrase is drawn ``candidates`` times in one batch (different
+        latents) and :func:`affetto.voicing.choose` keeps the draw that best
+        fits the capsule and is cleanest.
+        """
+        s = self.spec
+        k = self.candidates if candidates is None else candidates
+        if not isinstance(k, int) or k < 1:
+            raise ConfigError(f"candidates must be an int >= 1, got {k!r}")
+        n = len(triple)
+        mel = np.zeros((n, s.bars, s.steps, s.pitches), np.float32) if melody is None else melody.astype(np.float32)
+        mel = np.repeat(mel, k, 0)  # (N*K, bars, 16, P): phrase-major
+        tri = np.repeat(np.asarray(triple, np.float32).reshape(n, 1), k, 0)
+        has = np.full((n * k, 1), 0.0 if melody is None else 1.0, np.float32)
+        cap = np.tile(np.array(capsule.weights, np.float32), (n * k, 1))
+        rolls = binarise(self.run(mel, has, cap, tri, self.latents(n * k, rng)), self.threshold)
+        if melody is not None:
+            rolls[:, 0] = mel > 0.5
+        rolls = rolls.reshape(n, k, *rolls.shape[1:])  # (N, K, 4, bars, 16, P)
+        if k == 1:
+            return rolls[:, 0]
+        picks = [choose(lines(rolls[i], tri[i * k : (i + 1) * k], s.low), capsule.valence, capsule.arousal)
+                 for i in range(n)]
+        return rolls[np.arange(n), picks]
+
     def phrases(self, melody: np.ndarray | None, bars: int, meter: TimeSignature, capsule: Capsule,
-                seed: int = 0) -> np.ndarray:
-        """Binary rolls (4, bars, 16, P) for ``bars`` bars, phrase by phrase (one batch)."""
+                seed: int = 0, candidates: int | None = None) -> np.ndarray:
+        """Binary rolls (4, bars, 16, P) for ``bars`` bars of one continuous part, phrase by phrase."""
         s = self.spec
         count = -(-bars // s.bars)
-        rng = np.random.default_rng(seed)
-        mel = np.zeros((count, s.bars, s.steps, s.pitches), np.float32)
+        mel = None
         if melody is not None:
             padded = np.zeros((count * s.bars, s.steps, s.pitches), np.float32)
             padded[:bars] = melody[:bars]
             mel = padded.reshape(count, s.bars, s.steps, s.pitches)
-        has = np.full((count, 1), 0.0 if melody is None else 1.0, np.float32)
-        cap = np.tile(np.array(capsule.weights, np.float32), (count, 1))
         triple = np.full((count, 1), 1.0 if bar_steps(meter) == 12 else 0.0, np.float32)
-        probs = self.run(mel, has, cap, triple, self.latents(count, rng))  # (count, 4, bars, 16, P)
-        rolls = binarise(probs, self.threshold)
-        if melody is not None:
-            rolls[:, 0] = mel > 0.5
+        rolls = self.voice_phrases(mel, triple, capsule, np.random.default_rng(seed), candidates)
         return rolls.transpose(1, 0, 2, 3, 4).reshape(4, count * s.bars, s.steps, s.pitches)[:, :bars]
 
-    def harmonise(self, melody: Sequence[Note], meter: TimeSignature, capsule: Capsule,
-                  seed: int = 0, channels: tuple[int, int, int] = (1, 2, 3)) -> list[Note]:
+    def harmonise(self, melody: Sequence[Note], meter: TimeSignature, capsule: Capsule, seed: int = 0,
+                  channels: tuple[int, int, int] = (1, 2, 3), candidates: int | None = None) -> list[Note]:
         """Alto, tenor and bass under ``melody`` (notes in beats from a bar line), on ``channels``."""
         if not melody:
             raise ConfigError("the melody has no notes")
@@ -198,7 +229,7 @@ class Ensemble:
             raise ConfigError(f"three channels in range 0..15 are needed, got {channels!r}")
         bars = int(max(n.onset for n in melody) // meter.beats_per_bar) + 1
         roll = melody_roll(melody, meter, bars, self.spec)
-        rolls = self.phrases(roll, bars, meter, capsule, seed)
+        rolls = self.phrases(roll, bars, meter, capsule, seed, candidates)
         velocity = max(1, min(127, round(float(np.mean([n.velocity for n in melody])) - 8)))
         out = []
         for track, channel in zip((1, 2, 3), channels):
@@ -206,11 +237,11 @@ class Ensemble:
         return sort_notes(out)
 
     def generate(self, bars: int, meter: TimeSignature, capsule: Capsule, seed: int = 0,
-                 channels: tuple[int, ...] = (0, 1, 2, 3)) -> list[Note]:
+                 channels: tuple[int, ...] = (0, 1, 2, 3), candidates: int | None = None) -> list[Note]:
         """Four voices from the model alone."""
         if not isinstance(bars, int) or bars < 1:
             raise ConfigError(f"bars must be an int >= 1, got {bars!r}")
-        rolls = self.phrases(None, bars, meter, capsule, seed)
+        rolls = self.phrases(None, bars, meter, capsule, seed, candidates)
         out = []
         for track, channel in enumerate(channels):
             out.extend(roll_notes(rolls[track], meter, channel, self.spec, 80 if track == 0 else 72))

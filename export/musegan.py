@@ -27,12 +27,13 @@ import torch
 
 import affetto
 from affetto.emotion import Quadrant
-from affetto.ensemble import FAMILY, INPUTS, VOICES
+from affetto.ensemble import DEFAULT_CANDIDATES, FAMILY, INPUTS, VOICES
 from affetto.errors import ModelFileError
 from affetto.manifest import FORMAT, FORMAT_VERSION, read_manifest
-from affetto.models.musegan.data import LOW, VOICE_RANGES
+from affetto.models.musegan.data import LOW
 from affetto.models.musegan.model import Generator, latents
 from affetto.models.musegan.train import load_checkpoint
+from affetto.voicing import VOICE_RANGES
 
 from .export import with_manifest
 
@@ -105,7 +106,8 @@ def check_parity(model: onnx.ModelProto, gen: Generator, seeds: tuple[int, ...] 
     return worst
 
 
-def build_manifest(gen: Generator, meta: dict, threshold: float, max_abs_diff: float) -> dict[str, Any]:
+def build_manifest(gen: Generator, meta: dict, threshold: float, max_abs_diff: float,
+                   candidates: int = DEFAULT_CANDIDATES) -> dict[str, Any]:
     cfg = gen.cfg
     train = meta.get("train", {})
     return {
@@ -121,7 +123,7 @@ def build_manifest(gen: Generator, meta: dict, threshold: float, max_abs_diff: f
         "inputs": list(INPUTS),
         "outputs": ["probs"],
         "model": cfg.to_dict(),
-        "decode": {"threshold": threshold,
+        "decode": {"threshold": threshold, "candidates": candidates,
                    "rule": "per step and voice, the top pitch if the probabilities sum to >= threshold"},
         "conditioning": {
             "quadrants": [f"{q.name} {q.mood}" for q in Quadrant],
@@ -137,14 +139,15 @@ def build_manifest(gen: Generator, meta: dict, threshold: float, max_abs_diff: f
     }
 
 
-def export_generator(gen: Generator, meta: dict, out: str | Path, *, threshold: float = 0.5) -> EnsembleExport:
+def export_generator(gen: Generator, meta: dict, out: str | Path, *, threshold: float = 0.5,
+                     candidates: int = DEFAULT_CANDIDATES) -> EnsembleExport:
     """Write ``gen`` to ``out``; raises :class:`ModelFileError` when parity fails."""
     model = build_graph(gen)
     onnx.checker.check_model(model, full_check=True)
     diff = check_parity(model, gen)
     if not diff <= ATOL:
         raise ModelFileError(f"exported ensemble graph disagrees with PyTorch: max abs difference {diff:.2e}")
-    model = with_manifest(model, build_manifest(gen, meta, threshold, diff))
+    model = with_manifest(model, build_manifest(gen, meta, threshold, diff, candidates))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -153,6 +156,7 @@ def export_generator(gen: Generator, meta: dict, out: str | Path, *, threshold: 
     return EnsembleExport(out, out.stat().st_size, diff, read_manifest(out))
 
 
-def export_ensemble(checkpoint: str | Path, out: str | Path, *, threshold: float = 0.5) -> EnsembleExport:
+def export_ensemble(checkpoint: str | Path, out: str | Path, *, threshold: float = 0.5,
+                    candidates: int = DEFAULT_CANDIDATES) -> EnsembleExport:
     gen, _, meta = load_checkpoint(checkpoint)
-    return export_generator(gen, meta, out, threshold=threshold)
+    return export_generator(gen, meta, out, threshold=threshold, candidates=candidates)

@@ -28,39 +28,20 @@ from typing import Any
 
 import numpy as np
 
-from affetto.ensemble import Ensemble, binarise
+from affetto.ensemble import Ensemble
 from affetto.judge import estimate_key
+from affetto.voicing import VOICE_RANGES, chord_shares, consonance, inner_activity, parallels, runs
+from affetto.voicing import lines as roll_lines
 
-from .musegan.data import LOW, TRACKS, VOICE_RANGES, build_splits, load_chorales, to_roll
+from .musegan.data import LOW, TRACKS, build_splits, load_chorales, to_roll
 
 QUALIFIED_STEPS = 3
-CONSONANT_UPPER = {0, 3, 4, 5, 7, 8, 9}
-CONSONANT_BASS = {0, 3, 4, 7, 8, 9}
 Q1, Q2, Q3, Q4 = np.eye(4, dtype=np.float32)
 
 
-# ---- rolls -> lines and notes -----------------------------------------------------------
 def lines(rolls: np.ndarray, triple: np.ndarray) -> list[np.ndarray]:
     """Binary rolls (N, T, bars, 16, P) -> per phrase a (T, steps) pitch array (-1 rest), padding removed."""
-    out = []
-    for roll, tri in zip(rolls, triple.reshape(-1)):
-        per_bar = 12 if tri > 0.5 else 16
-        r = roll[:, :, :per_bar]  # (T, bars, per_bar, P)
-        sounding = r.any(-1)
-        pitch = np.where(sounding, LOW + r.argmax(-1), -1)
-        out.append(pitch.reshape(r.shape[0], -1))
-    return out
-
-
-def runs(line: np.ndarray) -> list[tuple[int, int, int]]:
-    """(start step, length, pitch) of each note of one line."""
-    notes, start = [], 0
-    for s in range(1, len(line) + 1):
-        if s == len(line) or line[s] != line[start]:
-            if line[start] >= 0:
-                notes.append((start, s - start, int(line[start])))
-            start = s
-    return notes
+    return roll_lines(rolls, triple, LOW)
 
 
 # ---- MuseGAN's metrics ---------------------------------------------------------------------
@@ -98,32 +79,6 @@ def musegan_metrics(rolls: np.ndarray, triple: np.ndarray) -> dict[str, Any]:
 
 
 # ---- harmonisation figures -----------------------------------------------------------------
-def consonance(line: np.ndarray) -> tuple[int, int]:
-    """(consonant, sounding) steps of alto, tenor and bass against the soprano (line is (4, steps))."""
-    good = total = 0
-    for t in (1, 2, 3):
-        both = (line[0] >= 0) & (line[t] >= 0)
-        interval = (line[0][both] - line[t][both]) % 12
-        allowed = CONSONANT_BASS if t == 3 else CONSONANT_UPPER
-        good += int(np.isin(interval, list(allowed)).sum())
-        total += int(both.sum())
-    return good, total
-
-
-def parallels(line: np.ndarray) -> int:
-    """Parallel fifths and octaves (incl. unisons) between any two voices, moving in the same direction."""
-    count = 0
-    for a, b in itertools.combinations(range(line.shape[0]), 2):
-        both = (line[a] >= 0) & (line[b] >= 0)
-        pairs = [(int(x), int(y)) for x, y in zip(line[a][both], line[b][both])]
-        pairs = [p for i, p in enumerate(pairs) if i == 0 or p != pairs[i - 1]]
-        for (x0, y0), (x1, y1) in itertools.pairwise(pairs):
-            i0, i1 = (x0 - y0) % 12, (x1 - y1) % 12
-            if i0 == i1 and i0 in (0, 7) and x0 != x1 and y0 != y1 and (x1 - x0) * (y1 - y0) > 0:
-                count += 1
-    return count
-
-
 def in_range(line: np.ndarray) -> dict[str, list[int]]:
     """Per voice: [notes inside its usual range, notes]."""
     out = {}
@@ -132,27 +87,6 @@ def in_range(line: np.ndarray) -> dict[str, list[int]]:
         pitches = [n[2] for n in runs(line[t])]
         out[name] = [sum(lo <= p <= hi for p in pitches), len(pitches)]
     return out
-
-
-def chord_shares(line: np.ndarray, per_bar: int) -> tuple[float, float, int]:
-    """(minor-triad share, major-triad share, beats) over the beats of a phrase."""
-    minor = major = beats = 0
-    for s in range(0, line.shape[1], 4):
-        pcs = {int(p) % 12 for p in line[:, s] if p >= 0}
-        beats += 1
-        if len(pcs) == 3:
-            for root in pcs:
-                if pcs == {root, (root + 3) % 12, (root + 7) % 12}:
-                    minor += 1
-                if pcs == {root, (root + 4) % 12, (root + 7) % 12}:
-                    major += 1
-    return minor / max(beats, 1), major / max(beats, 1), beats
-
-
-def inner_activity(line: np.ndarray, per_bar: int) -> float:
-    """Onsets per beat of alto and tenor together."""
-    beats = line.shape[1] / 4
-    return sum(len(runs(line[t])) for t in (1, 2)) / beats
 
 
 def harmony_figures(all_lines: list[np.ndarray], triple: np.ndarray) -> dict[str, Any]:
@@ -174,35 +108,56 @@ def harmony_figures(all_lines: list[np.ndarray], triple: np.ndarray) -> dict[str
 
 
 # ---- the whole evaluation -------------------------------------------------------------------
-def _run(ens: Ensemble, melody: np.ndarray, has: float, capsule: np.ndarray, triple: np.ndarray,
-         seed: int) -> np.ndarray:
-    n = len(triple)
-    probs = ens.run(melody, np.full((n, 1), has, np.float32), np.tile(capsule, (n, 1)), triple,
-                    ens.latents(n, np.random.default_rng(seed)))
-    rolls = binarise(probs, ens.threshold)
-    if has:
-        rolls[:, 0] = melody > 0.5
-    return rolls
+def _run(ens: Ensemble, melody: np.ndarray | None, capsule: np.ndarray, triple: np.ndarray, seed: int,
+         candidates: int) -> np.ndarray:
+    from affetto.emotion import Capsule
+
+    return ens.voice_phrases(melody, triple, Capsule(tuple(capsule)), np.random.default_rng(seed), candidates)
 
 
-def speed(ens: Ensemble, repeat: int = 300) -> dict[str, float]:
-    """Milliseconds per harmonised 4-bar phrase (batch 1, the session's threads), after a warm-up."""
+def music21_mode(line: np.ndarray) -> str:
+    """Mode of a phrase as music21's Aarden-Essen key finder hears it (a judge the ensemble never selects with)."""
+    from music21 import analysis, note, stream
+
+    s = stream.Stream()
+    for voice in line:
+        for start, length, pitch in runs(voice):
+            n = note.Note(pitch)
+            n.quarterLength = length / 4
+            s.insert(start / 4, n)
+    return analysis.discrete.AardenEssen(s).getSolution(s).mode
+
+
+def speed(ens: Ensemble, repeat: int = 200) -> dict[str, float]:
+    """Milliseconds per harmonised 4-bar phrase on the session's threads: the graph alone at batch 1, and
+    the whole choice among the model's candidates (one batch of K draws, then the judge)."""
     import time
+
+    from affetto.emotion import Capsule, Quadrant
 
     s = ens.spec
     melody = np.zeros((1, s.bars, s.steps, s.pitches), np.float32)
     melody[0, :, ::4, 30] = 1.0
     args = (melody, np.ones((1, 1), np.float32), np.eye(4, dtype=np.float32)[:1], np.zeros((1, 1), np.float32))
     z = ens.latents(1, np.random.default_rng(0))
-    for _ in range(20):
-        ens.run(*args, z)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter_ns()
-        ens.run(*args, z)
-        times.append((time.perf_counter_ns() - start) / 1e6)
-    return {"phrase_ms_p50": float(np.percentile(times, 50)), "phrase_ms_p99": float(np.percentile(times, 99)),
-            "bars_per_phrase": s.bars}
+    rng = np.random.default_rng(0)
+    triple = np.zeros((1, 1), np.float32)
+
+    def timed(fn) -> np.ndarray:
+        for _ in range(10):
+            fn()
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter_ns()
+            fn()
+            times.append((time.perf_counter_ns() - start) / 1e6)
+        return np.array(times)
+
+    graph = timed(lambda: ens.run(*args, z))
+    chosen = timed(lambda: ens.voice_phrases(melody, triple, Capsule.of(Quadrant.Q3), rng))
+    return {"graph_ms_p50": float(np.percentile(graph, 50)), "graph_ms_p99": float(np.percentile(graph, 99)),
+            "chosen_ms_p50": float(np.percentile(chosen, 50)), "chosen_ms_p99": float(np.percentile(chosen, 99)),
+            "candidates": ens.candidates, "bars_per_phrase": s.bars}
 
 
 def evaluate(model: str | Path | None = None, *, phrases: int = 200, seed: int = 0) -> dict[str, Any]:
@@ -215,24 +170,16 @@ def evaluate(model: str | Path | None = None, *, phrases: int = 200, seed: int =
     melody = real[:, 0].astype(np.float32)
     none = np.zeros(4, np.float32)
 
-    free = _run(ens, np.zeros_like(melody), 0.0, none, triple, seed)
-    harmonised = _run(ens, melody, 1.0, none, triple, seed)
-    real_lines, harm_lines = lines(real, triple), lines(harmonised, triple)
     report: dict[str, Any] = {
         "model": str(ens.path),
         "phrases": len(pick),
         "chorales": len({n.split(":")[0] for n in np.array(test.names)[pick]}),
-        "musegan": {"data": musegan_metrics(real, triple), "free": musegan_metrics(free, triple),
-                    "harmonised": musegan_metrics(harmonised, triple)},
-        "harmony": {"data": harmony_figures(real_lines, triple), "model": harmony_figures(harm_lines, triple)},
+        "data": {"musegan": musegan_metrics(real, triple), "harmony": harmony_figures(lines(real, triple), triple),
+                 "minor_triad_share": float(np.mean([chord_shares(ln)[0] for ln in lines(real, triple)])),
+                 "inner_onsets_per_beat": float(np.mean([inner_activity(ln) for ln in lines(real, triple)]))},
+        "candidates": {},
     }
-
-    by_mood = {}
-    for name, cap in (("happy", Q1), ("tense", Q2), ("sad", Q3), ("calm", Q4)):
-        by_mood[name] = lines(_run(ens, melody, 1.0, cap, triple, seed), triple)
-    shares = {name: [chord_shares(ln, 16)[:2] for ln in by_mood[name]] for name in by_mood}
-    sad_minor = np.array([s[0] for s in shares["sad"]])
-    happy_minor = np.array([s[0] for s in shares["happy"]])
+    real_lines = lines(real, triple)
     minor_key = []
     for i in range(len(pick)):
         sop = real_lines[i][0]
@@ -252,51 +199,73 @@ def evaluate(model: str | Path | None = None, *, phrases: int = 200, seed: int =
                     chords += 1
         return minor / chords if chords else float("nan")
 
-    activity = {name: np.array([inner_activity(ln, 16) for ln in by_mood[name]]) for name in by_mood}
-    data_activity = np.array([inner_activity(ln, 16) for ln in real_lines])
-    report["emotion"] = {
-        "minor_triad_share": {name: float(np.mean([s[0] for s in v])) for name, v in shares.items()},
-        "major_triad_share": {name: float(np.mean([s[1] for s in v])) for name, v in shares.items()},
-        "data_minor_triad_share": float(np.mean([chord_shares(ln, 16)[0] for ln in real_lines])),
-        "melodies_sad_more_minor_than_happy": float(np.mean(sad_minor > happy_minor)),
-        "melodies_sad_at_least_as_minor_as_happy": float(np.mean(sad_minor >= happy_minor)),
-        "minor_key_melodies": len(minor_key),
-        "tonic_triads_minor_in_minor_melodies": {name: tonic_minor(by_mood[name]) for name in ("happy", "sad")},
-        "inner_onsets_per_beat": {name: float(v.mean()) for name, v in activity.items()},
-        "data_inner_onsets_per_beat": float(data_activity.mean()),
-        "melodies_happy_busier_than_calm": float(np.mean(activity["happy"] > activity["calm"])),
-        "melodies_tense_busier_than_sad": float(np.mean(activity["tense"] > activity["sad"])),
-    }
+    for k in sorted({1, ens.candidates}):
+        free = _run(ens, None, none, triple, seed, k)
+        harmonised = _run(ens, melody, none, triple, seed, k)
+        by_mood = {name: lines(_run(ens, melody, cap, triple, seed, k), triple)
+                   for name, cap in (("happy", Q1), ("tense", Q2), ("sad", Q3), ("calm", Q4))}
+        shares = {name: [chord_shares(ln)[:2] for ln in v] for name, v in by_mood.items()}
+        sad_minor = np.array([s[0] for s in shares["sad"]])
+        happy_minor = np.array([s[0] for s in shares["happy"]])
+        activity = {name: np.array([inner_activity(ln) for ln in v]) for name, v in by_mood.items()}
+        judged = {name: [music21_mode(ln) for ln in by_mood[name]] for name in ("happy", "sad")}
+        report["candidates"][str(k)] = {
+            "musegan": {"free": musegan_metrics(free, triple), "harmonised": musegan_metrics(harmonised, triple)},
+            "harmony": harmony_figures(lines(harmonised, triple), triple),
+            "emotion": {
+                "minor_triad_share": {name: float(np.mean([s[0] for s in v])) for name, v in shares.items()},
+                "major_triad_share": {name: float(np.mean([s[1] for s in v])) for name, v in shares.items()},
+                "melodies_sad_more_minor_than_happy": float(np.mean(sad_minor > happy_minor)),
+                "melodies_sad_at_least_as_minor_as_happy": float(np.mean(sad_minor >= happy_minor)),
+                "minor_key_melodies": len(minor_key),
+                "tonic_triads_minor_in_minor_melodies": {name: tonic_minor(by_mood[name])
+                                                         for name in ("happy", "sad")},
+                "music21_judged_minor": {name: float(np.mean([m == "minor" for m in v]))
+                                         for name, v in judged.items()},
+                "inner_onsets_per_beat": {name: float(v.mean()) for name, v in activity.items()},
+                "melodies_happy_busier_than_calm": float(np.mean(activity["happy"] > activity["calm"])),
+                "melodies_tense_busier_than_sad": float(np.mean(activity["tense"] > activity["sad"])),
+            },
+        }
     report["speed_one_thread"] = speed(ens)
     return report
 
 
 def markdown(report: dict[str, Any]) -> str:
-    m, h, e = report["musegan"], report["harmony"], report["emotion"]
+    d, c = report["data"], report["candidates"]
+    ks = list(c)
     rows = [f"ensemble eval: {report['model']} on {report['phrases']} held-out phrases "
-            f"({report['chorales']} chorales)", "",
-            "| metric | track | data | free | harmonised |", "|---|---|---|---|---|"]
+            f"({report['chorales']} chorales); model columns at {' and '.join(ks)} candidate(s) per phrase", ""]
+    head = " | ".join(f"free k={k} | harmonised k={k}" for k in ks)
+    rows += [f"| metric | track | data | {head} |", "|---|---|---|" + "---|---|" * len(ks)]
     for metric in ("empty_bars", "used_pitch_classes", "qualified_notes", "tonal_distance"):
-        for track in m["data"][metric]:
-            rows.append(f"| {metric} | {track} | {m['data'][metric][track]:.3f} | {m['free'][metric][track]:.3f} | "
-                        f"{m['harmonised'][metric][track]:.3f} |")
-    rows += ["", "| harmonisation of held-out sopranos | data | model |", "|---|---|---|",
-             f"| consonant share vs melody | {h['data']['consonant_share']:.3f} | "
-             f"{h['model']['consonant_share']:.3f} |",
-             f"| parallel 5ths/8ves per bar | {h['data']['parallels_per_bar']:.3f} | "
-             f"{h['model']['parallels_per_bar']:.3f} |"]
-    for voice in h["data"]["in_range"]:
-        rows.append(f"| {voice} notes in range | {h['data']['in_range'][voice]:.3f} | "
-                    f"{h['model']['in_range'][voice]:.3f} |")
+        for track in d["musegan"][metric]:
+            cells = " | ".join(f"{c[k]['musegan']['free'][metric][track]:.3f} | "
+                               f"{c[k]['musegan']['harmonised'][metric][track]:.3f}" for k in ks)
+            rows.append(f"| {metric} | {track} | {d['musegan'][metric][track]:.3f} | {cells} |")
+    rows += ["", "| harmonised held-out sopranos | data | " + " | ".join(f"k={k}" for k in ks) + " |",
+             "|---|---|" + "---|" * len(ks)]
+    rows.append("| consonant share vs melody | " + f"{d['harmony']['consonant_share']:.3f} | "
+                + " | ".join(f"{c[k]['harmony']['consonant_share']:.3f}" for k in ks) + " |")
+    rows.append("| parallel 5ths/8ves per bar | " + f"{d['harmony']['parallels_per_bar']:.3f} | "
+                + " | ".join(f"{c[k]['harmony']['parallels_per_bar']:.3f}" for k in ks) + " |")
+    for voice in d["harmony"]["in_range"]:
+        rows.append(f"| {voice} notes in range | {d['harmony']['in_range'][voice]:.3f} | "
+                    + " | ".join(f"{c[k]['harmony']['in_range'][voice]:.3f}" for k in ks) + " |")
+    rows.append(f"| minor-triad share of beats | {d['minor_triad_share']:.3f} | " + " | ".join("" for _ in ks) + " |")
+    rows.append(f"| inner-voice onsets per beat | {d['inner_onsets_per_beat']:.3f} | "
+                + " | ".join("" for _ in ks) + " |")
     sp = report.get("speed_one_thread")
     if sp:
-        rows += ["", f"speed, one CPU thread: {sp['phrase_ms_p50']:.2f} ms per 4-bar phrase (p50), "
-                 f"{sp['phrase_ms_p99']:.2f} ms (p99)"]
-    rows += ["", "| emotion | value |", "|---|---|"]
-    for key, value in e.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k} {v:.3f}" for k, v in value.items())
-        elif isinstance(value, float):
-            value = f"{value:.3f}"
-        rows.append(f"| {key} | {value} |")
+        rows += ["", f"speed, one CPU thread, per 4-bar phrase: the graph {sp['graph_ms_p50']:.2f} ms p50, "
+                 f"{sp['graph_ms_p99']:.2f} ms p99; {sp['candidates']} candidates and the judge "
+                 f"{sp['chosen_ms_p50']:.2f} ms p50, {sp['chosen_ms_p99']:.2f} ms p99"]
+    for k in ks:
+        rows += ["", f"| emotion, k={k} | value |", "|---|---|"]
+        for key, value in c[k]["emotion"].items():
+            if isinstance(value, dict):
+                value = ", ".join(f"{name} {v:.3f}" for name, v in value.items())
+            elif isinstance(value, float):
+                value = f"{value:.3f}"
+            rows.append(f"| {key} | {value} |")
     return "\n".join(rows)

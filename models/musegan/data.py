@@ -43,8 +43,6 @@ STEPS_PER_BEAT = 4
 BAR_STEPS = 16  # one 4/4 bar; a 3/4 bar fills the first 12
 LOW = 33  # lowest pitch of the roll (A1)
 PITCHES = 64  # A1..C7
-# Usual ranges of the voices (MIDI), as in harmony textbooks with a step of slack.
-VOICE_RANGES = {"soprano": (59, 81), "alto": (53, 77), "tenor": (47, 70), "bass": (38, 64)}
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ def test_minor_triads_per_beat():
     line = np.full((4, 8), -1)
     line[:, :4] = np.array([69, 64, 60, 57])[:, None]  # A minor
     line[:, 4:] = np.array([67, 64, 60, 48])[:, None]  # C major
-    minor, major, beats = chord_shares(line, 16)
+    minor, major, beats = chord_shares(line)
     assert (minor, major, beats) == (0.5, 0.5, 2)
 
 
@@ -59,6 +59,20 @@ def test_the_whole_evaluation_runs_on_a_tiny_model(tiny_onnx):
 
     report = evaluate(tiny_onnx, phrases=8)
     assert report["phrases"] == 8
-    assert set(report["musegan"]) == {"data", "free", "harmonised"}
-    assert 0 <= report["harmony"]["model"]["consonant_share"] <= 1
+    assert set(report["candidates"]) == {"1", "8"}  # the raw model beside the judge's choice
+    assert set(report["candidates"]["1"]["musegan"]) == {"free", "harmonised"}
+    assert 0 <= report["candidates"]["8"]["harmony"]["consonant_share"] <= 1
+    assert report["speed_one_thread"]["graph_ms_p50"] > 0
     assert "consonant share" in markdown(report)
+
+
+def test_the_judge_prefers_the_candidate_that_fits_the_emotion():
+    from affetto.voicing import choose
+
+    minor = np.array([[69] * 8, [64] * 8, [60] * 8, [57] * 8])  # A minor throughout
+    major = np.array([[72] * 8, [67] * 8, [64] * 8, [48] * 8])  # C major throughout
+    assert choose([minor, major], valence=-1.0, arousal=0.0) == 0
+    assert choose([minor, major], valence=1.0, arousal=0.0) == 1
+    busy = minor.copy()
+    busy[1, ::2] = 65  # the alto moves every step
+    assert choose([minor, busy], valence=0.0, arousal=1.0) == 1
