@@ -6,7 +6,8 @@ rest is free generation; the capsule is dropped (all zero) at
 ``cond_dropout``. Besides the adversarial loss, the conditioned rows may carry
 a reconstruction term (binary cross-entropy of the three written voices
 against Bach's, summed over pitches), as pix2pix pairs an L1 term with its
-GAN; ``recon_weight = 0`` is the plain MuseGAN objective.
+GAN, and a voice-leading term (the expected parallel fifths and octaves
+against the given soprano); both weights at 0 is the plain MuseGAN objective.
 
 Checkpoints are safetensors (generator, critic, both optimizers) plus one
 JSON with every config, the step and the last validation figures;
@@ -49,6 +50,7 @@ class EnsembleTrainConfig:
     n_critic: int = 5
     gp_weight: float = 10.0
     recon_weight: float = 1.0
+    voice_leading_weight: float = 0.0  # expected parallel 5ths/8ves against a given soprano, per bar
     melody_rate: float = 0.5  # share of rows that are given the soprano
     cond_dropout: float = 0.2
     eval_every: int = 100
@@ -66,7 +68,7 @@ class EnsembleTrainConfig:
         for name in ("melody_rate", "cond_dropout"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
-        if self.lr_g <= 0 or self.lr_d <= 0 or self.gp_weight < 0 or self.recon_weight < 0:
+        if self.lr_g <= 0 or self.lr_d <= 0 or min(self.gp_weight, self.recon_weight, self.voice_leading_weight) < 0:
             raise ValueError("learning rates must be > 0 and loss weights >= 0")
 
     def to_dict(self) -> dict:
@@ -180,6 +182,31 @@ def recon_loss(fake: torch.Tensor, real: torch.Tensor, has: torch.Tensor) -> tor
     return (bce * w).sum() / (w.sum() * bce[0].numel()).clamp(min=1)
 
 
+PARALLEL_OFFSETS = (7, 12, 19, 24, 31, 36)  # a fifth or an octave (compound) under the melody
+
+
+def parallel_penalty(fake: torch.Tensor, melody: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
+    """Expected parallel fifths and octaves of the written voices against a given soprano, per bar.
+
+    Where the soprano moves from one pitch to another, a voice that sits the
+    same fifth or octave under it before and after moves in parallel; with
+    independent per-step probabilities the expected count is the product of
+    the two probabilities, summed over steps, offsets and voices.
+    """
+    b, t, bars, steps, p = fake.shape
+    sop = melody.reshape(b, bars * steps, p)  # (B, S, P)
+    voices = fake[:, 1:].reshape(b, t - 1, bars * steps, p)  # (B, T-1, S, P)
+    sounding = sop.sum(-1) > 0  # (B, S)
+    moves = (sop[:, 1:] != sop[:, :-1]).any(-1) & sounding[:, 1:] & sounding[:, :-1]  # (B, S-1)
+    total = torch.zeros(b)
+    for d in PARALLEL_OFFSETS:
+        below = F.pad(sop[..., d:], (0, d))  # (B, S, P): below[s, q] = sop[s, q + d]
+        at = (voices * below.unsqueeze(1)).sum(-1)  # (B, T-1, S): the voice sits d under the melody
+        total = total + (at[..., :-1] * at[..., 1:] * moves.unsqueeze(1)).sum((1, 2))
+    w = has.view(-1)
+    return (total * w).sum() / w.sum().clamp(min=1) / bars
+
+
 def validate(gen: Generator, ph: Phrases, median: float, cfg: EnsembleTrainConfig) -> dict[str, float]:
     """Reconstruction BCE and simple roll figures on fixed validation phrases, harmonising their sopranos."""
     from affetto.ensemble import binarise
@@ -266,12 +293,13 @@ def train(cfg: EnsembleTrainConfig, *, resume: bool = False, progress: bool = Tr
         fake = generate_rows(gen, rows)
         adv = -critic(fake, rows["capsule"], rows["triple"]).mean()
         rec = recon_loss(fake, rows["real"], rows["has_melody"])
-        g_loss = adv + cfg.recon_weight * rec
+        par = parallel_penalty(fake, rows["melody"], rows["has_melody"])
+        g_loss = adv + cfg.recon_weight * rec + cfg.voice_leading_weight * par
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
         stats = {"wasserstein": (real_score - fake_score).item(), "gp": gp.item(), "g_adv": adv.item(),
-                 "recon": rec.item()}
+                 "recon": rec.item(), "parallels": par.item()}
         bar.set_postfix(w=f"{stats['wasserstein']:.2f}", gp=f"{stats['gp']:.3f}", rec=f"{stats['recon']:.3f}")
         elapsed = before + time.perf_counter() - began
         done = step + 1

@@ -134,3 +134,22 @@ def test_a_generator_step_reaches_every_part():
     critic(gen(**x), x["capsule"], x["triple"]).mean().backward()
     silent = [name for name, p in gen.named_parameters() if p.grad is None or float(p.grad.abs().sum()) == 0]
     assert silent == []
+
+
+def test_the_voice_leading_term_counts_expected_parallels_against_the_soprano():
+    from affetto.models.musegan.train import parallel_penalty
+
+    melody = torch.zeros(1, 4, 16, 64)
+    melody[0, 0, :8, 40] = 1.0  # the soprano steps up a tone at step 8
+    melody[0, 0, 8:, 42] = 1.0
+    fake = torch.zeros(1, 4, 4, 16, 64)
+    fake[0, 0] = melody[0]
+    fake[0, 3, 0, :8, 28] = 1.0  # the bass an octave under, moving with it: one parallel octave
+    fake[0, 3, 0, 8:, 30] = 1.0
+    has = torch.ones(1, 1)
+    assert float(parallel_penalty(fake, melody, has)) == pytest.approx(1 / 4)  # per bar of the phrase
+    fake[0, 3, 0, 8:, 30], fake[0, 3, 0, 8:, 26] = 0.0, 1.0  # contrary motion instead
+    assert float(parallel_penalty(fake, melody, has)) == 0.0
+    fake[0, 2, 0, :8, 33] = 0.5  # a tenor that half sits a fifth under the melody, then moves with it
+    fake[0, 2, 0, 8:, 35] = 0.5
+    assert float(parallel_penalty(fake, melody, has)) == pytest.approx(0.25 / 4)
