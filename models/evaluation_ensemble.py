@@ -14,7 +14,9 @@ over bars where both tracks sound).
 Harmonisation of each held-out soprano line (the model writes alto, tenor
 and bass): share of sounding steps whose interval to the melody is
 consonant (unison/octave, thirds, sixths, fifths; fourths count against the
-upper voices only), parallel fifths and octaves per bar over the six voice
+upper voices only), the share of the voices' sounding steps inside the
+melody's key (``estimate_key`` on the soprano; major, or minor with its
+raised seventh), parallel fifths and octaves per bar over the six voice
 pairs, notes inside each voice's usual range, the share of beats whose
 sounding notes make a minor triad when harmonised as sad (Q3) and as happy
 (Q1), and inner-voice (alto + tenor) onsets per beat at high and low arousal.
@@ -89,10 +91,25 @@ def in_range(line: np.ndarray) -> dict[str, list[int]]:
     return out
 
 
+MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
+MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10, 11)  # natural minor and the raised leading note
+
+
+def in_key(line: np.ndarray) -> tuple[int, int]:
+    """(sounding steps of alto, tenor and bass inside the melody's key, sounding steps)."""
+    sop = line[0][line[0] >= 0]
+    tonic, mode, _ = estimate_key(sop, np.ones(len(sop)))
+    scale = [(tonic + d) % 12 for d in (MAJOR_SCALE if mode == "major" else MINOR_SCALE)]
+    voices = line[1:][line[1:] >= 0]
+    return int(np.isin(voices % 12, scale).sum()), len(voices)
+
+
 def harmony_figures(all_lines: list[np.ndarray], triple: np.ndarray) -> dict[str, Any]:
-    good = total = par = bars = 0
+    good = total = par = bars = keyed = sounding = 0
     ranges = {name: [0, 0] for name in TRACKS}
     for line, tri in zip(all_lines, triple.reshape(-1)):
+        k, n = in_key(line)
+        keyed, sounding = keyed + k, sounding + n
         g, t = consonance(line)
         good, total = good + g, total + t
         par += parallels(line)
@@ -103,6 +120,7 @@ def harmony_figures(all_lines: list[np.ndarray], triple: np.ndarray) -> dict[str
     return {
         "consonant_share": good / max(total, 1),
         "parallels_per_bar": par / max(bars, 1),
+        "in_melody_key_share": keyed / max(sounding, 1),
         "in_range": {k: v[0] / max(v[1], 1) for k, v in ranges.items()},
     }
 
@@ -249,6 +267,8 @@ def markdown(report: dict[str, Any]) -> str:
                 + " | ".join(f"{c[k]['harmony']['consonant_share']:.3f}" for k in ks) + " |")
     rows.append("| parallel 5ths/8ves per bar | " + f"{d['harmony']['parallels_per_bar']:.3f} | "
                 + " | ".join(f"{c[k]['harmony']['parallels_per_bar']:.3f}" for k in ks) + " |")
+    rows.append("| voice steps in the melody's key | " + f"{d['harmony']['in_melody_key_share']:.3f} | "
+                + " | ".join(f"{c[k]['harmony']['in_melody_key_share']:.3f}" for k in ks) + " |")
     for voice in d["harmony"]["in_range"]:
         rows.append(f"| {voice} notes in range | {d['harmony']['in_range'][voice]:.3f} | "
                     + " | ".join(f"{c[k]['harmony']['in_range'][voice]:.3f}" for k in ks) + " |")
