@@ -24,6 +24,9 @@ WING_COMMANDS = {
     "ports": "affetto.daemon.cli:ports",
     "learn": "affetto.daemon.cli_stage:learn",
     "calibrate": "affetto.daemon.cli_stage:calibrate",
+    "train-ensemble": "affetto.models.musegan.cli:train_ensemble",
+    "eval-ensemble": "affetto.models.musegan.cli:eval_ensemble",
+    "export-ensemble": "affetto.export.cli:export_ensemble",
     "train": "affetto.models.cli:train",
     "eval": "affetto.models.cli:eval_command",
     "export": "affetto.export.cli:export",
@@ -71,6 +74,12 @@ def info(model) -> None:
         raise click.ClickException(str(err)) from err
     cfg, train = m["model"], m.get("training", {})
     click.echo(f"{model}")
+    if m.get("family", "lead") != "lead":
+        click.echo(f"  {m.get('family')} family, {m['dtype']}: {cfg.get('tracks')} tracks of {cfg.get('bars')} bars, "
+                   f"{cfg.get('steps')} steps per bar, {cfg.get('pitches')} pitches; conditioning: "
+                   f"{', '.join(m.get('conditioning', {}).get('quadrants', []))}")
+        click.echo(f"  trained {train.get('step')} steps ({train.get('minutes', 0):.0f} min); {m['content_hash']}")
+        return
     click.echo(f"  {m['dtype']}, {cfg['n_layer']} layers, width {cfg['d_model']}, {cfg['n_head']} heads, "
                f"context {cfg['max_len']} tokens, vocabulary {cfg['vocab_size']}")
     click.echo(f"  grid: {m['grid']['steps_per_beat']} steps per beat; conditioning: "
@@ -136,6 +145,17 @@ def bench(args) -> None:
     if not script.is_file():
         raise click.ClickException(f"affetto bench runs {BENCH_SCRIPT} from a source checkout; not found at {script}")
     sys.exit(subprocess.run([sys.executable, str(script), *args], check=False).returncode)
+
+
+def _add_core_commands() -> None:
+    """Core commands kept in their own modules (they import only click at load)."""
+    from affetto.cli_ensemble import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+
+
+_add_core_commands()
 
 
 def main() -> None:

@@ -36,3 +36,23 @@ def export(checkpoint, out, int8, no_check, sampling_path, verbose) -> None:
     except (ValueError, OSError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(result.report())
+
+
+@click.command("export-ensemble")
+@click.argument("checkpoint")
+@click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="The .onnx file to write.")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="A voice sounds where its probabilities sum to this (stored in the manifest).")
+@click.option("--candidates", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Draws per phrase the runtime judge chooses from (stored in the manifest).")
+def export_ensemble(checkpoint, out, threshold, candidates) -> None:
+    """Export an ensemble checkpoint (e.g. runs/ensemble/last) to one .onnx file, with parity checks."""
+    try:
+        from affetto.export.musegan import export_ensemble as run_export
+    except ImportError as err:
+        raise click.ClickException(f"export needs the 'train' extra (pip install 'affetto[train]'): {err}") from err
+    try:
+        result = run_export(checkpoint, out, threshold=threshold, candidates=candidates)
+    except (ValueError, OSError) as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(result)

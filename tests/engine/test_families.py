@@ -73,3 +73,13 @@ def test_export_dispatches_on_the_family():
     assert get_family("lead").graph is build_graph
     with pytest.raises(ModelFileError, match="no exporter for model family 'nobody'"):
         get_family("nobody")
+
+
+def test_load_model_gives_each_shipped_model_its_familys_runtime():
+    from affetto.ensemble import Ensemble, default_ensemble_path
+    from affetto.runtime import load_model
+    from affetto.runtime.engine import Engine
+
+    assert isinstance(load_model(), Engine)
+    ensemble = load_model(default_ensemble_path())
+    assert isinstance(ensemble, Ensemble) and ensemble.manifest["family"] == "ensemble"

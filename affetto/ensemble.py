@@ -1,0 +1,248 @@
+"""The ensemble (MuseGAN) model at run time: four chorale voices, torch-free.
+
+One ONNX graph makes a whole phrase (4 bars of 16 sixteenth steps, 64
+pitches from the manifest's ``roll.low``) for four tracks: soprano, alto,
+tenor, bass. Given a melody, the graph keeps it as the soprano and writes the
+other three voices (track-conditional generation); with no melody it writes
+all four. Chorale voices are monophonic, so rolls are binarised per step and
+voice: the most probable pitch sounds when its probability reaches the
+threshold.
+
+Candidates: each phrase is drawn several times in one batch (different
+latents) and a judge keeps the draw that best fits the emotion and is
+cleanest (see :func:`affetto.voicing.choose`), as the lead model keeps the
+clearest of its candidate bars.
+
+Meters: a bar of 4 beats fills the 16 steps; a bar of 3 beats (3/4) fills the
+first 12 and the graph is told so (its ``triple`` input). Other meters are
+refused with a clear message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from affetto.emotion import Capsule
+from affetto.errors import ConfigError, ModelFileError
+from affetto.manifest import read_manifest
+from affetto.music import Note, TimeSignature, sort_notes
+from affetto.voicing import choose, lines
+
+FAMILY = "ensemble"
+VOICES = ("soprano", "alto", "tenor", "bass")
+STEPS_PER_BEAT = 4
+DEFAULT_CANDIDATES = 8  # draws per phrase; the runtime judge keeps one
+INPUTS = ("melody", "has_melody", "capsule", "triple", "z_chords", "z_style", "z_melody", "z_groove")
+
+
+def default_ensemble_path() -> Path:
+    return Path(__file__).parent / "assets" / "affetto-ensemble.onnx"
+
+
+def binarise(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+    """(..., steps, P) probabilities -> bool roll with at most one pitch per step and voice.
+
+    A voice sounds at a step when its probabilities there sum to at least
+    ``threshold`` (a monophonic voice spreads its one note over neighbouring
+    pitches when unsure); the most probable pitch is the one that sounds.
+    """
+    top = probs.argmax(-1)
+    keep = probs.sum(-1) >= threshold
+    out = np.zeros(probs.shape, dtype=bool)
+    np.put_along_axis(out, top[..., None], keep[..., None], -1)
+    return out
+
+
+def bar_steps(meter: TimeSignature) -> int:
+    """Steps of one bar in the roll: 16 for a 4-beat bar, 12 for a 3-beat bar."""
+    beats = meter.beats_per_bar
+    if abs(beats - 4) < 1e-9:
+        return 16
+    if abs(beats - 3) < 1e-9:
+        return 12
+    raise ConfigError(f"the ensemble harmonises bars of 3 or 4 quarter notes (4/4, 3/4, 2/2, 6/8), got {meter}")
+
+
+@dataclass(frozen=True)
+class RollSpec:
+    low: int = 33
+    pitches: int = 64
+    bars: int = 4
+    steps: int = 16
+    z_dim: int = 32
+    tracks: int = 4
+
+    @classmethod
+    def from_manifest(cls, m: dict) -> RollSpec:
+        r = m["roll"]
+        return cls(int(r["low"]), int(r["pitches"]), int(r["bars"]), int(r["steps_per_bar"]), int(m["model"]["z_dim"]),
+                   int(r["tracks"]))
+
+    def fold(self, pitch: int) -> int:
+        while pitch < self.low:
+            pitch += 12
+        while pitch >= self.low + self.pitches:
+            pitch -= 12
+        return pitch
+
+
+def melody_roll(notes: Sequence[Note], meter: TimeSignature, bars: int, spec: RollSpec = RollSpec()) -> np.ndarray:
+    """A melody as a (bars, 16, P) roll: the top note at each step, octave-folded into the window.
+
+    A note re-struck at the same pitch frees the step before it, as in the
+    training data.
+    """
+    per_bar = bar_steps(meter)
+    line = np.full(bars * per_bar, -1, dtype=np.int64)
+    onset = np.zeros(bars * per_bar, dtype=bool)
+    for n in sort_notes(notes):
+        a = round(n.onset * STEPS_PER_BEAT)
+        b = max(round(n.end * STEPS_PER_BEAT), a + 1)
+        if a >= len(line):
+            continue
+        p = spec.fold(n.pitch)
+        line[a:b] = np.maximum(line[a:b], p)
+        onset[a] = True
+    gap = np.zeros_like(onset)
+    gap[:-1] = onset[1:] & (line[1:] == line[:-1])
+    line[gap] = -1
+    roll = np.zeros((bars, spec.steps, spec.pitches), dtype=np.float32)
+    for s, p in enumerate(line.tolist()):
+        if p >= 0:
+            bar, pos = divmod(s, per_bar)
+            roll[bar, pos, p - spec.low] = 1.0
+    return roll
+
+
+def roll_notes(roll: np.ndarray, meter: TimeSignature, channel: int, spec: RollSpec = RollSpec(),
+               velocity: int = 72, offset_bars: int = 0) -> list[Note]:
+    """A binary (bars, 16, P) roll of one voice -> notes (steps of the same pitch merge)."""
+    per_bar = bar_steps(meter)
+    line = np.full(roll.shape[0] * per_bar, -1, dtype=np.int64)
+    for bar in range(roll.shape[0]):
+        for pos in range(per_bar):
+            hit = np.flatnonzero(roll[bar, pos])
+            if len(hit):
+                line[bar * per_bar + pos] = spec.low + int(hit[0])
+    notes = []
+    start = 0
+    base = offset_bars * per_bar
+    for s in range(1, len(line) + 1):
+        if s == len(line) or line[s] != line[start]:
+            if line[start] >= 0:
+                notes.append(Note(int(line[start]), (base + start) / STEPS_PER_BEAT, (s - start) / STEPS_PER_BEAT,
+                                  velocity, channel))
+            start = s
+    return notes
+
+
+class Ensemble:
+    """An ensemble .onnx file in an ONNX Runtime session (one intra-op thread by default)."""
+
+    def __init__(self, path: str | Path | None = None, *, threads: int = 1, manifest: dict | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path) if path else default_ensemble_path()
+        self.manifest = manifest if manifest is not None else read_manifest(self.path)
+        if self.manifest.get("family") != FAMILY:
+            raise ModelFileError(f"{self.path}: not an ensemble model (family {self.manifest.get('family')!r})")
+        self.spec = RollSpec.from_manifest(self.manifest)
+        decode = self.manifest.get("decode", {})
+        self.threshold = float(decode.get("threshold", 0.5))
+        self.candidates = int(decode.get("candidates", DEFAULT_CANDIDATES))
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        except Exception as err:  # ONNX Runtime raises its own exception types
+            raise ModelFileError(f"{self.path}: ONNX Runtime cannot load it ({err})") from err
+
+    def latents(self, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        s = self.spec
+        return {
+            "z_chords": rng.standard_normal((batch, s.z_dim), dtype=np.float32),
+            "z_style": rng.standard_normal((batch, s.z_dim), dtype=np.float32),
+            "z_melody": rng.standard_normal((batch, s.tracks, s.z_dim), dtype=np.float32),
+            "z_groove": rng.standard_normal((batch, s.tracks, s.z_dim), dtype=np.float32),
+        }
+
+    def run(self, melody: np.ndarray, has_melody: np.ndarray, capsule: np.ndarray, triple: np.ndarray,
+            latents: dict[str, np.ndarray]) -> np.ndarray:
+        """The graph itself: probabilities (B, 4, bars, 16, P)."""
+        feeds = {"melody": melody.astype(np.float32), "has_melody": has_melody.astype(np.float32),
+                 "capsule": capsule.astype(np.float32), "triple": triple.astype(np.float32), **latents}
+        return self.session.run(["probs"], feeds)[0]
+
+    def voice_phrases(self, melody: np.ndarray | None, triple: np.ndarray, capsule: Capsule,
+                      rng: np.random.Generator, candidates: int | None = None) -> np.ndarray:
+        """Binary rolls (N, 4, bars, 16, P) for N phrases: melody (N, bars, 16, P) given, or None (free).
+
+        Each phrase is drawn ``candidates`` times in one batch (different
+        latents) and :func:`affetto.voicing.choose` keeps the draw that best
+        fits the capsule and is cleanest.
+        """
+        s = self.spec
+        k = self.candidates if candidates is None else candidates
+        if not isinstance(k, int) or k < 1:
+            raise ConfigError(f"candidates must be an int >= 1, got {k!r}")
+        n = len(triple)
+        mel = np.zeros((n, s.bars, s.steps, s.pitches), np.float32) if melody is None else melody.astype(np.float32)
+        mel = np.repeat(mel, k, 0)  # (N*K, bars, 16, P): phrase-major
+        tri = np.repeat(np.asarray(triple, np.float32).reshape(n, 1), k, 0)
+        has = np.full((n * k, 1), 0.0 if melody is None else 1.0, np.float32)
+        cap = np.tile(np.array(capsule.weights, np.float32), (n * k, 1))
+        rolls = binarise(self.run(mel, has, cap, tri, self.latents(n * k, rng)), self.threshold)
+        if melody is not None:
+            rolls[:, 0] = mel > 0.5
+        rolls = rolls.reshape(n, k, *rolls.shape[1:])  # (N, K, 4, bars, 16, P)
+        if k == 1:
+            return rolls[:, 0]
+        picks = [choose(lines(rolls[i], tri[i * k : (i + 1) * k], s.low), capsule.valence, capsule.arousal)
+                 for i in range(n)]
+        return rolls[np.arange(n), picks]
+
+    def phrases(self, melody: np.ndarray | None, bars: int, meter: TimeSignature, capsule: Capsule,
+                seed: int = 0, candidates: int | None = None) -> np.ndarray:
+        """Binary rolls (4, bars, 16, P) for ``bars`` bars of one continuous part, phrase by phrase."""
+        s = self.spec
+        count = -(-bars // s.bars)
+        mel = None
+        if melody is not None:
+            padded = np.zeros((count * s.bars, s.steps, s.pitches), np.float32)
+            padded[:bars] = melody[:bars]
+            mel = padded.reshape(count, s.bars, s.steps, s.pitches)
+        triple = np.full((count, 1), 1.0 if bar_steps(meter) == 12 else 0.0, np.float32)
+        rolls = self.voice_phrases(mel, triple, capsule, np.random.default_rng(seed), candidates)
+        return rolls.transpose(1, 0, 2, 3, 4).reshape(4, count * s.bars, s.steps, s.pitches)[:, :bars]
+
+    def harmonise(self, melody: Sequence[Note], meter: TimeSignature, capsule: Capsule, seed: int = 0,
+                  channels: tuple[int, int, int] = (1, 2, 3), candidates: int | None = None) -> list[Note]:
+        """Alto, tenor and bass under ``melody`` (notes in beats from a bar line), on ``channels``."""
+        if not melody:
+            raise ConfigError("the melody has no notes")
+        if len(channels) != 3 or any(not 0 <= c <= 15 for c in channels):
+            raise ConfigError(f"three channels in range 0..15 are needed, got {channels!r}")
+        bars = int(max(n.onset for n in melody) // meter.beats_per_bar) + 1
+        roll = melody_roll(melody, meter, bars, self.spec)
+        rolls = self.phrases(roll, bars, meter, capsule, seed, candidates)
+        velocity = max(1, min(127, round(float(np.mean([n.velocity for n in melody])) - 8)))
+        out = []
+        for track, channel in zip((1, 2, 3), channels):
+            out.extend(roll_notes(rolls[track], meter, channel, self.spec, velocity))
+        return sort_notes(out)
+
+    def generate(self, bars: int, meter: TimeSignature, capsule: Capsule, seed: int = 0,
+                 channels: tuple[int, ...] = (0, 1, 2, 3), candidates: int | None = None) -> list[Note]:
+        """Four voices from the model alone."""
+        if not isinstance(bars, int) or bars < 1:
+            raise ConfigError(f"bars must be an int >= 1, got {bars!r}")
+        rolls = self.phrases(None, bars, meter, capsule, seed, candidates)
+        out = []
+        for track, channel in enumerate(channels):
+            out.extend(roll_notes(rolls[track], meter, channel, self.spec, 80 if track == 0 else 72))
+        return sort_notes(out)

@@ -1,0 +1,1 @@
+"""MuseGAN: the multi-track ensemble family (four chorale voices), in PyTorch."""
