@@ -44,20 +44,13 @@ from collections import deque
 from dataclasses import dataclass
 from enum import Enum
 
+from affetto.daemon.midi import CLOCK, CONTINUE, PPQN, SONG_POSITION, SPP_MAX, START, STOP, TICKS_PER_SPP_UNIT
 from affetto.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-PPQN = 24  # MIDI clock ticks per quarter note
-TICKS_PER_SPP_UNIT = 6  # a Song Position Pointer unit is a sixteenth note
 DEFAULT_BPM = 120.0
 NS_PER_MINUTE = 60_000_000_000
-
-CLOCK_TICK = 0xF8
-START = 0xFA
-CONTINUE = 0xFB
-STOP = 0xFC
-SONG_POSITION = 0xF2
 
 
 def bpm_to_ns_per_beat(bpm: float) -> float:
@@ -204,7 +197,7 @@ class MidiClockFollower(Clock):
         return self._song_tick
 
     def handle(self, status: int, data: int, t_ns: int) -> list[TransportEvent]:
-        if status == CLOCK_TICK:
+        if status == CLOCK:
             return self._tick(t_ns)
         if status == START:
             if self._running:
@@ -229,7 +222,7 @@ class MidiClockFollower(Clock):
             self._publish(t_ns, new_epoch=True)
             return [TransportEvent(Transport.STOP, self._song_tick / PPQN, t_ns)]
         if status == SONG_POSITION:
-            if not isinstance(data, int) or not 0 <= data <= 0x3FFF:
+            if not isinstance(data, int) or not 0 <= data <= SPP_MAX:
                 self._warn_once("spp-range", f"Song Position Pointer out of range: {data!r}")
                 return []
             events = []

@@ -58,7 +58,7 @@ from affetto.daemon.config import DaemonConfig
 from affetto.daemon.controls import Controls
 from affetto.daemon.generator import BarRequest, BarResult
 from affetto.daemon.learn import LearnStep
-from affetto.daemon.midiparse import CONTROL_CHANGE, NOTE_OFF, NOTE_ON, SONG_POSITION
+from affetto.daemon.midi import CHANNEL, CONTROL_CHANGE, KIND, NOTE_OFF, NOTE_ON, SONG_POSITION, SYSTEM
 from affetto.daemon.scheduler import Scheduler, percentile
 from affetto.daemon.seed import SeedBuffer
 from affetto.music import Note
@@ -190,7 +190,7 @@ class Conductor:
     def _fault(self, where: str, item: object | None, err: Exception) -> None:
         """Log (rate-limited per kind), release what cannot be trusted, and go on."""
         self.faults += 1
-        channel_msg = type(item) is tuple and len(item) == 4 and isinstance(item[1], int) and item[1] < 0xF0
+        channel_msg = type(item) is tuple and len(item) == 4 and isinstance(item[1], int) and item[1] < SYSTEM
         if type(item) is tuple and len(item) > 1 and isinstance(item[1], int):
             what = f"MIDI status {item[1]:#04x}"
         else:
@@ -236,13 +236,13 @@ class Conductor:
             self._transport(item)
 
     def _midi(self, t_ns: int, status: int, d1: int, d2: int) -> None:
-        if status >= 0xF0:
+        if status >= SYSTEM:
             data = d1 if status == SONG_POSITION else 0
             for event in self.clock.handle(status, data, t_ns):
                 self._transport(event)
             self.scheduler.wake()
             return
-        kind, channel = status & 0xF0, status & 0x0F
+        kind, channel = status & KIND, status & CHANNEL
         if self.config.in_channel is not None and channel != self.config.in_channel - 1:
             self._once(
                 "other-channel",

@@ -58,6 +58,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from affetto.daemon.midi import ALL_NOTES_OFF, ALL_SOUND_OFF, CHANNEL, CONTROL_CHANGE, KIND, NOTE_OFF, NOTE_ON
 from affetto.daemon.midiparse import MidiParser
 from affetto.daemon.ports import find_port
 from affetto.errors import PortError
@@ -69,6 +70,7 @@ FRAME_MASK = 0xFFFFFFFF  # jack_nframes_t is 32 bits and wraps
 OFFSET_LEAK_NS = 5_000  # per period: follows a drift of ~1 ms/s at 48 kHz / 256 frames
 LEAD_MARGIN_NS = 2_000_000  # beyond two periods, for the scheduler's and the callback's wake-up jitter
 LOCK_TIMEOUT_S = 0.5  # a producer never waits longer for the pending queue (the callback holds it µs)
+RELEASING_CCS = (ALL_SOUND_OFF, ALL_NOTES_OFF)
 RESEND_PERIODS = 8  # after an xrun, releases written this many periods back are written again
 DRAIN_TIMEOUT_S = 2.0  # a close waits at most this long for its last messages (JACK may be stalled)
 NEED_JACK_CLIENT = "pip install JACK-Client, or pip install 'affetto[jack]'"
@@ -281,13 +283,13 @@ class JackOutput:
         for cycle, data in reversed(self._written):
             if cycle < oldest:
                 break
-            kind, channel = data[0] & 0xF0, data[0] & 0x0F
-            if kind == 0x90 and data[2] > 0:
+            kind, channel = data[0] & KIND, data[0] & CHANNEL
+            if kind == NOTE_ON and data[2] > 0:
                 sounding_after.update(((channel, data[1]), (channel, -1)))
-            elif kind == 0x80 or kind == 0x90:
+            elif kind in (NOTE_OFF, NOTE_ON):
                 if (channel, data[1]) not in sounding_after:
                     again.append(data)
-            elif kind == 0xB0 and data[1] in (120, 123) and (channel, -1) not in sounding_after:
+            elif kind == CONTROL_CHANGE and data[1] in RELEASING_CCS and (channel, -1) not in sounding_after:
                 again.append(data)
         self.resent += len(again)
         self._due[:0] = [(start_ns, -1, data, False) for data in reversed(again)]
