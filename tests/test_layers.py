@@ -8,6 +8,10 @@ Rules (DESIGN.md, "Layout and the direction of dependencies"):
 - ``models`` imports neither ``daemon`` nor ``export``;
 - ``export`` may import ``models``, never ``daemon``.
 
+Inside the daemon, each MIDI backend (``jackports``, ``rtmidiports``) imports
+neither the other nor the factory that chooses between them (``ports``), so
+the ports form no circle and a new backend touches only the factory.
+
 Every import counts: module level, inside functions, under ``TYPE_CHECKING``,
 relative ones resolved to their absolute names, and ``importlib.import_module``
 with a literal name. The front door (``affetto/cli.py``) finds the wings'
@@ -30,6 +34,11 @@ FORBIDDEN = {
     "affetto.daemon": ("affetto.models", "affetto.export", "torch"),
     "affetto.models": ("affetto.daemon", "affetto.export"),
     "affetto.export": ("affetto.daemon",),
+}
+
+APART = {  # module -> modules it must not import (inside a wing)
+    "affetto.daemon.jackports": ("affetto.daemon.rtmidiports", "affetto.daemon.ports"),
+    "affetto.daemon.rtmidiports": ("affetto.daemon.jackports", "affetto.daemon.ports"),
 }
 
 
@@ -75,8 +84,9 @@ def violations(path: Path, source: str | None = None) -> list[str]:
     layer, module, is_package = module_name(path)
     source = path.read_text(encoding="utf-8") if source is None else source
     rel = path.relative_to(ROOT)
+    forbidden = FORBIDDEN[layer] + APART.get(module, ())
     return [f"{rel}:{line}: {module} imports {name}"
-            for line, name in imports_of(source, module, is_package) if names(name, FORBIDDEN[layer])]
+            for line, name in imports_of(source, module, is_package) if names(name, forbidden)]
 
 
 def sources() -> list[Path]:
@@ -124,6 +134,9 @@ def test_the_core_names_wing_modules_only_in_the_command_table():
         ("export/export.py", "from affetto.daemon.config import DaemonConfig", True),
         ("export/export.py", "from affetto.models.transformer import EmotionTransformer", False),
         ("daemon/service.py", "from affetto.runtime import load_model", False),
+        ("daemon/jackports.py", "def f():\n    from affetto.daemon.ports import open_ports", True),
+        ("daemon/rtmidiports.py", "from affetto.daemon import jackports", True),
+        ("daemon/rtmidiports.py", "from affetto.daemon.portnames import find_port", False),
     ],
 )
 def test_an_added_import_against_the_direction_is_caught(file, line, caught):
