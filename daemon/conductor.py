@@ -53,7 +53,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from affetto.daemon.clock import Clock, Transport, TransportEvent
+from affetto.daemon.clocks import Clock, Transport, TransportEvent
 from affetto.daemon.config import DaemonConfig
 from affetto.daemon.controls import Controls
 from affetto.daemon.generator import BarRequest, BarResult

@@ -170,7 +170,7 @@ def test_learn_through_jack_binds_a_moved_knob(own_server, tmp_path):
 
 
 def _namespace_or_skip() -> None:
-    from affetto.daemon.link import load_binding
+    from affetto.daemon.clocks.link import load_binding
     from affetto.errors import ConfigError
 
     _jack_or_skip()
@@ -217,7 +217,7 @@ def _link_scenario(tmp: Path) -> dict:
     Daw, start_jack, stop_jack = _jack_helpers("Daw", "start_jack", "stop_jack")
     from midi_helpers import sounding
 
-    from affetto.daemon.link import load_binding
+    from affetto.daemon.clocks.link import load_binding
     from affetto.daemon.timebase import OffsetTracker
 
     jackd = start_jack(SERVER, tmp / "jackd.log")

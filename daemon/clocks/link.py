@@ -38,11 +38,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from affetto.daemon.clock import NS_PER_MINUTE, Clock, ClockState, Transport, TransportEvent
+from affetto.daemon.clocks.base import NS_PER_MINUTE, Clock, ClockState, Transport, TransportEvent
 from affetto.daemon.timebase import OffsetTracker
 from affetto.errors import ConfigError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("affetto.daemon.link")  # the name its log lines have always had
 
 INSTALL_HINT = "pip install 'affetto[link]' (the LinkPython-extern package)"
 JUMP_BEATS = 0.25  # a song position further than this from the prediction is a jump
@@ -151,12 +151,6 @@ class LinkClock(Clock):
     def close(self) -> None:
         """Leave the session."""
         self._link.enabled = False
-
-    def __enter__(self) -> LinkClock:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     # -- helpers ----------------------------------------------------------------
     def _read_offset(self) -> None:
