@@ -10,7 +10,10 @@ Rules (DESIGN.md, "Layout and the direction of dependencies"):
 
 Inside the daemon, each MIDI backend (``jackports``, ``rtmidiports``) imports
 neither the other nor the factory that chooses between them (``ports``), so
-the ports form no circle and a new backend touches only the factory.
+the ports form no circle and a new backend touches only the factory. Each
+clock source imports the clock interface, never another source; a
+conductor mode decides from the seed
+buffer alone, never reaching into the conductor, the scheduler or the clock.
 
 Every import counts: module level, inside functions, under ``TYPE_CHECKING``,
 relative ones resolved to their absolute names, and ``importlib.import_module``
@@ -39,6 +42,10 @@ FORBIDDEN = {
 APART = {  # module -> modules it must not import (inside a wing)
     "affetto.daemon.jackports": ("affetto.daemon.rtmidiports", "affetto.daemon.ports"),
     "affetto.daemon.rtmidiports": ("affetto.daemon.jackports", "affetto.daemon.ports"),
+    **{f"affetto.daemon.clocks.{source}": ("affetto.daemon.clocks.internal", "affetto.daemon.clocks.midiclock",
+                                           "affetto.daemon.clocks.link")
+       for source in ("internal", "midiclock", "link")},
+    "affetto.daemon.modes": ("affetto.daemon.conductor", "affetto.daemon.scheduler", "affetto.daemon.clocks"),
 }
 
 
@@ -137,6 +144,9 @@ def test_the_core_names_wing_modules_only_in_the_command_table():
         ("daemon/jackports.py", "def f():\n    from affetto.daemon.ports import open_ports", True),
         ("daemon/rtmidiports.py", "from affetto.daemon import jackports", True),
         ("daemon/rtmidiports.py", "from affetto.daemon.portnames import find_port", False),
+        ("daemon/clocks/link.py", "from affetto.daemon.clocks.midiclock import MidiClockFollower", True),
+        ("daemon/clocks/link.py", "from affetto.daemon.clocks.base import Clock", False),
+        ("daemon/modes.py", "from affetto.daemon.conductor import Conductor", True),
     ],
 )
 def test_an_added_import_against_the_direction_is_caught(file, line, caught):
