@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from affetto.daemon.clock import InternalClock, MidiClockFollower
+from affetto.daemon.clocks import InternalClock, MidiClockFollower
 from affetto.daemon.generator import BarRequest, FakeGenerator, make_worker
 from affetto.daemon.notes import OwnedOutput
 from affetto.daemon.scheduler import Scheduler

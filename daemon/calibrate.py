@@ -28,11 +28,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from affetto.daemon.midi import KIND, NOTE_OFF, NOTE_ON
 from affetto.daemon.scheduler import percentile
 
 PROBE_CHANNEL = 15  # channel 16, as musicians count
 PROBE_VELOCITY = 100
-NOTE_ON = 0x90
 
 
 def probe_pitch(i: int) -> int:
@@ -96,7 +96,7 @@ def measure(
         t0 = now_ns()
         send([NOTE_ON | PROBE_CHANNEL, pitch, PROBE_VELOCITY])
         back = _wait_for(inbox, pitch, t0 + int(timeout_s * 1e9), now_ns)
-        send([0x80 | PROBE_CHANNEL, pitch, 0])
+        send([NOTE_OFF | PROBE_CHANNEL, pitch, 0])
         if back is None:
             lost += 1
         else:
@@ -123,6 +123,6 @@ def _wait_for(inbox: queue.Queue, pitch: int, deadline_ns: int, now_ns: Callable
         if type(item) is not tuple or len(item) != 4:
             continue
         t_ns, status, d1, d2 = item
-        if status & 0xF0 == NOTE_ON and d1 == pitch and d2 > 0:
+        if status & KIND == NOTE_ON and d1 == pitch and d2 > 0:
             return t_ns
     return None

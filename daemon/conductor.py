@@ -10,16 +10,10 @@ Bars and lookahead: at the start of bar ``k`` the conductor asks for bar
 reaches the next bar the generator starts. After Start (or Continue) at bar
 ``c`` the first generated bar is ``c + 1``.
 
-Modes:
-
-- ``continue``: a bar every bar. The generator is primed at transport start,
-  and re-primed at a bar line whenever the player sent new notes, from the
-  last ``seed_bars + CONTINUE_EXTRA_BARS`` bars (4 by default: the phrase
-  with the bars that led into it).
-- ``call-response``: at a bar line after a bar with notes, the answer's first
-  bar is generated speculatively from the phrase (the run of bars with notes,
-  at most ``seed_bars``); if the player plays again before the answer starts,
-  it is cancelled. Otherwise the answer runs as many bars as the phrase had.
+Modes (:mod:`affetto.daemon.modes`): the mode decides what is asked at each
+bar line and what a player's note means for it (``continue``,
+``call-response``); the conductor sends what it asks, cancels what it gives
+up, and resets it at every transport change.
 
 Late-bar policy: a bar whose notes are not back ``margin_ms`` before its bar
 line is a *missed* bar. With ``late_policy = "repeat"`` the last good bar is
@@ -53,12 +47,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from affetto.daemon.clock import Clock, Transport, TransportEvent
+from affetto.daemon.clocks import Clock, Transport, TransportEvent
 from affetto.daemon.config import DaemonConfig
 from affetto.daemon.controls import Controls
 from affetto.daemon.generator import BarRequest, BarResult
 from affetto.daemon.learn import LearnStep
-from affetto.daemon.midiparse import CONTROL_CHANGE, NOTE_OFF, NOTE_ON, SONG_POSITION
+from affetto.daemon.midi import CHANNEL, CONTROL_CHANGE, KIND, NOTE_OFF, NOTE_ON, SONG_POSITION, SYSTEM
+from affetto.daemon.modes import Ask, Mode, make_mode
 from affetto.daemon.scheduler import Scheduler, percentile
 from affetto.daemon.seed import SeedBuffer
 from affetto.music import Note
@@ -67,7 +62,6 @@ from affetto.ratelimit import RateLimitedLog
 log = logging.getLogger(__name__)
 
 IDLE_WAIT_NS = 50_000_000  # look at the clock at least this often
-CONTINUE_EXTRA_BARS = 2  # continue mode primes from seed_bars + this many bars of what was played
 LOG_PERIOD_S = 10.0  # per kind of repeated line: at most LOG_BURST lines per this many seconds
 LOG_BURST = 4
 ONCE_PERIOD_S = 3600.0  # lines about a lasting condition (wrong channel, a generator error)
@@ -109,7 +103,8 @@ class Conductor:
         self.bar_beats = config.meter.beats_per_bar
         self.controls = Controls(config)
         self.learn = LearnStep.from_config(config, self.controls)  # None without a learn_trigger
-        self.seed = SeedBuffer(config.meter, keep_bars=config.seed_bars + CONTINUE_EXTRA_BARS)
+        self.seed = SeedBuffer(config.meter)
+        self.mode: Mode = make_mode(config)
         self.trouble_sources = trouble_sources
         self.port_watch = port_watch  # () -> (generation, lost) of the ports (a JACK server can go and return)
         self._port_generation = port_watch()[0] if port_watch is not None else 0
@@ -117,11 +112,7 @@ class Conductor:
         self._requested_upto: int | None = None  # highest bar requested in this epoch
         self._pending: dict[int, Pending] = {}
         self._given_up: set[int] = set()
-        self._need_prime = True
-        self._primed_upto: float = -math.inf  # newest seed onset the generator has seen
         self._last_good: list[Note] = []
-        # call-response
-        self._answer: tuple[int, int] | None = None  # (first bar, bars) of the current answer
         # counters
         self.bars_generated = 0
         self.bars_missed = 0
@@ -190,7 +181,7 @@ class Conductor:
     def _fault(self, where: str, item: object | None, err: Exception) -> None:
         """Log (rate-limited per kind), release what cannot be trusted, and go on."""
         self.faults += 1
-        channel_msg = type(item) is tuple and len(item) == 4 and isinstance(item[1], int) and item[1] < 0xF0
+        channel_msg = type(item) is tuple and len(item) == 4 and isinstance(item[1], int) and item[1] < SYSTEM
         if type(item) is tuple and len(item) > 1 and isinstance(item[1], int):
             what = f"MIDI status {item[1]:#04x}"
         else:
@@ -218,8 +209,7 @@ class Conductor:
         self._epoch += 1
         self._pending.clear()
         self._given_up.clear()
-        self._answer = None
-        self._need_prime = True
+        self.mode.reset()
         state = self.clock.state
         self._requested_upto = self.bar_of(state.beat_at(self.now())) if state.running else None
         self.scheduler.release_all()
@@ -236,13 +226,13 @@ class Conductor:
             self._transport(item)
 
     def _midi(self, t_ns: int, status: int, d1: int, d2: int) -> None:
-        if status >= 0xF0:
+        if status >= SYSTEM:
             data = d1 if status == SONG_POSITION else 0
             for event in self.clock.handle(status, data, t_ns):
                 self._transport(event)
             self.scheduler.wake()
             return
-        kind, channel = status & 0xF0, status & 0x0F
+        kind, channel = status & KIND, status & CHANNEL
         if self.config.in_channel is not None and channel != self.config.in_channel - 1:
             self._once(
                 "other-channel",
@@ -260,8 +250,9 @@ class Conductor:
         beat = state.beat_at(t_ns)
         if kind == NOTE_ON and d2 > 0:
             self.seed.note_on(channel, d1, d2, beat)
-            if self._answer is not None:
-                self._player_interrupts(beat)
+            cancelled = self.mode.on_note(beat)
+            if cancelled is not None:
+                self._cancel_from(cancelled)
         elif kind in (NOTE_ON, NOTE_OFF):
             self.seed.note_off(channel, d1, beat)
 
@@ -269,14 +260,13 @@ class Conductor:
         self._epoch += 1
         self._pending.clear()
         self._given_up.clear()
-        self._answer = None
+        self.mode.reset()
         released = self.scheduler.release_all()
         if event.kind in (Transport.START, Transport.CONTINUE):
             if event.kind is Transport.START:
                 self.seed.clear()
             bar = self.bar_of(event.beat)
             self._requested_upto = bar  # the first generated bar is the next one
-            self._need_prime = True
             self._next_status_bar = bar
             self._status_due_to_transport = True
             self._rl.info(
@@ -372,63 +362,29 @@ class Conductor:
         return max(wake, now)
 
     def _bar_line(self, bar: int) -> None:
-        """Bar ``bar`` just started: decide what to ask for bar ``bar + 1``."""
-        if self.config.mode == "continue":
-            seed = None
-            if self._need_prime or (
-                self.seed.latest_onset is not None and self.seed.latest_onset > self._primed_upto
-            ):
-                first, notes = self.seed.recent(bar)
-                seed = tuple(notes)
-                self._need_prime = False
-                self._primed_upto = (
-                    self.seed.latest_onset if self.seed.latest_onset is not None else -math.inf
-                )
-            self._request(bar + 1, seed)
-            return
-        # call-response
-        if self._answer is not None:
-            first, length = self._answer
-            if bar + 1 < first + length:
-                self._request(bar + 1, None)
-                return
-            if bar >= first + length:
-                self._answer = None
-            else:
-                return  # the answer's last bar is playing; listen again after it
-        if bar >= 1 and self.seed.bar_has_notes(bar - 1) and self._answer is None:
-            length = 1
-            while (
-                length < self.config.seed_bars
-                and bar - 1 - length >= 0
-                and self.seed.bar_has_notes(bar - 1 - length)
-            ):
-                length += 1
-            phrase = self.seed.phrase(bar - length, bar)
-            self._answer = (bar + 1, length)
-            self._request(bar + 1, tuple(phrase))
+        """Bar ``bar`` just started: ask for bar ``bar + 1`` what the mode wants, if anything."""
+        ask = self.mode.at_bar_line(bar, self.seed)
+        if ask is not None:
+            self._request(ask)
 
-    def _player_interrupts(self, beat: float) -> None:
-        """The player played while an answer was pending: cancel what has not started."""
-        first, _length = self._answer  # type: ignore[misc]
-        if beat < first * self.bar_beats:
-            self._answer = None
-            self._epoch += 1  # its results are stale now
-            self._pending.clear()
-            self.scheduler.cancel_from(first * self.bar_beats)
+    def _cancel_from(self, bar: int) -> None:
+        """The mode gave up what it asked from ``bar`` on (the player played again): not played."""
+        self._epoch += 1  # its results are stale now
+        self._pending.clear()
+        self.scheduler.cancel_from(bar * self.bar_beats)
 
-    def _request(self, bar: int, seed: tuple[Note, ...] | None) -> None:
+    def _request(self, ask: Ask) -> None:
         settings = self.controls.at_bar_line()
         req = BarRequest(
-            bar=bar,
+            bar=ask.bar,
             capsule=settings.capsule,
             sampling=settings.sampling,
-            seed=seed,
-            task="continue" if self.config.mode == "continue" else "answer",
+            seed=ask.seed,
+            task=ask.task,
             rng_seed=self.config.rng_seed,
             epoch=self._epoch,
         )
-        self._pending[bar] = Pending(bar, self.now())
+        self._pending[ask.bar] = Pending(ask.bar, self.now())
         self.submit(req)
 
     def _play(self, bar: int, notes: list[Note]) -> None:

@@ -19,9 +19,10 @@ and an output port ``<name> out`` and does both itself.
 - Time: JACK's frame clock maps to its microsecond clock (``jack_frames_to_time``,
   the server's own filtered estimate of each period's start); JACK-Client does
   not wrap those functions, so three are declared here with cffi. JACK's clock
-  maps to ``time.monotonic_ns`` by an offset read every period and kept at the
-  smallest value seen (a reading delayed by preemption only comes out larger),
-  leaking upward slowly so a drift between the two clocks is followed.
+  maps to ``time.monotonic_ns`` by the shared
+  :class:`~affetto.daemon.timebase.OffsetTracker`, read every period (a reading
+  delayed by preemption only comes out larger, and the tracker keeps the
+  smallest, leaking upward slowly so a drift between the two clocks is followed).
 - Overruns (xruns): when a period overruns, JACK can lose what a client wrote
   in it, and a lost note-off is a stuck note. After JACK reports an xrun the
   callback writes again, at once, the releasing messages (note-offs, CC 123,
@@ -58,8 +59,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from affetto.daemon.midi import ALL_NOTES_OFF, ALL_SOUND_OFF, CHANNEL, CONTROL_CHANGE, KIND, NOTE_OFF, NOTE_ON
 from affetto.daemon.midiparse import MidiParser
-from affetto.daemon.ports import find_port
+from affetto.daemon.portnames import find_port
+from affetto.daemon.timebase import OffsetTracker
 from affetto.errors import PortError
 from affetto.quiet import quiet_fds
 
@@ -69,6 +72,7 @@ FRAME_MASK = 0xFFFFFFFF  # jack_nframes_t is 32 bits and wraps
 OFFSET_LEAK_NS = 5_000  # per period: follows a drift of ~1 ms/s at 48 kHz / 256 frames
 LEAD_MARGIN_NS = 2_000_000  # beyond two periods, for the scheduler's and the callback's wake-up jitter
 LOCK_TIMEOUT_S = 0.5  # a producer never waits longer for the pending queue (the callback holds it µs)
+RELEASING_CCS = (ALL_SOUND_OFF, ALL_NOTES_OFF)
 RESEND_PERIODS = 8  # after an xrun, releases written this many periods back are written again
 DRAIN_TIMEOUT_S = 2.0  # a close waits at most this long for its last messages (JACK may be stalled)
 NEED_JACK_CLIENT = "pip install JACK-Client, or pip install 'affetto[jack]'"
@@ -131,21 +135,18 @@ class JackTime:
         self._time_to_frames = lib.jack_time_to_frames
         self._get_time = lib.jack_get_time
         self.rate = client.samplerate
-        self.offset_ns = self._observe()
-        for _ in range(64):
+        self.tracker = OffsetTracker(leak_ns=OFFSET_LEAK_NS)
+        for _ in range(65):
             self.sample()
 
-    def _observe(self) -> int:
-        jack_us = self._get_time()
-        return time.monotonic_ns() - jack_us * 1000
+    @property
+    def offset_ns(self) -> int:
+        return self.tracker.offset_ns
 
     def sample(self) -> None:
         """One more reading of the offset; cheap enough for every period."""
-        observed = self._observe()
-        if observed < self.offset_ns + OFFSET_LEAK_NS:
-            self.offset_ns = observed
-        else:
-            self.offset_ns += OFFSET_LEAK_NS
+        jack_us = self._get_time()
+        self.tracker.sample(jack_us * 1000, time.monotonic_ns())
 
     def cycle(self, first_frame: int, frames: int) -> tuple[int, float]:
         """(monotonic ns of ``first_frame``, ns per frame) for the period that starts there."""
@@ -281,13 +282,13 @@ class JackOutput:
         for cycle, data in reversed(self._written):
             if cycle < oldest:
                 break
-            kind, channel = data[0] & 0xF0, data[0] & 0x0F
-            if kind == 0x90 and data[2] > 0:
+            kind, channel = data[0] & KIND, data[0] & CHANNEL
+            if kind == NOTE_ON and data[2] > 0:
                 sounding_after.update(((channel, data[1]), (channel, -1)))
-            elif kind == 0x80 or kind == 0x90:
+            elif kind in (NOTE_OFF, NOTE_ON):
                 if (channel, data[1]) not in sounding_after:
                     again.append(data)
-            elif kind == 0xB0 and data[1] in (120, 123) and (channel, -1) not in sounding_after:
+            elif kind == CONTROL_CHANGE and data[1] in RELEASING_CCS and (channel, -1) not in sounding_after:
                 again.append(data)
         self.resent += len(again)
         self._due[:0] = [(start_ns, -1, data, False) for data in reversed(again)]

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from affetto.daemon.config import DaemonConfig
+from affetto.daemon.midi import CONTROL_CHANGE, KIND, NOTE_OFF, NOTE_ON
 from affetto.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,6 @@ log = logging.getLogger(__name__)
 ROLES = ("emotion", "valence", "arousal", "temperature", "guidance", "density")
 PAIR = {"valence": "arousal", "arousal": "valence"}
 JITTER = 3
-CONTROL_CHANGE, NOTE_ON, NOTE_OFF = 0xB0, 0x90, 0x80
 _TRIGGER = re.compile(r"^\s*(cc|note)\s*[ :]?\s*(\d{1,3})\s*$", re.IGNORECASE)
 
 
@@ -236,7 +236,7 @@ def wait_for_move(inbox: queue.Queue, detector: MoveDetector, timeout_s: float) 
             item = inbox.get(timeout=left)
         except queue.Empty:
             break
-        if type(item) is tuple and len(item) == 4 and item[1] & 0xF0 == CONTROL_CHANGE:
+        if type(item) is tuple and len(item) == 4 and item[1] & KIND == CONTROL_CHANGE:
             cc = detector.feed(item[2], item[3])
             if cc is not None:
                 return cc

@@ -16,21 +16,33 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
+from affetto.daemon.midi import (
+    CHANNEL_AT,
+    CLOCK,
+    CONTINUE,
+    CONTROL_CHANGE,
+    EOX,
+    KIND,
+    MTC,
+    NOTE_OFF,
+    NOTE_ON,
+    PITCH_BEND,
+    POLY_AT,
+    PROGRAM,
+    REALTIME,
+    SONG_POSITION,
+    SONG_SELECT,
+    START,
+    STATUS,
+    STOP,
+    SYSEX,
+    SYSTEM,
+    TUNE,
+)
+
 Event = tuple[int, int, int, int]
 
-NOTE_OFF, NOTE_ON, POLY_AT, CONTROL_CHANGE, PROGRAM, CHANNEL_AT, PITCH_BEND = (
-    0x80,
-    0x90,
-    0xA0,
-    0xB0,
-    0xC0,
-    0xD0,
-    0xE0,
-)
-SYSEX, MTC, SONG_POSITION, SONG_SELECT, TUNE, EOX = 0xF0, 0xF1, 0xF2, 0xF3, 0xF6, 0xF7
-CLOCK, START, CONTINUE, STOP, ACTIVE_SENSING, RESET = 0xF8, 0xFA, 0xFB, 0xFC, 0xFE, 0xFF
-
-_DATA_LENGTH = {0x80: 2, 0x90: 2, 0xA0: 2, 0xB0: 2, 0xC0: 1, 0xD0: 1, 0xE0: 2}
+_DATA_LENGTH = {NOTE_OFF: 2, NOTE_ON: 2, POLY_AT: 2, CONTROL_CHANGE: 2, PROGRAM: 1, CHANNEL_AT: 1, PITCH_BEND: 2}
 _COMMON_LENGTH = {MTC: 1, SONG_POSITION: 2, SONG_SELECT: 1, TUNE: 0}
 # what the conductor wants; everything else is parsed (for running status) and dropped
 _WANTED_CHANNEL = (NOTE_OFF, NOTE_ON, CONTROL_CHANGE)
@@ -52,7 +64,7 @@ class MidiParser:
             if not isinstance(byte, int) or not 0 <= byte <= 0xFF:
                 self.trouble["not a byte"] += 1
                 continue
-            if byte >= 0xF8:  # real-time: may appear anywhere, leaves running status alone
+            if byte >= REALTIME:  # real-time: may appear anywhere, leaves running status alone
                 if byte in _WANTED_REALTIME:
                     out.append((t_ns, byte, 0, 0))
                 continue
@@ -62,7 +74,7 @@ class MidiParser:
                 self._in_sysex = False
                 self._status = 0
                 continue
-            if byte >= 0x80:  # a status byte
+            if byte >= STATUS:  # a status byte
                 if self._in_sysex:
                     self.trouble["unterminated SysEx"] += 1
                     self._in_sysex = False
@@ -74,7 +86,7 @@ class MidiParser:
                     self._status = 0
                     continue
                 self._status = byte
-                if byte >= 0xF0 and _COMMON_LENGTH.get(byte, 0) == 0:
+                if byte >= SYSTEM and _COMMON_LENGTH.get(byte, 0) == 0:
                     self._status = 0  # tune request, undefined F4/F5: nothing follows
                 continue
             # a data byte
@@ -89,7 +101,7 @@ class MidiParser:
                 continue
             event = self._complete(self._status, self._data, t_ns)
             self._data = []
-            if self._status >= 0xF0:
+            if self._status >= SYSTEM:
                 self._status = 0  # system common messages cancel running status
             if event is not None:
                 out.append(event)
@@ -97,15 +109,15 @@ class MidiParser:
 
     @staticmethod
     def _need(status: int) -> int:
-        if status >= 0xF0:
+        if status >= SYSTEM:
             return _COMMON_LENGTH.get(status, 0)
-        return _DATA_LENGTH[status & 0xF0]
+        return _DATA_LENGTH[status & KIND]
 
     @staticmethod
     def _complete(status: int, data: list[int], t_ns: int) -> Event | None:
         if status == SONG_POSITION:
             return (t_ns, SONG_POSITION, data[0] | (data[1] << 7), 0)
-        if status < 0xF0 and status & 0xF0 in _WANTED_CHANNEL:
+        if status < SYSTEM and status & KIND in _WANTED_CHANNEL:
             return (t_ns, status, data[0], data[1])
         return None
 

@@ -31,14 +31,11 @@ import logging
 import threading
 from typing import Protocol
 
+from affetto.daemon.midi import ALL_NOTES_OFF, CONTROL_CHANGE, KIND, NOTE_OFF, NOTE_ON
 from affetto.errors import PortError
 
 log = logging.getLogger(__name__)
 
-NOTE_OFF = 0x80
-NOTE_ON = 0x90
-CONTROL_CHANGE = 0xB0
-ALL_NOTES_OFF = 123
 
 
 class MidiSink(Protocol):
@@ -115,7 +112,7 @@ class OwnedOutput:
             owned = len(keys)
             self._owned.clear()
             for message in self._discard_pending():
-                if message[0] & 0xF0 == NOTE_OFF:  # handed over, not yet played: its note may be sounding
+                if message[0] & KIND == NOTE_OFF:  # handed over, not yet played: its note may be sounding
                     keys.add((message[0] & 0x0F, message[1]))
             for channel, pitch in sorted(keys):
                 self._send([NOTE_OFF | channel, pitch, 0])

@@ -43,7 +43,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from affetto.daemon.clock import ClockState
+from affetto.daemon.clocks import ClockState
 from affetto.daemon.notes import OwnedOutput
 from affetto.music import Note
 

@@ -73,9 +73,10 @@ class SeedBuffer:
         rel = [Note(n.pitch, max(n.onset - origin, 0.0), n.duration, n.velocity, n.channel) for n in notes]
         return quantise(rel, self.grid)
 
-    def recent(self, current_bar: int) -> tuple[int, list[Note]]:
-        """The last ``keep_bars`` complete bars before ``current_bar``: (first bar, notes)."""
-        first = max(0, current_bar - self.keep_bars)
+    def recent(self, current_bar: int, *, bars: int | None = None) -> tuple[int, list[Note]]:
+        """The last ``bars`` (default ``keep_bars``) complete bars before ``current_bar``: (first bar,
+        notes); older notes are forgotten."""
+        first = max(0, current_bar - (self.keep_bars if bars is None else bars))
         self.forget_before(first)
         return first, self.phrase(first, current_bar)
 

@@ -1,8 +1,10 @@
 """Service lifecycle: ``run_daemon(config)`` from start to a clean exit.
 
-Start: log the resolved configuration, resolve the MIDI API, load the model
-in its worker, open the ports (and log which backend carries the MIDI), start
-the scheduler, log one "ready" line. A timed output (native JACK) gets events
+Start: log the resolved configuration, make the clock source
+(:func:`affetto.daemon.clocks.make_clock`; a Link clock joins its session),
+resolve the MIDI API, load the model in its worker, open the ports (and log
+which backend carries the MIDI), start the scheduler, tell the clock the
+daemon is ready (an internal clock starts), log one "ready" line. A timed output (native JACK) gets events
 its ``lead_ns`` ahead of their deadlines and places them on their frames.
 Run: the conductor, in the calling (main) thread, until SIGINT/SIGTERM. If the
 JACK server goes away, the model stays loaded and the ports wait for the
@@ -24,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from affetto.daemon.clock import Clock, InternalClock, MidiClockFollower
+from affetto.daemon.clocks import Clock, make_clock
 from affetto.daemon.conductor import Conductor
 from affetto.daemon.config import FAKE_MODEL, DaemonConfig
 from affetto.daemon.generator import FakeGenerator, GeneratorFactory, make_worker
@@ -82,10 +84,20 @@ def run_daemon(
     log.info("configuration: %s", config.describe())
     sys.setswitchinterval(config.switch_interval_ms / 1000)
 
-    if config.clock == "link":
-        from affetto.daemon.link import load_binding
+    # the clock first: a Link clock joins its session here, and a missing binding is one line,
+    # before the model loads
+    with make_clock(config) as clock:
+        return _serve(config, clock, t0, generator_factory, on_ready, install_signals)
 
-        load_binding()  # a missing binding is one line, before the model loads
+
+def _serve(
+    config: DaemonConfig,
+    clock: Clock,
+    t0: float,
+    generator_factory: GeneratorFactory | None,
+    on_ready: Callable[[Conductor], None] | None,
+    install_signals: bool,
+) -> int:
     api = resolve_api(config.midi_api)
     log.info("MIDI API: %s (asked for %s)", api, config.midi_api)
     inbox: queue.Queue = queue.Queue(maxsize=config.queue_size)
@@ -107,7 +119,6 @@ def run_daemon(
     )
     exit_code = EXIT_ERROR
     previous: dict = {}
-    closers: list[Callable[[], None]] = []  # a Link clock leaves its session
     try:
         with open_ports(
             api,
@@ -118,12 +129,6 @@ def run_daemon(
             drain_periods=config.drain_periods,
         ) as ports:
             log.info("ports: in %r, out %r", ports.input.name, ports.output.name)  # type: ignore[union-attr]
-            clock: Clock = InternalClock(config.bpm) if config.clock == "internal" else MidiClockFollower()
-            if config.clock == "link":
-                from affetto.daemon.link import LinkClock  # the binding loads only here
-
-                clock = LinkClock(config.meter.beats_per_bar, bpm=config.bpm, start_stop_sync=config.link_start_stop)
-                closers.append(clock.close)
             output = OwnedOutput(ports.output)  # type: ignore[arg-type]
             lead_ns = int(getattr(ports.output, "lead_ns", 0)) if output.timed else 0
             log.info(
@@ -151,9 +156,9 @@ def run_daemon(
             # must not interrupt the final note-offs.
             previous.update(_install_signals(conductor) if install_signals else {})
             with scheduler:
-                if isinstance(clock, InternalClock):
-                    for event in clock.start(time.monotonic_ns() + 100_000_000):
-                        conductor.process(event)
+                # a clock that runs by itself starts now (a follower waits for its source)
+                for event in clock.begin(time.monotonic_ns() + 100_000_000):
+                    conductor.process(event)
                 log.info(
                     "ready in %.2f s: in %r, out %r (%s), clock %s, %s, mode %s, emotion CC %s",
                     time.monotonic() - t0,
@@ -183,8 +188,6 @@ def run_daemon(
             worker.close()
     finally:
         worker.close()  # idempotent; here for the paths that never reached the line above
-        for close in closers:
-            close()
         _restore_signals(previous)
     return exit_code
 

@@ -8,6 +8,13 @@ Rules (DESIGN.md, "Layout and the direction of dependencies"):
 - ``models`` imports neither ``daemon`` nor ``export``;
 - ``export`` may import ``models``, never ``daemon``.
 
+Inside the daemon, each MIDI backend (``jackports``, ``rtmidiports``) imports
+neither the other nor the factory that chooses between them (``ports``), so
+the ports form no circle and a new backend touches only the factory. Each
+clock source imports the clock interface, never another source; a
+conductor mode decides from the seed
+buffer alone, never reaching into the conductor, the scheduler or the clock.
+
 Every import counts: module level, inside functions, under ``TYPE_CHECKING``,
 relative ones resolved to their absolute names, and ``importlib.import_module``
 with a literal name. The front door (``affetto/cli.py``) finds the wings'
@@ -30,6 +37,15 @@ FORBIDDEN = {
     "affetto.daemon": ("affetto.models", "affetto.export", "torch"),
     "affetto.models": ("affetto.daemon", "affetto.export"),
     "affetto.export": ("affetto.daemon",),
+}
+
+APART = {  # module -> modules it must not import (inside a wing)
+    "affetto.daemon.jackports": ("affetto.daemon.rtmidiports", "affetto.daemon.ports"),
+    "affetto.daemon.rtmidiports": ("affetto.daemon.jackports", "affetto.daemon.ports"),
+    **{f"affetto.daemon.clocks.{source}": ("affetto.daemon.clocks.internal", "affetto.daemon.clocks.midiclock",
+                                           "affetto.daemon.clocks.link")
+       for source in ("internal", "midiclock", "link")},
+    "affetto.daemon.modes": ("affetto.daemon.conductor", "affetto.daemon.scheduler", "affetto.daemon.clocks"),
 }
 
 
@@ -75,8 +91,9 @@ def violations(path: Path, source: str | None = None) -> list[str]:
     layer, module, is_package = module_name(path)
     source = path.read_text(encoding="utf-8") if source is None else source
     rel = path.relative_to(ROOT)
+    forbidden = FORBIDDEN[layer] + APART.get(module, ())
     return [f"{rel}:{line}: {module} imports {name}"
-            for line, name in imports_of(source, module, is_package) if names(name, FORBIDDEN[layer])]
+            for line, name in imports_of(source, module, is_package) if names(name, forbidden)]
 
 
 def sources() -> list[Path]:
@@ -124,6 +141,12 @@ def test_the_core_names_wing_modules_only_in_the_command_table():
         ("export/export.py", "from affetto.daemon.config import DaemonConfig", True),
         ("export/export.py", "from affetto.models.transformer import EmotionTransformer", False),
         ("daemon/service.py", "from affetto.runtime import load_model", False),
+        ("daemon/jackports.py", "def f():\n    from affetto.daemon.ports import open_ports", True),
+        ("daemon/rtmidiports.py", "from affetto.daemon import jackports", True),
+        ("daemon/rtmidiports.py", "from affetto.daemon.portnames import find_port", False),
+        ("daemon/clocks/link.py", "from affetto.daemon.clocks.midiclock import MidiClockFollower", True),
+        ("daemon/clocks/link.py", "from affetto.daemon.clocks.base import Clock", False),
+        ("daemon/modes.py", "from affetto.daemon.conductor import Conductor", True),
     ],
 )
 def test_an_added_import_against_the_direction_is_caught(file, line, caught):

@@ -6,7 +6,7 @@ import queue
 
 from midi_helpers import sounding
 
-from affetto.daemon.clock import InternalClock
+from affetto.daemon.clocks import InternalClock
 from affetto.daemon.conductor import Conductor
 from affetto.daemon.config import DaemonConfig
 from affetto.daemon.generator import BarRequest, FakeGenerator, run_request
@@ -108,7 +108,7 @@ class Rig:
     """A conductor on a steppable clock, driven without threads."""
 
     def __init__(self, config: DaemonConfig, *, internal: bool = True) -> None:
-        from affetto.daemon.clock import MidiClockFollower
+        from affetto.daemon.clocks import MidiClockFollower
 
         self.time = SteppableTime()
         self.port = RecordingPort(self.time)

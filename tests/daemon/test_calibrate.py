@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from daemon_fakes import RecordingPort, SteppableTime, make_rig
 
 from affetto.daemon.calibrate import Calibration, measure, probe_pitch
-from affetto.daemon.clock import InternalClock
+from affetto.daemon.clocks import InternalClock
 from affetto.daemon.config import DaemonConfig
 from affetto.daemon.notes import OwnedOutput
 from affetto.daemon.scheduler import Scheduler

@@ -5,17 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from affetto.daemon.clock import (
-    CLOCK_TICK,
-    CONTINUE,
-    PPQN,
-    SONG_POSITION,
-    START,
-    STOP,
-    InternalClock,
-    MidiClockFollower,
-    Transport,
-)
+from affetto.daemon.clocks import InternalClock, MidiClockFollower, Transport
+from affetto.daemon.midi import CLOCK as CLOCK_TICK
+from affetto.daemon.midi import CONTINUE, PPQN, SONG_POSITION, START, STOP
 from affetto.errors import ConfigError
 
 MS = 1_000_000

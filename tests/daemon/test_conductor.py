@@ -8,7 +8,8 @@ import queue
 import pytest
 from daemon_fakes import MS, make_rig
 
-from affetto.daemon.clock import PPQN, Transport, TransportEvent
+from affetto.daemon.clocks import Transport, TransportEvent
+from affetto.daemon.midi import PPQN
 from affetto.emotion import Quadrant, knob_capsule, knob_value
 
 BAR = 4.0  # 4/4

@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from affetto.daemon.clock import NS_PER_MINUTE, Transport
-from affetto.daemon.link import LinkClock, load_binding
+from affetto.daemon.clocks import NS_PER_MINUTE, Transport
+from affetto.daemon.clocks.link import LinkClock, load_binding
 from affetto.errors import ConfigError
 
 # -- a fake Link session -------------------------------------------------------------------------

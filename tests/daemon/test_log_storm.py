@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from daemon_fakes import MS, make_rig
 
-from affetto.daemon.clock import PPQN
+from affetto.daemon.midi import PPQN
 
 START, CONTINUE, STOP, SPP, TICK = 0xFA, 0xFB, 0xFC, 0xF2, 0xF8
 

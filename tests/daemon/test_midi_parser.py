@@ -7,7 +7,8 @@ import queue
 import pytest
 
 from affetto.daemon.midiparse import MidiParser
-from affetto.daemon.ports import InputHandler, find_port
+from affetto.daemon.portnames import find_port
+from affetto.daemon.rtmidiports import InputHandler
 from affetto.errors import PortError
 
 

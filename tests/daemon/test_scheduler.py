@@ -10,7 +10,7 @@ import time
 from daemon_fakes import MS, RecordingPort, SteppableTime
 
 from affetto.daemon import scheduler as scheduler_module
-from affetto.daemon.clock import ClockState, InternalClock
+from affetto.daemon.clocks import ClockState, InternalClock
 from affetto.daemon.notes import OwnedOutput
 from affetto.daemon.scheduler import Scheduler, percentile, set_fifo_priority
 from affetto.music import Note

@@ -6,7 +6,7 @@ from __future__ import annotations
 from daemon_fakes import MS, RecordingPort, SteppableTime, TimedPort
 from midi_helpers import sounding
 
-from affetto.daemon.clock import ClockState
+from affetto.daemon.clocks import ClockState
 from affetto.daemon.notes import OwnedOutput
 from affetto.daemon.scheduler import Scheduler
 from affetto.music import Note

@@ -170,7 +170,7 @@ def test_learn_through_jack_binds_a_moved_knob(own_server, tmp_path):
 
 
 def _namespace_or_skip() -> None:
-    from affetto.daemon.link import load_binding
+    from affetto.daemon.clocks.link import load_binding
     from affetto.errors import ConfigError
 
     _jack_or_skip()
@@ -217,7 +217,8 @@ def _link_scenario(tmp: Path) -> dict:
     Daw, start_jack, stop_jack = _jack_helpers("Daw", "start_jack", "stop_jack")
     from midi_helpers import sounding
 
-    from affetto.daemon.link import OffsetTracker, load_binding
+    from affetto.daemon.clocks.link import load_binding
+    from affetto.daemon.timebase import OffsetTracker
 
     jackd = start_jack(SERVER, tmp / "jackd.log")
     env = dict(os.environ, JACK_DEFAULT_SERVER=SERVER, JACK_NO_START_SERVER="1", PYTHONUNBUFFERED="1")
@@ -286,7 +287,9 @@ def _link_scenario(tmp: Path) -> dict:
         commit(lambda s, now: s.setIsPlaying(False, now))
         time.sleep(1.0)
 
-        link_time = OffsetTracker(peer.clock().micros)
+        link_time = OffsetTracker(leak_ns=0)
+        for _ in range(16):
+            link_time.sample(peer.clock().micros() * 1000, time.monotonic_ns())
         with daw.cond:
             received = list(daw.received)
             stamped = list(daw.stamped)
@@ -296,7 +299,7 @@ def _link_scenario(tmp: Path) -> dict:
             out = []
             for t, _m in ons:
                 if lo <= t < hi:
-                    beat = state.beatAtTime(link_time.to_us(t), 4.0)
+                    beat = state.beatAtTime(link_time.to_outside(t) // 1000, 4.0)
                     off = beat - 4.0 * round(beat / 4.0)
                     if abs(off) < 0.125:  # the bar's first note (the others are a quarter beat away or more)
                         out.append(off * 60_000 / tempo)

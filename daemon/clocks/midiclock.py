@@ -1,15 +1,5 @@
-"""Clock sources: map song beats to wall time and report the transport.
-
-One interface, several sources. A source publishes an immutable
-:class:`ClockState` (running flag, a point ``(origin_ns, origin_beat)`` and a
-slope in ns per beat); readers on any thread take ``clock.state`` once and
-convert beats to deadlines with it, so a reader never sees half an update.
-
-Sources:
-
-- :class:`InternalClock`: a fixed tempo, started and stopped by the daemon.
-- :class:`MidiClockFollower`: follows a DAW's MIDI clock (0xF8 at 24 ticks per
-  quarter note, Start 0xFA, Continue 0xFB, Stop 0xFC, Song Position Pointer 0xF2).
+"""The MIDI clock follower: a DAW's MIDI clock (0xF8 at 24 ticks per quarter
+note, Start 0xFA, Continue 0xFB, Stop 0xFC, Song Position Pointer 0xF2) as a clock source.
 
 How the follower estimates tempo: a least-squares line ``t = a + b * n``
 through the arrival times of the last ``window`` ticks, where ``n`` counts every
@@ -39,117 +29,21 @@ from __future__ import annotations
 
 import logging
 import math
-from abc import ABC, abstractmethod
 from collections import deque
-from dataclasses import dataclass
-from enum import Enum
 
+from affetto.daemon.clocks.base import (
+    DEFAULT_BPM,
+    NS_PER_MINUTE,
+    Clock,
+    ClockState,
+    Transport,
+    TransportEvent,
+    bpm_to_ns_per_beat,
+)
+from affetto.daemon.midi import CLOCK, CONTINUE, PPQN, SONG_POSITION, SPP_MAX, START, STOP, TICKS_PER_SPP_UNIT
 from affetto.errors import ConfigError
 
-log = logging.getLogger(__name__)
-
-PPQN = 24  # MIDI clock ticks per quarter note
-TICKS_PER_SPP_UNIT = 6  # a Song Position Pointer unit is a sixteenth note
-DEFAULT_BPM = 120.0
-NS_PER_MINUTE = 60_000_000_000
-
-CLOCK_TICK = 0xF8
-START = 0xFA
-CONTINUE = 0xFB
-STOP = 0xFC
-SONG_POSITION = 0xF2
-
-
-def bpm_to_ns_per_beat(bpm: float) -> float:
-    return NS_PER_MINUTE / bpm
-
-
-@dataclass(frozen=True, slots=True)
-class ClockState:
-    """A snapshot of a clock: beats are ``origin_beat + (t - origin_ns) / ns_per_beat``.
-
-    ``epoch`` changes on every transport change (start, stop, continue,
-    position jump), so holders of old deadlines can tell they are stale.
-    """
-
-    running: bool
-    origin_ns: int
-    origin_beat: float
-    ns_per_beat: float
-    epoch: int = 0
-
-    @property
-    def bpm(self) -> float:
-        return NS_PER_MINUTE / self.ns_per_beat
-
-    def beat_at(self, t_ns: int) -> float:
-        """Song position at wall time ``t_ns`` (frozen while stopped)."""
-        if not self.running:
-            return self.origin_beat
-        return self.origin_beat + (t_ns - self.origin_ns) / self.ns_per_beat
-
-    def time_at(self, beat: float) -> int:
-        """Wall time (monotonic ns) at which song position ``beat`` falls at the current tempo."""
-        return self.origin_ns + round((beat - self.origin_beat) * self.ns_per_beat)
-
-
-class Transport(Enum):
-    START = "start"
-    CONTINUE = "continue"
-    STOP = "stop"
-    LOCATE = "locate"  # a position jump (Song Position Pointer)
-
-
-@dataclass(frozen=True, slots=True)
-class TransportEvent:
-    kind: Transport
-    beat: float
-    t_ns: int
-
-
-class Clock(ABC):
-    """The interface every clock source implements."""
-
-    name: str = "clock"
-
-    @property
-    @abstractmethod
-    def state(self) -> ClockState:
-        """The current snapshot (an atomic read)."""
-
-    def handle(self, status: int, data: int, t_ns: int) -> list[TransportEvent]:
-        """Apply one system real-time/common message (``data`` is the SPP value). Default: ignore."""
-        return []
-
-    def check(self, t_ns: int) -> list[TransportEvent]:
-        """Housekeeping at time ``t_ns`` (e.g. a silent clock cable); may return transport events."""
-        return []
-
-
-class InternalClock(Clock):
-    """A fixed tempo that runs from :meth:`start` until :meth:`stop`."""
-
-    name = "internal"
-
-    def __init__(self, bpm: float = DEFAULT_BPM) -> None:
-        if not isinstance(bpm, (int, float)) or not math.isfinite(bpm) or not 20 <= bpm <= 400:
-            raise ConfigError(f"bpm must be a number in range 20..400, got {bpm!r}")
-        self._state = ClockState(False, 0, 0.0, bpm_to_ns_per_beat(float(bpm)))
-
-    @property
-    def state(self) -> ClockState:
-        return self._state
-
-    def start(self, t_ns: int, beat: float = 0.0) -> list[TransportEvent]:
-        s = self._state
-        self._state = ClockState(True, t_ns, beat, s.ns_per_beat, s.epoch + 1)
-        return [TransportEvent(Transport.START, beat, t_ns)]
-
-    def stop(self, t_ns: int) -> list[TransportEvent]:
-        s = self._state
-        beat = s.beat_at(t_ns)
-        self._state = ClockState(False, t_ns, beat, s.ns_per_beat, s.epoch + 1)
-        return [TransportEvent(Transport.STOP, beat, t_ns)]
+log = logging.getLogger("affetto.daemon.clock")  # the name its log lines have always had
 
 
 class MidiClockFollower(Clock):
@@ -204,7 +98,7 @@ class MidiClockFollower(Clock):
         return self._song_tick
 
     def handle(self, status: int, data: int, t_ns: int) -> list[TransportEvent]:
-        if status == CLOCK_TICK:
+        if status == CLOCK:
             return self._tick(t_ns)
         if status == START:
             if self._running:
@@ -229,7 +123,7 @@ class MidiClockFollower(Clock):
             self._publish(t_ns, new_epoch=True)
             return [TransportEvent(Transport.STOP, self._song_tick / PPQN, t_ns)]
         if status == SONG_POSITION:
-            if not isinstance(data, int) or not 0 <= data <= 0x3FFF:
+            if not isinstance(data, int) or not 0 <= data <= SPP_MAX:
                 self._warn_once("spp-range", f"Song Position Pointer out of range: {data!r}")
                 return []
             events = []

@@ -7,10 +7,9 @@ Windows, and its session-state calls are plain synchronous methods, which is
 what a polled clock source wants.
 
 Time bases: Link's clock (``link.clock().micros()``; CLOCK_MONOTONIC_RAW on
-Linux, mach time on macOS) is mapped to ``time.monotonic_ns`` by an
-:class:`OffsetTracker`: a reading of the outside clock between two monotonic
-readings, the tightest of the recent readings kept, read again at every poll
-so the slow drift between the two clocks is followed.
+Linux, mach time on macOS) is mapped to ``time.monotonic_ns`` by the shared
+:class:`~affetto.daemon.timebase.OffsetTracker`, read again at every poll so
+the slow drift between the two clocks is followed.
 
 Song position: Link has a beat timeline but no song position. When the
 session starts playing (``isPlaying`` with start/stop sync, or at once without
@@ -36,18 +35,19 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from affetto.daemon.clock import NS_PER_MINUTE, Clock, ClockState, Transport, TransportEvent
+from affetto.daemon.clocks.base import NS_PER_MINUTE, Clock, ClockState, Transport, TransportEvent
+from affetto.daemon.timebase import OffsetTracker
 from affetto.errors import ConfigError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("affetto.daemon.link")  # the name its log lines have always had
 
 INSTALL_HINT = "pip install 'affetto[link]' (the LinkPython-extern package)"
 JUMP_BEATS = 0.25  # a song position further than this from the prediction is a jump
 START_SLACK_BEATS = 0.02  # a start this close after a bar line starts on that bar line
+OFFSET_LEAK_NS = 20_000  # per poll (20 or more a second): follows a drift of 0.4 ms/s
 LATE_START_US = 250_000  # a start older than this was missed (joined late): wait for the next bar
 
 
@@ -60,38 +60,6 @@ def load_binding() -> Any:
     if not hasattr(link, "Link"):
         raise ConfigError(f"the 'link' module found is not the Ableton Link binding: {INSTALL_HINT}")
     return link
-
-
-class OffsetTracker:
-    """Maps an outside clock in microseconds to ``monotonic_ns``: ``t_ns = us * 1000 + offset_ns``.
-
-    Each :meth:`update` brackets one outside reading between two monotonic
-    readings; of the last ``window`` readings the one with the narrowest
-    bracket wins (the least disturbed by preemption).
-    """
-
-    def __init__(
-        self, read_us: Callable[[], int], *, window: int = 16, now_ns: Callable[[], int] = time.monotonic_ns
-    ) -> None:
-        self._read_us = read_us
-        self._now = now_ns
-        self._readings: deque[tuple[int, int]] = deque(maxlen=window)  # (bracket width, offset)
-        self.offset_ns = 0
-        self.update()
-
-    def update(self) -> int:
-        m0 = self._now()
-        us = self._read_us()
-        m1 = self._now()
-        self._readings.append((m1 - m0, (m0 + m1) // 2 - us * 1000))
-        self.offset_ns = min(self._readings)[1]
-        return self.offset_ns
-
-    def to_ns(self, us: float) -> int:
-        return round(us * 1000) + self.offset_ns
-
-    def to_us(self, t_ns: int) -> int:
-        return (t_ns - self.offset_ns) // 1000
 
 
 class LinkClock(Clock):
@@ -118,7 +86,8 @@ class LinkClock(Clock):
         self._now = now_ns
         self._link.startStopSyncEnabled = start_stop_sync
         self._link.enabled = True
-        self._offset = OffsetTracker(self._link.clock().micros, now_ns=now_ns)
+        self._offset = OffsetTracker(leak_ns=OFFSET_LEAK_NS)
+        self._read_offset()
         self._origin = 0.0  # Link beat of song beat 0
         self._running = False
         self._armed: float | None = None  # Link beat of the bar line the song will start on
@@ -138,10 +107,10 @@ class LinkClock(Clock):
 
     def check(self, t_ns: int) -> list[TransportEvent]:
         """Read the session at ``t_ns``: tempo, phase, start/stop; returns transport events."""
-        self._offset.update()
+        self._read_offset()
         session = self._link.captureAppSessionState()
         q = self.quantum
-        now_us = self._offset.to_us(t_ns)
+        now_us = self._offset.to_outside(t_ns) // 1000
         ns_per_beat = NS_PER_MINUTE / session.tempo()
         playing = session.isPlaying() if self.start_stop_sync else True
         self._note_peers()
@@ -183,13 +152,11 @@ class LinkClock(Clock):
         """Leave the session."""
         self._link.enabled = False
 
-    def __enter__(self) -> LinkClock:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     # -- helpers ----------------------------------------------------------------
+    def _read_offset(self) -> None:
+        us = self._link.clock().micros()
+        self._offset.sample(us * 1000, self._now())
+
     def _arm_or_start(self, session: Any, t_ns: int, now_us: int, ns_per_beat: float) -> list[TransportEvent]:
         """The session plays and the song does not yet: start on the session's next bar line."""
         q = self.quantum
