@@ -221,6 +221,10 @@ def run(args) -> dict:
         # memory at the start: once four bars have played (the model loaded and warm)
         daw.wait_frame(start + int(4 * bar_frames), 120)
         mem_start = memory(proc.pid)
+        samples = [{"bar": 4, **mem_start}]  # every 10 bars, to tell warm-up from a leak
+        for bar in range(10, int(stop / bar_frames), 10):
+            daw.wait_frame(start + int(bar * bar_frames), 120)
+            samples.append({"bar": bar, **memory(proc.pid)})
         daw.wait_frame(start + stop - PERIOD, args.minutes * 60 * 3 + 60)
         mem_end = memory(proc.pid)
         alive_at_stop = proc.poll() is None
@@ -236,9 +240,11 @@ def run(args) -> dict:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return summarise(
+    r = summarise(
         args, lines, received, xruns, start, stop, per_tick, mem_start, mem_end, alive_at_stop, code, after_stop
     )
+    r["memory_samples"] = samples
+    return r
 
 
 def is_note_on(m: bytes) -> bool:
@@ -287,7 +293,9 @@ def summarise(
             "p99": float(np.percentile(near_ms, 99)) if len(near_ms) else None,
             "max": float(near_ms.max()) if len(near_ms) else None,
         },
+        "bars_not_heard": sorted(set(range(bars)) - heard),
         "last_status_line": status[-1] if status else None,
+        "daemon_warnings": [x.strip() for x in lines if " WARNING " in x][:40],
         "note_ons_after_stop": len(after_stop),
         "stuck_after_stop_by_channel": raw,
         "sounding_after_stop_by_channel": sounding,
@@ -321,6 +329,7 @@ def report(r: dict) -> None:
             f"p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, max {lat['max']:.2f} ms "
             f"(one JACK period is {PERIOD * 1000 / RATE:.2f} ms)"
         )
+    print(f"  bars without a note-on (counted from 0): {r['bars_not_heard'] or 'none'}")
     if r["last_status_line"]:
         print(f"  daemon's last status: {r['last_status_line'].split(' | ', 1)[-1]}")
     print(
@@ -333,6 +342,11 @@ def report(r: dict) -> None:
         f"  RSS daemon {mb(ms['daemon_mb'])} -> {mb(me['daemon_mb'])} ({mb(g['daemon_mb'])}); "
         f"model process {mb(ms['model_mb'])} -> {mb(me['model_mb'])} ({mb(g['model_mb'])})"
     )
+    trail = ", ".join(f"{x['bar']}: {mb(x['model_mb'])}" for x in r["memory_samples"])
+    print(f"  model process RSS by bar: {trail}")
+    print(f"  daemon warnings: {len(r['daemon_warnings'])}")
+    for line in r["daemon_warnings"][:10]:
+        print(f"    {line.split(': ', 1)[-1][:150]}")
     print(
         f"  JACK xruns {r['jack_xruns']}; daemon alive at Stop: {r['alive_at_stop']}; "
         f"exit code after SIGTERM {r['exit_code']}"
