@@ -298,7 +298,7 @@ class Vocabulary:
         ``bar_steps`` long); ``key`` is the key class of every bar (None:
         estimated from these notes).
         """
-        body = self._encode_body(notes, bar_steps, n_bars)
+        body = self.encode_body(notes, bar_steps, n_bars)
         if not self.header:
             return body
         return self._insert_headers(body, notes, bar_steps, meter, key)
@@ -306,7 +306,7 @@ class Vocabulary:
     def _insert_headers(
         self, body: np.ndarray, notes: np.ndarray, bar_steps: int, meter: TimeSignature | None, key: int | None
     ) -> np.ndarray:
-        """Put each bar's header after its BAR (the body came from :meth:`_encode_body`)."""
+        """Put each bar's header after its BAR (the body came from :meth:`encode_body`)."""
         bars_at = np.flatnonzero(body == self.bar)
         n_bars = len(bars_at)
         head = np.empty((n_bars, len(self.header)), dtype=np.int64)
@@ -338,7 +338,7 @@ class Vocabulary:
         out[slots.ravel()] = head.ravel()
         return out
 
-    def _encode_body(self, notes: np.ndarray, bar_steps: int, n_bars: int | None) -> np.ndarray:
+    def encode_body(self, notes: np.ndarray, bar_steps: int, n_bars: int | None) -> np.ndarray:
         """The version 1 stream: BAR, positions and notes."""
         if not 1 <= bar_steps <= self.config.max_bar_steps:
             raise VocabularyError(

@@ -194,10 +194,13 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
         results["ratios"] = ratios
 
         echo("")
+        from affetto.runtime.sampling import DEFAULT_SAMPLING
+
         meter = TimeSignature(4, 4)
         bar_ms = 60_000 / 120 * meter.beats_per_bar
         for label, g, n in (("no guidance", 1.0, 1), ("guidance 1.5 (batch 2)", 1.5, 1),
-                            ("guidance, 4 candidates", 1.5, 4)):
+                            (f"guidance, {DEFAULT_SAMPLING.candidates} candidates", 1.5,
+                             DEFAULT_SAMPLING.candidates)):
             times, tokens = bar_times(model_path, g, bars, meter, candidates=n)
             p50, p99 = percentiles(times)
             per_token = np.median(np.asarray(times) / np.asarray(tokens))

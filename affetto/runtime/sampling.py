@@ -123,9 +123,11 @@ class SamplingOverrides:
 NO_OVERRIDES = SamplingOverrides()
 
 
-# The daemon's and generate's defaults when a model file names none. Four candidates per bar:
-# `affetto eval` measured 4-quadrant accuracy 41% -> 90% (feature judge; the learned judge 43.5% -> 85%).
-DEFAULT_SAMPLING = SamplingConfig(temperature=1.0, top_k=0, top_p=0.95, guidance=1.5, candidates=4)
+# The daemon's and generate's defaults when a model file names none. Three candidates per bar: with the
+# meter and key in the vocabulary the model carries valence itself and the candidates refine; bars are now
+# filled (~70 tokens at 120 BPM), and 4 candidates measured p99 334 ms a bar on one thread of our slower
+# machine (goal 300 ms), 3 keep under it (README, Benchmarks).
+DEFAULT_SAMPLING = SamplingConfig(temperature=1.0, top_k=0, top_p=0.95, guidance=1.5, candidates=3)
 
 
 def guide(cond: np.ndarray, uncond: np.ndarray, scale: float, out: np.ndarray) -> np.ndarray:

@@ -49,8 +49,16 @@ class Phrase:
 def phrase_from_steps(steps: np.ndarray, meter: TimeSignature, bars: int, vocab: Vocabulary, *,
                       label: int = -1, piece: int = -1) -> Phrase:
     """A phrase from an (N, 4) step array whose onsets count from the phrase's first bar line."""
+    from ..data import vocab_meter
+
     bar_steps = vocab.grid.steps_per_bar(meter)
-    tokens = vocab.encode_steps(np.asarray(steps, dtype=np.int64).reshape(-1, 4), bar_steps, n_bars=bars)
+    steps = np.asarray(steps, dtype=np.int64).reshape(-1, 4)
+    written = vocab_meter(meter, vocab)  # a meter the vocabulary lacks is written as one of the same length
+    if written is None:  # none: the bars without their header (they decode the same)
+        tokens = vocab.encode_steps(steps, bar_steps, n_bars=bars) if not vocab.header else \
+            vocab.encode_body(steps, bar_steps, bars)
+    else:
+        tokens = vocab.encode_steps(steps, bar_steps, n_bars=bars, meter=written)
     return Phrase(tokens, vocab.decode(tokens, meter), meter, bars, label, piece)
 
 
