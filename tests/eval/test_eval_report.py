@@ -15,7 +15,7 @@ def quick_report(tiny_model, midi_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     result = CliRunner().invoke(eval_command, [
         "--model", str(tiny_model), "--data", str(midi_folder), "--seeds", str(midi_folder), "--quick",
-        "--guidance-scales", "1,3", "--temperatures", "0.9", "--candidates", "1,3", "--seed", "3", "-o", str(out)])
+        "--guidance-scales", "1,3", "--temperatures", "0.9", "--candidates", "1,2", "--seed", "3", "-o", str(out)])
     assert result.exit_code == 0, result.output + repr(result.exception)
     return out, result.output
 
@@ -44,7 +44,7 @@ def test_report_json_holds_every_section(quick_report):
     assert report["chance"]["accuracy"] == 0.25
     assert [g["guidance"] for g in report["guidance"]] == [1.0, 3.0]
     assert [t["temperature"] for t in report["temperature"]] == [0.9]
-    assert [c["candidates"] for c in report["candidates"]] == [1, 3]
+    assert [c["candidates"] for c in report["candidates"]] == [1, 2]
     assert all(c["phrases"] == 4 for c in report["candidates"])  # --quick: 4 sweep bars per quadrant
     assert len(report["blends"]) == 4 and all(b["phrases"] == 1 for b in report["blends"])
     metrics = report["metrics"]["per_quadrant"]["Q3"]
