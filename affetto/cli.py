@@ -102,7 +102,7 @@ def info(model) -> None:
 @click.option("--top-k", type=int, default=None, help="Keep the k most likely tokens (0: off).")
 @click.option("--guidance", type=float, default=None, help="Classifier-free guidance scale (1: off).")
 @click.option("--candidates", type=int, default=None,
-              help="Bars drawn per bar kept; the feature judge keeps the clearest (default: the model's, 4).")
+              help="Bars drawn per bar kept; the feature judge keeps the clearest (default: the model's, 3).")
 @click.option("--seed-value", type=int, default=0, show_default=True, help="Random seed: same value, same music.")
 @click.option("--with-seed", is_flag=True, help="Write the seed phrase before the generated bars.")
 @click.option("--model", type=click.Path(dir_okay=False), help="An affetto .onnx model (default: the shipped one).")
