@@ -8,10 +8,12 @@ PID. Nothing is installed here: without ``jackd`` the tests skip, unless
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 
 import pytest
@@ -187,3 +189,30 @@ def clock_script(bpm: float, bars: int, rate: int = RATE, beats_per_bar: int = 4
     for k in range(bars * beats_per_bar * 24):
         script.append((round(k * per_tick) + 1, bytes([0xF8])))
     return script, per_tick
+
+
+@contextlib.contextmanager
+def running_affetto(name: str, *extra: str, server: str):
+    """``affetto run`` as its own process (as beside a real DAW); yields (process, ready event, stderr lines).
+
+    The process is killed on the way out if a test left it running.
+    """
+    env = dict(os.environ, JACK_DEFAULT_SERVER=server, JACK_NO_START_SERVER="1", PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-X", "faulthandler", "-m", "affetto.daemon", "run", "--midi-api", "jack",
+           "--port-name", name, "--model", "builtin:fake", *extra]
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
+    ready, lines = threading.Event(), []
+
+    def read():
+        for line in proc.stderr:  # type: ignore[union-attr]
+            lines.append(line)
+            if " ready in " in line:
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    try:
+        yield proc, ready, lines
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

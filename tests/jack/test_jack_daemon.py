@@ -7,15 +7,12 @@ JACK's rare dropped or duplicated messages (at least N bars, sets of sounding no
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import subprocess
-import sys
-import threading
 import time
 
 import pytest
-from conftest import PERIOD, RATE, Daw, clock_script, sounding, start_jack, stop_jack
+from conftest import PERIOD, RATE, Daw, clock_script, running_affetto, sounding, start_jack, stop_jack
 
 from affetto.emotion import Quadrant, knob_value
 
@@ -130,33 +127,6 @@ def test_stop_leaves_no_note_sounding(performance):
     after = [f for f, _ in note_ons(received) if f > stop + 2 * TOLERANCE]
     assert not after, "notes were played after Stop"
     assert any(m[0] & 0xF0 == 0xB0 and m[1] == 123 for f, m in received if f >= stop)
-
-
-@contextlib.contextmanager
-def running_affetto(name: str, *extra: str, server: str):
-    """``affetto run`` as its own process (as beside a real DAW); yields (process, ready event, stderr lines).
-
-    The process is killed on the way out if a test left it running.
-    """
-    env = dict(os.environ, JACK_DEFAULT_SERVER=server, JACK_NO_START_SERVER="1", PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, "-X", "faulthandler", "-m", "affetto.daemon", "run", "--midi-api", "jack",
-           "--port-name", name, "--model", "builtin:fake", *extra]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
-    ready, lines = threading.Event(), []
-
-    def read():
-        for line in proc.stderr:  # type: ignore[union-attr]
-            lines.append(line)
-            if " ready in " in line:
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    try:
-        yield proc, ready, lines
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 @contextlib.contextmanager

@@ -11,12 +11,9 @@ other JACK tests.
 from __future__ import annotations
 
 import importlib.util
-import os
 import random
 import signal
-import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -135,57 +132,23 @@ def is_note_on(m: bytes) -> bool:
 
 
 def test_random_messages_through_jack_leave_the_daemon_running_and_silent(own_server):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    cmd = [
-        sys.executable,
-        "-X",
-        "faulthandler",
-        "-m",
-        "affetto.daemon",
-        "run",
-        "--midi-api",
-        "jack",
-        "--port-name",
-        NAME,
-        "--model",
-        "builtin:fake",
-        "--clock",
-        "midi",
-        "--temperature-cc",
-        "23",
-        "--guidance-cc",
-        "24",
-    ]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
-    ready, lines = threading.Event(), []
-
-    def read():
-        for line in proc.stderr:  # type: ignore[union-attr]
-            lines.append(line)
-            if " ready in " in line:
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
-    daw = None
-    try:
+    with _jc.running_affetto(NAME, "--clock", "midi", "--temperature-cc", "23", "--guidance-cc", "24",
+                             server=own_server) as (proc, ready, lines):
         assert ready.wait(30), "the daemon did not get ready: " + "".join(lines)
         daw = Daw("daw-fuzz", server=own_server)
-        daw.connect(f"{NAME}:{NAME} in", f"{NAME}:{NAME} out")
-        script, restart, stop = fuzz_script(seed=12)
-        start = daw.play(script)
-        assert daw.finished.wait(30), "the DAW script did not finish"
-        assert daw.wait_frames(20 * PERIOD)  # the release after Stop is out
-        assert proc.poll() is None, "the daemon exited before SIGTERM:\n" + "".join(lines[-40:])
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=20)
-        assert daw.wait_frames(8 * PERIOD)
-        received = list(daw.received)
-    finally:
-        if daw is not None:
+        try:
+            daw.connect(f"{NAME}:{NAME} in", f"{NAME}:{NAME} out")
+            script, restart, stop = fuzz_script(seed=12)
+            start = daw.play(script)
+            assert daw.finished.wait(30), "the DAW script did not finish"
+            assert daw.wait_frames(20 * PERIOD)  # the release after Stop is out
+            assert proc.poll() is None, "the daemon exited before SIGTERM:\n" + "".join(lines[-40:])
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=20)
+            assert daw.wait_frames(8 * PERIOD)
+            received = list(daw.received)
+        finally:
             daw.close()
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     log = "".join(lines)
     assert code == 0, log[-4000:]
     assert not sounding(received), f"notes left sounding: {sounding(received)}"
