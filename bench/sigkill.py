@@ -16,16 +16,14 @@ import argparse
 import contextlib
 import os
 import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_daemon  # its JACK server start, by the server name set in main()
-from soak import Daw, is_note_on
+from soak import Daw, is_note_on, start_daemon
 
 SERVER = "affetto-sigkill"
 
@@ -102,18 +100,7 @@ def one_run(k: int, args) -> dict:
     if args.model:
         cmd += ["--model", args.model]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, start_new_session=True
-    )
-    ready, lines = threading.Event(), []
-
-    def read():
-        for line in proc.stderr:  # type: ignore[union-attr]
-            lines.append(line)
-            if " ready in " in line:
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
+    proc, ready, lines = start_daemon(cmd, env, start_new_session=True)
     daw = None
     try:
         if not ready.wait(120):

@@ -198,16 +198,7 @@ def run(args) -> dict:
     ]
     if args.model:
         cmd += ["--model", args.model]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env)
-    ready, lines = threading.Event(), []
-
-    def read():
-        for line in proc.stderr:  # type: ignore[union-attr]
-            lines.append(line)
-            if " ready in " in line:
-                ready.set()
-
-    threading.Thread(target=read, daemon=True).start()
+    proc, ready, lines = start_daemon(cmd, env)
     daw = None
     try:
         if not ready.wait(120):
@@ -245,6 +236,21 @@ def run(args) -> dict:
     )
     r["memory_samples"] = samples
     return r
+
+
+def start_daemon(cmd: list[str], env: dict, **popen) -> tuple[subprocess.Popen, threading.Event, list[str]]:
+    """``affetto run`` as a process; a thread collects its log lines and sets the event at its ready line."""
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=env, **popen)
+    ready, lines = threading.Event(), []
+
+    def read():
+        for line in proc.stderr:  # type: ignore[union-attr]
+            lines.append(line)
+            if " ready in " in line:
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    return proc, ready, lines
 
 
 def is_note_on(m: bytes) -> bool:
