@@ -11,7 +11,6 @@ checkpoint of that family is exported.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import onnx
 
 from affetto.errors import ModelFileError
+from affetto.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -30,29 +30,19 @@ class ExportFamily:
     manifest: Callable[[Any, dict, str], dict]  # (model, checkpoint meta, dtype) -> manifest
 
 
-_FAMILIES: dict[str, ExportFamily | str] = {}
+_FAMILIES: Registry[ExportFamily] = Registry(
+    lambda name, known: ModelFileError(f"no exporter for model family {name!r} (known: {', '.join(known)})"))
 
 
 def register_family(family: ExportFamily | str, name: str | None = None) -> None:
     """Register ``family`` (or, lazily, a ``"module:attr"`` naming one under ``name``)."""
-    if isinstance(family, str):
-        if not name:
-            raise ValueError("a lazily registered family needs its name")
-        _FAMILIES[name] = family
-    else:
-        _FAMILIES[family.name] = family
+    if isinstance(family, str) and not name:
+        raise ValueError("a lazily registered family needs its name")
+    _FAMILIES.add(name if isinstance(family, str) else family.name, family)  # type: ignore[arg-type]
 
 
 def get_family(name: str) -> ExportFamily:
-    try:
-        family = _FAMILIES[name]
-    except KeyError:
-        raise ModelFileError(f"no exporter for model family {name!r} (known: {', '.join(sorted(_FAMILIES))})") \
-            from None
-    if isinstance(family, str):
-        module, _, attr = family.partition(":")
-        family = _FAMILIES[name] = getattr(importlib.import_module(module), attr)
-    return family
+    return _FAMILIES.get(name)
 
 
 def _lead() -> ExportFamily:

@@ -12,13 +12,13 @@ key existed). The export side has its own registry
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from affetto.errors import ModelFileError
+from affetto.registry import Registry
 
 DEFAULT_FAMILY = "lead"
 
@@ -31,28 +31,19 @@ class ModelFamily:
     tied: tuple[str, ...] = ()  # weights shared with others, absent from the weights file
 
 
-_FAMILIES: dict[str, ModelFamily | str] = {}
+_FAMILIES: Registry[ModelFamily] = Registry(
+    lambda name, known: ModelFileError(f"unknown model family {name!r} (known: {', '.join(known)})"))
 
 
 def register_family(family: ModelFamily | str, name: str | None = None) -> None:
     """Register ``family`` (or, lazily, a ``"module:attr"`` naming one under ``name``)."""
-    if isinstance(family, str):
-        if not name:
-            raise ValueError("a lazily registered family needs its name")
-        _FAMILIES[name] = family
-    else:
-        _FAMILIES[family.name] = family
+    if isinstance(family, str) and not name:
+        raise ValueError("a lazily registered family needs its name")
+    _FAMILIES.add(name if isinstance(family, str) else family.name, family)  # type: ignore[arg-type]
 
 
 def get_family(name: str) -> ModelFamily:
-    try:
-        family = _FAMILIES[name]
-    except KeyError:
-        raise ModelFileError(f"unknown model family {name!r} (known: {', '.join(sorted(_FAMILIES))})") from None
-    if isinstance(family, str):
-        module, _, attr = family.partition(":")
-        family = _FAMILIES[name] = getattr(importlib.import_module(module), attr)
-    return family
+    return _FAMILIES.get(name)
 
 
 def family_of_meta(meta: dict) -> ModelFamily:
@@ -62,7 +53,7 @@ def family_of_meta(meta: dict) -> ModelFamily:
 
 def family_of_model(model: torch.nn.Module) -> ModelFamily:
     """The registered family ``model`` is an instance of."""
-    for name in list(_FAMILIES):
+    for name in _FAMILIES.names():
         family = get_family(name)
         if isinstance(model, family.module):
             return family

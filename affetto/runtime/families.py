@@ -11,31 +11,32 @@ key existed).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from affetto.errors import ModelFileError
 from affetto.manifest import read_manifest
+from affetto.registry import Registry
 
 from .assets import default_model_path
 
 DEFAULT_FAMILY = "lead"
 
 Loader = Callable[..., Any]
-_LOADERS: dict[str, Loader | str] = {}
+_LOADERS: Registry[Loader] = Registry(
+    lambda name, known: ModelFileError(f"no runtime for model family {name!r} (known: {', '.join(known)})"))
 
 
 def register_family(name: str, loader: Loader | str) -> None:
     """Make ``load_model`` hand models of family ``name`` to ``loader``."""
     if not isinstance(name, str) or not name:
         raise ValueError(f"a family needs a non-empty name, got {name!r}")
-    _LOADERS[name] = loader
+    _LOADERS.add(name, loader)
 
 
 def family_names() -> list[str]:
-    return sorted(_LOADERS)
+    return _LOADERS.names()
 
 
 def family_of(manifest: dict) -> str:
@@ -47,16 +48,7 @@ def family_of(manifest: dict) -> str:
 
 
 def loader_for(family: str) -> Loader:
-    try:
-        loader = _LOADERS[family]
-    except KeyError:
-        raise ModelFileError(
-            f"no runtime for model family {family!r} (known: {', '.join(family_names())})"
-        ) from None
-    if isinstance(loader, str):
-        module, _, attr = loader.partition(":")
-        loader = getattr(importlib.import_module(module), attr)
-    return loader
+    return _LOADERS.get(family)
 
 
 def load_model(path: str | Path | None = None, **options: Any) -> Any:

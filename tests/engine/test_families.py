@@ -34,7 +34,7 @@ def test_the_runtime_dispatches_on_the_family(tiny_model, monkeypatch):
 
     real = read_manifest(tiny_model)
     monkeypatch.setattr(runtime_families, "read_manifest", lambda path: dict(real, family="fake"))
-    monkeypatch.setitem(runtime_families._LOADERS, "fake", loader)
+    monkeypatch.setitem(runtime_families._LOADERS._entries, "fake", loader)
     assert load_model(tiny_model, threads=1) == "a fake generator"
     assert seen == {"path": tiny_model, "family": "fake", "options": {"threads": 1}}
     monkeypatch.setattr(runtime_families, "read_manifest", lambda path: dict(real, family="nobody"))
