@@ -35,6 +35,8 @@ import numpy as np
 from affetto.errors import DatasetError
 from affetto.judge import change_mode, estimate_key
 
+from ..corpus import split_of as corpus_split_of
+
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
@@ -72,13 +74,8 @@ class Chorale:
 
 
 def split_of(name: str, valid_percent: int = 5, test_percent: int = 10) -> str:
-    """Deterministic split by chorale name: "train", "valid" or "test"."""
-    bucket = int(hashlib.md5(name.encode("utf-8")).hexdigest()[:8], 16) % 100
-    if bucket < valid_percent:
-        return "valid"
-    if bucket < valid_percent + test_percent:
-        return "test"
-    return "train"
+    """Deterministic split by chorale name (the corpus's hash split, with 10 % held out for test)."""
+    return corpus_split_of(name, valid_percent, test_percent)
 
 
 # ---- parsing (worker processes) -------------------------------------------------
