@@ -246,3 +246,41 @@ class Ensemble:
         for track, channel in enumerate(channels):
             out.extend(roll_notes(rolls[track], meter, channel, self.spec, 80 if track == 0 else 72))
         return sort_notes(out)
+
+
+class EnsembleVoices:
+    """The ensemble as a :class:`~affetto.accompany.Voicer` in one meter: voices bar by bar, parts 1..3."""
+
+    def __init__(self, ensemble: Ensemble, meter: TimeSignature, *, candidates: int | None = None) -> None:
+        bar_steps(meter)  # refuses meters the ensemble cannot write
+        self.ensemble = ensemble
+        self.meter = meter
+        self.path = ensemble.path
+        self.candidates = candidates
+
+    def voice_bars(self, melody: Sequence[Note], bars: int, capsule: Capsule, *, seed: int = 0) -> list[list[Note]]:
+        """Alto, tenor and bass (parts 1, 2, 3) under ``bars`` bars of ``melody``, bar by bar.
+
+        A voice's note belongs to the bar it starts in (onset from that bar's
+        line) and keeps its whole length, so a note tied over a bar line is not
+        struck again; an empty melody has empty voices.
+        """
+        out: list[list[Note]] = [[] for _ in range(bars)]
+        if not melody:
+            return out
+        spec = self.ensemble.spec
+        roll = melody_roll(melody, self.meter, bars, spec)
+        rolls = self.ensemble.phrases(roll, bars, self.meter, capsule, seed, self.candidates)
+        velocity = max(1, min(127, round(float(np.mean([n.velocity for n in melody])) - 8)))
+        length = self.meter.beats_per_bar
+        for part in (1, 2, 3):
+            for n in roll_notes(rolls[part], self.meter, part, spec, velocity):
+                bar = min(int(n.onset // length + 1e-9), bars - 1)
+                out[bar].append(Note(n.pitch, n.onset - bar * length, n.duration, n.velocity, part))
+        return [sort_notes(b) for b in out]
+
+
+def load_voices(path: str | Path | None, meter: TimeSignature, *, threads: int = 1,
+                candidates: int | None = None) -> EnsembleVoices:
+    """The ensemble model at ``path`` (None: the shipped one) as voices in ``meter``."""
+    return EnsembleVoices(Ensemble(path, threads=threads), meter, candidates=candidates)

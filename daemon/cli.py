@@ -20,6 +20,18 @@ def _channel(ctx: click.Context, param: click.Parameter, value: int | None) -> i
     return value
 
 
+def _channels(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        channels = tuple(int(part) for part in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"three channels like 2,3,4, got {value!r}") from None
+    if len(channels) != 3 or not all(1 <= c <= 16 for c in channels):
+        raise click.BadParameter(f"three channels in range 1..16 like 2,3,4, got {value!r}")
+    return channels
+
+
 def _cc(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
     if value is not None and not 0 <= value <= 119:
         raise click.BadParameter("a controller number must be in range 0..119")
@@ -59,10 +71,25 @@ def _cc(ctx: click.Context, param: click.Parameter, value: int | None) -> int | 
 @click.option("--guidance-cc", type=int, callback=_cc, help="CC that sets the guidance scale.")
 @click.option("--density-cc", type=int, callback=_cc, help="CC that sets the density level (0..6).")
 @click.option("--channel", type=int, callback=_channel, help="Output MIDI channel, 1..16 (default 1).")
-@click.option("--mode", type=click.Choice(["continue", "call-response"]), help="Generation mode.")
+@click.option(
+    "--mode",
+    type=click.Choice(["continue", "call-response", "harmonise", "ensemble"]),
+    help="continue (default), call-response, harmonise (voices under your loop), "
+    "ensemble (the lead with voices).",
+)
+@click.option(
+    "--harmony-channels",
+    callback=_channels,
+    metavar="A,T,B",
+    help="Channels of alto, tenor and bass in harmonise and ensemble modes (default 2,3,4).",
+)
 @click.option("--seed-bars", type=click.IntRange(1, 16),
               help="Bars a call-response answers at most; continue mode primes from this + 2.")
 @click.option("--model", help="An exported .onnx model (default: the shipped one; builtin:fake for a stand-in).")
+@click.option(
+    "--ensemble-model",
+    help="The voices' ensemble .onnx (default: the shipped one; builtin:fake for a stand-in).",
+)
 @click.option("--threads", type=click.IntRange(1, 256), help="ONNX Runtime threads.")
 @click.option(
     "--generator-host",

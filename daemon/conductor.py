@@ -12,13 +12,18 @@ reaches the next bar the generator starts. After Start (or Continue) at bar
 
 Modes (:mod:`affetto.daemon.modes`): the mode decides what is asked at each
 bar line and what a player's note means for it (``continue``,
-``call-response``); the conductor sends what it asks, cancels what it gives
-up, and resets it at every transport change.
+``call-response``, ``harmonise``, ``ensemble``); the conductor sends what it
+asks, cancels what it gives up (a harmonise mode's cancel also cuts the notes
+of the cancelled bars that already sound), and resets it at every transport
+change. A routed mode's bars carry parts in ``Note.channel``: part 0 plays on
+the output channel, parts 1..3 on the three harmony channels; other modes play
+everything on the output channel.
 
 Late-bar policy: a bar whose notes are not back ``margin_ms`` before its bar
 line is a *missed* bar. With ``late_policy = "repeat"`` the last good bar is
-played again in its place (nothing, if there is none yet); with ``"rest"`` the
-bar is silent. Misses are counted and logged; a result that arrives after its
+played again in its place (nothing, if there is none yet; never in harmonise
+mode, whose last bar belongs under another bar of the loop); with ``"rest"``
+the bar is silent. Misses are counted and logged; a result that arrives after its
 bar was given up is dropped (it still becomes the "last good bar"). The clock
 never waits for the generator.
 
@@ -53,7 +58,7 @@ from affetto.daemon.controls import Controls
 from affetto.daemon.generator import BarRequest, BarResult
 from affetto.daemon.learn import LearnStep
 from affetto.daemon.midi import CHANNEL, CONTROL_CHANGE, KIND, NOTE_OFF, NOTE_ON, SONG_POSITION, SYSTEM
-from affetto.daemon.modes import Ask, Mode, make_mode
+from affetto.daemon.modes import Ask, Cancel, Mode, make_mode
 from affetto.daemon.scheduler import Scheduler, percentile
 from affetto.daemon.seed import SeedBuffer
 from affetto.music import Note
@@ -336,6 +341,10 @@ class Conductor:
                 self._once("stall", f"conductor fell {skipped} bar(s) behind")
             self._requested_upto = bar + 1
             self._bar_line(bar)
+        else:
+            cancel = self.mode.check(state.beat_at(now), self.seed)
+            if cancel is not None:
+                self._act(cancel)
         if bar >= self._next_status_bar:
             self._next_status_bar = bar + self.config.status_every_bars
             self._status(bar, state.bpm)
@@ -363,15 +372,21 @@ class Conductor:
 
     def _bar_line(self, bar: int) -> None:
         """Bar ``bar`` just started: ask for bar ``bar + 1`` what the mode wants, if anything."""
-        ask = self.mode.at_bar_line(bar, self.seed)
-        if ask is not None:
-            self._request(ask)
+        self._act(self.mode.at_bar_line(bar, self.seed))
 
-    def _cancel_from(self, bar: int) -> None:
-        """The mode gave up what it asked from ``bar`` on (the player played again): not played."""
+    def _act(self, action: Ask | Cancel | None) -> None:
+        if isinstance(action, Cancel):
+            self._cancel_from(action.bar, cut=True)
+            action = action.then
+        if action is not None:
+            self._request(action)
+
+    def _cancel_from(self, bar: int, *, cut: bool = False) -> None:
+        """The mode gave up what it asked from ``bar`` on (the player played again, or changed the
+        loop): not played; with ``cut``, what of it already sounds ends now."""
         self._epoch += 1  # its results are stale now
         self._pending.clear()
-        self.scheduler.cancel_from(bar * self.bar_beats)
+        self.scheduler.cancel_from(bar * self.bar_beats, cut=cut)
 
     def _request(self, ask: Ask) -> None:
         settings = self.controls.at_bar_line()
@@ -383,26 +398,39 @@ class Conductor:
             task=ask.task,
             rng_seed=self.config.rng_seed,
             epoch=self._epoch,
+            loop_bars=ask.loop_bars,
+            position=ask.position,
         )
         self._pending[ask.bar] = Pending(ask.bar, self.now())
         self.submit(req)
 
     def _play(self, bar: int, notes: list[Note]) -> None:
         self.bars_played += 1
-        self.scheduler.add_notes(notes, bar * self.bar_beats, channel=self.config.out_channel)
+        if not self.mode.routed:
+            self.scheduler.add_notes(notes, bar * self.bar_beats, channel=self.config.out_channel)
+            return
+        channels = self.config.part_channels
+        routed = [n for n in notes if 0 <= n.channel < len(channels)]
+        if len(routed) != len(notes):
+            self._once("part-range", "generator returned notes of unknown parts: dropped")
+        for part, channel in enumerate(channels):
+            mine = [n for n in routed if n.channel == part]
+            if mine:
+                self.scheduler.add_notes(mine, bar * self.bar_beats, channel=channel)
 
     def _miss(self, bar: int, why: str) -> None:
         self.bars_missed += 1
         policy = self.config.late_policy
+        repeat = policy == "repeat" and self.mode.repeat_on_miss and bool(self._last_good)
         self._rl.warning(
             f"miss:{why}",
             "bar %d %s: %s (%d missed so far)",
             bar + 1,
             why,
-            "repeating the last good bar" if policy == "repeat" and self._last_good else "resting",
+            "repeating the last good bar" if repeat else "resting",
             self.bars_missed,
         )
-        if policy == "repeat" and self._last_good:
+        if repeat:
             self._play(bar, self._last_good)
 
     def _fit_bar(self, notes: list[Note]) -> list[Note]:

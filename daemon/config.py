@@ -22,7 +22,8 @@ from affetto.runtime.sampling import SamplingOverrides
 
 MIDI_APIS = ("auto", "coremidi", "alsa", "jack", "winmm")
 CLOCKS = ("midi", "internal", "link")
-MODES = ("continue", "call-response")
+MODES = ("continue", "call-response", "harmonise", "ensemble")
+VOICED_MODES = ("harmonise", "ensemble")  # modes that play voices on the harmony channels
 LATE_POLICIES = ("repeat", "rest")
 HOSTS = ("thread", "process")
 FAKE_MODEL = "builtin:fake"
@@ -73,12 +74,16 @@ class DaemonConfig:
     emotion: int = 85  # knob value until the first CC arrives (85 = Q1, happy)
     emotion_smoothing: float = 0.3  # weight of the previous capsule at each bar line
     # MIDI channels, 1..16
-    channel: int = 1  # output channel
+    channel: int = 1  # output channel (the lead's line)
+    harmony_channels: tuple[int, ...] = (2, 3, 4)  # alto, tenor, bass in harmonise and ensemble modes
     in_channel: int | None = None  # listen to notes and CCs on this channel only (None: all)
     # generation
-    mode: str = "continue"  # or call-response: wait for a phrase and a bar of silence, answer
+    # continue; call-response: wait for a phrase and a bar of silence, answer; harmonise: voices under
+    # the player's loop; ensemble: the lead's bars with voices under them
+    mode: str = "continue"
     seed_bars: int = 2  # call-response answers at most this many bars; continue primes from seed_bars + 2
     model: str | None = None  # .onnx path; "builtin:fake" for the test generator
+    ensemble_model: str | None = None  # the voices' .onnx (harmonise, ensemble); "builtin:fake" for a test one
     threads: int | None = None  # ONNX Runtime intra-op threads
     # sampling; a setting left at None takes the model's own (its manifest, else affetto's defaults)
     sampling: SamplingOverrides = field(default_factory=SamplingOverrides)
@@ -101,7 +106,7 @@ class DaemonConfig:
         _check_choice("midi_api", self.midi_api, MIDI_APIS)
         if not isinstance(self.port_name, str) or not self.port_name.strip():
             raise ConfigError(f"port_name must be a non-empty string, got {self.port_name!r}")
-        for name in ("in_port", "out_port", "model"):
+        for name in ("in_port", "out_port", "model", "ensemble_model"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
@@ -142,6 +147,24 @@ class DaemonConfig:
         _check_int("channel", self.channel, 1, 16)
         _check_int("in_channel", self.in_channel, 1, 16, optional=True)
         _check_choice("mode", self.mode, MODES)
+        if isinstance(self.harmony_channels, list):
+            object.__setattr__(self, "harmony_channels", tuple(self.harmony_channels))
+        if not isinstance(self.harmony_channels, tuple) or len(self.harmony_channels) != 3:
+            raise ConfigError(f"harmony_channels are three channels (alto, tenor, bass), got {self.harmony_channels!r}")
+        for ch in self.harmony_channels:
+            _check_int("harmony_channels", ch, 1, 16)
+        if self.mode in VOICED_MODES:
+            if len(set(self.harmony_channels)) != 3:
+                raise ConfigError(f"harmony_channels must be three different channels, got {self.harmony_channels}")
+            if self.mode == "ensemble" and self.channel in self.harmony_channels:
+                raise ConfigError(
+                    f"the lead's channel {self.channel} is one of the harmony channels {self.harmony_channels}"
+                )
+            if round(self.meter.beats_per_bar, 6) not in (3.0, 4.0):
+                raise ConfigError(
+                    f"--mode {self.mode} writes voices in bars of 3 or 4 quarter notes (4/4, 3/4, 2/2, 6/8), "
+                    f"got {self.meter}"
+                )
         _check_int("seed_bars", self.seed_bars, 1, 16)
         _check_int("threads", self.threads, 1, 256, optional=True)
         if isinstance(self.sampling, dict):
@@ -174,6 +197,12 @@ class DaemonConfig:
     def out_channel(self) -> int:
         """Output channel, 0..15."""
         return self.channel - 1
+
+    @property
+    def part_channels(self) -> tuple[int, int, int, int]:
+        """MIDI channels 0..15 of the parts: the lead, then alto, tenor and bass."""
+        alto, tenor, bass = (c - 1 for c in self.harmony_channels)
+        return (self.out_channel, alto, tenor, bass)
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

@@ -39,6 +39,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from affetto.accompany import LOOP_BARS
 from affetto.emotion import Capsule
 from affetto.errors import AffettoError, ConfigError
 from affetto.music import Note, TimeSignature
@@ -143,6 +144,39 @@ class FakeGenerator:
             a = np.tanh(a @ a / 96.0)
 
 
+class FakeVoices:
+    """A deterministic stand-in for the ensemble (a :class:`~affetto.accompany.Voicer`).
+
+    Under each melody note: a third below (minor when valence < 0, else
+    major) on part 1, a sixth below on part 2, and the note two octaves down
+    on part 3 on the bar's first note only, so a test can tell the parts and
+    the emotion apart.
+    """
+
+    path = "builtin:fake-voices"
+
+    def __init__(self, meter: TimeSignature | None = None) -> None:
+        self.meter = meter or TimeSignature()
+        self.calls = 0
+
+    def voice_bars(self, melody: Sequence[Note], bars: int, capsule: Capsule, *, seed: int = 0) -> list[list[Note]]:
+        self.calls += 1
+        length = self.meter.beats_per_bar
+        third = 3 if capsule.valence < 0 else 4
+        out: list[list[Note]] = [[] for _ in range(bars)]
+        for n in sorted(melody, key=lambda n: n.onset):
+            bar = int(n.onset // length)
+            if not 0 <= bar < bars:
+                continue
+            onset = n.onset - bar * length
+            velocity = max(1, n.velocity - 8)
+            out[bar].append(Note(max(0, n.pitch - third), onset, n.duration, velocity, 1))
+            out[bar].append(Note(max(0, n.pitch - 8), onset, n.duration, velocity, 2))
+            if not any(v.channel == 3 for v in out[bar]):
+                out[bar].append(Note(max(0, n.pitch - 24), onset, n.duration, velocity, 3))
+        return out
+
+
 TASKS = ("continue", "answer", "harmonise")
 
 
@@ -151,7 +185,11 @@ class BarRequest:
     """What the conductor asks of the generator for one bar; checked once, here.
 
     ``task`` says what is asked: ``continue`` the seed, ``answer`` a phrase
-    (call-response), ``harmonise`` under it.
+    (call-response), ``harmonise`` under it. A ``harmonise`` request carries
+    the player's loop as ``seed`` (onsets from its first bar line), its length
+    ``loop_bars`` (1, 2, 4 or 8) and ``position``, the asked bar counted from
+    the loop's first bar line; the voices come back with their part (1, 2, 3)
+    in ``Note.channel`` (see :mod:`affetto.accompany`).
     """
 
     bar: int
@@ -161,6 +199,8 @@ class BarRequest:
     task: str = "continue"
     rng_seed: int | None = None
     epoch: int = 0  # the conductor's transport epoch, handed back on the result
+    loop_bars: int = 0  # harmonise: the loop's length in bars
+    position: int = 0  # harmonise: bars from the loop's first bar line to the asked bar
 
     def __post_init__(self) -> None:
         if isinstance(self.bar, bool) or not isinstance(self.bar, int) or self.bar < 0:
@@ -179,6 +219,13 @@ class BarRequest:
             raise ConfigError(f"rng_seed must be an int or None, got {self.rng_seed!r}")
         if isinstance(self.epoch, bool) or not isinstance(self.epoch, int):
             raise ConfigError(f"epoch must be an int, got {self.epoch!r}")
+        if self.task == "harmonise":
+            if self.seed is None:
+                raise ConfigError("a harmonise request carries the loop as its seed")
+            if self.loop_bars not in LOOP_BARS:
+                raise ConfigError(f"loop_bars must be one of {LOOP_BARS}, got {self.loop_bars!r}")
+            if isinstance(self.position, bool) or not isinstance(self.position, int) or self.position < 0:
+                raise ConfigError(f"position must be an int >= 0, got {self.position!r}")
 
 
 @dataclass(frozen=True)
@@ -194,6 +241,11 @@ def run_request(generator: BarGenerator, req: BarRequest) -> BarResult:
     """Serve one request on ``generator`` (never raises: errors come back in the result)."""
     t0 = time.perf_counter_ns()
     try:
+        if req.task == "harmonise":
+            notes = generator.harmonise_bar(  # type: ignore[attr-defined]
+                req.seed, req.loop_bars, req.position, req.capsule, req.sampling
+            )
+            return BarResult(req.bar, list(notes), time.perf_counter_ns() - t0, None, req.epoch)
         if req.seed is not None:
             generator.prime(req.seed)
         rng = np.random.default_rng(None if req.rng_seed is None else [req.rng_seed, req.bar])

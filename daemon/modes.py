@@ -1,8 +1,9 @@
 """Conductor modes: what is asked at each bar line, and what a player's note means.
 
 A mode is one small object with its own state. At the start of bar ``k`` the
-conductor calls :meth:`Mode.at_bar_line` with the seed buffer and sends what
-comes back (an :class:`Ask` for bar ``k + 1``, or nothing); on every note-on
+conductor calls :meth:`Mode.at_bar_line` with the seed buffer and acts on what
+comes back: an :class:`Ask` for bar ``k + 1``, a :class:`Cancel` of what was
+asked from a bar on, or nothing; on every note-on
 of the player it calls :meth:`Mode.on_note`, which may give back the first bar
 whose material is cancelled; on every transport change, and whenever the bars
 start over after a fault or a port's return, :meth:`Mode.reset`. The clock,
@@ -18,6 +19,18 @@ conductor, so a new mode is one class here and one entry in :data:`MODES`.
   (the run of bars with notes, at most ``seed_bars``); if the player plays
   again before the answer starts, it is cancelled. Otherwise the answer runs
   as many bars as the phrase had.
+- ``harmonise`` (:class:`HarmoniseMode`): loop-follow. The player loops a
+  phrase of 1, 2, 4 or 8 bars; the mode learns it on its first pass and,
+  once a bar of the second pass has repeated its bar of the first, asks for
+  the voices under every following bar of the loop (see
+  :func:`detect_loop`). A bar that does not repeat its bar of the loop
+  (the player changed the phrase, or stopped) cancels the voices from the
+  bar line on, and learning starts again from that bar.
+- ``ensemble`` (:class:`EnsembleMode`): continue mode whose bars come with
+  voices (the generator is a :class:`~affetto.accompany.Band`).
+
+Modes whose bars carry parts (``routed``) get their notes routed by the
+conductor: part 0 to the output channel, parts 1..3 to the harmony channels.
 """
 
 from __future__ import annotations
@@ -28,20 +41,39 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
+from affetto.accompany import LOOP_BARS
 from affetto.daemon.config import DaemonConfig
 from affetto.daemon.seed import SeedBuffer
 from affetto.music import Note
 
 CONTINUE_EXTRA_BARS = 2  # continue mode primes from seed_bars + this many bars of what was played
+MATCH_SHARE = 0.7  # a bar repeats another when this share of their notes pair up
+MATCH_STEPS = 1  # ... a note pairs with one of the same pitch at most this many grid steps away
+HISTORY_BARS = 2 * max(LOOP_BARS)  # bars of signatures kept for loop detection
+STOP_STEPS = 1.5  # harmonise: the loop's first note of a bar this many grid steps overdue means the player stopped
 
 
 @dataclass(frozen=True, slots=True)
 class Ask:
-    """Ask the generator for ``bar``: from ``seed`` (None: go on from what it has), as ``task``."""
+    """Ask the generator for ``bar``: from ``seed`` (None: go on from what it has), as ``task``.
+
+    A harmonise ask carries the loop as ``seed``, its length ``loop_bars`` and
+    the asked bar's ``position`` from the loop's first bar line.
+    """
 
     bar: int
     seed: tuple[Note, ...] | None
     task: str
+    loop_bars: int = 0
+    position: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    """Give up what was asked from bar ``bar`` on, cut what of it already sounds, then ask ``then``."""
+
+    bar: int
+    then: Ask | None = None
 
 
 class Mode(ABC):
@@ -49,14 +81,20 @@ class Mode(ABC):
 
     name: ClassVar[str]
     task: ClassVar[str]  # the BarRequest task its bars are asked as
+    routed: ClassVar[bool] = False  # its bars carry parts (Note.channel): lead 0, voices 1..3
+    repeat_on_miss: ClassVar[bool] = True  # a missed bar may be replaced by the last good one
 
     @abstractmethod
-    def at_bar_line(self, bar: int, seed: SeedBuffer) -> Ask | None:
-        """Bar ``bar`` just started: what to ask for bar ``bar + 1``, if anything."""
+    def at_bar_line(self, bar: int, seed: SeedBuffer) -> Ask | Cancel | None:
+        """Bar ``bar`` just started: what to ask for bar ``bar + 1``, or what to give up, if anything."""
 
     def on_note(self, beat: float) -> int | None:
         """The player started a note at song beat ``beat``: the first bar whose asked-for
         material is now cancelled, or None. Default: a note changes nothing asked."""
+        return None
+
+    def check(self, beat: float, seed: SeedBuffer) -> Cancel | None:
+        """Called as time passes (song beat ``beat``), between bar lines: anything to give up now?"""
         return None
 
     def reset(self) -> None:
@@ -129,9 +167,167 @@ class CallResponseMode(Mode):
         self.answer = None
 
 
+class EnsembleMode(ContinueMode):
+    """Continue mode whose bars carry the lead and the voices under it."""
+
+    name = "ensemble"
+    routed = True
+
+
+Signature = frozenset[tuple[int, int]]  # (grid step, pitch) of a bar's onsets
+
+
+def bar_signature(seed: SeedBuffer, bar: int) -> Signature:
+    """What a bar played: its onsets as (grid step from the bar line, pitch)."""
+    steps = seed.grid.steps_per_beat
+    return frozenset((round(n.onset * steps), n.pitch) for n in seed.phrase(bar, bar + 1))
+
+
+def bars_match(a: Signature, b: Signature) -> bool:
+    """Whether two bars are the same music: both empty, or most notes pair up (timing may wander a step)."""
+    if not a or not b:
+        return not a and not b
+    rest = sorted(b)
+    paired = 0
+    for step, pitch in sorted(a):
+        for i, (s2, p2) in enumerate(rest):
+            if p2 == pitch and abs(s2 - step) <= MATCH_STEPS:
+                del rest[i]
+                paired += 1
+                break
+    return paired >= MATCH_SHARE * max(len(a), len(b))
+
+
+def loop_at(bars: dict[int, Signature], start: int, last: int, match: Callable[[int, int], bool]) -> int | None:
+    """The shortest loop length in :data:`LOOP_BARS` that bars ``start .. last`` repeat, or None.
+
+    A length ``L`` fits when every bar from ``start + L`` to ``last`` repeats
+    the bar ``L`` before it (``match(b, b - L)``), at least one bar has
+    (``last >= start + L``), and the loop's bars have notes.
+    """
+    for length in LOOP_BARS:
+        if last < start + length:
+            return None  # longer loops have even less evidence
+        if all(match(b, b - length) for b in range(start + length, last + 1)):
+            return length
+    return None
+
+
+class HarmoniseMode(Mode):
+    """Loop-follow: learn the player's loop, then ask for the voices under each bar of its repeats.
+
+    Learning: at each bar line the bar that just ended is recorded
+    (:func:`bar_signature`). The loop is the earliest start bar with notes,
+    within the last :data:`HISTORY_BARS` bars, from which the bars repeat with
+    the shortest length (:func:`loop_at`); one repeated bar is evidence
+    enough, so the voices join from the third bar of the second pass (the
+    bar after the one being asked at that bar line). A wrong guess (a 4-bar
+    loop whose second bar repeats its first looks like a 1-bar loop at
+    first) is found out at the next bar that does not repeat, and corrected.
+
+    Following: while each ended bar repeats its bar of the loop, the voices
+    under the next bar are asked for. When one does not (the phrase changed,
+    or the player stopped), what was asked is cancelled from the bar line on
+    and the bars since the change are learned afresh. The player stopping is
+    heard sooner, inside the bar: when the loop's first note of the bar is
+    :data:`STOP_STEPS` grid steps overdue and the bar has no note yet, the
+    voices stop there (:meth:`check`).
+    """
+
+    name = "harmonise"
+    task = "harmonise"
+    routed = True
+    repeat_on_miss = False  # the last bar's voices belong under another bar of the loop
+
+    def __init__(self) -> None:
+        self.start: int | None = None  # the loop's first bar once known
+        self.loop: int | None = None  # its length in bars
+        self.phrase: tuple[Note, ...] = ()  # its first pass, onsets from ``start``'s line
+        self.signatures: dict[int, Signature] = {}
+        self._matches: dict[tuple[int, int], bool] = {}
+        self.relearned = 0  # times the phrase changed under a known loop
+        self.stopped = 0  # times the player stopped inside a bar while voices played
+        self._expect: tuple[int, float] | None = None  # (bar, song beat) of the bar's first loop note
+
+    def match(self, a: int, b: int) -> bool:
+        """Whether bar ``a`` repeats bar ``b`` (False when either was not heard: a stall, or before Start)."""
+        key = (a, b)
+        if key not in self._matches:
+            if a not in self.signatures or b not in self.signatures:
+                return False
+            self._matches[key] = bars_match(self.signatures[a], self.signatures[b])
+        return self._matches[key]
+
+    def at_bar_line(self, bar: int, seed: SeedBuffer) -> Ask | Cancel | None:
+        if bar < 1:
+            return None
+        done = bar - 1  # the bar that just ended
+        self.signatures[done] = bar_signature(seed, done)
+        self._forget(done - HISTORY_BARS)
+        seed.forget_before(done - HISTORY_BARS)
+        self._expect = None
+        if self.loop is not None and self.start is not None:
+            if self.match(done, done - self.loop):
+                self._expect_in(bar, seed)
+                return self._ask(bar + 1)
+            self.relearned += 1
+            self.start, self.loop, self.phrase = None, None, ()
+            return Cancel(bar, self._learn(bar, seed))
+        return self._learn(bar, seed)
+
+    def _learn(self, bar: int, seed: SeedBuffer) -> Ask | None:
+        done = bar - 1
+        for start in range(done - HISTORY_BARS, done):
+            if not self.signatures.get(start):
+                continue  # a loop starts on a bar with notes
+            length = loop_at(self.signatures, start, done, self.match)
+            if length is not None:
+                self.start, self.loop = start, length
+                self.phrase = tuple(seed.phrase(start, start + length))
+                return self._ask(bar + 1)
+        return None
+
+    def _ask(self, bar: int) -> Ask:
+        assert self.start is not None and self.loop is not None
+        return Ask(bar, self.phrase, self.task, self.loop, bar - self.start)
+
+    def _expect_in(self, bar: int, seed: SeedBuffer) -> None:
+        """Bar ``bar`` plays voices: note when the loop's first note in it is due."""
+        assert self.start is not None and self.loop is not None
+        length = seed.meter.beats_per_bar
+        first = (bar - self.start) % self.loop * length
+        due = [n.onset - first for n in self.phrase if first <= n.onset < first + length]
+        if due:
+            self._expect = (bar, bar * length + min(due) + STOP_STEPS / seed.grid.steps_per_beat)
+
+    def check(self, beat: float, seed: SeedBuffer) -> Cancel | None:
+        if self._expect is None or beat < self._expect[1]:
+            return None
+        bar = self._expect[0]
+        self._expect = None
+        if seed.bar_has_notes(bar):
+            return None
+        self.stopped += 1
+        self.start, self.loop, self.phrase = None, None, ()
+        return Cancel(bar)
+
+    def _forget(self, before: int) -> None:
+        for old in [b for b in self.signatures if b < before]:
+            del self.signatures[old]
+        self._matches = {k: v for k, v in self._matches.items() if min(k) >= before}
+
+    def reset(self) -> None:
+        self.start, self.loop, self.phrase = None, None, ()
+        self._expect = None
+        self.signatures.clear()
+        self._matches.clear()
+
+
 MODES: dict[str, Callable[[DaemonConfig], Mode]] = {
     "continue": lambda config: ContinueMode(config.seed_bars + CONTINUE_EXTRA_BARS),
     "call-response": lambda config: CallResponseMode(config.seed_bars, config.meter.beats_per_bar),
+    "harmonise": lambda config: HarmoniseMode(),
+    "ensemble": lambda config: EnsembleMode(config.seed_bars + CONTINUE_EXTRA_BARS),
 }
 
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import os
 import threading
 import time
@@ -113,6 +114,7 @@ class Scheduler:
         self._heap: list[tuple[float, int, int, int, int, int, int, int]] = []
         self._seq = itertools.count()
         self._tokens: dict[int, int] = {}  # event id of a note-on -> ownership token
+        self._on_beats: dict[int, float] = {}  # event id of a sounding note-on -> its song position
         self._epoch = 0
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -164,20 +166,36 @@ class Scheduler:
         with self._cond:
             return sum(1 for e in self._heap if e[1] == ON)
 
-    def cancel_from(self, beat: float) -> int:
-        """Drop queued note-ons at or after ``beat`` (their note-offs become no-ops); returns the count."""
+    def cancel_from(self, beat: float, *, cut: bool = False) -> int:
+        """Drop queued note-ons at or after ``beat`` (their note-offs become no-ops); returns the count.
+
+        With ``cut``, notes that started at or after ``beat`` and still sound
+        are ended now (their note-offs go out at once).
+        """
         with self._cond:
             before = len(self._heap)
             self._heap = [e for e in self._heap if not (e[1] == ON and e[0] >= beat - 1e-9)]
+            dropped = before - len(self._heap)
+            if cut:
+                ended = [e for e in self._heap if e[1] == OFF and self._on_beats.get(e[7], -math.inf) >= beat - 1e-9]
+                if ended:
+                    gone = {e[2] for e in ended}  # their sequence numbers
+                    self._heap = [e for e in self._heap if e[2] not in gone]
+                    for e in ended:
+                        self._on_beats.pop(e[7], None)
+                        token = self._tokens.pop(e[7], None)
+                        if token is not None:
+                            self.output.note_off(e[3], e[4], token)
             heapq.heapify(self._heap)
             self._cond.notify_all()
-            return before - len(self._heap)
+            return dropped
 
     def release_all(self) -> int:
         """Empty the queue and release every owned note (note-offs + CC 123); returns notes released."""
         with self._cond:
             self._heap.clear()
             self._tokens.clear()
+            self._on_beats.clear()
             self._epoch += 1
             self._cond.notify_all()
             return self.output.panic()
@@ -263,7 +281,9 @@ class Scheduler:
             token = self.output.note_on(channel, pitch, velocity, at_ns=deadline)
             if token:
                 self._tokens[event] = token
+                self._on_beats[event] = beat
         else:
+            self._on_beats.pop(event, None)
             token = self._tokens.pop(event, None)
             if token is None:
                 return  # its note-on was dropped or cancelled

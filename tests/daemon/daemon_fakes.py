@@ -6,10 +6,11 @@ import queue
 
 from midi_helpers import sounding
 
+from affetto.accompany import Band, LoopHarmoniser
 from affetto.daemon.clocks import InternalClock
 from affetto.daemon.conductor import Conductor
 from affetto.daemon.config import DaemonConfig
-from affetto.daemon.generator import BarRequest, FakeGenerator, run_request
+from affetto.daemon.generator import BarRequest, FakeGenerator, FakeVoices, run_request
 from affetto.daemon.notes import OwnedOutput
 from affetto.daemon.scheduler import Scheduler
 from affetto.errors import PortError
@@ -87,7 +88,7 @@ class TimedPort:
 class ManualWorker:
     """Collects requests; the test decides when (and whether) each result comes back."""
 
-    def __init__(self, inbox: queue.Queue, generator: FakeGenerator) -> None:
+    def __init__(self, inbox: queue.Queue, generator) -> None:
         self.inbox = inbox
         self.generator = generator
         self.requests: list[BarRequest] = []
@@ -116,7 +117,14 @@ class Rig:
         self.clock = InternalClock(config.bpm) if internal else MidiClockFollower()
         self.scheduler = Scheduler(self.output, lambda: self.clock.state, now_ns=self.time, keep_sent=10_000)
         self.inbox: queue.Queue = queue.Queue(maxsize=config.queue_size)
-        self.generator = FakeGenerator(config.meter)
+        self.lead = FakeGenerator(config.meter)
+        self.voices = FakeVoices(config.meter)
+        if config.mode == "harmonise":
+            self.generator = LoopHarmoniser(self.voices)
+        elif config.mode == "ensemble":
+            self.generator = Band(self.lead, self.voices)
+        else:
+            self.generator = self.lead
         self.worker = ManualWorker(self.inbox, self.generator)
         self.conductor = Conductor(
             config, self.clock, self.scheduler, self.worker.submit, self.inbox, now_ns=self.time

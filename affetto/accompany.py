@@ -1,0 +1,151 @@
+"""Live accompaniment: voices under a looped phrase, or under the lead model's bars.
+
+Parts: a bar's notes carry their *part* in ``Note.channel``: 0 is the lead
+(the lead model's line), 1, 2 and 3 are the harmony voices (alto, tenor,
+bass). The daemon routes part 0 to its output channel and parts 1..3 to its
+harmony channels.
+
+- A :class:`Voicer` writes the voices under a melody, bar by bar
+  (:class:`~affetto.ensemble.Ensemble` is one).
+- :class:`LoopHarmoniser` serves ``harmonise`` bar requests: the player's
+  loop (1, 2, 4 or 8 bars) is harmonised as a whole, over a period of
+  ``max(4, loop)`` bars (a short loop is repeated to fill a 4-bar phrase, the
+  ensemble's unit), and kept: the same loop under the same emotion gets the
+  same voices on every pass, and a bar costs a dictionary lookup. A new loop
+  or a new emotion is harmonised once, at the bar that first asks for it.
+- :class:`Band` is a lead generator with voices: each lead bar is harmonised
+  with up to three bars that led into it as melody (the seed's last bars
+  first, then the lead's own), and the bar's voices ride along with its lead
+  notes.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from affetto.emotion import Capsule
+from affetto.errors import ConfigError
+from affetto.music import Note, TimeSignature
+from affetto.runtime.sampling import NO_OVERRIDES, SamplingOverrides
+
+LEAD = 0
+VOICE_PARTS = (1, 2, 3)  # alto, tenor, bass
+LOOP_BARS = (1, 2, 4, 8)  # the loop lengths harmonise mode recognises
+PHRASE_BARS = 4  # a short loop is repeated to fill this many bars before it is harmonised
+CONTEXT_BARS = 3  # Band: bars of melody before the new one that its voices hear
+CACHE_SIZE = 8  # harmonised loops kept (a loop under a few emotions)
+
+
+class Voicer(Protocol):
+    meter: TimeSignature
+
+    def voice_bars(self, melody: Sequence[Note], bars: int, capsule: Capsule, *, seed: int = 0) -> list[list[Note]]:
+        """Voices under ``bars`` bars of ``melody`` (onsets in beats from the first bar line): per bar,
+        its notes with onsets from that bar's line and ``channel`` set to the part (1, 2, 3)."""
+
+
+def _capsule_key(capsule: Capsule) -> tuple[float, ...]:
+    return tuple(round(w, 2) for w in capsule.weights)
+
+
+def stable_seed(*parts: object) -> int:
+    """A seed that depends only on ``parts`` (not on Python's per-process hash salt)."""
+    return zlib.crc32(repr(parts).encode())
+
+
+class LoopHarmoniser:
+    """Serves harmonise requests with a :class:`Voicer`; keeps what it harmonised."""
+
+    provider = "ensemble"
+
+    def __init__(self, voicer: Voicer, *, seed: int = 0) -> None:
+        self.voicer = voicer
+        self.meter = voicer.meter
+        self.model_path = getattr(voicer, "path", type(voicer).__name__)
+        self.seed = seed
+        self._cache: OrderedDict[tuple, list[list[Note]]] = OrderedDict()
+        self.harmonised = 0  # loops harmonised (cache misses), for tests and the status line
+
+    def harmonise_bar(
+        self, loop: Sequence[Note], loop_bars: int, position: int, capsule: Capsule,
+        sampling: SamplingOverrides = NO_OVERRIDES,
+    ) -> list[Note]:
+        """The voices of bar ``position`` (bars since the loop's first bar line) under ``loop``."""
+        if loop_bars not in LOOP_BARS:
+            raise ConfigError(f"a loop is 1, 2, 4 or 8 bars long, got {loop_bars!r}")
+        if isinstance(position, bool) or not isinstance(position, int) or position < 0:
+            raise ConfigError(f"position must be an int >= 0, got {position!r}")
+        period = max(PHRASE_BARS, loop_bars)
+        key = (tuple(loop), loop_bars, _capsule_key(capsule))
+        bars = self._cache.get(key)
+        if bars is None:
+            length = self.meter.beats_per_bar * loop_bars
+            tiled = [
+                Note(n.pitch, n.onset + k * length, n.duration, n.velocity, n.channel)
+                for k in range(period // loop_bars)
+                for n in loop
+                if 0 <= n.onset < length
+            ]
+            bars = self.voicer.voice_bars(tiled, period, capsule, seed=stable_seed(self.seed, key))
+            self._cache[key] = bars
+            self.harmonised += 1
+            while len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        return list(bars[position % period])
+
+    # a harmoniser alone does not continue or answer phrases
+    def prime(self, seed: Sequence[Note]) -> None:
+        raise ConfigError("the harmoniser only harmonises: use --mode harmonise")
+
+    def generate_bar(self, capsule: Capsule, sampling: SamplingOverrides = NO_OVERRIDES, *,
+                     rng: np.random.Generator | None = None) -> list[Note]:
+        raise ConfigError("the harmoniser only harmonises: use --mode harmonise")
+
+
+class Band:
+    """A lead generator whose bars come with voices under them (parts 1..3)."""
+
+    def __init__(self, lead, voicer: Voicer, *, seed: int = 0) -> None:
+        self.lead = lead
+        self.voicer = voicer
+        self.meter = lead.meter
+        if abs(voicer.meter.beats_per_bar - self.meter.beats_per_bar) > 1e-9:
+            raise ConfigError(f"the lead plays in {self.meter} but the voices in {voicer.meter}")
+        self.model_path = f"{getattr(lead, 'model_path', '?')} + {getattr(voicer, 'path', type(voicer).__name__)}"
+        self.provider = getattr(lead, "provider", "unknown")
+        self.seed = seed
+        self._window: list[list[Note]] = []  # the melody of the last bars, onsets from each bar line
+        self._bars = 0
+
+    def prime(self, seed: Sequence[Note]) -> None:
+        self.lead.prime(seed)
+        length = self.meter.beats_per_bar
+        count = int(max((n.onset for n in seed), default=-1.0) // length) + 1
+        bars: list[list[Note]] = [[] for _ in range(count)]
+        for n in seed:
+            if n.onset >= 0:
+                b = int(n.onset // length)
+                bars[b].append(Note(n.pitch, n.onset - b * length, n.duration, n.velocity, LEAD))
+        self._window = bars[-CONTEXT_BARS:]
+
+    def generate_bar(self, capsule: Capsule, sampling: SamplingOverrides = NO_OVERRIDES, *,
+                     rng: np.random.Generator | None = None) -> list[Note]:
+        lead = [Note(n.pitch, n.onset, n.duration, n.velocity, LEAD)
+                for n in self.lead.generate_bar(capsule, sampling, rng=rng)]
+        self._window = [*self._window, lead][-(CONTEXT_BARS + 1):]
+        length = self.meter.beats_per_bar
+        melody = [Note(n.pitch, n.onset + i * length, n.duration, n.velocity)
+                  for i, bar in enumerate(self._window) for n in bar]
+        self._bars += 1
+        voices: list[Note] = []
+        if melody:
+            bars = self.voicer.voice_bars(melody, len(self._window), capsule, seed=stable_seed(self.seed, self._bars))
+            voices = bars[-1]
+        return lead + voices

@@ -1,0 +1,305 @@
+"""Harmonise and ensemble modes: loop detection and re-learning, voices routed to the harmony channels."""
+
+from __future__ import annotations
+
+import pytest
+from daemon_fakes import MS, make_rig
+
+from affetto.accompany import Band, LoopHarmoniser
+from affetto.daemon.config import DaemonConfig
+from affetto.daemon.generator import BarRequest, FakeGenerator, FakeVoices, run_request
+from affetto.daemon.modes import Ask, Cancel, HarmoniseMode, bar_signature, bars_match, loop_at
+from affetto.daemon.seed import SeedBuffer
+from affetto.emotion import Capsule, Quadrant, knob_value
+from affetto.errors import ConfigError
+from affetto.music import Note, TimeSignature
+
+BAR = 4.0
+HAPPY, SAD = Capsule.of(Quadrant.Q1), Capsule.of(Quadrant.Q3)
+# four different bars: (onset in beats, pitch, duration)
+A = [(0.0, 72, 1.0), (1.0, 74, 1.0), (2.0, 76, 2.0)]
+B = [(0.0, 77, 2.0), (2.0, 76, 1.0), (3.0, 74, 1.0)]
+C = [(0.0, 72, 0.5), (0.5, 71, 0.5), (1.0, 69, 3.0)]
+D = [(0.0, 67, 4.0)]
+E = [(0.0, 79, 1.0), (1.0, 81, 1.0), (2.0, 79, 2.0)]
+F = [(0.0, 65, 2.0), (2.0, 64, 2.0)]
+G = [(0.0, 62, 1.0), (1.0, 64, 1.0), (2.0, 65, 1.0), (3.0, 67, 1.0)]
+H = [(0.0, 60, 3.0), (3.0, 62, 1.0)]
+REST: list = []
+
+
+def seed_of(bars: list[list[tuple[float, int, float]]], meter: TimeSignature = TimeSignature()) -> SeedBuffer:
+    seed = SeedBuffer(meter)
+    length = meter.beats_per_bar
+    for b, notes in enumerate(bars):
+        for onset, pitch, dur in notes:
+            seed.note_on(0, pitch, 90, b * length + onset)
+            seed.note_off(0, pitch, b * length + onset + dur)
+    return seed
+
+
+def follow(bars: list, mode: HarmoniseMode | None = None) -> tuple[HarmoniseMode, dict[int, object]]:
+    """Run a mode over ``bars`` played in order; {bar line: what it gave back there}."""
+    mode = mode or HarmoniseMode()
+    seed = seed_of(bars)
+    actions = {}
+    for line in range(len(bars) + 1):
+        action = mode.at_bar_line(line, seed)
+        if action is not None:
+            actions[line] = action
+    return mode, actions
+
+
+# -- recognising bars and loops ---------------------------------------------------------------
+
+
+def test_bars_match_allows_a_step_of_timing_but_not_other_notes():
+    sig = bar_signature(seed_of([A]), 0)
+    late = bar_signature(seed_of([[(o + 0.25, p, d) for o, p, d in A]]), 0)  # one sixteenth late
+    later = bar_signature(seed_of([[(o + 0.5, p, d) for o, p, d in A]]), 0)  # two sixteenths late
+    other = bar_signature(seed_of([B]), 0)
+    assert bars_match(sig, sig) and bars_match(sig, late)
+    assert not bars_match(sig, later) and not bars_match(sig, other)
+    assert bars_match(frozenset(), frozenset()) and not bars_match(sig, frozenset())
+
+
+@pytest.mark.parametrize(
+    ("bars", "expected"),
+    [
+        ([A, A], 1),
+        ([A, B, A], 2),
+        ([A, B, C, D, A], 4),
+        ([A, B, C, D, E, B, C, D, A], 8),
+        ([A, B, C, D], None),  # no repeat heard yet
+    ],
+)
+def test_loop_at_finds_the_shortest_length_the_bars_repeat(bars, expected):
+    seed = seed_of(bars)
+    sigs = {b: bar_signature(seed, b) for b in range(len(bars))}
+    assert loop_at(sigs, 0, len(bars) - 1, lambda a, b: bars_match(sigs[a], sigs[b])) == expected
+
+
+@pytest.mark.parametrize("loop", [[A], [A, B], [A, B, C, D], [A, B, C, D, E, F, G, H]])
+def test_a_loop_is_learned_on_its_first_pass_and_voiced_from_its_second(loop):
+    length = len(loop)
+    mode, actions = follow(loop * 3)
+    asks = [a for a in actions.values() if isinstance(a, Ask)]
+    assert not any(isinstance(a, Cancel) for a in actions.values())
+    first = asks[0]
+    # the first bar of the second pass ends at bar line length + 1: from there every next bar is asked
+    assert min(actions) == length + 1 and first.bar == length + 2
+    assert [a.bar for a in asks] == list(range(length + 2, 3 * length + 2))
+    assert all(a.task == "harmonise" and a.loop_bars == length and a.position == a.bar for a in asks)
+    played = sorted((n.onset, n.pitch) for n in first.seed)
+    assert played == sorted((b * BAR + o, p) for b, bar in enumerate(loop) for o, p, _ in bar)
+    assert mode.loop == length and mode.start == 0
+
+
+def test_a_loop_starts_at_the_players_first_bar():
+    mode, actions = follow([REST, REST, A, B, A, B, A])
+    asks = [a for a in actions.values() if isinstance(a, Ask)]
+    assert mode.start == 2 and mode.loop == 2
+    assert asks[0].bar == 6 and asks[0].position == 4  # bars from the loop's first bar line
+
+
+def test_a_first_guess_that_fails_is_corrected_by_the_next_bars():
+    # A A B C looks like a 1-bar loop after two bars; the third bar says otherwise
+    mode, actions = follow([A, A, B, C, A, A, B, C, A])
+    assert actions[2] == Ask(3, actions[2].seed, "harmonise", 1, 3)  # the 1-bar guess
+    assert isinstance(actions[3], Cancel) and actions[3].bar == 3 and actions[3].then is None
+    assert mode.loop == 4 and mode.start == 0
+    later = [a for line, a in actions.items() if line >= 5]
+    assert [a.bar for a in later] == [6, 7, 8, 9, 10] and all(a.loop_bars == 4 for a in later)
+
+
+def test_a_changed_phrase_is_relearned_at_the_next_bar_line():
+    mode, actions = follow([A, B, A, B, C, D, C, D, C])
+    assert isinstance(actions[5], Cancel) and actions[5].bar == 5  # bar 4 (C) did not repeat bar 2 (A)
+    assert mode.relearned == 1
+    assert 6 not in actions  # C D ... not yet heard twice
+    assert actions[7].bar == 8 and actions[7].loop_bars == 2 and actions[7].position == 4  # new loop from bar 4
+    assert {n.pitch for n in actions[7].seed} == {p for bar in (C, D) for _, p, _ in bar}
+
+
+def test_when_the_player_stops_the_voices_stop_inside_the_bar():
+    mode, actions = follow([A, B, A, B])  # voices asked for bar 4 at bar line 3; bar 4 is silent
+    assert actions[3].bar == 4
+    seed = seed_of([A, B, A, B])
+    assert mode.at_bar_line(4, seed) == Ask(5, mode.phrase, "harmonise", 2, 5)
+    assert mode.check(4 * BAR + 0.3, seed) is None  # the loop's first note is not overdue yet
+    stop = mode.check(4 * BAR + 0.4, seed)  # 1.5 sixteenths after it was due, and nothing came
+    assert stop == Cancel(4) and mode.loop is None and mode.stopped == 1
+    assert mode.check(4 * BAR + 1.0, seed) is None  # said once
+
+
+def test_a_player_who_goes_on_is_not_taken_for_stopped():
+    played = [A, B, A, B, A]
+    mode, _ = follow(played[:4])
+    seed = seed_of(played)
+    mode.at_bar_line(4, seed)
+    assert mode.check(4 * BAR + 0.5, seed) is None and mode.loop == 2
+
+
+def test_a_transport_change_forgets_the_loop():
+    mode, _ = follow([A, A, A])
+    assert mode.loop == 1
+    mode.reset()
+    assert mode.loop is None and mode.at_bar_line(1, seed_of([A, A])) is None  # one bar heard since
+
+
+# -- the harmoniser behind the requests --------------------------------------------------------
+
+
+def loop_notes(bars: list) -> tuple[Note, ...]:
+    return tuple(Note(p, b * BAR + o, d, 90) for b, bar in enumerate(bars) for o, p, d in bar)
+
+
+def test_the_harmoniser_voices_a_loop_once_per_emotion_and_repeats_it():
+    voices = FakeVoices()
+    harmoniser = LoopHarmoniser(voices)
+    loop = loop_notes([A, B])
+    first = [harmoniser.harmonise_bar(loop, 2, pos, HAPPY) for pos in range(8)]
+    assert voices.calls == 1  # one 4-bar phrase (the 2-bar loop twice), looked up afterwards
+    assert first[0] == first[2] == first[4] and first[1] == first[3] and first[0] != first[1]
+    assert {n.channel for bar in first for n in bar} == {1, 2, 3}
+    assert [n.pitch for n in first[0] if n.channel == 1] == [68, 70, 72]  # a major third under A
+    sad = harmoniser.harmonise_bar(loop, 2, 0, SAD)
+    assert voices.calls == 2 and [n.pitch for n in sad if n.channel == 1] == [69, 71, 73]
+    with pytest.raises(ConfigError, match="1, 2, 4 or 8"):
+        harmoniser.harmonise_bar(loop, 3, 0, HAPPY)
+
+
+def test_harmonise_requests_are_checked_and_served():
+    loop = loop_notes([A])
+    with pytest.raises(ConfigError, match="loop as its seed"):
+        BarRequest(bar=3, capsule=HAPPY, task="harmonise", loop_bars=1)
+    with pytest.raises(ConfigError, match="loop_bars"):
+        BarRequest(bar=3, capsule=HAPPY, task="harmonise", seed=loop, loop_bars=5)
+    req = BarRequest(bar=3, capsule=HAPPY, task="harmonise", seed=loop, loop_bars=1, position=3)
+    result = run_request(LoopHarmoniser(FakeVoices()), req)
+    assert result.error is None and result.bar == 3 and {n.channel for n in result.notes} == {1, 2, 3}
+
+
+def test_a_band_plays_the_lead_with_voices_under_each_bar():
+    band = Band(FakeGenerator(), FakeVoices())
+    band.prime([Note(60, 0.0, 1.0, 90)])
+    notes = band.generate_bar(HAPPY)
+    lead = [n for n in notes if n.channel == 0]
+    alto = [n for n in notes if n.channel == 1]
+    assert lead and [n.onset for n in alto] == [n.onset for n in lead]
+    assert [n.pitch for n in alto] == [n.pitch - 4 for n in lead]
+
+
+# -- the configuration ---------------------------------------------------------------------------
+
+
+def test_harmony_channels_are_checked():
+    assert DaemonConfig(mode="harmonise").part_channels == (0, 1, 2, 3)
+    assert DaemonConfig.from_dict({"mode": "harmonise", "harmony_channels": [5, 6, 7]}).harmony_channels == (5, 6, 7)
+    with pytest.raises(ConfigError, match="three different"):
+        DaemonConfig(mode="harmonise", harmony_channels=(2, 2, 3))
+    with pytest.raises(ConfigError, match="lead's channel 2"):
+        DaemonConfig(mode="ensemble", channel=2)
+    with pytest.raises(ConfigError, match="three channels"):
+        DaemonConfig(harmony_channels=(2, 3))
+    with pytest.raises(ConfigError, match="bars of 3 or 4"):
+        DaemonConfig(mode="harmonise", meter=TimeSignature(5, 4))
+
+
+# -- the conductor, on fakes -------------------------------------------------------------------
+
+
+def play_loop(rig, loop: list, passes: int, *, first_bar: int = 1, channel: int = 0) -> None:
+    """The player loops ``loop`` from ``first_bar``'s line for ``passes`` passes, through the inbox."""
+    ns_beat = rig.ns_per_bar / BAR
+    t0 = rig.time() - rig.clock.state.beat_at(rig.time()) * ns_beat  # when beat 0 was
+    events = []
+    for k in range(passes):
+        for j, bar in enumerate(loop):
+            base = (first_bar + k * len(loop) + j) * BAR
+            for onset, pitch, dur in bar:
+                events.append((int(t0 + (base + onset) * ns_beat), (0x90 | channel, pitch, 90)))
+                events.append((int(t0 + (base + onset + dur) * ns_beat) - MS, (0x80 | channel, pitch, 0)))
+    for at, msg in sorted(events):
+        if at > rig.time():
+            rig.advance(at - rig.time())
+        rig.inbox.put((rig.time(), *msg))
+        rig.pump()
+
+
+def voice_ons(rig) -> list:
+    return [s for s in rig.scheduler.sent_log if s.kind == 1]
+
+
+def test_voices_play_under_the_repeats_on_the_harmony_channels_and_the_player_is_never_echoed():
+    rig = make_rig(mode="harmonise", emotion=knob_value(Quadrant.Q1), emotion_smoothing=0.0)
+    rig.start()
+    rig.advance(rig.ns_per_bar // 2)
+    play_loop(rig, [A, B], passes=4, first_bar=1)  # bars 1..8
+    rig.advance(rig.ns_per_bar // 2)
+    ons = voice_ons(rig)
+    assert {s.channel for s in ons} == {1, 2, 3}  # channels 2, 3, 4 as musicians count
+    bars = sorted({int(s.beat // BAR) for s in ons})
+    # bar 3 (the second pass's first bar) repeats bar 1: at bar line 4 the voices of bar 5 are asked
+    # for, and from then on every bar's; bar 9's start at its line, before the silence is heard
+    assert bars == [5, 6, 7, 8, 9]
+    loop_onsets = {0.0: [0.0, 1.0, 2.0], 1.0: [0.0, 2.0, 3.0]}
+    for bar in bars[:-1]:  # each voice note starts with a note of the player's loop
+        alto = sorted(s.beat - bar * BAR for s in ons if int(s.beat // BAR) == bar and s.channel == 1)
+        assert alto == loop_onsets[float((bar - 1) % 2)]
+    assert rig.conductor.bars_missed == 0 and rig.conductor.bars_generated == 6  # bars 5..9, and 10 asked at line 9
+    # bar 9: its first voices went out at the line, and were cut when the player's note did not come
+    assert sorted({s.beat - 9 * BAR for s in ons if int(s.beat // BAR) == 9}) == [0.0]
+    assert rig.port.sounding() == set() and rig.conductor.mode.stopped == 1
+
+
+def test_voices_follow_the_knob_at_bar_lines():
+    rig = make_rig(mode="harmonise", emotion=knob_value(Quadrant.Q1), emotion_smoothing=0.0)
+    rig.start()
+    rig.advance(rig.ns_per_bar // 2)
+    play_loop(rig, [A], passes=3, first_bar=1)  # bars 1..3, voices from bar 4
+    rig.inbox.put((rig.time(), 0xB0, 20, knob_value(Quadrant.Q3)))
+    play_loop(rig, [A], passes=3, first_bar=4)
+    altos = {}
+    for s in voice_ons(rig):
+        if s.channel == 1 and s.beat % BAR == 0:
+            altos[int(s.beat // BAR)] = s.pitch
+    assert altos[4] == 72 - 4 and altos[6] == 72 - 3  # major third, then (after the knob) minor
+
+
+def test_a_stopped_player_stops_the_voices_and_nothing_is_left_sounding():
+    rig = make_rig(mode="harmonise")
+    rig.start()
+    rig.advance(rig.ns_per_bar // 2)
+    play_loop(rig, [D], passes=4, first_bar=1)  # whole notes in bars 1..4; voices asked for bar 5 too
+    rig.advance(rig.ns_per_bar)  # the player is silent in bar 5
+    sounding_at_cut = {(s.channel) for s in voice_ons(rig) if s.beat >= 5 * BAR}
+    assert rig.port.sounding() == set()  # the voices of bar 5 were cut inside it
+    assert rig.conductor.mode.stopped == 1 and sounding_at_cut <= {1, 2, 3}
+    rig.advance(2 * rig.ns_per_bar)
+    assert not [s for s in voice_ons(rig) if s.beat >= 6 * BAR]
+
+
+def test_transport_stop_releases_every_voice():
+    rig = make_rig(mode="harmonise")
+    rig.start()
+    rig.advance(rig.ns_per_bar // 2)
+    play_loop(rig, [D], passes=4, first_bar=1)
+    assert rig.port.sounding()  # the voices hold under the player's whole note
+    for event in rig.clock.stop(rig.time()):
+        rig.conductor.process(event)
+    assert rig.port.sounding() == set()
+    cc123 = {m[0] & 0x0F for _, m in rig.port.messages if m[0] & 0xF0 == 0xB0 and m[1] == 123}
+    assert cc123 == {1, 2, 3}
+
+
+def test_ensemble_mode_plays_the_lead_on_its_channel_and_voices_on_the_harmony_channels():
+    rig = make_rig(mode="ensemble", harmony_channels=[5, 6, 7])
+    rig.start()
+    rig.advance(4 * rig.ns_per_bar)
+    ons = voice_ons(rig)
+    assert {s.channel for s in ons} == {0, 4, 5, 6}
+    for bar in (1, 2, 3):
+        lead = sorted(s.beat for s in ons if s.channel == 0 and int(s.beat // BAR) == bar)
+        alto = sorted(s.beat for s in ons if s.channel == 4 and int(s.beat // BAR) == bar)
+        assert lead and alto == lead
