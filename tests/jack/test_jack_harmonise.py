@@ -1,0 +1,90 @@
+"""Harmonise mode through a real JACK server: the DAW loops a phrase, affetto plays voices under it.
+
+The DAW's client sends clock and a 2-bar loop on channel 1 for four passes
+(bars 0..7), is silent in bar 8, and stops in bar 9. affetto learns the loop
+on its first pass; from bar 4 on (bar 2 repeated bar 0, heard at bar line 3)
+its voices sound under every bar, on channels 2, 3 and 4, and never echo the
+player. Run with stand-in voices (each starts with a note of the loop, so
+timing can be checked to the frame) and with the shipped ensemble model in an
+ONNX Runtime session.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+from conftest import PERIOD, RATE, Daw, clock_script, running_affetto, sounding
+from test_jack_daemon import affetto_ports, note_ons
+
+pytestmark = pytest.mark.jack
+
+BPM = 240.0
+TOLERANCE = PERIOD + int(0.005 * RATE)  # the loop through affetto is one JACK period late (see test_jack_daemon)
+LOOP = (  # (beat in the loop, pitch, beats)
+    [(0.0, 72, 1.0), (1.0, 74, 1.0), (2.0, 76, 2.0)],
+    [(0.0, 77, 2.0), (2.0, 76, 1.0), (3.0, 74, 1.0)],
+)
+PASSES = 4
+
+
+def perform(server: str, name: str, *extra: str) -> dict:
+    with running_affetto(name, "--clock", "midi", "--mode", "harmonise", *extra, server=server) as (proc, ready, lines):
+        assert ready.wait(60), "the daemon did not get ready: " + "".join(lines)
+        daw = Daw(f"daw-{name}")
+        try:
+            daw.connect(*affetto_ports(daw, name))
+            script, per_tick = clock_script(BPM, 10)
+            beat_frames = 24 * per_tick
+            onsets = []
+            for k in range(PASSES):
+                for j, bar in enumerate(LOOP):
+                    for beat, pitch, length in bar:
+                        at = 1 + int(((k * 2 + j) * 4 + beat) * beat_frames)
+                        onsets.append(at)
+                        script += [(at, bytes([0x90, pitch, 96])),
+                                   (at + int(length * beat_frames) - 64, bytes([0x80, pitch, 0]))]
+            stop_at = int(9.5 * 4 * beat_frames)
+            script.append((stop_at, bytes([0xFC])))
+            start = daw.play(script)
+            assert daw.finished.wait(60), "the DAW script did not finish"
+            assert daw.wait_frames(20 * PERIOD)
+            proc.send_signal(signal.SIGTERM)
+            code = proc.wait(timeout=20)
+            received, xruns = list(daw.received), daw.xruns
+        finally:
+            daw.close()
+    return {"received": received, "start": start, "onsets": [start + o for o in onsets],
+            "bar": 4 * beat_frames, "line0": start + 1, "stop": start + stop_at, "code": code,
+            "log": "".join(lines), "xruns": xruns}
+
+
+@pytest.fixture(scope="module", params=["fake voices", "shipped ensemble"])
+def harmonised(request, jack_server):
+    extra = ("--ensemble-model", "builtin:fake") if request.param == "fake voices" else ()
+    return request.param, perform(jack_server, "affharm" + ("f" if extra else "e"), *extra)
+
+
+def test_voices_sound_on_the_harmony_channels_with_the_repeats_and_never_echo(harmonised):
+    kind, run = harmonised
+    ons = note_ons(run["received"])
+    assert ons, run["log"][-3000:]
+    assert {m[0] & 0x0F for _, m in ons} == {1, 2, 3}, "voices on channels 2, 3, 4 only: the player is not echoed"
+    line0, bar = run["line0"], run["bar"]
+    voiced = sorted({int((f - line0) // bar) for f, _ in ons})  # arrivals are one period after their frames
+    assert voiced[0] == 4 and set(range(4, 8)) <= set(voiced), voiced
+    assert all(v <= 8 for v in voiced)
+    later = [f for f, _ in ons if f > line0 + 8 * bar + 0.5 * bar / 4 + TOLERANCE]
+    assert not later, "voices went on after the player stopped"
+    if kind == "fake voices":  # every loop note of bars 4..7 has its alto note on its frame
+        loop_notes = [f for f in run["onsets"] if line0 + 4 * bar - 1 <= f < line0 + 8 * bar - 1]
+        altos = [f for f, m in ons if m[0] & 0x0F == 1]
+        for f in loop_notes:
+            assert min(abs(a - f) for a in altos) <= TOLERANCE, (f, run["xruns"])
+
+
+def test_nothing_sounds_after_stop(harmonised):
+    _kind, run = harmonised
+    assert not sounding(run["received"])
+    assert run["code"] == 0
+    assert not [f for f, _ in note_ons(run["received"]) if f > run["stop"] + 2 * TOLERANCE]
