@@ -13,6 +13,8 @@ import numpy as np
 
 CONSONANT_UPPER = frozenset({0, 3, 4, 5, 7, 8, 9})  # against the melody: unison/8ve, 3rds, 4th, 5th, 6ths
 CONSONANT_BASS = frozenset({0, 3, 4, 7, 8, 9})  # a fourth above the bass is a dissonance
+_UPPER_OK = np.isin(np.arange(12), sorted(CONSONANT_UPPER))  # interval class -> consonant against the melody
+_BASS_OK = np.isin(np.arange(12), sorted(CONSONANT_BASS))
 VOICE_RANGES = {"soprano": (59, 81), "alto": (53, 77), "tenor": (47, 70), "bass": (38, 64)}
 
 
@@ -44,8 +46,8 @@ def consonance(line: np.ndarray) -> tuple[int, int]:
     for t in (1, 2, 3):
         both = (line[0] >= 0) & (line[t] >= 0)
         interval = (line[0][both] - line[t][both]) % 12
-        allowed = CONSONANT_BASS if t == 3 else CONSONANT_UPPER
-        good += int(np.isin(interval, list(allowed)).sum())
+        allowed = _BASS_OK if t == 3 else _UPPER_OK
+        good += int(allowed[interval].sum())
         total += int(both.sum())
     return good, total
 
@@ -61,7 +63,8 @@ def parallels(line: np.ndarray) -> int:
         moved = np.r_[True, (x[1:] != x[:-1]) | (y[1:] != y[:-1])]  # successive distinct sonorities
         x, y = x[moved], y[moved]
         dx, dy, interval = np.diff(x), np.diff(y), (x - y) % 12
-        same = (interval[1:] == interval[:-1]) & np.isin(interval[1:], (0, 7))
+        perfect = (interval[1:] == 0) | (interval[1:] == 7)
+        same = (interval[1:] == interval[:-1]) & perfect
         count += int((same & (dx * dy > 0)).sum())
     return count
 

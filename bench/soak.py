@@ -8,7 +8,12 @@ note-ons that land near a bar line against that line, counted from the DAW's own
 DAW -> affetto -> DAW adds one JACK period); stuck notes after Stop per channel; resident memory
 of the daemon and its model process at the start and the end (from /proc); JACK xruns.
 
-Usage: ``python bench/soak.py [--minutes 10] [--model path.onnx] [--json-out soak.json]``.
+With ``--mode harmonise`` the DAW loops phrases instead (a 2-bar loop for 16 bars, then a 4-bar
+loop, then a 1-bar one, round again), so the daemon learns each loop, plays voices under its
+repeats and re-learns at every change; with ``--mode ensemble`` the lead's bars come with voices.
+The knob sweeps as before.
+
+Usage: ``python bench/soak.py [--minutes 10] [--model path.onnx] [--mode harmonise] [--json-out soak.json]``.
 """
 
 from __future__ import annotations
@@ -89,9 +94,19 @@ class Daw:
         self.client.close()
 
 
-def performance(minutes: float) -> tuple[list[tuple[int, bytes]], float, int]:
-    """The DAW's script: Start and clock, seed phrases, knob sweeps, Stop; (script, frames per
-    tick, frame offset of Stop)."""
+# the loops of --mode harmonise: per loop, its bars of (beat, pitch, beats)
+LOOPS = (
+    [[(0.0, 72, 1.0), (1.0, 74, 1.0), (2.0, 76, 2.0)], [(0.0, 77, 2.0), (2.0, 76, 1.0), (3.0, 74, 1.0)]],
+    [[(0.0, 67, 2.0), (2.0, 69, 2.0)], [(0.0, 71, 1.0), (1.0, 72, 3.0)], [(0.0, 74, 2.0), (2.0, 72, 2.0)],
+     [(0.0, 71, 4.0)]],
+    [[(0.0, 64, 0.5), (0.5, 65, 0.5), (1.0, 67, 1.0), (2.0, 72, 1.5), (3.5, 71, 0.5)]],
+)
+LOOP_SPAN = 16  # bars each loop is played
+
+
+def performance(minutes: float, mode: str = "continue") -> tuple[list[tuple[int, bytes]], float, int]:
+    """The DAW's script: Start and clock, seed phrases (or loops, in harmonise mode), knob sweeps,
+    Stop; (script, frames per tick, frame offset of Stop)."""
     per_tick = RATE * 60.0 / BPM / 24
     bar_ticks = 24 * BEATS
     bars = int(minutes * BPM / BEATS)
@@ -106,7 +121,13 @@ def performance(minutes: float) -> tuple[list[tuple[int, bytes]], float, int]:
         # temperature and guidance: slower sweeps, once a bar
         script.append((line, bytes([0xB0, TEMPERATURE_CC, round(127 * (bar % 24) / 23)])))
         script.append((line, bytes([0xB0, GUIDANCE_CC, round(127 * (bar % 40) / 39)])))
-        if bar % 8 == 0:  # a seed phrase now and then
+        if mode == "harmonise":  # the loop of this span of bars
+            loop = LOOPS[(bar // LOOP_SPAN) % len(LOOPS)]
+            for beat, pitch, length in loop[(bar % LOOP_SPAN) % len(loop)]:
+                on = line + round(beat * 24 * per_tick)
+                off = on + round(length * 24 * per_tick) - 64
+                script += [(on, bytes([0x90, pitch, 90])), (off, bytes([0x80, pitch, 0]))]
+        elif bar % 8 == 0:  # a seed phrase now and then
             for beat, pitch in enumerate((60 + bar % 5, 64, 67, 72)):
                 on = line + round(beat * 24 * per_tick)
                 script += [(on, bytes([0x90, pitch, 90])), (on + round(12 * per_tick), bytes([0x80, pitch, 0]))]
@@ -198,6 +219,7 @@ def run(args) -> dict:
     ]
     if args.model:
         cmd += ["--model", args.model]
+    cmd += ["--mode", args.mode]
     proc, ready, lines = start_daemon(cmd, env)
     daw = None
     try:
@@ -206,7 +228,7 @@ def run(args) -> dict:
         daw = Daw("soak-daw")
         daw.client.connect(daw.out, f"{PORT}:{PORT} in")
         daw.client.connect(f"{PORT}:{PORT} out", daw.inp)
-        script, per_tick, stop = performance(args.minutes)
+        script, per_tick, stop = performance(args.minutes, args.mode)
         bar_frames = 24 * BEATS * per_tick
         start = daw.play(script)
         # memory at the start: once four bars have played (the model loaded and warm)
@@ -288,6 +310,7 @@ def summarise(
         "minutes": args.minutes,
         "bpm": BPM,
         "model": args.model or "shipped",
+        "mode": args.mode,
         "bars_played": bars,
         "bars_generated": generated,
         "bars_missed": missed,
@@ -322,7 +345,7 @@ def report(r: dict) -> None:
         return "-" if x is None else f"{x:.1f} MB"
 
     print(
-        f"soak: {r['minutes']:g} min at {r['bpm']:g} BPM through JACK, model {r['model']}, "
+        f"soak: {r['minutes']:g} min at {r['bpm']:g} BPM through JACK, mode {r['mode']}, model {r['model']}, "
         f"{os.cpu_count()} CPUs, load {r['load_1min']:.2f}"
     )
     print(
@@ -363,6 +386,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--model", default=None, help=".onnx model or builtin:fake (default: the shipped one)")
+    ap.add_argument("--mode", choices=("continue", "harmonise", "ensemble"), default="continue")
     ap.add_argument("--json-out", type=Path, default=None)
     args = ap.parse_args()
     if args.minutes <= 0:

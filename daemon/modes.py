@@ -50,7 +50,7 @@ CONTINUE_EXTRA_BARS = 2  # continue mode primes from seed_bars + this many bars 
 MATCH_SHARE = 0.7  # a bar repeats another when this share of their notes pair up
 MATCH_STEPS = 1  # ... a note pairs with one of the same pitch at most this many grid steps away
 HISTORY_BARS = 2 * max(LOOP_BARS)  # bars of signatures kept for loop detection
-STOP_STEPS = 1.5  # harmonise: the loop's first note of a bar this many grid steps overdue means the player stopped
+STOP_STEPS = 1.5  # harmonise: the bar's first loop note this many grid steps overdue: stopped or changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,10 +228,10 @@ class HarmoniseMode(Mode):
     Following: while each ended bar repeats its bar of the loop, the voices
     under the next bar are asked for. When one does not (the phrase changed,
     or the player stopped), what was asked is cancelled from the bar line on
-    and the bars since the change are learned afresh. The player stopping is
-    heard sooner, inside the bar: when the loop's first note of the bar is
-    :data:`STOP_STEPS` grid steps overdue and the bar has no note yet, the
-    voices stop there (:meth:`check`).
+    and the bars since the change are learned afresh. Inside a bar the change
+    is heard sooner: when the loop's first note of the bar is
+    :data:`STOP_STEPS` grid steps overdue and the player has not played it
+    (nothing, or other notes), the voices stop there (:meth:`check`).
     """
 
     name = "harmonise"
@@ -247,7 +247,7 @@ class HarmoniseMode(Mode):
         self._matches: dict[tuple[int, int], bool] = {}
         self.relearned = 0  # times the phrase changed under a known loop
         self.stopped = 0  # times the player stopped inside a bar while voices played
-        self._expect: tuple[int, float] | None = None  # (bar, song beat) of the bar's first loop note
+        self._expect: tuple[int, float, int] | None = None  # (bar, onset in it, pitch) of its first loop note
 
     def match(self, a: int, b: int) -> bool:
         """Whether bar ``a`` repeats bar ``b`` (False when either was not heard: a stall, or before Start)."""
@@ -292,22 +292,33 @@ class HarmoniseMode(Mode):
         return Ask(bar, self.phrase, self.task, self.loop, bar - self.start)
 
     def _expect_in(self, bar: int, seed: SeedBuffer) -> None:
-        """Bar ``bar`` plays voices: note when the loop's first note in it is due."""
+        """Bar ``bar`` plays voices: note when and what the loop's first note in it is."""
         assert self.start is not None and self.loop is not None
         length = seed.meter.beats_per_bar
         first = (bar - self.start) % self.loop * length
-        due = [n.onset - first for n in self.phrase if first <= n.onset < first + length]
+        due = sorted((n.onset - first, n.pitch) for n in self.phrase if first <= n.onset < first + length)
         if due:
-            self._expect = (bar, bar * length + min(due) + STOP_STEPS / seed.grid.steps_per_beat)
+            onset, pitch = due[0]
+            self._expect = (bar, onset, pitch)
 
     def check(self, beat: float, seed: SeedBuffer) -> Cancel | None:
-        if self._expect is None or beat < self._expect[1]:
+        """Inside a voiced bar, once the loop's first note of it is :data:`STOP_STEPS` grid steps
+        overdue: if the player played nothing in the bar, or not that note, give the voices up now."""
+        if self._expect is None:
             return None
-        bar = self._expect[0]
+        bar, onset, pitch = self._expect
+        steps = seed.grid.steps_per_beat
+        length = seed.meter.beats_per_bar
+        if beat < bar * length + onset + STOP_STEPS / steps:
+            return None
         self._expect = None
-        if seed.bar_has_notes(bar):
+        played = seed.phrase(bar, bar + 1)
+        if any(n.pitch == pitch and abs(n.onset - onset) * steps <= MATCH_STEPS + 1e-9 for n in played):
             return None
-        self.stopped += 1
+        if played:
+            self.relearned += 1  # the phrase changed
+        else:
+            self.stopped += 1
         self.start, self.loop, self.phrase = None, None, ()
         return Cancel(bar)
 

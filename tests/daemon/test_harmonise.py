@@ -140,6 +140,15 @@ def test_a_player_who_goes_on_is_not_taken_for_stopped():
     assert mode.check(4 * BAR + 0.5, seed) is None and mode.loop == 2
 
 
+def test_a_changed_phrase_is_heard_inside_the_bar():
+    played = [A, B, A, B, D]
+    mode, _ = follow(played[:4])
+    seed = seed_of(played)
+    assert mode.at_bar_line(4, seed).bar == 5
+    assert mode.check(4 * BAR + 0.4, seed) == Cancel(4)  # D's first note is not A's
+    assert mode.relearned == 1 and mode.stopped == 0 and mode.loop is None
+
+
 def test_a_transport_change_forgets_the_loop():
     mode, _ = follow([A, A, A])
     assert mode.loop == 1
