@@ -105,14 +105,29 @@ def info(model) -> None:
               help="Bars drawn per bar kept; the feature judge keeps the clearest (default: the model's, 3).")
 @click.option("--seed-value", type=int, default=0, show_default=True, help="Random seed: same value, same music.")
 @click.option("--with-seed", is_flag=True, help="Write the seed phrase before the generated bars.")
-@click.option("--model", type=click.Path(dir_okay=False), help="An affetto .onnx model (default: the shipped one).")
+@click.option("--model", type=click.Path(dir_okay=False),
+              help="An affetto .onnx model (default: the shipped one; with --ensemble, an ensemble model).")
+@click.option("--ensemble", is_flag=True,
+              help="Four voices (soprano, alto, tenor, bass on channels 1-4) from the ensemble model instead.")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="The .mid file to write.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Also draw a piano roll PNG (needs matplotlib).")
 @click.option("-v", "--verbose", count=True)
 def generate(emotion, seed_path, bars, bpm, meter, temperature, top_p, top_k, guidance, candidates, seed_value,
-             with_seed, model, out, plot, verbose) -> None:
+             with_seed, model, ensemble, out, plot, verbose) -> None:
     """Generate bars in an emotion, offline, to a standard MIDI file."""
     setup_logging(verbose - 1)
+    if ensemble:
+        lead_only = {"--seed": seed_path, "--temperature": temperature, "--top-p": top_p, "--top-k": top_k,
+                     "--guidance": guidance, "--with-seed": with_seed or None, "--plot": plot}
+        given = [name for name, value in lead_only.items() if value is not None]
+        if given:
+            raise click.ClickException(f"{', '.join(given)}: only for the lead model, not with --ensemble "
+                                   "(to write voices under a melody: affetto harmonise MELODY.mid)")
+        from affetto.cli_ensemble import write_ensemble
+
+        click.echo(write_ensemble(emotion=emotion, bars=bars, meter=meter or "4/4", bpm=bpm or 80.0, model=model,
+                                  candidates=candidates, seed_value=seed_value, out=out))
+        return
     from affetto.generate import GenerateRequest, generate_to_file
 
     try:

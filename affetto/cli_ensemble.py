@@ -55,7 +55,14 @@ def harmonise(melody, emotion, out, model, candidates, seed_value) -> None:
 @click.option("--seed-value", type=int, default=0, show_default=True)
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="The .mid file to write.")
 def generate_ensemble(emotion, bars, meter, bpm, model, candidates, seed_value, out) -> None:
-    """Four voices from the ensemble model alone, on tracks/channels 1-4."""
+    """Four voices from the ensemble model alone, on tracks/channels 1-4 (also: affetto generate --ensemble)."""
+    click.echo(write_ensemble(emotion=emotion, bars=bars, meter=meter, bpm=bpm, model=model, candidates=candidates,
+                              seed_value=seed_value, out=out))
+
+
+def write_ensemble(*, emotion: str, bars: int, meter: str, bpm: float, model: str | None, candidates: int | None,
+                   seed_value: int, out: str) -> str:
+    """Four voices from the ensemble model alone to the MIDI file ``out``; returns a one-line summary."""
     from affetto.emotion import parse_emotion
     from affetto.ensemble import VOICES, Ensemble
     from affetto.multitrack import write_tracks
@@ -69,7 +76,7 @@ def generate_ensemble(emotion, bars, meter, bpm, model, candidates, seed_value, 
                      meter=ts, bpm=bpm)
     except (ValueError, OSError) as err:
         raise click.ClickException(str(err)) from err
-    click.echo(f"wrote {out}: {bars} bars in {meter}, {capsule}, {len(notes)} notes on channels 1-4")
+    return f"wrote {out}: {bars} bars in {meter}, {capsule}, {len(notes)} notes on channels 1-4"
 
 
 COMMANDS = (harmonise, generate_ensemble)

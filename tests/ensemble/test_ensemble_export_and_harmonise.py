@@ -101,9 +101,10 @@ def test_affetto_harmonise_on_a_small_midi_file(tiny_onnx, tmp_path):
     assert round(mido.tempo2bpm(meta["set_tempo"].tempo)) == 84
 
 
-def test_affetto_generate_ensemble(tiny_onnx, tmp_path):
+@pytest.mark.parametrize("command", [["generate-ensemble"], ["generate", "--ensemble"]])
+def test_affetto_generate_ensemble(tiny_onnx, tmp_path, command):
     out = tmp_path / "four.mid"
-    result = CliRunner().invoke(cli, ["generate-ensemble", "-e", "happy", "--bars", "6", "-o", str(out),
+    result = CliRunner().invoke(cli, [*command, "-e", "happy", "--bars", "6", "-o", str(out),
                                       "--model", str(tiny_onnx)])
     assert result.exit_code == 0, result.output
     _, tracks = note_tracks(out)
@@ -116,6 +117,8 @@ def test_affetto_generate_ensemble(tiny_onnx, tmp_path):
     (["harmonise", "{tune}", "-e", "ecstatic", "-o", "x.mid"], "ecstatic"),
     (["harmonise", "{five}", "-o", "x.mid"], "bars of 3 or 4"),
     (["harmonise", "{tune}", "-o", "x.mid", "--model", "{tune}"], "not an ONNX model"),
+    (["generate", "--ensemble", "-e", "sad", "--seed", "{tune}", "-o", "x.mid"], "--seed: only for the lead"),
+    (["generate", "--ensemble", "-e", "sad", "--meter", "5/4", "-o", "x.mid"], "bars of 3 or 4"),
 ])
 def test_bad_input_is_one_clear_line(tiny_onnx, tmp_path, args, message):
     tune, five = tmp_path / "tune.mid", tmp_path / "five.mid"
