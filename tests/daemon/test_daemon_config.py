@@ -146,3 +146,20 @@ def test_cli_ports_lists(monkeypatch):
     result = CliRunner().invoke(ports, [])
     assert result.exit_code == 0
     assert "MIDI API: alsa" in result.output and "DAW out" in result.output and "(none)" in result.output
+
+
+def test_the_readmes_config_file_loads_and_every_key_it_names_is_a_setting(tmp_path):
+    """The README's example config is real: it loads as written, and its commented keys exist too."""
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    block = re.search(r"```toml\n(\[daemon\]\n.*?)```", readme, re.S).group(1)
+    path = tmp_path / "studio.toml"
+    path.write_text(block, encoding="utf-8")
+    config = DaemonConfig.load(path)
+    assert config.harmony_channels == (2, 3, 4) and config.midi_api == "jack"
+    keys = {line.split("=")[0].strip("# ").strip() for line in block.splitlines() if "=" in line}
+    settings = {f.name for f in dataclasses.fields(DaemonConfig)} | {"temperature", "guidance", "candidates"}
+    assert keys <= settings, keys - settings
