@@ -8,11 +8,11 @@ harmony channels.
 - A :class:`Voicer` writes the voices under a melody, bar by bar
   (:class:`~affetto.ensemble.Ensemble` is one).
 - :class:`LoopHarmoniser` serves ``harmonise`` bar requests: the player's
-  loop (1, 2, 4 or 8 bars) is harmonised as a whole, over a period of
-  ``max(4, loop)`` bars (a short loop is repeated to fill a 4-bar phrase, the
-  ensemble's unit), and kept: the same loop under the same emotion gets the
-  same voices on every pass, and a bar costs a dictionary lookup. A new loop
-  or a new emotion is harmonised once, at the bar that first asks for it.
+  loop (1, 2, 4 or 8 bars) is harmonised in 4-bar phrases, the ensemble's
+  unit (a short loop is repeated to fill one; an 8-bar loop is two), and
+  kept: the same loop under the same emotion gets the same voices on every
+  pass, and a bar costs a dictionary lookup. A phrase of a new loop or under
+  a new emotion is harmonised once, at the bar that first asks for it.
 - :class:`Band` is a lead generator with voices: each lead bar is harmonised
   with up to three bars that led into it as melody (the seed's last bars
   first, then the lead's own), and the bar's voices ride along with its lead
@@ -38,7 +38,7 @@ VOICE_PARTS = (1, 2, 3)  # alto, tenor, bass
 LOOP_BARS = (1, 2, 4, 8)  # the loop lengths harmonise mode recognises
 PHRASE_BARS = 4  # a short loop is repeated to fill this many bars before it is harmonised
 CONTEXT_BARS = 3  # Band: bars of melody before the new one that its voices hear
-CACHE_SIZE = 8  # harmonised loops kept (a loop under a few emotions)
+CACHE_SIZE = 16  # harmonised phrases kept (a loop under a few emotions)
 
 
 class Voicer(Protocol):
@@ -81,24 +81,27 @@ class LoopHarmoniser:
         if isinstance(position, bool) or not isinstance(position, int) or position < 0:
             raise ConfigError(f"position must be an int >= 0, got {position!r}")
         period = max(PHRASE_BARS, loop_bars)
-        key = (tuple(loop), loop_bars, _capsule_key(capsule))
+        where = position % period
+        phrase = where // PHRASE_BARS  # an 8-bar loop is two phrases, each voiced when first asked for
+        key = (tuple(loop), loop_bars, phrase, _capsule_key(capsule))
         bars = self._cache.get(key)
         if bars is None:
-            length = self.meter.beats_per_bar * loop_bars
-            tiled = [
-                Note(n.pitch, n.onset + k * length, n.duration, n.velocity, n.channel)
-                for k in range(period // loop_bars)
-                for n in loop
-                if 0 <= n.onset < length
-            ]
-            bars = self.voicer.voice_bars(tiled, period, capsule, seed=stable_seed(self.seed, key))
+            length = self.meter.beats_per_bar
+            first = phrase * PHRASE_BARS  # the phrase's first bar in the (repeated) loop
+            melody = []
+            for k in range(PHRASE_BARS // loop_bars if loop_bars < PHRASE_BARS else 1):
+                for n in loop:
+                    onset = n.onset + k * loop_bars * length - first * length
+                    if 0 <= onset < PHRASE_BARS * length and 0 <= n.onset < loop_bars * length:
+                        melody.append(Note(n.pitch, onset, n.duration, n.velocity, n.channel))
+            bars = self.voicer.voice_bars(melody, PHRASE_BARS, capsule, seed=stable_seed(self.seed, key))
             self._cache[key] = bars
             self.harmonised += 1
             while len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(key)
-        return list(bars[position % period])
+        return list(bars[where % PHRASE_BARS])
 
     # a harmoniser alone does not continue or answer phrases
     def prime(self, seed: Sequence[Note]) -> None:

@@ -122,12 +122,8 @@ def roll_notes(roll: np.ndarray, meter: TimeSignature, channel: int, spec: RollS
                velocity: int = 72, offset_bars: int = 0) -> list[Note]:
     """A binary (bars, 16, P) roll of one voice -> notes (steps of the same pitch merge)."""
     per_bar = bar_steps(meter)
-    line = np.full(roll.shape[0] * per_bar, -1, dtype=np.int64)
-    for bar in range(roll.shape[0]):
-        for pos in range(per_bar):
-            hit = np.flatnonzero(roll[bar, pos])
-            if len(hit):
-                line[bar * per_bar + pos] = spec.low + int(hit[0])
+    steps = roll[:, :per_bar]  # (bars, per_bar, P)
+    line = np.where(steps.any(-1), spec.low + steps.argmax(-1), -1).reshape(-1).astype(np.int64)
     notes = []
     start = 0
     base = offset_bars * per_bar

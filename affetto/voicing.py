@@ -60,7 +60,8 @@ def parallels(line: np.ndarray) -> int:
         x, y = line[a][both].astype(np.int64), line[b][both].astype(np.int64)
         if len(x) < 2:
             continue
-        moved = np.r_[True, (x[1:] != x[:-1]) | (y[1:] != y[:-1])]  # successive distinct sonorities
+        moved = np.ones(len(x), dtype=bool)  # successive distinct sonorities
+        moved[1:] = (x[1:] != x[:-1]) | (y[1:] != y[:-1])
         x, y = x[moved], y[moved]
         dx, dy, interval = np.diff(x), np.diff(y), (x - y) % 12
         perfect = (interval[1:] == 0) | (interval[1:] == 7)

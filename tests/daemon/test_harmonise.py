@@ -178,6 +178,19 @@ def test_the_harmoniser_voices_a_loop_once_per_emotion_and_repeats_it():
         harmoniser.harmonise_bar(loop, 3, 0, HAPPY)
 
 
+def test_an_eight_bar_loop_is_voiced_a_phrase_at_a_time():
+    voices = FakeVoices()
+    harmoniser = LoopHarmoniser(voices)
+    loop = tuple(Note(60 + b, b * BAR, BAR, 90) for b in range(8))
+    basses = []
+    for pos in range(10):
+        basses += [n.pitch for n in harmoniser.harmonise_bar(loop, 8, pos, HAPPY) if n.channel == 3]
+        if pos == 3:
+            assert voices.calls == 1  # the second phrase is voiced when its first bar is asked for
+    assert voices.calls == 2
+    assert basses == [36, 37, 38, 39, 40, 41, 42, 43, 36, 37]  # each bar under its own loop bar
+
+
 def test_harmonise_requests_are_checked_and_served():
     loop = loop_notes([A])
     with pytest.raises(ConfigError, match="loop as its seed"):
