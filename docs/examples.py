@@ -1,7 +1,9 @@
-"""One example per emotion: the nocturne seed (from outside the corpus) continued for 8 bars.
+"""One example per emotion: the nocturne seed (from outside the corpus) continued for 8 bars; and
+two melodies from outside the corpus looped and harmonised live as happy and as sad.
 
 Run through docs/make_examples.sh, which installs the renderer. Writes
-docs/examples/<quadrant>-<mood>.{mid,png,ogg} and docs/examples/README.md.
+docs/examples/<quadrant>-<mood>.{mid,png,ogg}, docs/examples/harmonise-<seed>-<mood>.{mid,png,ogg}
+and docs/examples/README.md.
 """
 
 from __future__ import annotations
@@ -33,12 +35,56 @@ def render(midi: Path, ogg: Path, soundfont: str) -> None:
         subprocess.run(["oggenc", "-Q", "-q", "2", "-o", str(ogg), str(wav)], check=True)
 
 
+HARMONISE_SEEDS = ("lament", "lullaby")  # melodies (one note at a time) among the outside seeds
+LOOP_BARS, PASSES = 4, 2
+
+
+def harmonise_examples(ensemble: str | None, soundfont: str) -> list[str]:
+    """The first 4 bars of each melody looped twice, with the voices harmonise mode plays under them
+    (the daemon's own LoopHarmoniser, bar by bar), as happy and as sad; rows of the README's table."""
+    from affetto.accompany import LoopHarmoniser
+    from affetto.ensemble import load_voices
+    from affetto.multitrack import write_tracks
+
+    rows = []
+    for name in HARMONISE_SEEDS:
+        phrase = read_midi(SEED_FOLDER / f"{name}.mid")
+        length = phrase.meter.beats_per_bar
+        loop = tuple(Note(n.pitch, n.onset, n.duration, n.velocity) for n in phrase.notes
+                     if n.onset < LOOP_BARS * length)
+        for q in (Quadrant.Q1, Quadrant.Q3):
+            harmoniser = LoopHarmoniser(load_voices(ensemble, phrase.meter))
+            melody, voices = [], []
+            for bar in range(LOOP_BARS * PASSES):
+                base = bar * length
+                first = (bar % LOOP_BARS) * length
+                melody += [Note(n.pitch, n.onset - first + base, n.duration, n.velocity) for n in loop
+                           if first <= n.onset < first + length]
+                voices += [Note(n.pitch, n.onset + base, n.duration, n.velocity, n.channel)
+                           for n in harmoniser.harmonise_bar(loop, LOOP_BARS, bar, Capsule.of(q))]
+            stem = OUT / f"harmonise-{name}-{q.mood}"
+            write_tracks(stem.with_suffix(".mid"), {
+                "melody": melody, **{part: [n for n in voices if n.channel == ch]
+                                     for ch, part in ((1, "alto"), (2, "tenor"), (3, "bass"))}},
+                meter=phrase.meter, bpm=phrase.tempo)
+            piano_roll(stem.with_suffix(".png"), melody + voices, meter=phrase.meter,
+                       title=f"{name} (4 bars, looped twice) with affetto's voices, {q.name} {q.mood}")
+            render(stem.with_suffix(".mid"), stem.with_suffix(".ogg"), soundfont)
+            keys = independent_keys(melody + voices)
+            heard = ", ".join(f"{k.replace('_', '-')}: {v[1]}" for k, v in keys.items() if v)
+            rows.append(f"| {name} | {q.name} {q.mood} | [{stem.name}.ogg]({stem.name}.ogg) | "
+                        f"[{stem.name}.mid]({stem.name}.mid) | ![{name} {q.mood}]({stem.name}.png) | {heard} |")
+            print(stem)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=None)
     parser.add_argument("--seed-file", default=str(SEED_FOLDER / "nocturne.mid"))
     parser.add_argument("--soundfont", required=True)
     parser.add_argument("--rng", type=int, default=1)
+    parser.add_argument("--ensemble", default=None, help="ensemble .onnx for the harmonised examples")
     args = parser.parse_args()
     model = Path(args.model) if args.model else default_model_path()
     phrase = read_midi(args.seed_file)
@@ -71,7 +117,14 @@ def main() -> None:
         f"continued for {BARS} bars by `{model.name}` at the default settings, once per emotion; made by "
         "`bash docs/make_examples.sh` (FluidSynth, FluidR3 General MIDI piano). The last column is the mode "
         "music21's key finders hear in the generated bars.\n\n"
-        "| emotion | listen | MIDI | piano roll | mode heard |\n|---|---|---|---|---|\n" + "\n".join(rows) + "\n",
+        "| emotion | listen | MIDI | piano roll | mode heard |\n|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+        "\n## Harmonise mode\n\nTwo melodies from outside the corpus, their first 4 bars looped twice, with the "
+        "alto, tenor and bass that `affetto run --mode harmonise` plays under them (its own `LoopHarmoniser`, "
+        "bar by bar, with the shipped ensemble at its default 8 candidates), as happy and as sad. In the MIDI "
+        "files the melody is track/channel 1 and the voices channels 2-4. The last column is the mode music21's "
+        "key finders hear in melody and voices together.\n\n"
+        "| melody | emotion | listen | MIDI | piano roll | mode heard |\n|---|---|---|---|---|---|\n"
+        + "\n".join(harmonise_examples(args.ensemble, args.soundfont)) + "\n",
         encoding="utf-8")
 
 
