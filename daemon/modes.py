@@ -35,6 +35,7 @@ conductor: part 0 to the output channel, parts 1..3 to the harmony channels.
 
 from __future__ import annotations
 
+import logging
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -45,6 +46,8 @@ from affetto.accompany import LOOP_BARS
 from affetto.daemon.config import DaemonConfig
 from affetto.daemon.seed import SeedBuffer
 from affetto.music import Note
+
+log = logging.getLogger(__name__)
 
 CONTINUE_EXTRA_BARS = 2  # continue mode primes from seed_bars + this many bars of what was played
 MATCH_SHARE = 0.7  # a bar repeats another when this share of their notes pair up
@@ -271,6 +274,7 @@ class HarmoniseMode(Mode):
                 self._expect_in(bar, seed)
                 return self._ask(bar + 1)
             self.relearned += 1
+            log.info("harmonise: bar %d did not repeat the loop: voices stop, learning again", done + 1)
             self.start, self.loop, self.phrase = None, None, ()
             return Cancel(bar, self._learn(bar, seed))
         return self._learn(bar, seed)
@@ -284,6 +288,7 @@ class HarmoniseMode(Mode):
             if length is not None:
                 self.start, self.loop = start, length
                 self.phrase = tuple(seed.phrase(start, start + length))
+                log.info("harmonise: a loop of %d bar(s) from bar %d; voices from bar %d", length, start + 1, bar + 2)
                 return self._ask(bar + 1)
         return None
 
@@ -319,6 +324,8 @@ class HarmoniseMode(Mode):
             self.relearned += 1  # the phrase changed
         else:
             self.stopped += 1
+        log.info("harmonise: the loop %s in bar %d: voices stop, learning again",
+                 "changed" if played else "stopped", bar + 1)
         self.start, self.loop, self.phrase = None, None, ()
         return Cancel(bar)
 
