@@ -11,7 +11,11 @@ threshold.
 Candidates: each phrase is drawn several times in one batch (different
 latents) and a judge keeps the draw that best fits the emotion and is
 cleanest (see :func:`affetto.voicing.choose`), as the lead model keeps the
-clearest of its candidate bars.
+clearest of its candidate bars. Under a given melody the kept draw is then
+decoded under voice-leading rules: a written note in parallel fifths or
+octaves moves to another pitch among the model's likeliest for it
+(:func:`affetto.voicing.repair_parallels`; ``voice_leading=False`` is the
+draw as it came).
 
 Meters: a bar of 4 beats fills the 16 steps; a bar of 3 beats (3/4) fills the
 first 12 and the graph is told so (its ``triple`` input). Other meters are
@@ -30,7 +34,7 @@ from affetto.emotion import Capsule
 from affetto.errors import ConfigError, ModelFileError
 from affetto.manifest import read_manifest
 from affetto.music import Note, TimeSignature, sort_notes
-from affetto.voicing import choose, lines
+from affetto.voicing import choose, lines, repair_parallels, step_probs
 
 FAMILY = "ensemble"
 VOICES = ("soprano", "alto", "tenor", "bass")
@@ -139,7 +143,8 @@ def roll_notes(roll: np.ndarray, meter: TimeSignature, channel: int, spec: RollS
 class Ensemble:
     """An ensemble .onnx file in an ONNX Runtime session (one intra-op thread by default)."""
 
-    def __init__(self, path: str | Path | None = None, *, threads: int = 1, manifest: dict | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, threads: int = 1, manifest: dict | None = None,
+                 voice_leading: bool | None = None) -> None:
         import onnxruntime as ort
 
         self.path = Path(path) if path else default_ensemble_path()
@@ -150,6 +155,8 @@ class Ensemble:
         decode = self.manifest.get("decode", {})
         self.threshold = float(decode.get("threshold", 0.5))
         self.candidates = int(decode.get("candidates", DEFAULT_CANDIDATES))
+        # under a given melody, move written notes out of parallel fifths and octaves (voicing.repair_parallels)
+        self.voice_leading = bool(decode.get("voice_leading", True)) if voice_leading is None else voice_leading
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -192,15 +199,32 @@ class Ensemble:
         tri = np.repeat(np.asarray(triple, np.float32).reshape(n, 1), k, 0)
         has = np.full((n * k, 1), 0.0 if melody is None else 1.0, np.float32)
         cap = np.tile(np.array(capsule.weights, np.float32), (n * k, 1))
-        rolls = binarise(self.run(mel, has, cap, tri, self.latents(n * k, rng)), self.threshold)
+        probs = self.run(mel, has, cap, tri, self.latents(n * k, rng))
+        rolls = binarise(probs, self.threshold)
         if melody is not None:
             rolls[:, 0] = mel > 0.5
         rolls = rolls.reshape(n, k, *rolls.shape[1:])  # (N, K, 4, bars, 16, P)
-        if k == 1:
-            return rolls[:, 0]
-        picks = [choose(lines(rolls[i], tri[i * k : (i + 1) * k], s.low), capsule.valence, capsule.arousal)
-                 for i in range(n)]
-        return rolls[np.arange(n), picks]
+        picks = [0] * n if k == 1 else [
+            choose(lines(rolls[i], tri[i * k : (i + 1) * k], s.low), capsule.valence, capsule.arousal)
+            for i in range(n)]
+        chosen = rolls[np.arange(n), picks]
+        if self.voice_leading and melody is not None:
+            probs = probs.reshape(n, k, *probs.shape[1:])[np.arange(n), picks]
+            for i in range(n):
+                chosen[i] = self._repaired(chosen[i], probs[i], float(tri[i * k, 0]))
+        return chosen
+
+    def _repaired(self, roll: np.ndarray, probs: np.ndarray, triple: float) -> np.ndarray:
+        """One phrase's roll (4, bars, 16, P) with its parallels repaired (:func:`repair_parallels`)."""
+        s = self.spec
+        line = lines(roll[None], np.array([triple]), s.low)[0]
+        fixed, _moved = repair_parallels(line, step_probs(probs, triple), s.low)
+        per_bar = 12 if triple > 0.5 else 16
+        out = np.zeros_like(roll)
+        voice, step = np.nonzero(fixed >= 0)
+        bar, pos = np.divmod(step, per_bar)
+        out[voice, bar, pos, fixed[voice, step] - s.low] = True
+        return out
 
     def phrases(self, melody: np.ndarray | None, bars: int, meter: TimeSignature, capsule: Capsule,
                 seed: int = 0, candidates: int | None = None) -> np.ndarray:

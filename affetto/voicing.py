@@ -52,9 +52,10 @@ def consonance(line: np.ndarray) -> tuple[int, int]:
     return good, total
 
 
-def parallels(line: np.ndarray) -> int:
-    """Parallel fifths and octaves (unisons too) between any two voices moving in the same direction."""
-    count = 0
+def parallel_events(line: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Parallel fifths and octaves (unisons too) between any two voices moving in the same direction:
+    ``(upper voice, lower voice, step of the first sonority, step of the second)`` for each."""
+    events = []
     for a, b in itertools.combinations(range(line.shape[0]), 2):
         both = (line[a] >= 0) & (line[b] >= 0)
         x, y = line[a][both].astype(np.int64), line[b][both].astype(np.int64)
@@ -62,12 +63,18 @@ def parallels(line: np.ndarray) -> int:
             continue
         moved = np.ones(len(x), dtype=bool)  # successive distinct sonorities
         moved[1:] = (x[1:] != x[:-1]) | (y[1:] != y[:-1])
+        where = np.flatnonzero(both)[moved]
         x, y = x[moved], y[moved]
         dx, dy, interval = np.diff(x), np.diff(y), (x - y) % 12
         perfect = (interval[1:] == 0) | (interval[1:] == 7)
-        same = (interval[1:] == interval[:-1]) & perfect
-        count += int((same & (dx * dy > 0)).sum())
-    return count
+        same = (interval[1:] == interval[:-1]) & perfect & (dx * dy > 0)
+        events += [(a, b, int(where[j]), int(where[j + 1])) for j in np.flatnonzero(same)]
+    return events
+
+
+def parallels(line: np.ndarray) -> int:
+    """Parallel fifths and octaves (unisons too) between any two voices moving in the same direction."""
+    return len(parallel_events(line))
 
 
 def chord_shares(line: np.ndarray) -> tuple[float, float, int]:
@@ -116,3 +123,109 @@ def choose(candidates: list[np.ndarray], valence: float, arousal: float) -> int:
     par = np.array([parallels(c) for c in candidates], dtype=float)
     score = valence * _z(shares[:, 1] - shares[:, 0]) + arousal * _z(activity) + _z(cons) - _z(par)
     return int(np.argmax(score))
+
+
+VOICE_ORDER = ("soprano", "alto", "tenor", "bass")
+REPAIR_WINDOW = 8  # steps either side of a note that its parallels are counted over
+REPAIR_ALTERNATIVES = 6  # most probable other pitches tried for a note
+REPAIR_MIN_PROB = 0.02  # an alternative the model gives less than this is not tried
+
+
+def step_probs(probs: np.ndarray, triple: float) -> np.ndarray:
+    """(T, bars, 16, P) probabilities -> (T, steps, P) on the bar's steps (a 3/4 bar has 12)."""
+    per_bar = 12 if triple > 0.5 else 16
+    t, bars, _, p = probs.shape
+    return probs[:, :, :per_bar].reshape(t, bars * per_bar, p)
+
+
+def _consonant_steps(line: np.ndarray, voice: int, start: int, end: int, pitch: int) -> int:
+    sop = line[0, start:end]
+    sounding = sop >= 0
+    table = _BASS_OK if voice == 3 else _UPPER_OK
+    return int(table[(sop[sounding] - pitch) % 12].sum())
+
+
+def _in_order(line: np.ndarray, voice: int, start: int, end: int, pitch: int) -> bool:
+    """Whether ``pitch`` keeps ``voice`` between the voices above and below it over the steps."""
+    above = line[voice - 1, start:end]
+    if (above[above >= 0] < pitch).any():
+        return False
+    if voice + 1 < line.shape[0]:
+        below = line[voice + 1, start:end]
+        if (below[below >= 0] > pitch).any():
+            return False
+    return True
+
+
+def _run_at(voice_line: np.ndarray, step: int) -> tuple[int, int] | None:
+    """(start, end) of the note of a voice sounding at ``step``, or None at a rest."""
+    pitch = voice_line[step]
+    if pitch < 0:
+        return None
+    start, end = step, step + 1
+    while start > 0 and voice_line[start - 1] == pitch:
+        start -= 1
+    while end < len(voice_line) and voice_line[end] == pitch:
+        end += 1
+    return start, end
+
+
+def _move_note(line: np.ndarray, probs: np.ndarray, low: int, voice: int, start: int, end: int) -> bool:
+    """Move one written note to the model's likeliest other pitch that counts fewer parallels around it
+    and keeps the rules (see :func:`repair_parallels`); whether it moved."""
+    steps = line.shape[1]
+    pitch = int(line[voice, start])
+    lo, hi = max(0, start - REPAIR_WINDOW), min(steps, end + REPAIR_WINDOW)
+    here = parallels(line[:, lo:hi])
+    p = probs[voice, start:end].mean(0)
+    consonant = _consonant_steps(line, voice, start, end, pitch)
+    lo_range, hi_range = VOICE_RANGES[VOICE_ORDER[voice]]
+    in_range = lo_range <= pitch <= hi_range
+    for index in np.argsort(-p)[:REPAIR_ALTERNATIVES]:
+        q = low + int(index)
+        if q == pitch or p[index] < REPAIR_MIN_PROB:
+            continue
+        if (in_range and not lo_range <= q <= hi_range) or not _in_order(line, voice, start, end, q):
+            continue
+        if _consonant_steps(line, voice, start, end, q) < consonant:
+            continue
+        segment = line[:, lo:hi].copy()
+        segment[voice, start - lo : end - lo] = q
+        if parallels(segment) < here:
+            line[voice, start:end] = q
+            return True
+    return False
+
+
+def repair_parallels(line: np.ndarray, probs: np.ndarray, low: int) -> tuple[np.ndarray, int]:
+    """Move written notes out of parallel fifths and octaves, each to another pitch the model found likely.
+
+    ``line`` is a (4, steps) phrase (soprano given) and ``probs`` the model's
+    (4, steps, P) probabilities for it. For each parallel in time order, one
+    of its written notes (the lower voice's second note first, then the upper
+    voice's, then their first notes) is moved to the most probable of the
+    model's :data:`REPAIR_ALTERNATIVES` likeliest other pitches that counts
+    fewer parallels around it, is as consonant against the melody, stays in
+    its voice's range and crosses no neighbour. A parallel no such pitch
+    exists for is kept. Returns the new line and the number of notes moved.
+    This is decoding under voice-leading rules, as the lead model decodes
+    under its grammar: the model proposes, the rules choose among its
+    proposals.
+    """
+    line = line.copy()
+    moved = 0
+    kept: set[tuple[int, int, int, int]] = set()
+    for _ in range(4 * line.shape[1]):  # a bound: every move removes at least one parallel near it
+        events = [e for e in sorted(parallel_events(line), key=lambda e: (e[3], e[2])) if e not in kept]
+        if not events:
+            break
+        a, b, first, second = events[0]
+        tries = [(v, s) for s in (second, first) for v in (b, a) if v >= 1]
+        for voice, step in tries:
+            span = _run_at(line[voice], step)
+            if span is not None and _move_note(line, probs, low, voice, *span):
+                moved += 1
+                break
+        else:
+            kept.add(events[0])
+    return line, moved
