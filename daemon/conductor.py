@@ -83,6 +83,7 @@ class StopRequest:
 class Pending:
     bar: int
     requested_ns: int
+    join: bool = False  # asked after its bar line: what is not yet due when it comes back is played
 
 
 class Conductor:
@@ -311,7 +312,12 @@ class Conductor:
             self._miss(result.bar, "the generator failed")
             return
         notes = self._fit_bar(result.notes)
-        self._last_good = notes
+        if pending.join:  # a bar already begun: only what is not yet due
+            state = self.clock.state
+            due_from = state.beat_at(self.now() + self._margin_ns) - result.bar * self.bar_beats
+            notes = [n for n in notes if n.onset >= due_from]
+        else:
+            self._last_good = notes
         self.bars_generated += 1
         self._play(result.bar, notes)
 
@@ -327,10 +333,11 @@ class Conductor:
             return
         bar = self.bar_of(state.beat_at(now))
         # give up on bars whose notes are not back in time (the scheduler sends output_offset_ms early)
-        margin = int((self.config.margin_ms + self.config.output_offset_ms) * 1e6)
-        for pbar in sorted(self._pending):
-            if now >= state.time_at(pbar * self.bar_beats) - margin:
+        for pbar, pending in sorted(self._pending.items()):
+            if now >= self._due(pending, state):
                 del self._pending[pbar]
+                if pending.join:
+                    continue  # joining a bar already begun: nothing was promised, nothing is missed
                 self._given_up.add(pbar)
                 self._miss(pbar, "not ready in time")
         # bar lines crossed since last time: ask for the bar after the current one
@@ -365,10 +372,19 @@ class Conductor:
         wake = now + IDLE_WAIT_NS
         if state.running and self._requested_upto is not None:
             wake = min(wake, state.time_at((self._requested_upto) * self.bar_beats) + 1)
-            margin = int((self.config.margin_ms + self.config.output_offset_ms) * 1e6)
-            for pbar in self._pending:
-                wake = min(wake, state.time_at(pbar * self.bar_beats) - margin)
+            for pending in self._pending.values():
+                wake = min(wake, self._due(pending, state))
         return max(wake, now)
+
+    @property
+    def _margin_ns(self) -> int:
+        return int((self.config.margin_ms + self.config.output_offset_ms) * 1e6)
+
+    def _due(self, pending: Pending, state) -> int:
+        """When a pending bar's notes must be back: ``margin_ms`` before its bar line (before its end
+        when it joins a bar already begun)."""
+        line = pending.bar + 1 if pending.join else pending.bar
+        return state.time_at(line * self.bar_beats) - self._margin_ns
 
     def _bar_line(self, bar: int) -> None:
         """Bar ``bar`` just started: ask for bar ``bar + 1`` what the mode wants, if anything."""
@@ -378,8 +394,12 @@ class Conductor:
         if isinstance(action, Cancel):
             self._cancel_from(action.bar, cut=True)
             action = action.then
-        if action is not None:
-            self._request(action)
+        if action is None:
+            return
+        if action.join_current:
+            now_bar = action.bar - 1
+            self._request(Ask(now_bar, action.seed, action.task, action.loop_bars, action.position - 1), join=True)
+        self._request(action)
 
     def _cancel_from(self, bar: int, *, cut: bool = False) -> None:
         """The mode gave up what it asked from ``bar`` on (the player played again, or changed the
@@ -388,7 +408,7 @@ class Conductor:
         self._pending.clear()
         self.scheduler.cancel_from(bar * self.bar_beats, cut=cut)
 
-    def _request(self, ask: Ask) -> None:
+    def _request(self, ask: Ask, *, join: bool = False) -> None:
         settings = self.controls.at_bar_line()
         req = BarRequest(
             bar=ask.bar,
@@ -401,7 +421,7 @@ class Conductor:
             loop_bars=ask.loop_bars,
             position=ask.position,
         )
-        self._pending[ask.bar] = Pending(ask.bar, self.now())
+        self._pending[ask.bar] = Pending(ask.bar, self.now(), join)
         self.submit(req)
 
     def _play(self, bar: int, notes: list[Note]) -> None:

@@ -22,10 +22,10 @@ conductor, so a new mode is one class here and one entry in :data:`MODES`.
 - ``harmonise`` (:class:`HarmoniseMode`): loop-follow. The player loops a
   phrase of 1, 2, 4 or 8 bars; the mode learns it on its first pass and,
   once a bar of the second pass has repeated its bar of the first, asks for
-  the voices under every following bar of the loop (see
-  :func:`detect_loop`). A bar that does not repeat its bar of the loop
-  (the player changed the phrase, or stopped) cancels the voices from the
-  bar line on, and learning starts again from that bar.
+  the voices under the rest of the bar just begun and under every following
+  bar of the loop (see :class:`HarmoniseMode`). A bar that does not repeat
+  its bar of the loop (the player changed the phrase, or stopped) cancels the
+  voices, and learning starts again.
 - ``ensemble`` (:class:`EnsembleMode`): continue mode whose bars come with
   voices (the generator is a :class:`~affetto.accompany.Band`).
 
@@ -61,7 +61,9 @@ class Ask:
     """Ask the generator for ``bar``: from ``seed`` (None: go on from what it has), as ``task``.
 
     A harmonise ask carries the loop as ``seed``, its length ``loop_bars`` and
-    the asked bar's ``position`` from the loop's first bar line.
+    the asked bar's ``position`` from the loop's first bar line. With
+    ``join_current`` the bar that has just begun (``bar - 1``) is asked for
+    too, and whatever of it is not yet due when it comes back is played.
     """
 
     bar: int
@@ -69,6 +71,7 @@ class Ask:
     task: str
     loop_bars: int = 0
     position: int = 0
+    join_current: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,8 +226,9 @@ class HarmoniseMode(Mode):
     (:func:`bar_signature`). The loop is the earliest start bar with notes,
     within the last :data:`HISTORY_BARS` bars, from which the bars repeat with
     the shortest length (:func:`loop_at`); one repeated bar is evidence
-    enough, so the voices join from the third bar of the second pass (the
-    bar after the one being asked at that bar line). A wrong guess (a 4-bar
+    enough, so the voices join in the second bar of the second pass, at its
+    first note that is not yet due when they are ready (a few milliseconds
+    after the bar line), and play every bar from the third on. A wrong guess (a 4-bar
     loop whose second bar repeats its first looks like a 1-bar loop at
     first) is found out at the next bar that does not repeat, and corrected.
 
@@ -288,13 +292,15 @@ class HarmoniseMode(Mode):
             if length is not None:
                 self.start, self.loop = start, length
                 self.phrase = tuple(seed.phrase(start, start + length))
-                log.info("harmonise: a loop of %d bar(s) from bar %d; voices from bar %d", length, start + 1, bar + 2)
-                return self._ask(bar + 1)
+                log.info("harmonise: a loop of %d bar(s) from bar %d; voices join in bar %d",
+                         length, start + 1, bar + 1)
+                self._expect_in(bar, seed)
+                return self._ask(bar + 1, join_current=True)
         return None
 
-    def _ask(self, bar: int) -> Ask:
+    def _ask(self, bar: int, *, join_current: bool = False) -> Ask:
         assert self.start is not None and self.loop is not None
-        return Ask(bar, self.phrase, self.task, self.loop, bar - self.start)
+        return Ask(bar, self.phrase, self.task, self.loop, bar - self.start, join_current)
 
     def _expect_in(self, bar: int, seed: SeedBuffer) -> None:
         """Bar ``bar`` plays voices: note when and what the loop's first note in it is."""

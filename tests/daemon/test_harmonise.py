@@ -90,6 +90,7 @@ def test_a_loop_is_learned_on_its_first_pass_and_voiced_from_its_second(loop):
     assert min(actions) == length + 1 and first.bar == length + 2
     assert [a.bar for a in asks] == list(range(length + 2, 3 * length + 2))
     assert all(a.task == "harmonise" and a.loop_bars == length and a.position == a.bar for a in asks)
+    assert first.join_current and not any(a.join_current for a in asks[1:])  # the bar just begun joins too
     played = sorted((n.onset, n.pitch) for n in first.seed)
     assert played == sorted((b * BAR + o, p) for b, bar in enumerate(loop) for o, p, _ in bar)
     assert mode.loop == length and mode.start == 0
@@ -105,7 +106,7 @@ def test_a_loop_starts_at_the_players_first_bar():
 def test_a_first_guess_that_fails_is_corrected_by_the_next_bars():
     # A A B C looks like a 1-bar loop after two bars; the third bar says otherwise
     mode, actions = follow([A, A, B, C, A, A, B, C, A])
-    assert actions[2] == Ask(3, actions[2].seed, "harmonise", 1, 3)  # the 1-bar guess
+    assert actions[2] == Ask(3, actions[2].seed, "harmonise", 1, 3, True)  # the 1-bar guess
     assert isinstance(actions[3], Cancel) and actions[3].bar == 3 and actions[3].then is None
     assert mode.loop == 4 and mode.start == 0
     later = [a for line, a in actions.items() if line >= 5]
@@ -262,14 +263,15 @@ def test_voices_play_under_the_repeats_on_the_harmony_channels_and_the_player_is
     ons = voice_ons(rig)
     assert {s.channel for s in ons} == {1, 2, 3}  # channels 2, 3, 4 as musicians count
     bars = sorted({int(s.beat // BAR) for s in ons})
-    # bar 3 (the second pass's first bar) repeats bar 1: at bar line 4 the voices of bar 5 are asked
-    # for, and from then on every bar's; bar 9's start at its line, before the silence is heard
-    assert bars == [5, 6, 7, 8, 9]
-    loop_onsets = {0.0: [0.0, 1.0, 2.0], 1.0: [0.0, 2.0, 3.0]}
+    # bar 3 (the second pass's first bar) repeats bar 1: at bar line 4 the voices join bar 4 at its
+    # first note not yet due, and are asked for every bar from 5 on; bar 9's start at its line, before
+    # the silence is heard
+    assert bars == [4, 5, 6, 7, 8, 9]
+    loop_onsets = {0: [0.0, 1.0, 2.0], 1: [0.0, 2.0, 3.0]}
     for bar in bars[:-1]:  # each voice note starts with a note of the player's loop
         alto = sorted(s.beat - bar * BAR for s in ons if int(s.beat // BAR) == bar and s.channel == 1)
-        assert alto == loop_onsets[float((bar - 1) % 2)]
-    assert rig.conductor.bars_missed == 0 and rig.conductor.bars_generated == 6  # bars 5..9, and 10 asked at line 9
+        assert alto == (loop_onsets[1][1:] if bar == 4 else loop_onsets[(bar - 1) % 2])
+    assert rig.conductor.bars_missed == 0 and rig.conductor.bars_generated == 7  # bars 4..9, and 10 asked at line 9
     # bar 9: its first voices went out at the line, and were cut when the player's note did not come
     assert sorted({s.beat - 9 * BAR for s in ons if int(s.beat // BAR) == 9}) == [0.0]
     assert rig.port.sounding() == set() and rig.conductor.mode.stopped == 1
