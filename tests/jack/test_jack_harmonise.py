@@ -88,3 +88,31 @@ def test_nothing_sounds_after_stop(harmonised):
     assert not sounding(run["received"])
     assert run["code"] == 0
     assert not [f for f, _ in note_ons(run["received"]) if f > run["stop"] + 2 * TOLERANCE]
+
+
+def test_ensemble_mode_plays_the_lead_and_its_voices_through_jack(jack_server):
+    """--mode ensemble with stand-ins: each generated bar's lead on channel 1 and voices on 2-4, then Stop."""
+    name = "affens"
+    with running_affetto(name, "--clock", "midi", "--mode", "ensemble", "--ensemble-model", "builtin:fake",
+                         server=jack_server) as (proc, ready, lines):
+        assert ready.wait(60), "the daemon did not get ready: " + "".join(lines)
+        daw = Daw(f"daw-{name}")
+        try:
+            daw.connect(*affetto_ports(daw, name))
+            script, per_tick = clock_script(BPM, 5)
+            stop_at = int(4.5 * 96 * per_tick)
+            script.append((stop_at, bytes([0xFC])))
+            start = daw.play(script)
+            assert daw.finished.wait(60), "the DAW script did not finish"
+            assert daw.wait_frames(20 * PERIOD)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=20) == 0
+            received = list(daw.received)
+        finally:
+            daw.close()
+    bar = 96 * per_tick
+    ons = note_ons(received)
+    for k in (1, 2, 3):  # bar 0 is silent: nothing is asked before Start
+        channels = {m[0] & 0x0F for f, m in ons if int((f - start - 1) // bar) == k}
+        assert channels == {0, 1, 2, 3}, (k, channels, "".join(lines)[-2000:])
+    assert not sounding(received)
