@@ -73,3 +73,20 @@ def test_the_shipped_ensemble_decodes_under_the_rules_and_can_be_asked_not_to():
             total += parallels(lines(rolls[None], np.array([0.0]), ens.spec.low)[0])
         counts[rules] = total
     assert counts[False] > 0 and counts[True] < counts[False], counts
+
+
+def test_outside_melodies_are_harmonised_and_heard_by_music21(tiny_onnx, tmp_path):
+    from affetto.midifile import write_midi
+    from affetto.models.evaluation.ensemble_outside import harmonise_outside, markdown
+    from affetto.music import Note, TimeSignature
+
+    write_midi(tmp_path / "tune.mid", [Note(p, float(i), 1.0, 90) for i, p in enumerate([60, 64, 67, 72] * 4)])
+    write_midi(tmp_path / "five.mid", [Note(60, 0.0, 1.0)], meter=TimeSignature(5, 4))  # not written: skipped
+    result = harmonise_outside(tiny_onnx, candidates=1, folder=tmp_path)
+    assert list(result["per_seed"]) == ["tune"]
+    moods = result["per_seed"]["tune"]
+    assert set(moods) == {"happy", "sad"}
+    for mood in moods.values():
+        assert 0 <= mood["minor_triads"] <= 1
+        assert set(mood["voices_heard"]) == {"aarden_essen", "temperley_kostka_payne"}
+    assert result["summary"]["seeds"] == 1 and "| tune |" in markdown(result)
