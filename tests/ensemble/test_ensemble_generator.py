@@ -136,7 +136,7 @@ def test_a_generator_step_reaches_every_part():
     assert silent == []
 
 
-def test_the_voice_leading_term_counts_expected_parallels_against_the_soprano():
+def test_the_voice_leading_term_counts_expected_parallels_between_voices():
     from affetto.models.musegan.train import parallel_penalty
 
     melody = torch.zeros(1, 4, 16, 64)
@@ -146,10 +146,119 @@ def test_the_voice_leading_term_counts_expected_parallels_against_the_soprano():
     fake[0, 0] = melody[0]
     fake[0, 3, 0, :8, 28] = 1.0  # the bass an octave under, moving with it: one parallel octave
     fake[0, 3, 0, 8:, 30] = 1.0
-    has = torch.ones(1, 1)
-    assert float(parallel_penalty(fake, melody, has)) == pytest.approx(1 / 4)  # per bar of the phrase
+    assert float(parallel_penalty(fake)) == pytest.approx(1 / 4)  # per bar of the phrase
     fake[0, 3, 0, 8:, 30], fake[0, 3, 0, 8:, 26] = 0.0, 1.0  # contrary motion instead
-    assert float(parallel_penalty(fake, melody, has)) == 0.0
+    assert float(parallel_penalty(fake)) == 0.0
     fake[0, 2, 0, :8, 33] = 0.5  # a tenor that half sits a fifth under the melody, then moves with it
     fake[0, 2, 0, 8:, 35] = 0.5
-    assert float(parallel_penalty(fake, melody, has)) == pytest.approx(0.25 / 4)
+    assert float(parallel_penalty(fake)) == pytest.approx(0.25 / 4)
+    fake[0, 1, 0, :8, 26] = 1.0  # an alto a twelfth over the bass... in contrary motion: nothing new
+    fake[0, 1, 0, 8:, 33] = 1.0  # (28 -> 26 under 26 -> 33)
+    assert float(parallel_penalty(fake)) == pytest.approx(0.25 / 4)
+
+
+def test_the_voice_leading_term_counts_written_pairs_and_held_notes_are_not_parallels():
+    from affetto.models.musegan.train import parallel_penalty
+
+    fake = torch.zeros(2, 4, 4, 16, 64)
+    fake[0, 1, 1, :4, 30], fake[0, 1, 1, 4:, 32] = 1.0, 1.0  # alto and tenor a unison, stepping together
+    fake[0, 2, 1, :4, 30], fake[0, 2, 1, 4:, 32] = 1.0, 1.0
+    fake[1, 1, 1, :, 37], fake[1, 2, 1, :, 30] = 1.0, 1.0  # a fifth held through the bar: no motion
+    assert float(parallel_penalty(fake)) == pytest.approx((1 / 4 + 0) / 2)  # mean over the rows
+    assert float(parallel_penalty(fake, torch.tensor([[0.0], [1.0]]))) == 0.0  # rows weighted
+
+
+def _chord_roll(pcs_per_beat, busy=False, bars=4):
+    """Lower voices (1, 3, bars, 16, 64) holding the given pitch classes, one chord per beat (or per eighth)."""
+    from affetto.models.musegan.data import LOW
+
+    roll = torch.zeros(1, 3, bars, 16, 64)
+    for bar in range(bars):
+        for beat in range(4):
+            pcs = pcs_per_beat[(bar * 4 + beat) % len(pcs_per_beat)]
+            for v, pc in enumerate(pcs):
+                pitch = 48 - 12 * (v == 2) + pc - LOW  # alto and tenor around C3..B3, bass an octave lower
+                if busy:  # two eighths on the beat: a new note half way
+                    roll[0, v, bar, 4 * beat : 4 * beat + 2, pitch] = 1.0
+                    roll[0, v, bar, 4 * beat + 2 : 4 * beat + 4, pitch + 12] = 1.0
+                else:
+                    roll[0, v, bar, 4 * beat : 4 * beat + 4, pitch] = 1.0
+    return roll
+
+
+def test_the_emotion_classifier_sees_no_key_and_counts_onsets():
+    from affetto.models.musegan.model import EmotionClassifier
+
+    torch.manual_seed(0)
+    clf = EmotionClassifier(tiny_config()).eval()
+    major = [(4, 7, 0), (5, 9, 2), (7, 11, 7), (4, 7, 0)]  # I ii... in C: pitch classes per voice
+    roll = _chord_roll(major)
+    up = torch.roll(roll, 3, dims=-1)  # the same phrase three semitones higher
+    triple = torch.zeros(1, 1)
+    with torch.no_grad():
+        a, b = clf(roll, triple), clf(up, triple)
+        c = clf(_chord_roll(major, busy=True), triple)
+    assert torch.allclose(a, b, atol=1e-5)  # transposition changes nothing
+    assert not torch.allclose(a, c, atol=1e-3)  # more notes does
+
+
+def test_the_emotion_term_pulls_the_written_voices_to_the_asked_mode():
+    """A classifier trained on two real phrases (the same chords in C major and C minor, in random keys)
+    judges written voices that mix the two by a weight per row; descending the emotion term moves
+    the happy row to the major chords and the sad row to the minor ones."""
+    from affetto.models.musegan.model import EmotionClassifier
+    from affetto.models.musegan.train import capsule_target, emotion_loss
+
+    torch.manual_seed(0)
+    major = _chord_roll([(4, 7, 0), (5, 9, 5), (7, 11, 7), (4, 7, 0)])
+    minor = _chord_roll([(3, 7, 0), (5, 8, 5), (7, 11, 7), (3, 7, 0)])
+    silent = torch.zeros(2, 1, 4, 16, 64)  # the soprano: the classifier never looks at it
+    labels = torch.tensor([[1.0, 0.0], [0.0, 0.0]])  # major and calm, minor and calm
+    triple = torch.zeros(2, 1)
+    clf = EmotionClassifier(tiny_config())
+    opt = torch.optim.Adam(clf.parameters(), 1e-2)
+    for _ in range(100):
+        shift = int(torch.randint(0, 12, ()))
+        real = torch.cat([silent, torch.roll(torch.cat([major, minor]), shift, dims=-1)], 1)
+        loss = emotion_loss(clf, real, labels, triple, torch.ones(2, 1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.1
+    for p in clf.parameters():
+        p.requires_grad_(False)
+
+    mix = torch.tensor([-2.0, 2.0], requires_grad=True)  # per row: how much of the major phrase (sigmoid)
+    opt = torch.optim.SGD([mix], lr=0.5)
+    capsule = torch.eye(4)[[0, 2]]  # happy, sad
+    start = torch.sigmoid(mix).detach().clone()
+    for _ in range(30):
+        w = torch.sigmoid(mix).view(2, 1, 1, 1, 1)
+        fake = torch.cat([silent, w * major + (1 - w) * minor], 1)
+        loss = emotion_loss(clf, fake, capsule_target(capsule), triple, torch.ones(2, 1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    end = torch.sigmoid(mix).detach()
+    assert start[0] < 0.2 and start[1] > 0.8  # the happy row began minor, the sad row major
+    assert end[0] > 0.5 and end[1] < 0.5  # each crossed over to the mode its capsule asks for
+
+
+def test_the_emotion_term_reaches_the_generator_only_on_rows_that_ask():
+    from affetto.models.musegan.model import EmotionClassifier
+    from affetto.models.musegan.train import capsule_target, emotion_loss
+
+    assert capsule_target(torch.eye(4)).tolist() == [[1, 1], [0, 1], [0, 0], [1, 0]]  # Q1..Q4: (major, busy)
+    torch.manual_seed(0)
+    gen, clf = Generator(tiny_config()), EmotionClassifier(tiny_config())
+    x = inputs(batch=2, has=1.0)
+    fake = gen(**x)
+    asked = torch.tensor([[1.0], [0.0]])  # the second row's capsule was dropped
+    loss = emotion_loss(clf, fake, capsule_target(x["capsule"]), x["triple"], asked)
+    (grad,) = torch.autograd.grad(loss, fake)
+    assert float(grad[0, 1:].abs().sum()) > 0  # the written voices of the row that asks
+    assert float(grad[0, 0].abs().sum()) == 0  # never the soprano
+    assert float(grad[1].abs().sum()) == 0  # nothing from the row that does not ask
+    gen.zero_grad()
+    emotion_loss(clf, gen(**x), capsule_target(x["capsule"]), x["triple"], asked).backward()
+    assert float(gen.head_trunk.grad[1:].abs().sum()) > 0 and float(gen.head_trunk.grad[0].abs().sum()) == 0
