@@ -39,7 +39,8 @@ def _logging(verbose: int) -> None:
 @click.option("--resume", is_flag=True, help="Continue from OUT/last if it exists.")
 @click.option("-v", "--verbose", count=True)
 def train_ensemble(out, steps, batch, lr_g, lr_d, n_critic, recon_weight, voice_leading_weight, emotion_weight,
-                   flip_rate, melody_rate, cond_dropout, minutes, eval_every, limit, seed, threads, resume, verbose) -> None:
+                   flip_rate, melody_rate, cond_dropout, minutes, eval_every, limit, seed, threads, resume,
+                   verbose) -> None:
     """Train the ensemble MuseGAN on the Bach chorales (needs the 'train' extra)."""
     _logging(verbose)
     try:

@@ -395,7 +395,8 @@ def train(cfg: EnsembleTrainConfig, *, resume: bool = False, progress: bool = Tr
         g_loss.backward()
         opt_g.step()
         stats = {"wasserstein": (real_score - fake_score).item(), "gp": gp.item(), "g_adv": adv.item(),
-                 "recon": rec.item(), "parallels": par.item(), "emotion_real": e_loss.item(), "emotion_fake": emo.item()}
+                 "recon": rec.item(), "parallels": par.item(), "emotion_real": e_loss.item(),
+                 "emotion_fake": emo.item()}
         bar.set_postfix(w=f"{stats['wasserstein']:.2f}", gp=f"{stats['gp']:.3f}", rec=f"{stats['recon']:.3f}",
                         emo=f"{stats['emotion_fake']:.3f}")
         elapsed = before + time.perf_counter() - began
