@@ -9,14 +9,17 @@ against Bach's, summed over pitches), as pix2pix pairs an L1 term with its
 GAN, and a voice-leading term (the expected parallel fifths and octaves
 between any two voices); both weights at 0 is the plain MuseGAN objective.
 
-The emotion term (AC-GAN style): a small classifier that sees only the
-written voices (alto, tenor, bass) learns from real rows whether a phrase is
-major and busy; the generator is asked to make its written voices read as
-the capsule says, on every row whose capsule is not dropped. On a share of
-the rows given the soprano (``flip_rate``) the capsule's valence is turned
-over (happy <-> tense, calm <-> sad), so that the model sees the same melody
-asked for the other mode: those rows have no reconstruction term and the
-critic judges them unconditioned (the data have no such pairs to compare).
+The emotion term (after AC-GAN's auxiliary classifier): a small classifier
+that sees only the written voices (alto, tenor, bass) learns from real rows
+whether a phrase is major and busy. Every row whose capsule is not dropped
+is also drawn with the opposite capsule (happy <-> sad, tense <-> calm), the
+same latents and the same melody, and the term asks the classifier's two
+logits to differ between the two draws in the direction the capsules say
+(a pairwise logistic loss): the given soprano already carries the mode, so
+only a difference between the two draws under one melody shows that the
+capsule was used, and an ambiguous accompaniment does not lower the term.
+The opposite draws have no reconstruction term (the data have no such pair)
+and the critic judges them unconditioned.
 
 Checkpoints are safetensors (generator, critic, emotion classifier, the
 optimizers) plus one JSON with every config, the step and the last
@@ -61,8 +64,7 @@ class EnsembleTrainConfig:
     gp_weight: float = 10.0
     recon_weight: float = 1.0
     voice_leading_weight: float = 0.0  # expected parallel 5ths/8ves between any two voices, per bar
-    emotion_weight: float = 0.0  # the written voices classified as the capsule asks (BCE, 2 logits)
-    flip_rate: float = 0.0  # share of rows given the soprano whose capsule valence is turned over
+    emotion_weight: float = 0.0  # the written voices of a draw and its opposite classified apart, as asked
     melody_rate: float = 0.5  # share of rows that are given the soprano
     cond_dropout: float = 0.2
     eval_every: int = 100
@@ -77,7 +79,7 @@ class EnsembleTrainConfig:
         for name in ("steps", "batch", "n_critic", "eval_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {getattr(self, name)!r}")
-        for name in ("melody_rate", "cond_dropout", "flip_rate"):
+        for name in ("melody_rate", "cond_dropout"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
         if self.lr_g <= 0 or self.lr_d <= 0 or min(self.gp_weight, self.recon_weight, self.voice_leading_weight,
@@ -184,38 +186,32 @@ def load_emotion(path: str | Path, emotion: EmotionClassifier) -> bool:
 
 
 # ---- training --------------------------------------------------------------------------
-VALENCE_FLIP = (1, 0, 3, 2)  # Q1 happy <-> Q2 tense, Q3 sad <-> Q4 calm: the same arousal, the other valence
+OPPOSITE = (2, 3, 0, 1)  # Q1 happy <-> Q3 sad, Q2 tense <-> Q4 calm: the other valence and the other arousal
 
 
 def _rows(roll: np.ndarray, cond: np.ndarray, triple: np.ndarray, cfg: EnsembleTrainConfig,
-          rng: np.random.Generator, flip_rate: float = 0.0) -> dict[str, torch.Tensor]:
-    """A batch's rows: the real phrases, the labels of the data, and what the generator is asked for.
-
-    ``labels`` (B, 2) is the data's own (major, busy) for the classifier;
-    ``capsule`` is the request (dropped at ``cond_dropout``, its valence
-    turned over on ``flipped`` rows, which are always given the soprano).
-    """
+          rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    """A batch's rows: the real phrases, the data's own (major, busy) ``labels`` for the classifier, and
+    the ``capsule`` the generator is asked for (dropped at ``cond_dropout``)."""
     b = len(roll)
     labels = np.stack([cond[:, 0] + cond[:, 3], cond[:, 0] + cond[:, 1]], 1)  # (B, 2): major, busy
-    keep = rng.random((b, 1)) >= cfg.cond_dropout
-    has = rng.random((b, 1)) < cfg.melody_rate
-    flipped = has & keep & (rng.random((b, 1)) < flip_rate)
-    cond = np.where(flipped, cond[:, VALENCE_FLIP], cond) * keep
+    cond = cond * (rng.random((b, 1)) >= cfg.cond_dropout)
+    has = (rng.random((b, 1)) < cfg.melody_rate).astype(np.float32)
     return {
         "real": torch.from_numpy(roll),
         "labels": torch.from_numpy(labels.astype(np.float32)),
         "capsule": torch.from_numpy(cond.astype(np.float32)),
         "triple": torch.from_numpy(triple),
         "melody": torch.from_numpy(roll[:, 0]),
-        "has_melody": torch.from_numpy(has.astype(np.float32)),
-        "flipped": torch.from_numpy(flipped.astype(np.float32)),
+        "has_melody": torch.from_numpy(has),
     }
 
 
-def generate_rows(gen: Generator, rows: dict[str, torch.Tensor], g: torch.Generator | None = None) -> torch.Tensor:
-    z = latents(rows["real"].shape[0], gen.cfg, g)
-    return gen(**z, capsule=rows["capsule"], triple=rows["triple"], melody=rows["melody"],
-               has_melody=rows["has_melody"])
+def generate_rows(gen: Generator, rows: dict[str, torch.Tensor], g: torch.Generator | None = None,
+                  z: dict[str, torch.Tensor] | None = None, capsule: torch.Tensor | None = None) -> torch.Tensor:
+    z = latents(rows["real"].shape[0], gen.cfg, g) if z is None else z
+    return gen(**z, capsule=rows["capsule"] if capsule is None else capsule, triple=rows["triple"],
+               melody=rows["melody"], has_melody=rows["has_melody"])
 
 
 def recon_loss(fake: torch.Tensor, real: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
@@ -259,6 +255,17 @@ def emotion_loss(emotion: EmotionClassifier, roll: torch.Tensor, target: torch.T
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").mean(1)  # (B,)
     w = weight.view(-1)
     return (bce * w).sum() / w.sum().clamp(min=1)
+
+
+def contrast_loss(emotion: EmotionClassifier, fake: torch.Tensor, opposite: torch.Tensor, capsule: torch.Tensor,
+                  triple: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Pairwise logistic loss: the classifier's (major, busy) logits of ``fake`` minus those of ``opposite``
+    (the same row drawn with the opposite capsule) should have the signs ``capsule`` asks for; rows of weight 1."""
+    diff = emotion(fake[:, 1:], triple) - emotion(opposite[:, 1:], triple)  # (B, 2)
+    sign = 2 * capsule_target(capsule) - 1  # (B, 2): +1 major / busy asked, -1 minor / calm
+    loss = F.softplus(-sign * diff).mean(1)  # (B,)
+    w = weight.view(-1)
+    return (loss * w).sum() / w.sum().clamp(min=1)
 
 
 def capsule_target(capsule: torch.Tensor) -> torch.Tensor:
@@ -382,14 +389,19 @@ def train(cfg: EnsembleTrainConfig, *, resume: bool = False, progress: bool = Tr
             opt_e.zero_grad(set_to_none=True)
             e_loss.backward()
             opt_e.step()
-        rows = _rows(*sample_batch(train_ph, cfg.batch, rng, cfg.model.bars, median), cfg, rng, cfg.flip_rate)
-        fake = generate_rows(gen, rows)
-        kept = 1 - rows["flipped"]  # (B, 1): rows asked for what the data have
-        adv = -critic(fake, rows["capsule"] * kept, rows["triple"]).mean()
-        rec = recon_loss(fake, rows["real"], rows["has_melody"] * kept)
+        rows = _rows(*sample_batch(train_ph, cfg.batch, rng, cfg.model.bars, median), cfg, rng)
+        z = latents(cfg.batch, cfg.model)
+        fake = generate_rows(gen, rows, z=z)
+        adv = -critic(fake, rows["capsule"], rows["triple"]).mean()
+        rec = recon_loss(fake, rows["real"], rows["has_melody"])
         par = parallel_penalty(fake)
-        asked = (rows["capsule"].sum(1, keepdim=True) > 0).float()  # (B, 1): the capsule was not dropped
-        emo = emotion_loss(emotion, fake, capsule_target(rows["capsule"]), rows["triple"], asked)
+        emo = torch.zeros(())
+        if cfg.emotion_weight > 0:  # the same rows asked the opposite: judged unconditioned, no recon term
+            asked = (rows["capsule"].sum(1, keepdim=True) > 0).float()  # (B, 1): the capsule was not dropped
+            opposite = generate_rows(gen, rows, z=z, capsule=rows["capsule"][:, OPPOSITE])
+            adv = (adv - critic(opposite, torch.zeros_like(rows["capsule"]), rows["triple"]).mean()) / 2
+            par = (par + parallel_penalty(opposite)) / 2
+            emo = contrast_loss(emotion, fake, opposite, rows["capsule"], rows["triple"], asked)
         g_loss = adv + cfg.recon_weight * rec + cfg.voice_leading_weight * par + cfg.emotion_weight * emo
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()

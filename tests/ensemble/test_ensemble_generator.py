@@ -202,63 +202,83 @@ def test_the_emotion_classifier_sees_no_key_and_counts_onsets():
     assert not torch.allclose(a, c, atol=1e-3)  # more notes does
 
 
-def test_the_emotion_term_pulls_the_written_voices_to_the_asked_mode():
-    """A classifier trained on two real phrases (the same chords in C major and C minor, in random keys)
-    judges written voices that mix the two by a weight per row; descending the emotion term moves
-    the happy row to the major chords and the sad row to the minor ones."""
+def _trained_classifier(major, minor):
+    """A tiny classifier trained on two real phrases (the same chords in C major and C minor, in random keys)."""
     from affetto.models.musegan.model import EmotionClassifier
-    from affetto.models.musegan.train import capsule_target, emotion_loss
+    from affetto.models.musegan.train import emotion_loss
 
     torch.manual_seed(0)
-    major = _chord_roll([(4, 7, 0), (5, 9, 5), (7, 11, 7), (4, 7, 0)])
-    minor = _chord_roll([(3, 7, 0), (5, 8, 5), (7, 11, 7), (3, 7, 0)])
     silent = torch.zeros(2, 1, 4, 16, 64)  # the soprano: the classifier never looks at it
     labels = torch.tensor([[1.0, 0.0], [0.0, 0.0]])  # major and calm, minor and calm
-    triple = torch.zeros(2, 1)
     clf = EmotionClassifier(tiny_config())
     opt = torch.optim.Adam(clf.parameters(), 1e-2)
     for _ in range(100):
         shift = int(torch.randint(0, 12, ()))
         real = torch.cat([silent, torch.roll(torch.cat([major, minor]), shift, dims=-1)], 1)
-        loss = emotion_loss(clf, real, labels, triple, torch.ones(2, 1))
+        loss = emotion_loss(clf, real, labels, torch.zeros(2, 1), torch.ones(2, 1))
         opt.zero_grad()
         loss.backward()
         opt.step()
     assert float(loss.detach()) < 0.1
     for p in clf.parameters():
         p.requires_grad_(False)
+    return clf
 
-    mix = torch.tensor([-2.0, 2.0], requires_grad=True)  # per row: how much of the major phrase (sigmoid)
+
+MAJOR_CHORDS = [(4, 7, 0), (5, 9, 5), (7, 11, 7), (4, 7, 0)]  # pitch classes of alto, tenor, bass per beat
+MINOR_CHORDS = [(3, 7, 0), (5, 8, 5), (7, 11, 7), (3, 7, 0)]
+
+
+def test_the_emotion_term_pulls_a_draw_and_its_opposite_apart_the_way_the_capsule_asks():
+    """Written voices that mix the major and the minor phrase by a weight per draw: descending the pairwise
+    term, the happy draw ends more major than its opposite (sad) draw, and the sad draw more minor than its
+    opposite (happy) draw, although all four began the same."""
+    from affetto.models.musegan.train import contrast_loss
+
+    major, minor = _chord_roll(MAJOR_CHORDS), _chord_roll(MINOR_CHORDS)
+    clf = _trained_classifier(major, minor)
+    silent = torch.zeros(2, 1, 4, 16, 64)
+    mix = torch.zeros(2, 2, requires_grad=True)  # (draw, row): how much of the major phrase (sigmoid)
     opt = torch.optim.SGD([mix], lr=0.5)
     capsule = torch.eye(4)[[0, 2]]  # happy, sad
-    start = torch.sigmoid(mix).detach().clone()
+    triple = torch.zeros(2, 1)
+
+    def voices(w):
+        w = torch.sigmoid(w).view(2, 1, 1, 1, 1)
+        return torch.cat([silent, w * major + (1 - w) * minor], 1)
+
+    first = None
     for _ in range(30):
-        w = torch.sigmoid(mix).view(2, 1, 1, 1, 1)
-        fake = torch.cat([silent, w * major + (1 - w) * minor], 1)
-        loss = emotion_loss(clf, fake, capsule_target(capsule), triple, torch.ones(2, 1))
+        loss = contrast_loss(clf, voices(mix[0]), voices(mix[1]), capsule, triple, torch.ones(2, 1))
+        first = float(loss.detach()) if first is None else first
         opt.zero_grad()
         loss.backward()
         opt.step()
-    end = torch.sigmoid(mix).detach()
-    assert start[0] < 0.2 and start[1] > 0.8  # the happy row began minor, the sad row major
-    assert end[0] > 0.5 and end[1] < 0.5  # each crossed over to the mode its capsule asks for
+    assert first == pytest.approx(float(torch.log(torch.tensor(2.0))), abs=1e-5)  # equal draws: log 2
+    end = torch.sigmoid(mix).detach()  # (draw, row)
+    assert end[0, 0] > end[1, 0] + 0.3  # happy asked: more major than the same row asked sad
+    assert end[0, 1] < end[1, 1] - 0.3  # sad asked: more minor than the same row asked happy
 
 
 def test_the_emotion_term_reaches_the_generator_only_on_rows_that_ask():
     from affetto.models.musegan.model import EmotionClassifier
-    from affetto.models.musegan.train import capsule_target, emotion_loss
+    from affetto.models.musegan.train import OPPOSITE, capsule_target, contrast_loss
 
     assert capsule_target(torch.eye(4)).tolist() == [[1, 1], [0, 1], [0, 0], [1, 0]]  # Q1..Q4: (major, busy)
+    assert capsule_target(torch.eye(4)[:, OPPOSITE]).tolist() == [[0, 0], [1, 0], [1, 1], [0, 1]]
     torch.manual_seed(0)
     gen, clf = Generator(tiny_config()), EmotionClassifier(tiny_config())
     x = inputs(batch=2, has=1.0)
     fake = gen(**x)
+    opposite = gen(**{**x, "capsule": x["capsule"][:, OPPOSITE]})
     asked = torch.tensor([[1.0], [0.0]])  # the second row's capsule was dropped
-    loss = emotion_loss(clf, fake, capsule_target(x["capsule"]), x["triple"], asked)
-    (grad,) = torch.autograd.grad(loss, fake)
-    assert float(grad[0, 1:].abs().sum()) > 0  # the written voices of the row that asks
+    loss = contrast_loss(clf, fake, opposite, x["capsule"], x["triple"], asked)
+    grad, grad_opp = torch.autograd.grad(loss, [fake, opposite])
+    assert float(grad[0, 1:].abs().sum()) > 0 and float(grad_opp[0, 1:].abs().sum()) > 0  # the written voices
     assert float(grad[0, 0].abs().sum()) == 0  # never the soprano
-    assert float(grad[1].abs().sum()) == 0  # nothing from the row that does not ask
+    assert float(grad[1].abs().sum()) == 0 and float(grad_opp[1].abs().sum()) == 0  # nothing from the other row
     gen.zero_grad()
-    emotion_loss(clf, gen(**x), capsule_target(x["capsule"]), x["triple"], asked).backward()
+    contrast_loss(clf, gen(**x), gen(**{**x, "capsule": x["capsule"][:, OPPOSITE]}), x["capsule"], x["triple"],
+                  asked).backward()
     assert float(gen.head_trunk.grad[1:].abs().sum()) > 0 and float(gen.head_trunk.grad[0].abs().sum()) == 0
+    assert float(gen.cond.weight.grad[:, :4].abs().sum()) > 0  # the capsule's way in learns from it

@@ -16,7 +16,7 @@ def test_train_resume_and_export(tmp_path, monkeypatch):
     monkeypatch.setenv("AFFETTO_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
     cfg = EnsembleTrainConfig(out=str(out), steps=2, batch=4, n_critic=2, eval_every=1, limit=40, threads=1,
-                              emotion_weight=0.5, flip_rate=0.25, voice_leading_weight=1.0, model=tiny_config())
+                              emotion_weight=0.5, voice_leading_weight=1.0, model=tiny_config())
     first = train(cfg, progress=False)
     assert first["step"] == 2
     names = sorted(p.name for p in out.iterdir())
@@ -25,7 +25,7 @@ def test_train_resume_and_export(tmp_path, monkeypatch):
     meta = json.loads((out / "last.json").read_text())
     assert meta["family"] == "ensemble" and meta["step"] == 2 and meta["train"]["n_critic"] == 2
     assert meta["data_summary"]["chorales"] > 0
-    assert meta["train"]["emotion_weight"] == 0.5 and meta["train"]["flip_rate"] == 0.25
+    assert meta["train"]["emotion_weight"] == 0.5
     assert 0 <= meta["history"][-1]["emotion_real_accuracy"] <= 1 and "sad_more_minor" in meta["history"][-1]
 
     again = train(EnsembleTrainConfig.from_dict({**cfg.to_dict(), "steps": 3}), resume=True, progress=False)
@@ -50,8 +50,7 @@ def test_a_checkpoint_without_the_emotion_classifier_resumes_with_a_fresh_one(tm
     (out / "last.emotion.safetensors").unlink()
     meta = json.loads((out / "last.json").read_text())
     del meta["optimizer_groups"]["e"]
-    for key in ("emotion_weight", "flip_rate"):
-        del meta["train"][key]
+    del meta["train"]["emotion_weight"]
     (out / "last.json").write_text(json.dumps(meta))
     again = train(EnsembleTrainConfig.from_dict({**cfg.to_dict(), "steps": 2, "emotion_weight": 1.0}), resume=True,
                   progress=False)
