@@ -257,11 +257,21 @@ def emotion_loss(emotion: EmotionClassifier, roll: torch.Tensor, target: torch.T
     return (bce * w).sum() / w.sum().clamp(min=1)
 
 
+def heard(probs: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """The roll as the runtime plays it (``affetto.ensemble.binarise``: per step and voice the top pitch, if
+    the probabilities sum to ``threshold``), with the gradient of ``probs`` (a straight-through estimator)."""
+    top = F.one_hot(probs.argmax(-1), probs.shape[-1]).to(probs.dtype)  # (..., P)
+    hard = top * (probs.sum(-1, keepdim=True) >= threshold).to(probs.dtype)
+    return probs + (hard - probs).detach()
+
+
 def contrast_loss(emotion: EmotionClassifier, fake: torch.Tensor, opposite: torch.Tensor, capsule: torch.Tensor,
                   triple: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Pairwise logistic loss: the classifier's (major, busy) logits of ``fake`` minus those of ``opposite``
-    (the same row drawn with the opposite capsule) should have the signs ``capsule`` asks for; rows of weight 1."""
-    diff = emotion(fake[:, 1:], triple) - emotion(opposite[:, 1:], triple)  # (B, 2)
+    (the same row drawn with the opposite capsule) should have the signs ``capsule`` asks for; rows of weight 1.
+    The classifier hears both draws as they will be played (:func:`heard`), so that differences below the
+    threshold, which no one would hear, do not count."""
+    diff = emotion(heard(fake[:, 1:]), triple) - emotion(heard(opposite[:, 1:]), triple)  # (B, 2)
     sign = 2 * capsule_target(capsule) - 1  # (B, 2): +1 major / busy asked, -1 minor / calm
     loss = F.softplus(-sign * diff).mean(1)  # (B,)
     w = weight.view(-1)

@@ -260,6 +260,19 @@ def test_the_emotion_term_pulls_a_draw_and_its_opposite_apart_the_way_the_capsul
     assert end[0, 1] < end[1, 1] - 0.3  # sad asked: more minor than the same row asked happy
 
 
+def test_the_emotion_term_hears_the_roll_as_the_runtime_plays_it():
+    from affetto.ensemble import binarise
+    from affetto.models.musegan.train import heard
+
+    torch.manual_seed(0)
+    probs = (torch.rand(2, 3, 4, 16, 64) * 0.0156).requires_grad_(True)  # sums near 0.5: some steps sound
+    played = heard(probs)
+    assert torch.equal(played.detach().bool(), torch.from_numpy(binarise(probs.detach().numpy())))
+    assert 0 < int(played.detach().sum()) < 2 * 3 * 4 * 16  # some steps sound, some do not
+    (grad,) = torch.autograd.grad((played * torch.arange(64.0)).sum(), probs)
+    assert torch.equal(grad, torch.arange(64.0).expand_as(grad))  # the gradient passes straight through
+
+
 def test_the_emotion_term_reaches_the_generator_only_on_rows_that_ask():
     from affetto.models.musegan.model import EmotionClassifier
     from affetto.models.musegan.train import OPPOSITE, capsule_target, contrast_loss
