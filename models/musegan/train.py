@@ -19,7 +19,9 @@ logits to differ between the two draws in the direction the capsules say
 only a difference between the two draws under one melody shows that the
 capsule was used, and an ambiguous accompaniment does not lower the term.
 The opposite draws have no reconstruction term (the data have no such pair)
-and the critic judges them unconditioned.
+and the critic judges them unconditioned. The pairwise term leaves the
+level free (both draws may drift to major together); ``emotion_level_weight``
+adds the plain BCE of each draw, as heard, against what it was asked.
 
 Checkpoints are safetensors (generator, critic, emotion classifier, the
 optimizers) plus one JSON with every config, the step and the last
@@ -65,6 +67,7 @@ class EnsembleTrainConfig:
     recon_weight: float = 1.0
     voice_leading_weight: float = 0.0  # expected parallel 5ths/8ves between any two voices, per bar
     emotion_weight: float = 0.0  # the written voices of a draw and its opposite classified apart, as asked
+    emotion_level_weight: float = 0.0  # each of the two draws classified as what it was asked (BCE), heard
     melody_rate: float = 0.5  # share of rows that are given the soprano
     cond_dropout: float = 0.2
     eval_every: int = 100
@@ -83,7 +86,7 @@ class EnsembleTrainConfig:
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
         if self.lr_g <= 0 or self.lr_d <= 0 or min(self.gp_weight, self.recon_weight, self.voice_leading_weight,
-                                                  self.emotion_weight) < 0:
+                                                  self.emotion_weight, self.emotion_level_weight) < 0:
             raise ValueError("learning rates must be > 0 and loss weights >= 0")
 
     def to_dict(self) -> dict:
@@ -309,6 +312,7 @@ def validate(gen: Generator, ph: Phrases, median: float, cfg: EnsembleTrainConfi
     binary = binarise(fake.numpy())
     sounding = binary[:, 1:].any(-1)  # (B, 3, bars, 16)
     minor = {name: np.array([chord_shares(ln)[0] for ln in v]) for name, v in moods.items()}
+    major = {name: np.array([chord_shares(ln)[1] for ln in v]) for name, v in moods.items()}
     busy = {name: np.array([inner_activity(ln) for ln in v]) for name, v in moods.items()}
     figures = {
         "val_recon": float(recon_loss(fake, rows["real"], rows["has_melody"])),
@@ -318,6 +322,8 @@ def validate(gen: Generator, ph: Phrases, median: float, cfg: EnsembleTrainConfi
         "val_parallels": float(parallel_penalty(fake)),
         "minor_happy": float(minor["happy"].mean()),
         "minor_sad": float(minor["sad"].mean()),
+        "major_happy": float(major["happy"].mean()),
+        "major_sad": float(major["sad"].mean()),
         "sad_more_minor": float((minor["sad"] > minor["happy"]).mean()),
         "inner_happy": float(busy["happy"].mean()),
         "inner_calm": float(busy["calm"].mean()),
@@ -406,19 +412,26 @@ def train(cfg: EnsembleTrainConfig, *, resume: bool = False, progress: bool = Tr
         rec = recon_loss(fake, rows["real"], rows["has_melody"])
         par = parallel_penalty(fake)
         emo = torch.zeros(())
-        if cfg.emotion_weight > 0:  # the same rows asked the opposite: judged unconditioned, no recon term
+        if cfg.emotion_weight or cfg.emotion_level_weight:  # the same rows asked the opposite: judged
+            # unconditioned, no recon term
             asked = (rows["capsule"].sum(1, keepdim=True) > 0).float()  # (B, 1): the capsule was not dropped
             opposite = generate_rows(gen, rows, z=z, capsule=rows["capsule"][:, OPPOSITE])
             adv = (adv - critic(opposite, torch.zeros_like(rows["capsule"]), rows["triple"]).mean()) / 2
             par = (par + parallel_penalty(opposite)) / 2
             emo = contrast_loss(emotion, fake, opposite, rows["capsule"], rows["triple"], asked)
-        g_loss = adv + cfg.recon_weight * rec + cfg.voice_leading_weight * par + cfg.emotion_weight * emo
+            level = (emotion_loss(emotion, heard(fake), capsule_target(rows["capsule"]), rows["triple"], asked)
+                     + emotion_loss(emotion, heard(opposite), capsule_target(rows["capsule"][:, OPPOSITE]),
+                                    rows["triple"], asked)) / 2
+        else:
+            level = torch.zeros(())
+        g_loss = (adv + cfg.recon_weight * rec + cfg.voice_leading_weight * par + cfg.emotion_weight * emo
+                  + cfg.emotion_level_weight * level)
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
         opt_g.step()
         stats = {"wasserstein": (real_score - fake_score).item(), "gp": gp.item(), "g_adv": adv.item(),
                  "recon": rec.item(), "parallels": par.item(), "emotion_real": e_loss.item(),
-                 "emotion_fake": emo.item()}
+                 "emotion_fake": emo.item(), "emotion_level": level.item()}
         bar.set_postfix(w=f"{stats['wasserstein']:.2f}", gp=f"{stats['gp']:.3f}", rec=f"{stats['recon']:.3f}",
                         emo=f"{stats['emotion_fake']:.3f}")
         elapsed = before + time.perf_counter() - began
