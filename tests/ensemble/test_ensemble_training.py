@@ -16,7 +16,8 @@ def test_train_resume_and_export(tmp_path, monkeypatch):
     monkeypatch.setenv("AFFETTO_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
     cfg = EnsembleTrainConfig(out=str(out), steps=2, batch=4, n_critic=2, eval_every=1, limit=40, threads=1,
-                              emotion_weight=0.5, emotion_level_weight=0.5, voice_leading_weight=1.0, model=tiny_config())
+                              emotion_weight=0.5, emotion_level_weight=0.5, voice_leading_weight=1.0,
+                              model=tiny_config())
     first = train(cfg, progress=False)
     assert first["step"] == 2
     names = sorted(p.name for p in out.iterdir())
