@@ -23,7 +23,12 @@ def _logging(verbose: int) -> None:
 @click.option("--recon-weight", type=click.FloatRange(min=0), default=1.0, show_default=True,
               help="Weight of the reconstruction term on rows given the soprano (0: the plain WGAN-GP objective).")
 @click.option("--voice-leading-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Weight of the expected parallel fifths/octaves against the given soprano, per bar.")
+              help="Weight of the expected parallel unisons/fifths/octaves between any two voices, per bar.")
+@click.option("--emotion-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Weight of the emotion term: a draw's written voices and those of the same draw asked the "
+                   "opposite capsule, classified alone, should differ as the capsules say.")
+@click.option("--emotion-level-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Weight of the plain term: each of the two draws, classified alone, should read as asked.")
 @click.option("--melody-rate", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Share of rows given the soprano (track-conditional); the rest is free generation.")
 @click.option("--cond-dropout", type=click.FloatRange(0, 1), default=0.2, show_default=True)
@@ -34,8 +39,9 @@ def _logging(verbose: int) -> None:
 @click.option("--threads", type=click.IntRange(min=0), default=1, show_default=True, help="Torch CPU threads.")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last if it exists.")
 @click.option("-v", "--verbose", count=True)
-def train_ensemble(out, steps, batch, lr_g, lr_d, n_critic, recon_weight, voice_leading_weight, melody_rate,
-                   cond_dropout, minutes, eval_every, limit, seed, threads, resume, verbose) -> None:
+def train_ensemble(out, steps, batch, lr_g, lr_d, n_critic, recon_weight, voice_leading_weight, emotion_weight,
+                   emotion_level_weight, melody_rate, cond_dropout, minutes, eval_every, limit, seed, threads, resume,
+                   verbose) -> None:
     """Train the ensemble MuseGAN on the Bach chorales (needs the 'train' extra)."""
     _logging(verbose)
     try:
@@ -45,6 +51,7 @@ def train_ensemble(out, steps, batch, lr_g, lr_d, n_critic, recon_weight, voice_
     try:
         cfg = EnsembleTrainConfig(out=out, steps=steps, batch=batch, lr_g=lr_g, lr_d=lr_d, n_critic=n_critic,
                                   recon_weight=recon_weight, voice_leading_weight=voice_leading_weight,
+                                  emotion_weight=emotion_weight, emotion_level_weight=emotion_level_weight,
                                   melody_rate=melody_rate, cond_dropout=cond_dropout,
                                   minutes=minutes, eval_every=eval_every, limit=limit, seed=seed, threads=threads)
         result = train(cfg, resume=resume)

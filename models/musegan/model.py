@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .data import BAR_STEPS, PITCHES, TRACKS
+from .data import BAR_STEPS, LOW, PITCHES, TRACKS
 
 
 @dataclass(frozen=True)
@@ -196,6 +196,44 @@ class Critic(nn.Module):
         h = self.fc(self.convs(x).flatten(1))  # (B, 128)
         cond = self.embed(torch.cat([capsule, triple], 1))  # (B, 128)
         return self.out(h).squeeze(1) + (h * cond).sum(1)
+
+
+class EmotionClassifier(nn.Module):
+    """The written voices alone (alto, tenor, bass) -> logits [B, 2]: major (valence > 0), busy (arousal > 0).
+
+    The auxiliary classifier of an AC-GAN (Odena et al., 2017), restricted to
+    the accompaniment: the given soprano already carries the mode, so a judge
+    that saw it would let the generator ignore the capsule. Valence is read
+    from per-beat chroma with a convolution around the circle of pitch
+    classes and a max over the 12 rotations (a key-profile match that does
+    not care about the key); arousal from the expected onsets per beat of
+    each voice. Trained on real rows only; the generator is asked to make its
+    voices read as the capsule says.
+    """
+
+    def __init__(self, cfg: GanConfig, width: int = 32) -> None:
+        super().__init__()
+        voices, w = cfg.tracks - 1, width
+        fold = torch.zeros(cfg.pitches, 12)
+        fold[torch.arange(cfg.pitches), (torch.arange(cfg.pitches) + LOW) % 12] = 1.0
+        self.register_buffer("fold", fold, persistent=False)  # (P, 12): pitch -> pitch class
+        self.beat = nn.Conv2d(voices, w, (1, 12))  # one beat's chroma against 12-wide profiles
+        self.bar = nn.Conv2d(w, w, (4, 1), stride=(4, 1))  # 4 beats -> a bar, per rotation
+        self.fc = nn.Sequential(nn.Linear(w + voices + 1, w), nn.LeakyReLU(0.2), nn.Linear(w, 2))
+
+    def forward(self, lower: torch.Tensor, triple: torch.Tensor) -> torch.Tensor:
+        b, v, bars, steps, p = lower.shape
+        x = lower.reshape(b, v, bars * steps, p)  # (B, V, S, P)
+        chroma = torch.matmul(x, self.fold)  # (B, V, S, 12)
+        beats = chroma.reshape(b, v, bars * steps // 4, 4, 12).mean(3)  # (B, V, beats, 12)
+        ring = torch.cat([beats, beats[..., :11]], -1)  # (B, V, beats, 23): the circle unrolled
+        h = F.leaky_relu(self.beat(ring), 0.2)  # (B, W, beats, 12 rotations)
+        h = F.leaky_relu(self.bar(h), 0.2)  # (B, W, bars, 12)
+        h = h.mean(2).amax(-1)  # (B, W): over bars, then the best rotation
+        before = F.pad(x[:, :, :-1], (0, 0, 1, 0))  # (B, V, S, P): the step before (silence before the first)
+        onsets = (x * (1 - before)).sum(-1).sum(-1)  # (B, V): expected note starts
+        per_beat = onsets / (bars * (4 - triple)).view(b, 1)  # (B, V): a 3/4 bar has 3 beats
+        return self.fc(torch.cat([h, per_beat, triple], 1))  # (B, 2)
 
 
 def gradient_penalty(critic: Critic, real: torch.Tensor, fake: torch.Tensor, capsule: torch.Tensor,

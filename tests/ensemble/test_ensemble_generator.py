@@ -136,7 +136,7 @@ def test_a_generator_step_reaches_every_part():
     assert silent == []
 
 
-def test_the_voice_leading_term_counts_expected_parallels_against_the_soprano():
+def test_the_voice_leading_term_counts_expected_parallels_between_voices():
     from affetto.models.musegan.train import parallel_penalty
 
     melody = torch.zeros(1, 4, 16, 64)
@@ -146,10 +146,152 @@ def test_the_voice_leading_term_counts_expected_parallels_against_the_soprano():
     fake[0, 0] = melody[0]
     fake[0, 3, 0, :8, 28] = 1.0  # the bass an octave under, moving with it: one parallel octave
     fake[0, 3, 0, 8:, 30] = 1.0
-    has = torch.ones(1, 1)
-    assert float(parallel_penalty(fake, melody, has)) == pytest.approx(1 / 4)  # per bar of the phrase
+    assert float(parallel_penalty(fake)) == pytest.approx(1 / 4)  # per bar of the phrase
     fake[0, 3, 0, 8:, 30], fake[0, 3, 0, 8:, 26] = 0.0, 1.0  # contrary motion instead
-    assert float(parallel_penalty(fake, melody, has)) == 0.0
+    assert float(parallel_penalty(fake)) == 0.0
     fake[0, 2, 0, :8, 33] = 0.5  # a tenor that half sits a fifth under the melody, then moves with it
     fake[0, 2, 0, 8:, 35] = 0.5
-    assert float(parallel_penalty(fake, melody, has)) == pytest.approx(0.25 / 4)
+    assert float(parallel_penalty(fake)) == pytest.approx(0.25 / 4)
+    fake[0, 1, 0, :8, 26] = 1.0  # an alto a twelfth over the bass... in contrary motion: nothing new
+    fake[0, 1, 0, 8:, 33] = 1.0  # (28 -> 26 under 26 -> 33)
+    assert float(parallel_penalty(fake)) == pytest.approx(0.25 / 4)
+
+
+def test_the_voice_leading_term_counts_written_pairs_and_held_notes_are_not_parallels():
+    from affetto.models.musegan.train import parallel_penalty
+
+    fake = torch.zeros(2, 4, 4, 16, 64)
+    fake[0, 1, 1, :4, 30], fake[0, 1, 1, 4:, 32] = 1.0, 1.0  # alto and tenor a unison, stepping together
+    fake[0, 2, 1, :4, 30], fake[0, 2, 1, 4:, 32] = 1.0, 1.0
+    fake[1, 1, 1, :, 37], fake[1, 2, 1, :, 30] = 1.0, 1.0  # a fifth held through the bar: no motion
+    assert float(parallel_penalty(fake)) == pytest.approx((1 / 4 + 0) / 2)  # mean over the rows
+    assert float(parallel_penalty(fake, torch.tensor([[0.0], [1.0]]))) == 0.0  # rows weighted
+
+
+def _chord_roll(pcs_per_beat, busy=False, bars=4):
+    """Lower voices (1, 3, bars, 16, 64) holding the given pitch classes, one chord per beat (or per eighth)."""
+    from affetto.models.musegan.data import LOW
+
+    roll = torch.zeros(1, 3, bars, 16, 64)
+    for bar in range(bars):
+        for beat in range(4):
+            pcs = pcs_per_beat[(bar * 4 + beat) % len(pcs_per_beat)]
+            for v, pc in enumerate(pcs):
+                pitch = 48 - 12 * (v == 2) + pc - LOW  # alto and tenor around C3..B3, bass an octave lower
+                if busy:  # two eighths on the beat: a new note half way
+                    roll[0, v, bar, 4 * beat : 4 * beat + 2, pitch] = 1.0
+                    roll[0, v, bar, 4 * beat + 2 : 4 * beat + 4, pitch + 12] = 1.0
+                else:
+                    roll[0, v, bar, 4 * beat : 4 * beat + 4, pitch] = 1.0
+    return roll
+
+
+def test_the_emotion_classifier_sees_no_key_and_counts_onsets():
+    from affetto.models.musegan.model import EmotionClassifier
+
+    torch.manual_seed(0)
+    clf = EmotionClassifier(tiny_config()).eval()
+    major = [(4, 7, 0), (5, 9, 2), (7, 11, 7), (4, 7, 0)]  # I ii... in C: pitch classes per voice
+    roll = _chord_roll(major)
+    up = torch.roll(roll, 3, dims=-1)  # the same phrase three semitones higher
+    triple = torch.zeros(1, 1)
+    with torch.no_grad():
+        a, b = clf(roll, triple), clf(up, triple)
+        c = clf(_chord_roll(major, busy=True), triple)
+    assert torch.allclose(a, b, atol=1e-5)  # transposition changes nothing
+    assert not torch.allclose(a, c, atol=1e-3)  # more notes does
+
+
+def _trained_classifier(major, minor):
+    """A tiny classifier trained on two real phrases (the same chords in C major and C minor, in random keys)."""
+    from affetto.models.musegan.model import EmotionClassifier
+    from affetto.models.musegan.train import emotion_loss
+
+    torch.manual_seed(0)
+    silent = torch.zeros(2, 1, 4, 16, 64)  # the soprano: the classifier never looks at it
+    labels = torch.tensor([[1.0, 0.0], [0.0, 0.0]])  # major and calm, minor and calm
+    clf = EmotionClassifier(tiny_config())
+    opt = torch.optim.Adam(clf.parameters(), 1e-2)
+    for _ in range(100):
+        shift = int(torch.randint(0, 12, ()))
+        real = torch.cat([silent, torch.roll(torch.cat([major, minor]), shift, dims=-1)], 1)
+        loss = emotion_loss(clf, real, labels, torch.zeros(2, 1), torch.ones(2, 1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss.detach()) < 0.1
+    for p in clf.parameters():
+        p.requires_grad_(False)
+    return clf
+
+
+MAJOR_CHORDS = [(4, 7, 0), (5, 9, 5), (7, 11, 7), (4, 7, 0)]  # pitch classes of alto, tenor, bass per beat
+MINOR_CHORDS = [(3, 7, 0), (5, 8, 5), (7, 11, 7), (3, 7, 0)]
+
+
+def test_the_emotion_term_pulls_a_draw_and_its_opposite_apart_the_way_the_capsule_asks():
+    """Written voices that mix the major and the minor phrase by a weight per draw: descending the pairwise
+    term, the happy draw ends more major than its opposite (sad) draw, and the sad draw more minor than its
+    opposite (happy) draw, although all four began the same."""
+    from affetto.models.musegan.train import contrast_loss
+
+    major, minor = _chord_roll(MAJOR_CHORDS), _chord_roll(MINOR_CHORDS)
+    clf = _trained_classifier(major, minor)
+    silent = torch.zeros(2, 1, 4, 16, 64)
+    mix = torch.zeros(2, 2, requires_grad=True)  # (draw, row): how much of the major phrase (sigmoid)
+    opt = torch.optim.SGD([mix], lr=0.5)
+    capsule = torch.eye(4)[[0, 2]]  # happy, sad
+    triple = torch.zeros(2, 1)
+
+    def voices(w):
+        w = torch.sigmoid(w).view(2, 1, 1, 1, 1)
+        return torch.cat([silent, w * major + (1 - w) * minor], 1)
+
+    first = None
+    for _ in range(30):
+        loss = contrast_loss(clf, voices(mix[0]), voices(mix[1]), capsule, triple, torch.ones(2, 1))
+        first = float(loss.detach()) if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert first == pytest.approx(float(torch.log(torch.tensor(2.0))), abs=1e-5)  # equal draws: log 2
+    end = torch.sigmoid(mix).detach()  # (draw, row)
+    assert end[0, 0] > end[1, 0] + 0.3  # happy asked: more major than the same row asked sad
+    assert end[0, 1] < end[1, 1] - 0.3  # sad asked: more minor than the same row asked happy
+
+
+def test_the_emotion_term_hears_the_roll_as_the_runtime_plays_it():
+    from affetto.ensemble import binarise
+    from affetto.models.musegan.train import heard
+
+    torch.manual_seed(0)
+    probs = (torch.rand(2, 3, 4, 16, 64) * 0.0156).requires_grad_(True)  # sums near 0.5: some steps sound
+    played = heard(probs)
+    assert torch.equal(played.detach().bool(), torch.from_numpy(binarise(probs.detach().numpy())))
+    assert 0 < int(played.detach().sum()) < 2 * 3 * 4 * 16  # some steps sound, some do not
+    (grad,) = torch.autograd.grad((played * torch.arange(64.0)).sum(), probs)
+    assert torch.equal(grad, torch.arange(64.0).expand_as(grad))  # the gradient passes straight through
+
+
+def test_the_emotion_term_reaches_the_generator_only_on_rows_that_ask():
+    from affetto.models.musegan.model import EmotionClassifier
+    from affetto.models.musegan.train import OPPOSITE, capsule_target, contrast_loss
+
+    assert capsule_target(torch.eye(4)).tolist() == [[1, 1], [0, 1], [0, 0], [1, 0]]  # Q1..Q4: (major, busy)
+    assert capsule_target(torch.eye(4)[:, OPPOSITE]).tolist() == [[0, 0], [1, 0], [1, 1], [0, 1]]
+    torch.manual_seed(0)
+    gen, clf = Generator(tiny_config()), EmotionClassifier(tiny_config())
+    x = inputs(batch=2, has=1.0)
+    fake = gen(**x)
+    opposite = gen(**{**x, "capsule": x["capsule"][:, OPPOSITE]})
+    asked = torch.tensor([[1.0], [0.0]])  # the second row's capsule was dropped
+    loss = contrast_loss(clf, fake, opposite, x["capsule"], x["triple"], asked)
+    grad, grad_opp = torch.autograd.grad(loss, [fake, opposite])
+    assert float(grad[0, 1:].abs().sum()) > 0 and float(grad_opp[0, 1:].abs().sum()) > 0  # the written voices
+    assert float(grad[0, 0].abs().sum()) == 0  # never the soprano
+    assert float(grad[1].abs().sum()) == 0 and float(grad_opp[1].abs().sum()) == 0  # nothing from the other row
+    gen.zero_grad()
+    contrast_loss(clf, gen(**x), gen(**{**x, "capsule": x["capsule"][:, OPPOSITE]}), x["capsule"], x["triple"],
+                  asked).backward()
+    assert float(gen.head_trunk.grad[1:].abs().sum()) > 0 and float(gen.head_trunk.grad[0].abs().sum()) == 0
+    assert float(gen.cond.weight.grad[:, :4].abs().sum()) > 0  # the capsule's way in learns from it
