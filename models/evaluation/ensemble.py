@@ -245,6 +245,10 @@ def evaluate(model: str | Path | None = None, *, phrases: int = 200, seed: int =
                 "melodies_tense_busier_than_sad": float(np.mean(activity["tense"] > activity["sad"])),
             },
         }
+    raw = Ensemble(model, voice_leading=False)  # the draws as they came, before the voice-leading rules
+    report["without_voice_leading_rules"] = {
+        str(k): harmony_figures(lines(_run(raw, melody, none, triple, seed, k), triple), triple)
+        for k in sorted({1, ens.candidates})}
     report["speed_one_thread"] = speed(ens)
     return report
 
@@ -267,6 +271,11 @@ def markdown(report: dict[str, Any]) -> str:
                 + " | ".join(f"{c[k]['harmony']['consonant_share']:.3f}" for k in ks) + " |")
     rows.append("| parallel 5ths/8ves per bar | " + f"{d['harmony']['parallels_per_bar']:.3f} | "
                 + " | ".join(f"{c[k]['harmony']['parallels_per_bar']:.3f}" for k in ks) + " |")
+    raw = report.get("without_voice_leading_rules")
+    if raw:
+        rows.append("| parallels per bar, draws without the voice-leading rules | "
+                    f"{d['harmony']['parallels_per_bar']:.3f} | "
+                    + " | ".join(f"{raw[k]['parallels_per_bar']:.3f}" for k in ks) + " |")
     rows.append("| voice steps in the melody's key | " + f"{d['harmony']['in_melody_key_share']:.3f} | "
                 + " | ".join(f"{c[k]['harmony']['in_melody_key_share']:.3f}" for k in ks) + " |")
     for voice in d["harmony"]["in_range"]:

@@ -69,7 +69,8 @@ def train_ensemble(out, steps, batch, lr_g, lr_d, n_critic, recon_weight, voice_
               help="Held-out phrases measured (at most all of them).")
 @click.option("--seed-value", type=int, default=0, show_default=True)
 def eval_ensemble(model, out, phrases, seed_value) -> None:
-    """The ensemble against the held-out chorales: MuseGAN's metrics and harmonisation figures."""
+    """The ensemble against the held-out chorales (MuseGAN's metrics, harmonisation figures), and under
+    melodies from outside the corpus as music21's key finders hear its voices."""
     try:
         from affetto.models.evaluation.ensemble import evaluate, markdown
     except ImportError as err:
@@ -77,9 +78,16 @@ def eval_ensemble(model, out, phrases, seed_value) -> None:
     import json
     from pathlib import Path
 
+    from affetto.models.evaluation.ensemble_outside import harmonise_outside
+    from affetto.models.evaluation.ensemble_outside import markdown as outside_markdown
+
     try:
         report = evaluate(model, phrases=phrases, seed=seed_value)
+        outside = {str(k): harmonise_outside(model, candidates=k, seed=seed_value) for k in (1, None)}
     except (ValueError, OSError) as err:
         raise click.ClickException(str(err)) from err
+    report["outside_melodies"] = outside
     Path(out).write_text(json.dumps(report, indent=1), encoding="utf-8")
     click.echo(markdown(report))
+    for k, result in outside.items():
+        click.echo(f"\n{'one candidate' if k == '1' else 'the default candidates'}: " + outside_markdown(result))
