@@ -177,6 +177,15 @@ class Daw:
         with self.cond:
             return self.cond.wait_for(lambda: predicate(self.received), timeout)
 
+    def perform(self, script: list[tuple[int, bytes]], proc) -> tuple[int, int]:
+        """Play ``script`` to its end, let 20 periods pass, then SIGTERM affetto's process ``proc``;
+        returns (start frame, exit code). What came back is in ``received``."""
+        start = self.play(script)
+        assert self.finished.wait(60), "the DAW script did not finish"
+        assert self.wait_frames(20 * PERIOD)
+        proc.send_signal(signal.SIGTERM)
+        return start, proc.wait(timeout=20)
+
     def close(self) -> None:
         self.client.deactivate()
         self.client.close()

@@ -70,11 +70,7 @@ def performance(jack_server, tmp_path_factory):
             script.append((int(4 * bar_frames), bytes([0xB0, 20, knob_value(Quadrant.Q3)])))
             stop_at = int(7.5 * bar_frames)
             script.append((stop_at, bytes([0xFC])))
-            start = daw.play(script)
-            assert daw.finished.wait(60), "the DAW script did not finish"
-            assert daw.wait_frames(20 * PERIOD)
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=20)
+            start, code = daw.perform(script, proc)
             received = list(daw.received)
             xruns = daw.xruns
         finally:

@@ -11,8 +11,6 @@ to the frame) and with the shipped ensemble model in an ONNX Runtime session.
 
 from __future__ import annotations
 
-import signal
-
 import pytest
 from conftest import PERIOD, RATE, Daw, clock_script, running_affetto, sounding
 from test_jack_daemon import affetto_ports, note_ons
@@ -46,11 +44,7 @@ def perform(server: str, name: str, *extra: str) -> dict:
                                    (at + int(length * beat_frames) - 64, bytes([0x80, pitch, 0]))]
             stop_at = int(9.5 * 4 * beat_frames)
             script.append((stop_at, bytes([0xFC])))
-            start = daw.play(script)
-            assert daw.finished.wait(60), "the DAW script did not finish"
-            assert daw.wait_frames(20 * PERIOD)
-            proc.send_signal(signal.SIGTERM)
-            code = proc.wait(timeout=20)
+            start, code = daw.perform(script, proc)
             received, xruns = list(daw.received), daw.xruns
         finally:
             daw.close()
@@ -102,11 +96,8 @@ def test_ensemble_mode_plays_the_lead_and_its_voices_through_jack(jack_server):
             script, per_tick = clock_script(BPM, 5)
             stop_at = int(4.5 * 96 * per_tick)
             script.append((stop_at, bytes([0xFC])))
-            start = daw.play(script)
-            assert daw.finished.wait(60), "the DAW script did not finish"
-            assert daw.wait_frames(20 * PERIOD)
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=20) == 0
+            start, code = daw.perform(script, proc)
+            assert code == 0
             received = list(daw.received)
         finally:
             daw.close()
