@@ -56,19 +56,23 @@ def parallel_events(line: np.ndarray) -> list[tuple[int, int, int, int]]:
     """Parallel fifths and octaves (unisons too) between any two voices moving in the same direction:
     ``(upper voice, lower voice, step of the first sonority, step of the second)`` for each."""
     events = []
+    sounding = line >= 0
     for a, b in itertools.combinations(range(line.shape[0]), 2):
-        both = (line[a] >= 0) & (line[b] >= 0)
-        x, y = line[a][both].astype(np.int64), line[b][both].astype(np.int64)
+        both = sounding[a] & sounding[b]
+        x, y = line[a][both], line[b][both]
         if len(x) < 2:
             continue
         moved = np.ones(len(x), dtype=bool)  # successive distinct sonorities
         moved[1:] = (x[1:] != x[:-1]) | (y[1:] != y[:-1])
-        where = np.flatnonzero(both)[moved]
-        x, y = x[moved], y[moved]
-        dx, dy, interval = np.diff(x), np.diff(y), (x - y) % 12
-        perfect = (interval[1:] == 0) | (interval[1:] == 7)
-        same = (interval[1:] == interval[:-1]) & perfect & (dx * dy > 0)
-        events += [(a, b, int(where[j]), int(where[j + 1])) for j in np.flatnonzero(same)]
+        x, y = x[moved].astype(np.int64), y[moved].astype(np.int64)
+        interval = (x - y) % 12
+        same = (interval[1:] == interval[:-1]) & ((interval[1:] == 0) | (interval[1:] == 7))
+        if not same.any():
+            continue
+        same &= (x[1:] - x[:-1]) * (y[1:] - y[:-1]) > 0
+        if same.any():
+            where = np.flatnonzero(both)[moved]
+            events += [(a, b, int(where[j]), int(where[j + 1])) for j in np.flatnonzero(same)]
     return events
 
 
