@@ -36,7 +36,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import math
 import os
 import threading
 import time
@@ -111,10 +110,11 @@ class Scheduler:
         self.fifo = False
         self._now = now_ns
         self._cond = threading.Condition(output.lock)
-        self._heap: list[tuple[float, int, int, int, int, int, int, int]] = []
+        # (beat, ON/OFF, seq, channel, pitch, velocity of a note-on | onset beat of a note-off's note,
+        #  epoch, event id of the note-on)
+        self._heap: list[tuple[float, int, int, int, int, float, int, int]] = []
         self._seq = itertools.count()
         self._tokens: dict[int, int] = {}  # event id of a note-on -> ownership token
-        self._on_beats: dict[int, float] = {}  # event id of a sounding note-on -> its song position
         self._epoch = 0
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -157,7 +157,7 @@ class Scheduler:
                 )
                 heapq.heappush(
                     self._heap,
-                    (start + note.duration, OFF, next(self._seq), ch, note.pitch, 0, self._epoch, event),
+                    (start + note.duration, OFF, next(self._seq), ch, note.pitch, start, self._epoch, event),
                 )
             self._cond.notify_all()
         return len(notes)
@@ -177,15 +177,13 @@ class Scheduler:
             self._heap = [e for e in self._heap if not (e[1] == ON and e[0] >= beat - 1e-9)]
             dropped = before - len(self._heap)
             if cut:
-                ended = [e for e in self._heap if e[1] == OFF and self._on_beats.get(e[7], -math.inf) >= beat - 1e-9]
+                # sounding: its note-on went out (it holds a token); e[5] of a note-off is its note's onset
+                ended = [e for e in self._heap if e[1] == OFF and e[7] in self._tokens and e[5] >= beat - 1e-9]
                 if ended:
                     gone = {e[2] for e in ended}  # their sequence numbers
                     self._heap = [e for e in self._heap if e[2] not in gone]
                     for e in ended:
-                        self._on_beats.pop(e[7], None)
-                        token = self._tokens.pop(e[7], None)
-                        if token is not None:
-                            self.output.note_off(e[3], e[4], token)
+                        self.output.note_off(e[3], e[4], self._tokens.pop(e[7]))
             heapq.heapify(self._heap)
             self._cond.notify_all()
             return dropped
@@ -195,7 +193,6 @@ class Scheduler:
         with self._cond:
             self._heap.clear()
             self._tokens.clear()
-            self._on_beats.clear()
             self._epoch += 1
             self._cond.notify_all()
             return self.output.panic()
@@ -281,9 +278,7 @@ class Scheduler:
             token = self.output.note_on(channel, pitch, velocity, at_ns=deadline)
             if token:
                 self._tokens[event] = token
-                self._on_beats[event] = beat
         else:
-            self._on_beats.pop(event, None)
             token = self._tokens.pop(event, None)
             if token is None:
                 return  # its note-on was dropped or cancelled

@@ -90,6 +90,20 @@ def test_release_all_and_cancel():
     assert sched.run_due(t()) == 0
 
 
+def test_cancel_with_cut_ends_the_sounding_notes_that_started_at_or_after_the_beat():
+    t, port, _clock, sched = make()
+    sched.add_notes([Note(60, 0.0, 8.0), Note(62, 4.0, 4.0), Note(64, 5.0, 1.0)], 0.0)
+    sched.run_due(t())
+    t.t = int(4.1 * 5e8)  # the 60 and the 62 sound; the 64 is still queued
+    sched.run_due(t())
+    assert port.sounding() == {(0, 60), (0, 62)}
+    assert sched.cancel_from(4.0, cut=True) == 1  # the 64 never starts
+    assert port.sounding() == {(0, 60)}  # the 62 started at beat 4: cut now; the 60 started before: kept
+    t.t = 10**10
+    sched.run_due(t())
+    assert port.sounding() == set() and [m[1] for _, m in port.messages].count(62) == 2  # one note-off only
+
+
 def test_real_thread_plays_everything_and_releases():
     port = RecordingPort(time.monotonic_ns)
     clock = InternalClock(300)
