@@ -34,7 +34,6 @@ from affetto.music import Note, TimeSignature
 from affetto.runtime.sampling import NO_OVERRIDES, SamplingOverrides
 
 LEAD = 0
-VOICE_PARTS = (1, 2, 3)  # alto, tenor, bass
 LOOP_BARS = (1, 2, 4, 8)  # the loop lengths harmonise mode recognises
 PHRASE_BARS = 4  # a short loop is repeated to fill this many bars before it is harmonised
 CONTEXT_BARS = 3  # Band: bars of melody before the new one that its voices hear
@@ -69,7 +68,6 @@ class LoopHarmoniser:
         self.model_path = getattr(voicer, "path", type(voicer).__name__)
         self.seed = seed
         self._cache: OrderedDict[tuple, list[list[Note]]] = OrderedDict()
-        self.harmonised = 0  # loops harmonised (cache misses), for tests and the status line
 
     def harmonise_bar(
         self, loop: Sequence[Note], loop_bars: int, position: int, capsule: Capsule,
@@ -98,7 +96,6 @@ class LoopHarmoniser:
             # what the judge keeps and the capsule the model hears, not the dice
             bars = self.voicer.voice_bars(melody, PHRASE_BARS, capsule, seed=stable_seed(self.seed, key[:3]))
             self._cache[key] = bars
-            self.harmonised += 1
             while len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
         else:

@@ -248,13 +248,10 @@ class Ensemble:
         if len(channels) != 3 or any(not 0 <= c <= 15 for c in channels):
             raise ConfigError(f"three channels in range 0..15 are needed, got {channels!r}")
         bars = int(max(n.onset for n in melody) // meter.beats_per_bar) + 1
-        roll = melody_roll(melody, meter, bars, self.spec)
-        rolls = self.phrases(roll, bars, meter, capsule, seed, candidates)
-        velocity = max(1, min(127, round(float(np.mean([n.velocity for n in melody])) - 8)))
-        out = []
-        for track, channel in zip((1, 2, 3), channels):
-            out.extend(roll_notes(rolls[track], meter, channel, self.spec, velocity))
-        return sort_notes(out)
+        per_bar = EnsembleVoices(self, meter, candidates=candidates).voice_bars(melody, bars, capsule, seed=seed)
+        length = meter.beats_per_bar
+        return sort_notes(Note(n.pitch, n.onset + b * length, n.duration, n.velocity, channels[n.channel - 1])
+                          for b, notes in enumerate(per_bar) for n in notes)
 
     def generate(self, bars: int, meter: TimeSignature, capsule: Capsule, seed: int = 0,
                  channels: tuple[int, ...] = (0, 1, 2, 3), candidates: int | None = None) -> list[Note]:

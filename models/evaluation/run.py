@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 import math
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 
+from affetto.accompany import stable_seed
 from affetto.emotion import Capsule, Quadrant
 from affetto.judge import JudgeConfig, judge
 from affetto.music import TimeSignature
@@ -114,7 +114,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         bar = tqdm(total=sum(plan.values()) * cfg.phrase_bars, desc="generating", unit="bar")
     for (weights, sampling), n in plan.items():
         # The condition names its own random stream, so a figure does not move when other settings are added.
-        stream = zlib.crc32(repr((weights, sampling)).encode())
+        stream = stable_seed(weights, sampling)
         if bar is not None:
             bar.set_postfix_str(f"{Capsule(weights)}, g={sampling.guidance:g}, t={sampling.temperature:g}")
         results[(weights, sampling)] = generate_condition(
