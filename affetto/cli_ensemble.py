@@ -1,6 +1,6 @@
 """The ensemble's commands for musicians: harmonise a melody, or four voices alone.
 
-They need only ONNX Runtime (:mod:`affetto.ensemble`), never torch; training,
+They need only ONNX Runtime (:mod:`affetto.ensemble.engine`), never torch; training,
 export and evaluation of the family live in its wings (``models/musegan/cli.py``,
 ``export/cli.py``).
 """
@@ -21,11 +21,11 @@ import click
 @click.option("--seed-value", type=int, default=0, show_default=True, help="Random seed: same value, same voices.")
 def harmonise(melody, emotion, out, model, candidates, seed_value) -> None:
     """Write alto, tenor and bass under a melody: melody on channel 1, voices on channels 2, 3 and 4."""
-    from affetto.emotion import parse_emotion
-    from affetto.ensemble import Ensemble
-    from affetto.midifile import read_midi
-    from affetto.multitrack import write_tracks
-    from affetto.music import Note
+    from affetto.analysis.emotion import parse_emotion
+    from affetto.ensemble.engine import Ensemble
+    from affetto.music.midifile import read_midi
+    from affetto.music.multitrack import write_tracks
+    from affetto.music.notes import Note
 
     try:
         capsule = parse_emotion(emotion)
@@ -63,10 +63,10 @@ def generate_ensemble(emotion, bars, meter, bpm, model, candidates, seed_value, 
 def write_ensemble(*, emotion: str, bars: int, meter: str, bpm: float, model: str | None, candidates: int | None,
                    seed_value: int, out: str) -> str:
     """Four voices from the ensemble model alone to the MIDI file ``out``; returns a one-line summary."""
-    from affetto.emotion import parse_emotion
-    from affetto.ensemble import VOICES, Ensemble
-    from affetto.multitrack import write_tracks
-    from affetto.music import TimeSignature
+    from affetto.analysis.emotion import parse_emotion
+    from affetto.ensemble.engine import VOICES, Ensemble
+    from affetto.music.multitrack import write_tracks
+    from affetto.music.notes import TimeSignature
 
     try:
         capsule = parse_emotion(emotion)

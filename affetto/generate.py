@@ -11,9 +11,9 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from affetto.emotion import Capsule, parse_emotion
+from affetto.analysis.emotion import Capsule, parse_emotion
 from affetto.errors import ConfigError
-from affetto.music import Note, TimeSignature, bar_count
+from affetto.music.notes import Note, TimeSignature, bar_count
 from affetto.runtime.sampling import NO_OVERRIDES, SamplingOverrides
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def generate_notes(request: GenerateRequest, engine=None) -> tuple[list[Note], l
     """(seed notes, generated notes from the first bar after the seed, meter, bpm)."""
     import numpy as np
 
-    from affetto.midifile import read_midi
+    from affetto.music.midifile import read_midi
     from affetto.runtime import load_model
 
     seed: list[Note] = []
@@ -84,7 +84,7 @@ def generate_notes(request: GenerateRequest, engine=None) -> tuple[list[Note], l
 
 
 def generate_to_file(request: GenerateRequest, out: str | Path, *, plot: str | Path | None = None) -> str:
-    from affetto.midifile import write_midi
+    from affetto.music.midifile import write_midi
 
     seed, notes, meter, bpm = generate_notes(request)
     body = notes if request.with_seed else [
@@ -94,7 +94,7 @@ def generate_to_file(request: GenerateRequest, out: str | Path, *, plot: str | P
     written = sorted([*seed, *body], key=lambda n: (n.onset, n.pitch)) if request.with_seed else body
     write_midi(out, written, meter=meter, bpm=bpm)
     if plot:
-        from affetto.plot import piano_roll
+        from affetto.music.plot import piano_roll
 
         seed_beats = bar_count(seed, meter) * meter.beats_per_bar if request.with_seed else 0.0
         piano_roll(plot, written, meter=meter, title=f"affetto: {request.capsule} ({request.emotion_text})",

@@ -31,12 +31,12 @@ import time
 
 import numpy as np
 
+from affetto.analysis.emotion import Capsule, Quadrant
 from affetto.daemon.clocks import InternalClock, MidiClockFollower
 from affetto.daemon.generator import BarRequest, FakeGenerator, make_worker
 from affetto.daemon.notes import OwnedOutput
 from affetto.daemon.scheduler import Scheduler
-from affetto.emotion import Capsule, Quadrant
-from affetto.music import Note, TimeSignature
+from affetto.music.notes import Note, TimeSignature
 
 SERVER = "affetto-bench"
 RATE, PERIOD = 48000, 256

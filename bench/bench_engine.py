@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from affetto.emotion import Capsule, Quadrant
-from affetto.music import Note, TimeSignature
+from affetto.analysis.emotion import Capsule, Quadrant
+from affetto.music.notes import Note, TimeSignature
 
 
 def percentiles(samples_ms: list[float]) -> tuple[float, float]:
@@ -70,7 +70,7 @@ def torch_step_times(checkpoint: Path, batch: int, context: int, repeat: int, ca
 
     torch.set_num_threads(1)
     model, meta = load_checkpoint(checkpoint)
-    from affetto.vocab import Vocabulary
+    from affetto.tokens.vocab import Vocabulary
 
     tokens = torch.tensor([Vocabulary.from_dict(meta["vocab"]).random_walk(context, np.random.default_rng(0))] * batch)
     cond = torch.zeros(batch, 4)
@@ -118,7 +118,7 @@ def load_and_memory(model_path: Path) -> dict[str, float]:
         "import time,resource,json;t=time.perf_counter();"
         "from affetto.runtime.engine import Engine;"
         f"e=Engine({str(model_path)!r});e.prime([]);"
-        "import numpy as np;from affetto.emotion import Capsule,Quadrant;"
+        "import numpy as np;from affetto.analysis.emotion import Capsule,Quadrant;"
         "e.generate_bar(Capsule.of(Quadrant.Q1),rng=np.random.default_rng(0));"
         "rss=[l for l in open('/proc/self/status') if l.startswith('VmHWM')];"
         "print(json.dumps({'import_and_load_s':time.perf_counter()-t,'engine_load_s':e.load_seconds,"

@@ -16,10 +16,10 @@ import time
 
 import numpy as np
 
-from affetto.accompany import Band, LoopHarmoniser
-from affetto.emotion import Capsule
-from affetto.ensemble import load_voices
-from affetto.music import Note, TimeSignature
+from affetto.analysis.emotion import Capsule
+from affetto.ensemble.accompany import Band, LoopHarmoniser
+from affetto.ensemble.engine import load_voices
+from affetto.music.notes import Note, TimeSignature
 
 
 def loop_of(bars: int) -> list[Note]:

@@ -61,7 +61,7 @@ from affetto.daemon.midi import CHANNEL, CONTROL_CHANGE, KIND, NOTE_OFF, NOTE_ON
 from affetto.daemon.modes import Ask, Cancel, Mode, make_mode
 from affetto.daemon.scheduler import Scheduler, percentile
 from affetto.daemon.seed import SeedBuffer
-from affetto.music import Note
+from affetto.music.notes import Note
 from affetto.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)

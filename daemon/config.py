@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from affetto.errors import ConfigError
-from affetto.music import TimeSignature
+from affetto.music.notes import TimeSignature
 from affetto.runtime.sampling import SamplingOverrides
 
 MIDI_APIS = ("auto", "coremidi", "alsa", "jack", "winmm")
@@ -49,6 +50,21 @@ def _check_float(name: str, value: Any, lo: float, hi: float) -> None:
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+_TRIGGER = re.compile(r"^\s*(cc|note)\s*[ :]?\s*(\d{1,3})\s*$", re.IGNORECASE)
+
+
+def parse_trigger(text: Any) -> tuple[str, int]:
+    """``"cc 102"`` or ``"note 36"`` -> ``("cc", 102)``; a :class:`ConfigError` otherwise."""
+    match = _TRIGGER.match(text) if isinstance(text, str) else None
+    if match is None:
+        raise ConfigError(f"learn_trigger must look like 'cc 102' or 'note 36', got {text!r}")
+    kind, number = match.group(1).lower(), int(match.group(2))
+    top = 119 if kind == "cc" else 127
+    if number > top:
+        raise ConfigError(f"learn_trigger {kind} number must be in range 0..{top}, got {number}")
+    return kind, number
 
 
 @dataclass(frozen=True)
@@ -137,7 +153,6 @@ class DaemonConfig:
         if len(ccs) != len(set(ccs)):
             raise ConfigError(f"each control needs its own CC number, got {ccs}")
         if self.learn_trigger is not None:
-            from affetto.daemon.learn import parse_trigger  # learn imports this module
 
             kind, number = parse_trigger(self.learn_trigger)
             if kind == "cc" and number in ccs:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from affetto.analysis.emotion import Capsule, cc_unit, cc_value, knob_capsule, va_capsule
 from affetto.daemon.config import DaemonConfig
-from affetto.emotion import Capsule, cc_unit, cc_value, knob_capsule, va_capsule
 from affetto.errors import EmotionError
 from affetto.runtime.sampling import SamplingOverrides
 
@@ -35,7 +35,7 @@ def cc_to_density(value: int) -> int:
 
 
 def cc_to_range(value: int, lo: float, hi: float) -> float:
-    """A CC value (checked here, by :func:`~affetto.emotion.cc_value`) mapped linearly onto ``lo..hi``."""
+    """A CC value (checked here, by :func:`~affetto.analysis.emotion.cc_value`) mapped linearly onto ``lo..hi``."""
     return lo + (hi - lo) * cc_value(value) / 127
 
 

@@ -39,10 +39,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from affetto.accompany import LOOP_BARS
-from affetto.emotion import Capsule
+from affetto.analysis.emotion import Capsule
+from affetto.ensemble.accompany import LOOP_BARS
 from affetto.errors import AffettoError, ConfigError
-from affetto.music import Note, TimeSignature
+from affetto.music.notes import Note, TimeSignature
 from affetto.runtime.sampling import NO_OVERRIDES, SamplingOverrides
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ class FakeGenerator:
 
 
 class FakeVoices:
-    """A deterministic stand-in for the ensemble (a :class:`~affetto.accompany.Voicer`).
+    """A deterministic stand-in for the ensemble (a :class:`~affetto.ensemble.accompany.Voicer`).
 
     Under each melody note: a third below (minor when valence < 0, else
     major) on part 1, a sixth below on part 2, and the note two octaves down
@@ -189,7 +189,7 @@ class BarRequest:
     the player's loop as ``seed`` (onsets from its first bar line), its length
     ``loop_bars`` (1, 2, 4 or 8) and ``position``, the asked bar counted from
     the loop's first bar line; the voices come back with their part (1, 2, 3)
-    in ``Note.channel`` (see :mod:`affetto.accompany`).
+    in ``Note.channel`` (see :mod:`affetto.ensemble.accompany`).
     """
 
     bar: int

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from affetto.daemon.config import DaemonConfig
+from affetto.daemon.config import DaemonConfig, parse_trigger
 from affetto.daemon.midi import CONTROL_CHANGE, KIND, NOTE_OFF, NOTE_ON
 from affetto.errors import ConfigError
 
@@ -39,19 +39,6 @@ log = logging.getLogger(__name__)
 ROLES = ("emotion", "valence", "arousal", "temperature", "guidance", "density")
 PAIR = {"valence": "arousal", "arousal": "valence"}
 JITTER = 3
-_TRIGGER = re.compile(r"^\s*(cc|note)\s*[ :]?\s*(\d{1,3})\s*$", re.IGNORECASE)
-
-
-def parse_trigger(text: Any) -> tuple[str, int]:
-    """``"cc 102"`` or ``"note 36"`` -> ``("cc", 102)``; a :class:`ConfigError` otherwise."""
-    match = _TRIGGER.match(text) if isinstance(text, str) else None
-    if match is None:
-        raise ConfigError(f"learn_trigger must look like 'cc 102' or 'note 36', got {text!r}")
-    kind, number = match.group(1).lower(), int(match.group(2))
-    top = 119 if kind == "cc" else 127
-    if number > top:
-        raise ConfigError(f"learn_trigger {kind} number must be in range 0..{top}, got {number}")
-    return kind, number
 
 
 class MoveDetector:

@@ -27,7 +27,7 @@ conductor, so a new mode is one class here and one entry in :data:`MODES`.
   its bar of the loop (the player changed the phrase, or stopped) cancels the
   voices, and learning starts again.
 - ``ensemble`` (:class:`EnsembleMode`): continue mode whose bars come with
-  voices (the generator is a :class:`~affetto.accompany.Band`).
+  voices (the generator is a :class:`~affetto.ensemble.accompany.Band`).
 
 Modes whose bars carry parts (``routed``) get their notes routed by the
 conductor: part 0 to the output channel, parts 1..3 to the harmony channels.
@@ -42,10 +42,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from affetto.accompany import LOOP_BARS
 from affetto.daemon.config import DaemonConfig
 from affetto.daemon.seed import SeedBuffer
-from affetto.music import Note
+from affetto.ensemble.accompany import LOOP_BARS
+from affetto.music.notes import Note
 
 log = logging.getLogger(__name__)
 

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 from affetto.daemon.clocks import ClockState
 from affetto.daemon.notes import OwnedOutput
-from affetto.music import Note
+from affetto.music.notes import Note
 
 log = logging.getLogger(__name__)
 

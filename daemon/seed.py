@@ -9,7 +9,7 @@ with onsets measured from the first bar line of the span, as the generator's
 
 from __future__ import annotations
 
-from affetto.music import Grid, Note, TimeSignature, quantise
+from affetto.music.notes import Grid, Note, TimeSignature, quantise
 
 MAX_NOTES = 2048  # a flood of notes cannot grow the buffer without bound
 

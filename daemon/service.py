@@ -26,7 +26,6 @@ import threading
 import time
 from collections.abc import Callable
 
-from affetto.accompany import Band, LoopHarmoniser
 from affetto.daemon.clocks import Clock, make_clock
 from affetto.daemon.conductor import Conductor
 from affetto.daemon.config import FAKE_MODEL, VOICED_MODES, DaemonConfig
@@ -34,8 +33,9 @@ from affetto.daemon.generator import FakeGenerator, FakeVoices, GeneratorFactory
 from affetto.daemon.notes import OwnedOutput
 from affetto.daemon.ports import open_ports, resolve_api
 from affetto.daemon.scheduler import Scheduler
+from affetto.ensemble.accompany import Band, LoopHarmoniser
 from affetto.errors import ConfigError
-from affetto.music import TimeSignature
+from affetto.music.notes import TimeSignature
 
 log = logging.getLogger("affetto.daemon")
 
@@ -55,7 +55,7 @@ def _fake(meter: TimeSignature, cost_ms: float = 0.0):
 def _load_voices(path: str | None, meter: TimeSignature, threads: int | None):
     if path is not None and path == FAKE_MODEL:
         return FakeVoices(meter)
-    from affetto.ensemble import load_voices  # lazy: ONNX Runtime loads only here
+    from affetto.ensemble.engine import load_voices  # lazy: ONNX Runtime loads only here
 
     return load_voices(path, meter, threads=threads or 1)
 

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from affetto.emotion import Capsule, Quadrant
-from affetto.midifile import read_midi, write_midi
+from affetto.analysis.emotion import Capsule, Quadrant
 from affetto.models.evaluation.listening import independent_keys
 from affetto.models.outside_seeds import SEED_FOLDER
-from affetto.music import Note
-from affetto.plot import piano_roll
+from affetto.music.midifile import read_midi, write_midi
+from affetto.music.notes import Note
+from affetto.music.plot import piano_roll
 from affetto.runtime.engine import Engine, default_model_path
 
 OUT = Path(__file__).with_name("examples")
@@ -42,9 +42,9 @@ LOOP_BARS, PASSES = 4, 2
 def harmonise_examples(ensemble: str | None, soundfont: str) -> list[str]:
     """The first 4 bars of each melody looped twice, with the voices harmonise mode plays under them
     (the daemon's own LoopHarmoniser, bar by bar), as happy and as sad; rows of the README's table."""
-    from affetto.accompany import LoopHarmoniser
-    from affetto.ensemble import load_voices
-    from affetto.multitrack import write_tracks
+    from affetto.ensemble.accompany import LoopHarmoniser
+    from affetto.ensemble.engine import load_voices
+    from affetto.music.multitrack import write_tracks
 
     rows = []
     for name in HARMONISE_SEEDS:

@@ -19,14 +19,13 @@ from typing import Any
 import numpy as np
 import onnx
 
-from affetto.emotion import Quadrant
+from affetto.analysis.emotion import Quadrant
 from affetto.errors import ModelFileError
+from affetto.export.families import get_family
+from affetto.export.parity import FP32_ATOL, ParityReport
 from affetto.manifest import METADATA_KEY, graph_hash, read_manifest
 from affetto.models.checkpoint import load_checkpoint
-from affetto.vocab import Vocabulary
-
-from .families import get_family
-from .parity import FP32_ATOL, ParityReport
+from affetto.tokens.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 

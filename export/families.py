@@ -46,9 +46,9 @@ def get_family(name: str) -> ExportFamily:
 
 
 def _lead() -> ExportFamily:
-    from .graph import build_graph
-    from .manifest import build_manifest
-    from .parity import agreement, check_parity
+    from affetto.export.graph import build_graph
+    from affetto.export.manifest import build_manifest
+    from affetto.export.parity import agreement, check_parity
 
     return ExportFamily("lead", build_graph, check_parity, agreement, build_manifest)
 

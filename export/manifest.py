@@ -14,7 +14,7 @@ import onnxruntime as ort
 import torch
 
 import affetto
-from affetto.emotion import Quadrant
+from affetto.analysis.emotion import Quadrant
 from affetto.manifest import FORMAT, FORMAT_VERSION
 from affetto.models.transformer import EmotionTransformer
 

@@ -26,16 +26,15 @@ import onnxruntime as ort
 import torch
 
 import affetto
-from affetto.emotion import Quadrant
-from affetto.ensemble import DEFAULT_CANDIDATES, FAMILY, INPUTS, VOICES
+from affetto.analysis.emotion import Quadrant
+from affetto.analysis.voicing import VOICE_RANGES
+from affetto.ensemble.engine import DEFAULT_CANDIDATES, FAMILY, INPUTS, VOICES
 from affetto.errors import ModelFileError
+from affetto.export.export import with_manifest
 from affetto.manifest import FORMAT, FORMAT_VERSION, read_manifest
 from affetto.models.musegan.data import LOW
 from affetto.models.musegan.model import Generator, latents
 from affetto.models.musegan.train import load_checkpoint
-from affetto.voicing import VOICE_RANGES
-
-from .export import with_manifest
 
 OPSET = 18
 ATOL = 1e-4

@@ -19,8 +19,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from affetto.errors import ModelFileError
-
-from .families import family_of_meta, family_of_model
+from affetto.models.families import family_of_meta, family_of_model
 
 FORMAT = "affetto-checkpoint"
 DEFAULT_CHECKPOINT = "affetto-default"  # the shipped model's weights: assets/affetto-default.{safetensors,json}

@@ -149,7 +149,7 @@ def train(out, data, labels, emopia, groups, limit, steps, batch, lr, layers, wi
         vocab_cfg = None
         if init_from:
             from affetto.models.checkpoint import default_checkpoint_path, read_meta
-            from affetto.vocab import Vocabulary
+            from affetto.tokens.vocab import Vocabulary
 
             init_from = str(default_checkpoint_path()) if init_from == "default" else init_from
             meta = read_meta(init_from)

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from affetto.errors import DatasetError
-from affetto.music import Grid, TimeSignature
+from affetto.music.notes import Grid, TimeSignature
 from affetto.quiet import quiet_fds
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ So every piece is also seen
   notated in, while the original keeps its 2/4.
 
 With a vocabulary that has control tokens, every bar also carries its
-measured attributes (:mod:`affetto.attributes`); the key is the key of the
+measured attributes (:mod:`affetto.analysis.attributes`); the key is the key of the
 whole segment (for a transition, of its seed and of its continuation).
 
 Each segment of ``segment_bars`` bars is then labelled by the feature judge
@@ -35,13 +35,13 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from affetto.attributes import UNCLEAR_KEY, key_from
-from affetto.emotion import Quadrant
-from affetto.judge import PITCH_NAMES, JudgeConfig, change_mode, estimate_key, judge_arrays
-from affetto.music import TimeSignature
-from affetto.vocab import Vocabulary
-
-from .corpus import Piece, split_of
+from affetto.analysis.attributes import UNCLEAR_KEY, key_from, transpose_key
+from affetto.analysis.emotion import Quadrant
+from affetto.analysis.judge import PITCH_NAMES, JudgeConfig, change_mode, estimate_key, judge_arrays
+from affetto.models.corpus import Piece, split_of
+from affetto.music.notes import TimeSignature
+from affetto.tokens.layout import KEY, PITCH
+from affetto.tokens.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +97,21 @@ def time_scale(notes: np.ndarray, factor: float) -> np.ndarray | None:
 def scale_velocity(notes: np.ndarray, factor: float) -> np.ndarray:
     out = notes.copy()
     out[:, 3] = np.clip(np.round(out[:, 3] * factor), 1, 127)
+    return out
+
+
+def transpose_tokens(vocab: Vocabulary, tokens: np.ndarray, shift: int) -> np.ndarray:
+    """Tokens moved by ``shift`` semitones: pitches, and the tonic of KEY tokens.
+
+    The caller keeps pitches inside the vocabulary's range.
+    """
+    tokens = np.asarray(tokens, dtype=np.int64)
+    types = vocab.types[tokens]
+    out = tokens + (types == PITCH) * shift
+    if vocab.n_keys:
+        keys = types == KEY
+        if keys.any():
+            out[keys] = vocab.key0 + transpose_key(tokens[keys] - vocab.key0, shift)
     return out
 
 

@@ -32,10 +32,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from affetto.errors import ConfigError
-from affetto.vocab import Vocabulary
+from affetto.tokens.vocab import Vocabulary
 
 if TYPE_CHECKING:  # evaluation imports this module; phrases are only annotations here
-    from .evaluation.data import Phrase
+    from affetto.models.evaluation.data import Phrase
 
 
 log = logging.getLogger(__name__)

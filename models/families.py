@@ -61,7 +61,7 @@ def family_of_model(model: torch.nn.Module) -> ModelFamily:
 
 
 def _lead() -> ModelFamily:
-    from .transformer import EmotionTransformer, ModelConfig
+    from affetto.models.transformer import EmotionTransformer, ModelConfig
 
     return ModelFamily("lead", EmotionTransformer, lambda cfg: EmotionTransformer(ModelConfig.from_dict(cfg)),
                        tied=("head.weight",))

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from affetto.music import Note, TimeSignature, sort_notes
+from affetto.music.notes import Note, TimeSignature, sort_notes
 
 SEED_FOLDER = Path(__file__).with_name("seeds")
 
@@ -162,7 +162,7 @@ def outside_seeds() -> list[OutsideSeed]:
 
 def write_seeds(folder: str | Path = SEED_FOLDER) -> list[Path]:
     """Write every seed as ``<name>.mid`` (its meter and tempo in the file)."""
-    from affetto.midifile import write_midi
+    from affetto.music.midifile import write_midi
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

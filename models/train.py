@@ -23,13 +23,20 @@ import torch
 import torch.nn.functional as F
 
 import affetto
+from affetto.analysis.judge import JudgeConfig
 from affetto.errors import ConfigError
-from affetto.judge import JudgeConfig
-from affetto.vocab import VocabConfig, Vocabulary
-
-from .checkpoint import checkpoint_paths, load_checkpoint, read_meta, save_checkpoint
-from .data import DataConfig, Example, build_examples, describe, label_distribution, split_examples
-from .transformer import EmotionTransformer, ModelConfig
+from affetto.models.checkpoint import checkpoint_paths, load_checkpoint, read_meta, save_checkpoint
+from affetto.models.data import (
+    DataConfig,
+    Example,
+    build_examples,
+    describe,
+    label_distribution,
+    split_examples,
+    transpose_tokens,
+)
+from affetto.models.transformer import EmotionTransformer, ModelConfig
+from affetto.tokens.vocab import VocabConfig, Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +116,12 @@ def load_data(cfg: TrainConfig, vocab: Vocabulary, progress: bool = True) -> Cor
     """Pieces -> labelled segments -> split, with a summary written into checkpoints."""
     labels = None
     if cfg.data == "corpus":
-        from .corpus import DEFAULT_GROUPS, load_corpus
+        from affetto.models.corpus import DEFAULT_GROUPS, load_corpus
 
         pieces = load_corpus(cfg.groups or DEFAULT_GROUPS, grid=vocab.grid, progress=progress, limit=cfg.limit)
         source = f"music21 corpus: {', '.join(cfg.groups or DEFAULT_GROUPS)}"
     else:
-        from .userdata import load_emopia, load_midi_folder
+        from affetto.models.userdata import load_emopia, load_midi_folder
 
         loaded = load_emopia(cfg.data) if cfg.emopia else load_midi_folder(cfg.data, cfg.labels, grid=vocab.grid)
         pieces, labels = loaded.pieces, loaded.labels
@@ -179,7 +186,7 @@ def make_batch(
                 low = max(cfg.transpose[0], lo_p - int(toks[pitches].min()))
                 high = min(cfg.transpose[1], hi_p - int(toks[pitches].max()))
                 if low <= high:
-                    toks = vocab.transpose(toks, int(rng.integers(low, high + 1)))  # keys move with the pitches
+                    toks = transpose_tokens(vocab, toks, int(rng.integers(low, high + 1)))  # keys move with the pitches
         seq[row, 0] = vocab.bos
         seq[row, 1 : 1 + len(toks)] = toks
         context_only[row] = ex.target_from

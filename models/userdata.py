@@ -8,7 +8,7 @@ Two layouts are understood:
 * EMOPIA, whose clips are named ``Q1_<id>_<n>.mid`` with the quadrant in the
   name, in ``midis/`` or directly in the given folder.
 
-Each file is read with :func:`affetto.midifile.read_midi` (every channel but
+Each file is read with :func:`affetto.music.midifile.read_midi` (every channel but
 drums merged into one part, time 0 taken as the first bar line) and snapped
 to the grid the way the corpus is. A real data set always holds a few broken
 files, so a bad file or label row never stops the load: it is logged as one
@@ -25,12 +25,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from affetto.emotion import Quadrant
+from affetto.analysis.emotion import Quadrant
 from affetto.errors import DatasetError, EmotionError, MidiFileError
-from affetto.midifile import read_midi
-from affetto.music import Grid
-
-from .corpus import Piece, _to_steps
+from affetto.models.corpus import Piece, _to_steps
+from affetto.music.midifile import read_midi
+from affetto.music.notes import Grid
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from affetto.emotion import Capsule, Quadrant, cc_unit, knob_capsule, knob_value, parse_emotion, va_capsule
+from affetto.analysis.emotion import Capsule, Quadrant, cc_unit, knob_capsule, knob_value, parse_emotion, va_capsule
 from affetto.errors import EmotionError
 
 

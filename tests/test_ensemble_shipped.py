@@ -6,9 +6,9 @@ import sys
 import mido
 import pytest
 
-from affetto.ensemble import default_ensemble_path
-from affetto.midifile import write_midi
-from affetto.music import Note, TimeSignature
+from affetto.music.midifile import write_midi
+from affetto.music.notes import Note, TimeSignature
+from affetto.runtime.assets import default_ensemble_path
 
 SCRIPT = """
 import sys

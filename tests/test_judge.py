@@ -1,8 +1,8 @@
 """The feature judge on hand-made phrases whose emotion is not in doubt."""
 
-from affetto.emotion import Quadrant
-from affetto.judge import JudgeConfig, estimate_key, judge
-from affetto.music import Note
+from affetto.analysis.emotion import Quadrant
+from affetto.analysis.judge import JudgeConfig, estimate_key, judge
+from affetto.music.notes import Note
 
 C_MAJOR_SCALE = [60, 62, 64, 65, 67, 69, 71, 72]
 A_MINOR_SCALE = [57, 59, 60, 62, 64, 65, 67, 69]  # natural minor, same pitch set as C major

@@ -153,3 +153,69 @@ def test_an_added_import_against_the_direction_is_caught(file, line, caught):
     path = ROOT / file
     source = path.read_text(encoding="utf-8") + "\n\n" + line + "\n"
     assert bool(violations(path, source)) == caught
+
+
+# ---- no circles -------------------------------------------------------------------------
+def import_graph(extra: dict[Path, str] | None = None) -> dict[str, set[str]]:
+    """Module -> the project's modules it imports (every import counts, as above)."""
+    extra = extra or {}
+    files = {module_name(p)[1]: p for p in sources()}
+    graph: dict[str, set[str]] = {}
+    for module, path in files.items():
+        _, _, is_package = module_name(path)
+        source = path.read_text(encoding="utf-8") + "\n\n" + extra.get(path, "")
+        graph[module] = {name for _, name in imports_of(source, module, is_package)
+                         if name in files and name != module}
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(graph.get(node, ())):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_module_imports_itself_through_others():
+    found = cycles(import_graph())
+    assert not found, "circles of imports:\n" + "\n".join(" <-> ".join(group) for group in found)
+
+
+@pytest.mark.parametrize(
+    ("file", "line", "caught"),
+    [
+        ("affetto/analysis/attributes.py", "def f():\n    from affetto.tokens.vocab import Vocabulary", True),
+        ("affetto/music/notes.py", "from affetto.runtime import engine", True),
+        ("affetto/runtime/engine.py", "from affetto.music.notes import Note", False),
+    ],
+)
+def test_an_added_circle_is_caught(file, line, caught):
+    assert bool(cycles(import_graph({ROOT / file: line}))) == caught

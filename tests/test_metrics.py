@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from affetto.metrics import (
+from affetto.analysis.metrics import (
     METRICS,
     empty_beat_rate,
     gap_percent,
@@ -21,7 +21,7 @@ from affetto.metrics import (
     polyphony,
     scale_consistency,
 )
-from affetto.music import Grid, Note, TimeSignature
+from affetto.music.notes import Grid, Note, TimeSignature
 
 FOUR = TimeSignature(4, 4)
 C_MAJOR = (60, 62, 64, 65, 67, 69, 71)
@@ -286,7 +286,7 @@ def test_bad_input(call, message):
 
 # ---- filled bars ----------------------------------------------------------------------
 def test_fill_stats_hand_computed():
-    from affetto.metrics import fill_stats
+    from affetto.analysis.metrics import fill_stats
 
     meter = TimeSignature(4, 4)
     # Bar 0: beats 0 and 1 only (the complaint: nothing in the second half). Bar 1: a note on beat 3.
@@ -298,7 +298,7 @@ def test_fill_stats_hand_computed():
 
 
 def test_fill_stats_meters_and_ringing():
-    from affetto.metrics import fill_stats
+    from affetto.analysis.metrics import fill_stats
 
     # 6/8 (12 steps): a note from the bar line ringing over the half fills the second half.
     assert fill_stats([Note(57, 0, 2.0)], TimeSignature(6, 8), bars=1)["second_half_silent"] == 0.0

@@ -4,8 +4,8 @@ import mido
 import pytest
 
 from affetto.errors import ConfigError, MidiFileError
-from affetto.midifile import read_midi, write_midi
-from affetto.music import Grid, Note, TimeSignature, join_bars, quantise, split_bars
+from affetto.music.midifile import read_midi, write_midi
+from affetto.music.notes import Grid, Note, TimeSignature, join_bars, quantise, split_bars
 
 
 def test_note_validation_messages():

@@ -7,11 +7,11 @@ import logging
 import numpy as np
 import pytest
 
-from affetto.emotion import Quadrant
+from affetto.analysis.emotion import Quadrant
 from affetto.errors import DatasetError
-from affetto.midifile import write_midi
 from affetto.models.userdata import load_emopia, load_midi_folder
-from affetto.music import Grid, Note, TimeSignature
+from affetto.music.midifile import write_midi
+from affetto.music.notes import Grid, Note, TimeSignature
 
 MELODY = [Note(60, 0.0, 1.0, 90), Note(64, 1.5, 0.5, 70), Note(67, 4.0, 2.0, 100)]
 # Steps at 4 per beat: (onset, duration, pitch, velocity)

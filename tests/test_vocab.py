@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from affetto.errors import VocabularyError
-from affetto.music import Note, TimeSignature
-from affetto.vocab import BAR, DUR, POS, VocabConfig, Vocabulary
+from affetto.music.notes import Note, TimeSignature
+from affetto.tokens.vocab import BAR, DUR, POS, VocabConfig, Vocabulary
 
 
 @pytest.fixture(scope="module")
@@ -180,17 +180,6 @@ def test_meter_tokens_set_each_bars_length(vocab2):
     with pytest.raises(VocabularyError, match="may not follow"):
         vocab2.check([vocab2.bos, *three, vocab2.pos(12), *note], 16)  # step 12 is past a 3/4 bar
 
-
-def test_transposing_moves_pitches_and_keys_together(vocab2):
-    meter = TimeSignature(4, 4)
-    notes = [Note(p, beat, 1.0) for beat in range(4) for p in (57, 60, 64)]
-    tokens = np.array(vocab2.encode(notes, meter))
-    up = vocab2.transpose(tokens, 3)
-    assert vocab2.decode(up, meter) == [Note(n.pitch + 3, n.onset, n.duration, n.velocity) for n in
-                                       vocab2.decode(tokens, meter)]
-    assert vocab2.name(int(up[3])) == "KEY_Cm"  # A minor up a minor third
-    unclear = vocab2.key(24)
-    assert vocab2.transpose(np.array([unclear]), 5)[0] == unclear
 
 
 def test_bad_meter_and_control_configs_are_refused():

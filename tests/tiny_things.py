@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from affetto.midifile import write_midi
-from affetto.music import Note, TimeSignature
+from affetto.music.midifile import write_midi
+from affetto.music.notes import Note, TimeSignature
 
 
 def make_checkpoint(folder: Path, *, max_len: int = 256, data: str = "nowhere", seed: int = 0,
@@ -16,12 +16,12 @@ def make_checkpoint(folder: Path, *, max_len: int = 256, data: str = "nowhere", 
     """A 2-layer, width-32 checkpoint with random weights, saved as training saves them."""
     import torch
 
-    from affetto.judge import JudgeConfig
+    from affetto.analysis.judge import JudgeConfig
     from affetto.models.checkpoint import save_checkpoint
     from affetto.models.data import DataConfig
     from affetto.models.train import TrainConfig
     from affetto.models.transformer import EmotionTransformer, ModelConfig
-    from affetto.vocab import VocabConfig, Vocabulary
+    from affetto.tokens.vocab import VocabConfig, Vocabulary
 
     torch.manual_seed(seed)
     vocab = Vocabulary(vocab_config or VocabConfig())
@@ -46,7 +46,7 @@ def export(checkpoint: Path, out: Path) -> Path:
     """The checkpoint through the real exporter (parity checked on grammar walks)."""
     from affetto.export.export import export_checkpoint, grammar_walks
     from affetto.models.checkpoint import read_meta
-    from affetto.vocab import Vocabulary
+    from affetto.tokens.vocab import Vocabulary
 
     vocab = Vocabulary.from_dict(read_meta(checkpoint)["vocab"])
     export_checkpoint(checkpoint, out, sequences=grammar_walks(vocab, 4, 64))

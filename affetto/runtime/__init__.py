@@ -15,9 +15,9 @@ Importing this package does not load ONNX Runtime; ``load_model`` and
 :mod:`.engine` do.
 """
 
-from .assets import default_model_path
-from .families import family_of, load_model, register_family
-from .sampling import DEFAULT_SAMPLING, SamplingConfig
+from affetto.runtime.assets import default_model_path
+from affetto.runtime.families import family_of, load_model, register_family
+from affetto.runtime.sampling import DEFAULT_SAMPLING, SamplingConfig
 
 __all__ = [
     "DEFAULT_SAMPLING",

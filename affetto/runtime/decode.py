@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from affetto.attributes import apply_header
-from affetto.vocab import DUR, Vocabulary
-
-from .sampling import SamplingConfig, guide, sample
-from .session import CachedSession
+from affetto.runtime.sampling import SamplingConfig, guide, sample
+from affetto.runtime.session import CachedSession
+from affetto.tokens.grammar import apply_header
+from affetto.tokens.vocab import DUR, Vocabulary
 
 
 class BarDecoder:
@@ -33,7 +32,7 @@ class BarDecoder:
         """The bar's tokens after its BAR, each fed to the cache as it is drawn.
 
         ``header`` narrows the bar's header tokens (meter, key, density, ...) by
-        type; see :func:`affetto.attributes.plan_header`.
+        type; see :func:`affetto.tokens.grammar.plan_header`.
         """
         vocab, cache = self.vocab, self.cache
         state = vocab.new_state(self.bar_steps)

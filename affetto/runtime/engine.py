@@ -28,21 +28,20 @@ from pathlib import Path
 
 import numpy as np
 
-from affetto.attributes import plan_header
-from affetto.emotion import Capsule
+from affetto.analysis.emotion import Capsule
+from affetto.analysis.judge import JudgeConfig
 from affetto.errors import ConfigError, ModelFileError
-from affetto.judge import JudgeConfig
 from affetto.manifest import read_manifest
-from affetto.music import Note, TimeSignature
+from affetto.music.notes import Note, TimeSignature
 from affetto.ratelimit import RateLimitedLog
-from affetto.vocab import Vocabulary
-
-from .assets import default_model_path
-from .decode import BarDecoder
-from .families import family_of
-from .policies import JUDGED_BARS, CandidateJudge, ModeFollower, best_of, recent_bars, slid
-from .sampling import DEFAULT_SAMPLING, NO_OVERRIDES, SamplingConfig, SamplingOverrides
-from .session import CachedSession, open_session
+from affetto.runtime.assets import default_model_path
+from affetto.runtime.decode import BarDecoder
+from affetto.runtime.families import family_of
+from affetto.runtime.policies import JUDGED_BARS, CandidateJudge, ModeFollower, best_of, recent_bars, slid
+from affetto.runtime.sampling import DEFAULT_SAMPLING, NO_OVERRIDES, SamplingConfig, SamplingOverrides
+from affetto.runtime.session import CachedSession, open_session
+from affetto.tokens.grammar import plan_header
+from affetto.tokens.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 

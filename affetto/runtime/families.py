@@ -18,8 +18,7 @@ from typing import Any
 from affetto.errors import ModelFileError
 from affetto.manifest import read_manifest
 from affetto.registry import Registry
-
-from .assets import default_model_path
+from affetto.runtime.assets import default_model_path
 
 DEFAULT_FAMILY = "lead"
 
@@ -59,4 +58,4 @@ def load_model(path: str | Path | None = None, **options: Any) -> Any:
 
 
 register_family("lead", "affetto.runtime.engine:Engine")
-register_family("ensemble", "affetto.ensemble:Ensemble")
+register_family("ensemble", "affetto.ensemble.engine:Ensemble")

@@ -25,12 +25,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from affetto.emotion import Capsule
-from affetto.judge import JudgeConfig, change_mode, estimate_key, judge_arrays
-from affetto.music import TimeSignature
-from affetto.vocab import Vocabulary
-
-from .session import CachedSession
+from affetto.analysis.emotion import Capsule
+from affetto.analysis.judge import JudgeConfig, change_mode, estimate_key, judge_arrays
+from affetto.music.notes import TimeSignature
+from affetto.runtime.session import CachedSession
+from affetto.tokens.vocab import Vocabulary
 
 MODE_CLARITY = 0.65  # key correlation above which the context's mode counts as clear (training uses the same)
 MODE_VALENCE = 0.25  # capsules closer to neutral valence than this leave the mode alone

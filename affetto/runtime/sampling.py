@@ -18,7 +18,7 @@ import numpy as np
 from affetto.errors import ConfigError
 
 MAX_CANDIDATES = 16
-MAX_DENSITY = 6  # the vocabulary's density levels: 0 an empty bar, 6 the busiest (see affetto.attributes)
+MAX_DENSITY = 6  # the vocabulary's density levels: 0 an empty bar, 6 the busiest (see affetto.analysis.attributes)
 
 
 @dataclass(frozen=True)

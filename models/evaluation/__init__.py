@@ -7,7 +7,7 @@ The protocol, in the order it runs:
    ("test") pieces are cut into labelled 4-bar phrases (see
    :mod:`.data`). They are the seeds, the judges'
    ceilings and the reference for the music metrics.
-2. Judges. The feature judge (:mod:`affetto.judge`, at the tempo labels use)
+2. Judges. The feature judge (:mod:`affetto.analysis.judge`, at the tempo labels use)
    and a learned judge (:mod:`affetto.models.emotion_classifier`) trained on
    phrases of the training split; both are scored on the held-out phrases.
 3. Generation. For every condition (each quadrant at the daemon's default
@@ -24,11 +24,11 @@ Modules: :mod:`.config` (what is asked), :mod:`.data` (phrases from pieces),
 :mod:`.scoring`, :mod:`.stats`, :mod:`.nll`, :mod:`.run` and :mod:`.report`.
 """
 
-from .config import BLENDS, EvalConfig, Generated
-from .generation import generate_condition
-from .material import resolve_material
-from .run import run_eval
-from .scoring import coherence, key_kept, real_key_kept, score
+from affetto.models.evaluation.config import BLENDS, EvalConfig, Generated
+from affetto.models.evaluation.generation import generate_condition
+from affetto.models.evaluation.material import resolve_material
+from affetto.models.evaluation.run import run_eval
+from affetto.models.evaluation.scoring import coherence, key_kept, real_key_kept, score
 
 __all__ = [
     "BLENDS",

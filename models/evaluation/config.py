@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from affetto.errors import ConfigError
-
-from ..emotion_classifier import ClassifierConfig
-from .data import Phrase
+from affetto.models.emotion_classifier import ClassifierConfig
+from affetto.models.evaluation.data import Phrase
 
 # Neighbouring quadrants share one axis; their even blend should keep that axis and sit on the other's edge.
 BLENDS = (

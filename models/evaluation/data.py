@@ -19,13 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from affetto.analysis.judge import JudgeConfig
 from affetto.errors import ConfigError
-from affetto.judge import JudgeConfig
-from affetto.music import Note, TimeSignature
-from affetto.vocab import Vocabulary
-
-from ..corpus import Piece
-from ..data import DataConfig, assign_splits, label, variants_of
+from affetto.models.corpus import Piece
+from affetto.models.data import DataConfig, assign_splits, label, variants_of
+from affetto.music.notes import Note, TimeSignature
+from affetto.tokens.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ class Phrase:
 def phrase_from_steps(steps: np.ndarray, meter: TimeSignature, bars: int, vocab: Vocabulary, *,
                       label: int = -1, piece: int = -1) -> Phrase:
     """A phrase from an (N, 4) step array whose onsets count from the phrase's first bar line."""
-    from ..data import vocab_meter
+    from affetto.models.data import vocab_meter
 
     bar_steps = vocab.grid.steps_per_bar(meter)
     steps = np.asarray(steps, dtype=np.int64).reshape(-1, 4)
@@ -90,7 +89,7 @@ def load_source(data: str, *, groups: Sequence[str] = (), emopia: bool = False, 
     MIDI files, or an EMOPIA folder.
     """
     if data == "corpus":
-        from ..corpus import DEFAULT_GROUPS, load_corpus
+        from affetto.models.corpus import DEFAULT_GROUPS, load_corpus
 
         groups = tuple(groups) or DEFAULT_GROUPS
         # No ``limit``: the full corpus is cached, and a limited one would be parsed afresh.
@@ -99,7 +98,7 @@ def load_source(data: str, *, groups: Sequence[str] = (), emopia: bool = False, 
     if not Path(data).is_dir():
         raise ConfigError(
             f"training data {data!r} is not available here: pass --data corpus or a MIDI folder")
-    from ..userdata import load_emopia, load_midi_folder
+    from affetto.models.userdata import load_emopia, load_midi_folder
 
     loaded = load_emopia(data) if emopia else load_midi_folder(data, labels_csv, grid=vocab.grid)
     kind = "EMOPIA" if emopia else "MIDI folder"
@@ -108,7 +107,7 @@ def load_source(data: str, *, groups: Sequence[str] = (), emopia: bool = False, 
 
 def load_seed_folder(folder: str, vocab: Vocabulary) -> Source:
     """A folder of MIDI files used whole as held-out seeds (every piece in the "test" split)."""
-    from ..userdata import load_midi_folder
+    from affetto.models.userdata import load_midi_folder
 
     loaded = load_midi_folder(folder, None, grid=vocab.grid)
     if not loaded.pieces:

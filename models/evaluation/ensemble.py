@@ -30,12 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from affetto.ensemble import Ensemble
-from affetto.judge import estimate_key
-from affetto.voicing import VOICE_RANGES, chord_shares, consonance, inner_activity, parallels, runs
-from affetto.voicing import lines as roll_lines
-
-from ..musegan.data import LOW, TRACKS, build_splits, load_chorales, to_roll
+from affetto.analysis.judge import estimate_key
+from affetto.analysis.voicing import VOICE_RANGES, chord_shares, consonance, inner_activity, parallels, runs
+from affetto.analysis.voicing import lines as roll_lines
+from affetto.ensemble.engine import Ensemble
+from affetto.models.musegan.data import LOW, TRACKS, build_splits, load_chorales, to_roll
 
 QUALIFIED_STEPS = 3
 Q1, Q2, Q3, Q4 = np.eye(4, dtype=np.float32)
@@ -128,7 +127,7 @@ def harmony_figures(all_lines: list[np.ndarray], triple: np.ndarray) -> dict[str
 # ---- the whole evaluation -------------------------------------------------------------------
 def _run(ens: Ensemble, melody: np.ndarray | None, capsule: np.ndarray, triple: np.ndarray, seed: int,
          candidates: int) -> np.ndarray:
-    from affetto.emotion import Capsule
+    from affetto.analysis.emotion import Capsule
 
     return ens.voice_phrases(melody, triple, Capsule(tuple(capsule)), np.random.default_rng(seed), candidates)
 
@@ -151,7 +150,7 @@ def speed(ens: Ensemble, repeat: int = 200) -> dict[str, float]:
     the whole choice among the model's candidates (one batch of K draws, then the judge)."""
     import time
 
-    from affetto.emotion import Capsule, Quadrant
+    from affetto.analysis.emotion import Capsule, Quadrant
 
     s = ens.spec
     melody = np.zeros((1, s.bars, s.steps, s.pitches), np.float32)

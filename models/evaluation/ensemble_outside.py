@@ -18,13 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from affetto.emotion import Capsule, Quadrant
-from affetto.ensemble import Ensemble, bar_steps, melody_roll, roll_notes
-from affetto.midifile import read_midi
-from affetto.voicing import chord_shares, lines
-
-from ..outside_seeds import SEED_FOLDER
-from .listening import ESTIMATORS, independent_keys
+from affetto.analysis.emotion import Capsule, Quadrant
+from affetto.analysis.voicing import chord_shares, lines
+from affetto.ensemble.engine import Ensemble, bar_steps, melody_roll, roll_notes
+from affetto.models.evaluation.listening import ESTIMATORS, independent_keys
+from affetto.models.outside_seeds import SEED_FOLDER
+from affetto.music.midifile import read_midi
 
 BARS = 4
 MOODS = (("happy", Quadrant.Q1), ("sad", Quadrant.Q3))

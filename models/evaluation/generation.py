@@ -8,16 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-from affetto.emotion import Capsule
-from affetto.judge import JudgeConfig, judge
-from affetto.metrics import phrase_metrics
-from affetto.music import Note, TimeSignature
-from affetto.vocab import Vocabulary
-
-from ..data import DataConfig
-from .config import EvalConfig, Generated
-from .data import Phrase, phrase_from_notes
-from .scoring import key_kept
+from affetto.analysis.emotion import Capsule
+from affetto.analysis.judge import JudgeConfig, judge
+from affetto.analysis.metrics import phrase_metrics
+from affetto.models.data import DataConfig
+from affetto.models.evaluation.config import EvalConfig, Generated
+from affetto.models.evaluation.data import Phrase, phrase_from_notes
+from affetto.models.evaluation.scoring import key_kept
+from affetto.music.notes import Note, TimeSignature
+from affetto.tokens.vocab import Vocabulary
 
 
 def _engine_for(engines: dict, meter: TimeSignature, model_path: Path, threads: int, follow_mode: bool = True):

@@ -7,7 +7,7 @@ Aarden-Essen and Temperley-Kostka-Payne key finders, which shaped nothing;
 every figure is given at 1 candidate (the model alone) and at the default; and
 the questions a musician asks are measured directly:
 
-- Are bars filled in their meter? (:func:`affetto.metrics.fill_stats`, per meter, unseeded.)
+- Are bars filled in their meter? (:func:`affetto.analysis.metrics.fill_stats`, per meter, unseeded.)
 - Does a continuation follow its seed? Seeds from outside the corpus
   (:mod:`affetto.models.outside_seeds`): density rank correlation between
   seed and continuation, the seed's key kept when no change of mode is asked,
@@ -26,13 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from affetto.emotion import Capsule, Quadrant
+from affetto.analysis.emotion import Capsule, Quadrant
+from affetto.analysis.judge import JudgeConfig, estimate_key, judge
+from affetto.analysis.metrics import fill_stats, polyphony
 from affetto.errors import ConfigError
-from affetto.judge import JudgeConfig, estimate_key, judge
-from affetto.metrics import fill_stats, polyphony
-from affetto.music import Note, TimeSignature
-
-from .stats import proportion
+from affetto.models.evaluation.stats import proportion
+from affetto.music.notes import Note, TimeSignature
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +131,8 @@ class SeedPhrase:
 
 
 def outside_seed_phrases(cfg: ListenConfig) -> list[SeedPhrase]:
-    from affetto.midifile import read_midi
-
-    from ..outside_seeds import SEED_FOLDER
+    from affetto.models.outside_seeds import SEED_FOLDER
+    from affetto.music.midifile import read_midi
 
     folder = Path(cfg.seed_folder) if cfg.seed_folder else SEED_FOLDER
     paths = sorted(folder.glob("*.mid"))

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import logging
 
+from affetto.analysis.judge import JudgeConfig
 from affetto.errors import ConfigError
-from affetto.judge import JudgeConfig
-from affetto.vocab import Vocabulary
-
-from ..data import DataConfig
-from .config import EvalConfig
-from .data import Phrase, Source, labelled_windows, load_seed_folder, load_source
+from affetto.models.data import DataConfig
+from affetto.models.evaluation.config import EvalConfig
+from affetto.models.evaluation.data import Phrase, Source, labelled_windows, load_seed_folder, load_source
+from affetto.tokens.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Writing an evaluation out: ``report.json``, ``report.md`` and PNG plots (matplotlib, Agg).
 
 The Markdown names the judge behind every figure: "feature judge" (key mode,
-onset density, velocity; :mod:`affetto.judge`) or "learned judge" (the
+onset density, velocity; :mod:`affetto.analysis.judge`) or "learned judge" (the
 classifier of :mod:`affetto.models.emotion_classifier`).
 """
 
@@ -11,8 +11,8 @@ import json
 import math
 from pathlib import Path
 
-from affetto.emotion import Quadrant
-from affetto.metrics import METRICS
+from affetto.analysis.emotion import Quadrant
+from affetto.analysis.metrics import METRICS
 
 QUADRANTS = [f"{q.name} {q.mood}" for q in Quadrant]
 JUDGES = {"feature": "feature judge", "learned": "learned judge"}

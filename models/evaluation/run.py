@@ -9,19 +9,18 @@ from pathlib import Path
 
 import numpy as np
 
-from affetto.accompany import stable_seed
-from affetto.emotion import Capsule, Quadrant
-from affetto.judge import JudgeConfig, judge
-from affetto.music import TimeSignature
-from affetto.vocab import Vocabulary
-
-from ..data import DataConfig
-from .config import BLENDS, EvalConfig, Generated
-from .data import Source, labelled_windows, sample_indices
-from .generation import generate_condition
-from .material import data_config_of, resolve_material, training_config
-from .scoring import coherence, metric_section, real_key_kept, score
-from .stats import chance, clean, summarise
+from affetto.analysis.emotion import Capsule, Quadrant
+from affetto.analysis.judge import JudgeConfig, judge
+from affetto.ensemble.accompany import stable_seed
+from affetto.models.data import DataConfig
+from affetto.models.evaluation.config import BLENDS, EvalConfig, Generated
+from affetto.models.evaluation.data import Source, labelled_windows, sample_indices
+from affetto.models.evaluation.generation import generate_condition
+from affetto.models.evaluation.material import data_config_of, resolve_material, training_config
+from affetto.models.evaluation.scoring import coherence, metric_section, real_key_kept, score
+from affetto.models.evaluation.stats import chance, clean, summarise
+from affetto.music.notes import TimeSignature
+from affetto.tokens.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +66,8 @@ def run_eval(cfg: EvalConfig) -> dict:
     }
     classifier = None
     if cfg.learned_judge and source is not None:
-        from ..corpus import default_cache_dir
-        from ..emotion_classifier import predict, trained_classifier
+        from affetto.models.corpus import default_cache_dir
+        from affetto.models.emotion_classifier import predict, trained_classifier
 
         train_idx = sample_indices(source.indices("train"), cfg.judge_pieces, cfg.seed)
         train_phrases = labelled_windows(source, train_idx, vocab, data_config, judge_config, augment=True,
@@ -124,7 +123,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         bar.close()
     stages["generation"] = time.perf_counter() - t
     if classifier is not None:
-        from ..emotion_classifier import predict
+        from affetto.models.emotion_classifier import predict
 
         for g in results.values():
             g.learned = predict(classifier, g.phrases).argmax(axis=1).tolist() if g.phrases else []
@@ -163,7 +162,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     report["nll"] = _nll(cfg, source, held_idx, first, vocab, data_config, judge_config)
     stages["nll"] = time.perf_counter() - t
     if cfg.listen:
-        from .listening import ListenConfig, listen
+        from affetto.models.evaluation.listening import ListenConfig, listen
 
         t = time.perf_counter()
         report["listening"] = listen(ListenConfig(
@@ -185,8 +184,8 @@ def _nll(cfg: EvalConfig, source: Source | None, held_idx: list[int], engine, vo
     """Bits per note on up to ``nll_segments`` held-out training-sized segments."""
     if source is None or not held_idx or cfg.nll_segments == 0:
         return {"skipped": "no held-out split of the model's data"}
-    from ..data import build_examples
-    from .nll import heldout_nll
+    from affetto.models.data import build_examples
+    from affetto.models.evaluation.nll import heldout_nll
 
     pieces_idx = sample_indices(held_idx, cfg.nll_segments, cfg.seed + 1)
     pieces = [source.pieces[i] for i in pieces_idx]

@@ -7,13 +7,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from affetto.emotion import Capsule, Quadrant
-from affetto.judge import estimate_key
-from affetto.metrics import phrase_metrics
-
-from .config import Generated
-from .data import Phrase
-from .stats import mean_metrics, metric_gaps, proportion, summarise
+from affetto.analysis.emotion import Capsule, Quadrant
+from affetto.analysis.judge import estimate_key
+from affetto.analysis.metrics import phrase_metrics
+from affetto.models.evaluation.config import Generated
+from affetto.models.evaluation.data import Phrase
+from affetto.models.evaluation.stats import mean_metrics, metric_gaps, proportion, summarise
 
 
 def key_kept(seed: Phrase, phrase: Phrase, capsule: Capsule, min_clarity: float) -> tuple | None:

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from affetto.emotion import Quadrant
-from affetto.metrics import METRICS, gap_percent
+from affetto.analysis.emotion import Quadrant
+from affetto.analysis.metrics import METRICS, gap_percent
 
 Z95 = 1.959963984540054  # two-sided 95% quantile of the standard normal
 
@@ -91,7 +91,7 @@ def chance() -> dict:
 
 
 def mean_metrics(rows: Sequence[dict[str, float]]) -> dict[str, float]:
-    """Each metric of :data:`affetto.metrics.METRICS` averaged where defined (NaN if nowhere)."""
+    """Each metric of :data:`affetto.analysis.metrics.METRICS` averaged where defined (NaN if nowhere)."""
     out = {}
     for name in METRICS:
         values = np.array([r[name] for r in rows], dtype=float) if rows else np.zeros(0)
@@ -101,7 +101,7 @@ def mean_metrics(rows: Sequence[dict[str, float]]) -> dict[str, float]:
 
 
 def metric_gaps(generated: dict[str, float], reference: dict[str, float]) -> dict[str, float]:
-    """Gap in percent of every metric from the reference (see :func:`affetto.metrics.gap_percent`)."""
+    """Gap in percent of every metric from the reference (see :func:`affetto.analysis.metrics.gap_percent`)."""
     return {name: gap_percent(generated[name], reference[name]) for name in METRICS}
 
 

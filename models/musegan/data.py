@@ -32,10 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+from affetto.analysis.judge import change_mode, estimate_key
 from affetto.errors import DatasetError
-from affetto.judge import change_mode, estimate_key
-
-from ..corpus import split_of as corpus_split_of
+from affetto.models.corpus import split_of as corpus_split_of
 
 log = logging.getLogger(__name__)
 

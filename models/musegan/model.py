@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .data import BAR_STEPS, LOW, PITCHES, TRACKS
+from affetto.models.musegan.data import BAR_STEPS, LOW, PITCHES, TRACKS
 
 
 @dataclass(frozen=True)

@@ -45,9 +45,8 @@ from safetensors.torch import load_file, load_model, save_file, save_model
 from torch.nn import functional as F
 
 from affetto.errors import ModelFileError
-
-from .data import PhraseConfig, Phrases, build_splits, load_chorales, sample_batch
-from .model import Critic, EmotionClassifier, GanConfig, Generator, gradient_penalty, latents
+from affetto.models.musegan.data import PhraseConfig, Phrases, build_splits, load_chorales, sample_batch
+from affetto.models.musegan.model import Critic, EmotionClassifier, GanConfig, Generator, gradient_penalty, latents
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +260,7 @@ def emotion_loss(emotion: EmotionClassifier, roll: torch.Tensor, target: torch.T
 
 
 def heard(probs: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
-    """The roll as the runtime plays it (``affetto.ensemble.binarise``: per step and voice the top pitch, if
+    """The roll as the runtime plays it (``affetto.ensemble.engine.binarise``: per step and voice the top pitch, if
     the probabilities sum to ``threshold``), with the gradient of ``probs`` (a straight-through estimator)."""
     top = F.one_hot(probs.argmax(-1), probs.shape[-1]).to(probs.dtype)  # (..., P)
     hard = top * (probs.sum(-1, keepdim=True) >= threshold).to(probs.dtype)
@@ -291,10 +290,9 @@ def validate(gen: Generator, ph: Phrases, median: float, cfg: EnsembleTrainConfi
     """Reconstruction BCE and simple roll figures on fixed validation phrases, harmonising their sopranos;
     the same sopranos asked to be happy, sad and calm (minor-triad share of beats, inner-voice onsets per
     beat, and the share of melodies with more minor triads when sad than when happy)."""
-    from affetto.ensemble import binarise
-    from affetto.voicing import chord_shares, inner_activity, lines
-
-    from .data import LOW
+    from affetto.analysis.voicing import chord_shares, inner_activity, lines
+    from affetto.ensemble.engine import binarise
+    from affetto.models.musegan.data import LOW
 
     rng = np.random.default_rng(0)
     roll, cond, triple = sample_batch(ph, 128, rng, gen.cfg.bars, median, transpose=False)

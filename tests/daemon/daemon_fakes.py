@@ -6,13 +6,13 @@ import queue
 
 from midi_helpers import sounding
 
-from affetto.accompany import Band, LoopHarmoniser
 from affetto.daemon.clocks import InternalClock
 from affetto.daemon.conductor import Conductor
 from affetto.daemon.config import DaemonConfig
 from affetto.daemon.generator import BarRequest, FakeGenerator, FakeVoices, run_request
 from affetto.daemon.notes import OwnedOutput
 from affetto.daemon.scheduler import Scheduler
+from affetto.ensemble.accompany import Band, LoopHarmoniser
 from affetto.errors import PortError
 
 MS = 1_000_000

@@ -17,7 +17,7 @@ from affetto.daemon.clocks import InternalClock
 from affetto.daemon.config import DaemonConfig
 from affetto.daemon.notes import OwnedOutput
 from affetto.daemon.scheduler import Scheduler
-from affetto.music import Note
+from affetto.music.notes import Note
 
 MS = 1_000_000
 

@@ -8,9 +8,9 @@ import queue
 import pytest
 from daemon_fakes import MS, make_rig
 
+from affetto.analysis.emotion import Quadrant, knob_capsule, knob_value
 from affetto.daemon.clocks import Transport, TransportEvent
 from affetto.daemon.midi import PPQN
-from affetto.emotion import Quadrant, knob_capsule, knob_value
 
 BAR = 4.0  # 4/4
 

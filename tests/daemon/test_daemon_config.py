@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
+from affetto.analysis.emotion import Capsule, Quadrant, knob_value
 from affetto.daemon.cli import ports, run
 from affetto.daemon.config import DaemonConfig
 from affetto.daemon.controls import Controls
 from affetto.daemon.generator import BarRequest
-from affetto.emotion import Capsule, Quadrant, knob_value
 from affetto.errors import ConfigError
-from affetto.music import Note, TimeSignature
+from affetto.music.notes import Note, TimeSignature
 from affetto.runtime.sampling import SamplingOverrides
 
 

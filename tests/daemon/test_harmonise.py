@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 from daemon_fakes import MS, make_rig
 
-from affetto.accompany import Band, LoopHarmoniser
+from affetto.analysis.emotion import Capsule, Quadrant, knob_value
 from affetto.daemon.config import DaemonConfig
 from affetto.daemon.generator import BarRequest, FakeGenerator, FakeVoices, run_request
 from affetto.daemon.modes import Ask, Cancel, HarmoniseMode, bar_signature, bars_match, loop_at
 from affetto.daemon.seed import SeedBuffer
-from affetto.emotion import Capsule, Quadrant, knob_value
+from affetto.ensemble.accompany import Band, LoopHarmoniser
 from affetto.errors import ConfigError
-from affetto.music import Note, TimeSignature
+from affetto.music.notes import Note, TimeSignature
 
 BAR = 4.0
 HAPPY, SAD = Capsule.of(Quadrant.Q1), Capsule.of(Quadrant.Q3)

@@ -8,9 +8,9 @@ import pytest
 from click.testing import CliRunner
 from daemon_fakes import make_rig
 
-from affetto.daemon.config import DaemonConfig
+from affetto.daemon.config import DaemonConfig, parse_trigger
 from affetto.daemon.controls import knob_capsule
-from affetto.daemon.learn import LearnStep, MoveDetector, bind, parse_trigger, save_settings
+from affetto.daemon.learn import LearnStep, MoveDetector, bind, save_settings
 from affetto.errors import ConfigError
 
 try:

@@ -16,7 +16,7 @@ from affetto.daemon.modes import (
     make_mode,
 )
 from affetto.daemon.seed import SeedBuffer
-from affetto.music import TimeSignature
+from affetto.music.notes import TimeSignature
 
 BAR = 4.0  # beats in a 4/4 bar
 

@@ -14,7 +14,7 @@ import pytest
 
 from affetto.daemon.generator import ProcessWorker
 from affetto.daemon.service import _fake
-from affetto.music import TimeSignature
+from affetto.music.notes import TimeSignature
 
 PARENT = textwrap.dedent(
     """
@@ -22,7 +22,7 @@ PARENT = textwrap.dedent(
     from multiprocessing import resource_tracker
     from affetto.daemon.generator import ProcessWorker
     from affetto.daemon.service import _fake
-    from affetto.music import TimeSignature
+    from affetto.music.notes import TimeSignature
 
     workers = []
 

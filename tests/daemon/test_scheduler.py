@@ -13,7 +13,7 @@ from affetto.daemon import scheduler as scheduler_module
 from affetto.daemon.clocks import ClockState, InternalClock
 from affetto.daemon.notes import OwnedOutput
 from affetto.daemon.scheduler import Scheduler, percentile, set_fifo_priority
-from affetto.music import Note
+from affetto.music.notes import Note
 
 
 class SettableClock:

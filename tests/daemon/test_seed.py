@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from affetto.daemon.seed import SeedBuffer
-from affetto.music import TimeSignature
+from affetto.music.notes import TimeSignature
 
 
 def test_a_note_a_hair_before_beat_zero_snaps_onto_it():

@@ -9,7 +9,7 @@ from midi_helpers import sounding
 from affetto.daemon.clocks import ClockState
 from affetto.daemon.notes import OwnedOutput
 from affetto.daemon.scheduler import Scheduler
-from affetto.music import Note
+from affetto.music.notes import Note
 
 BEAT = 500 * MS  # at 120 BPM
 LEAD = 10 * MS

@@ -5,8 +5,8 @@ import pytest
 from click.testing import CliRunner
 
 from affetto.cli import cli
-from affetto.midifile import read_midi, write_midi
-from affetto.music import Note, TimeSignature
+from affetto.music.midifile import read_midi, write_midi
+from affetto.music.notes import Note, TimeSignature
 
 pytestmark = pytest.mark.torch
 
@@ -115,9 +115,9 @@ def test_the_shipped_model_generates_without_torch_or_network(tmp_path):
 def test_the_daemon_uses_the_shipped_model_when_none_is_given():
     import numpy as np
 
+    from affetto.analysis.emotion import Capsule, Quadrant
     from affetto.daemon.config import DaemonConfig
     from affetto.daemon.service import default_factory
-    from affetto.emotion import Capsule, Quadrant
     from affetto.runtime.engine import default_model_path
 
     engine = default_factory(DaemonConfig(meter=TimeSignature(3, 4)))()

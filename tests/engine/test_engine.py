@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from affetto.emotion import Capsule, Quadrant
+from affetto.analysis.emotion import Capsule, Quadrant
 from affetto.errors import ConfigError, ModelFileError
 from affetto.models.checkpoint import load_checkpoint
-from affetto.music import Note, TimeSignature
+from affetto.music.notes import Note, TimeSignature
 from affetto.runtime.engine import Engine
 from affetto.runtime.sampling import SamplingConfig, SamplingOverrides, sample
 

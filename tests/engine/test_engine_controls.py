@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from affetto.emotion import Capsule, Quadrant
+from affetto.analysis.emotion import Capsule, Quadrant
 from affetto.errors import VocabularyError
-from affetto.music import Note, TimeSignature
+from affetto.music.notes import Note, TimeSignature
 from affetto.runtime.engine import Engine
 from affetto.runtime.sampling import SamplingConfig
-from affetto.vocab import DENS, KEY, METER, VocabConfig
+from affetto.tokens.vocab import DENS, KEY, METER, VocabConfig
 
 pytestmark = pytest.mark.torch
 

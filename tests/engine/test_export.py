@@ -9,7 +9,7 @@ from affetto.export.export import export_checkpoint, grammar_walks
 from affetto.export.parity import check_parity
 from affetto.manifest import read_manifest
 from affetto.models.checkpoint import load_checkpoint
-from affetto.vocab import Vocabulary
+from affetto.tokens.vocab import Vocabulary
 
 pytestmark = pytest.mark.torch
 
@@ -82,7 +82,7 @@ def test_bad_model_files_name_the_file(tmp_path, tiny_model):
 
 
 def test_sampling_settings_travel_in_the_manifest(tiny_checkpoint, tmp_path):
-    from affetto.emotion import Capsule, Quadrant
+    from affetto.analysis.emotion import Capsule, Quadrant
     from affetto.runtime.engine import Engine
 
     sampling = {"default": {"guidance": 2.0, "top_p": 0.9}, "Q4": {"temperature": 0.7}}

@@ -76,8 +76,9 @@ def test_export_dispatches_on_the_family():
 
 
 def test_load_model_gives_each_shipped_model_its_familys_runtime():
-    from affetto.ensemble import Ensemble, default_ensemble_path
+    from affetto.ensemble.engine import Ensemble
     from affetto.runtime import load_model
+    from affetto.runtime.assets import default_ensemble_path
     from affetto.runtime.engine import Engine
 
     assert isinstance(load_model(), Engine)

@@ -67,7 +67,7 @@ def test_the_whole_evaluation_runs_on_a_tiny_model(tiny_onnx):
 
 
 def test_the_judge_prefers_the_candidate_that_fits_the_emotion():
-    from affetto.voicing import choose
+    from affetto.analysis.voicing import choose
 
     minor = np.array([[69] * 8, [64] * 8, [60] * 8, [57] * 8])  # A minor throughout
     major = np.array([[72] * 8, [67] * 8, [64] * 8, [48] * 8])  # C major throughout

@@ -6,14 +6,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from affetto.analysis.emotion import Capsule, Quadrant
 from affetto.cli import cli
-from affetto.emotion import Capsule, Quadrant
-from affetto.ensemble import Ensemble, binarise, melody_roll, roll_notes
+from affetto.ensemble.engine import Ensemble, binarise, melody_roll, roll_notes
 from affetto.errors import ConfigError, ModelFileError
 from affetto.export.musegan import ATOL, INPUTS, _Graph, example_inputs
 from affetto.manifest import read_manifest
-from affetto.midifile import write_midi
-from affetto.music import Note, TimeSignature
+from affetto.music.midifile import write_midi
+from affetto.music.notes import Note, TimeSignature
 
 pytestmark = pytest.mark.torch
 

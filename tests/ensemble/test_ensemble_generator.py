@@ -261,7 +261,7 @@ def test_the_emotion_term_pulls_a_draw_and_its_opposite_apart_the_way_the_capsul
 
 
 def test_the_emotion_term_hears_the_roll_as_the_runtime_plays_it():
-    from affetto.ensemble import binarise
+    from affetto.ensemble.engine import binarise
     from affetto.models.musegan.train import heard
 
     torch.manual_seed(0)

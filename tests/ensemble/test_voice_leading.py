@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from affetto.voicing import consonance, parallel_events, parallels, repair_parallels
+from affetto.analysis.voicing import consonance, parallel_events, parallels, repair_parallels
 
 LOW = 33
 P = 64
@@ -56,10 +56,10 @@ def test_nothing_moves_without_a_proposal_of_the_model_that_fits():
 
 
 def test_the_shipped_ensemble_decodes_under_the_rules_and_can_be_asked_not_to():
-    from affetto.emotion import Capsule, Quadrant
-    from affetto.ensemble import Ensemble, melody_roll
-    from affetto.music import Note, TimeSignature
-    from affetto.voicing import lines
+    from affetto.analysis.emotion import Capsule, Quadrant
+    from affetto.analysis.voicing import lines
+    from affetto.ensemble.engine import Ensemble, melody_roll
+    from affetto.music.notes import Note, TimeSignature
 
     tune = [Note(p, float(i), 1.0, 90) for i, p in enumerate([72, 74, 76, 77, 79, 77, 76, 74] * 2)]
     roll = melody_roll(tune, TimeSignature(), 4)
@@ -76,9 +76,9 @@ def test_the_shipped_ensemble_decodes_under_the_rules_and_can_be_asked_not_to():
 
 
 def test_outside_melodies_are_harmonised_and_heard_by_music21(tiny_onnx, tmp_path):
-    from affetto.midifile import write_midi
     from affetto.models.evaluation.ensemble_outside import harmonise_outside, markdown
-    from affetto.music import Note, TimeSignature
+    from affetto.music.midifile import write_midi
+    from affetto.music.notes import Note, TimeSignature
 
     write_midi(tmp_path / "tune.mid", [Note(p, float(i), 1.0, 90) for i, p in enumerate([60, 64, 67, 72] * 4)])
     write_midi(tmp_path / "five.mid", [Note(60, 0.0, 1.0)], meter=TimeSignature(5, 4))  # not written: skipped

@@ -6,8 +6,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from affetto.emotion import Capsule, Quadrant
-from affetto.judge import JudgeConfig, judge
+from affetto.analysis.emotion import Capsule, Quadrant
+from affetto.analysis.judge import JudgeConfig, judge
 from affetto.models.data import DataConfig
 from affetto.models.emotion_classifier import (
     ClassifierConfig,
@@ -18,8 +18,8 @@ from affetto.models.emotion_classifier import (
 )
 from affetto.models.evaluation import Generated, coherence, key_kept, real_key_kept
 from affetto.models.evaluation.data import phrase_from_notes, piece_windows
-from affetto.music import Note, TimeSignature
-from affetto.vocab import Vocabulary
+from affetto.music.notes import Note, TimeSignature
+from affetto.tokens.vocab import Vocabulary
 
 VOCAB = Vocabulary()
 METER = TimeSignature(4, 4)

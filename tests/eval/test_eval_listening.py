@@ -5,12 +5,12 @@ import math
 import numpy as np
 import pytest
 
-from affetto.music import Note, TimeSignature
-from affetto.vocab import VocabConfig
+from affetto.music.notes import Note, TimeSignature
+from affetto.tokens.vocab import VocabConfig
 
 pytest.importorskip("music21")
 
-from affetto.judge import JudgeConfig
+from affetto.analysis.judge import JudgeConfig
 from affetto.models.evaluation.listening import (
     ListenConfig,
     Take,

@@ -9,9 +9,9 @@ import torch.nn.functional as F
 
 from affetto.models.checkpoint import load_checkpoint
 from affetto.models.evaluation.nll import heldout_nll
-from affetto.music import Note, TimeSignature
+from affetto.music.notes import Note, TimeSignature
 from affetto.runtime.engine import Engine
-from affetto.vocab import Vocabulary
+from affetto.tokens.vocab import Vocabulary
 
 VOCAB = Vocabulary()
 

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from affetto.emotion import Quadrant
+from affetto.analysis.emotion import Quadrant
 from affetto.models.evaluation.stats import (
     chance,
     clean,

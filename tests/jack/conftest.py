@@ -19,7 +19,7 @@ import threading
 import pytest
 from midi_helpers import sounding  # noqa: F401  (the tests import it from here)
 
-SERVER = "affetto-test"
+SERVER = os.environ.get("AFFETTO_TEST_JACK_PREFIX", "affetto") + "-test"  # a prefix keeps parallel runs apart
 RATE = 48000
 PERIOD = 256
 

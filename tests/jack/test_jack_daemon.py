@@ -14,7 +14,7 @@ import time
 import pytest
 from conftest import PERIOD, RATE, Daw, clock_script, running_affetto, sounding, start_jack, stop_jack
 
-from affetto.emotion import Quadrant, knob_value
+from affetto.analysis.emotion import Quadrant, knob_value
 
 pytestmark = pytest.mark.jack
 

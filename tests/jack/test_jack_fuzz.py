@@ -11,6 +11,7 @@ other JACK tests.
 from __future__ import annotations
 
 import importlib.util
+import os
 import random
 import signal
 import sys
@@ -21,7 +22,7 @@ import pytest
 pytestmark = pytest.mark.jack
 
 HERE = Path(__file__).resolve().parent
-SERVER = "affetto-fuzz-test"
+SERVER = os.environ.get("AFFETTO_TEST_JACK_PREFIX", "affetto") + "-fuzz-test"  # a prefix keeps parallel runs apart
 NAME = "afffuzz"
 BPM = 200.0
 MESSAGES = 2000

@@ -25,7 +25,7 @@ import pytest
 pytestmark = pytest.mark.jack
 
 HERE = Path(__file__).resolve().parent
-SERVER = "affetto-stage-test"
+SERVER = os.environ.get("AFFETTO_TEST_JACK_PREFIX", "affetto") + "-stage-test"  # a prefix keeps parallel runs apart
 # root enters a new network namespace keeping its capabilities (real-time priority for the daemon);
 # anyone else gets one inside a new user namespace
 UNSHARE = ["unshare", "-n"] if os.geteuid() == 0 else ["unshare", "-rn"]

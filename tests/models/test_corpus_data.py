@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from affetto.emotion import Quadrant
-from affetto.judge import JudgeConfig
+from affetto.analysis.emotion import Quadrant
+from affetto.analysis.judge import JudgeConfig
 from affetto.models import corpus
 from affetto.models.corpus import Piece, load_corpus, parse_abc_text
 from affetto.models.data import (
@@ -15,9 +15,10 @@ from affetto.models.data import (
     segments,
     split_examples,
     time_scale,
+    transpose_tokens,
 )
-from affetto.music import Grid, TimeSignature
-from affetto.vocab import Vocabulary
+from affetto.music.notes import Grid, Note, TimeSignature
+from affetto.tokens.vocab import VocabConfig, Vocabulary
 
 ABC = """X:1
 T:Test tune
@@ -129,3 +130,16 @@ def test_transition_examples_learn_only_the_continuation_in_another_emotion():
     plain = build_examples([Piece("p", "g", TimeSignature(), 100.0, major)], vocab, DataConfig(transitions=0))
     weights = example_weights([*plain, ex], balance=True, transition_share=0.5)
     assert weights[-1] == pytest.approx(0.5)
+
+
+def test_transposing_moves_pitches_and_keys_together():
+    vocab2 = Vocabulary(VocabConfig.with_controls())
+    meter = TimeSignature(4, 4)
+    notes = [Note(p, beat, 1.0) for beat in range(4) for p in (57, 60, 64)]
+    tokens = np.array(vocab2.encode(notes, meter))
+    up = transpose_tokens(vocab2, tokens, 3)
+    assert vocab2.decode(up, meter) == [Note(n.pitch + 3, n.onset, n.duration, n.velocity) for n in
+                                       vocab2.decode(tokens, meter)]
+    assert vocab2.name(int(up[3])) == "KEY_Cm"  # A minor up a minor third
+    unclear = vocab2.key(24)
+    assert transpose_tokens(vocab2, np.array([unclear]), 5)[0] == unclear

@@ -113,7 +113,7 @@ def test_cli_init_takes_the_checkpoints_architecture_and_vocabulary(tmp_path, mi
     from click.testing import CliRunner
 
     from affetto.models.cli import train as train_command
-    from affetto.vocab import VocabConfig
+    from affetto.tokens.vocab import VocabConfig
 
     first = tiny_config(tmp_path / "first", midi_folder, steps=2, vocab=VocabConfig())  # the version 1 vocabulary
     train(first, progress=False)

@@ -6,7 +6,7 @@ bass). The daemon routes part 0 to its output channel and parts 1..3 to its
 harmony channels.
 
 - A :class:`Voicer` writes the voices under a melody, bar by bar
-  (:class:`~affetto.ensemble.Ensemble` is one).
+  (:class:`~affetto.ensemble.engine.Ensemble` is one).
 - :class:`LoopHarmoniser` serves ``harmonise`` bar requests: the player's
   loop (1, 2, 4 or 8 bars) is harmonised in 4-bar phrases, the ensemble's
   unit (a short loop is repeated to fill one; an 8-bar loop is two), and
@@ -28,9 +28,9 @@ from typing import Protocol
 
 import numpy as np
 
-from affetto.emotion import Capsule
+from affetto.analysis.emotion import Capsule
 from affetto.errors import ConfigError
-from affetto.music import Note, TimeSignature
+from affetto.music.notes import Note, TimeSignature
 from affetto.runtime.sampling import NO_OVERRIDES, SamplingOverrides
 
 LEAD = 0

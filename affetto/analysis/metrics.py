@@ -10,7 +10,7 @@ Where muspy is ambiguous or has an off-by-one, this module chooses, and says so:
 
 * The length of a phrase is a whole number of bars: ``bars`` when given (a
   generated phrase knows its length), otherwise the bars needed to hold every
-  onset (as :func:`affetto.music.bar_count`). Notes may ring past the end;
+  onset (as :func:`affetto.music.notes.bar_count`). Notes may ring past the end;
   onsets may not.
 * A beat (a quarter note, as in muspy) is empty when no note overlaps it:
   ``onset < beat end`` and ``end > beat start``; a note that ends exactly on
@@ -29,7 +29,7 @@ from numbers import Real
 
 import numpy as np
 
-from affetto.music import Grid, Note, TimeSignature
+from affetto.music.notes import Grid, Note, TimeSignature
 
 DEFAULT_GRID = Grid()  # frozen, so safe to share as a default
 EPS = 1e-6  # beats; absorbs float error in onsets such as triplets (1/3)

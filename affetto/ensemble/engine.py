@@ -10,11 +10,11 @@ threshold.
 
 Candidates: each phrase is drawn several times in one batch (different
 latents) and a judge keeps the draw that best fits the emotion and is
-cleanest (see :func:`affetto.voicing.choose`), as the lead model keeps the
+cleanest (see :func:`affetto.analysis.voicing.choose`), as the lead model keeps the
 clearest of its candidate bars. Under a given melody the kept draw is then
 decoded under voice-leading rules: a written note in parallel fifths or
 octaves moves to another pitch among the model's likeliest for it
-(:func:`affetto.voicing.repair_parallels`; ``voice_leading=False`` is the
+(:func:`affetto.analysis.voicing.repair_parallels`; ``voice_leading=False`` is the
 draw as it came).
 
 Meters: a bar of 4 beats fills the 16 steps; a bar of 3 beats (3/4) fills the
@@ -30,21 +30,18 @@ from pathlib import Path
 
 import numpy as np
 
-from affetto.emotion import Capsule
+from affetto.analysis.emotion import Capsule
+from affetto.analysis.voicing import choose, lines, repair_parallels, step_probs
 from affetto.errors import ConfigError, ModelFileError
 from affetto.manifest import read_manifest
-from affetto.music import Note, TimeSignature, sort_notes
-from affetto.voicing import choose, lines, repair_parallels, step_probs
+from affetto.music.notes import Note, TimeSignature, sort_notes
+from affetto.runtime.assets import default_ensemble_path
 
 FAMILY = "ensemble"
 VOICES = ("soprano", "alto", "tenor", "bass")
 STEPS_PER_BEAT = 4
 DEFAULT_CANDIDATES = 8  # draws per phrase; the runtime judge keeps one
 INPUTS = ("melody", "has_melody", "capsule", "triple", "z_chords", "z_style", "z_melody", "z_groove")
-
-
-def default_ensemble_path() -> Path:
-    return Path(__file__).parent / "assets" / "affetto-ensemble.onnx"
 
 
 def binarise(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -186,7 +183,7 @@ class Ensemble:
         """Binary rolls (N, 4, bars, 16, P) for N phrases: melody (N, bars, 16, P) given, or None (free).
 
         Each phrase is drawn ``candidates`` times in one batch (different
-        latents) and :func:`affetto.voicing.choose` keeps the draw that best
+        latents) and :func:`affetto.analysis.voicing.choose` keeps the draw that best
         fits the capsule and is cleanest.
         """
         s = self.spec
@@ -266,7 +263,7 @@ class Ensemble:
 
 
 class EnsembleVoices:
-    """The ensemble as a :class:`~affetto.accompany.Voicer` in one meter: voices bar by bar, parts 1..3."""
+    """The ensemble as a :class:`~affetto.ensemble.accompany.Voicer` in one meter: voices bar by bar, parts 1..3."""
 
     def __init__(self, ensemble: Ensemble, meter: TimeSignature, *, candidates: int | None = None) -> None:
         bar_steps(meter)  # refuses meters the ensemble cannot write

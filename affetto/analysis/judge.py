@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from affetto.emotion import Quadrant
-from affetto.music import Note
+from affetto.analysis.emotion import Quadrant
+from affetto.music.notes import Note
 
 # Krumhansl & Kessler (1982) probe-tone profiles, tonic first.
 KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
@@ -103,7 +103,7 @@ def change_mode(notes: np.ndarray, tonic: int, mode: str) -> np.ndarray:
     """Major -> parallel natural minor, or minor -> parallel major.
 
     ``notes`` is an (N, >=3) array whose column 2 holds MIDI pitches (the
-    step arrays of :mod:`affetto.vocab`); a copy is returned.
+    step arrays of :mod:`affetto.tokens.vocab`); a copy is returned.
     """
     out = notes.copy()
     degree = (out[:, 2] - tonic) % 12

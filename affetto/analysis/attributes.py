@@ -14,11 +14,9 @@ model file with the vocabulary.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
-from affetto.judge import PITCH_NAMES, estimate_key
+from affetto.analysis.judge import PITCH_NAMES, estimate_key
 
 # Distinct onsets per quarter-note beat; bin 0 is an empty bar, bin i >= 1 holds
 # values up to DENSITY_EDGES[i - 1] (the last bin is open).
@@ -85,68 +83,3 @@ def transpose_key(key: np.ndarray | int, shift: int) -> np.ndarray:
     key = np.asarray(key, dtype=np.int64)
     moved = (key // 12) * 12 + (key % 12 + shift) % 12
     return np.where(key == UNCLEAR_KEY, key, moved)
-
-
-# ---- run time: which header tokens the engine allows ----------------------------------------
-MODE_VALENCE = 0.25  # valence closer to neutral than this leaves the mode to the model
-
-
-def plan_header(
-    vocab,
-    context: Sequence[int],
-    meter,
-    valence: float | None,
-    *,
-    density: int | None = None,
-    polyphony: int | None = None,
-) -> dict[int, np.ndarray]:
-    """Masks over the vocabulary for the header tokens of the next bar, by token type.
-
-    - METER: the meter the engine plays in.
-    - KEY: with a valence clearly on one side, the mode it asks for (major
-      for positive), on the tonic of the context's latest KEY token when that
-      key is clear; else the model picks among the keys of that mode. With no
-      valence (unconditioned, or near neutral) the model keeps or changes the
-      key as it likes.
-    - DENS, POLY: a given bin; None lets the model choose (it follows the
-      context's bars and the capsule).
-
-    A type with no entry is left to the grammar alone. ``vocab`` is an
-    :class:`affetto.vocab.Vocabulary` (not imported here: the vocabulary
-    imports this module).
-    """
-    from affetto.vocab import DENS, KEY, METER, POLY
-
-    plan: dict[int, np.ndarray] = {}
-
-    def only(tokens: Sequence[int]) -> np.ndarray:
-        mask = np.zeros(vocab.size, dtype=bool)
-        mask[list(tokens)] = True
-        return mask
-
-    if vocab.meters:
-        plan[METER] = only([vocab.meter(meter)])
-    if not vocab.n_keys:
-        return plan
-    if valence is not None and abs(valence) >= MODE_VALENCE:
-        minor = valence < 0
-        last = next((t for t in reversed(context) if vocab.key0 <= t < vocab.key0 + N_KEYS), None)
-        tonic = None if last is None or last - vocab.key0 == UNCLEAR_KEY else (last - vocab.key0) % 12
-        base = vocab.key0 + (12 if minor else 0)
-        plan[KEY] = only([base + tonic] if tonic is not None else range(base, base + 12))
-    if density is not None:
-        if not 0 <= density < vocab.n_density:
-            raise ValueError(f"density must be in range 0..{vocab.n_density - 1}, got {density}")
-        plan[DENS] = only([vocab.density(density)])
-    if polyphony is not None:
-        if not 0 <= polyphony < vocab.n_polyphony:
-            raise ValueError(f"polyphony must be in range 0..{vocab.n_polyphony - 1}, got {polyphony}")
-        plan[POLY] = only([vocab.polyphony(polyphony)])
-    return plan
-
-
-def apply_header(vocab, state, mask: np.ndarray, plan: dict[int, np.ndarray]) -> None:
-    """Narrow ``mask`` in place when the next token is a planned header token."""
-    allowed = plan.get(vocab.header_after.get(state.last, -1))
-    if allowed is not None:
-        np.logical_and(mask, allowed, out=mask)

@@ -13,7 +13,7 @@ from pathlib import Path
 import mido
 
 from affetto.errors import MidiFileError
-from affetto.music import Note, TimeSignature, sort_notes
+from affetto.music.notes import Note, TimeSignature, sort_notes
 
 DRUM_CHANNEL = 9
 

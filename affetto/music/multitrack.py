@@ -7,7 +7,7 @@ from pathlib import Path
 
 import mido
 
-from affetto.music import Note, TimeSignature
+from affetto.music.notes import Note, TimeSignature
 
 
 def write_tracks(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from affetto.music import Note, TimeSignature
+from affetto.music.notes import Note, TimeSignature
 
 
 def piano_roll(path: str | Path, notes: Sequence[Note], *, meter: TimeSignature, title: str,

@@ -1,0 +1,1 @@
+"""Analysis: emotion, key estimation and the feature judge, bar attributes, music metrics, the voicing judge."""

@@ -1,0 +1,1 @@
+"""The ensemble at run time: four voices under a melody, and live accompaniment."""

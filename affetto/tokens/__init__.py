@@ -1,0 +1,1 @@
+"""Tokens: the vocabulary's layout, its codec (notes <-> tokens) and its grammar."""

@@ -1,0 +1,172 @@
+"""The grammar: which token may follow which, and what the next bar's header may say.
+
+The engine masks every sampling step with :meth:`Grammar.allowed`, so every generated bar
+decodes to notes that fit inside it; :func:`plan_header` narrows the header tokens
+(meter, key, density, polyphony) to what the engine asks for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from affetto.analysis.attributes import N_KEYS, UNCLEAR_KEY
+from affetto.errors import VocabularyError
+from affetto.music.notes import TimeSignature
+from affetto.tokens.layout import BAR, BOS, DENS, DUR, KEY, METER, PAD, PITCH, POLY, POS, TYPE_NAMES, VocabLayout
+
+
+@dataclass
+class GrammarState:
+    """Where a token stream is: last token type, position and pitch in the bar."""
+
+    bar_steps: int
+    last: int = BOS
+    pos: int = -1  # current position step, -1 before the first POS of a bar
+    pitch: int = -1  # last pitch index at this position, -1 before the first
+    bars: int = 0  # BAR tokens seen
+    notes_in_bar: int = 0
+
+
+class Grammar(VocabLayout):
+    """The grammar's state machine over a vocabulary's ids."""
+
+    def new_state(self, bar_steps: int) -> GrammarState:
+        if not 1 <= bar_steps <= self.config.max_bar_steps:
+            raise VocabularyError(
+                f"a bar of {bar_steps} steps does not fit this vocabulary (max {self.config.max_bar_steps})"
+            )
+        return GrammarState(bar_steps=bar_steps)
+
+    def advance(self, state: GrammarState, token: int) -> None:
+        """Move the grammar state past ``token`` (which must be allowed)."""
+        t = int(self.types[token])
+        if t == BAR:
+            state.pos = -1
+            state.pitch = -1
+            state.bars += 1
+            state.notes_in_bar = 0
+        elif t == POS:
+            state.pos = token - self.pos0
+            state.pitch = -1
+        elif t == METER:
+            state.bar_steps = self.steps_of_meter(token)
+        elif t == PITCH:
+            state.pitch = token - self.pitch0
+            state.notes_in_bar += 1
+        state.last = t
+
+    def allowed(self, state: GrammarState, out: np.ndarray | None = None) -> np.ndarray:
+        """Boolean mask of tokens allowed after ``state`` (written into ``out``)."""
+        if out is None:
+            out = np.empty(self.size, dtype=bool)
+        np.copyto(out, self.follow_masks[state.last])
+        last = state.last
+        if last in (self.opens, DUR):
+            # Positions strictly after the current one and inside the bar.
+            lo = self.pos0 + state.pos + 1
+            out[self.pos0 : lo] = False
+            out[self.pos0 + state.bar_steps : self.pitch0] = False
+        if last == DUR:
+            # Another pitch at the same position must be higher.
+            out[self.pitch0 : self.pitch0 + state.pitch + 1] = False
+            if state.pitch >= self.n_pitches - 1:
+                out[self.pitch0 : self.vel0] = False
+        return out
+
+    def random_walk(self, length: int, rng: np.random.Generator, bar_steps: int = 16) -> list[int]:
+        """``length`` tokens (BOS first) drawn uniformly among those the grammar allows.
+
+        Valid streams with no musical sense: inputs for parity checks and benchmarks.
+        """
+        state = self.new_state(bar_steps)
+        tokens = [self.bos]
+        mask = np.empty(self.size, dtype=bool)
+        while len(tokens) < length:
+            token = int(rng.choice(np.flatnonzero(self.allowed(state, mask))))
+            tokens.append(token)
+            self.advance(state, token)
+        return tokens
+
+    def check(self, tokens: Sequence[int], bar_steps: int) -> None:
+        """Raise :class:`VocabularyError` at the first token the grammar forbids."""
+        state = GrammarState(bar_steps=bar_steps)
+        state.last = PAD
+        mask = np.empty(self.size, dtype=bool)
+        for i, tok in enumerate(tokens):
+            tok = int(tok)
+            if not 0 <= tok < self.size:
+                raise VocabularyError(f"token {tok} at index {i} is outside the vocabulary")
+            if i == 0:
+                if tok not in (self.bos, self.bar):
+                    raise VocabularyError(f"a stream must start with BOS or BAR, got {self.name(tok)}")
+            else:
+                self.allowed(state, mask)
+                if not mask[tok]:
+                    raise VocabularyError(
+                        f"{self.name(tok)} may not follow {TYPE_NAMES[state.last]} at index {i}"
+                    )
+            self.advance(state, tok)
+
+
+# ---- run time: which header tokens the engine allows ----------------------------------------
+MODE_VALENCE = 0.25  # valence closer to neutral than this leaves the mode to the model
+
+
+def plan_header(
+    vocab: VocabLayout,
+    context: Sequence[int],
+    meter: TimeSignature,
+    valence: float | None,
+    *,
+    density: int | None = None,
+    polyphony: int | None = None,
+) -> dict[int, np.ndarray]:
+    """Masks over the vocabulary for the header tokens of the next bar, by token type.
+
+    - METER: the meter the engine plays in.
+    - KEY: with a valence clearly on one side, the mode it asks for (major
+      for positive), on the tonic of the context's latest KEY token when that
+      key is clear; else the model picks among the keys of that mode. With no
+      valence (unconditioned, or near neutral) the model keeps or changes the
+      key as it likes.
+    - DENS, POLY: a given bin; None lets the model choose (it follows the
+      context's bars and the capsule).
+
+    A type with no entry is left to the grammar alone.
+    """
+    plan: dict[int, np.ndarray] = {}
+
+    def only(tokens: Sequence[int]) -> np.ndarray:
+        mask = np.zeros(vocab.size, dtype=bool)
+        mask[list(tokens)] = True
+        return mask
+
+    if vocab.meters:
+        plan[METER] = only([vocab.meter(meter)])
+    if not vocab.n_keys:
+        return plan
+    if valence is not None and abs(valence) >= MODE_VALENCE:
+        minor = valence < 0
+        last = next((t for t in reversed(context) if vocab.key0 <= t < vocab.key0 + N_KEYS), None)
+        tonic = None if last is None or last - vocab.key0 == UNCLEAR_KEY else (last - vocab.key0) % 12
+        base = vocab.key0 + (12 if minor else 0)
+        plan[KEY] = only([base + tonic] if tonic is not None else range(base, base + 12))
+    if density is not None:
+        if not 0 <= density < vocab.n_density:
+            raise ValueError(f"density must be in range 0..{vocab.n_density - 1}, got {density}")
+        plan[DENS] = only([vocab.density(density)])
+    if polyphony is not None:
+        if not 0 <= polyphony < vocab.n_polyphony:
+            raise ValueError(f"polyphony must be in range 0..{vocab.n_polyphony - 1}, got {polyphony}")
+        plan[POLY] = only([vocab.polyphony(polyphony)])
+    return plan
+
+
+def apply_header(vocab: VocabLayout, state: GrammarState, mask: np.ndarray, plan: dict[int, np.ndarray]) -> None:
+    """Narrow ``mask`` in place when the next token is a planned header token."""
+    allowed = plan.get(vocab.header_after.get(state.last, -1))
+    if allowed is not None:
+        np.logical_and(mask, allowed, out=mask)
