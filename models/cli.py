@@ -49,11 +49,16 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
               help="ONNX Runtime and torch threads.")
 @click.option("--no-follow-mode", is_flag=True,
               help="Do not move the context to its parallel mode when the emotion's valence disagrees with it.")
+@click.option("--listen-only", is_flag=True,
+              help="Only the independent ears, texture and arousal (listening.json and listening.md; minutes).")
+@click.option("--without", default="", metavar="LEVERS",
+              help="With --listen-only: emotion-plan levers to turn off, e.g. 'texture,arousal' "
+                   "(mode, arousal, texture, judge), to hear what each one does.")
 @click.option("--quick", is_flag=True, help="Tiny numbers (seconds, for tests and smoke runs).")
 @click.option("--seed", "seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("-v", "--verbose", count=True)
 def eval_command(model, bars_per_quadrant, seeds, data, out, guidance_scales, temperatures, candidate_counts,
-                 no_learned_judge, no_listen,
+                 no_learned_judge, no_listen, listen_only, without,
                  threads, no_follow_mode, quick, seed, verbose) -> None:
     """Evaluate a model: emotion control by two judges, guidance and temperature, music metrics,
     key coherence and held-out bits per note; writes a JSON, a Markdown summary and PNGs."""
@@ -69,6 +74,11 @@ def eval_command(model, bars_per_quadrant, seeds, data, out, guidance_scales, te
             f"eval needs the 'train' extra (pip install 'affetto[train]'): {err}") from err
     from affetto.errors import ConfigError
 
+    if listen_only:
+        _listen_only(model, out, threads, seed, quick, tuple(w.strip() for w in without.split(",") if w.strip()))
+        return
+    if without:
+        raise click.UsageError("--without goes with --listen-only")
     settings = dict(model=model, seeds=seeds, data=data, seed=seed, threads=threads,
                     guidance_scales=_floats(guidance_scales, "--guidance-scales"),
                     temperatures=_floats(temperatures, "--temperatures"),
@@ -88,6 +98,28 @@ def eval_command(model, bars_per_quadrant, seeds, data, out, guidance_scales, te
         line += f", learned judge {100 * main['learned']['accuracy']['value']:.1f}%"
     click.echo(f"4-quadrant accuracy: {line} over {main['phrases']} phrases")
     click.echo(f"wrote {', '.join(str(p) for p in paths)} in {report['timing']['total_s']:.0f} s")
+
+
+def _listen_only(model, out, threads: int, seed: int, quick: bool, without: tuple[str, ...]) -> None:
+    import json
+    from pathlib import Path
+
+    from affetto.errors import ConfigError
+    from affetto.models.evaluation.listening import ListenConfig, listen
+    from affetto.models.evaluation.report import listening_markdown
+
+    try:
+        cfg = ListenConfig(model=model, threads=threads, seed=seed, without=without,
+                           **(dict(unseeded_phrases=1, transpositions=(0,)) if quick else {}))
+        report = listen(cfg)
+    except (ConfigError, ValueError, OSError) as err:
+        raise click.ClickException(str(err)) from err
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "listening.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
+    title = "# Listening" + (f" (without {', '.join(without)})" if without else "")
+    (folder / "listening.md").write_text("\n".join([title, "", *listening_markdown(report)]) + "\n")
+    click.echo(f"wrote {folder / 'listening.json'} and {folder / 'listening.md'}")
 
 
 @click.command()

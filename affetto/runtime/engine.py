@@ -37,8 +37,9 @@ from affetto.ratelimit import RateLimitedLog
 from affetto.runtime.assets import default_model_path
 from affetto.runtime.decode import BarDecoder
 from affetto.runtime.families import family_of
+from affetto.runtime.plan import Baseline, EmotionPlan, Levers, model_sampling, plan_bar
 from affetto.runtime.policies import JUDGED_BARS, CandidateJudge, ModeFollower, best_of, recent_bars, slid
-from affetto.runtime.sampling import DEFAULT_SAMPLING, NO_OVERRIDES, SamplingConfig, SamplingOverrides
+from affetto.runtime.sampling import NO_OVERRIDES, SamplingConfig, SamplingOverrides
 from affetto.runtime.session import CachedSession, open_session
 from affetto.tokens.grammar import plan_header
 from affetto.tokens.vocab import Vocabulary
@@ -63,6 +64,7 @@ class Engine:
         provider: str = "auto",
         max_notes_per_bar: int = MAX_NOTES_PER_BAR,
         follow_mode: bool = True,
+        levers: Levers = Levers(),
         manifest: dict | None = None,
     ) -> None:
         self.model_path = Path(path) if path is not None else default_model_path()
@@ -110,6 +112,8 @@ class Engine:
         self.decoder = BarDecoder(self.cache, self.vocab, self.bar_steps, max_notes_per_bar)
         self.judge = CandidateJudge(self.vocab, meter, judge_config, label_tempo)
         self.mode = ModeFollower(self.vocab, meter, self.bar_steps, enabled=follow_mode)
+        self.levers = levers
+        self.baseline = Baseline()  # what the seed sounds like (set by prime)
         self._limited_log = RateLimitedLog(log, period_s=LOG_PERIOD_S)
         self.load_seconds = time.perf_counter() - t0
 
@@ -132,6 +136,8 @@ class Engine:
         steps = self.vocab.notes_to_steps(seed)
         if bars is not None and len(steps):
             steps = steps[steps[:, 0] < bars * self.bar_steps]
+        self.baseline = Baseline.measure(steps, self.bar_steps, cfg.steps_per_beat, cfg.density_edges,
+                                         cfg.polyphony_edges)
         body = self.vocab.encode_steps(steps, self.bar_steps, n_bars=bars, meter=self.meter).tolist()
         budget = self.max_len // 2
         if len(body) > budget - 1:  # keep the latest whole bars
@@ -151,71 +157,71 @@ class Engine:
         """The next bar's notes, onsets relative to the bar (``0 <= onset < bar length``).
 
         Overrides apply over :meth:`sampling_for` the capsule; a complete
-        :class:`SamplingConfig` is used as it is.
+        :class:`SamplingConfig` is used as it is. The emotion plan
+        (:mod:`affetto.runtime.plan`) decides every lever the capsule pulls.
         """
-        config = sampling if isinstance(sampling, SamplingConfig) else sampling.over(self.sampling_for(capsule))
-        tokens = self.generate_bar_tokens(capsule, config, rng or np.random.default_rng())
-        return self.vocab.decode(tokens, self.meter)
+        plan = self.plan(capsule, sampling)
+        tokens = self.generate_plan_tokens(plan, rng or np.random.default_rng())
+        return plan.perform(self.vocab.decode(tokens, self.meter))
+
+    def plan(self, capsule: Capsule, sampling: SamplingOverrides | SamplingConfig = NO_OVERRIDES) -> EmotionPlan:
+        """The emotion plan for the next bar, from the capsule, the settings asked and the seed's baseline."""
+        return plan_bar(capsule, sampling, self.baseline, model_spec=self.manifest.get("sampling"),
+                        guidance_ready=self.guidance_ready, controls=bool(self.vocab.n_keys), levers=self.levers)
 
     def generate_bar_tokens(self, capsule: Capsule, config: SamplingConfig, rng: np.random.Generator) -> list[int]:
         """The next bar as tokens (BAR first), left in the context."""
+        return self.generate_plan_tokens(self.plan(capsule, config), rng)
+
+    def generate_plan_tokens(self, plan: EmotionPlan, rng: np.random.Generator) -> list[int]:
+        """The next bar as tokens (BAR first) under ``plan``, left in the context."""
         t0 = time.perf_counter()
-        self.match_mode(capsule)
-        rows: tuple[tuple[float, ...], ...] = (capsule.weights,)
-        if config.guidance != 1.0 and self.guidance_ready and not capsule.is_unconditioned:
-            rows = (capsule.weights, (0.0, 0.0, 0.0, 0.0))
-        self.cache.condition(rows)
+        config = plan.sampling
+        self.match_mode(plan)
+        self.cache.condition(plan.rows)
         room = slid(self.cache.context, self.vocab, self.max_len, self.max_bar_tokens)
         if room is not None:
             self.cache.reset(room)
             self.stats["slides"] += 1
         self.cache.prefill()
-        header = self.header_for(capsule, config)
+        header = self.header_for(plan)
         self.cache.step(self.vocab.bar)  # every bar opens with BAR: fed once, however many candidates follow
-        if config.candidates > 1 and not capsule.is_unconditioned and not config.greedy:
+        if plan.judged:
             recent = recent_bars(self.cache.context, self.vocab.bar, JUDGED_BARS)  # the bars before, and this BAR
+            valence, arousal = plan.capsule.valence, plan.capsule.arousal
             body = best_of(self.cache, config.candidates, lambda: self.decoder.sample_bar(config, rng, header),
-                           lambda tokens: self.judge.score(recent + tokens, capsule))
+                           lambda tokens: self.judge.score(recent + tokens, valence, arousal))
         else:
             body = self.decoder.sample_bar(config, rng, header)
         self.stats["bars"] += 1
         self.stats["last_ms"] = (time.perf_counter() - t0) * 1000
         return [self.vocab.bar, *body]
 
-    def header_for(self, capsule: Capsule, config: SamplingConfig) -> dict[int, np.ndarray]:
+    def header_for(self, plan: EmotionPlan) -> dict[int, np.ndarray]:
         """What the next bar's header may say (models whose vocabulary writes meter and controls).
 
-        The meter is the engine's; the key takes the mode the capsule's valence
-        asks for on the context's tonic; density is the one asked for, if any.
-        The rest the model chooses, following the bars before and the capsule.
+        The meter is the engine's; the key, density and polyphony are the plan's
+        (None: the model chooses, following the bars before and the capsule).
         """
         if not self.vocab.header:
             return {}
-        valence = None if capsule.is_unconditioned else capsule.valence
         try:
-            return plan_header(self.vocab, self.cache.context, self.meter, valence, density=config.density)
+            return plan_header(self.vocab, self.cache.context, self.meter, plan.minor, density=plan.density,
+                               polyphony=plan.polyphony)
         except ValueError as err:
             raise ConfigError(str(err)) from err
 
-    def match_mode(self, capsule: Capsule) -> bool:
-        """Move the context to its parallel mode when the capsule's valence asks; True when it moved."""
-        moved = self.mode.moved(self.cache.context, capsule)
+    def match_mode(self, plan: EmotionPlan) -> bool:
+        """Move the context to its parallel mode when the plan asks; True when it moved."""
+        moved = self.mode.moved(self.cache.context, plan.capsule, plan.minor)
         if moved is None:
             return False
         context, key = moved
         self.cache.reset(context)
         self.stats["mode_changes"] += 1
-        log.debug("context moved from %s to the parallel mode for %s", key, capsule)
+        log.debug("context moved from %s to the parallel mode for %s", key, plan.capsule)
         return True
 
     def sampling_for(self, capsule: Capsule) -> SamplingConfig:
-        """Sampling settings for a capsule: the model's own (its manifest's ``sampling``), else the defaults.
-
-        A manifest may name settings per quadrant (``"Q3": {...}``) over a
-        ``"default"``; a blended capsule takes those of its heaviest quadrant.
-        """
-        spec = self.manifest.get("sampling") or {}
-        base = DEFAULT_SAMPLING.replace(**spec.get("default", {}))
-        if capsule.is_unconditioned:
-            return base
-        return base.replace(**spec.get(capsule.quadrant.name, {}))
+        """The model's own sampling settings for a capsule (see :func:`affetto.runtime.plan.model_sampling`)."""
+        return model_sampling(self.manifest.get("sampling"), capsule)

@@ -9,7 +9,7 @@ a bar.
 
 Mode following: a 2 M-parameter model follows the phrase it continues far
 more than the capsule's valence (measured: the key of the context decides the
-mode of the continuation). So when the capsule's valence disagrees with the
+mode of the continuation). So when the mode the emotion plan asks disagrees with the
 mode of the context (a clear major key asked to be sad, or the reverse), the
 context is moved to its parallel mode (same tonic, third, sixth and seventh
 moved a semitone, as training's augmentation does) before the model reads
@@ -32,7 +32,6 @@ from affetto.runtime.session import CachedSession
 from affetto.tokens.vocab import Vocabulary
 
 MODE_CLARITY = 0.65  # key correlation above which the context's mode counts as clear (training uses the same)
-MODE_VALENCE = 0.25  # capsules closer to neutral valence than this leave the mode alone
 JUDGED_BARS = 4  # a candidate bar is judged with the bars before it, this many in all (the eval judges 4)
 
 
@@ -49,8 +48,8 @@ class CandidateJudge:
         self.vocab, self.meter = vocab, meter
         self.judge_config, self.tempo = judge_config, tempo
 
-    def score(self, tokens: list[int], capsule: Capsule) -> float:
-        """Valence and arousal agreement of ``tokens`` (whole bars) with ``capsule``; -inf for no notes."""
+    def score(self, tokens: list[int], valence: float, arousal: float) -> float:
+        """Agreement of ``tokens`` (whole bars) with a valence and arousal in [-1, 1]; -inf for no notes."""
         notes = self.vocab.decode(tokens, self.meter)
         n_bars = sum(1 for t in tokens if t == self.vocab.bar)
         if not notes:
@@ -59,7 +58,7 @@ class CandidateJudge:
             np.array([n.pitch for n in notes]), np.array([n.onset for n in notes]),
             np.array([n.duration for n in notes]), np.array([n.velocity for n in notes]),
             n_bars * self.meter.beats_per_bar, self.tempo, self.judge_config)
-        return verdict.valence * capsule.valence + verdict.arousal * capsule.arousal
+        return verdict.valence * valence + verdict.arousal * arousal
 
 
 def best_of(cache: CachedSession, candidates: int, draw: Callable[[], list[int]],
@@ -86,9 +85,10 @@ def best_of(cache: CachedSession, candidates: int, draw: Callable[[], list[int]]
 
 
 class ModeFollower:
-    """Moves a context to its parallel mode when its clear mode disagrees with the capsule's valence.
+    """Moves a context to its parallel mode when its clear mode disagrees with the mode asked.
 
-    Checked once per capsule (a new capsule, or :meth:`reset` after priming).
+    Checked once per capsule (a new capsule, or :meth:`reset` after priming);
+    the emotion plan (:mod:`affetto.runtime.plan`) says which mode is asked.
     """
 
     def __init__(self, vocab: Vocabulary, meter: TimeSignature, bar_steps: int, enabled: bool = True) -> None:
@@ -99,12 +99,15 @@ class ModeFollower:
     def reset(self) -> None:
         self._for = None
 
-    def moved(self, context: Sequence[int], capsule: Capsule) -> tuple[list[int], str] | None:
-        """The context moved to its parallel mode (and the key it was in), or None to leave it."""
+    def moved(self, context: Sequence[int], capsule: Capsule, minor: bool | None) -> tuple[list[int], str] | None:
+        """The context moved to its parallel mode (and the key it was in), or None to leave it.
+
+        ``minor`` is the mode the plan asks for ``capsule`` (None: either).
+        """
         if not self.enabled or capsule.weights == self._for:
             return None
         self._for = capsule.weights
-        if capsule.is_unconditioned or abs(capsule.valence) < MODE_VALENCE:
+        if minor is None:
             return None
         vocab = self.vocab
         body = list(context[1:])
@@ -115,7 +118,7 @@ class ModeFollower:
         if len(steps) < 4:
             return None
         tonic, mode, clarity = estimate_key(steps[:, 2], steps[:, 1] / vocab.config.steps_per_beat)
-        if clarity < MODE_CLARITY or (mode == "major") == (capsule.valence > 0):
+        if clarity < MODE_CLARITY or (mode == "minor") == minor:
             return None
         moved = change_mode(steps, tonic, mode)
         body = vocab.encode_steps(moved, self.bar_steps, n_bars=n_bars, meter=self.meter).tolist()

@@ -19,6 +19,7 @@ from affetto.errors import ConfigError
 
 MAX_CANDIDATES = 16
 MAX_DENSITY = 6  # the vocabulary's density levels: 0 an empty bar, 6 the busiest (see affetto.analysis.attributes)
+MAX_TEXTURE = 5  # its polyphony levels: 1 a single line .. 5 chords of four and more
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ class SamplingConfig:
     guidance: float = 1.0  # classifier-free guidance scale; 1: off
     greedy: bool = False
     candidates: int = 1  # bars drawn per bar played; the one the feature judge finds nearest the emotion wins
-    density: int | None = None  # onset-density level each bar is written at (models with controls); None: the model's
+    density: int | None = None  # onset-density level each bar is written at (models with controls); None: planned
+    texture: int | None = None  # polyphony level (notes per onset) each bar is written at; None: planned
 
     def __post_init__(self) -> None:
         if not self.temperature > 0:
@@ -44,6 +46,8 @@ class SamplingConfig:
             raise ConfigError(f"candidates must be an int in 1..{MAX_CANDIDATES}, got {self.candidates}")
         if self.density is not None and (not isinstance(self.density, int) or not 0 <= self.density <= MAX_DENSITY):
             raise ConfigError(f"density must be an int in 0..{MAX_DENSITY}, got {self.density}")
+        if self.texture is not None and (not isinstance(self.texture, int) or not 1 <= self.texture <= MAX_TEXTURE):
+            raise ConfigError(f"texture must be an int in 1..{MAX_TEXTURE}, got {self.texture}")
 
     def replace(self, **changes) -> SamplingConfig:
         return replace(self, **changes)
@@ -65,8 +69,9 @@ OVERRIDE_RANGES: dict[str, tuple[float, float]] = {
     "guidance": (0.0, 20.0),
     "candidates": (1, MAX_CANDIDATES),
     "density": (0, MAX_DENSITY),
+    "texture": (1, MAX_TEXTURE),
 }
-_INTS = ("top_k", "candidates", "density")
+_INTS = ("top_k", "candidates", "density", "texture")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,7 +83,8 @@ class SamplingOverrides:
     top_p: float | None = None
     guidance: float | None = None
     candidates: int | None = None  # bars drawn per bar played; fewer is cheaper
-    density: int | None = None  # onset-density level (models with control tokens); None: the model chooses
+    density: int | None = None  # onset-density level (models with control tokens); None: planned from the emotion
+    texture: int | None = None  # polyphony level, 1 a single line .. 5 full chords; None: planned
     greedy: bool = False
 
     def __post_init__(self) -> None:

@@ -112,14 +112,13 @@ class Grammar(VocabLayout):
 
 
 # ---- run time: which header tokens the engine allows ----------------------------------------
-MODE_VALENCE = 0.25  # valence closer to neutral than this leaves the mode to the model
 
 
 def plan_header(
     vocab: VocabLayout,
     context: Sequence[int],
     meter: TimeSignature,
-    valence: float | None,
+    minor: bool | None,
     *,
     density: int | None = None,
     polyphony: int | None = None,
@@ -127,11 +126,10 @@ def plan_header(
     """Masks over the vocabulary for the header tokens of the next bar, by token type.
 
     - METER: the meter the engine plays in.
-    - KEY: with a valence clearly on one side, the mode it asks for (major
-      for positive), on the tonic of the context's latest KEY token when that
-      key is clear; else the model picks among the keys of that mode. With no
-      valence (unconditioned, or near neutral) the model keeps or changes the
-      key as it likes.
+    - KEY: with ``minor`` True or False, that mode (the emotion plan asks it
+      from the valence), on the tonic of the context's latest KEY token when
+      that key is clear; else the model picks among the keys of that mode.
+      With None the model keeps or changes the key as it likes.
     - DENS, POLY: a given bin; None lets the model choose (it follows the
       context's bars and the capsule).
 
@@ -148,8 +146,7 @@ def plan_header(
         plan[METER] = only([vocab.meter(meter)])
     if not vocab.n_keys:
         return plan
-    if valence is not None and abs(valence) >= MODE_VALENCE:
-        minor = valence < 0
+    if minor is not None:
         last = next((t for t in reversed(context) if vocab.key0 <= t < vocab.key0 + N_KEYS), None)
         tonic = None if last is None or last - vocab.key0 == UNCLEAR_KEY else (last - vocab.key0) % 12
         base = vocab.key0 + (12 if minor else 0)

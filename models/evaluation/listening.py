@@ -8,6 +8,10 @@ every figure is given at 1 candidate (the model alone) and at the default; and
 the questions a musician asks are measured directly:
 
 - Are bars filled in their meter? (:func:`affetto.analysis.metrics.fill_stats`, per meter, unseeded.)
+- What texture is it? Thin phrases (under 1.5 notes sounding on average),
+  notes per onset, a bass under the line; onsets and velocity per quadrant.
+- Is arousal heard? Per seed, how often the happy and tense continuations are
+  at least 1.3x as busy as the sad and calm ones.
 - Does a continuation follow its seed? Seeds from outside the corpus
   (:mod:`affetto.models.outside_seeds`): density rank correlation between
   seed and continuation, the seed's key kept when no change of mode is asked,
@@ -21,7 +25,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +41,9 @@ log = logging.getLogger(__name__)
 
 ESTIMATORS = {"aarden_essen": "AardenEssen", "temperley_kostka_payne": "TemperleyKostkaPayne"}
 POLYPHONIC = 1.5  # mean pitches sounding (where any sounds) from which a phrase counts as polyphonic
+THIN = 1.5  # a phrase with fewer notes sounding on average (where any sound) is thin
+BASS = 55  # a bar has a bass when a note at or below G3 sounds an octave or more under its top line
+BUSIER = 1.3  # onsets ratio a high-arousal continuation must reach over a low-arousal one of the same seed
 DEFAULT = "default"  # the candidate setting that takes the model's own default
 
 
@@ -49,6 +56,7 @@ class ListenConfig:
     seed_bars: int = 4  # bars of each outside seed played in; the next ones are the real continuation
     transpositions: tuple[int, ...] = (0, 2, -3, 5)
     candidates: tuple[int | str, ...] = (1, DEFAULT)
+    without: tuple[str, ...] = ()  # levers of the emotion plan turned off (see affetto.runtime.plan.Levers)
     seed_folder: str | None = None  # default: the shipped outside seeds
     label_tempo: float = 110.0
     threads: int = 1
@@ -64,6 +72,16 @@ class ListenConfig:
         for c in self.candidates:
             if c != DEFAULT and not (isinstance(c, int) and 1 <= c <= 16):
                 raise ConfigError(f"candidates must be ints in 1..16 or {DEFAULT!r}, got {c!r}")
+        self.levers()  # validates
+
+    def levers(self):
+        from affetto.runtime.plan import Levers
+
+        names = {f.name for f in fields(Levers)}
+        unknown = sorted(set(self.without) - names)
+        if unknown:
+            raise ConfigError(f"unknown lever(s) {', '.join(unknown)}: use {', '.join(sorted(names))}")
+        return Levers(**dict.fromkeys(self.without, False))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -179,6 +197,45 @@ class Take:
     same_as_seed: bool = False  # asked the quadrant the seed itself is judged in
 
 
+def texture(notes: Sequence[Note], meter: TimeSignature, bars: int) -> dict[str, float]:
+    """Notes sounding, notes per onset, onsets and velocity per bar, and the share of bars with a bass."""
+    if not notes:
+        return {"sounding": 0.0, "notes_per_onset": 0.0, "onsets_per_bar": 0.0, "velocity": math.nan, "bass": 0.0}
+    length = meter.beats_per_bar
+    with_bass = 0
+    for b in range(bars):
+        inside = [n for n in notes if n.onset < (b + 1) * length and n.end > b * length]
+        if inside:
+            low, top = min(n.pitch for n in inside), max(n.pitch for n in inside)
+            with_bass += low <= BASS and top - low >= 12
+    onsets = len({round(n.onset * 48) for n in notes})
+    return {"sounding": polyphony(notes), "notes_per_onset": len(notes) / onsets, "onsets_per_bar": onsets / bars,
+            "velocity": float(np.mean([n.velocity for n in notes])), "bass": with_bass / bars}
+
+
+def _arousal_by_seed(takes: Sequence[Take], bars: int) -> dict:
+    """Per seed: high-arousal (Q1, Q2) continuations against low (Q3, Q4), in onsets and in velocity."""
+    groups: dict[str, dict[bool, list[dict]]] = {}
+    for t in takes:
+        if t.seed is not None:
+            groups.setdefault(t.seed.name, {True: [], False: []})[t.quadrant in (0, 1)].append(
+                texture(t.notes, t.meter, bars))
+    busier = louder = 0
+    ratios = []
+    for g in groups.values():
+        if not g[True] or not g[False]:
+            continue
+        hi, lo = (float(np.mean([x["onsets_per_bar"] for x in g[k]])) for k in (True, False))
+        ratio = hi / lo if lo > 0 else math.inf
+        ratios.append(ratio)
+        busier += ratio >= BUSIER
+        vh, vl = (float(np.nanmean([x["velocity"] for x in g[k]])) for k in (True, False))
+        louder += vh > vl
+    n = len(ratios)
+    return {"seeds": n, "busier": proportion(busier, n), "louder": proportion(louder, n),
+            "median_onset_ratio": float(np.median(ratios)) if ratios else math.nan}
+
+
 def _mode_agrees(key: tuple[int, str] | None, quadrant: int) -> bool:
     return key is not None and (key[1] == "major") == (Quadrant(quadrant).valence > 0)
 
@@ -201,12 +258,21 @@ def _summary(takes: Sequence[Take], bars: int, label_tempo: float, judge_config:
         fills.append(fill_stats(t.notes, t.meter, bars=bars))
         single += bool(t.notes) and polyphony(t.notes) < 1.1
     n = len(takes)
+    tex = [texture(t.notes, t.meter, bars) for t in takes]
+    per_quadrant = {}
+    for q in Quadrant:
+        mine = [x for x, t in zip(tex, takes) if t.quadrant == int(q)]
+        if mine:
+            per_quadrant[q.name] = {k: float(np.nanmean([x[k] for x in mine])) for k in mine[0]}
     return {
         "phrases": n,
         "valence": {name: proportion(v, n) for name, v in agree.items()},
         "arousal_feature_judge": proportion(arousal, n),
         "fill": {k: float(np.nanmean([f[k] for f in fills])) for k in fills[0]},
         "single_line": proportion(single, n),
+        "thin": proportion(sum(x["sounding"] < THIN for x in tex), n),
+        "texture": {k: float(np.nanmean([x[k] for x in tex])) for k in tex[0]},
+        "per_quadrant": per_quadrant,
     }
 
 
@@ -252,7 +318,7 @@ def listen(cfg: ListenConfig) -> dict:
 
     def engine_for(meter: TimeSignature):
         if meter not in engines:
-            engines[meter] = Engine(model, meter=meter, threads=cfg.threads)
+            engines[meter] = Engine(model, meter=meter, threads=cfg.threads, levers=cfg.levers())
         return engines[meter]
 
     seeds = outside_seed_phrases(cfg)
@@ -294,6 +360,7 @@ def listen(cfg: ListenConfig) -> dict:
             for m in cfg.meters}
         seeded = [t for t in takes if t.seed is not None and t.candidates == c]
         report["seeded"][key] = {**_summary(seeded, cfg.bars, cfg.label_tempo, judge_config),
+                                 "arousal_by_seed": _arousal_by_seed(seeded, cfg.bars),
                                  "following": _following(seeded, seeds, cfg.bars)}
         report.setdefault("ms_per_bar", {})[key] = 1000 * float(np.mean(seconds.get(key, [math.nan])))
     return report

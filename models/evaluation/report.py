@@ -110,10 +110,39 @@ def listening_markdown(listening: dict) -> list[str]:
                          _pct(g["polyphonic_kept"]), _pct(g["melody_kept"])])
     out += [*_table(["continuation", "candidates", "density Spearman", "key kept (Aarden-Essen)",
                      "key kept (TKP)", "polyphonic seed stays polyphonic", "melody stays a melody"], rows), ""]
+    out += texture_markdown(listening)
     ms = listening.get("ms_per_bar", {})
     if ms:
         out += ["Time per bar while listening: " + ", ".join(f"{c} candidates {v:.0f} ms" for c, v in ms.items())
                 + " (one thread, on the machine the report was made on).", ""]
+    return out
+
+
+def texture_markdown(listening: dict) -> list[str]:
+    """Texture and arousal: thin phrases, notes per onset, a bass; onsets and velocity per quadrant."""
+    out = ["Texture and arousal: *thin* phrases sound under 1.5 notes on average (where any sound); onsets "
+           "per bar and mean velocity per asked quadrant (Q1 happy, Q2 tense, Q3 sad, Q4 calm).", ""]
+    rows = []
+    cells = [(f"unseeded {m}", c, cell)
+             for c, by_meter in listening["unseeded"].items() for m, cell in by_meter.items()]
+    cells += [("outside seeds", c, cell) for c, cell in listening["seeded"].items()]
+    for name, c, cell in cells:
+        if not cell or "texture" not in cell:
+            continue
+        t, pq = cell["texture"], cell.get("per_quadrant", {})
+        rows.append([name, c, _pct(cell["thin"]), _num(t["sounding"], 2), _num(t["notes_per_onset"], 2),
+                     _num(t["bass"], 2),
+                     " / ".join(_num(pq.get(q, {}).get("onsets_per_bar"), 2) for q in ("Q1", "Q2", "Q3", "Q4")),
+                     " / ".join(_num(pq.get(q, {}).get("velocity"), 3) for q in ("Q1", "Q2", "Q3", "Q4"))])
+    out += [*_table(["phrases", "candidates", "thin", "notes sounding", "notes per onset", "bars with a bass",
+                     "onsets per bar Q1/Q2/Q3/Q4", "velocity Q1/Q2/Q3/Q4"], rows), ""]
+    rows = [[c, cell["arousal_by_seed"]["seeds"], _pct(cell["arousal_by_seed"]["busier"]),
+             _pct(cell["arousal_by_seed"]["louder"]), _num(cell["arousal_by_seed"]["median_onset_ratio"], 2)]
+            for c, cell in listening["seeded"].items() if "arousal_by_seed" in cell]
+    if rows:
+        out += ["Arousal per outside seed (each seed and transposition): happy and tense continuations against "
+                "sad and calm ones.", ""]
+        out += [*_table(["candidates", "seeds", ">= 1.3x the onsets", "louder", "median onsets ratio"], rows), ""]
     return out
 
 

@@ -146,14 +146,14 @@ def test_context_follows_the_mode_the_valence_asks_for(tiny_model):
 
     # (the tiny model's own bars are random notes, so the rest looks at the primed phrase alone)
     engine.prime(c_major)
-    engine.match_mode(Capsule.of(Quadrant.Q1))  # happy and major: nothing to move
-    engine.match_mode(Capsule((0.5, 0.5, 0.0, 0.0)))  # neutral valence: left alone
-    engine.match_mode(Capsule.unconditioned())
+    engine.match_mode(engine.plan(Capsule.of(Quadrant.Q1)))  # happy and major: nothing to move
+    engine.match_mode(engine.plan(Capsule((0.5, 0.5, 0.0, 0.0))))  # neutral valence: left alone
+    engine.match_mode(engine.plan(Capsule.unconditioned()))
     assert engine.stats["mode_changes"] == 1
-    engine.match_mode(Capsule.of(Quadrant.Q2))  # tense: minor
-    engine.match_mode(Capsule.of(Quadrant.Q3))  # still negative valence: already minor
+    engine.match_mode(engine.plan(Capsule.of(Quadrant.Q2)))  # tense: minor
+    engine.match_mode(engine.plan(Capsule.of(Quadrant.Q3)))  # still negative valence: already minor
     assert engine.stats["mode_changes"] == 2
-    engine.match_mode(Capsule.of(Quadrant.Q4))  # calm: back to major
+    engine.match_mode(engine.plan(Capsule.of(Quadrant.Q4)))  # calm: back to major
     assert engine.stats["mode_changes"] == 3
     assert _context_pitch_classes(engine) == {0, 2, 4, 5, 7, 9, 11}
 
@@ -177,7 +177,7 @@ def test_candidates_keep_the_best_judged_bar_and_roll_the_cache_back(tiny_model,
         return body
 
     monkeypatch.setattr(engine.decoder, "sample_bar", recording)
-    monkeypatch.setattr(engine.judge, "score", lambda tokens, capsule: float(len(tokens)))  # longest bar wins
+    monkeypatch.setattr(engine.judge, "score", lambda tokens, valence, arousal: float(len(tokens)))  # longest bar wins
     before = engine.cache.context
     config = SamplingConfig(temperature=1.5, guidance=1.5, candidates=5)
     bar = engine.generate_bar_tokens(Capsule.of(Quadrant.Q1), config, np.random.default_rng(3))
@@ -199,7 +199,7 @@ def test_candidates_are_validated():
 def test_candidates_that_all_judge_as_nothing_still_give_a_bar(tiny_model, monkeypatch):
     engine = Engine(tiny_model)
     engine.prime(SEED)
-    monkeypatch.setattr(engine.judge, "score", lambda tokens, capsule: -np.inf)  # e.g. empty bars
+    monkeypatch.setattr(engine.judge, "score", lambda tokens, valence, arousal: -np.inf)  # e.g. empty bars
     bar = engine.generate_bar_tokens(Capsule.of(Quadrant.Q3), SamplingConfig(candidates=3), np.random.default_rng(0))
     assert bar[0] == engine.vocab.bar and list(engine.cache.context[-len(bar):]) == bar
 
