@@ -8,7 +8,7 @@ from affetto.errors import VocabularyError
 from affetto.music.notes import Note, TimeSignature
 from affetto.runtime.engine import Engine
 from affetto.runtime.sampling import SamplingConfig
-from affetto.tokens.vocab import DENS, KEY, METER, VocabConfig
+from affetto.tokens.vocab import DENS, KEY, METER, POLY, VocabConfig
 
 pytestmark = pytest.mark.torch
 
@@ -80,3 +80,18 @@ def test_a_density_asked_for_is_written(controlled_model):
 def test_a_meter_the_model_cannot_write_is_refused(controlled_model):
     with pytest.raises(VocabularyError, match="7/8 is not in this vocabulary"):
         Engine(controlled_model, meter=TimeSignature(7, 8))
+
+
+def test_the_plans_texture_and_density_are_written(controlled_model):
+    engine = Engine(controlled_model)
+    engine.prime([])  # no seed: the emotion's own texture
+    rng = np.random.default_rng(2)
+    for quadrant in Quadrant:
+        plan = engine.plan(Capsule.of(quadrant))
+        tokens = engine.generate_bar_tokens(Capsule.of(quadrant), SamplingConfig(), rng)
+        assert headers(engine, tokens)[POLY] == engine.vocab.polyphony(plan.polyphony)
+        assert headers(engine, tokens)[DENS] == engine.vocab.density(plan.density)
+    engine.prime(SEED)  # triads on every beat: the seed's texture whatever the emotion
+    for quadrant in Quadrant:
+        tokens = engine.generate_bar_tokens(Capsule.of(quadrant), SamplingConfig(), rng)
+        assert headers(engine, tokens)[POLY] == engine.vocab.polyphony(engine.baseline.polyphony)
