@@ -69,7 +69,9 @@ def _cc(ctx: click.Context, param: click.Parameter, value: int | None) -> int | 
 @click.option("--arousal-cc", type=int, callback=_cc, help="CC for arousal (XY mode, with --valence-cc).")
 @click.option("--temperature-cc", type=int, callback=_cc, help="CC that sets the sampling temperature.")
 @click.option("--guidance-cc", type=int, callback=_cc, help="CC that sets the guidance scale.")
-@click.option("--density-cc", type=int, callback=_cc, help="CC that sets the density level (0..6).")
+@click.option("--density-cc", type=int, callback=_cc, help="CC that sets the density level (1..6).")
+@click.option("--texture-cc", type=int, callback=_cc,
+              help="CC that sets the texture: a single line (0) .. full chords (127).")
 @click.option("--channel", type=int, callback=_channel, help="Output MIDI channel, 1..16 (default 1).")
 @click.option(
     "--mode",

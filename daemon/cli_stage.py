@@ -14,7 +14,7 @@ import click
 
 from affetto.daemon.cli import API_CHOICES
 
-ROLE_CHOICES = ["emotion", "valence", "arousal", "temperature", "guidance", "density"]
+ROLE_CHOICES = ["emotion", "valence", "arousal", "temperature", "guidance", "density", "texture"]
 
 
 def _fail(message: str, code: int = 2) -> None:

@@ -85,7 +85,8 @@ class DaemonConfig:
     arousal_cc: int | None = None
     temperature_cc: int | None = None
     guidance_cc: int | None = None
-    density_cc: int | None = None  # busy-ness, 0..127 -> density level 0..6, apart from arousal
+    density_cc: int | None = None  # busy-ness, 0..127 -> density level 1..6, instead of the emotion's plan
+    texture_cc: int | None = None  # notes per onset, 0..127 -> a single line (1) .. full chords (5)
     learn_trigger: str | None = None  # "cc 102" (a button) or "note 36": learn the next CC (daemon/learn.py)
     emotion: int = 85  # knob value until the first CC arrives (85 = Q1, happy)
     emotion_smoothing: float = 0.3  # weight of the previous capsule at each bar line
@@ -134,7 +135,8 @@ class DaemonConfig:
             object.__setattr__(self, "meter", TimeSignature.parse(self.meter))
         if not isinstance(self.meter, TimeSignature):
             raise ConfigError(f"meter must look like 4/4, got {self.meter!r}")
-        for name in ("emotion_cc", "valence_cc", "arousal_cc", "temperature_cc", "guidance_cc", "density_cc"):
+        for name in ("emotion_cc", "valence_cc", "arousal_cc", "temperature_cc", "guidance_cc", "density_cc",
+                     "texture_cc"):
             _check_int(name, getattr(self, name), 0, 119, optional=True)
         if (self.valence_cc is None) != (self.arousal_cc is None):
             raise ConfigError("valence_cc and arousal_cc go together (XY mode): set both or neither")
@@ -147,6 +149,7 @@ class DaemonConfig:
                 self.temperature_cc,
                 self.guidance_cc,
                 self.density_cc,
+                self.texture_cc,
             )
             if c is not None
         ]

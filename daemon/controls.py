@@ -2,8 +2,9 @@
 
 The emotion knob (one CC) walks Q3 -> Q4 -> Q1 -> Q2; in XY mode two CCs set
 valence and arousal. Temperature and guidance CCs set those sampling
-settings over the config's, and a density CC the onset-density level (1..6), so
-busy-ness is played apart from arousal. A CC value is checked once, when it arrives
+settings over the config's; a density CC the onset-density level (1..6) and a
+texture CC the notes per onset (1 a single line .. 5 full chords), in place of
+what the emotion plan (:mod:`affetto.runtime.plan`) would choose. A CC value is checked once, when it arrives
 (:meth:`Controls.handle_cc`), and turned into what it controls there.
 Values are read at bar lines (:meth:`Controls.at_bar_line`), so a change
 applies to the next bar the generator starts; the capsule moves there with
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from affetto.analysis.emotion import Capsule, cc_unit, cc_value, knob_capsule, va_capsule
 from affetto.daemon.config import DaemonConfig
 from affetto.errors import EmotionError
-from affetto.runtime.sampling import SamplingOverrides
+from affetto.runtime.sampling import MAX_TEXTURE, SamplingOverrides
 
 TEMPERATURE_RANGE = (0.3, 1.7)  # CC 0..127 maps linearly onto this
 GUIDANCE_RANGE = (1.0, 5.0)
@@ -32,6 +33,10 @@ class Settings:
 
 def cc_to_density(value: int) -> int:
     return 1 + value * DENSITY_LEVELS // 128
+
+
+def cc_to_texture(value: int) -> int:
+    return 1 + value * MAX_TEXTURE // 128
 
 
 def cc_to_range(value: int, lo: float, hi: float) -> float:
@@ -67,6 +72,8 @@ class Controls:
                 self._sampling = self._sampling.replace(guidance=cc_to_range(value, *GUIDANCE_RANGE))
             elif c.density_cc is not None and control == c.density_cc:
                 self._sampling = self._sampling.replace(density=cc_to_density(value))
+            elif c.texture_cc is not None and control == c.texture_cc:
+                self._sampling = self._sampling.replace(texture=cc_to_texture(value))
             else:
                 return False
         except EmotionError:

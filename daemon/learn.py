@@ -7,7 +7,7 @@ Two ways in:
 - In the daemon, ``learn_trigger = "cc 102"`` (a button: a press is a value
   of 64 or more after one below) or ``"note 36"`` (a note-on) arms a learn
   step: the next CC that moves is bound to the next role in turn (emotion,
-  valence, arousal, temperature, guidance, density, then emotion again) and
+  valence, arousal, temperature, guidance, density, texture, then emotion again) and
   logged with the line to put in the config. Nothing is prompted or written
   there: a daemon does not ask questions.
 
@@ -36,7 +36,7 @@ from affetto.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-ROLES = ("emotion", "valence", "arousal", "temperature", "guidance", "density")
+ROLES = ("emotion", "valence", "arousal", "temperature", "guidance", "density", "texture")
 PAIR = {"valence": "arousal", "arousal": "valence"}
 JITTER = 3
 

@@ -1,5 +1,6 @@
-"""One example per emotion: the nocturne seed (from outside the corpus) continued for 8 bars; and
-two melodies from outside the corpus looped and harmonised live as happy and as sad.
+"""One example per emotion: the nocturne seed (from outside the corpus) continued for 8 bars, and
+8 bars with no seed at all; a knob sweep (sad -> happy -> tense -> calm over 16 bars after an outside
+seed); and two melodies from outside the corpus looped and harmonised live as happy and as sad.
 
 Run through docs/make_examples.sh, which installs the renderer. Writes
 docs/examples/<quadrant>-<mood>.{mid,png,ogg}, docs/examples/harmonise-<seed>-<mood>.{mid,png,ogg}
@@ -33,6 +34,42 @@ def render(midi: Path, ogg: Path, soundfont: str) -> None:
         subprocess.run(["fluidsynth", "-ni", "-q", "-F", str(wav), "-r", "44100", "-g", "0.6", soundfont, str(midi)],
                        check=True)
         subprocess.run(["oggenc", "-Q", "-q", "2", "-o", str(ogg), str(wav)], check=True)
+
+
+SWEEP_SEED, SWEEP_BARS = "pop-pattern", 16
+SWEEP = (("sad", 0), ("happy", 85), ("tense", 127), ("calm", 42))  # knob values, 4 bars each
+SMOOTHING = 0.3  # the daemon's default emotion_smoothing
+
+
+def knob_sweep(model: Path, soundfont: str, rng_seed: int) -> str:
+    """The daemon's knob (CC values, smoothed at each bar line as the daemon does) over 16 bars after a seed."""
+    from affetto.analysis.emotion import knob_capsule
+
+    phrase = read_midi(SEED_FOLDER / f"{SWEEP_SEED}.mid")
+    length = phrase.meter.beats_per_bar
+    seed = [n for n in phrase.notes if n.onset < SEED_BARS * length]
+    engine = Engine(model, meter=phrase.meter)
+    engine.prime(seed, bars=SEED_BARS)
+    rng = np.random.default_rng(rng_seed)
+    notes, capsule = list(seed), knob_capsule(SWEEP[0][1])
+    per = SWEEP_BARS // len(SWEEP)
+    for b in range(SWEEP_BARS):
+        target = knob_capsule(SWEEP[b // per][1]).weights
+        capsule = Capsule(tuple(SMOOTHING * o + (1 - SMOOTHING) * t for o, t in zip(capsule.weights, target)))
+        offset = (SEED_BARS + b) * length
+        notes += [Note(n.pitch, n.onset + offset, n.duration, n.velocity)
+                  for n in engine.generate_bar(capsule, rng=rng)]
+    stem = OUT / "knob-sweep"
+    write_midi(stem.with_suffix(".mid"), notes, meter=phrase.meter, bpm=phrase.tempo)
+    piano_roll(stem.with_suffix(".png"), notes, meter=phrase.meter, seed_beats=SEED_BARS * length,
+               title=f"{SWEEP_SEED} seed (grey), then the knob: " + " -> ".join(m for m, _ in SWEEP)
+               + f", {per} bars each")
+    render(stem.with_suffix(".mid"), stem.with_suffix(".ogg"), soundfont)
+    print(stem)
+    return (f"\n## A knob sweep\n\nThe `{SWEEP_SEED}` seed (4 bars, grey), then {SWEEP_BARS} bars with the knob at "
+            + ", ".join(f"{m} (CC {v})" for m, v in SWEEP) + f", {per} bars each, smoothed at each bar line as the "
+            "daemon does (`emotion_smoothing` 0.3): [knob-sweep.ogg](knob-sweep.ogg), "
+            "[knob-sweep.mid](knob-sweep.mid)\n\n![knob sweep](knob-sweep.png)\n")
 
 
 HARMONISE_SEEDS = ("lament", "lullaby")  # melodies (one note at a time) among the outside seeds
@@ -112,12 +149,32 @@ def main() -> None:
         rows.append(f"| {q.name} {q.mood} | [{stem.name}.ogg]({stem.name}.ogg) | [{stem.name}.mid]({stem.name}.mid) "
                     f"| ![{q.mood}]({stem.name}.png) | {names} |")
         print(stem)
+    unseeded = []
+    for q in Quadrant:
+        engine.prime([])
+        rng = np.random.default_rng([args.rng, 10 + int(q)])
+        notes = []
+        for b in range(BARS):
+            notes += [Note(n.pitch, n.onset + b * length, n.duration, n.velocity)
+                      for n in engine.generate_bar(Capsule.of(q), rng=rng)]
+        stem = OUT / f"unseeded-{q.name}-{q.mood}"
+        write_midi(stem.with_suffix(".mid"), notes, meter=phrase.meter, bpm=phrase.tempo)
+        piano_roll(stem.with_suffix(".png"), notes, meter=phrase.meter, title=f"no seed, {q.name} {q.mood}")
+        render(stem.with_suffix(".mid"), stem.with_suffix(".ogg"), args.soundfont)
+        keys = independent_keys(notes)
+        names = ", ".join(f"{k.replace('_', '-')}: {v[1]}" for k, v in keys.items() if v)
+        unseeded.append(f"| {q.name} {q.mood} | [{stem.name}.ogg]({stem.name}.ogg) | "
+                        f"[{stem.name}.mid]({stem.name}.mid) | ![{q.mood}]({stem.name}.png) | {names} |")
+        print(stem)
     (OUT / "README.md").write_text(
         f"# Examples\n\nThe `{Path(args.seed_file).name}` seed (4 bars, from outside the training corpus) "
         f"continued for {BARS} bars by `{model.name}` at the default settings, once per emotion; made by "
         "`bash docs/make_examples.sh` (FluidSynth, FluidR3 General MIDI piano). The last column is the mode "
         "music21's key finders hear in the generated bars.\n\n"
         "| emotion | listen | MIDI | piano roll | mode heard |\n|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
+        f"\n## No seed\n\n{BARS} bars from nothing, once per emotion: the emotion sets the texture.\n\n"
+        "| emotion | listen | MIDI | piano roll | mode heard |\n|---|---|---|---|---|\n" + "\n".join(unseeded) + "\n"
+        + knob_sweep(model, args.soundfont, args.rng) +
         "\n## Harmonise mode\n\nTwo melodies from outside the corpus, their first 4 bars looped twice, with the "
         "alto, tenor and bass that `affetto run --mode harmonise` plays under them (its own `LoopHarmoniser`, "
         "bar by bar, with the shipped ensemble at its default 8 candidates), as happy and as sad. In the MIDI "

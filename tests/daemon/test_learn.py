@@ -132,9 +132,12 @@ def test_the_daemon_learn_step_binds_roles_in_turn(caplog):
     learn(26, [0, 127])  # density
     cc(rig, 26, 127)
     assert controls.at_bar_line().sampling.density == 6
+    learn(27, [127, 0])  # texture
+    cc(rig, 27, 0)
+    assert controls.at_bar_line().sampling.texture == 1
     assert rig.conductor.learn.role == "emotion"  # round again
     assert [r for r, _ in rig.conductor.learn.learned] == [
-        "emotion", "valence", "arousal", "temperature", "guidance", "density"
+        "emotion", "valence", "arousal", "temperature", "guidance", "density", "texture"
     ]
     messages = [r.getMessage() for r in caplog.records]
     assert "learn: move the control for emotion" in messages
