@@ -32,6 +32,7 @@ import numpy as np
 
 from affetto.analysis.emotion import Capsule
 from affetto.analysis.voicing import choose, lines, repair_parallels, step_probs
+from affetto.ensemble.colour import colour
 from affetto.errors import ConfigError, ModelFileError
 from affetto.manifest import read_manifest
 from affetto.music.notes import Note, TimeSignature, sort_notes
@@ -141,7 +142,7 @@ class Ensemble:
     """An ensemble .onnx file in an ONNX Runtime session (one intra-op thread by default)."""
 
     def __init__(self, path: str | Path | None = None, *, threads: int = 1, manifest: dict | None = None,
-                 voice_leading: bool | None = None) -> None:
+                 voice_leading: bool | None = None, colour: bool = True) -> None:
         import onnxruntime as ort
 
         self.path = Path(path) if path else default_ensemble_path()
@@ -154,6 +155,7 @@ class Ensemble:
         self.candidates = int(decode.get("candidates", DEFAULT_CANDIDATES))
         # under a given melody, move written notes out of parallel fifths and octaves (voicing.repair_parallels)
         self.voice_leading = bool(decode.get("voice_leading", True)) if voice_leading is None else voice_leading
+        self.colour = colour  # under a given melody, colour the voices by the emotion (affetto.ensemble.colour)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
@@ -205,17 +207,22 @@ class Ensemble:
             choose(lines(rolls[i], tri[i * k : (i + 1) * k], s.low), capsule.valence, capsule.arousal)
             for i in range(n)]
         chosen = rolls[np.arange(n), picks]
-        if self.voice_leading and melody is not None:
+        if melody is not None and (self.voice_leading or self.colour):
             probs = probs.reshape(n, k, *probs.shape[1:])[np.arange(n), picks]
             for i in range(n):
-                chosen[i] = self._repaired(chosen[i], probs[i], float(tri[i * k, 0]))
+                chosen[i] = self._decoded(chosen[i], probs[i], float(tri[i * k, 0]), capsule)
         return chosen
 
-    def _repaired(self, roll: np.ndarray, probs: np.ndarray, triple: float) -> np.ndarray:
-        """One phrase's roll (4, bars, 16, P) with its parallels repaired (:func:`repair_parallels`)."""
+    def _decoded(self, roll: np.ndarray, probs: np.ndarray, triple: float, capsule: Capsule) -> np.ndarray:
+        """One phrase's roll (4, bars, 16, P) under a melody: parallels repaired
+        (:func:`repair_parallels`), then coloured by the emotion (:func:`affetto.ensemble.colour.colour`)."""
         s = self.spec
-        line = lines(roll[None], np.array([triple]), s.low)[0]
-        fixed, _moved = repair_parallels(line, step_probs(probs, triple), s.low)
+        fixed = lines(roll[None], np.array([triple]), s.low)[0]
+        if self.voice_leading:
+            fixed, _moved = repair_parallels(fixed, step_probs(probs, triple), s.low)
+        if self.colour and not capsule.is_unconditioned:
+            fixed = colour(fixed, capsule.valence, capsule.arousal)
+            fixed = np.where((fixed >= s.low) & (fixed < s.low + s.pitches), fixed, -1)
         per_bar = 12 if triple > 0.5 else 16
         out = np.zeros_like(roll)
         voice, step = np.nonzero(fixed >= 0)
