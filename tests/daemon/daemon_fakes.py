@@ -10,6 +10,7 @@ from affetto.daemon.clocks import InternalClock
 from affetto.daemon.conductor import Conductor
 from affetto.daemon.config import DaemonConfig
 from affetto.daemon.generator import BarRequest, FakeGenerator, FakeVoices, run_request
+from affetto.daemon.modes import mode_class
 from affetto.daemon.notes import OwnedOutput
 from affetto.daemon.scheduler import Scheduler
 from affetto.ensemble.accompany import Band, LoopHarmoniser
@@ -119,12 +120,10 @@ class Rig:
         self.inbox: queue.Queue = queue.Queue(maxsize=config.queue_size)
         self.lead = FakeGenerator(config.meter)
         self.voices = FakeVoices(config.meter)
-        if config.mode == "harmonise":
-            self.generator = LoopHarmoniser(self.voices)
-        elif config.mode == "ensemble":
-            self.generator = Band(self.lead, self.voices)
-        else:
-            self.generator = self.lead
+        # the generator of the kind the mode asks for, on the fakes
+        kind = mode_class(config.mode).generator
+        self.generator = {"lead": self.lead, "harmoniser": LoopHarmoniser(self.voices),
+                          "band": Band(self.lead, self.voices)}[kind]
         self.worker = ManualWorker(self.inbox, self.generator)
         self.conductor = Conductor(
             config, self.clock, self.scheduler, self.worker.submit, self.inbox, now_ns=self.time

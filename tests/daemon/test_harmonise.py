@@ -8,7 +8,8 @@ from daemon_fakes import MS, make_rig
 from affetto.analysis.emotion import Capsule, Quadrant, knob_value
 from affetto.daemon.config import DaemonConfig
 from affetto.daemon.generator import BarRequest, FakeGenerator, FakeVoices, run_request
-from affetto.daemon.modes import Ask, Cancel, HarmoniseMode, bar_signature, bars_match, loop_at
+from affetto.daemon.modes import Ask, Cancel
+from affetto.daemon.modes.harmonise import HarmoniseMode, bar_signature, bars_match, loop_at
 from affetto.daemon.seed import SeedBuffer
 from affetto.ensemble.accompany import Band, LoopHarmoniser
 from affetto.errors import ConfigError

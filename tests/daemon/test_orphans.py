@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from affetto.daemon.generator import ProcessWorker
-from affetto.daemon.service import _fake
+from affetto.daemon.generators import _fake
 from affetto.music.notes import TimeSignature
 
 PARENT = textwrap.dedent(
@@ -21,7 +21,7 @@ PARENT = textwrap.dedent(
     import functools, sys, threading
     from multiprocessing import resource_tracker
     from affetto.daemon.generator import ProcessWorker
-    from affetto.daemon.service import _fake
+    from affetto.daemon.generators import _fake
     from affetto.music.notes import TimeSignature
 
     workers = []
