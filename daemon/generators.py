@@ -4,14 +4,19 @@ A mode class names the kind of generator that serves its requests
 (:attr:`~affetto.daemon.modes.base.Mode.generator`); :data:`GENERATORS` maps
 the kind to a function that turns the config into a *factory*: a picklable
 callable that loads the model(s) when the worker calls it (in the worker's
-child process, by default). So the service builds whatever the mode needs
-without knowing the mode:
+child process, by default) and gives back a
+:class:`~affetto.daemon.generator.BarGenerator`. So the service builds
+whatever the mode needs without knowing the mode, and every kind is served
+the same way:
 
-- ``lead``: the lead model (the shipped one when ``model`` is unset);
-- ``harmoniser``: the ensemble alone, voicing the player's loop
-  (:class:`~affetto.ensemble.accompany.LoopHarmoniser`);
+- ``lead``: the lead model (the shipped one when ``model`` is unset), as a
+  :class:`~affetto.daemon.generator.PhraseGenerator`;
+- ``harmoniser``: the ensemble alone, voicing the player's loop (a
+  :class:`~affetto.ensemble.accompany.LoopHarmoniser` as a
+  :class:`~affetto.daemon.generator.HarmoniseGenerator`);
 - ``band``: the lead model with the ensemble's voices under each of its bars
-  (:class:`~affetto.ensemble.accompany.Band`).
+  (a :class:`~affetto.ensemble.accompany.Band` as a
+  :class:`~affetto.daemon.generator.PhraseGenerator`).
 
 ``builtin:fake`` stands in for either model (``builtin:fake:<ms>`` burns
 ``<ms>`` of CPU per bar, like a model that needs that long).
@@ -23,7 +28,8 @@ import functools
 from collections.abc import Callable
 
 from affetto.daemon.config import FAKE_MODEL, DaemonConfig
-from affetto.daemon.generator import FakeGenerator, FakeVoices, GeneratorFactory
+from affetto.daemon.fakes import FakeGenerator, FakeVoices
+from affetto.daemon.generator import GeneratorFactory, HarmoniseGenerator, PhraseGenerator, PhraseModel
 from affetto.daemon.modes import mode_class
 from affetto.ensemble.accompany import Band, LoopHarmoniser
 from affetto.errors import ConfigError
@@ -53,16 +59,26 @@ def _load_voices(path: str | None, meter: TimeSignature, threads: int | None):
     return load_voices(path, meter, threads=threads or 1)
 
 
-def _harmoniser(path: str | None, meter: TimeSignature, threads: int | None, seed: int):
-    return LoopHarmoniser(_load_voices(path, meter, threads), seed=seed)
+def fake_generator(meter: TimeSignature, cost_ms: float = 0.0) -> PhraseGenerator:
+    """The stand-in lead as a generator (picklable with ``functools.partial``: tests and benchmarks)."""
+    return PhraseGenerator(_fake(meter, cost_ms))
 
 
-def _band(lead: GeneratorFactory, path: str | None, meter: TimeSignature, threads: int | None, seed: int):
-    return Band(lead(), _load_voices(path, meter, threads), seed=seed)
+def _phrases(load: Callable[[], PhraseModel]) -> PhraseGenerator:
+    return PhraseGenerator(load())
 
 
-def lead_factory(config: DaemonConfig) -> GeneratorFactory:
-    """The lead model: ``config.model``, the shipped one when unset, or ``builtin:fake[:<ms>]``."""
+def _harmoniser(path: str | None, meter: TimeSignature, threads: int | None, seed: int) -> HarmoniseGenerator:
+    return HarmoniseGenerator(LoopHarmoniser(_load_voices(path, meter, threads), seed=seed))
+
+
+def _band(lead: Callable[[], PhraseModel], path: str | None, meter: TimeSignature, threads: int | None,
+          seed: int) -> PhraseGenerator:
+    return PhraseGenerator(Band(lead(), _load_voices(path, meter, threads), seed=seed))
+
+
+def _lead_model(config: DaemonConfig) -> Callable[[], PhraseModel]:
+    """Loads the lead model: ``config.model``, the shipped one when unset, or ``builtin:fake[:<ms>]``."""
     if config.model is not None and config.model.startswith(FAKE_MODEL):
         cost = config.model[len(FAKE_MODEL) + 1 :] if config.model != FAKE_MODEL else "0"
         try:
@@ -73,6 +89,11 @@ def lead_factory(config: DaemonConfig) -> GeneratorFactory:
     return functools.partial(_load_engine, config.model, config.meter, config.threads)
 
 
+def lead_factory(config: DaemonConfig) -> GeneratorFactory:
+    """The lead model continuing and answering phrases."""
+    return functools.partial(_phrases, _lead_model(config))
+
+
 def harmoniser_factory(config: DaemonConfig) -> GeneratorFactory:
     """The ensemble (``config.ensemble_model``) voicing the player's loop."""
     return functools.partial(_harmoniser, config.ensemble_model, config.meter, config.threads, config.rng_seed or 0)
@@ -80,7 +101,7 @@ def harmoniser_factory(config: DaemonConfig) -> GeneratorFactory:
 
 def band_factory(config: DaemonConfig) -> GeneratorFactory:
     """The lead model with the ensemble's voices under each of its bars."""
-    return functools.partial(_band, lead_factory(config), config.ensemble_model, config.meter, config.threads,
+    return functools.partial(_band, _lead_model(config), config.ensemble_model, config.meter, config.threads,
                              config.rng_seed or 0)
 
 

@@ -28,12 +28,13 @@ from collections.abc import Callable
 from affetto.daemon.clocks import Clock, make_clock
 from affetto.daemon.conductor import Conductor
 from affetto.daemon.config import DaemonConfig
-from affetto.daemon.generator import GeneratorFactory, make_worker
+from affetto.daemon.generator import GeneratorFactory
 from affetto.daemon.generators import default_factory
 from affetto.daemon.modes import mode_class
 from affetto.daemon.notes import OwnedOutput
 from affetto.daemon.ports import open_ports, resolve_api
 from affetto.daemon.scheduler import Scheduler
+from affetto.daemon.workers import make_worker
 
 log = logging.getLogger("affetto.daemon")
 

@@ -16,7 +16,7 @@ from affetto.daemon import service
 from affetto.daemon.cli import run
 from affetto.daemon.clocks import CLOCKS, InternalClock, make_clock
 from affetto.daemon.config import DaemonConfig
-from affetto.daemon.generator import FakeGenerator
+from affetto.daemon.fakes import FakeGenerator
 from affetto.daemon.generators import default_factory
 from affetto.daemon.modes import MODES, Ask, Mode, make_mode, register_mode
 from affetto.daemon.seed import SeedBuffer
@@ -83,7 +83,7 @@ def test_the_command_line_offers_what_the_registries_hold():
 def test_a_registered_mode_needs_no_other_edit(every_other_bar, monkeypatch):
     config = DaemonConfig(mode=every_other_bar.name, model="builtin:fake", rng_seed=1)
     assert isinstance(make_mode(config), every_other_bar)
-    assert default_factory(config)().__class__ is FakeGenerator  # the generator its class asks for
+    assert type(default_factory(config)().model) is FakeGenerator  # the lead, as its class asks
     assert every_other_bar.name in help_choices("--mode")
     given = []
 
