@@ -6,7 +6,9 @@ Rules (DESIGN.md, "Layout and the direction of dependencies"):
   (``affetto.daemon``, ``affetto.models``, ``affetto.export``) and no torch;
 - ``daemon`` imports neither ``models`` nor ``export`` nor torch;
 - ``models`` imports neither ``daemon`` nor ``export``;
-- ``export`` may import ``models``, never ``daemon``.
+- ``export`` may import ``models``, never ``daemon``, and never a training
+  module (``models.train``, ``models.musegan.train``): it reads checkpoints
+  through ``models.checkpoint`` and the model families.
 
 Inside the daemon, each MIDI backend (``jackports``, ``rtmidiports``) imports
 neither the other nor the factory that chooses between them (``ports``), so
@@ -36,7 +38,7 @@ FORBIDDEN = {
     "affetto": (*WINGS, "torch"),
     "affetto.daemon": ("affetto.models", "affetto.export", "torch"),
     "affetto.models": ("affetto.daemon", "affetto.export"),
-    "affetto.export": ("affetto.daemon",),
+    "affetto.export": ("affetto.daemon", "affetto.models.train", "affetto.models.musegan.train"),
 }
 
 APART = {  # module -> modules it must not import (inside a wing)
@@ -141,6 +143,9 @@ def test_the_core_names_wing_modules_only_in_the_command_table():
         ("models/train.py", "from affetto.export.graph import build_graph", True),
         ("export/export.py", "from affetto.daemon.config import DaemonConfig", True),
         ("export/export.py", "from affetto.models.transformer import EmotionTransformer", False),
+        ("export/export.py", "def f():\n    from affetto.models.train import TrainConfig", True),
+        ("export/musegan.py", "from affetto.models.musegan.train import validate", True),
+        ("export/musegan.py", "from affetto.models import checkpoint", False),
         ("daemon/service.py", "from affetto.runtime import load_model", False),
         ("daemon/jackports.py", "def f():\n    from affetto.daemon.ports import open_ports", True),
         ("daemon/rtmidiports.py", "from affetto.daemon import jackports", True),
