@@ -2,7 +2,9 @@
 
 The model families use one each in the runtime, the checkpoint loader and the
 exporter, so a module (and what it imports, torch for the wings) is imported
-only when a model of that family is used.
+only when a model of that family is used. The daemon's plug-ins (its modes
+and clock sources) use one each too: the config checks names against it, the
+command line offers its names, and the service builds what it names.
 """
 
 from __future__ import annotations
@@ -24,10 +26,15 @@ class Registry(Generic[T]):
             raise ValueError(f"a registry entry needs a non-empty name, got {name!r}")
         self._entries[name] = entry
 
+    def remove(self, name: str) -> None:
+        """Forget ``name`` (a plug-in registered for a while, e.g. by a test); unknown names are an error."""
+        if self._entries.pop(name, None) is None:
+            raise self._missing(name, self.names())
+
     def get(self, name: str) -> T:
         try:
             entry = self._entries[name]
-        except KeyError:
+        except (KeyError, TypeError):  # TypeError: an unhashable name (a list from a TOML file)
             raise self._missing(name, self.names()) from None
         if isinstance(entry, str):
             module, _, attr = entry.partition(":")
@@ -36,3 +43,6 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in self._entries

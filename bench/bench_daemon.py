@@ -33,9 +33,11 @@ import numpy as np
 
 from affetto.analysis.emotion import Capsule, Quadrant
 from affetto.daemon.clocks import InternalClock, MidiClockFollower
-from affetto.daemon.generator import BarRequest, FakeGenerator, make_worker
+from affetto.daemon.generator import BarRequest
+from affetto.daemon.generators import fake_generator
 from affetto.daemon.notes import OwnedOutput
 from affetto.daemon.scheduler import Scheduler
+from affetto.daemon.workers import make_worker
 from affetto.music.notes import Note, TimeSignature
 
 SERVER = "affetto-bench"
@@ -116,7 +118,7 @@ def delivered_error_ms(sent: list[tuple[bytes, int]], received: list[tuple[int, 
 
 
 def fake_factory(cost_ms: float):
-    return FakeGenerator(TimeSignature(), cost_ms=cost_ms)
+    return fake_generator(TimeSignature(), cost_ms=cost_ms)
 
 
 def scheduler_error(host: str, fifo: bool, switch_ms: float, seconds: float, cost_ms: float, ports=None) -> dict:

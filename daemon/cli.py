@@ -8,10 +8,41 @@ fast and never loads ONNX Runtime.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import click
 
 API_CHOICES = ["auto", "coremidi", "alsa", "jack", "winmm"]
+
+
+class Registered(click.Choice):
+    """A choice among the names a plug-in registry holds when the command line is read, so a mode or a
+    clock source registered in its folder is offered here with no edit (and this module stays light)."""
+
+    def __init__(self, names: Callable[[], Sequence[str]]) -> None:
+        self._names = names
+        super().__init__(())
+
+    @property  # type: ignore[override]
+    def choices(self) -> Sequence[Any]:
+        return tuple(self._names())
+
+    @choices.setter
+    def choices(self, value: Sequence[Any]) -> None:  # click's own __init__ sets them: they are read live
+        pass
+
+
+def _mode_names() -> list[str]:
+    from affetto.daemon.modes import MODES
+
+    return MODES.names()
+
+
+def _clock_names() -> list[str]:
+    from affetto.daemon.clocks import CLOCKS
+
+    return CLOCKS.names()
 
 
 def _channel(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
@@ -59,8 +90,9 @@ def _cc(ctx: click.Context, param: click.Parameter, value: int | None) -> int | 
 )
 @click.option(
     "--clock",
-    type=click.Choice(["midi", "internal", "link"]),
-    help="Follow MIDI clock (default), run one, or join an Ableton Link session (needs affetto[link]).",
+    type=Registered(_clock_names),
+    help="Follow MIDI clock (midi, the default), run one (internal), or join an Ableton Link session "
+    "(link, needs affetto[link]).",
 )
 @click.option("--bpm", type=float, help="Tempo of the internal clock.")
 @click.option("--meter", help="Time signature, e.g. 4/4 or 6/8.")
@@ -75,9 +107,9 @@ def _cc(ctx: click.Context, param: click.Parameter, value: int | None) -> int | 
 @click.option("--channel", type=int, callback=_channel, help="Output MIDI channel, 1..16 (default 1).")
 @click.option(
     "--mode",
-    type=click.Choice(["continue", "call-response", "harmonise", "ensemble"]),
-    help="continue (default), call-response, harmonise (voices under your loop), "
-    "ensemble (the lead with voices).",
+    type=Registered(_mode_names),
+    help="What to play (default continue): call-response answers your phrases, harmonise plays voices "
+    "under your loop, ensemble the lead with voices.",
 )
 @click.option(
     "--harmony-channels",

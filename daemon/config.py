@@ -17,14 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from affetto.daemon.clocks import CLOCKS
+from affetto.daemon.modes import mode_class
 from affetto.errors import ConfigError
 from affetto.music.notes import TimeSignature
 from affetto.runtime.sampling import SamplingOverrides
 
 MIDI_APIS = ("auto", "coremidi", "alsa", "jack", "winmm")
-CLOCKS = ("midi", "internal", "link")
-MODES = ("continue", "call-response", "harmonise", "ensemble")
-VOICED_MODES = ("harmonise", "ensemble")  # modes that play voices on the harmony channels
 LATE_POLICIES = ("repeat", "rest")
 HOSTS = ("thread", "process")
 FAKE_MODEL = "builtin:fake"
@@ -75,7 +74,7 @@ class DaemonConfig:
     in_port: str | None = None  # attach to an existing input port (name or substring) instead
     out_port: str | None = None  # attach to an existing output port instead
     # time
-    clock: str = "midi"  # follow the DAW's MIDI clock, run an internal one, or join an Ableton Link session
+    clock: str = "midi"  # a registered source (affetto.daemon.clocks): the DAW's MIDI clock, internal, link
     link_start_stop: bool = True  # Link: start and stop with the session (else run from joining it)
     bpm: float = 120.0  # internal clock tempo
     meter: TimeSignature = field(default_factory=TimeSignature)
@@ -95,9 +94,7 @@ class DaemonConfig:
     harmony_channels: tuple[int, ...] = (2, 3, 4)  # alto, tenor, bass in harmonise and ensemble modes
     in_channel: int | None = None  # listen to notes and CCs on this channel only (None: all)
     # generation
-    # continue; call-response: wait for a phrase and a bar of silence, answer; harmonise: voices under
-    # the player's loop; ensemble: the lead's bars with voices under them
-    mode: str = "continue"
+    mode: str = "continue"  # a registered mode (affetto.daemon.modes): continue, call-response, harmonise, ...
     seed_bars: int = 2  # call-response answers at most this many bars; continue primes from seed_bars + 2
     model: str | None = None  # .onnx path; "builtin:fake" for the test generator
     ensemble_model: str | None = None  # the voices' .onnx (harmonise, ensemble); "builtin:fake" for a test one
@@ -127,7 +124,7 @@ class DaemonConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
-        _check_choice("clock", self.clock, CLOCKS)
+        CLOCKS.get(self.clock)  # the registered sources (affetto.daemon.clocks), listed when it is not one
         _check_float("bpm", self.bpm, 20, 400)
         if not isinstance(self.link_start_stop, bool):
             raise ConfigError(f"link_start_stop must be true or false, got {self.link_start_stop!r}")
@@ -164,17 +161,17 @@ class DaemonConfig:
         _check_float("emotion_smoothing", self.emotion_smoothing, 0.0, 0.95)
         _check_int("channel", self.channel, 1, 16)
         _check_int("in_channel", self.in_channel, 1, 16, optional=True)
-        _check_choice("mode", self.mode, MODES)
+        mode = mode_class(self.mode)  # the registered modes (affetto.daemon.modes), listed when it is not one
         if isinstance(self.harmony_channels, list):
             object.__setattr__(self, "harmony_channels", tuple(self.harmony_channels))
         if not isinstance(self.harmony_channels, tuple) or len(self.harmony_channels) != 3:
             raise ConfigError(f"harmony_channels are three channels (alto, tenor, bass), got {self.harmony_channels!r}")
         for ch in self.harmony_channels:
             _check_int("harmony_channels", ch, 1, 16)
-        if self.mode in VOICED_MODES:
+        if mode.routed:  # it plays voices on the harmony channels
             if len(set(self.harmony_channels)) != 3:
                 raise ConfigError(f"harmony_channels must be three different channels, got {self.harmony_channels}")
-            if self.mode == "ensemble" and self.channel in self.harmony_channels:
+            if mode.lead and self.channel in self.harmony_channels:
                 raise ConfigError(
                     f"the lead's channel {self.channel} is one of the harmony channels {self.harmony_channels}"
                 )

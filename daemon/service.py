@@ -17,7 +17,6 @@ codes: 0 after a signal, 1 on an unexpected error.
 
 from __future__ import annotations
 
-import functools
 import logging
 import queue
 import signal
@@ -28,72 +27,18 @@ from collections.abc import Callable
 
 from affetto.daemon.clocks import Clock, make_clock
 from affetto.daemon.conductor import Conductor
-from affetto.daemon.config import FAKE_MODEL, VOICED_MODES, DaemonConfig
-from affetto.daemon.generator import FakeGenerator, FakeVoices, GeneratorFactory, make_worker
+from affetto.daemon.config import DaemonConfig
+from affetto.daemon.generator import GeneratorFactory
+from affetto.daemon.generators import default_factory
+from affetto.daemon.modes import mode_class
 from affetto.daemon.notes import OwnedOutput
 from affetto.daemon.ports import open_ports, resolve_api
 from affetto.daemon.scheduler import Scheduler
-from affetto.ensemble.accompany import Band, LoopHarmoniser
-from affetto.errors import ConfigError
-from affetto.music.notes import TimeSignature
+from affetto.daemon.workers import make_worker
 
 log = logging.getLogger("affetto.daemon")
 
 EXIT_OK, EXIT_ERROR = 0, 1
-
-
-def _load_engine(path: str | None, meter: TimeSignature, threads: int | None):
-    from affetto.runtime import load_model  # lazy: ONNX Runtime loads only here
-
-    return load_model(path, meter=meter, threads=threads)
-
-
-def _fake(meter: TimeSignature, cost_ms: float = 0.0):
-    return FakeGenerator(meter, cost_ms=cost_ms)
-
-
-def _load_voices(path: str | None, meter: TimeSignature, threads: int | None):
-    if path is not None and path == FAKE_MODEL:
-        return FakeVoices(meter)
-    from affetto.ensemble.engine import load_voices  # lazy: ONNX Runtime loads only here
-
-    return load_voices(path, meter, threads=threads or 1)
-
-
-def _harmoniser(path: str | None, meter: TimeSignature, threads: int | None, seed: int):
-    return LoopHarmoniser(_load_voices(path, meter, threads), seed=seed)
-
-
-def _band(lead: GeneratorFactory, path: str | None, meter: TimeSignature, threads: int | None, seed: int):
-    return Band(lead(), _load_voices(path, meter, threads), seed=seed)
-
-
-def _lead_factory(config: DaemonConfig) -> GeneratorFactory:
-    if config.model is not None and config.model.startswith(FAKE_MODEL):
-        # "builtin:fake" or "builtin:fake:<ms>" to simulate a model that needs <ms> of CPU per bar
-        cost = config.model[len(FAKE_MODEL) + 1 :] if config.model != FAKE_MODEL else "0"
-        try:
-            cost_ms = float(cost)
-        except ValueError as err:
-            raise ConfigError(f"builtin:fake takes a CPU cost in ms, got {config.model!r}") from err
-        return functools.partial(_fake, config.meter, cost_ms)
-    return functools.partial(_load_engine, config.model, config.meter, config.threads)
-
-
-def default_factory(config: DaemonConfig) -> GeneratorFactory:
-    """A picklable factory (a worker process can call it too); no model means the shipped one.
-
-    ``harmonise`` mode loads only the ensemble (voices under the player's loop);
-    ``ensemble`` mode loads the lead model and the ensemble (a :class:`Band`);
-    the other modes load the lead model. ``builtin:fake`` stands in for either.
-    """
-    seed = config.rng_seed or 0
-    if config.mode == "harmonise":
-        return functools.partial(_harmoniser, config.ensemble_model, config.meter, config.threads, seed)
-    if config.mode == "ensemble":
-        return functools.partial(_band, _lead_factory(config), config.ensemble_model, config.meter, config.threads,
-                                 seed)
-    return _lead_factory(config)
 
 
 def setup_logging(level: str) -> None:
@@ -191,7 +136,7 @@ def _serve(
                 # a clock that runs by itself starts now (a follower waits for its source)
                 for event in clock.begin(time.monotonic_ns() + 100_000_000):
                     conductor.process(event)
-                if config.mode in VOICED_MODES:
+                if mode_class(config.mode).routed:
                     log.info(
                         "voices: alto, tenor, bass on channels %s (lead on %d)",
                         ", ".join(str(c) for c in config.harmony_channels),

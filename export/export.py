@@ -59,19 +59,21 @@ def sample_sequences(meta: dict, vocab: Vocabulary, count: int = 8, length: int 
     training data is not on this machine.
     """
     from affetto.models.data import DataConfig, assign_splits, build_examples
-    from affetto.models.train import TrainConfig
 
     try:
-        cfg = TrainConfig.from_dict(meta["train"])
-        if cfg.data == "corpus":
+        train = meta["train"]  # the training config the checkpoint carries (TrainConfig.to_dict)
+        data, limit = train.get("data", "corpus"), train.get("limit")
+        if data == "corpus":
             from affetto.models.corpus import DEFAULT_GROUPS, load_corpus
 
-            pieces = load_corpus(cfg.groups or DEFAULT_GROUPS, grid=vocab.grid, progress=False, limit=cfg.limit)
+            groups = tuple(train.get("groups") or DEFAULT_GROUPS)
+            pieces = load_corpus(groups, grid=vocab.grid, progress=False, limit=limit)
             labels = None
         else:
             from affetto.models.userdata import load_emopia, load_midi_folder
 
-            loaded = load_emopia(cfg.data) if cfg.emopia else load_midi_folder(cfg.data, cfg.labels, grid=vocab.grid)
+            loaded = (load_emopia(data) if train.get("emopia")
+                      else load_midi_folder(data, train.get("labels"), grid=vocab.grid))
             pieces, labels = loaded.pieces, loaded.labels
         splits = assign_splits(pieces)
         chosen = [i for i, s in enumerate(splits) if s == "valid"][: 4 * count]

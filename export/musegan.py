@@ -32,9 +32,9 @@ from affetto.ensemble.engine import DEFAULT_CANDIDATES, FAMILY, INPUTS, VOICES
 from affetto.errors import ModelFileError
 from affetto.export.export import with_manifest
 from affetto.manifest import FORMAT, FORMAT_VERSION, read_manifest
+from affetto.models.checkpoint import load_checkpoint
 from affetto.models.musegan.data import LOW
 from affetto.models.musegan.model import Generator, latents
-from affetto.models.musegan.train import load_checkpoint
 
 OPSET = 18
 ATOL = 1e-4
@@ -157,5 +157,7 @@ def export_generator(gen: Generator, meta: dict, out: str | Path, *, threshold: 
 
 def export_ensemble(checkpoint: str | Path, out: str | Path, *, threshold: float = 0.5,
                     candidates: int = DEFAULT_CANDIDATES) -> EnsembleExport:
-    gen, _, meta = load_checkpoint(checkpoint)
+    gen, meta = load_checkpoint(checkpoint)  # its family (in the checkpoint) builds the model
+    if not isinstance(gen, Generator):
+        raise ModelFileError(f"{checkpoint}: a {meta.get('family', 'lead')} checkpoint, not an ensemble one")
     return export_generator(gen, meta, out, threshold=threshold, candidates=candidates)

@@ -29,6 +29,7 @@ class ModelFamily:
     module: type[torch.nn.Module]  # the class whose instances belong to this family
     build: Callable[[dict], torch.nn.Module]  # a fresh model from a checkpoint's model config
     tied: tuple[str, ...] = ()  # weights shared with others, absent from the weights file
+    part: str = ""  # its weights file in a checkpoint: <stem>.safetensors, or <stem>.<part>.safetensors
 
 
 _FAMILIES: Registry[ModelFamily] = Registry(
@@ -69,3 +70,4 @@ def _lead() -> ModelFamily:
 
 LEAD = _lead()
 register_family(LEAD)
+register_family("affetto.models.musegan.model:FAMILY", "ensemble")

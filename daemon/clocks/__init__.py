@@ -1,4 +1,4 @@
-"""Clock sources as a family: one interface, one factory.
+"""Clock sources as a family: one interface, one registry, one factory.
 
 - :class:`~affetto.daemon.clocks.base.Clock`: the interface (a
   :class:`ClockState` to read, system messages to handle, a poll, ``begin`` when
@@ -12,9 +12,17 @@
 
 Outside time bases (JACK's frames, Link's clock) reach ``monotonic_ns`` through
 the one :class:`~affetto.daemon.timebase.OffsetTracker`.
+
+:data:`CLOCKS` names each source with the function that builds it from the
+config: the config checks ``clock`` against it, ``affetto run --clock`` offers
+its names, and :func:`make_clock` builds what it names. A new source is a
+module in this folder and one :data:`CLOCKS` entry below.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
 
 from affetto.daemon.clocks.base import (
     DEFAULT_BPM,
@@ -27,9 +35,12 @@ from affetto.daemon.clocks.base import (
 )
 from affetto.daemon.clocks.internal import InternalClock
 from affetto.daemon.clocks.midiclock import MidiClockFollower
-from affetto.daemon.config import DaemonConfig
+from affetto.errors import ConfigError
+from affetto.music.notes import TimeSignature
+from affetto.registry import Registry
 
 __all__ = [
+    "CLOCKS",
     "DEFAULT_BPM",
     "NS_PER_MINUTE",
     "Clock",
@@ -43,13 +54,47 @@ __all__ = [
 ]
 
 
-def make_clock(config: DaemonConfig) -> Clock:
-    """The clock source ``config.clock`` names (config has checked the name). A Link clock joins
-    its session here, and a missing Link binding is one :class:`~affetto.errors.ConfigError` line."""
-    if config.clock == "internal":
-        return InternalClock(config.bpm)
-    if config.clock == "link":
-        from affetto.daemon.clocks.link import LinkClock  # the binding loads only here
+class ClockSettings(Protocol):
+    """What the clock sources read from the daemon's configuration (:class:`~affetto.daemon.config.DaemonConfig`)."""
 
-        return LinkClock(config.meter.beats_per_bar, bpm=config.bpm, start_stop_sync=config.link_start_stop)
+    @property
+    def clock(self) -> str: ...
+
+    @property
+    def bpm(self) -> float: ...
+
+    @property
+    def meter(self) -> TimeSignature: ...
+
+    @property
+    def link_start_stop(self) -> bool: ...
+
+
+ClockBuilder = Callable[[ClockSettings], Clock]
+CLOCKS: Registry[ClockBuilder] = Registry(
+    lambda name, known: ConfigError(f"clock must be one of {', '.join(known)}, got {name!r}"))
+
+
+def _midi(config: ClockSettings) -> Clock:
     return MidiClockFollower()
+
+
+def _internal(config: ClockSettings) -> Clock:
+    return InternalClock(config.bpm)
+
+
+def _link(config: ClockSettings) -> Clock:
+    from affetto.daemon.clocks.link import LinkClock  # the binding loads only here
+
+    return LinkClock(config.meter.beats_per_bar, bpm=config.bpm, start_stop_sync=config.link_start_stop)
+
+
+CLOCKS.add("midi", _midi)  # follow the DAW's MIDI clock
+CLOCKS.add("internal", _internal)  # a fixed tempo
+CLOCKS.add("link", _link)  # an Ableton Link session
+
+
+def make_clock(config: ClockSettings) -> Clock:
+    """The clock source ``config.clock`` names. A Link clock joins its session here, and a missing
+    Link binding is one :class:`~affetto.errors.ConfigError` line."""
+    return CLOCKS.get(config.clock)(config)

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from affetto.models.families import ModelFamily
 from affetto.models.musegan.data import BAR_STEPS, LOW, PITCHES, TRACKS
 
 
@@ -258,3 +259,12 @@ def latents(batch: int, cfg: GanConfig, generator: torch.Generator | None = None
         "z_melody": n(batch, cfg.tracks, cfg.z_dim),
         "z_groove": n(batch, cfg.tracks, cfg.z_dim),
     }
+
+
+def _build(cfg: dict) -> Generator:
+    return Generator(GanConfig.from_dict(cfg))
+
+
+# What a checkpoint of the ensemble family builds (affetto.models.checkpoint); the critic and the
+# emotion classifier are trained beside the generator and saved as parts of the same checkpoint.
+FAMILY = ModelFamily("ensemble", Generator, _build, part="generator")

@@ -23,17 +23,18 @@ and the critic judges them unconditioned. The pairwise term leaves the
 level free (both draws may drift to major together); ``emotion_level_weight``
 adds the plain BCE of each draw, as heard, against what it was asked.
 
-Checkpoints are safetensors (generator, critic, emotion classifier, the
-optimizers) plus one JSON with every config, the step and the last
-validation figures; ``resume=True`` continues from ``OUT/last``, and a
-checkpoint made before the classifier existed resumes with a fresh one.
+Checkpoints go through :mod:`affetto.models.checkpoint`, as the lead's do:
+safetensors for the generator (the ensemble family's model), the critic, the
+emotion classifier (parts beside it) and the three optimizers, plus one JSON
+with every config, the step and the last validation figures;
+``resume=True`` continues from ``OUT/last``, and a checkpoint made before the
+classifier existed resumes with a fresh one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,16 +42,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, load_model, save_file, save_model
 from torch.nn import functional as F
 
-from affetto.errors import ModelFileError
+from affetto.models.checkpoint import checkpoint_paths, load_checkpoint, load_part, save_checkpoint
 from affetto.models.musegan.data import PhraseConfig, Phrases, build_splits, load_chorales, sample_batch
 from affetto.models.musegan.model import Critic, EmotionClassifier, GanConfig, Generator, gradient_penalty, latents
 
 log = logging.getLogger(__name__)
-
-FORMAT = "affetto-ensemble-checkpoint"
 
 
 @dataclass(frozen=True)
@@ -98,93 +96,6 @@ class EnsembleTrainConfig:
         d["phrases"] = PhraseConfig(**d.get("phrases", {}))
         d["betas"] = tuple(d.get("betas", (0.5, 0.9)))
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
-
-
-# ---- checkpoints ---------------------------------------------------------------------
-def _paths(path: str | Path) -> dict[str, Path]:
-    path = Path(path)
-    if path.is_dir():
-        path = path / "last"
-    stem = path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
-    return {k: stem.with_name(f"{stem.name}.{k}") for k in
-            ("generator.safetensors", "critic.safetensors", "emotion.safetensors", "optim.safetensors", "json")}
-
-
-def _replace(write, target: Path) -> None:
-    tmp = target.with_name(target.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, target)
-
-
-def save_checkpoint(path: str | Path, gen: Generator, critic: Critic, meta: dict[str, Any],
-                    opts: dict[str, torch.optim.Optimizer] | None = None,
-                    emotion: EmotionClassifier | None = None) -> None:
-    p = _paths(path)
-    p["json"].parent.mkdir(parents=True, exist_ok=True)
-    _replace(lambda t: save_model(gen, str(t)), p["generator.safetensors"])
-    _replace(lambda t: save_model(critic, str(t)), p["critic.safetensors"])
-    if emotion is not None:
-        _replace(lambda t: save_model(emotion, str(t)), p["emotion.safetensors"])
-    full = {"format": FORMAT, "family": "ensemble", "model": gen.cfg.to_dict(), **meta}
-    if opts:
-        tensors, groups = {}, {}
-        for name, opt in opts.items():
-            state = opt.state_dict()
-            for index, values in state["state"].items():
-                for key, value in values.items():
-                    t = value if torch.is_tensor(value) else torch.tensor(value)
-                    tensors[f"{name}.{index}.{key}"] = t.detach().cpu().contiguous()
-            groups[name] = state["param_groups"]
-        _replace(lambda t: save_file(tensors, str(t)), p["optim.safetensors"])
-        full["optimizer_groups"] = groups
-    _replace(lambda t: t.write_text(json.dumps(full, indent=1, sort_keys=True), encoding="utf-8"), p["json"])
-
-
-def load_checkpoint(path: str | Path, opts: dict[str, torch.optim.Optimizer] | None = None,
-                    critic: bool = False) -> tuple[Generator, Critic | None, dict[str, Any]]:
-    """Generator (eval mode), the critic if asked, and the metadata; fills ``opts`` if given."""
-    p = _paths(path)
-    try:
-        meta = json.loads(p["json"].read_text(encoding="utf-8"))
-    except FileNotFoundError as err:
-        raise ModelFileError(f"{p['json']}: no ensemble checkpoint here") from err
-    except json.JSONDecodeError as err:
-        raise ModelFileError(f"{p['json']}: checkpoint metadata is not valid JSON ({err})") from err
-    if meta.get("format") != FORMAT:
-        raise ModelFileError(f"{p['json']}: not an ensemble checkpoint")
-    cfg = GanConfig.from_dict(meta["model"])
-    gen = Generator(cfg)
-    disc = Critic(cfg) if critic or opts else None
-    try:
-        load_model(gen, str(p["generator.safetensors"]))
-        if disc is not None:
-            load_model(disc, str(p["critic.safetensors"]))
-    except (OSError, RuntimeError, ValueError) as err:
-        raise ModelFileError(f"{p['generator.safetensors']}: cannot load weights ({err})") from err
-    if opts:
-        tensors = load_file(str(p["optim.safetensors"]))
-        for name, opt in opts.items():
-            state: dict[int, dict[str, torch.Tensor]] = {}
-            for key, t in tensors.items():
-                owner, index, field_name = key.split(".", 2)
-                if owner == name:
-                    state.setdefault(int(index), {})[field_name] = t
-            if name in meta["optimizer_groups"]:  # an optimizer newer than the checkpoint starts fresh
-                opt.load_state_dict({"state": state, "param_groups": meta["optimizer_groups"][name]})
-    gen.eval()
-    return gen, disc, meta
-
-
-def load_emotion(path: str | Path, emotion: EmotionClassifier) -> bool:
-    """Fill ``emotion`` from the checkpoint at ``path``; False (left as it is) when the checkpoint has none."""
-    file = _paths(path)["emotion.safetensors"]
-    if not file.exists():
-        return False
-    try:
-        load_model(emotion, str(file))
-    except (OSError, RuntimeError, ValueError) as err:
-        raise ModelFileError(f"{file}: cannot load weights ({err})") from err
-    return True
 
 
 # ---- training --------------------------------------------------------------------------
@@ -364,11 +275,10 @@ def train(cfg: EnsembleTrainConfig, *, resume: bool = False, progress: bool = Tr
     opts = {"g": opt_g, "d": opt_d, "e": opt_e}
     out = Path(cfg.out)
     start, history, before = 0, [], 0.0  # before: training seconds of earlier runs
-    if resume and _paths(out)["json"].exists():
-        loaded, loaded_critic, meta = load_checkpoint(out, opts)
+    if resume and checkpoint_paths(out)[2].exists():
+        loaded, meta = load_checkpoint(out, parts={"critic": critic}, optimizers=opts)
         gen.load_state_dict(loaded.state_dict())
-        critic.load_state_dict(loaded_critic.state_dict())
-        if not load_emotion(out, emotion):
+        if not load_part(out, "emotion", emotion):
             log.info("the checkpoint has no emotion classifier: a fresh one")
         start, history, before = meta["step"], meta.get("history", []), meta.get("train_seconds", 0.0)
         rng = np.random.default_rng(cfg.seed + start)
@@ -381,7 +291,7 @@ def train(cfg: EnsembleTrainConfig, *, resume: bool = False, progress: bool = Tr
     def checkpoint(step: int, seconds: float) -> None:
         meta = {"train": cfg.to_dict(), "step": step, "history": history, "train_seconds": seconds,
                 "data_summary": summary}
-        save_checkpoint(out / "last", gen, critic, meta, opts, emotion)
+        save_checkpoint(out / "last", gen, meta, parts={"critic": critic, "emotion": emotion}, optimizers=opts)
 
     began = time.perf_counter()
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="ensemble", disable=not progress)

@@ -9,7 +9,9 @@ from midi_helpers import sounding
 from affetto.daemon.clocks import InternalClock
 from affetto.daemon.conductor import Conductor
 from affetto.daemon.config import DaemonConfig
-from affetto.daemon.generator import BarRequest, FakeGenerator, FakeVoices, run_request
+from affetto.daemon.fakes import FakeGenerator, FakeVoices
+from affetto.daemon.generator import BarRequest, HarmoniseGenerator, PhraseGenerator, run_request
+from affetto.daemon.modes import mode_class
 from affetto.daemon.notes import OwnedOutput
 from affetto.daemon.scheduler import Scheduler
 from affetto.ensemble.accompany import Band, LoopHarmoniser
@@ -119,13 +121,15 @@ class Rig:
         self.inbox: queue.Queue = queue.Queue(maxsize=config.queue_size)
         self.lead = FakeGenerator(config.meter)
         self.voices = FakeVoices(config.meter)
-        if config.mode == "harmonise":
+        # the generator of the kind the mode asks for, on the fakes (``generator``: the model behind it)
+        kind = mode_class(config.mode).generator
+        if kind == "harmoniser":
             self.generator = LoopHarmoniser(self.voices)
-        elif config.mode == "ensemble":
-            self.generator = Band(self.lead, self.voices)
+            served = HarmoniseGenerator(self.generator)
         else:
-            self.generator = self.lead
-        self.worker = ManualWorker(self.inbox, self.generator)
+            self.generator = Band(self.lead, self.voices) if kind == "band" else self.lead
+            served = PhraseGenerator(self.generator)
+        self.worker = ManualWorker(self.inbox, served)
         self.conductor = Conductor(
             config, self.clock, self.scheduler, self.worker.submit, self.inbox, now_ns=self.time
         )

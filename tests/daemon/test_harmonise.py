@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import queue
+
 import pytest
 from daemon_fakes import MS, make_rig
 
 from affetto.analysis.emotion import Capsule, Quadrant, knob_value
 from affetto.daemon.config import DaemonConfig
-from affetto.daemon.generator import BarRequest, FakeGenerator, FakeVoices, run_request
-from affetto.daemon.modes import Ask, Cancel, HarmoniseMode, bar_signature, bars_match, loop_at
+from affetto.daemon.fakes import FakeGenerator, FakeVoices
+from affetto.daemon.generator import BarRequest, HarmoniseGenerator, PhraseGenerator, run_request
+from affetto.daemon.generators import default_factory
+from affetto.daemon.modes import Ask, Cancel
+from affetto.daemon.modes.harmonise import HarmoniseMode, bar_signature, bars_match, loop_at
 from affetto.daemon.seed import SeedBuffer
+from affetto.daemon.workers import make_worker
 from affetto.ensemble.accompany import Band, LoopHarmoniser
 from affetto.errors import ConfigError
 from affetto.music.notes import Note, TimeSignature
@@ -199,8 +205,47 @@ def test_harmonise_requests_are_checked_and_served():
     with pytest.raises(ConfigError, match="loop_bars"):
         BarRequest(bar=3, capsule=HAPPY, task="harmonise", seed=loop, loop_bars=5)
     req = BarRequest(bar=3, capsule=HAPPY, task="harmonise", seed=loop, loop_bars=1, position=3)
-    result = run_request(LoopHarmoniser(FakeVoices()), req)
+    result = run_request(HarmoniseGenerator(LoopHarmoniser(FakeVoices())), req)
     assert result.error is None and result.bar == 3 and {n.channel for n in result.notes} == {1, 2, 3}
+
+
+def test_a_generator_serves_only_its_own_tasks():
+    """The harmoniser and the lead are served the same way; each refuses the other's requests (a missed
+    bar, not a dead worker)."""
+    loop = loop_notes([A])
+    harmonise = BarRequest(bar=3, capsule=HAPPY, task="harmonise", seed=loop, loop_bars=1, position=3, epoch=7)
+    lead = PhraseGenerator(FakeGenerator())
+    refused = run_request(lead, harmonise)
+    assert refused.notes == [] and refused.epoch == 7
+    assert refused.error is not None and "serves continue, answer, not 'harmonise'" in refused.error
+    assert lead.model.bars == 0  # the model was never asked
+    harmoniser = HarmoniseGenerator(LoopHarmoniser(FakeVoices()))
+    refused = run_request(harmoniser, BarRequest(bar=3, capsule=HAPPY, seed=loop))
+    assert refused.error is not None and "not 'continue'" in refused.error
+    assert harmoniser.harmoniser.voicer.calls == 0
+    answered = run_request(lead, BarRequest(bar=3, capsule=HAPPY, task="answer", seed=loop, rng_seed=5))
+    assert answered.error is None and answered.notes and lead.model.primed == [list(loop)]
+
+
+@pytest.mark.parametrize("host", ["thread", "process"])
+def test_the_harmoniser_and_the_band_are_served_by_the_same_workers_as_the_lead(host):
+    """The service's factories for harmonise and ensemble modes, run by the workers the lead runs in."""
+    fake = {"model": "builtin:fake", "ensemble_model": "builtin:fake", "rng_seed": 3}
+    loop = loop_notes([A, B])
+    asks = {
+        "harmonise": BarRequest(bar=5, capsule=SAD, task="harmonise", seed=loop, loop_bars=2, position=1),
+        "ensemble": BarRequest(bar=5, capsule=HAPPY, seed=loop, rng_seed=3),
+    }
+    for mode, request in asks.items():
+        results: queue.Queue = queue.Queue()
+        with make_worker(host, default_factory(DaemonConfig(mode=mode, **fake)), results.put) as worker:
+            worker.submit(request)
+            result = results.get(timeout=60)
+        assert result.error is None and result.bar == 5, result.error
+        parts = {n.channel for n in result.notes}
+        assert parts == ({1, 2, 3} if mode == "harmonise" else {0, 1, 2, 3})
+        if mode == "harmonise":  # the voices under the loop's second bar, B: a minor third below, as asked
+            assert [n.pitch for n in result.notes if n.channel == 1] == [p - 3 for _, p, _ in B]
 
 
 def test_a_band_plays_the_lead_with_voices_under_each_bar():

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from affetto.daemon.config import MODES as CONFIG_MODES
 from affetto.daemon.config import DaemonConfig
 from affetto.daemon.generator import TASKS
-from affetto.daemon.modes import (
-    CONTINUE_EXTRA_BARS,
-    MODES,
-    Ask,
-    CallResponseMode,
-    ContinueMode,
-    make_mode,
-)
+from affetto.daemon.generators import GENERATORS
+from affetto.daemon.modes import MODES, Ask, make_mode
+from affetto.daemon.modes.lead import CONTINUE_EXTRA_BARS, CallResponseMode, ContinueMode
 from affetto.daemon.seed import SeedBuffer
 from affetto.music.notes import TimeSignature
 
@@ -35,11 +29,11 @@ def pitches(ask: Ask | None) -> list[int]:
     return [n.pitch for n in ask.seed]
 
 
-def test_every_configurable_mode_is_a_strategy_with_a_known_task():
-    assert set(MODES) == set(CONFIG_MODES)
-    for name in CONFIG_MODES:
+def test_every_registered_mode_is_a_strategy_with_a_known_task_and_generator():
+    assert MODES.names() == ["call-response", "continue", "ensemble", "harmonise"]
+    for name in MODES.names():
         mode = make_mode(DaemonConfig(mode=name))
-        assert mode.name == name and mode.task in TASKS
+        assert mode.name == name and mode.task in TASKS and mode.generator in GENERATORS
 
 
 def test_continue_primes_first_then_goes_on_without_a_seed():

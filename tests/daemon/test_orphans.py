@@ -12,22 +12,22 @@ from pathlib import Path
 
 import pytest
 
-from affetto.daemon.generator import ProcessWorker
-from affetto.daemon.service import _fake
+from affetto.daemon.generators import fake_generator
+from affetto.daemon.workers import ProcessWorker
 from affetto.music.notes import TimeSignature
 
 PARENT = textwrap.dedent(
     """
     import functools, sys, threading
     from multiprocessing import resource_tracker
-    from affetto.daemon.generator import ProcessWorker
-    from affetto.daemon.service import _fake
+    from affetto.daemon.workers import ProcessWorker
+    from affetto.daemon.generators import fake_generator
     from affetto.music.notes import TimeSignature
 
     workers = []
 
     def start():
-        worker = ProcessWorker(functools.partial(_fake, TimeSignature()), lambda result: None)
+        worker = ProcessWorker(functools.partial(fake_generator, TimeSignature()), lambda result: None)
         workers.append(worker)
         worker.start()
         print(worker._proc.pid, resource_tracker._resource_tracker._pid, flush=True)
@@ -112,4 +112,4 @@ def test_a_closed_worker_leaves_no_child():
 def _factory():
     import functools
 
-    return functools.partial(_fake, TimeSignature())
+    return functools.partial(fake_generator, TimeSignature())

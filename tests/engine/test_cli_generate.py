@@ -120,7 +120,7 @@ def test_the_daemon_uses_the_shipped_model_when_none_is_given():
     from affetto.daemon.service import default_factory
     from affetto.runtime.engine import default_model_path
 
-    engine = default_factory(DaemonConfig(meter=TimeSignature(3, 4)))()
+    engine = default_factory(DaemonConfig(meter=TimeSignature(3, 4)))().model
     assert engine.model_path == default_model_path()
     engine.prime([])
     bar = engine.generate_bar(Capsule.of(Quadrant.Q4), rng=np.random.default_rng(0))

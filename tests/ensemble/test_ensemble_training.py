@@ -11,7 +11,8 @@ pytestmark = [pytest.mark.torch, pytest.mark.slow]
 def test_train_resume_and_export(tmp_path, monkeypatch):
     pytest.importorskip("music21")
     from affetto.export.musegan import export_ensemble
-    from affetto.models.musegan.train import EnsembleTrainConfig, load_checkpoint, train
+    from affetto.models.checkpoint import load_checkpoint
+    from affetto.models.musegan.train import EnsembleTrainConfig, train
 
     monkeypatch.setenv("AFFETTO_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "run"
@@ -31,7 +32,7 @@ def test_train_resume_and_export(tmp_path, monkeypatch):
 
     again = train(EnsembleTrainConfig.from_dict({**cfg.to_dict(), "steps": 3}), resume=True, progress=False)
     assert again["step"] == 3
-    _, _, meta = load_checkpoint(out)
+    _, meta = load_checkpoint(out)
     assert meta["step"] == 3 and [h["step"] for h in meta["history"]] == [1, 2, 3]
 
     result = export_ensemble(out / "last", tmp_path / "run.onnx")

@@ -1,183 +1,31 @@
-"""Conductor modes: what is asked at each bar line, and what a player's note means.
+"""``harmonise`` mode (loop-follow): voices under the player's looped phrase.
 
-A mode is one small object with its own state. At the start of bar ``k`` the
-conductor calls :meth:`Mode.at_bar_line` with the seed buffer and acts on what
-comes back: an :class:`Ask` for bar ``k + 1``, a :class:`Cancel` of what was
-asked from a bar on, or nothing; on every note-on
-of the player it calls :meth:`Mode.on_note`, which may give back the first bar
-whose material is cancelled; on every transport change, and whenever the bars
-start over after a fault or a port's return, :meth:`Mode.reset`. The clock,
-the pending bars, the late policy, channel routing and logging stay in the
-conductor, so a new mode is one class here and one entry in :data:`MODES`.
-
-- ``continue`` (:class:`ContinueMode`): a bar every bar. The generator is
-  primed at transport start, and re-primed at a bar line whenever the player
-  sent new notes, from the last ``seed_bars + CONTINUE_EXTRA_BARS`` bars (4 by
-  default: the phrase with the bars that led into it).
-- ``call-response`` (:class:`CallResponseMode`): at a bar line after a bar
-  with notes, the answer's first bar is asked for speculatively from the phrase
-  (the run of bars with notes, at most ``seed_bars``); if the player plays
-  again before the answer starts, it is cancelled. Otherwise the answer runs
-  as many bars as the phrase had.
-- ``harmonise`` (:class:`HarmoniseMode`): loop-follow. The player loops a
-  phrase of 1, 2, 4 or 8 bars; the mode learns it on its first pass and,
-  once a bar of the second pass has repeated its bar of the first, asks for
-  the voices under the rest of the bar just begun and under every following
-  bar of the loop (see :class:`HarmoniseMode`). A bar that does not repeat
-  its bar of the loop (the player changed the phrase, or stopped) cancels the
-  voices, and learning starts again.
-- ``ensemble`` (:class:`EnsembleMode`): continue mode whose bars come with
-  voices (the generator is a :class:`~affetto.ensemble.accompany.Band`).
-
-Modes whose bars carry parts (``routed``) get their notes routed by the
-conductor: part 0 to the output channel, parts 1..3 to the harmony channels.
+The player loops a phrase of 1, 2, 4 or 8 bars; :class:`HarmoniseMode`
+learns it on its first pass and, once a bar of the second pass has repeated
+its bar of the first, asks for the voices under the rest of the bar just
+begun and under every following bar of the loop. A bar that does not repeat
+its bar of the loop (the player changed the phrase, or stopped) cancels the
+voices, and learning starts again. Its bars are served by the harmoniser
+(voices only: the player's notes are never echoed) and carry the voices'
+parts, which the conductor routes to the harmony channels.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import ClassVar
 
-from affetto.daemon.config import DaemonConfig
+from affetto.daemon.modes.base import Ask, Cancel, Mode
 from affetto.daemon.seed import SeedBuffer
 from affetto.ensemble.accompany import LOOP_BARS
 from affetto.music.notes import Note
 
 log = logging.getLogger(__name__)
 
-CONTINUE_EXTRA_BARS = 2  # continue mode primes from seed_bars + this many bars of what was played
 MATCH_SHARE = 0.7  # a bar repeats another when this share of their notes pair up
 MATCH_STEPS = 1  # ... a note pairs with one of the same pitch at most this many grid steps away
 HISTORY_BARS = 2 * max(LOOP_BARS)  # bars of signatures kept for loop detection
 STOP_STEPS = 1.5  # harmonise: the bar's first loop note this many grid steps overdue: stopped or changed
-
-
-@dataclass(frozen=True, slots=True)
-class Ask:
-    """Ask the generator for ``bar``: from ``seed`` (None: go on from what it has), as ``task``.
-
-    A harmonise ask carries the loop as ``seed``, its length ``loop_bars`` and
-    the asked bar's ``position`` from the loop's first bar line. With
-    ``join_current`` the bar that has just begun (``bar - 1``) is asked for
-    too, and whatever of it is not yet due when it comes back is played.
-    """
-
-    bar: int
-    seed: tuple[Note, ...] | None
-    task: str
-    loop_bars: int = 0
-    position: int = 0
-    join_current: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Cancel:
-    """Give up what was asked from bar ``bar`` on, cut what of it already sounds, then ask ``then``."""
-
-    bar: int
-    then: Ask | None = None
-
-
-class Mode(ABC):
-    """What the conductor asks at bar lines; one object per run, with its own state."""
-
-    name: ClassVar[str]
-    task: ClassVar[str]  # the BarRequest task its bars are asked as
-    routed: ClassVar[bool] = False  # its bars carry parts (Note.channel): lead 0, voices 1..3
-    repeat_on_miss: ClassVar[bool] = True  # a missed bar may be replaced by the last good one
-
-    @abstractmethod
-    def at_bar_line(self, bar: int, seed: SeedBuffer) -> Ask | Cancel | None:
-        """Bar ``bar`` just started: what to ask for bar ``bar + 1``, or what to give up, if anything."""
-
-    def on_note(self, beat: float) -> int | None:
-        """The player started a note at song beat ``beat``: the first bar whose asked-for
-        material is now cancelled, or None. Default: a note changes nothing asked."""
-        return None
-
-    def check(self, beat: float, seed: SeedBuffer) -> Cancel | None:
-        """Called as time passes (song beat ``beat``), between bar lines: anything to give up now?"""
-        return None
-
-    def reset(self) -> None:
-        """The transport changed or the bars start over: forget what was asked. Default: nothing kept."""
-        return None
-
-
-class ContinueMode(Mode):
-    """A bar every bar, re-primed from the recent bars whenever the player played something new."""
-
-    name = "continue"
-    task = "continue"
-
-    def __init__(self, prime_bars: int) -> None:
-        self.prime_bars = prime_bars  # bars of what was played that a prime reads
-        self.need_prime = True
-        self.primed_upto: float = -math.inf  # newest seed onset the generator has seen
-
-    def at_bar_line(self, bar: int, seed: SeedBuffer) -> Ask:
-        notes = None
-        if self.need_prime or (seed.latest_onset is not None and seed.latest_onset > self.primed_upto):
-            _first, recent = seed.recent(bar, bars=self.prime_bars)
-            notes = tuple(recent)
-            self.need_prime = False
-            self.primed_upto = seed.latest_onset if seed.latest_onset is not None else -math.inf
-        return Ask(bar + 1, notes, self.task)
-
-    def reset(self) -> None:
-        self.need_prime = True
-
-
-class CallResponseMode(Mode):
-    """Answer a phrase after a bar of silence; the player playing again cancels an answer not yet begun."""
-
-    name = "call-response"
-    task = "answer"
-
-    def __init__(self, phrase_bars: int, bar_beats: float) -> None:
-        self.phrase_bars = phrase_bars  # the longest phrase answered
-        self.bar_beats = bar_beats
-        self.answer: tuple[int, int] | None = None  # (first bar, bars) of the current answer
-
-    def at_bar_line(self, bar: int, seed: SeedBuffer) -> Ask | None:
-        if self.answer is not None:
-            first, length = self.answer
-            if bar + 1 < first + length:
-                return Ask(bar + 1, None, self.task)
-            if bar >= first + length:
-                self.answer = None
-            else:
-                return None  # the answer's last bar is playing; listen again after it
-        if bar >= 1 and seed.bar_has_notes(bar - 1):
-            length = 1
-            while length < self.phrase_bars and bar - 1 - length >= 0 and seed.bar_has_notes(bar - 1 - length):
-                length += 1
-            self.answer = (bar + 1, length)
-            return Ask(bar + 1, tuple(seed.phrase(bar - length, bar)), self.task)
-        return None
-
-    def on_note(self, beat: float) -> int | None:
-        if self.answer is None:
-            return None
-        first, _length = self.answer
-        if beat < first * self.bar_beats:
-            self.answer = None
-            return first
-        return None
-
-    def reset(self) -> None:
-        self.answer = None
-
-
-class EnsembleMode(ContinueMode):
-    """Continue mode whose bars carry the lead and the voices under it."""
-
-    name = "ensemble"
-    routed = True
 
 
 Signature = frozenset[tuple[int, int]]  # (grid step, pitch) of a bar's onsets
@@ -243,7 +91,9 @@ class HarmoniseMode(Mode):
 
     name = "harmonise"
     task = "harmonise"
+    generator = "harmoniser"  # voices under the loop, from the ensemble alone
     routed = True
+    lead = False  # the player plays the line; it is never echoed
     repeat_on_miss = False  # the last bar's voices belong under another bar of the loop
 
     def __init__(self) -> None:
@@ -345,16 +195,3 @@ class HarmoniseMode(Mode):
         self._expect = None
         self.signatures.clear()
         self._matches.clear()
-
-
-MODES: dict[str, Callable[[DaemonConfig], Mode]] = {
-    "continue": lambda config: ContinueMode(config.seed_bars + CONTINUE_EXTRA_BARS),
-    "call-response": lambda config: CallResponseMode(config.seed_bars, config.meter.beats_per_bar),
-    "harmonise": lambda config: HarmoniseMode(),
-    "ensemble": lambda config: EnsembleMode(config.seed_bars + CONTINUE_EXTRA_BARS),
-}
-
-
-def make_mode(config: DaemonConfig) -> Mode:
-    """The mode ``config.mode`` names (config has checked the name against its list)."""
-    return MODES[config.mode](config)
