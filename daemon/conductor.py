@@ -61,6 +61,7 @@ from affetto.daemon.modes import Ask, Cancel, Mode, make_mode
 from affetto.daemon.report import Reporter, is_channel_message
 from affetto.daemon.scheduler import Scheduler
 from affetto.daemon.seed import SeedBuffer
+from affetto.daemon.status_snapshot import StatusBoard
 from affetto.music.notes import Note
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ class Conductor:
         self.faults = 0  # items or bar lines that raised and were survived
         self.say = Reporter(log, config.status_every_bars, now_ns=now_ns)
         self.book = BarBook(config.late_policy, self.say.rl)
+        self.board = StatusBoard(config, self.controls.target(), now_ns())  # the status page reads it
 
     # the book's counts, read as the conductor's (tests, benchmarks, the service's last line)
     bars_generated = _booked("generated", "bars that came back in time and were played")
@@ -286,6 +288,15 @@ class Conductor:
 
     # -- time --------------------------------------------------------------------
     def on_time(self, now: int) -> None:
+        """The clock's housekeeping and the bar-line logic, then a snapshot for the status page."""
+        self._keep_time(now)
+        try:
+            self.board.publish(now, self.clock.state, self.controls.target(), self.controls.capsule, self.mode,
+                               self.book, self.faults)
+        except Exception as err:  # the page is a view: its failure must never touch the music
+            self.say.once(f"status:{type(err).__name__}", f"no status snapshot: {err}")
+
+    def _keep_time(self, now: int) -> None:
         if self.port_watch is not None:
             self._watch_ports()
         for event in self.clock.check(now):
