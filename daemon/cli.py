@@ -130,6 +130,9 @@ def _cc(ctx: click.Context, param: click.Parameter, value: int | None) -> int | 
     type=click.Choice(["thread", "process"]),
     help="Run the generator in a thread or a child process.",
 )
+@click.option("--status-port", type=click.IntRange(0, 65535), metavar="PORT",
+              help="Serve a live status page on this port (0: any free port; off by default).")
+@click.option("--status-host", metavar="HOST", help="Where the status page listens (default 127.0.0.1).")
 @click.option("-v", "--verbose", count=True, help="More logging (-v: debug).")
 def run(config_path: str | None, verbose: int, **options: object) -> None:
     """Follow the DAW's clock and stream generated bars to the output port."""

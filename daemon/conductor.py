@@ -19,13 +19,11 @@ change. A routed mode's bars carry parts in ``Note.channel``: part 0 plays on
 the output channel, parts 1..3 on the three harmony channels; other modes play
 everything on the output channel.
 
-Late-bar policy: a bar whose notes are not back ``margin_ms`` before its bar
-line is a *missed* bar. With ``late_policy = "repeat"`` the last good bar is
-played again in its place (nothing, if there is none yet; never in harmonise
-mode, whose last bar belongs under another bar of the loop); with ``"rest"``
-the bar is silent. Misses are counted and logged; a result that arrives after its
-bar was given up is dropped (it still becomes the "last good bar"). The clock
-never waits for the generator.
+Late bars: a bar whose notes are not back ``margin_ms`` before its bar line
+is given up, and the late policy of :mod:`affetto.daemon.barbook` (which keeps
+the counts of bars and the generation times) says what plays in its place; a
+result that arrives after its bar was given up is dropped (it still becomes the
+"last good bar"). The clock never waits for the generator.
 
 Ownership: on Stop, a position jump, a cancelled answer, an error, or when
 :meth:`run` ends for any reason, every owned note is released and CC 123 goes
@@ -37,9 +35,9 @@ logged (rate-limited per kind, with its traceback the first time) and counted
 in ``faults``. A failed note or CC is dropped; any other failure (transport,
 a bar result, the bar-line logic) releases every owned note and starts the
 bars over from the next bar line, since what was pending can no longer be
-trusted. Log lines that a storm of messages can repeat (transport, missed
-bars, the status line after a transport change) go through one
-:class:`~affetto.ratelimit.RateLimitedLog`.
+trusted. Every line the conductor logs (transport, status every few bars,
+faults; rate-limited where a storm could repeat it) is worded by
+:class:`~affetto.daemon.report.Reporter`.
 """
 
 from __future__ import annotations
@@ -52,6 +50,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from affetto.daemon.barbook import BarBook
 from affetto.daemon.clocks import Clock, Transport, TransportEvent
 from affetto.daemon.config import DaemonConfig
 from affetto.daemon.controls import Controls
@@ -59,18 +58,15 @@ from affetto.daemon.generator import BarRequest, BarResult
 from affetto.daemon.learn import LearnStep
 from affetto.daemon.midi import CHANNEL, CONTROL_CHANGE, KIND, NOTE_OFF, NOTE_ON, SONG_POSITION, SYSTEM
 from affetto.daemon.modes import Ask, Cancel, Mode, make_mode
-from affetto.daemon.scheduler import Scheduler, percentile
+from affetto.daemon.report import Reporter, is_channel_message
+from affetto.daemon.scheduler import Scheduler
 from affetto.daemon.seed import SeedBuffer
+from affetto.daemon.status_snapshot import StatusBoard
 from affetto.music.notes import Note
-from affetto.ratelimit import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
 IDLE_WAIT_NS = 50_000_000  # look at the clock at least this often
-LOG_PERIOD_S = 10.0  # per kind of repeated line: at most LOG_BURST lines per this many seconds
-LOG_BURST = 4
-ONCE_PERIOD_S = 3600.0  # lines about a lasting condition (wrong channel, a generator error)
-FAULT_LOG_PERIOD_S = 60.0  # a failure of one kind is logged once a minute at most (with a count)
 
 
 @dataclass(frozen=True)
@@ -84,6 +80,10 @@ class Pending:
     bar: int
     requested_ns: int
     join: bool = False  # asked after its bar line: what is not yet due when it comes back is played
+
+
+def _booked(name: str, doc: str) -> property:
+    return property(lambda self: getattr(self.book, name), doc=doc)
 
 
 class Conductor:
@@ -118,23 +118,20 @@ class Conductor:
         self._requested_upto: int | None = None  # highest bar requested in this epoch
         self._pending: dict[int, Pending] = {}
         self._given_up: set[int] = set()
-        self._last_good: list[Note] = []
-        # counters
-        self.bars_generated = 0
-        self.bars_missed = 0
-        self.bars_played = 0
-        self.gen_ms: list[float] = []
-        self.errors = 0
         self.exit_code = 0
         self.stop_reason: str | None = None
         self._stopping = False
-        self._once_log = RateLimitedLog(log, period_s=ONCE_PERIOD_S, now_ns=now_ns)
         self.faults = 0  # items or bar lines that raised and were survived
-        self._rl = RateLimitedLog(log, period_s=LOG_PERIOD_S, burst=LOG_BURST, now_ns=now_ns)
-        self._fault_log = RateLimitedLog(log, period_s=FAULT_LOG_PERIOD_S, now_ns=now_ns)
-        self._status_due_to_transport = False
-        self._trouble_seen: dict[str, int] = {}
-        self._next_status_bar = 0
+        self.say = Reporter(log, config.status_every_bars, now_ns=now_ns)
+        self.book = BarBook(config.late_policy, self.say.rl)
+        self.board = StatusBoard(config, self.controls.target(), now_ns())  # the status page reads it
+
+    # the book's counts, read as the conductor's (tests, benchmarks, the service's last line)
+    bars_generated = _booked("generated", "bars that came back in time and were played")
+    bars_missed = _booked("missed", "bars given up: late, failed, or never asked for")
+    bars_played = _booked("played", "bars handed to the scheduler, repeats included")
+    errors = _booked("errors", "generator failures")
+    gen_ms = _booked("gen_ms", "generation times in ms, the latest kept")
 
     # -- the loop ------------------------------------------------------------
     def run(self) -> int:
@@ -187,28 +184,13 @@ class Conductor:
     def _fault(self, where: str, item: object | None, err: Exception) -> None:
         """Log (rate-limited per kind), release what cannot be trusted, and go on."""
         self.faults += 1
-        channel_msg = type(item) is tuple and len(item) == 4 and isinstance(item[1], int) and item[1] < SYSTEM
-        if type(item) is tuple and len(item) > 1 and isinstance(item[1], int):
-            what = f"MIDI status {item[1]:#04x}"
-        else:
-            what = type(item).__name__ if item is not None else "the clock"
-        self._fault_log.log(
-            logging.ERROR,
-            f"fault:{where}:{type(err).__name__}",
-            "survived a failure in %s (%s): %s: %s; %s",
-            where,
-            what,
-            type(err).__name__,
-            err,
-            "the message was dropped" if channel_msg else "owned notes released, bars start over",
-            exc_info=err,
-        )
-        if channel_msg:
+        self.say.fault(where, item, err)
+        if is_channel_message(item):
             return  # a note or CC owns nothing: dropping it is enough
         try:
             self._restart_bars()
         except Exception as again:  # the release path itself failed: say so, and still go on
-            self._fault_log.log(logging.ERROR, f"fault:release:{type(again).__name__}", "release failed: %s", again)
+            self.say.release_failed(again)
 
     def _restart_bars(self) -> None:
         """Release every owned note and ask again from the next bar line (stale results are dropped)."""
@@ -240,7 +222,7 @@ class Conductor:
             return
         kind, channel = status & KIND, status & CHANNEL
         if self.config.in_channel is not None and channel != self.config.in_channel - 1:
-            self._once(
+            self.say.once(
                 "other-channel",
                 f"ignoring notes and CCs on channel {channel + 1} (listening on {self.config.in_channel})",
             )
@@ -273,40 +255,23 @@ class Conductor:
                 self.seed.clear()
             bar = self.bar_of(event.beat)
             self._requested_upto = bar  # the first generated bar is the next one
-            self._next_status_bar = bar
-            self._status_due_to_transport = True
-            self._rl.info(
-                f"transport:{event.kind.value}",
-                "transport %s at bar %d beat %.2f (%.1f BPM)",
-                event.kind.value,
-                bar + 1,
-                event.beat - bar * self.bar_beats + 1,
-                self.clock.state.bpm,
-            )
+            self.say.started(event.kind.value, bar, event.beat - bar * self.bar_beats + 1, self.clock.state.bpm)
         else:
             self._requested_upto = None
             if event.kind is Transport.LOCATE:
                 self.seed.clear()
-            self._rl.info(
-                f"transport:{event.kind.value}",
-                "transport %s at beat %.2f%s",
-                event.kind.value,
-                event.beat,
-                f", released {released} note(s)" if released else "",
-            )
+            self.say.halted(event.kind.value, event.beat, released)
 
     def _result(self, result: BarResult) -> None:
         pending = self._pending.pop(result.bar, None)
         if result.error:
-            self.errors += 1
-            self._once(f"gen-error:{result.error}", f"generator failed: {result.error}")
+            self.book.errors += 1
+            self.say.once(f"gen-error:{result.error}", f"generator failed: {result.error}")
         else:
-            self.gen_ms.append(result.elapsed_ns / 1e6)
-            if len(self.gen_ms) > 512:
-                del self.gen_ms[:256]
+            self.book.timed(result.elapsed_ns)
         if pending is None or result.epoch != self._epoch:
             if not result.error and result.notes:
-                self._last_good = list(result.notes)
+                self.book.keep(list(result.notes))
             return  # stale (transport changed, answer cancelled) or given up: not played
         if result.error:
             self._miss(result.bar, "the generator failed")
@@ -317,17 +282,26 @@ class Conductor:
             due_from = state.beat_at(self.now() + self._margin_ns) - result.bar * self.bar_beats
             notes = [n for n in notes if n.onset >= due_from]
         else:
-            self._last_good = notes
-        self.bars_generated += 1
+            self.book.keep(notes)
+        self.book.generated += 1
         self._play(result.bar, notes)
 
     # -- time --------------------------------------------------------------------
     def on_time(self, now: int) -> None:
+        """The clock's housekeeping and the bar-line logic, then a snapshot for the status page."""
+        self._keep_time(now)
+        try:
+            self.board.publish(now, self.clock.state, self.controls.target(), self.controls.capsule, self.mode,
+                               self.book, self.faults)
+        except Exception as err:  # the page is a view: its failure must never touch the music
+            self.say.once(f"status:{type(err).__name__}", f"no status snapshot: {err}")
+
+    def _keep_time(self, now: int) -> None:
         if self.port_watch is not None:
             self._watch_ports()
         for event in self.clock.check(now):
             self._transport(event)
-        self._log_trouble()
+        self.say.trouble(self.trouble_sources)
         state = self.clock.state
         if not state.running or self._requested_upto is None:
             return
@@ -344,17 +318,15 @@ class Conductor:
         if bar + 1 > self._requested_upto:
             skipped = bar - self._requested_upto  # bars we never even asked for (a stall)
             if skipped > 0:
-                self.bars_missed += skipped
-                self._once("stall", f"conductor fell {skipped} bar(s) behind")
+                self.book.skipped(skipped)
+                self.say.once("stall", f"conductor fell {skipped} bar(s) behind")
             self._requested_upto = bar + 1
             self._bar_line(bar)
         else:
             cancel = self.mode.check(state.beat_at(now), self.seed)
             if cancel is not None:
                 self._act(cancel)
-        if bar >= self._next_status_bar:
-            self._next_status_bar = bar + self.config.status_every_bars
-            self._status(bar, state.bpm)
+        self.say.at(bar, state.bpm, self.controls.capsule, self.book, self.scheduler)
 
     def _watch_ports(self) -> None:
         """The ports went away or came back: nothing pending can be trusted; once back, release
@@ -425,42 +397,32 @@ class Conductor:
         self.submit(req)
 
     def _play(self, bar: int, notes: list[Note]) -> None:
-        self.bars_played += 1
+        self.book.played += 1
         if not self.mode.routed:
             self.scheduler.add_notes(notes, bar * self.bar_beats, channel=self.config.out_channel)
             return
         channels = self.config.part_channels
         routed = [n for n in notes if 0 <= n.channel < len(channels)]
         if len(routed) != len(notes):
-            self._once("part-range", "generator returned notes of unknown parts: dropped")
+            self.say.once("part-range", "generator returned notes of unknown parts: dropped")
         for part, channel in enumerate(channels):
             mine = [n for n in routed if n.channel == part]
             if mine:
                 self.scheduler.add_notes(mine, bar * self.bar_beats, channel=channel)
 
     def _miss(self, bar: int, why: str) -> None:
-        self.bars_missed += 1
-        policy = self.config.late_policy
-        repeat = policy == "repeat" and self.mode.repeat_on_miss and bool(self._last_good)
-        self._rl.warning(
-            f"miss:{why}",
-            "bar %d %s: %s (%d missed so far)",
-            bar + 1,
-            why,
-            "repeating the last good bar" if repeat else "resting",
-            self.bars_missed,
-        )
-        if repeat:
-            self._play(bar, self._last_good)
+        notes = self.book.miss(bar, why, may_repeat=self.mode.repeat_on_miss)
+        if notes:
+            self._play(bar, notes)
 
     def _fit_bar(self, notes: list[Note]) -> list[Note]:
         """Keep onsets inside the bar (a generator's promise, checked at the boundary)."""
         out = [n for n in notes if 0 <= n.onset < self.bar_beats]
         if len(out) != len(notes):
-            self._once("onset-range", "generator returned notes outside the bar: dropped")
+            self.say.once("onset-range", "generator returned notes outside the bar: dropped")
         return out
 
-    # -- release and logging -------------------------------------------------------
+    # -- release -------------------------------------------------------
     def release(self, why: str) -> int:
         self._pending.clear()
         self._requested_upto = None
@@ -470,36 +432,3 @@ class Conductor:
 
     def bar_of(self, beat: float) -> int:
         return math.floor(beat / self.bar_beats + 1e-9)
-
-    def _status(self, bar: int, bpm: float) -> None:
-        lat = list(self.scheduler.lateness_ns)
-        gen = self.gen_ms[-16:]
-        # the first line after a transport change is limited (a transport storm would repeat it);
-        # the regular lines every few bars are not
-        args = (
-            "bar %d | %.1f BPM | %s | gen %s | bars %d generated, %d missed | lateness p99 %s | %d notes dropped late",
-            bar + 1,
-            bpm,
-            self.controls.capsule,
-            f"{sum(gen) / len(gen):.0f} ms" if gen else "-",  # nothing measured yet at the first bars
-            self.bars_generated,
-            self.bars_missed,
-            f"{percentile(lat, 99) / 1e6:.2f} ms" if lat else "-",
-            self.scheduler.dropped_late,
-        )
-        if self._status_due_to_transport:
-            self._status_due_to_transport = False
-            self._rl.info("status:transport", *args)
-        else:
-            log.info(*args)
-
-    def _log_trouble(self) -> None:
-        for source in self.trouble_sources:
-            for kind, count in list(source.trouble.items()):
-                if kind not in self._trouble_seen:
-                    log.warning("MIDI ports: %s (logged once; counted from here on)", kind)
-                self._trouble_seen[kind] = count
-
-    def _once(self, kind: str, message: str) -> None:
-        # kinds may carry data (a generator's error text): the limiter keeps a bounded number of them
-        self._once_log.warning(kind, "%s (repeats are held back for an hour)", message)

@@ -113,6 +113,8 @@ class DaemonConfig:
     switch_interval_ms: float = 1.0  # sys.setswitchinterval, bounds GIL hand-over delays
     queue_size: int = 4096  # bounded input queue; overflow is dropped and counted
     status_every_bars: int = 4
+    status_port: int | None = None  # the status page (daemon/status_http.py) on this port; 0: any free one
+    status_host: str = "127.0.0.1"  # where it listens: loopback unless you name another address
     drain_periods: int = 4  # keep a JACK port open this many periods after the last message
     log_level: str = "INFO"
 
@@ -195,6 +197,9 @@ class DaemonConfig:
         _check_float("switch_interval_ms", self.switch_interval_ms, 0.1, 50.0)
         _check_int("queue_size", self.queue_size, 16, 1_000_000)
         _check_int("status_every_bars", self.status_every_bars, 1, 10_000)
+        _check_int("status_port", self.status_port, 0, 65535, optional=True)
+        if not isinstance(self.status_host, str) or not re.fullmatch(r"[\w.:\[\]-]+", self.status_host):
+            raise ConfigError(f"status_host must be a host name or address, got {self.status_host!r}")
         _check_int("drain_periods", self.drain_periods, 1, 100)
         if str(self.log_level).upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"log_level must be DEBUG, INFO, WARNING or ERROR, got {self.log_level!r}")

@@ -341,6 +341,12 @@ class JackMidiPorts:
         return self._lost.is_set()
 
     @property
+    def connections(self) -> dict[str, list[str]]:
+        """The ports feeding our input (``"in"``) and fed by our output (``"out"``), as JACK last told."""
+        pairs = tuple(self._connections)  # one copy: JACK's notification thread changes the set
+        return {role: sorted(other for r, other in pairs if r == role) for role in ("in", "out")}
+
+    @property
     def backend(self) -> str:
         jack = import_jack()
         return f"native JACK MIDI (JACK-Client {jack.__version__}), frame-accurate"

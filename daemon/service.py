@@ -34,6 +34,7 @@ from affetto.daemon.modes import mode_class
 from affetto.daemon.notes import OwnedOutput
 from affetto.daemon.ports import open_ports, resolve_api
 from affetto.daemon.scheduler import Scheduler
+from affetto.daemon.status_http import open_status_page
 from affetto.daemon.workers import make_worker
 
 log = logging.getLogger("affetto.daemon")
@@ -96,6 +97,7 @@ def _serve(
     )
     exit_code = EXIT_ERROR
     previous: dict = {}
+    status = None
     try:
         with open_ports(
             api,
@@ -132,6 +134,7 @@ def _serve(
             # Our handlers stay until the ports are closed and the worker is gone: a second Ctrl-C
             # must not interrupt the final note-offs.
             previous.update(_install_signals(conductor) if install_signals else {})
+            status = open_status_page(config, conductor.board, ports)  # None unless status_port is set
             with scheduler:
                 # a clock that runs by itself starts now (a follower waits for its source)
                 for event in clock.begin(time.monotonic_ns() + 100_000_000):
@@ -170,6 +173,8 @@ def _serve(
             # stay open until the last note-offs are out.
             worker.close()
     finally:
+        if status is not None:
+            status.close()
         worker.close()  # idempotent; here for the paths that never reached the line above
         _restore_signals(previous)
     return exit_code

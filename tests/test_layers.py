@@ -16,6 +16,9 @@ the ports form no circle and a new backend touches only the factory. Each
 clock source imports the clock interface, never another source; a
 conductor mode decides from the seed
 buffer alone, never reaching into the conductor, the scheduler or the clock.
+The status page's server reads the snapshot the conductor publishes and
+imports neither the conductor, the scheduler nor the ports; the conductor
+imports no part of that server.
 
 Every import counts: module level, inside functions, under ``TYPE_CHECKING``,
 relative ones resolved to their absolute names, and ``importlib.import_module``
@@ -48,6 +51,15 @@ APART = {  # module -> modules it must not import (inside a wing)
                                            "affetto.daemon.clocks.link")
        for source in ("internal", "midiclock", "link")},
     "affetto.daemon.modes": ("affetto.daemon.conductor", "affetto.daemon.scheduler", "affetto.daemon.clocks"),
+    # the status page reads the conductor's published snapshot; it never reaches into the real-time path,
+    # and the conductor never reaches into the page's server
+    **{f"affetto.daemon.status_{part}": ("affetto.daemon.conductor", "affetto.daemon.scheduler",
+                                         "affetto.daemon.jackports", "affetto.daemon.rtmidiports",
+                                         "affetto.daemon.service")
+       for part in ("http", "view")},
+    "affetto.daemon.status_snapshot": ("affetto.daemon.conductor", "affetto.daemon.status_http",
+                                       "affetto.daemon.status_view"),
+    "affetto.daemon.conductor": ("affetto.daemon.status_http", "affetto.daemon.status_view"),
 }  # a rule for a package holds for every module in it
 
 
@@ -155,6 +167,10 @@ def test_the_core_names_wing_modules_only_in_the_command_table():
         ("daemon/modes/harmonise.py", "from affetto.daemon.conductor import Conductor", True),
         ("daemon/modes/__init__.py", "from affetto.daemon.clocks import Clock", True),
         ("daemon/modes/lead.py", "from affetto.daemon.seed import SeedBuffer", False),
+        ("daemon/status_http.py", "from affetto.daemon.scheduler import Scheduler", True),
+        ("daemon/status_view.py", "from affetto.daemon.conductor import Conductor", True),
+        ("daemon/conductor.py", "from affetto.daemon.status_http import open_status_page", True),
+        ("daemon/status_http.py", "from affetto.daemon.status_snapshot import StatusBoard", False),
     ],
 )
 def test_an_added_import_against_the_direction_is_caught(file, line, caught):
