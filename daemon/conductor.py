@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from affetto.daemon.barbook import BarBook
 from affetto.daemon.clocks import Clock, Transport, TransportEvent
 from affetto.daemon.config import DaemonConfig
-from affetto.daemon.controls import Controls
+from affetto.daemon.controls import Controls, Settings
 from affetto.daemon.generator import BarRequest, BarResult
 from affetto.daemon.learn import LearnStep
 from affetto.daemon.midi import CHANNEL, CONTROL_CHANGE, KIND, NOTE_OFF, NOTE_ON, SONG_POSITION, SYSTEM
@@ -108,6 +108,7 @@ class Conductor:
         self.meter = config.meter
         self.bar_beats = config.meter.beats_per_bar
         self.controls = Controls(config)
+        self._settings: Settings | None = None  # the controls as they were at the last bar line
         self.learn = LearnStep.from_config(config, self.controls)  # None without a learn_trigger
         self.seed = SeedBuffer(config.meter)
         self.mode: Mode = make_mode(config)
@@ -359,7 +360,12 @@ class Conductor:
         return state.time_at(line * self.bar_beats) - self._margin_ns
 
     def _bar_line(self, bar: int) -> None:
-        """Bar ``bar`` just started: ask for bar ``bar + 1`` what the mode wants, if anything."""
+        """Bar ``bar`` just started: ask for bar ``bar + 1`` what the mode wants, if anything.
+
+        The controls step once here (the capsule's smoothing moves once per bar line), however many
+        requests the mode makes before the next line.
+        """
+        self._settings = self.controls.at_bar_line()
         self._act(self.mode.at_bar_line(bar, self.seed))
 
     def _act(self, action: Ask | Cancel | None) -> None:
@@ -381,7 +387,7 @@ class Conductor:
         self.scheduler.cancel_from(bar * self.bar_beats, cut=cut)
 
     def _request(self, ask: Ask, *, join: bool = False) -> None:
-        settings = self.controls.at_bar_line()
+        settings = self._settings if self._settings is not None else self.controls.at_bar_line()
         req = BarRequest(
             bar=ask.bar,
             capsule=settings.capsule,

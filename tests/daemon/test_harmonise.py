@@ -372,3 +372,19 @@ def test_ensemble_mode_plays_the_lead_on_its_channel_and_voices_on_the_harmony_c
         lead = sorted(s.beat for s in ons if s.channel == 0 and int(s.beat // BAR) == bar)
         alto = sorted(s.beat for s in ons if s.channel == 4 and int(s.beat // BAR) == bar)
         assert lead and alto == lead
+
+
+def test_the_smoothing_steps_once_per_bar_line_however_many_bars_are_asked():
+    rig = make_rig(mode="harmonise", emotion=knob_value(Quadrant.Q3), emotion_smoothing=0.5)
+    rig.start()
+    rig.advance(rig.ns_per_bar // 2)
+    asked = []
+    submit = rig.conductor.submit
+    rig.conductor.submit = lambda req: (asked.append(req), submit(req))
+    rig.inbox.put((rig.time(), 0xB0, 20, knob_value(Quadrant.Q1)))  # the knob turns before the loop is known
+    play_loop(rig, [A, B], passes=2, first_bar=1)  # heard at one bar line: the bar begun is joined, the next asked
+    joined, following = asked[:2]
+    assert following.bar == joined.bar + 1
+    assert joined.capsule == following.capsule  # one smoothing step for both
+    happy = [r.capsule.weights[0] for r in asked]
+    assert happy == sorted(happy) and 0.5 < happy[0] < 1.0  # gliding, a step per bar line, also without asks
