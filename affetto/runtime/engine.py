@@ -207,7 +207,7 @@ class Engine:
             return {}
         try:
             return plan_header(self.vocab, self.cache.context, self.meter, plan.minor, density=plan.density,
-                               polyphony=plan.polyphony, mode_pitches=plan.scale)
+                               polyphony=plan.polyphony)
         except ValueError as err:
             raise ConfigError(str(err)) from err
 

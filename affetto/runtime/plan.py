@@ -13,9 +13,7 @@ like), then carries it out. The levers and what each carries:
   for major (positive) or minor (negative). The bar's KEY header is held to
   that mode on the context's tonic, and a context whose clear key is in the
   other mode is first moved to its parallel mode (*mode following*), so the
-  model continues a minor version of what was played. Once the bar's key is
-  written, the pitches that would say the other mode are left out of the bar:
-  in a minor key its major third, in a major key its minor third and sixth.
+  model continues a minor version of what was played.
 - **arousal -> density and velocity, relative to the baseline**: the bar's
   DENS header (onsets per beat) sits one level above the seed's for full
   arousal and one below for none, and its velocities are scaled around the
@@ -68,7 +66,6 @@ class Levers:
     """Which levers the plan pulls; all on by default. The evaluation turns them off to compare."""
 
     mode: bool = True  # the key header's mode and mode following
-    scale: bool = True  # in the asked mode, the pitches that say the other mode are left out
     arousal: bool = True  # density and velocity relative to the baseline
     texture: bool = True  # polyphony from the seed or the emotion
     judge: bool = True  # candidates judged by the emotion (off: the first draw is kept)
@@ -107,7 +104,6 @@ class EmotionPlan:
     rows: tuple[tuple[float, ...], ...]  # conditioning rows: the capsule, and the unconditioned one with guidance
     sampling: SamplingConfig
     minor: bool | None  # the mode the key header holds to (None: the model's choice)
-    scale: bool  # leave out the other mode's third (and, in major, minor sixth) once the key is written
     density: int | None  # DENS level (None: the model's choice)
     polyphony: int | None  # POLY level (None: the model's choice)
     velocity: float | None  # the bar's mean velocity (None: as the model wrote it)
@@ -185,7 +181,6 @@ def plan_bar(
         rows=rows,
         sampling=config,
         minor=minor,
-        scale=levers.scale and minor is not None,
         density=config.density if config.density is not None else planned_density,
         polyphony=config.texture if config.texture is not None else planned_poly,
         velocity=None if velocity is None else float(min(127.0, max(1.0, velocity))),

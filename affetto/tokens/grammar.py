@@ -7,7 +7,6 @@ decodes to notes that fit inside it; :func:`plan_header` narrows the header toke
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,7 +28,6 @@ class GrammarState:
     pitch: int = -1  # last pitch index at this position, -1 before the first
     bars: int = 0  # BAR tokens seen
     notes_in_bar: int = 0
-    key: int = -1  # the bar's key class (its KEY token), -1 before it
 
 
 class Grammar(VocabLayout):
@@ -50,9 +48,6 @@ class Grammar(VocabLayout):
             state.pitch = -1
             state.bars += 1
             state.notes_in_bar = 0
-            state.key = -1
-        elif t == KEY:
-            state.key = token - self.key0
         elif t == POS:
             state.pos = token - self.pos0
             state.pitch = -1
@@ -127,7 +122,6 @@ def plan_header(
     *,
     density: int | None = None,
     polyphony: int | None = None,
-    mode_pitches: bool = False,
 ) -> dict[int, np.ndarray]:
     """Masks over the vocabulary for the header tokens of the next bar, by token type.
 
@@ -138,10 +132,6 @@ def plan_header(
       With None the model keeps or changes the key as it likes.
     - DENS, POLY: a given bin; None lets the model choose (it follows the
       context's bars and the capsule).
-    - PITCH, with ``mode_pitches`` and a mode asked: once the bar's KEY is
-      written, the pitches that would say the other mode are left out: in a
-      minor key its major third, in a major key its minor third and minor
-      sixth (an entry of one mask row per key class).
 
     A type with no entry is left to the grammar alone.
     """
@@ -161,8 +151,6 @@ def plan_header(
         tonic = None if last is None or last - vocab.key0 == UNCLEAR_KEY else (last - vocab.key0) % 12
         base = vocab.key0 + (12 if minor else 0)
         plan[KEY] = only([base + tonic] if tonic is not None else range(base, base + 12))
-        if mode_pitches:
-            plan[PITCH] = mode_pitch_masks(vocab)
     if density is not None:
         if not 0 <= density < vocab.n_density:
             raise ValueError(f"density must be in range 0..{vocab.n_density - 1}, got {density}")
@@ -175,30 +163,7 @@ def plan_header(
 
 
 def apply_header(vocab: VocabLayout, state: GrammarState, mask: np.ndarray, plan: dict[int, np.ndarray]) -> None:
-    """Narrow ``mask`` in place when the next token is a planned header token (or a pitch under a key)."""
+    """Narrow ``mask`` in place when the next token is a planned header token."""
     allowed = plan.get(vocab.header_after.get(state.last, -1))
     if allowed is not None:
         np.logical_and(mask, allowed, out=mask)
-    pitches = plan.get(PITCH)
-    if pitches is not None and state.key >= 0 and state.last in (POS, DUR):
-        np.logical_and(mask, pitches[state.key], out=mask)
-
-
-AGAINST_MINOR = (4,)  # semitones above the tonic that say major in a minor key: the major third
-AGAINST_MAJOR = (3, 8)  # and minor in a major key: the minor third and the minor sixth
-
-
-@functools.lru_cache(maxsize=8)
-def mode_pitch_masks(vocab: VocabLayout) -> np.ndarray:
-    """(key classes, vocabulary) masks: every token allowed but the pitches that say the other mode.
-
-    Made once per vocabulary (read-only: the decode loop only reads it).
-    """
-    masks = np.ones((N_KEYS, vocab.size), dtype=bool)
-    pcs = (np.arange(vocab.n_pitches) + vocab.config.pitch_min) % 12
-    for key in range(24):
-        tonic, minor = key % 12, key >= 12
-        against = [(tonic + d) % 12 for d in (AGAINST_MINOR if minor else AGAINST_MAJOR)]
-        masks[key, vocab.pitch0 : vocab.pitch0 + vocab.n_pitches] = ~np.isin(pcs, against)
-    masks.flags.writeable = False
-    return masks
