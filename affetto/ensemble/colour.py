@@ -28,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from affetto.analysis.judge import estimate_key
-from affetto.analysis.voicing import CONSONANT_BASS, CONSONANT_UPPER, runs
+from affetto.analysis.voicing import CONSONANT_BASS, CONSONANT_UPPER
 
 MODE_VALENCE = 0.25  # as the lead's emotion plan: closer to neutral leaves the mode alone
 KEY_CLARITY = 0.5  # the phrase's key must be at least this clear to be coloured
@@ -40,24 +40,32 @@ TO_MAJOR = {3: 1, 8: 1, 10: 1}  # minor third, sixth and seventh up
 
 def phrase_key(line: np.ndarray, steps_per_beat: int = 4) -> tuple[int, str, float] | None:
     """(tonic, mode, clarity) of the phrase as the model wrote it (melody and voices), or None when it
-    has fewer than two notes. A melody alone is too thin a witness: the voices state its harmony."""
-    notes = [note for row in line for note in runs(row)]
-    if len(notes) < 2:
+    has fewer than two sounding steps. A melody alone is too thin a witness: the voices state its harmony.
+    Each sounding step counts for its length, as notes weighted by duration do."""
+    pitch = line[line >= 0]
+    if len(pitch) < 2:
         return None
-    pitch = np.array([p for _, _, p in notes])
-    beats = np.array([n for _, n, _ in notes], dtype=float) / steps_per_beat
-    return estimate_key(pitch, beats)
+    return estimate_key(pitch, np.full(len(pitch), 1.0 / steps_per_beat))
 
 
-def _consonant(voice: int, melody: np.ndarray, pitch: int) -> np.ndarray:
-    ok = CONSONANT_BASS if voice == 3 else CONSONANT_UPPER
-    return np.array([m < 0 or (m - pitch) % 12 in ok for m in melody])
+_UPPER = [d in CONSONANT_UPPER for d in range(12)]
+_OK = np.array([_UPPER, _UPPER, [d in CONSONANT_BASS for d in range(12)]])  # (voice, interval): consonant
 
 
-def _triad_thirds(line: np.ndarray, minor: bool) -> dict[int, int]:
-    """Step -> pitch class of the third of the triad sounding on that beat (major triads when
-    ``minor`` is asked, to be lowered; minor ones otherwise, to be raised)."""
-    out = {}
+def _notes(voices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Note ids per step (-1 at rests) of (V, steps) voices, and each note's pitch."""
+    sounding = voices >= 0
+    prev = np.concatenate([np.full((len(voices), 1), -2), voices[:, :-1]], axis=1)
+    start = sounding & (voices != prev)
+    ids = np.cumsum(start.ravel()).reshape(voices.shape) - 1
+    ids = np.where(sounding, ids, -1)
+    return ids, voices[start]
+
+
+def _triad_thirds(line: np.ndarray, minor: bool) -> np.ndarray:
+    """Per step, the pitch class of the third of the triad sounding on that beat's first step (major
+    triads when ``minor`` is asked, to be lowered; minor ones otherwise, to be raised); -1 elsewhere."""
+    out = np.full(line.shape[1], -1)
     third = 4 if minor else 3
     for s in range(0, line.shape[1], 4):
         pcs = {int(p) % 12 for p in line[:, s] if p >= 0}
@@ -74,45 +82,45 @@ def colour_mode(line: np.ndarray, valence: float) -> tuple[np.ndarray, int]:
         return line, 0
     minor = valence < 0
     key = phrase_key(line)
-    moves: dict[int, int] = {}
+    shift_of = np.zeros(12, np.int64)  # semitones moved, by degree above the tonic
     tonic = 0
     if key is not None and key[2] >= KEY_CLARITY and (key[1] == "major") == minor:
-        tonic, moves = key[0], (TO_MINOR if minor else TO_MAJOR)
+        tonic = key[0]
+        for degree, semitones in (TO_MINOR if minor else TO_MAJOR).items():
+            shift_of[degree] = semitones
+    voices, melody = line[1:], line[0]
+    ids, n_pitch = _notes(voices)
+    if len(n_pitch) == 0:
+        return line, 0
+    shift = shift_of[(n_pitch - tonic) % 12]
+    # the chord's own third on a beat the note sounds on: a major triad turns minor, or back
     thirds = _triad_thirds(line, minor)
-    melody = line[0]
-    wanted = []  # (voice, start, length, pitch, new pitch)
-    for voice in (1, 2, 3):
-        for start, length, pitch in runs(line[voice]):
-            shift = moves.get((pitch - tonic) % 12)
-            beat = next((b for b in range(start - start % 4, start + length, 4) if b >= start), None)
-            if shift is None and beat is not None and thirds.get(beat) == pitch % 12:
-                shift = -1 if minor else 1  # the chord's own third: a major triad turns minor, or back
-            if shift is None:
-                continue
-            span = melody[start : start + length]
-            if np.any((span >= 0) & (span % 12 == pitch % 12)):
-                continue  # the melody holds the natural degree here
-            before = _consonant(voice, span, pitch)
-            if np.any(before & ~_consonant(voice, span, pitch + shift)):
-                continue  # it would clash with the melody where it did not
-            wanted.append((voice, start, length, pitch, pitch + shift))
+    on_beat = (ids >= 0) & (thirds[None, :] >= 0) & (voices % 12 == thirds[None, :])
+    chord = np.bincount(ids[on_beat], minlength=len(n_pitch)) > 0
+    shift = np.where((shift == 0) & chord, -1 if minor else 1, shift)
+    step_shift = np.where(ids >= 0, shift[ids], 0)
+    # blocked where the melody holds the natural degree, or where it would clash where it did not
+    rows = np.arange(3)[:, None]
+    sounds = (melody >= 0)[None, :] & (ids >= 0)
+    before = _OK[rows, (melody - voices) % 12]
+    after = _OK[rows, (melody - voices - step_shift) % 12]
+    blocked_step = sounds & ((melody % 12 == voices % 12) | (before & ~after))
+    blocked = np.bincount(ids[blocked_step], minlength=len(n_pitch)) > 0
+    moving = (shift != 0) & ~blocked
     # no false relations: a note moves only if no other voice keeps its natural degree beside it
-    head = np.full(line.shape, -1)  # the step each sounding step's note starts on
-    for voice in (1, 2, 3):
-        for start, length, _pitch in runs(line[voice]):
-            head[voice, start : start + length] = start
+    pcs = np.where(ids >= 0, voices % 12, -1)
     while True:
-        moving = {(v, s) for v, s, *_ in wanted}
-        keep = [(v, s, n, p, q) for v, s, n, p, q in wanted
-                if not any(line[w, t] >= 0 and line[w, t] % 12 == p % 12 and (w, head[w, t]) not in moving
-                           for w in (1, 2, 3) if w != v for t in range(s, s + n))]
-        if len(keep) == len(wanted):
+        held = np.where((ids >= 0) & ~moving[np.maximum(ids, 0)], pcs, -2)  # natural degrees that stay
+        clash_step = np.zeros(voices.shape, bool)
+        for v, (a, b) in enumerate(((1, 2), (0, 2), (0, 1))):
+            clash_step[v] = (ids[v] >= 0) & ((held[a] == pcs[v]) | (held[b] == pcs[v]))
+        clash = np.bincount(ids[clash_step & moving[np.maximum(ids, 0)] & (ids >= 0)], minlength=len(n_pitch)) > 0
+        if not clash.any():
             break
-        wanted = keep
+        moving &= ~clash
     out = line.copy()
-    for v, s, n, _p, q in wanted:
-        out[v, s : s + n] = q
-    return out, len(wanted)
+    out[1:] = np.where((ids >= 0) & moving[np.maximum(ids, 0)], voices + step_shift, voices)
+    return out, int(moving.sum())
 
 
 def hold_through_rests(line: np.ndarray, max_rest: int = HOLD_STEPS) -> np.ndarray:

@@ -203,9 +203,11 @@ class Ensemble:
         if melody is not None:
             rolls[:, 0] = mel > 0.5
         rolls = rolls.reshape(n, k, *rolls.shape[1:])  # (N, K, 4, bars, 16, P)
+        coloured = melody is not None and self.colour and not capsule.is_unconditioned
         picks = [0] * n if k == 1 else [
-            choose(lines(rolls[i], tri[i * k : (i + 1) * k], s.low), capsule.valence, capsule.arousal)
-            for i in range(n)]
+            choose([colour(c, capsule.valence, capsule.arousal) if coloured else c
+                    for c in lines(rolls[i], tri[i * k : (i + 1) * k], s.low)], capsule.valence, capsule.arousal)
+            for i in range(n)]  # judged as they will sound: coloured by the emotion
         chosen = rolls[np.arange(n), picks]
         if melody is not None and (self.voice_leading or self.colour):
             probs = probs.reshape(n, k, *probs.shape[1:])[np.arange(n), picks]

@@ -37,7 +37,7 @@ from affetto.ratelimit import RateLimitedLog
 from affetto.runtime.assets import default_model_path
 from affetto.runtime.decode import BarDecoder
 from affetto.runtime.families import family_of
-from affetto.runtime.plan import Baseline, EmotionPlan, Levers, model_sampling, plan_bar
+from affetto.runtime.plan import PHRASE_BARS, Baseline, EmotionPlan, Levers, model_sampling, plan_bar
 from affetto.runtime.policies import JUDGED_BARS, CandidateJudge, ModeFollower, best_of, recent_bars, slid
 from affetto.runtime.sampling import NO_OVERRIDES, SamplingConfig, SamplingOverrides
 from affetto.runtime.session import CachedSession, open_session
@@ -114,6 +114,7 @@ class Engine:
         self.mode = ModeFollower(self.vocab, meter, self.bar_steps, enabled=follow_mode)
         self.levers = levers
         self.baseline = Baseline()  # what the seed sounds like (set by prime)
+        self.bars_since_prime = 0  # where the next bar falls in its 4-bar phrase
         self._limited_log = RateLimitedLog(log, period_s=LOG_PERIOD_S)
         self.load_seconds = time.perf_counter() - t0
 
@@ -146,6 +147,7 @@ class Engine:
             body = body[cut:]
         self.cache.reset([self.vocab.bos, *body])
         self.mode.reset()
+        self.bars_since_prime = 0
 
     def generate_bar(
         self,
@@ -167,7 +169,8 @@ class Engine:
     def plan(self, capsule: Capsule, sampling: SamplingOverrides | SamplingConfig = NO_OVERRIDES) -> EmotionPlan:
         """The emotion plan for the next bar, from the capsule, the settings asked and the seed's baseline."""
         return plan_bar(capsule, sampling, self.baseline, model_spec=self.manifest.get("sampling"),
-                        guidance_ready=self.guidance_ready, controls=bool(self.vocab.n_keys), levers=self.levers)
+                        guidance_ready=self.guidance_ready, controls=bool(self.vocab.n_keys), levers=self.levers,
+                        phrase_bar=self.bars_since_prime % PHRASE_BARS)
 
     def generate_bar_tokens(self, capsule: Capsule, config: SamplingConfig, rng: np.random.Generator) -> list[int]:
         """The next bar as tokens (BAR first), left in the context."""
@@ -194,6 +197,7 @@ class Engine:
         else:
             body = self.decoder.sample_bar(config, rng, header)
         self.stats["bars"] += 1
+        self.bars_since_prime += 1
         self.stats["last_ms"] = (time.perf_counter() - t0) * 1000
         return [self.vocab.bar, *body]
 
@@ -207,7 +211,7 @@ class Engine:
             return {}
         try:
             return plan_header(self.vocab, self.cache.context, self.meter, plan.minor, density=plan.density,
-                               polyphony=plan.polyphony)
+                               polyphony=plan.polyphony, anchor=plan.anchor)
         except ValueError as err:
             raise ConfigError(str(err)) from err
 

@@ -13,7 +13,10 @@ like), then carries it out. The levers and what each carries:
   for major (positive) or minor (negative). The bar's KEY header is held to
   that mode on the context's tonic, and a context whose clear key is in the
   other mode is first moved to its parallel mode (*mode following*), so the
-  model continues a minor version of what was played.
+  model continues a minor version of what was played. The first and last bar
+  of every 4-bar phrase open on the key's tonic triad (the notes of the bar's
+  first onset are its root, third or fifth): a phrase starts and cadences at
+  home, so the mode is heard rather than read as its relative key.
 - **arousal -> density and velocity, relative to the baseline**: the bar's
   DENS header (onsets per beat) sits one level above the seed's for full
   arousal and one below for none, and its velocities are scaled around the
@@ -48,6 +51,7 @@ from affetto.runtime.sampling import DEFAULT_SAMPLING, MAX_DENSITY, MAX_TEXTURE,
 MODE_VALENCE = 0.25  # valence closer to neutral than this leaves the mode to the model
 DENSITY_SWING = 1.0  # density levels above (full arousal) or below (none) the baseline's
 VELOCITY_SWING = 0.2  # share of the baseline's loudness added (full arousal) or taken (none)
+PHRASE_BARS = 4  # bars of a phrase: its first and last open on the tonic triad (with a mode asked)
 
 # Without a seed, the emotion's own (density level, polyphony level, mean velocity); a blended
 # capsule blends them. Levels as the vocabulary's DENS/POLY bins (see affetto.analysis.attributes):
@@ -66,6 +70,7 @@ class Levers:
     """Which levers the plan pulls; all on by default. The evaluation turns them off to compare."""
 
     mode: bool = True  # the key header's mode and mode following
+    tonic: bool = True  # a phrase's first and last bars open on the tonic triad
     arousal: bool = True  # density and velocity relative to the baseline
     texture: bool = True  # polyphony from the seed or the emotion
     judge: bool = True  # candidates judged by the emotion (off: the first draw is kept)
@@ -104,6 +109,7 @@ class EmotionPlan:
     rows: tuple[tuple[float, ...], ...]  # conditioning rows: the capsule, and the unconditioned one with guidance
     sampling: SamplingConfig
     minor: bool | None  # the mode the key header holds to (None: the model's choice)
+    anchor: bool  # the bar's first onset sounds the key's tonic triad
     density: int | None  # DENS level (None: the model's choice)
     polyphony: int | None  # POLY level (None: the model's choice)
     velocity: float | None  # the bar's mean velocity (None: as the model wrote it)
@@ -143,12 +149,14 @@ def plan_bar(
     guidance_ready: bool = True,
     controls: bool = True,
     levers: Levers = Levers(),
+    phrase_bar: int = 0,
 ) -> EmotionPlan:
     """The plan for the next bar.
 
     ``sampling`` is what is asked over the model's own settings (a complete
     :class:`SamplingConfig` is used as it is); ``controls`` says whether the
-    model's vocabulary has the KEY/DENS/POLY header at all.
+    model's vocabulary has the KEY/DENS/POLY header at all; ``phrase_bar`` is
+    where the bar falls in its phrase (0 .. PHRASE_BARS - 1).
     """
     if not isinstance(capsule, Capsule):
         raise ConfigError(f"capsule must be a Capsule, got {capsule!r}")
@@ -181,6 +189,7 @@ def plan_bar(
         rows=rows,
         sampling=config,
         minor=minor,
+        anchor=levers.tonic and minor is not None and controls and phrase_bar in (0, PHRASE_BARS - 1),
         density=config.density if config.density is not None else planned_density,
         polyphony=config.texture if config.texture is not None else planned_poly,
         velocity=None if velocity is None else float(min(127.0, max(1.0, velocity))),

@@ -7,6 +7,7 @@ decodes to notes that fit inside it; :func:`plan_header` narrows the header toke
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,6 +29,8 @@ class GrammarState:
     pitch: int = -1  # last pitch index at this position, -1 before the first
     bars: int = 0  # BAR tokens seen
     notes_in_bar: int = 0
+    key: int = -1  # the bar's key class (its KEY token), -1 before it
+    first_pos: int = -1  # the bar's first onset (step), -1 before it
 
 
 class Grammar(VocabLayout):
@@ -48,9 +51,14 @@ class Grammar(VocabLayout):
             state.pitch = -1
             state.bars += 1
             state.notes_in_bar = 0
+            state.key = state.first_pos = -1
+        elif t == KEY:
+            state.key = token - self.key0
         elif t == POS:
             state.pos = token - self.pos0
             state.pitch = -1
+            if state.first_pos < 0:
+                state.first_pos = state.pos
         elif t == METER:
             state.bar_steps = self.steps_of_meter(token)
         elif t == PITCH:
@@ -122,6 +130,7 @@ def plan_header(
     *,
     density: int | None = None,
     polyphony: int | None = None,
+    anchor: bool = False,
 ) -> dict[int, np.ndarray]:
     """Masks over the vocabulary for the header tokens of the next bar, by token type.
 
@@ -151,6 +160,8 @@ def plan_header(
         tonic = None if last is None or last - vocab.key0 == UNCLEAR_KEY else (last - vocab.key0) % 12
         base = vocab.key0 + (12 if minor else 0)
         plan[KEY] = only([base + tonic] if tonic is not None else range(base, base + 12))
+        if anchor:
+            plan[PITCH] = tonic_triad_masks(vocab)
     if density is not None:
         if not 0 <= density < vocab.n_density:
             raise ValueError(f"density must be in range 0..{vocab.n_density - 1}, got {density}")
@@ -167,3 +178,23 @@ def apply_header(vocab: VocabLayout, state: GrammarState, mask: np.ndarray, plan
     allowed = plan.get(vocab.header_after.get(state.last, -1))
     if allowed is not None:
         np.logical_and(mask, allowed, out=mask)
+    pitches = plan.get(PITCH)
+    if pitches is not None and 0 <= state.key < len(pitches) and state.pos == state.first_pos >= 0 \
+            and state.last in (POS, DUR):
+        np.logical_and(mask, pitches[state.key], out=mask)
+
+
+@functools.lru_cache(maxsize=8)
+def tonic_triad_masks(vocab: VocabLayout) -> np.ndarray:
+    """(key classes, vocabulary) masks: every token allowed but pitches outside the key's tonic triad.
+
+    Made once per vocabulary, read-only (the decode loop only reads it); the unclear key allows all.
+    """
+    masks = np.ones((N_KEYS, vocab.size), dtype=bool)
+    pcs = (np.arange(vocab.n_pitches) + vocab.config.pitch_min) % 12
+    for key in range(24):
+        tonic, third = key % 12, 3 if key >= 12 else 4
+        masks[key, vocab.pitch0 : vocab.pitch0 + vocab.n_pitches] = np.isin(pcs, [tonic, (tonic + third) % 12,
+                                                                                  (tonic + 7) % 12])
+    masks.flags.writeable = False
+    return masks

@@ -95,3 +95,20 @@ def test_the_plans_texture_and_density_are_written(controlled_model):
     for quadrant in Quadrant:
         tokens = engine.generate_bar_tokens(Capsule.of(quadrant), SamplingConfig(), rng)
         assert headers(engine, tokens)[POLY] == engine.vocab.polyphony(engine.baseline.polyphony)
+
+
+def test_the_first_and_last_bar_of_a_phrase_open_on_the_tonic_triad(controlled_model):
+    engine = Engine(controlled_model)
+    vocab = engine.vocab
+    for seed in range(4):
+        engine.prime(SEED if seed % 2 else [])
+        rng = np.random.default_rng(seed)
+        for bar in range(8):
+            tokens = engine.generate_bar_tokens(Capsule.of(Quadrant(seed % 4)), SamplingConfig(), rng)
+            key = headers(engine, tokens)[KEY] - vocab.key0
+            notes = vocab.decode(tokens, TimeSignature(4, 4))
+            if bar % 4 not in (0, 3) or not notes or key == 24:
+                continue
+            first = min(n.onset for n in notes)
+            triad = {key % 12, (key % 12 + (3 if key >= 12 else 4)) % 12, (key % 12 + 7) % 12}
+            assert {n.pitch % 12 for n in notes if n.onset == first} <= triad, (seed, bar, vocab.name(key + vocab.key0))

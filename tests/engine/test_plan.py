@@ -119,3 +119,11 @@ def test_the_models_own_sampling_per_quadrant():
 def test_a_plan_needs_a_capsule():
     with pytest.raises(ConfigError, match="capsule"):
         plan_bar((1, 0, 0, 0), NO_OVERRIDES, Baseline())  # type: ignore[arg-type]
+
+
+def test_a_phrase_opens_and_closes_on_the_tonic_when_a_mode_is_asked():
+    anchored = [plan_bar(SAD, NO_OVERRIDES, Baseline(), phrase_bar=b).anchor for b in range(4)]
+    assert anchored == [True, False, False, True]
+    assert not plan_bar(Capsule((0.5, 0.5, 0, 0)), NO_OVERRIDES, Baseline()).anchor  # no mode asked
+    assert not plan_bar(SAD, NO_OVERRIDES, Baseline(), levers=Levers(tonic=False)).anchor
+    assert not plan_bar(SAD, NO_OVERRIDES, Baseline(), controls=False).anchor  # no KEY to anchor to
