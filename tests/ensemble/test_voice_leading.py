@@ -85,8 +85,10 @@ def test_outside_melodies_are_harmonised_and_heard_by_music21(tiny_onnx, tmp_pat
     result = harmonise_outside(tiny_onnx, candidates=1, folder=tmp_path)
     assert list(result["per_seed"]) == ["tune"]
     moods = result["per_seed"]["tune"]
-    assert set(moods) == {"happy", "sad"}
+    assert set(moods) == {"happy", "tense", "sad", "calm", "happy_sad_notes_differ"}
+    assert 0 <= moods.pop("happy_sad_notes_differ") <= 1
     for mood in moods.values():
-        assert 0 <= mood["minor_triads"] <= 1
+        assert 0 <= mood["minor_triads"] <= 1 and 0 <= mood["consonance"] <= 1
         assert set(mood["voices_heard"]) == {"aarden_essen", "temperley_kostka_payne"}
     assert result["summary"]["seeds"] == 1 and "| tune |" in markdown(result)
+    assert all(0 <= result["summary"][f"darker_{e}"] <= 1 for e in ("aarden_essen", "temperley_kostka_payne"))
