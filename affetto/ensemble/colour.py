@@ -62,17 +62,29 @@ def _notes(voices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ids, voices[start]
 
 
+def _triad_table(third: int) -> np.ndarray:
+    """(root, pitch class): the pitch classes of the triad on each root with this third."""
+    table = np.zeros((12, 12), bool)
+    for root in range(12):
+        table[root, [root, (root + third) % 12, (root + 7) % 12]] = True
+    return table
+
+
+_TRIADS = {third: _triad_table(third) for third in (3, 4)}
+
+
 def _triad_thirds(line: np.ndarray, minor: bool) -> np.ndarray:
     """Per step, the pitch class of the third of the triad sounding on that beat's first step (major
     triads when ``minor`` is asked, to be lowered; minor ones otherwise, to be raised); -1 elsewhere."""
-    out = np.full(line.shape[1], -1)
     third = 4 if minor else 3
-    for s in range(0, line.shape[1], 4):
-        pcs = {int(p) % 12 for p in line[:, s] if p >= 0}
-        if len(pcs) == 3:
-            for root in pcs:
-                if pcs == {root, (root + third) % 12, (root + 7) % 12}:
-                    out[s] = (root + third) % 12
+    beats = line[:, ::4]  # (voices, beats)
+    present = np.zeros((beats.shape[1], 12), bool)
+    voice, beat = np.nonzero(beats >= 0)
+    present[beat, beats[voice, beat] % 12] = True
+    match = (present[:, None, :] == _TRIADS[third][None, :, :]).all(-1)  # (beats, roots)
+    out = np.full(line.shape[1], -1)
+    hit, root = np.nonzero(match)
+    out[hit * 4] = (root + third) % 12
     return out
 
 
