@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from affetto.analysis.emotion import knob_for, parse_emotion
 from affetto.daemon.clocks import CLOCKS
 from affetto.daemon.modes import mode_class
-from affetto.errors import ConfigError
+from affetto.errors import ConfigError, EmotionError
 from affetto.music.notes import TimeSignature
 from affetto.runtime.sampling import SamplingOverrides
 
@@ -87,7 +88,7 @@ class DaemonConfig:
     density_cc: int | None = None  # busy-ness, 0..127 -> density level 1..6, instead of the emotion's plan
     texture_cc: int | None = None  # notes per onset, 0..127 -> a single line (1) .. full chords (5)
     learn_trigger: str | None = None  # "cc 102" (a button) or "note 36": learn the next CC (daemon/learn.py)
-    emotion: int = 85  # knob value until the first CC arrives (85 = Q1, happy)
+    emotion: int = 85  # knob value until the first CC arrives (85 = Q1, happy); words or Q1..Q4 are placed on it
     emotion_smoothing: float = 0.3  # weight of the previous capsule at each bar line
     # MIDI channels, 1..16
     channel: int = 1  # output channel (the lead's line)
@@ -159,6 +160,11 @@ class DaemonConfig:
             kind, number = parse_trigger(self.learn_trigger)
             if kind == "cc" and number in ccs:
                 raise ConfigError(f"learn_trigger CC {number} is a control's CC already: pick another")
+        if isinstance(self.emotion, str):  # "sad", "Q4", "melancholic, slow": the knob's nearest position
+            try:
+                object.__setattr__(self, "emotion", knob_for(parse_emotion(self.emotion)))
+            except EmotionError as err:
+                raise ConfigError(f"emotion: {err}") from err
         _check_int("emotion", self.emotion, 0, 127)
         _check_float("emotion_smoothing", self.emotion_smoothing, 0.0, 0.95)
         _check_int("channel", self.channel, 1, 16)

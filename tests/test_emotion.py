@@ -45,7 +45,8 @@ def test_cc_unit_and_parse():
 
 @pytest.mark.parametrize(
     "text, message",
-    [("joyful", "unknown quadrant 'joyful'"), ("1.5,0", "valence must be a number in \\[-1, 1\\]"),
+    [("joyfull", "unknown mood word 'joyfull'; did you mean joyful"), ("xyzzy", "unknown mood word 'xyzzy'; try"),
+     ("1.5,0", "valence must be a number in \\[-1, 1\\]"),
      ("0,x", "is not V,A"), ("0,-2", "arousal must be")],
 )
 def test_bad_emotions_have_clear_errors(text, message):
@@ -61,3 +62,27 @@ def test_bad_values():
     with pytest.raises(EmotionError, match=">= 0"):
         Capsule((1, -1, 0, 0))
     assert isinstance(EmotionError("x"), ValueError)
+
+
+def test_a_mood_in_words():
+    assert parse_emotion("joyful").quadrant is Quadrant.Q1
+    assert parse_emotion("melancholic").quadrant is Quadrant.Q3
+    assert parse_emotion("Serene").quadrant is Quadrant.Q4
+    assert parse_emotion("anxious and fast").quadrant is Quadrant.Q2
+    slow, plain = parse_emotion("melancholic, slow"), parse_emotion("melancholic")
+    assert slow.quadrant is Quadrant.Q3 and slow.arousal < plain.arousal  # slower, not happier
+    assert slow.valence == plain.valence
+    assert parse_emotion("very sad").valence <= parse_emotion("slightly sad").valence
+    assert parse_emotion("bright").valence > 0 and parse_emotion("bright").arousal == 0  # colour alone
+
+
+def test_mood_words_say_what_they_know():
+    from affetto.analysis.lexicon import LEXICON, mood_point
+
+    for word, (valence, arousal) in LEXICON.items():
+        v, a = mood_point(word)
+        assert -1 <= v <= 1 and -1 <= a <= 1
+        if valence is not None and arousal is not None and abs(valence) >= 0.3 and abs(arousal) >= 0.3:
+            assert parse_emotion(word).quadrant is Quadrant.from_va(valence, arousal), word
+    with pytest.raises(EmotionError, match="at least one word"):
+        mood_point(" , ")

@@ -11,6 +11,9 @@ import math
 from dataclasses import dataclass
 from enum import IntEnum
 
+import numpy as np
+
+from affetto.analysis.lexicon import mood_point
 from affetto.errors import EmotionError
 
 
@@ -152,13 +155,24 @@ def knob_value(quadrant: Quadrant) -> int:
     return round(index * 127 / (len(KNOB_ORDER) - 1))
 
 
+def knob_for(capsule: Capsule) -> int:
+    """The knob value (0..127) whose capsule is nearest ``capsule`` (the knob walks the circle's rim);
+    among equally near ones, the nearest to the heaviest quadrant's own position."""
+    target = np.array(capsule.weights)
+    gaps = np.array([np.abs(np.array(knob_capsule(v).weights) - target).sum() for v in range(128)])
+    nearest = np.flatnonzero(gaps <= gaps.min() + 1e-9)
+    home = knob_value(capsule.quadrant)
+    return int(nearest[np.argmin(np.abs(nearest - home))])
+
+
 def cc_unit(value: int) -> float:
     """A CC value 0..127 as a coordinate in [-1, 1] (64 is just above 0)."""
     return cc_value(value) / 127 * 2 - 1
 
 
 def parse_emotion(text: str) -> Capsule:
-    """Parse ``Q1``..``Q4``, a mood name, ``none``, or ``V,A`` with both in [-1, 1]."""
+    """Parse ``Q1``..``Q4``, a mood name, ``none``, ``V,A`` with both in [-1, 1], or mood words
+    ("melancholic, slow": see :mod:`affetto.analysis.lexicon`)."""
     key = str(text).strip().lower()
     if key in ("none", "unconditioned", "off"):
         return Capsule.unconditioned()
@@ -166,6 +180,11 @@ def parse_emotion(text: str) -> Capsule:
         try:
             v, a = (float(part) for part in key.split(","))
         except ValueError as err:
-            raise EmotionError(f"emotion {text!r} is not V,A with two numbers") from err
-        return va_capsule(v, a)
-    return Capsule.of(Quadrant.parse(key))
+            if any(ch.isdigit() for ch in key):
+                raise EmotionError(f"emotion {text!r} is not V,A with two numbers") from err
+        else:
+            return va_capsule(v, a)  # else words with commas: "melancholic, slow"
+    try:
+        return Capsule.of(Quadrant.parse(key))
+    except EmotionError:
+        return va_capsule(*mood_point(key))

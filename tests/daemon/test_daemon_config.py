@@ -164,3 +164,13 @@ def test_the_readmes_config_file_loads_and_every_key_it_names_is_a_setting(tmp_p
     keys = {line.split("=")[0].strip("# ").strip() for line in block.splitlines() if "=" in line}
     settings = {f.name for f in dataclasses.fields(DaemonConfig)} | {"temperature", "guidance", "candidates"}
     assert keys <= settings, keys - settings
+
+
+def test_the_starting_emotion_may_be_words_placed_on_the_knob():
+    from affetto.analysis.emotion import Quadrant, knob_capsule, knob_value
+
+    assert DaemonConfig(emotion="sad").emotion == knob_value(Quadrant.Q3)
+    assert DaemonConfig(emotion="Q2").emotion == knob_value(Quadrant.Q2)
+    assert knob_capsule(DaemonConfig(emotion="melancholic, slow").emotion).quadrant is Quadrant.Q3
+    with pytest.raises(ConfigError, match="emotion: unknown mood word 'sadd'; did you mean sad"):
+        DaemonConfig(emotion="sadd")
