@@ -80,6 +80,8 @@ class Pending:
     bar: int
     requested_ns: int
     join: bool = False  # asked after its bar line: what is not yet due when it comes back is played
+    replaces: float | None = None  # asked again after a knob turn: what was scheduled of it from this beat
+    # (in the bar) gives way when it comes back
 
 
 def _booked(name: str, doc: str) -> property:
@@ -118,6 +120,8 @@ class Conductor:
         self._epoch = 0  # bumped by every transport change; results of older epochs are dropped
         self._requested_upto: int | None = None  # highest bar requested in this epoch
         self._pending: dict[int, Pending] = {}
+        self._asks: dict[int, Ask] = {}  # what was asked for each bar not yet over (a knob turn asks again)
+        self._turned_at = -1.0  # the beat of the last turn's revision
         self._given_up: set[int] = set()
         self.exit_code = 0
         self.stop_reason: str | None = None
@@ -197,6 +201,7 @@ class Conductor:
         """Release every owned note and ask again from the next bar line (stale results are dropped)."""
         self._epoch += 1
         self._pending.clear()
+        self._asks.clear()
         self._given_up.clear()
         self.mode.reset()
         state = self.clock.state
@@ -248,6 +253,7 @@ class Conductor:
     def _transport(self, event: TransportEvent) -> None:
         self._epoch += 1
         self._pending.clear()
+        self._asks.clear()
         self._given_up.clear()
         self.mode.reset()
         released = self.scheduler.release_all()
@@ -278,12 +284,15 @@ class Conductor:
             self._miss(result.bar, "the generator failed")
             return
         notes = self._fit_bar(result.notes)
+        due_from = 0.0
         if pending.join:  # a bar already begun: only what is not yet due
             state = self.clock.state
             due_from = state.beat_at(self.now() + self._margin_ns) - result.bar * self.bar_beats
             notes = [n for n in notes if n.onset >= due_from]
         else:
             self.book.keep(notes)
+        if pending.replaces is not None:  # asked again after a turn: its old notes not yet due give way
+            self.scheduler.cancel_from(result.bar * self.bar_beats + max(due_from, pending.replaces))
         self.book.generated += 1
         self._play(result.bar, notes)
 
@@ -327,7 +336,32 @@ class Conductor:
             cancel = self.mode.check(state.beat_at(now), self.seed)
             if cancel is not None:
                 self._act(cancel)
+            elif self.mode.revisable and self.controls.turned():
+                self._turn(now, bar)
         self.say.at(bar, state.bpm, self.controls.capsule, self.book, self.scheduler)
+
+    def _turn(self, now: int, bar: int) -> None:
+        """The knob moved by more than a step: the sounding bar is asked again from its next reachable
+        beat in the new emotion (one smoothing step), and the bars asked after it are asked again."""
+        state = self.clock.state
+        reach = state.beat_at(now + self._margin_ns + int(self.config.revise_ms * 1e6))  # back in time by then
+        from_beat = math.ceil(2 * (reach - bar * self.bar_beats) - 1e-9) / 2  # the next reachable half beat
+        if bar * self.bar_beats + from_beat <= self._turned_at:
+            return  # one revision a beat at most: the next ones wait for the next beat
+        asks = {b: a for b, a in self._asks.items() if b >= bar}
+        self._settings = self.controls.turn()
+        self._epoch += 1  # what is on its way was asked in the old emotion
+        self._pending.clear()
+        self._asks.clear()
+        # nothing scheduled is dropped now: each bar asked again replaces what was scheduled of it when it
+        # comes back, so a late answer leaves the old notes playing rather than a gap
+        if bar in asks and from_beat < self.bar_beats:
+            self._turned_at = bar * self.bar_beats + from_beat
+            self._request(asks[bar], join=True, from_beat=from_beat, replaces=from_beat)
+        for b in sorted(asks):
+            if b > bar:
+                self._request(asks[b], replaces=0.0)
+        log.debug("the knob turned: bar %d is redone from beat %.1f", bar + 1, from_beat + 1)
 
     def _watch_ports(self) -> None:
         """The ports went away or came back: nothing pending can be trusted; once back, release
@@ -384,9 +418,11 @@ class Conductor:
         loop): not played; with ``cut``, what of it already sounds ends now."""
         self._epoch += 1  # its results are stale now
         self._pending.clear()
+        self._asks.clear()
         self.scheduler.cancel_from(bar * self.bar_beats, cut=cut)
 
-    def _request(self, ask: Ask, *, join: bool = False) -> None:
+    def _request(self, ask: Ask, *, join: bool = False, from_beat: float = 0.0,
+                 replaces: float | None = None) -> None:
         settings = self._settings if self._settings is not None else self.controls.at_bar_line()
         req = BarRequest(
             bar=ask.bar,
@@ -398,8 +434,10 @@ class Conductor:
             epoch=self._epoch,
             loop_bars=ask.loop_bars,
             position=ask.position,
+            from_beat=from_beat,
         )
-        self._pending[ask.bar] = Pending(ask.bar, self.now(), join)
+        self._pending[ask.bar] = Pending(ask.bar, self.now(), join, replaces)
+        self._asks[ask.bar] = ask
         self.submit(req)
 
     def _play(self, bar: int, notes: list[Note]) -> None:
@@ -431,6 +469,7 @@ class Conductor:
     # -- release -------------------------------------------------------
     def release(self, why: str) -> int:
         self._pending.clear()
+        self._asks.clear()
         self._requested_upto = None
         released = self.scheduler.release_all()
         log.debug("released owned notes (%s): %d", why, released)

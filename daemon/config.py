@@ -108,6 +108,7 @@ class DaemonConfig:
     generator_host: str = "process"
     late_policy: str = "repeat"  # a bar not ready in time: "repeat" the last good one, or "rest"
     margin_ms: float = 20.0  # a bar must be ready this long before its bar line
+    revise_ms: float = 150.0  # after a knob turn, the sounding bar is redone from the first half beat this far off
     output_offset_ms: float = 0.0  # send every event this much early: the MIDI round trip (affetto calibrate)
     # real time
     fifo_priority: int | None = 70  # SCHED_FIFO for the scheduler; None: do not ask
@@ -198,6 +199,7 @@ class DaemonConfig:
         _check_choice("generator_host", self.generator_host, HOSTS)
         _check_choice("late_policy", self.late_policy, LATE_POLICIES)
         _check_float("margin_ms", self.margin_ms, 0.0, 1000.0)
+        _check_float("revise_ms", self.revise_ms, 0.0, 2000.0)
         _check_float("output_offset_ms", self.output_offset_ms, 0.0, 500.0)
         _check_int("fifo_priority", self.fifo_priority, 1, 99, optional=True)
         _check_float("switch_interval_ms", self.switch_interval_ms, 0.1, 50.0)

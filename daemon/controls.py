@@ -22,6 +22,7 @@ from affetto.runtime.sampling import MAX_TEXTURE, SamplingOverrides
 
 TEMPERATURE_RANGE = (0.3, 1.7)  # CC 0..127 maps linearly onto this
 GUIDANCE_RANGE = (1.0, 5.0)
+TURN = 0.5  # a knob move this far (L1 over the capsule's weights) from the playing capsule is a turn
 DENSITY_LEVELS = 6  # CC 0..127 maps onto the levels 1..6 in equal steps (level 0 would be an empty bar)
 
 
@@ -53,6 +54,7 @@ class Controls:
         self._target = va_capsule(self._valence, self._arousal) if config.xy_mode else knob_capsule(config.emotion)
         self._capsule = self._target
         self._sampling = config.sampling
+        self._turned_for = self._target.weights  # the target of the last turn
 
     def handle_cc(self, control: int, value: int) -> bool:
         """Apply one CC; True when it is one of ours. Values outside 0..127 are ignored."""
@@ -83,6 +85,17 @@ class Controls:
     def target(self) -> Capsule:
         """The capsule the controls point at right now."""
         return self._target
+
+    def turned(self) -> bool:
+        """Has the knob moved by more than a step from the capsule playing, since the last turn?"""
+        if self._target.weights == self._turned_for:
+            return False
+        return sum(abs(t - c) for t, c in zip(self._target.weights, self._capsule.weights, strict=True)) >= TURN
+
+    def turn(self) -> Settings:
+        """Settings for a bar redone after a turn: one smoothing step, as at a bar line."""
+        self._turned_for = self._target.weights
+        return self.at_bar_line()
 
     def at_bar_line(self) -> Settings:
         """Settings for the next bar: the capsule moves toward the target, smoothed."""

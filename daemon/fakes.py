@@ -78,6 +78,13 @@ class FakeGenerator:
             notes.append(Note(pitch, i * step, step * 0.9, velocity))
         return notes
 
+    def revise(self, from_beat: float, capsule: Capsule, sampling: SamplingOverrides = NO_OVERRIDES, *,
+               rng: np.random.Generator | None = None, drop_bars: int = 0) -> list[Note]:
+        """The last bar again from ``from_beat`` on (the bars after it forgotten), in ``capsule``."""
+        self.revisions = getattr(self, "revisions", 0) + 1
+        self.bars -= 1 + drop_bars
+        return [n for n in self.generate_bar(capsule, sampling, rng=rng) if n.onset >= from_beat]
+
     def _burn(self) -> None:
         if self.cost_ms <= 0:
             return

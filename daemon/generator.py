@@ -41,7 +41,9 @@ class BarRequest:
     """What the conductor asks of the generator for one bar; checked once, here.
 
     ``task`` says what is asked: ``continue`` the seed, ``answer`` a phrase
-    (call-response), ``harmonise`` under it. A ``harmonise`` request carries
+    (call-response), ``harmonise`` under it. With ``from_beat`` > 0 the bar
+    was asked for already and is asked again from that beat on, in a new
+    capsule: the knob turned while it sounds. A ``harmonise`` request carries
     the player's loop as ``seed`` (onsets from its first bar line), its length
     ``loop_bars`` (1, 2, 4 or 8) and ``position``, the asked bar counted from
     the loop's first bar line; the voices come back with their part (1, 2, 3)
@@ -57,6 +59,7 @@ class BarRequest:
     epoch: int = 0  # the conductor's transport epoch, handed back on the result
     loop_bars: int = 0  # harmonise: the loop's length in bars
     position: int = 0  # harmonise: bars from the loop's first bar line to the asked bar
+    from_beat: float = 0.0  # > 0: a bar already asked for, again from this beat on (a knob turn)
 
     def __post_init__(self) -> None:
         if isinstance(self.bar, bool) or not isinstance(self.bar, int) or self.bar < 0:
@@ -75,6 +78,9 @@ class BarRequest:
             raise ConfigError(f"rng_seed must be an int or None, got {self.rng_seed!r}")
         if isinstance(self.epoch, bool) or not isinstance(self.epoch, int):
             raise ConfigError(f"epoch must be an int, got {self.epoch!r}")
+        if isinstance(self.from_beat, bool) or not isinstance(self.from_beat, (int, float)) or not (
+                0 <= self.from_beat < 64):
+            raise ConfigError(f"from_beat must be a number in [0, 64), got {self.from_beat!r}")
         if self.task == "harmonise":
             if self.seed is None:
                 raise ConfigError("a harmonise request carries the loop as its seed")
@@ -135,15 +141,24 @@ class PhraseGenerator:
 
     def __init__(self, model: PhraseModel) -> None:
         self.model = model
+        self.last_bar: int | None = None  # the bar the model's context ends with
         self.meter = model.meter
         self.model_path = str(getattr(model, "model_path", type(model).__name__))
         self.provider = str(getattr(model, "provider", "unknown"))
 
     def serve(self, req: BarRequest) -> list[Note]:
-        if req.seed is not None:
-            self.model.prime(req.seed)
-        rng = np.random.default_rng(None if req.rng_seed is None else [req.rng_seed, req.bar])
-        return self.model.generate_bar(req.capsule, req.sampling, rng=rng)
+        rng = np.random.default_rng(None if req.rng_seed is None else [req.rng_seed, req.bar, int(req.from_beat * 4)])
+        revise = getattr(self.model, "revise", None)
+        if req.from_beat > 0 and revise is not None and self.last_bar is not None and req.bar <= self.last_bar:
+            # the model's context goes on past the bar: it forgets the bars after it and redoes its rest
+            notes = revise(req.from_beat, req.capsule, req.sampling, rng=rng, drop_bars=self.last_bar - req.bar)
+        else:
+            if req.seed is not None:
+                self.model.prime(req.seed)
+            notes = self.model.generate_bar(req.capsule, req.sampling, rng=rng)
+            notes = [n for n in notes if n.onset >= req.from_beat]
+        self.last_bar = req.bar
+        return notes
 
 
 class HarmoniseGenerator:
@@ -160,7 +175,8 @@ class HarmoniseGenerator:
     def serve(self, req: BarRequest) -> list[Note]:
         if req.seed is None:  # BarRequest refuses this already; said again for the type checker
             raise ConfigError("a harmonise request carries the loop as its seed")
-        return self.harmoniser.harmonise_bar(req.seed, req.loop_bars, req.position, req.capsule, req.sampling)
+        notes = self.harmoniser.harmonise_bar(req.seed, req.loop_bars, req.position, req.capsule, req.sampling)
+        return [n for n in notes if n.onset >= req.from_beat]
 
 
 def run_request(generator: BarGenerator, req: BarRequest) -> BarResult:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ from affetto.ratelimit import RateLimitedLog
 from affetto.runtime.assets import default_model_path
 from affetto.runtime.decode import BarDecoder
 from affetto.runtime.families import family_of
+from affetto.runtime.revise import regenerate_from
 from affetto.runtime.plan import PHRASE_BARS, Baseline, EmotionPlan, Levers, model_sampling, plan_bar
 from affetto.runtime.policies import JUDGED_BARS, CandidateJudge, ModeFollower, best_of, recent_bars, slid
 from affetto.runtime.sampling import NO_OVERRIDES, SamplingConfig, SamplingOverrides
@@ -165,6 +167,16 @@ class Engine:
         plan = self.plan(capsule, sampling)
         tokens = self.generate_plan_tokens(plan, rng or np.random.default_rng())
         return plan.perform(self.vocab.decode(tokens, self.meter))
+
+    def revise(self, from_beat: float, capsule: Capsule, sampling: SamplingOverrides | SamplingConfig = NO_OVERRIDES,
+               *, rng: np.random.Generator | None = None, drop_bars: int = 0) -> list[Note]:
+        """The last bar's notes from ``from_beat`` on, generated again in ``capsule`` (one candidate: it must
+        be back within a beat); the ``drop_bars`` bars generated after it are forgotten first.
+        See :mod:`affetto.runtime.revise`."""
+        plan = self.plan(capsule, sampling)
+        plan = replace(plan, sampling=plan.sampling.replace(candidates=1), judged=False)
+        step = round(from_beat * self.vocab.config.steps_per_beat)
+        return regenerate_from(self, step, plan, rng or np.random.default_rng(), drop_bars=drop_bars)
 
     def plan(self, capsule: Capsule, sampling: SamplingOverrides | SamplingConfig = NO_OVERRIDES) -> EmotionPlan:
         """The emotion plan for the next bar, from the capsule, the settings asked and the seed's baseline."""

@@ -75,6 +75,7 @@ class Mode(ABC):
     routed: ClassVar[bool] = False  # its bars carry parts (Note.channel): voices 1..3 on the harmony channels
     lead: ClassVar[bool] = True  # it plays a line of its own (part 0) on the output channel
     repeat_on_miss: ClassVar[bool] = True  # a missed bar may be replaced by the last good one
+    revisable: ClassVar[bool] = False  # a knob turn redoes the sounding bar from its next beat
 
     @classmethod
     def from_config(cls, config: ModeSettings) -> Mode:

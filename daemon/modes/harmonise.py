@@ -95,6 +95,7 @@ class HarmoniseMode(Mode):
     routed = True
     lead = False  # the player plays the line; it is never echoed
     repeat_on_miss = False  # the last bar's voices belong under another bar of the loop
+    revisable = True  # the voices of the new emotion from the next beat (the loop's voicing is kept per emotion)
 
     def __init__(self) -> None:
         self.start: int | None = None  # the loop's first bar once known

@@ -28,6 +28,7 @@ class ContinueMode(Mode):
 
     name = "continue"
     task = "continue"
+    revisable = True
 
     def __init__(self, prime_bars: int) -> None:
         self.prime_bars = prime_bars  # bars of what was played that a prime reads
@@ -56,6 +57,7 @@ class CallResponseMode(Mode):
 
     name = "call-response"
     task = "answer"
+    revisable = True
 
     def __init__(self, phrase_bars: int, bar_beats: float) -> None:
         self.phrase_bars = phrase_bars  # the longest phrase answered
@@ -101,4 +103,5 @@ class EnsembleMode(ContinueMode):
 
     name = "ensemble"
     generator = "band"
+    revisable = False  # the band's lead and voices are one draw: a turn is heard at the next bar
     routed = True

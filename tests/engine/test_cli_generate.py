@@ -54,7 +54,7 @@ def test_generate_plot(tiny_model, tmp_path):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["-e", "joyful"], "unknown quadrant 'joyful'"),
+        (["-e", "joyfull"], "unknown mood word 'joyfull'; did you mean joyful"),
         (["-e", "2,0"], "valence must be a number in [-1, 1]"),
         (["-e", "sad", "--bars", "0"], "bars must be >= 1"),
         (["-e", "sad", "--temperature", "0"], "temperature must be in range 0.01..5.0"),
