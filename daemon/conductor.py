@@ -341,27 +341,28 @@ class Conductor:
         self.say.at(bar, state.bpm, self.controls.capsule, self.book, self.scheduler)
 
     def _turn(self, now: int, bar: int) -> None:
-        """The knob moved by more than a step: the sounding bar is asked again from its next reachable
-        beat in the new emotion (one smoothing step), and the bars asked after it are asked again."""
+        """The knob moved by more than a step: every bar asked from the sounding one on is asked again in
+        the new emotion (one smoothing step), from the first half beat a new answer can still reach.
+
+        Each is asked as a bar already begun: when it comes back, what of it is not yet due replaces what
+        was scheduled of it; when it comes too late, the old notes go on playing: no gap, nothing doubled,
+        no miss counted.
+        """
         state = self.clock.state
         reach = state.beat_at(now + self._margin_ns + int(self.config.revise_ms * 1e6))  # back in time by then
-        from_beat = math.ceil(2 * (reach - bar * self.bar_beats) - 1e-9) / 2  # the next reachable half beat
-        if bar * self.bar_beats + from_beat <= self._turned_at:
-            return  # one revision a beat at most: the next ones wait for the next beat
-        asks = {b: a for b, a in self._asks.items() if b >= bar}
+        target = math.ceil(2 * reach - 1e-9) / 2  # the next reachable half beat
+        if target <= self._turned_at:
+            return  # one revision a half beat at most: the next ones wait
+        asks = {b: a for b, a in self._asks.items() if b >= bar and target < (b + 1) * self.bar_beats}
         self._settings = self.controls.turn()
         self._epoch += 1  # what is on its way was asked in the old emotion
         self._pending.clear()
         self._asks.clear()
-        # nothing scheduled is dropped now: each bar asked again replaces what was scheduled of it when it
-        # comes back, so a late answer leaves the old notes playing rather than a gap
-        if bar in asks and from_beat < self.bar_beats:
-            self._turned_at = bar * self.bar_beats + from_beat
-            self._request(asks[bar], join=True, from_beat=from_beat, replaces=from_beat)
+        self._turned_at = target
         for b in sorted(asks):
-            if b > bar:
-                self._request(asks[b], replaces=0.0)
-        log.debug("the knob turned: bar %d is redone from beat %.1f", bar + 1, from_beat + 1)
+            from_beat = max(0.0, target - b * self.bar_beats)
+            self._request(asks[b], join=True, from_beat=from_beat, replaces=from_beat)
+        log.debug("the knob turned: bars from beat %.1f asked again", target)
 
     def _watch_ports(self) -> None:
         """The ports went away or came back: nothing pending can be trusted; once back, release

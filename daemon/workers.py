@@ -40,6 +40,25 @@ from affetto.daemon.generator import BarGenerator, BarRequest, BarResult, Genera
 from affetto.errors import AffettoError
 
 
+def current(first: BarRequest | None, get_nowait: Callable[[], BarRequest | None]) -> tuple[list[BarRequest], bool]:
+    """``first`` and every request already waiting behind it, less those a newer epoch made stale (the
+    conductor gave up on them: a knob turn, a cancel, a stop); and whether the sentinel (None) came."""
+    waiting: list[BarRequest] = []
+    req = first
+    while True:
+        if req is None:
+            stop = True
+            break
+        waiting.append(req)
+        try:
+            req = get_nowait()
+        except queue.Empty:
+            stop = False
+            break
+    newest = max((r.epoch for r in waiting), default=0)
+    return [r for r in waiting if r.epoch == newest], stop
+
+
 class ThreadWorker:
     """Runs the generator on one worker thread; results go to ``deliver``."""
 
@@ -64,8 +83,11 @@ class ThreadWorker:
         self._requests.put(req)
 
     def _run(self) -> None:
-        while (req := self._requests.get()) is not None:
-            self._deliver(run_request(self.generator, req))  # type: ignore[arg-type]
+        stop = False
+        while not stop:
+            todo, stop = current(self._requests.get(), self._requests.get_nowait)
+            for req in todo:
+                self._deliver(run_request(self.generator, req))  # type: ignore[arg-type]
 
     def close(self) -> None:
         self._requests.put(None)
@@ -90,8 +112,11 @@ def _child_main(factory: GeneratorFactory, requests: Any, results: Any) -> None:
         results.put(("error", f"{type(err).__name__}: {err}"))
         return
     results.put(("ready", describe(generator)))
-    while (req := requests.get()) is not None:
-        results.put(("result", run_request(generator, req)))
+    stop = False
+    while not stop:
+        todo, stop = current(requests.get(), requests.get_nowait)
+        for req in todo:
+            results.put(("result", run_request(generator, req)))
 
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>

@@ -85,3 +85,23 @@ def test_ensemble_mode_waits_for_the_bar_line():
     rig.inbox.put((rig.time(), 0xB0, 20, knob_value(Quadrant.Q3)))
     rig.advance(rig.ns_per_bar // 2)
     assert all(r.from_beat == 0 for r in asked[before:])
+
+
+def test_the_worker_skips_requests_a_newer_epoch_made_stale():
+    import queue
+
+    from affetto.analysis.emotion import Capsule
+    from affetto.daemon.generator import BarRequest
+    from affetto.daemon.workers import current
+
+    happy = Capsule.of(Quadrant.Q1)
+    waiting: queue.Queue = queue.Queue()
+    for bar, epoch in ((4, 1), (5, 2)):
+        waiting.put(BarRequest(bar=bar, capsule=happy, epoch=epoch))
+    todo, stop = current(BarRequest(bar=3, capsule=happy, epoch=1), waiting.get_nowait)
+    assert [(r.bar, r.epoch) for r in todo] == [(5, 2)] and not stop
+    waiting.put(BarRequest(bar=6, capsule=happy, epoch=2))
+    waiting.put(None)
+    todo, stop = current(waiting.get(), waiting.get_nowait)
+    assert [r.bar for r in todo] == [6] and stop
+    assert current(None, waiting.get_nowait) == ([], True)
