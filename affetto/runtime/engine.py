@@ -44,6 +44,7 @@ from affetto.runtime.families import family_of
 from affetto.runtime.policies import JUDGED_BARS, CandidateJudge, ModeFollower, best_of, recent_bars, slid
 from affetto.runtime.sampling import DEFAULT_SAMPLING, NO_OVERRIDES, SamplingConfig, SamplingOverrides
 from affetto.runtime.session import UNCONDITIONED, CachedSession, open_session
+from affetto.runtime.window import ReadAhead
 from affetto.tokens.grammar import plan_header
 from affetto.tokens.vocab import Vocabulary
 
@@ -103,18 +104,23 @@ class Engine:
         label_tempo = float(data_config.get("label_tempo", judge_config.tempo_ref))
 
         self.stats: dict = {"bars": 0, "tokens": 0, "prefills": 0, "prefill_tokens": 0, "slides": 0,
-                            "last_ms": 0.0, "mode_changes": 0, "partial_bars": 0}
+                            "last_ms": 0.0, "mode_changes": 0, "partial_bars": 0, "read_ahead_tokens": 0}
         self.session = open_session(self.model_path, threads=threads, provider=provider)
+
+        def new_cache() -> CachedSession:
+            return CachedSession(self.session, n_layer=n_layer, n_head=n_head, head_dim=head_dim,
+                                 max_len=self.max_len, vocab_size=self.vocab.size, bos=self.vocab.bos, stats=self.stats)
+
         try:
-            self.cache = CachedSession(self.session, n_layer=n_layer, n_head=n_head, head_dim=head_dim,
-                                       max_len=self.max_len, vocab_size=self.vocab.size, bos=self.vocab.bos,
-                                       stats=self.stats)
+            self.cache = new_cache()
         except ModelFileError as err:
             raise ModelFileError(f"{self.model_path}: {err}") from err
         self.provider = self.cache.provider
         self.device = self.cache.device
         self.decoder = BarDecoder(self.cache, self.vocab, self.bar_steps, max_notes_per_bar)
         self.max_bar_tokens = self.decoder.room
+        self.window = ReadAhead(new_cache, bar=self.vocab.bar, bos=self.vocab.bos, max_len=self.max_len,
+                                room=self.max_bar_tokens)
         self.judge = CandidateJudge(self.vocab, meter, judge_config, label_tempo)
         self.mode = ModeFollower(self.vocab, meter, self.bar_steps, enabled=follow_mode)
         self._limited_log = RateLimitedLog(log, period_s=LOG_PERIOD_S)
@@ -171,7 +177,11 @@ class Engine:
         self.cache.condition(self._rows(capsule))
         room = slid(self.cache.context, self.vocab, self.max_len, self.max_bar_tokens)
         if room is not None:
-            self.cache.reset(room)
+            ahead = self.window.take(self.cache)  # the window read over the bars before, if it was
+            if ahead is not None:
+                self.cache = self.decoder.cache = ahead
+            else:
+                self.cache.reset(room)
             self.stats["slides"] += 1
         self.cache.prefill()
         header = self.header_for(capsule, config)
@@ -184,6 +194,7 @@ class Engine:
             recent = recent_bars(self.cache.context, self.vocab.bar, JUDGED_BARS)  # the bars before, and this BAR
             best = best_of(draw.tokens, lambda tokens: self.judge.score(recent + tokens, capsule))
         body = draw.keep(best)
+        self.window.advance(self.cache, 1 + len(body))
         self.stats["bars"] += 1
         self.stats["last_ms"] = (time.perf_counter() - t0) * 1000
         return [self.vocab.bar, *body]
