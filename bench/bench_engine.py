@@ -1,13 +1,22 @@
-"""The engine against PyTorch, on the same weights, in one run (``affetto bench`` runs this file).
+"""The engine's speed, and PyTorch's on the same weights, in one run (``affetto bench`` runs this module).
 
-Usage: ``python bench/bench_engine.py [--model M.onnx] [--checkpoint runs/x/best] [--repeat N]
-[--bars N] [--json-out F]`` (the same options through ``affetto bench``).
+Usage: ``affetto bench [--model M.onnx] [--checkpoint runs/x/best] [--repeat N] [--bars N] [--json-out F]``
+(or ``python -m affetto.bench.bench_engine`` with the same options).
 
-Prints per-token decode time (p50/p99) for the ONNX Runtime engine (fp32 and
-int8) and PyTorch eager with and without a KV cache, at batch 1 and 2
-(guidance) and contexts of 100 and 1000 tokens; the time to generate a bar
-at 120 BPM without guidance, with it, and with it and the default 4
-candidates, and its real-time factor; and the engine's load time and resident memory. Everything runs on one CPU thread.
+Prints, everything on one CPU thread:
+
+- the time of one decode step (p50/p99) at contexts of 100 and 1000 tokens,
+  for 1, 3 (the default) and 8 candidates side by side; a step runs the two
+  rows of guidance for each candidate in one run of the model. fp32 and int8;
+  with ``--checkpoint``, PyTorch eager with and without a KV cache at batch 1
+  and 2;
+- the time to generate a bar at 120 BPM, continuing a dense seed in Q1:
+  without guidance, with it, and with it and 3 and 8 candidates; the bars
+  that slide the context window against the others; the real-time factor;
+- the partial bar (``Engine.regenerate_from`` beat 2, in another capsule)
+  against a whole bar at the default settings;
+- the ratios between these, and the engine's load time and resident memory.
+
 Numbers are measured in this run; nothing here passes or fails.
 """
 
@@ -27,6 +36,9 @@ import numpy as np
 from affetto.analysis.emotion import Capsule, Quadrant
 from affetto.music.notes import Note, TimeSignature
 
+CANDIDATES = (1, 3, 8)
+CONTEXTS = (100, 1000)
+
 
 def percentiles(samples_ms: list[float]) -> tuple[float, float]:
     a = np.asarray(samples_ms)
@@ -44,34 +56,35 @@ def time_calls(fn: Callable[[], None], repeat: int, warmup: int = 5) -> list[flo
     return out
 
 
-def engine_step_times(model_path: Path, batch: int, context: int, repeat: int) -> list[float]:
-    """One decode step of the engine at a fixed context length (the cache is rewound each time)."""
+def engine_step_times(model_path: Path, candidates: int, context: int, repeat: int) -> list[float]:
+    """One decode step of ``candidates`` side by side after ``context`` tokens (each step starts afresh there)."""
     from affetto.runtime.engine import Engine
+    from affetto.runtime.session import UNCONDITIONED
 
     engine = Engine(model_path, threads=1)
-    q1 = Capsule.of(Quadrant.Q1).weights
     cache = engine.cache
-    cache.condition((q1, (0.0, 0.0, 0.0, 0.0)) if batch == 2 else (q1,))
+    cache.condition((Capsule.of(Quadrant.Q1).weights, UNCONDITIONED))
     cache.reset(engine.vocab.random_walk(context, np.random.default_rng(0)))
     cache.prefill()
-    token = engine.vocab.bar
-
-    def step() -> None:
-        cache.step(token)
-        cache.rewind(context)  # the next step overwrites the same slot
-
-    return time_calls(step, repeat)
+    live, tokens = list(range(candidates)), [engine.vocab.bar] * candidates
+    out = []
+    for i in range(repeat + 5):
+        fork = cache.fork(candidates, 1)  # the step's slots follow the context: it stays at ``context``
+        t0 = time.perf_counter_ns()
+        fork.step(live, tokens)
+        if i >= 5:
+            out.append((time.perf_counter_ns() - t0) / 1e6)
+    return out
 
 
 def torch_step_times(checkpoint: Path, batch: int, context: int, repeat: int, cached: bool) -> list[float]:
     import torch
 
     from affetto.models.checkpoint import load_checkpoint
+    from affetto.tokens.vocab import Vocabulary
 
     torch.set_num_threads(1)
     model, meta = load_checkpoint(checkpoint)
-    from affetto.tokens.vocab import Vocabulary
-
     tokens = torch.tensor([Vocabulary.from_dict(meta["vocab"]).random_walk(context, np.random.default_rng(0))] * batch)
     cond = torch.zeros(batch, 4)
     cond[0, 0] = 1.0
@@ -89,27 +102,47 @@ def torch_step_times(checkpoint: Path, batch: int, context: int, repeat: int, ca
         return time_calls(with_cache if cached else without_cache, repeat)
 
 
-def bar_times(model_path: Path, guidance: float, bars: int, meter: TimeSignature,
-              candidates: int = 1) -> tuple[list[float], list[int]]:
-    """Wall time and token count of whole bars, continuing a dense seed in a busy emotion."""
+def _dense_engine(model_path: Path, meter: TimeSignature):
     from affetto.runtime.engine import Engine
 
     engine = Engine(model_path, meter=meter, threads=1)
-    seed = [Note(60 + (i * 7) % 12, i * 0.25, 0.25, 100) for i in range(int(4 * meter.beats_per_bar * 2))]
-    rng = np.random.default_rng(0)
-    engine.prime(seed)
-    capsule = Capsule.of(Quadrant.Q1)
+    engine.prime([Note(60 + (i * 7) % 12, i * 0.25, 0.25, 100) for i in range(int(4 * meter.beats_per_bar * 2))])
+    return engine
+
+
+def bar_times(model_path: Path, guidance: float, bars: int, meter: TimeSignature,
+              candidates: int = 1) -> tuple[list[float], list[int], list[bool]]:
+    """Wall time, token count and whether it slid the window, of whole bars continuing a dense seed in Q1."""
     from affetto.runtime.sampling import SamplingConfig
 
+    engine = _dense_engine(model_path, meter)
+    rng = np.random.default_rng(0)
+    capsule = Capsule.of(Quadrant.Q1)
     cfg = SamplingConfig(top_p=0.95, guidance=guidance, candidates=candidates)
     engine.generate_bar_tokens(capsule, cfg, rng)  # warm up, first prefill
-    times, tokens = [], []
+    times, tokens, slides = [], [], []
     for _ in range(bars):
+        before = engine.stats["slides"]
         t0 = time.perf_counter_ns()
         out = engine.generate_bar_tokens(capsule, cfg, rng)
         times.append((time.perf_counter_ns() - t0) / 1e6)
         tokens.append(len(out))
-    return times, tokens
+        slides.append(engine.stats["slides"] > before)
+    return times, tokens, slides
+
+
+def partial_bar_times(model_path: Path, bars: int, meter: TimeSignature, beat: float = 2.0) -> list[float]:
+    """Wall time of the rest of a bar from ``beat`` drawn again in Q4, after a bar in Q1 (default settings)."""
+    engine = _dense_engine(model_path, meter)
+    rng = np.random.default_rng(0)
+    happy, calm = Capsule.of(Quadrant.Q1), Capsule.of(Quadrant.Q4)
+    out = []
+    for _ in range(bars):
+        engine.generate_bar(happy, rng=rng)
+        t0 = time.perf_counter_ns()
+        engine.regenerate_from(beat, calm, rng=rng)
+        out.append((time.perf_counter_ns() - t0) / 1e6)
+    return out
 
 
 def load_and_memory(model_path: Path) -> dict[str, float]:
@@ -147,75 +180,110 @@ def quantized_copy(model_path: Path, folder: Path) -> Path | None:
     return out
 
 
+def _cells(fn: Callable[[int, int], list[float]], columns, table: dict, name: str) -> str:
+    cells = []
+    for a, b in columns:
+        p50, p99 = percentiles(fn(a, b))
+        table[f"{name}|{a}|c{b}"] = (p50, p99)
+        cells.append(f"{p50:6.3f} / {p99:6.3f}")
+    return f"{name:<28}" + "  ".join(f"{c:<16}" for c in cells)
+
+
+def step_tables(model_path: Path, checkpoint: Path | None, repeat: int, folder: Path,
+                echo: Callable[[str], None]) -> dict:
+    """Per-step times: the engine by candidates and context, PyTorch eager by batch and context."""
+    table: dict = {}
+    int8 = quantized_copy(model_path, folder)
+    engines = [("onnxruntime fp32 (engine)", model_path)] + ([("onnxruntime int8", int8)] if int8 else [])
+    columns = [(n, c) for n in CANDIDATES for c in CONTEXTS]
+    echo("")
+    echo("decode step, ms p50 / p99       " + "  ".join(f"{f'{n} cand., ctx {c}':<16}" for n, c in columns))
+    for name, path in engines:
+        echo(_cells(lambda n, c, path=path: engine_step_times(path, n, c, repeat), columns, table, name))
+    if checkpoint is not None:
+        columns = [(b, c) for b in (1, 2) for c in CONTEXTS]
+        echo("")
+        echo("pytorch eager, ms p50 / p99     " + "  ".join(f"{f'batch {b}, ctx {c}':<16}" for b, c in columns))
+        echo(_cells(lambda b, c: torch_step_times(checkpoint, b, c, repeat, True), columns, table,
+                    "pytorch eager, KV cache"))
+        echo(_cells(lambda b, c: torch_step_times(checkpoint, b, c, max(20, repeat // 10), False), columns, table,
+                    "pytorch eager, no cache"))
+    return table
+
+
 def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: int = 40,
         echo: Callable[[str], None] = print) -> dict:
     import platform
+
+    from affetto.runtime.sampling import DEFAULT_SAMPLING
 
     results: dict = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
                      "threads": 1, "model": str(model_path)}
     echo(f"affetto bench: {model_path.name}, one CPU thread, {repeat} steps per cell, {bars} bars per row")
     with tempfile.TemporaryDirectory() as tmp:
-        int8 = quantized_copy(model_path, Path(tmp))
-        rows: list[tuple[str, Callable[[int, int], list[float]]]] = [
-            ("onnxruntime fp32 (engine)", lambda b, c: engine_step_times(model_path, b, c, repeat)),
-        ]
-        if int8 is not None:
-            rows.append(("onnxruntime int8 (engine)", lambda b, c: engine_step_times(int8, b, c, repeat)))
+        table = step_tables(model_path, checkpoint, repeat, Path(tmp), echo)
+    results["step_ms"] = {k: {"p50": v[0], "p99": v[1]} for k, v in table.items()}
+
+    fp32 = "onnxruntime fp32 (engine)"
+    ratios = {}
+    for n in CANDIDATES:
+        long, short = table[f"{fp32}|{n}|c1000"][0], table[f"{fp32}|{n}|c100"][0]
+        ratios[f"step, context 1000 / 100, {n} candidates"] = long / short
+    for c in CONTEXTS:
+        ratios[f"step, 3 candidates / 1, context {c}"] = table[f"{fp32}|3|c{c}"][0] / table[f"{fp32}|1|c{c}"][0]
         if checkpoint is not None:
-            rows.append(("pytorch eager, KV cache", lambda b, c: torch_step_times(checkpoint, b, c, repeat, True)))
-            rows.append(("pytorch eager, no cache",
-                         lambda b, c: torch_step_times(checkpoint, b, c, max(20, repeat // 10), False)))
-        echo("")
-        echo("per-token decode, ms            batch 1 ctx 100   batch 1 ctx 1000  batch 2 ctx 100   batch 2 ctx 1000")
-        table = {}
-        for name, fn in rows:
-            cells = []
-            for batch in (1, 2):
-                for context in (100, 1000):
-                    p50, p99 = percentiles(fn(batch, context))
-                    table[f"{name}|b{batch}|c{context}"] = (p50, p99)
-                    cells.append(f"{p50:6.3f} / {p99:6.3f}")
-            echo(f"{name:<32}" + "  ".join(f"{c:<16}" for c in cells))
-        results["per_token_ms"] = {k: {"p50": v[0], "p99": v[1]} for k, v in table.items()}
+            ratios[f"eager+cache batch 2 / engine 1 candidate, ctx {c}"] = (
+                table[f"pytorch eager, KV cache|2|c{c}"][0] / table[f"{fp32}|1|c{c}"][0])
 
-        echo("")
-        ratios = {}
-        fp32 = "onnxruntime fp32 (engine)"
-        for batch in (1, 2):
-            c100, c1000 = table[f"{fp32}|b{batch}|c100"][0], table[f"{fp32}|b{batch}|c1000"][0]
-            ratios[f"context 1000 / 100, batch {batch}"] = c1000 / c100
-            if checkpoint is not None:
-                for context in (100, 1000):
-                    eager = table[f"pytorch eager, KV cache|b{batch}|c{context}"][0]
-                    engine_ms = table[f"{fp32}|b{batch}|c{context}"][0]
-                    ratios[f"eager+cache / engine, batch {batch}, ctx {context}"] = eager / engine_ms
-        for k, v in ratios.items():
-            echo(f"{k:<45} {v:5.2f}x")
-        results["ratios"] = ratios
+    echo("")
+    meter = TimeSignature(4, 4)
+    bar_ms = 60_000 / 120 * meter.beats_per_bar
+    default = DEFAULT_SAMPLING.candidates
+    rows = [("no guidance", 1.0, 1), ("guidance 1.5, 1 candidate", 1.5, 1)]
+    rows += [(f"guidance 1.5, {n} candidates", 1.5, n) for n in CANDIDATES if n > 1]
+    bar_p: dict[int, tuple[float, float]] = {}
+    for label, guidance, n in rows:
+        times, tokens, slides = bar_times(model_path, guidance, bars, meter, candidates=n)
+        p50, p99 = percentiles(times)
+        slid = [t for t, s in zip(times, slides) if s]
+        kept = [t for t, s in zip(times, slides) if not s]
+        row = {"p50": p50, "p99": p99, "tokens_p50": float(np.median(tokens)), "tokens_max": int(max(tokens)),
+               "rtf_p99": bar_ms / p99, "slides": len(slid)}
+        if slid and kept:
+            row["slide_p50"], row["slide_p99"] = percentiles(slid)
+            row["others_p50"], row["others_p99"] = percentiles(kept)
+        results[f"bar_ms|{label}"] = row
+        if guidance != 1.0:
+            bar_p[n] = (p50, p99)
+        slide_text = (f"; {len(slid)} slid the window: p99 {row['slide_p99']:.1f} ms, others {row['others_p99']:.1f}"
+                      if "slide_p99" in row else "")
+        echo(f"bar at 120 BPM, {label:<28} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  ({np.median(tokens):.0f} tokens "
+             f"p50, {max(tokens)} max){slide_text}; real-time factor at p99 {bar_ms / p99:.1f}x")
+        if n == default and "slide_p99" in row:
+            ratios[f"bar, slid / others, p99, {n} candidates"] = row["slide_p99"] / row["others_p99"]
+    for n in CANDIDATES:
+        if n > 1 and n in bar_p and 1 in bar_p:
+            ratios[f"bar, {n} candidates / 1, p50"] = bar_p[n][0] / bar_p[1][0]
 
-        echo("")
-        from affetto.runtime.sampling import DEFAULT_SAMPLING
+    partial = partial_bar_times(model_path, bars, meter)
+    p50, p99 = percentiles(partial)
+    results["partial_bar_ms"] = {"p50": p50, "p99": p99, "from_beat": 2.0}
+    echo(f"partial bar (from beat 2, a new capsule)     p50 {p50:6.1f} ms  p99 {p99:6.1f} ms")
+    if default in bar_p:
+        ratios[f"partial bar / whole bar ({default} candidates), p50"] = p50 / bar_p[default][0]
+        ratios[f"partial bar / whole bar ({default} candidates), p99"] = p99 / bar_p[default][1]
 
-        meter = TimeSignature(4, 4)
-        bar_ms = 60_000 / 120 * meter.beats_per_bar
-        for label, g, n in (("no guidance", 1.0, 1), ("guidance 1.5 (batch 2)", 1.5, 1),
-                            (f"guidance, {DEFAULT_SAMPLING.candidates} candidates", 1.5,
-                             DEFAULT_SAMPLING.candidates)):
-            times, tokens = bar_times(model_path, g, bars, meter, candidates=n)
-            p50, p99 = percentiles(times)
-            per_token = np.median(np.asarray(times) / np.asarray(tokens))
-            results[f"bar_ms|{label}"] = {"p50": p50, "p99": p99, "tokens_p50": float(np.median(tokens)),
-                                          "tokens_max": int(max(tokens)), "rtf_p99": bar_ms / p99,
-                                          "ms_per_70_tokens": float(per_token * 70)}
-            echo(f"bar at 120 BPM, {label:<24} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  "
-                 f"({np.median(tokens):.0f} tokens p50, {max(tokens)} max; {per_token * 70:5.1f} ms per 70 tokens)  "
-                 f"real-time factor at p99 {bar_ms / p99:6.1f}x")
-        mem = load_and_memory(model_path)
-        results["load"] = mem
-        echo("")
-        echo(f"engine load {mem['engine_load_s'] * 1000:.0f} ms "
-             f"(process with imports {mem['import_and_load_s']:.2f} s), "
-             f"peak resident memory {mem['peak_rss_mb']:.0f} MB")
+    echo("")
+    for k, v in ratios.items():
+        echo(f"{k:<52} {v:5.2f}x")
+    results["ratios"] = ratios
+
+    mem = load_and_memory(model_path)
+    results["load"] = mem
+    echo("")
+    echo(f"engine load {mem['engine_load_s'] * 1000:.0f} ms "
+         f"(process with imports {mem['import_and_load_s']:.2f} s), "
+         f"peak resident memory {mem['peak_rss_mb']:.0f} MB")
     return results
 
 

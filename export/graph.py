@@ -9,20 +9,36 @@ whose past and present buffers can be one preallocated tensor of
 in place and reads only what it attends to. The PyTorch model stays the
 reference: :mod:`affetto.export.parity` checks the graph against it.
 
-Inputs and outputs (named dynamic dimensions in brackets)::
+The two rows of classifier-free guidance (the conditioned and the
+unconditioned one) run as one batch of ``ROWS`` through the network, and as
+the two halves of the attention heads of a single sequence through
+``GroupQueryAttention`` (row r's head h is head ``r * heads + h``): the op
+takes a multi-token step on top of a cache only at batch 1, and the engine
+feeds its candidate bars as several tokens per step, side by side in the
+sequence, all reading the one cache of the phrase before them.
+``attention_bias`` hides from each token the keys of the other candidates
+(0 where it may look, -inf elsewhere; the causal mask still applies), and
+``position_ids`` gives each token its position in its own bar, so that the
+candidates' tokens of one step share a position.
 
-    tokens                       int64   [batch, sequence]
-    cond                         float32 [batch, 4]
-    seqlens_k                    int32   [batch]           total length - 1 per row
-    total_sequence_length        int32   []                past + sequence
-    past_key_values.{i}.key      float32 [batch, heads, max_sequence, head_size]
+Inputs and outputs (named dynamic dimensions in brackets; R = ``ROWS``,
+H = heads)::
+
+    tokens                       int64   [R, sequence]
+    cond                         float32 [R, 4]             one capsule per row
+    position_ids                 int64   [1, sequence]      the rows share positions
+    attention_bias               float32 [1, 1, sequence, total_sequence_length]
+    seqlens_k                    int32   [1]                total length - 1
+    total_sequence_length        int32   []                 past + sequence
+    past_key_values.{i}.key      float32 [1, R * H, max_sequence, head_size]
     past_key_values.{i}.value    (same)
- -> logits                       float32 [batch, sequence, vocab]
-    present.{i}.key / .value     float32 [batch, heads, max_sequence, head_size]
+ -> logits                       float32 [R, sequence, vocab]
+    present.{i}.key / .value     float32 [1, R * H, max_sequence, head_size]
 
 The past buffers may also be passed at their used length (``past_sequence``);
 the presents then come back one ``sequence`` longer, which the parity checks
-use to compare with PyTorch's concatenating cache.
+use to compare with PyTorch's concatenating cache. ``max_sequence`` counts
+cache slots, not positions: candidates' tokens take a slot each.
 """
 
 from __future__ import annotations
@@ -36,6 +52,7 @@ from affetto.models.transformer import EmotionTransformer
 OPSET = 20  # LayerNormalization (17) and Gelu (20)
 IR_VERSION = 10  # readable by ONNX Runtime 1.18 and newer
 MS_DOMAIN = "com.microsoft"
+ROWS = 2  # the conditioned and the unconditioned row of classifier-free guidance
 
 
 class _Builder:
@@ -77,31 +94,35 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
     b = _Builder()
     H, hs, C = cfg.n_head, cfg.head_dim, cfg.d_model
 
-    # Rows total - sequence ... total - 1 of the position table, as one Slice with 1-D bounds.
-    seq_len = b.op("Slice", [b.op("Shape", ["tokens"], name="tokens_shape"), b.weight("c1", np.array([1], np.int64)),
-                             b.weight("c2", np.array([2], np.int64))], name="seq_len")  # (1,)
-    total = b.op("Reshape", [b.op("Cast", ["total_sequence_length"], name="total_i64", to=TensorProto.INT64),
-                             b.weight("shape1", np.array([1], np.int64))], name="total_1d")  # (1,)
-    start = b.op("Sub", [total, seq_len], name="past_len")  # (1,)
-
-    tok = b.op("Gather", [b.weight("tok.weight", sd["tok.weight"]), "tokens"], name="tok_embed")  # (B, S, C)
-    pos_table = b.weight("pos.weight", sd["pos.weight"])
-    pos = b.op("Slice", [pos_table, start, total, b.weight("c0", np.array([0], np.int64))], name="pos_embed")  # (S, C)
-    cond = b.op("MatMul", ["cond", b.weight("cond.weight_t", sd["cond.weight"].T)], name="cond_embed")  # (B, C)
-    cond = b.op("Unsqueeze", [cond, b.weight("axis1", np.array([1], np.int64))], name="cond_unsq")  # (B, 1, C)
-    x = b.op("Add", [b.op("Add", [tok, pos], name="embed_add"), cond], name="embed")  # (B, S, C)
+    R = ROWS
+    # The hidden states are (S, R, C) throughout: a step's queries, keys and values are then already the
+    # (1, S, R*C) sequence of R*H heads the attention takes, with no copy.
+    tok_table = b.weight("tok.weight", sd["tok.weight"])
+    tokens = b.op("Transpose", ["tokens"], name="tokens_t", perm=[1, 0])  # (S, R)
+    tok = b.op("Gather", [tok_table, tokens], name="tok_embed")  # (S, R, C)
+    axis0 = b.weight("axis0", np.array([0], np.int64))
+    positions = b.op("Reshape", ["position_ids", b.weight("column", np.array([-1, 1], np.int64))],
+                     name="positions")  # (S, 1)
+    pos = b.op("Gather", [b.weight("pos.weight", sd["pos.weight"]), positions], name="pos_embed")  # (S, 1, C)
+    cond = b.op("MatMul", ["cond", b.weight("cond.weight_t", sd["cond.weight"].T)], name="cond_embed")  # (R, C)
+    cond = b.op("Unsqueeze", [cond, axis0], name="cond_unsq")  # (1, R, C)
+    x = b.op("Add", [b.op("Add", [tok, pos], name="embed_add"), cond], name="embed")  # (S, R, C)
 
     split_sizes = b.weight("qkv_split", np.array([C, C, C], np.int64))
+    heads_shape = b.weight("heads_shape", np.array([1, -1, R * C], np.int64))  # (S, R, C) -> (1, S, R*C)
+    rows_shape = b.weight("rows_shape", np.array([-1, R, C], np.int64))  # (1, S, R*C) -> (S, R, C)
     outputs_kv = []
     for i in range(cfg.n_layer):
         p = f"blocks.{i}"
         if cfg.cond_layers:
             c = b.op("MatMul", ["cond", b.weight(f"cond_layers.{i}", sd["cond_layers"][i])], name=f"{p}.cond")
-            c = b.op("Unsqueeze", [c, "axis1"], name=f"{p}.cond_unsq")  # (B, 1, C)
+            c = b.op("Unsqueeze", [c, axis0], name=f"{p}.cond_unsq")  # (1, R, C)
             x = b.op("Add", [x, c], name=f"{p}.cond_add")
         h = b.layer_norm(x, sd, f"{p}.ln1")
-        qkv = b.linear(h, sd[f"{p}.attn.qkv.weight"], sd[f"{p}.attn.qkv.bias"], f"{p}.attn.qkv")  # (B, S, 3C)
-        q, k, v = b.op("Split", [qkv, split_sizes], n_out=3, name=f"{p}.attn.split", axis=-1)  # (B, S, C) each
+        qkv = b.linear(h, sd[f"{p}.attn.qkv.weight"], sd[f"{p}.attn.qkv.bias"], f"{p}.attn.qkv")  # (S, R, 3C)
+        q, k, v = b.op("Split", [qkv, split_sizes], n_out=3, name=f"{p}.attn.split", axis=-1)  # (S, R, C) each
+        q, k, v = (b.op("Reshape", [t, heads_shape], name=f"{p}.attn.{n}_heads")  # (1, S, R*C)
+                   for t, n in ((q, "q"), (k, "k"), (v, "v")))
         attn, present_k, present_v = (
             f"{p}.attn.gqa_out",
             f"present.{i}.key",
@@ -111,16 +132,17 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
             helper.make_node(
                 "GroupQueryAttention",
                 [q, k, v, f"past_key_values.{i}.key", f"past_key_values.{i}.value", "seqlens_k",
-                 "total_sequence_length"],
+                 "total_sequence_length", "", "", "", "attention_bias"],
                 [attn, present_k, present_v],
                 name=f"{p}.attn.gqa",
                 domain=MS_DOMAIN,
-                num_heads=H,
-                kv_num_heads=H,
+                num_heads=R * H,
+                kv_num_heads=R * H,
                 scale=float(1.0 / np.sqrt(hs)),
             )
         )
         outputs_kv += [present_k, present_v]
+        attn = b.op("Reshape", [attn, rows_shape], name=f"{p}.attn.rows")  # (S, R, C)
         a = b.linear(attn, sd[f"{p}.attn.proj.weight"], sd[f"{p}.attn.proj.bias"], f"{p}.attn.proj")
         x = b.op("Add", [x, a], name=f"{p}.res1")
         h = b.layer_norm(x, sd, f"{p}.ln2")
@@ -129,22 +151,24 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
         h = b.linear(h, sd[f"{p}.mlp.2.weight"], sd[f"{p}.mlp.2.bias"], f"{p}.mlp.2")
         x = b.op("Add", [x, h], name=f"{p}.res2")
     x = b.layer_norm(x, sd, "ln_f")
-    logits = b.op("MatMul", [x, b.weight("head.weight_t", sd["tok.weight"].T)], name="head")
-    b.nodes.append(helper.make_node("Identity", [logits], ["logits"], name="logits_out"))
+    logits = b.op("MatMul", [x, b.weight("head.weight_t", sd["tok.weight"].T)], name="head")  # (S, R, V)
+    b.nodes.append(helper.make_node("Transpose", [logits], ["logits"], name="logits_out", perm=[1, 0, 2]))
 
     f32, i64, i32 = TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32
-    kv_shape = ["batch", H, "max_sequence", hs]
+    kv_shape = [1, ROWS * H, "max_sequence", hs]
     inputs = [
-        helper.make_tensor_value_info("tokens", i64, ["batch", "sequence"]),
-        helper.make_tensor_value_info("cond", f32, ["batch", cfg.n_cond]),
-        helper.make_tensor_value_info("seqlens_k", i32, ["batch"]),
+        helper.make_tensor_value_info("tokens", i64, [ROWS, "sequence"]),
+        helper.make_tensor_value_info("cond", f32, [ROWS, cfg.n_cond]),
+        helper.make_tensor_value_info("position_ids", i64, [1, "sequence"]),
+        helper.make_tensor_value_info("attention_bias", f32, [1, 1, "sequence", "total_sequence_length"]),
+        helper.make_tensor_value_info("seqlens_k", i32, [1]),
         helper.make_tensor_value_info("total_sequence_length", i32, []),
     ]
-    outputs = [helper.make_tensor_value_info("logits", f32, ["batch", "sequence", cfg.vocab_size])]
+    outputs = [helper.make_tensor_value_info("logits", f32, [ROWS, "sequence", cfg.vocab_size])]
     for i in range(cfg.n_layer):
         for kind in ("key", "value"):
             inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kind}", f32, kv_shape))
-            present_shape = ["batch", H, "present_sequence", hs]
+            present_shape = [1, ROWS * H, "present_sequence", hs]
             outputs.append(helper.make_tensor_value_info(f"present.{i}.{kind}", f32, present_shape))
     graph = helper.make_graph(b.nodes, "affetto", inputs, outputs, initializer=b.inits)
     onnx_model = helper.make_model(

@@ -15,6 +15,7 @@ import torch
 
 import affetto
 from affetto.analysis.emotion import Quadrant
+from affetto.export.graph import ROWS
 from affetto.manifest import FORMAT, FORMAT_VERSION
 from affetto.models.transformer import EmotionTransformer
 
@@ -30,8 +31,9 @@ def build_manifest(model: EmotionTransformer, meta: dict, dtype: str) -> dict[st
         "vocab": meta["vocab"],
         "grid": {"steps_per_beat": meta["vocab"]["steps_per_beat"]},
         "model": model.cfg.to_dict(),
-        "kv_cache": {"layout": "shared-buffer", "op": "com.microsoft.GroupQueryAttention",
-                     "max_len": model.cfg.max_len, "heads": model.cfg.n_head, "head_size": model.cfg.head_dim},
+        "kv_cache": {"layout": "shared-buffer, guidance rows as heads", "op": "com.microsoft.GroupQueryAttention",
+                     "max_len": model.cfg.max_len, "rows": ROWS, "heads": model.cfg.n_head,
+                     "head_size": model.cfg.head_dim},
         "conditioning": {
             "quadrants": [f"{q.name} {q.mood}" for q in Quadrant],
             "cond_dropout": dropout,

@@ -21,6 +21,7 @@ import onnxruntime as ort
 import torch
 
 from affetto.models.transformer import EmotionTransformer
+from affetto.runtime.session import graph_rows, sequence_feeds
 
 FP32_ATOL = 1e-3
 
@@ -54,26 +55,17 @@ def session(model_bytes: bytes, threads: int = 1) -> ort.InferenceSession:
     return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 
-def _feeds(tokens: np.ndarray, cond: np.ndarray, past: list[np.ndarray], total: int) -> dict[str, np.ndarray]:
-    B = tokens.shape[0]
-    feeds = {
-        "tokens": tokens.astype(np.int64),
-        "cond": cond.astype(np.float32),
-        "seqlens_k": np.full(B, total - 1, np.int32),
-        "total_sequence_length": np.array(total, np.int32),
-    }
-    for i in range(len(past) // 2):
-        feeds[f"past_key_values.{i}.key"] = past[2 * i]
-        feeds[f"past_key_values.{i}.value"] = past[2 * i + 1]
-    return feeds
+def _feeds(tokens: np.ndarray, cond: np.ndarray, past: list[np.ndarray] | None, model: EmotionTransformer):
+    cfg = model.cfg
+    return sequence_feeds(tokens, cond, past, n_layer=cfg.n_layer, n_head=cfg.n_head, head_dim=cfg.head_dim)
 
 
 def run_full(sess: ort.InferenceSession, model: EmotionTransformer, tokens: np.ndarray, cond: np.ndarray):
-    """Logits of the whole sequence in one run (empty past)."""
-    cfg = model.cfg
-    B = tokens.shape[0]
-    empty = [np.zeros((B, cfg.n_head, 0, cfg.head_dim), np.float32)] * (2 * cfg.n_layer)
-    return sess.run(None, _feeds(tokens, cond, empty, tokens.shape[1]))
+    """Logits of the whole sequence in one run (empty past); fewer sequences than the graph's rows repeat."""
+    B, rows = tokens.shape[0], graph_rows(sess)
+    pad = np.arange(max(B, rows)) % B  # (rows,)
+    out = sess.run(None, _feeds(tokens[pad], cond[pad], None, model))
+    return [out[0][:B], *out[1:]]
 
 
 def run_steps(
@@ -83,7 +75,7 @@ def run_steps(
     cfg = model.cfg
     B, T = tokens.shape
     caches = [
-        ort.OrtValue.ortvalue_from_numpy(np.zeros((B, cfg.n_head, cfg.max_len, cfg.head_dim), np.float32))
+        ort.OrtValue.ortvalue_from_numpy(np.zeros((1, B * cfg.n_head, cfg.max_len, cfg.head_dim), np.float32))
         for _ in range(2 * cfg.n_layer)
     ]
     io = sess.io_binding()
@@ -97,7 +89,9 @@ def run_steps(
     out = np.empty((B, T, cfg.vocab_size), np.float32)
     for t in range(T):
         io.bind_cpu_input("tokens", np.ascontiguousarray(tokens[:, t : t + 1].astype(np.int64)))
-        io.bind_cpu_input("seqlens_k", np.full(B, t, np.int32))
+        io.bind_cpu_input("position_ids", np.array([[t]], np.int64))
+        io.bind_cpu_input("attention_bias", np.zeros((1, 1, 1, t + 1), np.float32))
+        io.bind_cpu_input("seqlens_k", np.array([t], np.int32))
         io.bind_cpu_input("total_sequence_length", np.array(t + 1, np.int32))
         sess.run_with_iobinding(io)
         out[:, t] = logits.numpy()[:, 0]
@@ -118,8 +112,9 @@ def check_parity(model_bytes: bytes, model: EmotionTransformer, tokens: np.ndarr
     split = tokens.shape[1] - 1
     with torch.no_grad():
         _, past = model(torch.from_numpy(tokens[:, :split].astype(np.int64)), torch.from_numpy(cond.astype(np.float32)))
-    flat = [t.numpy() for kv in past for t in kv]
-    decode = sess.run(None, _feeds(tokens[:, split:], cond, flat, tokens.shape[1]))[0]
+    B, H, P, hs = past[0][0].shape  # (B, nh, P, hs): the graph's rows are halves of its heads
+    flat = [t.numpy().reshape(1, B * H, P, hs) for kv in past for t in kv]
+    decode = sess.run(None, _feeds(tokens[:, split:], cond, flat, model))[0]
 
     steps = run_steps(sess, model, tokens, cond)
     return ParityReport(

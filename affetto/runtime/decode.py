@@ -1,18 +1,26 @@
-"""The decode loop: one bar's tokens, sampled under the grammar mask.
+"""The decode loop: bars sampled under the grammar mask, several candidates side by side.
 
 After the bar's BAR has been fed, tokens are drawn one by one among those the
 vocabulary's grammar allows next, until the model closes the bar (samples
 BAR, which is not fed: the next bar opens with it). A bar holds at most
 ``max_notes`` notes; past that only the open note may be finished.
+
+Candidates are drawn together: each keeps its own grammar state, and every
+step feeds one token per candidate still drawing, in one run of the model
+(:class:`~affetto.runtime.session.Fork`). A candidate that has closed its bar
+stops; the others go on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
+
 import numpy as np
 
 from affetto.runtime.sampling import SamplingConfig, guide, sample
-from affetto.runtime.session import CachedSession
-from affetto.tokens.grammar import apply_header
+from affetto.runtime.session import CachedSession, Fork
+from affetto.tokens.grammar import GrammarState, apply_header
 from affetto.tokens.vocab import DUR, Vocabulary
 
 
@@ -24,37 +32,64 @@ class BarDecoder:
         self.vocab = vocab
         self.bar_steps = bar_steps
         self.max_notes = max_notes
+        self.room = 1 + len(vocab.header) + bar_steps + 3 * max_notes  # the most tokens a bar can take, BAR too
         self._mask = np.empty(vocab.size, dtype=bool)
         self._guided = np.empty(vocab.size, dtype=np.float32)
 
-    def sample_bar(self, config: SamplingConfig, rng: np.random.Generator,
-                   header: dict[int, np.ndarray] | None = None) -> list[int]:
-        """The bar's tokens after its BAR, each fed to the cache as it is drawn.
-
-        ``header`` narrows the bar's header tokens (meter, key, density, ...) by
-        type; see :func:`affetto.tokens.grammar.plan_header`.
-        """
-        vocab, cache = self.vocab, self.cache
+    def state_after(self, prefix: Sequence[int]) -> GrammarState:
+        """The grammar state after a bar's BAR and ``prefix`` (tokens of that bar that follow it)."""
+        vocab = self.vocab
         state = vocab.new_state(self.bar_steps)
         state.last = DUR  # what precedes a bar: the previous bar's end
         vocab.advance(state, vocab.bar)
-        body: list[int] = []
-        mask, guided = self._mask, self._guided
-        while True:
-            vocab.allowed(state, mask)
-            if header:
-                apply_header(vocab, state, mask, header)
-            if state.notes_in_bar >= self.max_notes:
-                mask[vocab.pos0 : vocab.vel0] = False  # no new notes: finish this one, then close the bar
-            logits = cache.logits
-            if cache.batch == 2:  # guidance: the conditioned row and the unconditioned one
-                scores = guide(logits[0], logits[1], config.guidance, guided)
-            else:
-                np.copyto(guided, logits[0])
-                scores = guided
-            token = sample(scores, mask, config, rng)
-            if token == vocab.bar:
-                return body
+        for token in prefix:
             vocab.advance(state, token)
-            cache.step(token)
-            body.append(token)
+        return state
+
+    def draw(self, n: int, config: SamplingConfig, rng: np.random.Generator, *, guided: bool,
+             header: dict[int, np.ndarray] | None = None, prefix: Sequence[int] = (),
+             first_step: int = 0) -> Fork:
+        """``n`` candidate continuations of the bar, each fed to the cache as it is drawn.
+
+        The context ends with the bar's BAR and ``prefix`` (the bar's tokens
+        kept); the candidates' tokens are in the returned fork's ``tokens``,
+        and its ``keep`` makes one of them the context. ``guided`` mixes the
+        two rows' logits by ``config.guidance``; ``header`` narrows the bar's
+        header tokens (see :func:`affetto.tokens.grammar.plan_header`);
+        ``first_step`` forbids positions before that grid step.
+        """
+        vocab = self.vocab
+        fork = self.cache.fork(n, self.room - 1 - len(prefix))  # room after the BAR and the prefix
+        base = self.state_after(prefix)
+        states = [replace(base) for _ in range(n)]
+        live = list(range(n))
+        mask, guided_logits = self._mask, self._guided
+        while live:
+            drawing, tokens = [], []
+            for i in live:
+                state = states[i]
+                vocab.allowed(state, mask)
+                if header:
+                    apply_header(vocab, state, mask, header)
+                if state.pos < first_step:  # nothing may start before it: no earlier position, no chord there
+                    mask[vocab.pos0 : vocab.pos0 + first_step] = False
+                    if state.last == DUR:
+                        mask[vocab.pitch0 : vocab.vel0] = False
+                if state.notes_in_bar >= self.max_notes:
+                    mask[vocab.pos0 : vocab.vel0] = False  # no new notes: finish this one, then close the bar
+                logits = fork.logits(i)
+                if guided:  # the conditioned row and the unconditioned one
+                    scores = guide(logits[0], logits[1], config.guidance, guided_logits)
+                else:
+                    np.copyto(guided_logits, logits[0])
+                    scores = guided_logits
+                token = sample(scores, mask, config, rng)
+                if token == vocab.bar:
+                    continue
+                vocab.advance(state, token)
+                drawing.append(i)
+                tokens.append(token)
+            if drawing:
+                fork.step(drawing, tokens)
+            live = drawing
+        return fork

@@ -9,22 +9,25 @@ Life of a bar::
                                           position, so a new emotion re-reads the phrase in it)
                                        3. feed BAR, then sample token by token under the grammar
                                           mask until the model closes the bar (samples BAR); with
-                                          candidates, draw several and keep the best judged
+                                          candidates, draw them side by side (one run per step
+                                          feeds every candidate still drawing) and keep the best
+                                          judged, whose keys are already in the cache
                                        4. decode the bar's tokens to notes relative to the bar
+    regenerate_from(beat, capsule)     the last bar's rest again from ``beat``, in a new capsule
 
 The pieces live beside this file: :mod:`.session` (ONNX Runtime, IOBinding,
-the shared KV cache), :mod:`.decode` (the grammar-masked loop),
-:mod:`.sampling` and :mod:`.policies` (best-of-N, mode following, the
-sliding window). Guidance runs the conditioned and the unconditioned row as
-one batch of two.
+the shared KV cache, forks of candidates), :mod:`.decode` (the grammar-masked
+loop), :mod:`.sampling` and :mod:`.policies` (best-of-N, mode following, the
+sliding window). Guidance runs the conditioned and the unconditioned row
+together: the graph always runs both.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +41,11 @@ from affetto.ratelimit import RateLimitedLog
 from affetto.runtime.assets import default_model_path
 from affetto.runtime.decode import BarDecoder
 from affetto.runtime.families import family_of
-from affetto.runtime.revise import regenerate_from
 from affetto.runtime.plan import PHRASE_BARS, Baseline, EmotionPlan, Levers, model_sampling, plan_bar
 from affetto.runtime.policies import JUDGED_BARS, CandidateJudge, ModeFollower, best_of, recent_bars, slid
 from affetto.runtime.sampling import NO_OVERRIDES, SamplingConfig, SamplingOverrides
-from affetto.runtime.session import CachedSession, open_session
+from affetto.runtime.session import UNCONDITIONED, CachedSession, open_session
+from affetto.runtime.window import ReadAhead
 from affetto.tokens.grammar import plan_header
 from affetto.tokens.vocab import Vocabulary
 
@@ -98,20 +101,28 @@ class Engine:
         if self.vocab.meters:
             self.vocab.meter(meter)  # raises when the model cannot write in this meter
         self.max_notes_per_bar = max_notes_per_bar
-        self.max_bar_tokens = 1 + len(self.vocab.header) + self.bar_steps + 3 * max_notes_per_bar
         judge_config = JudgeConfig(**self.manifest.get("judge", {}))
         data_config = (self.manifest.get("training") or {}).get("data_config") or {}
         label_tempo = float(data_config.get("label_tempo", judge_config.tempo_ref))
 
         self.stats: dict = {"bars": 0, "tokens": 0, "prefills": 0, "prefill_tokens": 0, "slides": 0,
-                            "last_ms": 0.0, "mode_changes": 0}
+                            "last_ms": 0.0, "mode_changes": 0, "partial_bars": 0, "read_ahead_tokens": 0}
         self.session = open_session(self.model_path, threads=threads, provider=provider)
-        self.cache = CachedSession(self.session, n_layer=n_layer, n_head=n_head, head_dim=head_dim,
-                                   max_len=self.max_len, vocab_size=self.vocab.size, bos=self.vocab.bos,
-                                   stats=self.stats)
+
+        def new_cache() -> CachedSession:
+            return CachedSession(self.session, n_layer=n_layer, n_head=n_head, head_dim=head_dim,
+                                 max_len=self.max_len, vocab_size=self.vocab.size, bos=self.vocab.bos, stats=self.stats)
+
+        try:
+            self.cache = new_cache()
+        except ModelFileError as err:
+            raise ModelFileError(f"{self.model_path}: {err}") from err
         self.provider = self.cache.provider
         self.device = self.cache.device
         self.decoder = BarDecoder(self.cache, self.vocab, self.bar_steps, max_notes_per_bar)
+        self.max_bar_tokens = self.decoder.room
+        self.window = ReadAhead(new_cache, bar=self.vocab.bar, bos=self.vocab.bos, max_len=self.max_len,
+                                room=self.max_bar_tokens)
         self.judge = CandidateJudge(self.vocab, meter, judge_config, label_tempo)
         self.mode = ModeFollower(self.vocab, meter, self.bar_steps, enabled=follow_mode)
         self.levers = levers
@@ -170,13 +181,19 @@ class Engine:
 
     def revise(self, from_beat: float, capsule: Capsule, sampling: SamplingOverrides | SamplingConfig = NO_OVERRIDES,
                *, rng: np.random.Generator | None = None, drop_bars: int = 0) -> list[Note]:
-        """The last bar's notes from ``from_beat`` on, generated again in ``capsule`` (one candidate: it must
-        be back within a beat); the ``drop_bars`` bars generated after it are forgotten first.
-        See :mod:`affetto.runtime.revise`."""
+        """A knob turn while a bar sounds: that bar's notes from ``from_beat`` on, drawn again in ``capsule``
+        under its emotion plan (loudness included); the ``drop_bars`` bars generated after it (the engine
+        works ahead) are forgotten first. See :meth:`regenerate_from`."""
+        if drop_bars:
+            bars = [i for i, t in enumerate(self.cache.context) if t == self.vocab.bar]
+            if len(bars) <= drop_bars:
+                raise ConfigError(f"cannot drop {drop_bars} bars of a context with {len(bars)}")
+            self.cache.rewind(bars[-drop_bars])
+            self.bars_since_prime = max(0, self.bars_since_prime - drop_bars)
+            self.window.drop()
         plan = self.plan(capsule, sampling)
-        plan = replace(plan, sampling=plan.sampling.replace(candidates=1), judged=False)
-        step = round(from_beat * self.vocab.config.steps_per_beat)
-        return regenerate_from(self, step, plan, rng or np.random.default_rng(), drop_bars=drop_bars)
+        notes = self.regenerate_from(from_beat, capsule, plan.sampling, rng=rng)
+        return plan.perform([n for n in notes if n.onset >= from_beat - 1e-9])
 
     def plan(self, capsule: Capsule, sampling: SamplingOverrides | SamplingConfig = NO_OVERRIDES) -> EmotionPlan:
         """The emotion plan for the next bar, from the capsule, the settings asked and the seed's baseline."""
@@ -191,27 +208,81 @@ class Engine:
     def generate_plan_tokens(self, plan: EmotionPlan, rng: np.random.Generator) -> list[int]:
         """The next bar as tokens (BAR first) under ``plan``, left in the context."""
         t0 = time.perf_counter()
-        config = plan.sampling
+        config, capsule = plan.sampling, plan.capsule
         self.match_mode(plan)
-        self.cache.condition(plan.rows)
+        self.cache.condition(self._rows(capsule))
         room = slid(self.cache.context, self.vocab, self.max_len, self.max_bar_tokens)
         if room is not None:
-            self.cache.reset(room)
+            ahead = self.window.take(self.cache)  # the window read over the bars before, if it was
+            if ahead is not None:
+                self.cache = self.decoder.cache = ahead
+            else:
+                self.cache.reset(room)
             self.stats["slides"] += 1
         self.cache.prefill()
         header = self.header_for(plan)
-        self.cache.step(self.vocab.bar)  # every bar opens with BAR: fed once, however many candidates follow
+        self.cache.feed([self.vocab.bar])  # every bar opens with BAR: fed once, however many candidates follow
+        draw = self.decoder.draw(config.candidates if plan.judged else 1, config, rng, guided=plan.guided,
+                                 header=header)
+        best = 0
         if plan.judged:
             recent = recent_bars(self.cache.context, self.vocab.bar, JUDGED_BARS)  # the bars before, and this BAR
-            valence, arousal = plan.capsule.valence, plan.capsule.arousal
-            body = best_of(self.cache, config.candidates, lambda: self.decoder.sample_bar(config, rng, header),
-                           lambda tokens: self.judge.score(recent + tokens, valence, arousal))
-        else:
-            body = self.decoder.sample_bar(config, rng, header)
+            valence, arousal = capsule.valence, capsule.arousal
+            best = best_of(draw.tokens, lambda tokens: self.judge.score(recent + tokens, valence, arousal))
+        body = draw.keep(best)
+        self.window.advance(self.cache, 1 + len(body))
         self.stats["bars"] += 1
         self.bars_since_prime += 1
         self.stats["last_ms"] = (time.perf_counter() - t0) * 1000
         return [self.vocab.bar, *body]
+
+    def regenerate_from(
+        self,
+        beat: float,
+        capsule: Capsule,
+        sampling: SamplingOverrides | SamplingConfig = NO_OVERRIDES,
+        *,
+        rng: np.random.Generator | None = None,
+    ) -> list[Note]:
+        """The last bar again from ``beat`` on, in ``capsule``: its notes (onsets relative to the bar).
+
+        The bar's tokens before the first onset at or after ``beat`` (rounded
+        up to the grid) are kept as they were played; the model continues
+        them in the new capsule and the new rest replaces the old one in the
+        context. One draw, no candidates (the rest of a bar is wanted within
+        that bar), and no re-reading of the context: only the new tokens (and
+        the last kept one, run again for the logits the first new one is drawn
+        from) take the new capsule; the next :meth:`generate_bar` re-reads the
+        context under its capsule, as any change of emotion at a bar line does.
+        """
+        length = self.meter.beats_per_bar
+        if not 0 <= beat < length:
+            raise ConfigError(f"beat must be >= 0 and < {length} (the bar's length in beats), got {beat!r}")
+        config = sampling if isinstance(sampling, SamplingConfig) else sampling.over(self.sampling_for(capsule))
+        context = self.cache.context
+        bar = max((i for i, t in enumerate(context) if t == self.vocab.bar), default=None)
+        if bar is None:
+            raise ConfigError("there is no bar to regenerate: generate one first")
+        first_step = math.ceil(round(beat * self.vocab.config.steps_per_beat, 6))
+        vocab = self.vocab
+        cut = next((i for i in range(bar + 1, len(context))
+                    if vocab.pos0 <= context[i] < vocab.pitch0 and context[i] - vocab.pos0 >= first_step),
+                   len(context))
+        self.cache.rewind(cut)
+        self.cache.condition(self._rows(capsule), reread=False)  # the last kept token runs again in it
+        draw = self.decoder.draw(1, config.replace(candidates=1), rng or np.random.default_rng(),
+                                 guided=self._guided(capsule, config), prefix=context[bar + 1 : cut],
+                                 first_step=first_step)
+        draw.keep(0)
+        self.stats["partial_bars"] += 1
+        return vocab.decode(self.cache.context[bar:], self.meter)
+
+    def _rows(self, capsule: Capsule) -> tuple[tuple[float, ...], ...]:
+        """The capsules of the graph's rows: the asked one, then the unconditioned one guidance needs."""
+        return (capsule.weights, UNCONDITIONED)
+
+    def _guided(self, capsule: Capsule, config: SamplingConfig) -> bool:
+        return config.guidance != 1.0 and self.guidance_ready and not capsule.is_unconditioned
 
     def header_for(self, plan: EmotionPlan) -> dict[int, np.ndarray]:
         """What the next bar's header may say (models whose vocabulary writes meter and controls).

@@ -5,7 +5,7 @@ sampling settings asked for and the *baseline* (what the player's seed sounds
 like), then carries it out. The levers and what each carries:
 
 - **conditioning**: the capsule mixes the model's quadrant embeddings; with
-  guidance a second, unconditioned row runs beside it and
+  guidance the unconditioned row that runs beside it is used:
   ``logits = uncond + s * (cond - uncond)``.
 - **sampling**: the model's own settings per quadrant (its manifest's
   ``sampling``) under what the user or the bar request asks for.
@@ -106,7 +106,7 @@ class EmotionPlan:
     """Everything the engine does differently for this emotion, for one bar."""
 
     capsule: Capsule
-    rows: tuple[tuple[float, ...], ...]  # conditioning rows: the capsule, and the unconditioned one with guidance
+    guided: bool  # classifier-free guidance: the capsule's row against the unconditioned one
     sampling: SamplingConfig
     minor: bool | None  # the mode the key header holds to (None: the model's choice)
     anchor: bool  # the bar's first onset sounds the key's tonic triad
@@ -161,9 +161,7 @@ def plan_bar(
     if not isinstance(capsule, Capsule):
         raise ConfigError(f"capsule must be a Capsule, got {capsule!r}")
     config = sampling if isinstance(sampling, SamplingConfig) else sampling.over(model_sampling(model_spec, capsule))
-    rows: tuple[tuple[float, ...], ...] = (capsule.weights,)
-    if config.guidance != 1.0 and guidance_ready and not capsule.is_unconditioned:
-        rows = (capsule.weights, (0.0, 0.0, 0.0, 0.0))
+    guided = config.guidance != 1.0 and guidance_ready and not capsule.is_unconditioned
     minor = density = polyphony = None
     velocity = None
     if not capsule.is_unconditioned:
@@ -186,7 +184,7 @@ def plan_bar(
         planned_density = planned_poly = None
     return EmotionPlan(
         capsule=capsule,
-        rows=rows,
+        guided=guided,
         sampling=config,
         minor=minor,
         anchor=levers.tonic and minor is not None and controls and phrase_bar in (0, PHRASE_BARS - 1),

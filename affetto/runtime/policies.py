@@ -1,11 +1,11 @@
 """Policies around the decode loop: best-of-N candidates, mode following, the sliding window.
 
-Candidates: with ``candidates > 1`` several bars are drawn from the same
-state (rolling back is free: the shared cache is written in place, so the
-context length is simply reset), each is judged by the feature judge together
-with the bars before it, and the bar nearest the capsule's valence and arousal
-is kept and re-read. It costs about ``candidates + 1`` times the sampling of
-a bar.
+Candidates: with ``candidates > 1`` several bars are drawn side by side
+from the same state (one run of the model per step feeds a token to every
+candidate still drawing, all reading the one cache of the context), each is
+judged by the feature judge together with the bars before it, and the bar
+nearest the capsule's valence and arousal is kept: its keys are already in
+the cache, so nothing is read again.
 
 Mode following: a 2 M-parameter model follows the phrase it continues far
 more than the capsule's valence (measured: the key of the context decides the
@@ -28,7 +28,6 @@ import numpy as np
 from affetto.analysis.emotion import Capsule
 from affetto.analysis.judge import JudgeConfig, change_mode, estimate_key, judge_arrays
 from affetto.music.notes import TimeSignature
-from affetto.runtime.session import CachedSession
 from affetto.tokens.vocab import Vocabulary
 
 MODE_CLARITY = 0.65  # key correlation above which the context's mode counts as clear (training uses the same)
@@ -61,26 +60,13 @@ class CandidateJudge:
         return verdict.valence * valence + verdict.arousal * arousal
 
 
-def best_of(cache: CachedSession, candidates: int, draw: Callable[[], list[int]],
-            score: Callable[[list[int]], float]) -> list[int]:
-    """Draw ``candidates`` bars from the cache's state, keep the best scored and leave it in the cache.
-
-    ``draw`` samples one bar, feeding its tokens; the cache is rewound after
-    each, then the winner is re-read token by token (ONNX Runtime's attention
-    takes a multi-token step on top of a cache only for batch 1, and guidance
-    runs two rows).
-    """
-    length, logits = cache.length, cache.logits.copy()  # the whole context is in the cache
-    best: list[int] = []
-    best_score = -np.inf
-    for i in range(candidates):
-        body = draw()
+def best_of(bars: Sequence[list[int]], score: Callable[[list[int]], float]) -> int:
+    """The index of the best scored of ``bars`` (the first among equals; the first when none scores)."""
+    best, best_score = 0, -np.inf
+    for i, body in enumerate(bars):
         value = score(body)
-        if i == 0 or value > best_score:
-            best, best_score = body, value
-        cache.rewind(length, logits)
-    for token in best:
-        cache.step(token)
+        if value > best_score:
+            best, best_score = i, value
     return best
 
 

@@ -1,21 +1,27 @@
 """One ONNX Runtime session of a cached decoder: providers, IOBinding and the shared KV cache.
 
-The cache is one preallocated buffer of ``max_len`` positions per layer and
-tensor, bound once with IOBinding as both the past input and the present
-output, so ONNX Runtime's GroupQueryAttention writes new keys in place: no
-step copies the cache. The session also holds the *context*, the tokens whose
-keys the cache is meant to hold; ``cached`` says how many of them it really
-holds. Everything that changes the context goes through the public methods:
+The cache is one preallocated buffer of slots per layer and tensor, bound
+once with IOBinding as both the past input and the present output, so ONNX
+Runtime's GroupQueryAttention writes new keys in place: no step copies the
+cache. The graph runs the two rows of guidance (the conditioned and the
+unconditioned capsule) as the two halves of its attention heads, over one
+sequence of slots (see :mod:`affetto.export.graph`). The session also holds
+the *context*, the tokens whose keys the cache is meant to hold (context
+token i in slot i); ``cached`` says how many of them it really holds.
+Everything that changes the context goes through the public methods:
 
-    reset(tokens)        a new context, nothing cached
-    condition(rows)      one capsule per batch row; a change invalidates the cache
-    prefill()            run the context tokens not yet cached, as one batch
-    step(token)          feed one token, append it to the context
-    rewind(length, ...)  forget everything after ``length`` tokens (free: the
-                         next step overwrites those slots)
+    reset(tokens)          a new context, nothing cached
+    condition(rows)        one capsule per row; a change invalidates the cache
+    extend(tokens)         append tokens to the context (not run yet)
+    prefill(limit)         run the context tokens not yet cached, as one step
+    feed(tokens)           append tokens to the context and run them
+    rewind(length)         forget everything after ``length`` tokens (free: the
+                           next run overwrites those slots)
+    fork(n, room)          ``n`` candidates continuing the context side by side
+                           (:class:`Fork`); ``keep`` makes one of them the context
 
-``logits`` is the (batch, vocab) view of the last position's logits, valid
-after ``prefill``/``step`` (or restored by ``rewind``).
+``logits`` is the (rows, vocab) array of the last context position's logits,
+valid after ``prefill``/``feed`` (and after a fork's ``keep``).
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from affetto.errors import ConfigError, ModelFileError
 log = logging.getLogger(__name__)
 
 Rows = tuple[tuple[float, ...], ...]
+UNCONDITIONED = (0.0, 0.0, 0.0, 0.0)
+CONTRACT = ("tokens", "cond", "position_ids", "attention_bias", "seqlens_k", "total_sequence_length")
 
 
 def choose_providers(requested: str = "auto") -> list[str]:
@@ -74,6 +82,42 @@ def open_session(path: Path, *, threads: int, provider: str = "auto") -> ort.Inf
     return session
 
 
+def graph_rows(session: ort.InferenceSession) -> int:
+    """How many rows (capsules) the graph runs at once; raises when it is not this engine's contract."""
+    inputs = {i.name: i for i in session.get_inputs()}
+    missing = [name for name in CONTRACT if name not in inputs]
+    rows = inputs["tokens"].shape[0] if "tokens" in inputs else None
+    if missing or not isinstance(rows, int):
+        raise ModelFileError(f"the graph lacks {', '.join(missing) or 'a fixed number of rows'}: it was exported "
+                             "by an older affetto; export it again with `affetto export`")
+    return rows
+
+
+def sequence_feeds(tokens: np.ndarray, cond: np.ndarray, past: Sequence[np.ndarray] | None, *,
+                   n_layer: int, n_head: int, head_dim: int) -> dict[str, np.ndarray]:
+    """Feeds for ``session.run``: ``tokens`` (rows, S) under ``cond`` (rows, 4) after ``past``.
+
+    ``past`` is the keys and values of every layer at their used length,
+    (1, rows * heads, P, head_dim) each, in the order key, value; None is
+    an empty cache. Every token sees the past and the tokens before it.
+    """
+    rows, S = tokens.shape
+    P = 0 if past is None else past[0].shape[2]
+    feeds: dict[str, np.ndarray] = {
+        "tokens": np.asarray(tokens, np.int64),
+        "cond": np.asarray(cond, np.float32),
+        "position_ids": np.arange(P, P + S, dtype=np.int64)[None],  # (1, S)
+        "attention_bias": np.zeros((1, 1, S, P + S), np.float32),
+        "seqlens_k": np.array([P + S - 1], np.int32),
+        "total_sequence_length": np.array(P + S, np.int32),
+    }
+    empty = np.zeros((1, rows * n_head, 0, head_dim), np.float32)
+    for i in range(n_layer):
+        feeds[f"past_key_values.{i}.key"] = empty if past is None else past[2 * i]
+        feeds[f"past_key_values.{i}.value"] = empty if past is None else past[2 * i + 1]
+    return feeds
+
+
 class CachedSession:
     """A cached decoder's session, its shared KV cache and the context the cache holds."""
 
@@ -92,16 +136,23 @@ class CachedSession:
         self.session = session
         self.provider = session.get_providers()[0]
         self.device = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
+        self.rows = graph_rows(session)
         self.n_layer, self.n_head, self.head_dim = n_layer, n_head, head_dim
         self.max_len, self.vocab_size = max_len, vocab_size
         self._context: list[int] = [bos]
-        self._rows: Rows | None = None  # capsules of the rows whose keys are in the cache
-        self._cached = 0  # context tokens whose keys are in the cache
-        self._batch = 0
-        self._last = np.zeros((0, vocab_size), np.float32)
+        self._capsules: Rows | None = None  # the rows' capsules of every cached key; None: mixed or unset
+        self._cached = 0  # context tokens whose keys are in the cache (slots 0 .. cached - 1)
+        self._stale = True  # ``_last`` is not the logits of the last context token
+        self._last = np.zeros((self.rows, vocab_size), np.float32)
+        self._cond = np.zeros((self.rows, 4), np.float32)
+        self._io = session.io_binding()
+        self._buffers: list[np.ndarray] = []  # (1, rows * heads, slots, head_dim) per layer: key, value
+        self._values: list[ort.OrtValue] = []
+        self._slots = 0
+        self._zeros = np.zeros(0, np.float32)  # the attention bias of a plain run, viewed to its length
+        self._conditioned = False
         self.stats = stats if stats is not None else {}
-        for key in ("tokens", "prefills", "prefill_tokens"):
-            self.stats.setdefault(key, 0)
+        self._reserve(max_len)
 
     # ---- what the cache holds ----------------------------------------------------------
     @property
@@ -119,105 +170,218 @@ class CachedSession:
         return self._cached
 
     @property
-    def batch(self) -> int:
-        return self._batch
+    def capsules(self) -> Rows | None:
+        """The rows' capsules the cached keys were computed under (None when they mix capsules)."""
+        return self._capsules
 
     @property
     def logits(self) -> np.ndarray:
-        """(batch, vocab) logits at the last position fed (a view into the bound output)."""
+        """(rows, vocab) logits at the last context token (after ``prefill``, ``feed`` or a fork's ``keep``)."""
         return self._last
 
     def reset(self, tokens: Sequence[int]) -> None:
         """Replace the context; nothing of it is cached."""
         self._context = list(tokens)
         self._cached = 0
+        self._stale = True
 
-    def rewind(self, length: int, logits: np.ndarray | None = None) -> None:
-        """Keep the first ``length`` context tokens; ``logits`` restores those seen after them."""
+    def rewind(self, length: int) -> None:
+        """Keep the first ``length`` context tokens; the next ``prefill`` gives their last one's logits."""
         if not 0 < length <= len(self._context):
             raise ValueError(f"cannot rewind a context of {len(self._context)} tokens to {length}")
-        del self._context[length:]
+        if length < len(self._context):
+            del self._context[length:]
+            self._stale = True
         self._cached = min(self._cached, length)
-        if logits is not None:
-            self._last[:] = logits
+
+    def count(self, key: str, n: int) -> None:
+        """Add ``n`` to the figure ``key`` of :attr:`stats` (the engine's, shared by its caches)."""
+        self.stats[key] = self.stats.get(key, 0) + n
 
     # ---- conditioning and buffers ----------------------------------------------------
-    def condition(self, rows: Rows) -> bool:
-        """One capsule (4 weights) per batch row; True when they changed and the cache was invalidated."""
-        if rows == self._rows:
+    def condition(self, rows: Rows, *, reread: bool = True) -> bool:
+        """One capsule (4 weights) per row; True when they changed.
+
+        A change invalidates the cache (the capsule is part of every
+        position: the next ``prefill`` re-reads the context under it), unless
+        ``reread`` is False: then only the tokens run from now on take the new
+        capsules, the cached keys keep theirs, and the next ``condition``
+        re-reads the context whatever it asks.
+        """
+        if len(rows) != self.rows:
+            raise ValueError(f"this model runs {self.rows} rows, got {len(rows)} capsules")
+        if self._conditioned and rows == self._capsules:
             return False
-        if len(rows) != self._batch:
-            self._bind(len(rows))
         self._cond[:] = np.asarray(rows, np.float32)
         self._io.bind_cpu_input("cond", self._cond)
-        self._rows = rows
-        self._cached = 0
+        self._conditioned = True
+        if reread:
+            self._capsules = rows
+            self._cached = 0
+            self._stale = True
+        else:
+            self._capsules = None
         return True
 
-    def _bind(self, batch: int) -> None:
-        """Allocate the shared cache for ``batch`` rows and bind everything that stays put."""
-        shape = (batch, self.n_head, self.max_len, self.head_dim)  # (B, nh, max_len, hs)
-        self._caches = [
-            ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, self.device, 0)
-            for _ in range(2 * self.n_layer)
-        ]
-        self._tok = np.zeros((batch, 1), np.int64)
-        self._cond = np.zeros((batch, 4), np.float32)
-        self._seqlens = np.zeros(batch, np.int32)
-        self._total = np.zeros((), np.int32)
-        self._logits = np.zeros((batch, 1, self.vocab_size), np.float32)  # (B, 1, V)
-        self._last = self._logits[:, 0]
-        io = self.session.io_binding()
+    def _reserve(self, slots: int) -> None:
+        """Make room for ``slots`` cache slots (the context's and forks' tokens), keeping what is cached."""
+        if slots <= self._slots:
+            return
+        slots = max(slots, self._slots + self._slots // 2)
+        shape = (1, self.rows * self.n_head, slots, self.head_dim)  # (1, R*nh, slots, hs)
+        old = self.host_buffers()
+        buffers = [np.zeros(shape, np.float32) for _ in range(2 * self.n_layer)]
+        for new, before in zip(buffers, old):
+            new[:, :, : self._cached] = before[:, :, : self._cached]
+        if self.device == "cpu":  # the OrtValues share the arrays' memory
+            values = [ort.OrtValue.ortvalue_from_numpy(b) for b in buffers]
+        else:
+            values = [ort.OrtValue.ortvalue_from_numpy(b, self.device, 0) for b in buffers]
         for i in range(self.n_layer):
             for j, kind in enumerate(("key", "value")):
-                io.bind_ortvalue_input(f"past_key_values.{i}.{kind}", self._caches[2 * i + j])
-                io.bind_ortvalue_output(f"present.{i}.{kind}", self._caches[2 * i + j])
-        self._io = io
-        self._step_values = [ort.OrtValue.ortvalue_from_numpy(a) for a in (self._tok, self._seqlens, self._total,
-                                                                           self._logits)]
-        self._batch = batch
+                self._io.bind_ortvalue_input(f"past_key_values.{i}.{kind}", values[2 * i + j])
+                self._io.bind_ortvalue_output(f"present.{i}.{kind}", values[2 * i + j])
+        self._buffers, self._values, self._slots = buffers, values, slots
+        self._zeros = np.zeros(slots, np.float32)
 
-    def _bind_step(self) -> None:
-        tok, seqlens, total, logits = self._step_values
-        self._io.bind_ortvalue_input("tokens", tok)
-        self._io.bind_ortvalue_input("seqlens_k", seqlens)
-        self._io.bind_ortvalue_input("total_sequence_length", total)
-        self._io.bind_ortvalue_output("logits", logits)
+    def host_buffers(self) -> list[np.ndarray]:
+        """The cache as arrays (1, rows * heads, slots, head_dim), key and value per layer (a copy off CPU)."""
+        if self.device == "cpu":
+            return self._buffers
+        return [v.numpy() for v in self._values]
+
+    def _move_slots(self, source: Sequence[int], start: int) -> None:
+        """Copy the keys and values of slots ``source`` to the slots from ``start`` on."""
+        index = np.asarray(source, np.intp)
+        if np.array_equal(index, np.arange(start, start + len(index))):
+            return
+        for buffer, value in zip(self.host_buffers(), self._values):
+            buffer[:, :, start : start + len(index)] = buffer[:, :, index]  # the gather copies first
+            if self.device != "cpu":
+                value.update_inplace(buffer)
 
     # ---- running the model -------------------------------------------------------------
-    def prefill(self) -> int:
-        """Run the context tokens not yet in the cache as one batch; returns how many ran."""
-        if self._batch == 0:
+    def _run(self, tokens: np.ndarray, positions: np.ndarray, bias: np.ndarray, total: int) -> np.ndarray:
+        """Run ``tokens`` (S,) for every row into slots total - S .. total - 1; (rows, S, vocab) logits."""
+        if not self._conditioned:
             raise RuntimeError("condition the rows before running the model")
-        new = self._context[self._cached :]
-        if not new:
-            return 0
-        start = self._cached
-        tokens = np.tile(np.asarray(new, np.int64), (self._batch, 1))  # (B, T)
-        logits = np.zeros((self._batch, len(new), self.vocab_size), np.float32)  # (B, T, V)
+        S = len(tokens)
         io = self._io
-        io.bind_cpu_input("tokens", tokens)
-        self._seqlens[:] = start + len(new) - 1
-        self._total[...] = start + len(new)
-        io.bind_ortvalue_input("seqlens_k", self._step_values[1])
-        io.bind_ortvalue_input("total_sequence_length", self._step_values[2])
+        io.bind_cpu_input("tokens", np.tile(np.asarray(tokens, np.int64), (self.rows, 1)))  # (R, S)
+        io.bind_cpu_input("position_ids", np.asarray(positions, np.int64).reshape(1, S))
+        io.bind_cpu_input("attention_bias", bias)  # (1, 1, S, total)
+        io.bind_cpu_input("seqlens_k", np.array([total - 1], np.int32))
+        io.bind_cpu_input("total_sequence_length", np.array(total, np.int32))
+        logits = np.empty((self.rows, S, self.vocab_size), np.float32)  # (R, S, V)
         io.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(logits))
         self.session.run_with_iobinding(io)
-        self._cached = len(self._context)
-        self._logits[:] = logits[:, -1:]
-        self._bind_step()
-        self.stats["prefills"] += 1
-        self.stats["prefill_tokens"] += len(new)
+        return logits
+
+    def extend(self, tokens: Sequence[int]) -> None:
+        """Append ``tokens`` to the context without running them (``prefill`` does)."""
+        if tokens:
+            self._context.extend(tokens)
+            self._stale = True
+
+    def prefill(self, limit: int | None = None) -> int:
+        """Run the context tokens not yet in the cache (``limit`` of them at most) as one step; how many ran.
+
+        After a ``rewind`` that left nothing new, the last kept token runs
+        again (its slot is rewritten with the same keys) to give its logits.
+        """
+        if self._stale and self._cached == len(self._context):
+            self._cached -= 1
+        start = self._cached
+        new = self._context[start : None if limit is None else start + max(limit, 1)]
+        if not new:
+            return 0
+        total = start + len(new)
+        self._reserve(total)
+        bias = np.zeros((1, 1, len(new), total), np.float32)  # causal: the graph's own mask is enough
+        logits = self._run(np.asarray(new), np.arange(start, total), bias, total)
+        self._last[:] = logits[:, -1]
+        self._cached = total
+        self._stale = total < len(self._context)
+        self.count("prefills", 1)
+        self.count("prefill_tokens", len(new))
         return len(new)
 
-    def step(self, token: int) -> None:
-        """Feed one token (the whole context must be cached); its logits land in :attr:`logits`."""
-        if self._cached >= self.max_len:
-            raise RuntimeError("context overflow: slide before stepping")
-        self._tok[:] = token
-        self._seqlens[:] = self._cached
-        self._total[...] = self._cached + 1
-        self.session.run_with_iobinding(self._io)
-        self._context.append(token)
-        self._cached += 1
-        self.stats["tokens"] += 1
+    def feed(self, tokens: Sequence[int]) -> None:
+        """Append ``tokens`` to the context and run everything not yet cached; their logits land in ``logits``."""
+        if len(self._context) + len(tokens) > self.max_len:
+            raise RuntimeError("context overflow: slide before feeding")
+        self._context.extend(tokens)
+        self._stale = True
+        if len(tokens) == 1 and self._cached == len(self._context) - 1:  # the hot path: one token, no prefill
+            total = self._cached + 1
+            logits = self._run(np.asarray(tokens), np.array([self._cached]), self._zeros[:total].reshape(1, 1, 1, -1),
+                               total)
+            self._last[:] = logits[:, 0]
+            self._cached, self._stale = total, False
+            self.count("tokens", 1)
+            return
+        self.prefill()
+
+    def fork(self, n: int, room: int) -> Fork:
+        """``n`` candidates continuing the whole (cached) context, each at most ``room`` tokens long."""
+        self.prefill()
+        return Fork(self, n, room)
+
+
+class Fork:
+    """Candidates continuing a context side by side, all reading the one cache of the context.
+
+    Each :meth:`step` feeds one token for each live candidate, in one run:
+    the step's tokens take consecutive slots after the context, and the
+    attention bias lets each see the context and its own earlier tokens only.
+    :meth:`keep` moves one candidate's slots to follow the context and makes
+    its tokens part of it; the other candidates' slots are free again.
+    """
+
+    def __init__(self, cache: CachedSession, n: int, room: int) -> None:
+        if n < 1 or room < 1:
+            raise ValueError(f"a fork needs n >= 1 and room >= 1, got {n} and {room}")
+        self.cache, self.n = cache, n
+        self.start = cache.cached  # == cache.length: the whole context is cached
+        cache._reserve(self.start + n * room)
+        self.slots: list[list[int]] = [[] for _ in range(n)]
+        self.tokens: list[list[int]] = [[] for _ in range(n)]
+        self._next = self.start
+        self._visible = np.full((n, cache._slots), -np.inf, np.float32)  # (n, slots): 0 where a candidate may look
+        self._visible[:, : self.start] = 0.0
+        self._last = np.repeat(cache.logits[None], n, axis=0)  # (n, R, V): each candidate's latest logits
+
+    def logits(self, i: int) -> np.ndarray:
+        """(rows, vocab) logits after candidate ``i``'s latest token (the context's before its first)."""
+        return self._last[i]
+
+    def step(self, live: Sequence[int], tokens: Sequence[int]) -> None:
+        """Feed ``tokens[j]`` to candidate ``live[j]`` (a candidate that is done just stops stepping)."""
+        S = len(live)
+        if len(tokens) != S or S == 0:
+            raise ValueError(f"one token per live candidate: {len(live)} candidates, {len(tokens)} tokens")
+        cache, first = self.cache, self._next
+        total = first + S
+        positions = np.empty(S, np.int64)
+        for j, i in enumerate(live):
+            self._visible[i, first + j] = 0.0
+            self.slots[i].append(first + j)
+            self.tokens[i].append(int(tokens[j]))
+            positions[j] = self.start + len(self.slots[i]) - 1
+        if positions.max() >= cache.max_len:
+            raise RuntimeError("context overflow: slide before drawing")
+        bias = self._visible[list(live), :total][None, None]  # (1, 1, S, total), a contiguous copy
+        logits = cache._run(np.asarray(tokens), positions, bias, total)  # (R, S, V)
+        self._last[list(live)] = logits.transpose(1, 0, 2)
+        self._next = total
+        cache.count("tokens", S)
+
+    def keep(self, i: int) -> list[int]:
+        """Make candidate ``i`` the continuation of the context; returns its tokens."""
+        cache = self.cache
+        cache._move_slots(self.slots[i], self.start)
+        cache._context.extend(self.tokens[i])
+        cache._cached = self.start + len(self.tokens[i])
+        cache._last[:] = self._last[i]
+        cache._stale = False
+        return list(self.tokens[i])

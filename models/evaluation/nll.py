@@ -23,20 +23,14 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 
 def sequence_logits(session, manifest: dict, tokens: np.ndarray, cond: np.ndarray) -> np.ndarray:
     """(T, V) logits of one sequence ``tokens`` (T,) under capsule ``cond`` (4,), from an empty cache."""
+    from affetto.runtime.session import UNCONDITIONED, sequence_feeds
+
     model = manifest["model"]
     n_layer, n_head = int(model["n_layer"]), int(model["n_head"])
     head_dim = int(model["d_model"]) // n_head
-    T = len(tokens)
-    feeds = {
-        "tokens": np.asarray(tokens, np.int64)[None, :],  # (1, T)
-        "cond": np.asarray(cond, np.float32)[None, :],  # (1, 4)
-        "seqlens_k": np.array([T - 1], np.int32),
-        "total_sequence_length": np.array(T, np.int32),
-    }
-    empty = np.zeros((1, n_head, 0, head_dim), np.float32)
-    for i in range(n_layer):
-        feeds[f"past_key_values.{i}.key"] = empty
-        feeds[f"past_key_values.{i}.value"] = empty
+    rows = np.tile(np.asarray(tokens, np.int64), (2, 1))  # (2, T): the graph's two rows, the second unused
+    capsules = np.array([cond, UNCONDITIONED], np.float32)  # (2, 4)
+    feeds = sequence_feeds(rows, capsules, None, n_layer=n_layer, n_head=n_head, head_dim=head_dim)
     return session.run(["logits"], feeds)[0][0]
 
 

@@ -112,6 +112,25 @@ def test_bad_engine_input(tiny_model, tmp_path):
         SamplingConfig(temperature=0)
 
 
+def test_a_graph_of_the_old_contract_asks_for_a_new_export(tiny_model, tmp_path):
+    """Before candidates ran side by side, graphs had a batch of rows and no attention bias."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from affetto.export.export import with_manifest
+    from affetto.manifest import read_manifest
+
+    inputs = [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["batch", "sequence"]),
+              helper.make_tensor_value_info("cond", TensorProto.FLOAT, ["batch", 4])]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.INT64, ["batch", "sequence"])]
+    graph = helper.make_graph([helper.make_node("Identity", ["tokens"], ["logits"])], "old", inputs, outputs)
+    old = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)], ir_version=10)
+    path = tmp_path / "old.onnx"
+    onnx.save(with_manifest(old, read_manifest(tiny_model)), path)
+    with pytest.raises(ModelFileError, match="old.onnx: the graph lacks position_ids.*exported by an older affetto"):
+        Engine(path)
+
+
 def test_sampler_respects_mask_top_k_and_top_p():
     rng = np.random.default_rng(0)
     allowed = np.array([True, True, False, True])
@@ -164,19 +183,19 @@ def test_context_follows_the_mode_the_valence_asks_for(tiny_model):
     assert {4, 9, 11} <= _context_pitch_classes(off)
 
 
-def test_candidates_keep_the_best_judged_bar_and_roll_the_cache_back(tiny_model, tiny_checkpoint, monkeypatch):
+def test_candidates_keep_the_best_judged_bar_and_leave_only_it(tiny_model, tiny_checkpoint, monkeypatch):
     model, _ = load_checkpoint(tiny_checkpoint)
     engine = Engine(tiny_model)
     engine.prime(SEED)
     drawn: list[list[int]] = []
-    sample_bar = engine.decoder.sample_bar
+    draw = engine.decoder.draw
 
-    def recording(config, rng, header=None):
-        body = sample_bar(config, rng, header)  # the tokens after the bar's BAR, which is fed once for all
-        drawn.append([engine.vocab.bar, *body])
-        return body
+    def recording(n, config, rng, **kwargs):
+        fork = draw(n, config, rng, **kwargs)  # the tokens after the bar's BAR, which is fed once for all
+        drawn.extend([engine.vocab.bar, *tokens] for tokens in fork.tokens)
+        return fork
 
-    monkeypatch.setattr(engine.decoder, "sample_bar", recording)
+    monkeypatch.setattr(engine.decoder, "draw", recording)
     monkeypatch.setattr(engine.judge, "score", lambda tokens, valence, arousal: float(len(tokens)))  # longest bar wins
     before = engine.cache.context
     config = SamplingConfig(temperature=1.5, guidance=1.5, candidates=5)
@@ -184,10 +203,10 @@ def test_candidates_keep_the_best_judged_bar_and_roll_the_cache_back(tiny_model,
     assert len(drawn) == 5 and len({tuple(d) for d in drawn}) > 1
     assert bar == max(drawn, key=len)
     assert engine.cache.context == (*before, *bar)  # the losers left nothing behind
-    # the cache holds exactly the kept context: its next-token logits match PyTorch on it
+    # the cache holds exactly the kept context: its next-token logits match PyTorch on it, both rows
     with torch.no_grad():
-        ref, _ = model(torch.tensor([engine.cache.context]), torch.tensor([[1.0, 0, 0, 0]]))
-    np.testing.assert_allclose(engine.cache.logits[0], ref[0, -1].numpy(), atol=1e-4)
+        ref, _ = model(torch.tensor([engine.cache.context] * 2), torch.tensor([[1.0, 0, 0, 0], [0.0, 0, 0, 0]]))
+    np.testing.assert_allclose(engine.cache.logits, ref[:, -1].numpy(), atol=1e-4)
 
 
 def test_candidates_are_validated():

@@ -39,10 +39,12 @@ def test_manifest_round_trip(tiny_model, tiny_checkpoint):
     assert manifest["vocab"] == meta["vocab"]
     assert manifest["model"]["max_len"] == 256 and manifest["dtype"] == "fp32"
     assert manifest["conditioning"]["guidance_ready"] is True
-    assert manifest["kv_cache"]["layout"] == "shared-buffer"
+    assert manifest["kv_cache"]["layout"] == "shared-buffer, guidance rows as heads"
+    assert manifest["kv_cache"]["rows"] == 2
     assert manifest["content_hash"].startswith("sha256:")
     names = {i.name for i in onnx.load(tiny_model).graph.input}
-    assert {"tokens", "cond", "past_key_values.0.key", "past_key_values.1.value"} <= names
+    assert {"tokens", "cond", "position_ids", "attention_bias", "past_key_values.0.key",
+            "past_key_values.1.value"} <= names
 
 
 def test_int8_export_reports_agreement(tiny_checkpoint, tmp_path):

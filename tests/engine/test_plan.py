@@ -71,15 +71,15 @@ def test_what_the_user_turns_overrides_the_plan():
 
 def test_guidance_adds_the_unconditioned_row_only_where_it_can():
     guided = SamplingConfig(guidance=1.5)
-    assert plan_bar(HAPPY, guided, Baseline()).rows == (HAPPY.weights, (0.0,) * 4)
-    assert plan_bar(HAPPY, guided, Baseline(), guidance_ready=False).rows == (HAPPY.weights,)
-    assert plan_bar(HAPPY, SamplingConfig(guidance=1.0), Baseline()).rows == (HAPPY.weights,)
+    assert plan_bar(HAPPY, guided, Baseline()).guided
+    assert not plan_bar(HAPPY, guided, Baseline(), guidance_ready=False).guided
+    assert not plan_bar(HAPPY, SamplingConfig(guidance=1.0), Baseline()).guided
 
 
 def test_an_unconditioned_capsule_plans_nothing():
     plan = plan_bar(Capsule.unconditioned(), SamplingConfig(guidance=2.0, candidates=3), Baseline(4, 2, 80.0))
     assert (plan.minor, plan.density, plan.polyphony, plan.velocity, plan.judged) == (None, None, None, None, False)
-    assert plan.rows == ((0.0,) * 4,)
+    assert not plan.guided
 
 
 def test_levers_turn_off_one_by_one():

@@ -1,0 +1,97 @@
+"""The sliding window, read ahead: the context the next slide keeps is read a chunk per bar.
+
+When the context fills, it slides at a bar line to its latest whole bars
+(:func:`affetto.runtime.policies.slid`), and every kept token must be read
+again (positions are absolute: each key changes). Read at once, that costs
+the slide's bar a prefill of half the window. :class:`ReadAhead` instead
+starts, a few bars before the slide, a second cache on the bars the window
+will keep, and reads a chunk of them after each bar (with the bars that
+follow); at the slide the engine takes that cache in place of its own.
+The window it keeps is what the slide would keep, give or take the bars
+drawn while it was read.
+
+It gives up (and the slide reads as before) when the context stops being
+the one it follows: a new capsule, a re-prime, a move to the parallel
+mode, a partial bar.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from affetto.runtime.session import CachedSession
+
+BARS_AHEAD = 4  # bars over which the window is read before the slide
+
+
+class ReadAhead:
+    """Reads the window the context will slide to, a chunk per bar (see the module docstring)."""
+
+    def __init__(self, new_cache: Callable[[], CachedSession], *, bar: int, bos: int, max_len: int, room: int,
+                 bars_ahead: int = BARS_AHEAD) -> None:
+        self._new_cache = new_cache
+        self.bar, self.bos = bar, bos
+        self.max_len, self.room, self.bars_ahead = max_len, room, bars_ahead
+        self.ahead: CachedSession | None = None
+        self._spare: CachedSession | None = None
+        self._cut = 0  # where in the followed context the window starts (a bar line)
+        self._bar_tokens = 0.0  # bars' length in tokens, smoothed
+
+    def drop(self) -> None:
+        if self.ahead is not None:
+            self._spare, self.ahead = self.ahead, None
+
+    def _follows(self, cache: CachedSession) -> bool:
+        ahead = self.ahead
+        if ahead is None or cache.capsules is None or ahead.capsules != cache.capsules:
+            return False
+        mine = ahead.context[1:]
+        return cache.context[self._cut : self._cut + len(mine)] == mine
+
+    def advance(self, cache: CachedSession, bar_tokens: int) -> None:
+        """After a bar of ``bar_tokens`` tokens: start reading ahead when the slide nears, or read a chunk."""
+        if not self._follows(cache):
+            self.drop()
+        context = cache.context
+        self._bar_tokens = bar_tokens if not self._bar_tokens else 0.7 * self._bar_tokens + 0.3 * bar_tokens
+        per_bar = max(1, round(self._bar_tokens))
+        lead = self.bars_ahead * per_bar  # tokens until the slide, about
+        if self.ahead is None:
+            if cache.capsules is None or len(context) + self.room + lead <= self.max_len:
+                return
+            keep = self.max_len // 2 - 1 - lead  # what the slide would keep, less the bars to come
+            bars = [i for i, t in enumerate(context) if t == self.bar]
+            cut = next((b for b in bars if len(context) - b <= keep), None)
+            if cut is None:
+                return
+            ahead = self._spare or self._new_cache()
+            self._spare = None
+            ahead.stats = {}  # its reading counts as read ahead (below), not as the context's prefills
+            ahead.condition(cache.capsules)
+            ahead.reset([self.bos, *context[cut:]])
+            self.ahead, self._cut = ahead, cut
+        else:
+            self.ahead.extend(context[self._cut + self.ahead.length - 1 :])
+        ahead = self.ahead
+        bars_left = max(1, (self.max_len - self.room - len(context)) // per_bar)
+        ran = ahead.prefill(limit=math.ceil((ahead.length - ahead.cached) / bars_left))
+        cache.count("read_ahead_tokens", ran)
+
+    def take(self, cache: CachedSession) -> CachedSession | None:
+        """At the slide: the cache of the window, read to its end, or None when there is none to take."""
+        if not self._follows(cache):
+            self.drop()
+            return None
+        ahead = self.ahead
+        if ahead is None:  # (_follows saw one)
+            return None
+        ahead.extend(cache.context[self._cut + ahead.length - 1 :])
+        if ahead.length + self.room > self.max_len:  # the bars came shorter than thought: slide as before
+            self.drop()
+            return None
+        ran = ahead.prefill()
+        cache.count("read_ahead_tokens", ran)
+        ahead.stats = cache.stats
+        self.ahead, self._spare = None, cache
+        return ahead

@@ -1,0 +1,173 @@
+"""Candidates drawn side by side: the same logits and greedy tokens as one by one, the kept one's cache,
+and the partial bar (the rest of a bar drawn again in a new capsule)."""
+
+import numpy as np
+import pytest
+import torch
+
+from affetto.analysis.emotion import Capsule, Quadrant
+from affetto.errors import ConfigError
+from affetto.models.checkpoint import load_checkpoint
+from affetto.music.notes import Note
+from affetto.runtime.engine import Engine
+from affetto.runtime.sampling import SamplingConfig
+from affetto.runtime.session import UNCONDITIONED
+
+pytestmark = pytest.mark.torch
+
+SEED = [Note(60 + (i * 5) % 12, i * 0.5, 0.5, 90) for i in range(16)]
+Q1, Q3 = Capsule.of(Quadrant.Q1), Capsule.of(Quadrant.Q3)
+ROWS = (Q1.weights, UNCONDITIONED)
+
+
+@pytest.fixture(params=["tiny", "shipped"])
+def engine(request, tiny_model):
+    return Engine(tiny_model if request.param == "tiny" else None)
+
+
+def _bar_opened(engine: Engine) -> int:
+    """Prime, condition, feed a BAR; the context's length."""
+    engine.prime(SEED)
+    engine.cache.condition(ROWS)
+    engine.cache.feed([engine.vocab.bar])
+    return engine.cache.length
+
+
+def _continuations(engine: Engine, lengths, seed: int = 0) -> list[list[int]]:
+    """Grammar-valid bar bodies (after a BAR) of the given lengths, none closing the bar."""
+    rng = np.random.default_rng(seed)
+    vocab, out = engine.vocab, []
+    for length in lengths:
+        state = engine.decoder.state_after([])
+        tokens = []
+        while len(tokens) < length:
+            allowed = np.flatnonzero(vocab.allowed(state))
+            token = int(rng.choice(allowed[allowed != vocab.bar]))
+            vocab.advance(state, token)
+            tokens.append(token)
+        out.append(tokens)
+    return out
+
+
+def test_side_by_side_gives_the_logits_of_one_by_one(engine):
+    start = _bar_opened(engine)
+    cache = engine.cache
+    candidates = _continuations(engine, (12, 5, 9))
+    fork = cache.fork(len(candidates), 16)
+    together = [[fork.logits(i).copy()] for i in range(len(candidates))]
+    for t in range(max(map(len, candidates))):
+        live = [i for i, c in enumerate(candidates) if t < len(c)]  # the shorter ones have closed their bars
+        fork.step(live, [candidates[i][t] for i in live])
+        for i in live:
+            together[i].append(fork.logits(i).copy())
+    for i, tokens in enumerate(candidates):
+        cache.rewind(start)
+        cache.prefill()  # the BAR again: its logits
+        alone = [cache.logits.copy()]
+        for token in tokens:
+            cache.feed([token])
+            alone.append(cache.logits.copy())
+        np.testing.assert_allclose(np.stack(together[i]), np.stack(alone), atol=1e-4)
+
+
+def test_side_by_side_greedy_tokens_are_those_of_one_draw(engine):
+    start = _bar_opened(engine)
+    greedy = SamplingConfig(greedy=True, guidance=1.5)
+    fork = engine.decoder.draw(3, greedy, np.random.default_rng(0), guided=True)
+    engine.cache.rewind(start)
+    alone = engine.decoder.draw(1, greedy, np.random.default_rng(1), guided=True)
+    assert fork.tokens[0] and fork.tokens == [alone.tokens[0]] * 3
+
+
+def test_the_kept_candidate_holds_the_cache_of_its_bar_read_whole(engine):
+    start = _bar_opened(engine)
+    cache = engine.cache
+    candidates = _continuations(engine, (6, 11, 8), seed=1)
+    fork = cache.fork(len(candidates), 16)
+    for t in range(max(map(len, candidates))):
+        live = [i for i, c in enumerate(candidates) if t < len(c)]
+        fork.step(live, [candidates[i][t] for i in live])
+    assert fork.keep(1) == candidates[1]
+    assert cache.context[start:] == tuple(candidates[1]) and cache.cached == cache.length
+    kept = [b[:, :, : cache.cached].copy() for b in cache.host_buffers()]
+    logits = cache.logits.copy()
+
+    cache.reset(cache.context)  # the same context read whole, in one run
+    cache.prefill()
+    for a, b in zip(kept, cache.host_buffers()):
+        np.testing.assert_allclose(a, b[:, :, : cache.cached], atol=1e-4)
+    np.testing.assert_allclose(logits, cache.logits, atol=1e-4)
+
+
+def test_candidates_on_the_tiny_model_match_pytorch(tiny_model, tiny_checkpoint):
+    model, _ = load_checkpoint(tiny_checkpoint)
+    engine = Engine(tiny_model)
+    start = _bar_opened(engine)
+    candidates = _continuations(engine, (7, 4), seed=2)
+    fork = engine.cache.fork(2, 8)
+    for t in range(7):
+        live = [i for i, c in enumerate(candidates) if t < len(c)]
+        fork.step(live, [candidates[i][t] for i in live])
+    context = list(engine.cache.context[:start])
+    for i, tokens in enumerate(candidates):
+        with torch.no_grad():
+            ref, _ = model(torch.tensor([context + tokens] * 2), torch.tensor(ROWS))
+        np.testing.assert_allclose(fork.logits(i), ref[:, -1].numpy(), atol=1e-4)
+
+
+def _bar_start(engine: Engine) -> int:
+    return max(i for i, t in enumerate(engine.cache.context) if t == engine.vocab.bar)
+
+
+def test_the_partial_bar_keeps_what_was_played(tiny_model):
+    engine = Engine(tiny_model)
+    engine.prime(SEED)
+    rng = np.random.default_rng(5)
+    dense = SamplingConfig(temperature=1.3, top_p=0.95, guidance=1.5)
+    for _ in range(20):  # a bar with notes on both sides of beat 2
+        engine.prime(SEED)
+        bar = engine.generate_bar(Q1, dense, rng=rng)
+        if any(n.onset < 2 for n in bar) and any(n.onset >= 2 for n in bar):
+            break
+    else:
+        pytest.fail("no bar with notes before and after beat 2 in 20 draws")
+    start = _bar_start(engine)
+    before = engine.cache.context
+    cut = next(i for i in range(start, len(before))
+               if engine.vocab.name(before[i]).startswith("POS_") and int(engine.vocab.name(before[i])[4:]) >= 8)
+    read = engine.stats["prefill_tokens"]
+    again = engine.regenerate_from(2.0, Q3, dense, rng=rng)
+    after = engine.cache.context
+    assert after[:cut] == before[:cut]  # everything before beat 2, the header too, as played
+    played = engine.vocab.decode(before[start:], engine.meter)  # as written (generate_bar also scales loudness)
+    assert [n for n in again if n.onset < 2] == [n for n in played if n.onset < 2]
+    engine.vocab.check(after[start:], engine.bar_steps)
+    assert engine.stats["prefill_tokens"] <= read + 1  # only the last kept token ran again, for its logits
+    assert engine.cache.cached == engine.cache.length
+    length = engine.cache.length
+    engine.generate_bar(Q3, dense, rng=rng)  # the next bar reads the context in the new capsule
+    assert engine.stats["prefill_tokens"] >= read + length
+
+
+def test_the_partial_bar_in_the_same_capsule_leaves_an_exact_cache(tiny_model, tiny_checkpoint):
+    model, _ = load_checkpoint(tiny_checkpoint)
+    engine = Engine(tiny_model)
+    engine.prime(SEED)
+    rng = np.random.default_rng(2)
+    engine.generate_bar(Q1, SamplingConfig(guidance=1.5), rng=rng)
+    notes = engine.regenerate_from(1.0, Q1, SamplingConfig(guidance=1.5), rng=rng)
+    assert all(0 <= n.onset < engine.meter.beats_per_bar for n in notes)
+    with torch.no_grad():
+        ref, _ = model(torch.tensor([engine.cache.context] * 2), torch.tensor(ROWS))
+    np.testing.assert_allclose(engine.cache.logits, ref[:, -1].numpy(), atol=1e-4)
+
+
+def test_the_partial_bar_checks_its_beat(tiny_model):
+    engine = Engine(tiny_model)
+    engine.prime([])
+    with pytest.raises(ConfigError, match="no bar to regenerate"):
+        engine.regenerate_from(0.0, Q1)
+    engine.generate_bar(Q1, rng=np.random.default_rng(0))
+    for beat in (-0.5, 4.0):
+        with pytest.raises(ConfigError, match="beat must be >= 0 and < 4"):
+            engine.regenerate_from(beat, Q1)
