@@ -6,7 +6,9 @@ Rules (DESIGN.md, "Layout and the direction of dependencies"):
   (``affetto.daemon``, ``affetto.models``, ``affetto.export``) and no torch;
 - ``daemon`` imports neither ``models`` nor ``export`` nor torch;
 - ``models`` imports neither ``daemon`` nor ``export``;
-- ``export`` may import ``models``, never ``daemon``.
+- ``export`` may import ``models``, never ``daemon``;
+- ``bench`` (installed as ``affetto.bench``) may import anything; nothing imports it
+  (``affetto bench`` runs it in a process of its own).
 
 Inside the daemon, each MIDI backend (``jackports``, ``rtmidiports``) imports
 neither the other nor the factory that chooses between them (``ports``), so
@@ -30,13 +32,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = {"affetto": "affetto", "daemon": "affetto.daemon", "models": "affetto.models", "export": "affetto.export"}
+LAYERS = {"affetto": "affetto", "daemon": "affetto.daemon", "models": "affetto.models", "export": "affetto.export",
+          "bench": "affetto.bench"}
 WINGS = ("affetto.daemon", "affetto.models", "affetto.export")
 FORBIDDEN = {
-    "affetto": (*WINGS, "torch"),
-    "affetto.daemon": ("affetto.models", "affetto.export", "torch"),
-    "affetto.models": ("affetto.daemon", "affetto.export"),
-    "affetto.export": ("affetto.daemon",),
+    "affetto": (*WINGS, "affetto.bench", "torch"),
+    "affetto.daemon": ("affetto.models", "affetto.export", "affetto.bench", "torch"),
+    "affetto.models": ("affetto.daemon", "affetto.export", "affetto.bench"),
+    "affetto.export": ("affetto.daemon", "affetto.bench"),
+    "affetto.bench": (),
 }
 
 APART = {  # module -> modules it must not import (inside a wing)
@@ -147,6 +151,8 @@ def test_the_core_names_wing_modules_only_in_the_command_table():
         ("daemon/clocks/link.py", "from affetto.daemon.clocks.midiclock import MidiClockFollower", True),
         ("daemon/clocks/link.py", "from affetto.daemon.clocks.base import Clock", False),
         ("daemon/modes.py", "from affetto.daemon.conductor import Conductor", True),
+        ("affetto/cli.py", "from affetto.bench import bench_engine", True),
+        ("bench/bench_engine.py", "from affetto.models.checkpoint import load_checkpoint", False),
     ],
 )
 def test_an_added_import_against_the_direction_is_caught(file, line, caught):
