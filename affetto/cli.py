@@ -142,7 +142,7 @@ def generate(emotion, seed_path, bars, bpm, meter, temperature, top_p, top_k, gu
     click.echo(summary)
 
 
-BENCH_SCRIPT = "bench/bench_engine.py"  # beside the package in a source checkout; not installed
+BENCH_MODULE = "affetto.bench.bench_engine"  # bench/ in a source checkout, installed as affetto.bench
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
@@ -150,16 +150,12 @@ BENCH_SCRIPT = "bench/bench_engine.py"  # beside the package in a source checkou
 def bench(args) -> None:
     """Benchmark the engine (and PyTorch on the same weights) on one CPU thread.
 
-    Runs bench/bench_engine.py of a source checkout in a fresh process with
-    ARGS (--model, --checkpoint, --repeat, --bars, --json-out; --help lists them).
+    Runs the engine benchmark (affetto.bench.bench_engine) in a fresh process
+    with ARGS (--model, --checkpoint, --repeat, --bars, --json-out; --help lists them).
     """
     import subprocess
-    from pathlib import Path
 
-    script = Path(affetto.__file__).resolve().parent.parent / BENCH_SCRIPT
-    if not script.is_file():
-        raise click.ClickException(f"affetto bench runs {BENCH_SCRIPT} from a source checkout; not found at {script}")
-    sys.exit(subprocess.run([sys.executable, str(script), *args], check=False).returncode)
+    sys.exit(subprocess.run([sys.executable, "-m", BENCH_MODULE, *args], check=False).returncode)
 
 
 def _add_core_commands() -> None:

@@ -8,7 +8,9 @@ Rules (DESIGN.md, "Layout and the direction of dependencies"):
 - ``models`` imports neither ``daemon`` nor ``export``;
 - ``export`` may import ``models``, never ``daemon``, and never a training
   module (``models.train``, ``models.musegan.train``): it reads checkpoints
-  through ``models.checkpoint`` and the model families.
+  through ``models.checkpoint`` and the model families;
+- ``bench`` (installed as ``affetto.bench``) may import anything; nothing imports it
+  (``affetto bench`` runs it in a process of its own).
 
 Inside the daemon, each MIDI backend (``jackports``, ``rtmidiports``) imports
 neither the other nor the factory that chooses between them (``ports``), so
@@ -35,13 +37,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = {"affetto": "affetto", "daemon": "affetto.daemon", "models": "affetto.models", "export": "affetto.export"}
+LAYERS = {"affetto": "affetto", "daemon": "affetto.daemon", "models": "affetto.models", "export": "affetto.export",
+          "bench": "affetto.bench"}
 WINGS = ("affetto.daemon", "affetto.models", "affetto.export")
 FORBIDDEN = {
-    "affetto": (*WINGS, "torch"),
-    "affetto.daemon": ("affetto.models", "affetto.export", "torch"),
-    "affetto.models": ("affetto.daemon", "affetto.export"),
-    "affetto.export": ("affetto.daemon", "affetto.models.train", "affetto.models.musegan.train"),
+    "affetto": (*WINGS, "affetto.bench", "torch"),
+    "affetto.daemon": ("affetto.models", "affetto.export", "affetto.bench", "torch"),
+    "affetto.models": ("affetto.daemon", "affetto.export", "affetto.bench"),
+    "affetto.export": ("affetto.daemon", "affetto.models.train", "affetto.models.musegan.train", "affetto.bench"),
+    "affetto.bench": (),
 }
 
 APART = {  # module -> modules it must not import (inside a wing)
@@ -171,6 +175,8 @@ def test_the_core_names_wing_modules_only_in_the_command_table():
         ("daemon/status_view.py", "from affetto.daemon.conductor import Conductor", True),
         ("daemon/conductor.py", "from affetto.daemon.status_http import open_status_page", True),
         ("daemon/status_http.py", "from affetto.daemon.status_snapshot import StatusBoard", False),
+        ("affetto/cli.py", "from affetto.bench import bench_engine", True),
+        ("bench/bench_engine.py", "from affetto.models.checkpoint import load_checkpoint", False),
     ],
 )
 def test_an_added_import_against_the_direction_is_caught(file, line, caught):

@@ -1,0 +1,27 @@
+"""``affetto bench`` runs the engine benchmark shipped inside the package, not a file beside it."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_benchmark_is_a_package_of_the_distribution():
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+    assert "affetto.bench" in setuptools["packages"]
+    folder = ROOT / setuptools["package-dir"]["affetto.bench"]
+    assert (folder / "__init__.py").is_file() and (folder / "bench_engine.py").is_file()
+
+
+def test_the_bench_command_runs_the_module(tmp_path):
+    # from another folder, so that nothing beside the package is found by accident
+    out = subprocess.run([sys.executable, "-c", "from affetto.cli import main; main()", "bench", "--help"],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "usage: affetto bench" in out.stdout and "--checkpoint" in out.stdout
