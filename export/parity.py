@@ -56,7 +56,7 @@ def session(model_bytes: bytes, threads: int = 1) -> ort.InferenceSession:
 
 def _feeds(tokens: np.ndarray, cond: np.ndarray, past: list[np.ndarray], total: int) -> dict[str, np.ndarray]:
     B = tokens.shape[0]
-    feeds = {
+    feeds: dict[str, np.ndarray] = {
         "tokens": tokens.astype(np.int64),
         "cond": cond.astype(np.float32),
         "seqlens_k": np.full(B, total - 1, np.int32),
