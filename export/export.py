@@ -14,7 +14,7 @@ import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import onnx
@@ -28,6 +28,20 @@ from affetto.models.checkpoint import load_checkpoint
 from affetto.tokens.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
+
+
+class _TokenConfig(Protocol):
+    @property
+    def vocab_size(self) -> int: ...
+
+
+@runtime_checkable
+class TokenModel(Protocol):
+    """What ``export_checkpoint`` asks of a family's model: the config it was built from, which sizes its
+    vocabulary (checked against the checkpoint's)."""
+
+    @property
+    def cfg(self) -> _TokenConfig: ...
 
 
 @dataclass
@@ -156,6 +170,8 @@ def export_checkpoint(
         _check_sampling(sampling)
     model, meta = load_checkpoint(checkpoint)
     family = get_family(str(meta.get("family", "lead")))
+    if not isinstance(model, TokenModel):
+        raise ModelFileError(f"{checkpoint}: a {family.name} model carries no cfg naming its vocabulary")
     vocab = Vocabulary.from_dict(meta["vocab"])
     if vocab.size != model.cfg.vocab_size:
         raise ModelFileError(
@@ -164,10 +180,9 @@ def export_checkpoint(
     fp32 = family.graph(model)
     onnx.checker.check_model(fp32, full_check=True)
     fp32_bytes = fp32.SerializeToString()
-    if check or int8:
-        sequences = sequences or sample_sequences(meta, vocab)
     parity = None
     if check:
+        sequences = sequences or sample_sequences(meta, vocab)
         seqs, cond = sequences
         width = min(len(s) for s in seqs)
         batch = np.stack([s[:width] for s in seqs[:2]])
@@ -179,6 +194,7 @@ def export_checkpoint(
     result_int8 = None
     final = fp32
     if int8:
+        sequences = sequences or sample_sequences(meta, vocab)  # drawn once: the check's when it ran
         final = quantize_int8(fp32)
         result_int8 = family.agreement(fp32_bytes, final.SerializeToString(), model, *sequences)
         manifest["quantization"] = {"method": "onnxruntime dynamic, int8 weights, MatMul", **result_int8}

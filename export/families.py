@@ -36,9 +36,12 @@ _FAMILIES: Registry[ExportFamily] = Registry(
 
 def register_family(family: ExportFamily | str, name: str | None = None) -> None:
     """Register ``family`` (or, lazily, a ``"module:attr"`` naming one under ``name``)."""
-    if isinstance(family, str) and not name:
+    if not isinstance(family, str):
+        _FAMILIES.add(family.name, family)
+    elif not name:
         raise ValueError("a lazily registered family needs its name")
-    _FAMILIES.add(name if isinstance(family, str) else family.name, family)  # type: ignore[arg-type]
+    else:
+        _FAMILIES.add(name, family)
 
 
 def get_family(name: str) -> ExportFamily:

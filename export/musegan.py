@@ -85,7 +85,9 @@ def build_graph(gen: Generator) -> onnx.ModelProto:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         torch.onnx.export(
-            _Graph(gen), tuple(inputs[name] for name in INPUTS), buffer, input_names=list(INPUTS),
+            # torch types f as a path, but its TorchScript exporter (dynamo=False) writes to a file object too
+            _Graph(gen), tuple(inputs[name] for name in INPUTS), buffer,  # type: ignore[arg-type]
+            input_names=list(INPUTS),
             output_names=["probs"], dynamic_axes={name: {0: "batch"} for name in [*INPUTS, "probs"]},
             opset_version=OPSET, dynamo=False,
         )

@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from affetto.errors import ModelFileError
-from affetto.models.families import family_of_meta, family_of_model
+from affetto.models.families import FamilyModel, family_of_meta, family_of_model
 
 FORMAT = "affetto-checkpoint"
 OLDER_FORMATS = ("affetto-ensemble-checkpoint",)  # the ensemble's own, before it shared this one: same files
@@ -64,10 +64,14 @@ def checkpoint_paths(path: str | Path) -> tuple[Path, Path, Path]:
     return part_path(stem), part_path(stem, "optim"), stem.with_name(stem.name + ".json")
 
 
-def _write(target: Path, write: Callable[[Path], None]) -> None:
+def _write(target: Path, write: Callable[[Path], object]) -> None:
     tmp = target.with_name(target.name + ".tmp")
     write(tmp)
     os.replace(tmp, target)
+
+
+def _model_saver(module: torch.nn.Module) -> Callable[[Path], None]:
+    return lambda tmp: save_model(module, str(tmp))
 
 
 def save_checkpoint(
@@ -82,6 +86,8 @@ def save_checkpoint(
     """Write ``model`` (its family's weights file), the other ``parts`` by name, ``optimizer`` (or several
     ``optimizers`` by name) and ``meta``; the JSON goes last. Returns the model's weights file."""
     family = family_of_model(model)
+    if not isinstance(model, FamilyModel):
+        raise ModelFileError(f"{type(model).__name__} carries no cfg: a checkpoint of it could not be rebuilt")
     _, optim_path, meta_path = checkpoint_paths(path)
     meta_path.parent.mkdir(parents=True, exist_ok=True)
     weights = part_path(path, family.part)
@@ -89,7 +95,7 @@ def save_checkpoint(
     for name, module in (parts or {}).items():
         if name in ("", "optim", family.part):
             raise ValueError(f"a checkpoint part cannot be called {name!r}")
-        _write(part_path(path, name), lambda tmp, module=module: save_model(module, str(tmp)))
+        _write(part_path(path, name), _model_saver(module))
     full = {**meta, "format": FORMAT, "family": family.name, "model": model.cfg.to_dict()}
     if optimizer is not None and optimizers:
         raise ValueError("give one optimizer or several by name, not both")

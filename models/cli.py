@@ -5,6 +5,8 @@ Heavy imports (torch, ONNX Runtime, the corpus) happen inside the commands.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import click
 
 from affetto.cli import setup_logging
@@ -109,8 +111,9 @@ def _listen_only(model, out, threads: int, seed: int, quick: bool, without: tupl
     from affetto.models.evaluation.report import listening_markdown
 
     try:
-        cfg = ListenConfig(model=model, threads=threads, seed=seed, without=without,
-                           **(dict(unseeded_phrases=1, transpositions=(0,)) if quick else {}))
+        cfg = ListenConfig(model=model, threads=threads, seed=seed, without=without)
+        if quick:
+            cfg = replace(cfg, unseeded_phrases=1, transpositions=(0,))
         report = listen(cfg)
     except (ConfigError, ValueError, OSError) as err:
         raise click.ClickException(str(err)) from err
@@ -197,8 +200,9 @@ def train(out, data, labels, emopia, groups, limit, steps, batch, lr, layers, wi
             data_config=DataConfig(max_tokens=context - 1, segment_bars=segment_bars,
                                    hop_bars=max(1, segment_bars // 2), mode_change_rate=mode_change_rate,
                                    transitions=transitions, mode_transition_share=mode_transition_share),
-            **({"vocab": vocab_cfg} if vocab_cfg is not None else {}),
         )
+        if vocab_cfg is not None:  # the --init model's vocabulary, not the default one
+            cfg = replace(cfg, vocab=vocab_cfg)
         result = run_training(cfg, resume=resume)
     except (ValueError, OSError) as err:
         raise click.ClickException(str(err)) from err

@@ -127,7 +127,9 @@ def parse_abc_text(text: str, name: str, group: str, grid: Grid) -> list[Piece]:
             continue
         try:
             with quiet_fds(1, 2):
-                score = symusic.Score.from_abc(tune)
+                # the tick class the factory's Score.from_abc dispatches to: the factory is typed as
+                # returning the empty generic placeholder, the class names its fields
+                score = symusic.core.ScoreTick.from_abc(tune)
         except Exception as err:  # symusic raises plain RuntimeError on bad ABC
             log.debug("%s#%d: skipped (%s)", name, index, err)
             continue
@@ -205,8 +207,8 @@ def corpus_files(groups: Sequence[str]) -> list[tuple[str, str, str]]:
     from music21 import corpus
 
     out = []
-    for path in corpus.getCorePaths():
-        path = str(path)
+    for core_path in corpus.getCorePaths():
+        path = str(core_path)
         rel = path.split(os.sep + "corpus" + os.sep, 1)[-1]
         group = rel.split(os.sep)[0]
         if group in groups and path.lower().endswith(SCORE_SUFFIXES):
@@ -238,9 +240,9 @@ def load_corpus(
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
     cache = Path(cache_dir or default_cache_dir()) / f"corpus-{digest}"
     if (cache.with_suffix(".npz")).exists() and (cache.with_suffix(".json")).exists():
-        pieces = read_pieces(cache)
-        log.info("corpus: %d pieces from cache %s", len(pieces), cache)
-        return pieces
+        cached = read_pieces(cache)
+        log.info("corpus: %d pieces from cache %s", len(cached), cache)
+        return cached
 
     from tqdm import tqdm
 

@@ -121,7 +121,8 @@ def variants_of(piece: Piece, config: DataConfig, rng: np.random.Generator) -> l
     beats = piece.notes[:, 1] / 4.0
     tonic, mode, clarity = estimate_key(piece.notes[:, 2], beats)
     for _ in range(config.variants):
-        notes, tags = piece.notes, []
+        notes = piece.notes
+        tags: list[str] = []
         if rng.random() < 0.6:
             factor = float(rng.choice(config.time_scales))
             scaled = time_scale(notes, factor)

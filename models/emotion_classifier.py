@@ -87,6 +87,8 @@ class EmotionClassifier(nn.Module):
     profiles do, but with templates learned from the labels.
     """
 
+    pitch_class: torch.Tensor  # a buffer (register_buffer), not a parameter
+
     def __init__(self, vocab: Vocabulary, cfg: ClassifierConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -126,7 +128,7 @@ class EmotionClassifier(nn.Module):
 
 
 # ---- batches ------------------------------------------------------------------------
-def _batch(phrases: Sequence[Phrase], indices: Sequence[int], max_tokens: int) -> torch.Tensor:
+def _batch(phrases: Sequence[Phrase], indices: Sequence[int] | np.ndarray, max_tokens: int) -> torch.Tensor:
     length = max(1, min(max_tokens, max(len(phrases[i].tokens) for i in indices)))
     out = np.zeros((len(indices), length), dtype=np.int64)  # 0 = PAD
     for row, i in enumerate(indices):

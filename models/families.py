@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -21,6 +22,18 @@ from affetto.errors import ModelFileError
 from affetto.registry import Registry
 
 DEFAULT_FAMILY = "lead"
+
+
+class FamilyConfig(Protocol):
+    def to_dict(self) -> dict: ...
+
+
+@runtime_checkable
+class FamilyModel(Protocol):
+    """What a family's module carries: the config it was built from (its ``to_dict()`` is what ``build`` takes)."""
+
+    @property
+    def cfg(self) -> FamilyConfig: ...
 
 
 @dataclass(frozen=True)
@@ -38,9 +51,12 @@ _FAMILIES: Registry[ModelFamily] = Registry(
 
 def register_family(family: ModelFamily | str, name: str | None = None) -> None:
     """Register ``family`` (or, lazily, a ``"module:attr"`` naming one under ``name``)."""
-    if isinstance(family, str) and not name:
+    if not isinstance(family, str):
+        _FAMILIES.add(family.name, family)
+    elif not name:
         raise ValueError("a lazily registered family needs its name")
-    _FAMILIES.add(name if isinstance(family, str) else family.name, family)  # type: ignore[arg-type]
+    else:
+        _FAMILIES.add(name, family)
 
 
 def get_family(name: str) -> ModelFamily:

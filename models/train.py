@@ -162,7 +162,7 @@ def example_weights(examples: Sequence[Example], balance: bool, transition_share
 
 def make_batch(
     examples: Sequence[Example],
-    indices: Sequence[int],
+    indices: Sequence[int] | np.ndarray,
     vocab: Vocabulary,
     rng: np.random.Generator | None,
     cfg: TrainConfig,
@@ -295,6 +295,8 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
             log.info("resumed from %s at step %d", last, step)
     if cfg.init and step == 0:
         start, start_meta = load_checkpoint(cfg.init)
+        if not isinstance(start, EmotionTransformer):
+            raise ConfigError(f"--init {cfg.init}: a {start_meta.get('family')} checkpoint, not a lead one")
         # A model without per-block capsule embeddings may seed one with them (they start at zero).
         if replace(start.cfg, cond_layers=model_cfg.cond_layers) != model_cfg or (
                 start.cfg.cond_layers and not model_cfg.cond_layers):
@@ -304,7 +306,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
             raise ConfigError(f"--init {cfg.init}: weights do not fit (missing {missing}, extra {unexpected})")
         if rank == 0:
             log.info("initialised from %s (step %s)", cfg.init, start_meta.get("step"))
-    net = model
+    net: torch.nn.Module = model
     if world > 1:
         ids = [device.index] if device.type == "cuda" else None
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)

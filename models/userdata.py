@@ -222,14 +222,14 @@ def load_midi_folder(
     file is read, so a wrong argument fails fast.
     """
     folder = _folder(path)
-    rows = read_label_rows(labels_csv) if labels_csv is not None else None
+    labels = (Path(labels_csv), read_label_rows(labels_csv)) if labels_csv is not None else None
     files = midi_files(folder)
     loader = _Loader(folder, grid, "user")
     loader.files = len(files)
     for file in files:
         loader.add(file)
-    if rows is not None:
-        _apply_labels(loader, Path(labels_csv), rows)
+    if labels is not None:
+        _apply_labels(loader, *labels)
     return loader.finish()
 
 

@@ -60,7 +60,7 @@ def _tonal_centroid(chroma: np.ndarray) -> np.ndarray:
 
 def musegan_metrics(rolls: np.ndarray, triple: np.ndarray) -> dict[str, Any]:
     """Per-track metrics of binary rolls (N, T, bars, 16, P)."""
-    bars_sounding = rolls.any((-1, -2))  # (N, T, bars)
+    bars_sounding = np.asarray(rolls.any((-1, -2)))  # (N, T, bars); numpy types any() over axes as maybe a scalar
     out: dict[str, Any] = {"empty_bars": {}, "used_pitch_classes": {}, "qualified_notes": {}, "tonal_distance": {}}
     chroma = np.zeros((*rolls.shape[:3], 12))
     for pc in range(12):
@@ -136,7 +136,7 @@ def music21_mode(line: np.ndarray) -> str:
     """Mode of a phrase as music21's Aarden-Essen key finder hears it (a judge the ensemble never selects with)."""
     from music21 import analysis, note, stream
 
-    s = stream.Stream()
+    s: stream.Stream[note.Note] = stream.Stream()
     for voice in line:
         for start, length, pitch in runs(voice):
             n = note.Note(pitch)

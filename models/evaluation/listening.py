@@ -94,7 +94,7 @@ def independent_keys(notes: Sequence[Note]) -> dict[str, tuple[int, str] | None]
         return dict.fromkeys(ESTIMATORS)
     from music21 import analysis, note, stream
 
-    s = stream.Stream()
+    s: stream.Stream[note.Note] = stream.Stream()
     for n in notes:
         s.insert(float(n.onset), note.Note(n.pitch, quarterLength=float(n.duration)))
     out: dict[str, tuple[int, str] | None] = {}
@@ -278,7 +278,7 @@ def _summary(takes: Sequence[Take], bars: int, label_tempo: float, judge_config:
 
 def _following(takes: Sequence[Take], seeds: Sequence[SeedPhrase], bars: int) -> dict:
     """Seed following for takes asked the seed's own quadrant, and the same figures for the real next bars."""
-    def figures(pairs: list[tuple[SeedPhrase, Sequence[Note]]]) -> dict:
+    def figures(pairs: Sequence[tuple[SeedPhrase, Sequence[Note]]]) -> dict:
         dens_seed, dens_cont = [], []
         kept = {name: [0, 0] for name in (*ESTIMATORS, "krumhansl_judge")}
         poly = {"polyphonic_kept": [0, 0], "melody_kept": [0, 0]}

@@ -93,8 +93,8 @@ def run_eval(cfg: EvalConfig) -> dict:
         plan[key] = max(plan.get(key, 0), math.ceil(bars / cfg.phrase_bars))
     for q in quadrants:
         want(Capsule.of(q), base[q], cfg.bars_per_quadrant)
-        for g in cfg.guidance_scales:
-            want(Capsule.of(q), base[q].replace(guidance=g), cfg.sweep_bars)
+        for scale in cfg.guidance_scales:
+            want(Capsule.of(q), base[q].replace(guidance=scale), cfg.sweep_bars)
         for temp in cfg.temperatures:
             want(Capsule.of(q), base[q].replace(temperature=temp), cfg.sweep_bars)
         for n in cfg.candidate_counts:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +81,7 @@ def coherence(gens: Sequence[Generated], ceiling: dict | None = None) -> dict:
 
 
 def metric_section(gens: dict[Quadrant, Generated], heldout: Sequence[Phrase]) -> dict:
-    corpus_rows = {q: [] for q in Quadrant}
+    corpus_rows: dict[Quadrant, list[dict[str, float]]] = {q: [] for q in Quadrant}
     everything = []
     for p in heldout:
         row = phrase_metrics(p.notes, p.meter, bars=p.bars)
@@ -88,7 +89,7 @@ def metric_section(gens: dict[Quadrant, Generated], heldout: Sequence[Phrase]) -
         if 0 <= p.label < 4:
             corpus_rows[Quadrant(p.label)].append(row)
     overall_ref = mean_metrics(everything)
-    out = {"corpus": overall_ref, "per_quadrant": {}}
+    out: dict[str, Any] = {"corpus": overall_ref, "per_quadrant": {}}
     for q, g in gens.items():
         ref = mean_metrics(corpus_rows[q]) if corpus_rows[q] else overall_ref
         gen = mean_metrics(g.metrics)

@@ -45,7 +45,9 @@ def proportion(successes: int, trials: int) -> dict:
     return {"value": successes / trials if trials else math.nan, "ci95": [low, high], "n": int(trials)}
 
 
-def confusion_matrix(targets: Sequence[int], judged: Sequence[int], classes: int = 4) -> np.ndarray:
+def confusion_matrix(
+    targets: Sequence[int] | np.ndarray, judged: Sequence[int] | np.ndarray, classes: int = 4
+) -> np.ndarray:
     """(classes, classes) counts; rows are targets, columns verdicts."""
     t = np.asarray(targets, dtype=np.int64)
     j = np.asarray(judged, dtype=np.int64)

@@ -87,6 +87,8 @@ def parse_chorale(path: str, name: str) -> Chorale | None:
     except Exception as err:  # music21 raises many kinds; one bad file must not stop the corpus
         log.warning("%s: skipped (%s)", name, err)
         return None
+    if not isinstance(score, music21.stream.Score):  # a lone part or an opus is no four-part chorale
+        return None
     parts = list(score.parts)
     if len(parts) != 4:
         return None
@@ -282,7 +284,8 @@ def to_roll(pitch: np.ndarray, onset: np.ndarray, bars: int) -> np.ndarray:
     p = np.where(gap, -1, p)
     roll = np.zeros((*p.shape, PITCHES), dtype=np.float32)
     idx = np.nonzero(p >= 0)
-    roll[(*idx, p[idx] - LOW)] = 1.0
+    cells = (*idx, p[idx] - LOW)  # (..., pitch) of every sounding step
+    roll[cells] = 1.0
     return roll.reshape(*p.shape[:-1], bars, BAR_STEPS, PITCHES)
 
 

@@ -212,6 +212,8 @@ class EmotionClassifier(nn.Module):
     voices read as the capsule says.
     """
 
+    fold: torch.Tensor  # a buffer (register_buffer), not a parameter
+
     def __init__(self, cfg: GanConfig, width: int = 32) -> None:
         super().__init__()
         voices, w = cfg.tracks - 1, width
