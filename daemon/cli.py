@@ -24,7 +24,7 @@ class Registered(click.Choice):
         self._names = names
         super().__init__(())
 
-    @property  # type: ignore[override]
+    @property
     def choices(self) -> Sequence[Any]:
         return tuple(self._names())
 

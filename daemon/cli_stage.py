@@ -9,6 +9,7 @@ from __future__ import annotations
 import queue
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
@@ -17,7 +18,7 @@ from affetto.daemon.cli import API_CHOICES
 ROLE_CHOICES = ["emotion", "valence", "arousal", "temperature", "guidance", "density", "texture"]
 
 
-def _fail(message: str, code: int = 2) -> None:
+def _fail(message: str, code: int = 2) -> NoReturn:
     click.echo(f"affetto: {message}", err=True)
     sys.exit(code)
 
@@ -52,13 +53,14 @@ def learn(in_port: str | None, midi_api: str, role: str | None, save_path: str |
         bindings: dict[str, int] = {}
         api = ports_module.resolve_api(midi_api)
         with ports_module.open_ports(api, port_name="affetto-learn", in_port=in_port, inbox=inbox) as ports:
-            click.echo(f"listening on {ports.input.name!r} ({api})")
+            port_in, _ = ports_module.endpoints(ports)
+            click.echo(f"listening on {port_in.name!r} ({api})")
             for r in roles:
                 click.echo(f"move the control for {r} ...")
                 cc = wait_for_move(inbox, MoveDetector(ignore=tuple(bindings.values())), timeout)
                 if cc is None:
                     _fail(f"no controller moved within {timeout:g} s", 1)
-                bindings[r] = cc  # type: ignore[assignment]
+                bindings[r] = cc
                 click.echo(f"{r} <- CC {cc}")
         new = bind(config, bindings)
         if save_path:
@@ -101,8 +103,9 @@ def calibrate(in_port: str, out_port: str, midi_api: str, count: int, save_path:
         with ports_module.open_ports(
             api, port_name="affetto-calibrate", in_port=in_port, out_port=out_port, inbox=inbox
         ) as ports:
-            click.echo(f"probing {ports.output.name!r} -> {ports.input.name!r} ({api}), {count} notes on channel 16")
-            result = measure(ports.output.send, inbox, count=count)
+            port_in, port_out = ports_module.endpoints(ports)
+            click.echo(f"probing {port_out.name!r} -> {port_in.name!r} ({api}), {count} notes on channel 16")
+            result = measure(port_out.send, inbox, count=count)
         click.echo(result.describe())
         if not result.round_trips_ms:
             _fail("nothing measured", 1)

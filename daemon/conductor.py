@@ -308,7 +308,7 @@ class Conductor:
 
     def _keep_time(self, now: int) -> None:
         if self.port_watch is not None:
-            self._watch_ports()
+            self._watch_ports(self.port_watch)
         for event in self.clock.check(now):
             self._transport(event)
         self.say.trouble(self.trouble_sources)
@@ -364,10 +364,10 @@ class Conductor:
             self._request(asks[b], join=True, from_beat=from_beat, replaces=from_beat)
         log.debug("the knob turned: bars from beat %.1f asked again", target)
 
-    def _watch_ports(self) -> None:
+    def _watch_ports(self, watch: Callable[[], tuple[int, bool]]) -> None:
         """The ports went away or came back: nothing pending can be trusted; once back, release
         through the new connection what was owned (note-offs, CC 123) and start the bars over."""
-        generation, lost = self.port_watch()  # type: ignore[misc]
+        generation, lost = watch()
         if generation == self._port_generation:
             return
         self._port_generation = generation

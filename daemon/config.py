@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -261,10 +262,10 @@ class DaemonConfig:
     @classmethod
     def load(cls, path: str | Path) -> DaemonConfig:
         """Read a TOML file (top-level keys, or a ``[daemon]`` table)."""
-        try:
+        if sys.version_info >= (3, 11):
             import tomllib
-        except ModuleNotFoundError:  # Python 3.10
-            import tomli as tomllib  # type: ignore[no-redef]
+        else:
+            import tomli as tomllib
 
         try:
             with open(path, "rb") as fh:

@@ -102,7 +102,8 @@ class Controls:
         keep = self.config.emotion_smoothing
         target = self._target.weights
         old = self._capsule.weights
-        mixed = tuple(keep * o + (1 - keep) * t for o, t in zip(old, target, strict=False))
+        m = [keep * o + (1 - keep) * t for o, t in zip(old, target, strict=False)]
+        mixed = (m[0], m[1], m[2], m[3])
         # snap when close, so a steady knob gives exactly its own capsule
         if max(abs(m - t) for m, t in zip(mixed, target, strict=False)) < 0.02:
             mixed = target

@@ -103,8 +103,13 @@ class BarResult:
 class BarGenerator(Protocol):
     """What a worker serves requests with: the bar a request asks for, as notes."""
 
-    meter: TimeSignature
-    tasks: tuple[str, ...]  # the request tasks it serves
+    @property
+    def meter(self) -> TimeSignature: ...
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """The request tasks it serves (a class attribute or an instance's)."""
+        ...
 
     def serve(self, req: BarRequest) -> Sequence[Note]:
         """The notes of bar ``req.bar``, onsets from its bar line (``0 <= onset < meter.beats_per_bar``);

@@ -29,7 +29,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from typing import Protocol
+from typing import Protocol, TypeGuard
 
 from affetto.daemon.midi import ALL_NOTES_OFF, CONTROL_CHANGE, KIND, NOTE_OFF, NOTE_ON
 from affetto.errors import PortError
@@ -48,12 +48,26 @@ class MidiSink(Protocol):
     def send(self, message: list[int]) -> None: ...
 
 
+class TimedMidiSink(Protocol):
+    """A sink that places each message at its deadline (``timed = True``)."""
+
+    timed: bool
+
+    def send(self, message: list[int], at_ns: int | None = None) -> None: ...
+
+
+def is_timed(sink: MidiSink) -> TypeGuard[TimedMidiSink]:
+    """Whether ``sink`` says it is timed (``timed = True``), which promises ``send(message, at_ns=...)``."""
+    return bool(getattr(sink, "timed", False))
+
+
 class OwnedOutput:
     """Sends notes to ``sink`` and remembers which ones are sounding."""
 
     def __init__(self, sink: MidiSink) -> None:
         self.sink = sink
-        self.timed = bool(getattr(sink, "timed", False))
+        self._timed_sink = sink if is_timed(sink) else None
+        self.timed = self._timed_sink is not None
         self._lock = threading.RLock()
         self._owned: dict[tuple[int, int], int] = {}
         self._used_channels: set[int] = set()
@@ -137,8 +151,8 @@ class OwnedOutput:
         if self.failed:
             return False
         try:
-            if self.timed and at_ns is not None:
-                self.sink.send(message, at_ns=at_ns)  # type: ignore[call-arg]
+            if self._timed_sink is not None and at_ns is not None:
+                self._timed_sink.send(message, at_ns=at_ns)
             else:
                 self.sink.send(message)
         except PortError as err:

@@ -26,10 +26,10 @@ from affetto.daemon.portnames import find_port
 from affetto.errors import PortError
 
 if TYPE_CHECKING:
-    from affetto.daemon.jackports import JackMidiPorts
-    from affetto.daemon.rtmidiports import MidiPorts
+    from affetto.daemon.jackports import JackInput, JackMidiPorts, JackOutput
+    from affetto.daemon.rtmidiports import MidiInput, MidiOutput, MidiPorts
 
-__all__ = ["find_port", "list_ports", "open_ports", "probe_api", "resolve_api"]
+__all__ = ["endpoints", "find_port", "list_ports", "open_ports", "probe_api", "resolve_api"]
 
 _API_NAMES = ("coremidi", "alsa", "jack", "winmm")
 _AUTO_ORDER = {"linux": ("jack", "alsa"), "darwin": ("coremidi", "jack"), "win32": ("winmm",)}
@@ -94,3 +94,10 @@ def open_ports(
         return JackMidiPorts(port_name, in_port=in_port, out_port=out_port, inbox=inbox, on_lost=on_lost,
                              drain_periods=drain_periods)
     return rtmidiports.MidiPorts(api, port_name=port_name, in_port=in_port, out_port=out_port, inbox=inbox)
+
+
+def endpoints(ports: MidiPorts | JackMidiPorts) -> tuple[MidiInput | JackInput, MidiOutput | JackOutput]:
+    """The input and the output of ``ports``, which must be open (both backends open the two together)."""
+    if ports.input is None or ports.output is None:
+        raise PortError("the MIDI ports are not open")
+    return ports.input, ports.output

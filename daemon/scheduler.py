@@ -279,10 +279,10 @@ class Scheduler:
             if token:
                 self._tokens[event] = token
         else:
-            token = self._tokens.pop(event, None)
-            if token is None:
+            owned = self._tokens.pop(event, None)
+            if owned is None:
                 return  # its note-on was dropped or cancelled
-            self.output.note_off(channel, pitch, token, at_ns=deadline)
+            self.output.note_off(channel, pitch, owned, at_ns=deadline)
         self.lateness_ns.append(late)
         if self._keep_sent:
             self.sent_log.append(Sent(beat, deadline, sent_ns, kind, channel, pitch))

@@ -32,7 +32,7 @@ from affetto.daemon.generator import GeneratorFactory
 from affetto.daemon.generators import default_factory
 from affetto.daemon.modes import mode_class
 from affetto.daemon.notes import OwnedOutput
-from affetto.daemon.ports import open_ports, resolve_api
+from affetto.daemon.ports import endpoints, open_ports, resolve_api
 from affetto.daemon.scheduler import Scheduler
 from affetto.daemon.status_http import open_status_page
 from affetto.daemon.workers import make_worker
@@ -107,9 +107,10 @@ def _serve(
             inbox=inbox,
             drain_periods=config.drain_periods,
         ) as ports:
-            log.info("ports: in %r, out %r", ports.input.name, ports.output.name)  # type: ignore[union-attr]
-            output = OwnedOutput(ports.output)  # type: ignore[arg-type]
-            lead_ns = int(getattr(ports.output, "lead_ns", 0)) if output.timed else 0
+            port_in, port_out = endpoints(ports)
+            log.info("ports: in %r, out %r", port_in.name, port_out.name)
+            output = OwnedOutput(port_out)
+            lead_ns = int(getattr(port_out, "lead_ns", 0)) if output.timed else 0
             log.info(
                 "MIDI backend: %s; events handed over %.1f ms before their deadlines",
                 ports.backend,
@@ -128,7 +129,7 @@ def _serve(
                 scheduler,
                 worker.submit,
                 inbox,
-                trouble_sources=(ports.input.parser,),  # type: ignore[union-attr]
+                trouble_sources=(port_in.parser,),
                 port_watch=lambda: (getattr(ports, "generation", 0), ports.lost),
             )
             # Our handlers stay until the ports are closed and the worker is gone: a second Ctrl-C
@@ -148,8 +149,8 @@ def _serve(
                 log.info(
                     "ready in %.2f s: in %r, out %r (%s), clock %s, %s, mode %s, emotion CC %s",
                     time.monotonic() - t0,
-                    ports.input.name,
-                    ports.output.name,  # type: ignore[union-attr]
+                    port_in.name,
+                    port_out.name,
                     api,
                     config.clock,
                     config.meter,

@@ -73,21 +73,21 @@ class ThreadWorker:
         self.info: dict[str, str] = {}
 
     def start(self) -> ThreadWorker:
-        self.generator = self._factory()
-        self.info = describe(self.generator)
-        self._thread = threading.Thread(target=self._run, name="affetto-generator", daemon=True)
+        self.generator = generator = self._factory()
+        self.info = describe(generator)
+        self._thread = threading.Thread(target=self._run, args=(generator,), name="affetto-generator", daemon=True)
         self._thread.start()
         return self
 
     def submit(self, req: BarRequest) -> None:
         self._requests.put(req)
 
-    def _run(self) -> None:
+    def _run(self, generator: BarGenerator) -> None:
         stop = False
         while not stop:
             todo, stop = current(self._requests.get(), self._requests.get_nowait)
             for req in todo:
-                self._deliver(run_request(self.generator, req))  # type: ignore[arg-type]
+                self._deliver(run_request(generator, req))
 
     def close(self) -> None:
         self._requests.put(None)

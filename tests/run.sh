@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command (README, .ci/run): installs what the tests need, type-checks the core, then runs all tests.
+# The test command (README, .ci/run): installs what the tests need, type-checks the code, then runs all tests.
 #
 # - torch is pinned to the CPU build that lies on this machine's disk; an
 #   unpinned torch would download a multi-GB CUDA build.
@@ -28,7 +28,7 @@ if ((${#missing[@]})); then
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Types of the core and its runtime (affetto/, configured in pyproject's [tool.mypy]) before the tests.
+# Types of the core and the wings (configured in pyproject's [tool.mypy]) before the tests.
 python3 -m mypy
 
 export AFFETTO_REQUIRE_JACK=1
