@@ -6,18 +6,16 @@ stop requests) and acts at bar lines. Nothing here ever waits on the
 generator, and the scheduler converts beats to deadlines on its own.
 
 Bars and lookahead: at the start of bar ``k`` the conductor asks for bar
-``k + 1`` with the controls as they are at that bar line, so a knob move
-reaches the next bar the generator starts. After Start (or Continue) at bar
-``c`` the first generated bar is ``c + 1``.
+``k + 1`` with the controls as they are at that bar line (the capsule's
+smoothing steps there); after Start (or Continue) at bar ``c`` the first
+generated bar is ``c + 1``. A knob turn asks the sounding bar again from its
+next reachable half beat (:mod:`affetto.daemon.pending`).
 
-Modes (:mod:`affetto.daemon.modes`): the mode decides what is asked at each
-bar line and what a player's note means for it (``continue``,
-``call-response``, ``harmonise``, ``ensemble``); the conductor sends what it
-asks, cancels what it gives up (a harmonise mode's cancel also cuts the notes
-of the cancelled bars that already sound), and resets it at every transport
-change. A routed mode's bars carry parts in ``Note.channel``: part 0 plays on
-the output channel, parts 1..3 on the three harmony channels; other modes play
-everything on the output channel.
+Modes (:mod:`affetto.daemon.modes`) decide what is asked at each bar line and
+what a player's note means; the conductor sends what a mode asks, cancels what
+it gives up (cutting what of it sounds when asked), and resets it at every
+transport change. A routed mode's bars carry parts in ``Note.channel``: part 0
+on the output channel, parts 1..3 on the harmony channels.
 
 Late bars: a bar whose notes are not back ``margin_ms`` before its bar line
 is given up, and the late policy of :mod:`affetto.daemon.barbook` (which keeps
@@ -29,14 +27,11 @@ Ownership: on Stop, a position jump, a cancelled answer, an error, or when
 :meth:`run` ends for any reason, every owned note is released and CC 123 goes
 out on the channels used (see :mod:`affetto.daemon.notes`).
 
-Faults: a live set must not end on one odd message. An exception while
-handling one inbox item or one bar line is caught in :meth:`Conductor.turn`,
-logged (rate-limited per kind, with its traceback the first time) and counted
-in ``faults``. A failed note or CC is dropped; any other failure (transport,
-a bar result, the bar-line logic) releases every owned note and starts the
-bars over from the next bar line, since what was pending can no longer be
-trusted. Every line the conductor logs (transport, status every few bars,
-faults; rate-limited where a storm could repeat it) is worded by
+Faults: an exception while handling one inbox item or one bar line is caught
+in :meth:`Conductor.turn`, logged (rate-limited, with its traceback the first
+time) and counted in ``faults``. A failed note or CC is dropped; any other
+failure releases every owned note and starts the bars over from the next bar
+line. Every line the conductor logs is worded by
 :class:`~affetto.daemon.report.Reporter`.
 """
 
@@ -58,6 +53,7 @@ from affetto.daemon.generator import BarRequest, BarResult
 from affetto.daemon.learn import LearnStep
 from affetto.daemon.midi import CHANNEL, CONTROL_CHANGE, KIND, NOTE_OFF, NOTE_ON, SONG_POSITION, SYSTEM
 from affetto.daemon.modes import Ask, Cancel, Mode, make_mode
+from affetto.daemon.pending import Asked, Pending
 from affetto.daemon.report import Reporter, is_channel_message
 from affetto.daemon.scheduler import Scheduler
 from affetto.daemon.seed import SeedBuffer
@@ -73,15 +69,6 @@ IDLE_WAIT_NS = 50_000_000  # look at the clock at least this often
 class StopRequest:
     reason: str
     exit_code: int = 0
-
-
-@dataclass
-class Pending:
-    bar: int
-    requested_ns: int
-    join: bool = False  # asked after its bar line: what is not yet due when it comes back is played
-    replaces: float | None = None  # asked again after a knob turn: what was scheduled of it from this beat
-    # (in the bar) gives way when it comes back
 
 
 def _booked(name: str, doc: str) -> property:
@@ -120,8 +107,7 @@ class Conductor:
         self._epoch = 0  # bumped by every transport change; results of older epochs are dropped
         self._requested_upto: int | None = None  # highest bar requested in this epoch
         self._pending: dict[int, Pending] = {}
-        self._asks: dict[int, Ask] = {}  # what was asked for each bar not yet over (a knob turn asks again)
-        self._turned_at = -1.0  # the beat of the last turn's revision
+        self.asked = Asked(self.bar_beats)  # what was asked for each bar not yet over (a knob turn asks again)
         self._given_up: set[int] = set()
         self.exit_code = 0
         self.stop_reason: str | None = None
@@ -201,7 +187,7 @@ class Conductor:
         """Release every owned note and ask again from the next bar line (stale results are dropped)."""
         self._epoch += 1
         self._pending.clear()
-        self._asks.clear()
+        self.asked.clear()
         self._given_up.clear()
         self.mode.reset()
         state = self.clock.state
@@ -253,7 +239,7 @@ class Conductor:
     def _transport(self, event: TransportEvent) -> None:
         self._epoch += 1
         self._pending.clear()
-        self._asks.clear()
+        self.asked.clear()
         self._given_up.clear()
         self.mode.reset()
         released = self.scheduler.release_all()
@@ -283,7 +269,9 @@ class Conductor:
         if result.error:
             self._miss(result.bar, "the generator failed")
             return
-        notes = self._fit_bar(result.notes)
+        notes = [n for n in result.notes if 0 <= n.onset < self.bar_beats]  # a generator's promise, checked
+        if len(notes) != len(result.notes):
+            self.say.once("onset-range", "generator returned notes outside the bar: dropped")
         due_from = 0.0
         if pending.join:  # a bar already begun: only what is not yet due
             state = self.clock.state
@@ -337,32 +325,22 @@ class Conductor:
             if cancel is not None:
                 self._act(cancel)
             elif self.mode.revisable and self.controls.turned():
-                self._turn(now, bar)
+                self._knob_turned(now, bar)
         self.say.at(bar, state.bpm, self.controls.capsule, self.book, self.scheduler)
 
-    def _turn(self, now: int, bar: int) -> None:
-        """The knob moved by more than a step: every bar asked from the sounding one on is asked again in
-        the new emotion (one smoothing step), from the first half beat a new answer can still reach.
-
-        Each is asked as a bar already begun: when it comes back, what of it is not yet due replaces what
-        was scheduled of it; when it comes too late, the old notes go on playing: no gap, nothing doubled,
-        no miss counted.
-        """
-        state = self.clock.state
-        reach = state.beat_at(now + self._margin_ns + int(self.config.revise_ms * 1e6))  # back in time by then
-        target = math.ceil(2 * reach - 1e-9) / 2  # the next reachable half beat
-        if target <= self._turned_at:
-            return  # one revision a half beat at most: the next ones wait
-        asks = {b: a for b, a in self._asks.items() if b >= bar and target < (b + 1) * self.bar_beats}
+    def _knob_turned(self, now: int, bar: int) -> None:
+        """The knob moved by more than a step: the bars asked from the sounding one on are asked again in
+        the new emotion (one smoothing step), from the first half beat an answer can reach (daemon/pending)."""
+        reach = self.clock.state.beat_at(now + self._margin_ns + int(self.config.revise_ms * 1e6))
+        again = self.asked.again(bar, reach)
+        if again is None:
+            return
         self._settings = self.controls.turn()
         self._epoch += 1  # what is on its way was asked in the old emotion
         self._pending.clear()
-        self._asks.clear()
-        self._turned_at = target
-        for b in sorted(asks):
-            from_beat = max(0.0, target - b * self.bar_beats)
-            self._request(asks[b], join=True, from_beat=from_beat, replaces=from_beat)
-        log.debug("the knob turned: bars from beat %.1f asked again", target)
+        for ask, from_beat in again:
+            self._request(ask, join=True, from_beat=from_beat, replaces=from_beat)
+        log.debug("the knob turned: bars from beat %.1f asked again", self.asked.turned_at)
 
     def _watch_ports(self, watch: Callable[[], tuple[int, bool]]) -> None:
         """The ports went away or came back: nothing pending can be trusted; once back, release
@@ -419,7 +397,7 @@ class Conductor:
         loop): not played; with ``cut``, what of it already sounds ends now."""
         self._epoch += 1  # its results are stale now
         self._pending.clear()
-        self._asks.clear()
+        self.asked.clear()
         self.scheduler.cancel_from(bar * self.bar_beats, cut=cut)
 
     def _request(self, ask: Ask, *, join: bool = False, from_beat: float = 0.0,
@@ -438,7 +416,7 @@ class Conductor:
             from_beat=from_beat,
         )
         self._pending[ask.bar] = Pending(ask.bar, self.now(), join, replaces)
-        self._asks[ask.bar] = ask
+        self.asked.add(ask)
         self.submit(req)
 
     def _play(self, bar: int, notes: list[Note]) -> None:
@@ -460,17 +438,9 @@ class Conductor:
         if notes:
             self._play(bar, notes)
 
-    def _fit_bar(self, notes: list[Note]) -> list[Note]:
-        """Keep onsets inside the bar (a generator's promise, checked at the boundary)."""
-        out = [n for n in notes if 0 <= n.onset < self.bar_beats]
-        if len(out) != len(notes):
-            self.say.once("onset-range", "generator returned notes outside the bar: dropped")
-        return out
-
-    # -- release -------------------------------------------------------
     def release(self, why: str) -> int:
         self._pending.clear()
-        self._asks.clear()
+        self.asked.clear()
         self._requested_upto = None
         released = self.scheduler.release_all()
         log.debug("released owned notes (%s): %d", why, released)
