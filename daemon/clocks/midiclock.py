@@ -3,7 +3,7 @@ note, Start 0xFA, Continue 0xFB, Stop 0xFC, Song Position Pointer 0xF2) as a clo
 
 How the follower estimates tempo: a least-squares line ``t = a + b * n``
 through the arrival times of the last ``window`` ticks, where ``n`` counts every
-tick received (including ticks counted as missing). The song position is an
+tick received (corrected when ticks were lost, see Counting). The song position is an
 integer tick count, and the published state puts song tick ``k`` exactly on
 the fitted line, so beat phase is locked to the tick count and never to an
 accumulated float. When the newest residuals all run the same way beyond the
@@ -12,17 +12,27 @@ which re-locks within a fraction of a second instead of the ~2 s the full
 window would need to forget the old tempo.
 
 Transport: after Start the first tick is beat 0; after Song Position Pointer and
-Continue the first tick is the song position. The first tick after either is
-never taken for a duplicate or for lost ticks (a DAW restarts its tick train
-there, at any phase of the old one): the fitted line keeps its tempo and is
-moved to pass through that tick, so a jump lands exactly like a Start.
+Continue the first tick is the song position. A DAW restarts its tick train at a
+transport change, at any phase of the old one: the fitted line keeps its tempo
+and is moved to pass through that tick, so a jump lands exactly like a Start.
 
-Jitter: JACK hands MIDI over at period boundaries, so a tick arrives up to one
-period late. The fit absorbs that. A tick that arrives much later than the
-next predicted tick (three quarters of a tick period or more) is counted as
-one or more missing ticks, so a lost 0xF8 does not leave the daemon a tick
-behind for the rest of the song; a tick that arrives far earlier than
-predicted is a duplicate and is dropped.
+Counting: every tick counts. Whether a tick went missing (or came twice) is
+never guessed from one gap: ticks that arrive off the line beyond the jitter
+are held out of the fit, in a run, until the run says what happened (see
+``_judge_run``): ticks bunched together or catching up are a stutter (a DAW or
+a JACK period that ran late sends its overdue ticks at once, which is common on
+a busy machine) and change nothing; ticks that then sit a whole number of ticks
+off the line, at its tempo, mean the count is off (a lost or repeated 0xF8) and
+the count is corrected; ticks off by the same part of a tick mean the train
+moved; ticks further off tick by tick mean the tempo changed. Guessing from
+single gaps, which this replaced, took the ticks of a stutter for duplicates
+(or for lost ticks) often enough to leave the song position a tick off for the
+rest of the song; right after a jump, when the line rests on one tick, it did
+so from a first tick that came a little late.
+
+Jitter: a backend that hands MIDI over at period boundaries delays a tick by up
+to one period; the fit absorbs that. With a jitter near half a tick, twice as
+many ticks decide whether the count is off.
 """
 
 from __future__ import annotations
@@ -72,13 +82,13 @@ class MidiClockFollower(Clock):
         self._t0 = 0  # time offset keeping the fit's floats small
         self._rms = 0.0
         self._run_sign = 0
-        self._run: list[tuple[int, int]] = []
+        self._anchored = False  # the line's phase rests on the first tick after Start/Continue alone
+        self._run: list[tuple[int, int, float]] = []  # (n, t_ns, residual): ticks held off the line, one way
         self._ns_per_tick = bpm_to_ns_per_beat(initial_bpm) / PPQN
         self._running = False
         self._armed: Transport | None = None  # START/CONTINUE seen, waiting for the first tick
         self._song_tick = 0  # song position of the next tick to arrive
         self._last_tick_ns: int | None = None
-        self._suspect: tuple[int, int] | None = None  # (gap, ticks counted missing) awaiting review
         self._epoch = 0
         self._state = ClockState(False, 0, 0.0, self._ns_per_tick * PPQN, 0)
         # counters, for the status line and tests
@@ -160,120 +170,165 @@ class MidiClockFollower(Clock):
     def _tick(self, t_ns: int) -> list[TransportEvent]:
         if self._armed is not None:
             return self._first_tick(t_ns)
-        advance = 1
         last = self._last_tick_ns
         if last is not None and t_ns - last > 2 * self.timeout_ns:
-            # the clock was off for a long time: a fresh start, not thousands of missing ticks
+            # the clock was off for a long time: a fresh fit
             self._points.clear()
             self._fit = None
-            self._run = []
-            self._run_sign = 0
-            self._suspect = None
-        elif last is not None and self._fit is not None and len(self._points) >= 8:
-            b = self._ns_per_tick
-            gap = t_ns - last
-            jitter = max(2_000_000.0, 3.5 * self._rms)  # spread of arrival times around the line
-            if self._suspect is not None:
-                self._review_suspect(gap)
-            if gap >= 1.4 * b + jitter:
-                # probably lost tick(s); confirmed or undone by the next gap (see _review_suspect)
-                missing = max(1, int(gap / b + 0.5) - 1)
-                self.missing_ticks += missing
-                advance += missing
-                self._suspect = (gap, missing)
-            elif gap <= max(0.25 * b, b - 1.4 * jitter) and t_ns - self._predict(self._n + 1) < -0.5 * b:
-                self.duplicate_ticks += 1
-                self._warn_once("duplicate", "duplicate MIDI clock tick dropped")
-                return []
-        self._n += advance
+            self._run, self._run_sign = [], 0
+        self._n += 1
         self._last_tick_ns = t_ns
-        self._add_point(self._n, t_ns)
-
         if self._running:
-            self._song_tick += advance
-            self._publish(t_ns, new_epoch=False, on_tick=True)
-        else:
-            self._publish(t_ns, new_epoch=False)  # stopped: the tempo estimate still moves
+            self._song_tick += 1
+        self._add_point(self._n, t_ns)  # may correct the count (see _judge_run)
+        # stopped, the position stays where it is and the tempo estimate still moves
+        self._publish(t_ns, new_epoch=False, on_tick=self._running)
         return []
 
     def _first_tick(self, t_ns: int) -> list[TransportEvent]:
         """The first tick after Start or Continue: it *is* the song position, wherever it falls.
 
         A DAW restarts its tick train at a transport change (a locate is Stop, SPP, Continue within
-        a few ms), so this tick may come anywhere between two ticks of the old train. It is never a
-        duplicate and never a sign of lost ticks; if it is off the fitted line, the line is moved
-        (tempo kept) to pass through it, so the song position lands on this tick's arrival, exactly
-        as after Start.
+        a few ms), so this tick may come anywhere between two ticks of the old train. If it is off
+        the fitted line, the line is moved (tempo kept) to pass through it, so the song position
+        lands on this tick's arrival, exactly as after Start.
         """
         kind = self._armed
         self._armed = None
         last = self._last_tick_ns
         advance = 1
-        self._run, self._run_sign, self._suspect = [], 0, None
+        self._run, self._run_sign = [], 0
         if last is not None and t_ns - last > 2 * self.timeout_ns:
             self._points.clear()  # the clock was off a long time: a fresh fit
             self._fit = None
         elif last is not None and self._fit is not None:
-            advance = max(1, round((t_ns - last) / self._ns_per_tick))
+            advance = max(1, round((t_ns - last) / self._ns_per_tick))  # ticks of the line, not of the song
             shift = t_ns - self._predict(self._n + advance)
             if abs(shift) > max(self.min_threshold_ns, 3.0 * self._rms):
-                moved = [(n, t + round(shift)) for n, t in self._points]
-                self._points.clear()
-                self._points.extend(moved)
-                self._refit()
+                self._move(shift)
         self._n += advance
         self._last_tick_ns = t_ns
         self._add_point(self._n, t_ns)
+        self._anchored = True
         self._running = True
         event = TransportEvent(kind, self._song_tick / PPQN, t_ns)  # type: ignore[arg-type]
         self._song_tick += 1
         self._publish(t_ns, new_epoch=True, on_tick=True)
         return [event]
 
-    def _review_suspect(self, gap: int) -> None:
-        """A long gap was counted as missing ticks; the gap after it tells whether it was a tempo drop."""
-        long_gap, missing = self._suspect  # type: ignore[misc]
-        self._suspect = None
-        old_period = long_gap / (missing + 1)
-        if abs(gap - old_period) > 0.3 * old_period and gap > 0.6 * long_gap:
-            # the ticks kept coming at the long spacing: the tempo dropped, nothing was lost
-            self.missing_ticks -= missing
-            self._n -= missing
-            if self._running:
-                self._song_tick -= missing
-            n, t = self._points.pop()
-            self._points.append((n - missing, t))
-            self._refit()
-            return
-        self._warn_once("missing", f"MIDI clock tick(s) lost ({missing} counted as missing)")
-
     def _predict(self, n: int) -> float:
         a, b = self._fit  # type: ignore[misc]
         return self._t0 + a + b * n
 
     def _add_point(self, n: int, t_ns: int) -> None:
+        """Fit a tick in, or hold it in the run of ticks off the line until the run is understood."""
         if self._fit is not None and len(self._points) >= 2:
             r = t_ns - self._predict(n)
             threshold = max(self.min_threshold_ns, 3.0 * self._rms)
             sign = 1 if r > threshold else -1 if r < -threshold else 0
-            if sign != 0 and sign == self._run_sign:
-                self._run.append((n, t_ns))
-            elif sign != 0:
-                self._run_sign = sign
-                self._run = [(n, t_ns)]
-            else:
-                self._run_sign = 0
-                self._run = []
-            if len(self._run) >= self.run_length:
-                # the tempo changed: keep the run and the tick where it began
-                junction = self._points[-1]
-                self._points.clear()
-                self._points.append(junction)
-                self._points.extend(self._run[:-1])
-                self._run = []
-                self._run_sign = 0
-                self.restarts += 1
+            if sign != 0:
+                if sign != self._run_sign:
+                    self._run, self._run_sign = [], sign
+                self._run.append((n, t_ns, r))
+                if len(self._run) >= self.run_length:
+                    self._judge_run(threshold)  # fits the run in, or holds it
+                return
+            self._run, self._run_sign = [], 0  # back on the line: what was held was a stutter
+        self._anchored = False
         self._points.append((n, t_ns))
+        self._refit()
+
+    def _judge_run(self, threshold: float) -> None:
+        """``run_length`` or more ticks in a row sit off the line, the same way: what are they?
+
+        Judged on the newest ``run_length`` ticks after the last bunched pair:
+
+        - All the same whole number of ticks off, at the line's tempo: the count is off (a tick
+          was lost, or sent twice). The count is corrected, so phase stays locked to the DAW's ticks
+          (not while the line still rests on the first tick after Start or Continue alone).
+        - All the same amount off, not a whole tick (or any amount while the line rests on the
+          first tick, which may have come late with the ticks after it): the DAW's train is
+          elsewhere than the line. The line is moved, tempo kept.
+        - Bunched (under a third of a tick apart), or late and catching up: a stutter (a DAW or a
+          JACK period ran late and sent its overdue ticks together). They are counted and kept out
+          of the fit until the ticks are back on the line, or sit the same way off it (for at most
+          four runs' worth).
+        - Otherwise, further off tick by tick: the tempo changed. The window restarts from the
+          run and the tick where it began, which re-locks within a fraction of a second.
+        """
+        run = self._run
+        b = self._ns_per_tick
+        tail = run  # the ticks since the last two that came bunched
+        for i in range(len(run) - 1, 0, -1):
+            if run[i][1] - run[i - 1][1] < 0.3 * b:
+                tail = run[i + 1 :]
+                break
+        limit = len(run) >= 4 * self.run_length
+        recent = tail[-self.run_length :]
+        residuals = [r for _n, _t, r in recent]
+        catching_up = self._run_sign > 0 and len(residuals) > 1 and residuals[-1] < residuals[0] - threshold
+        if (len(recent) < self.run_length or catching_up) and not limit:
+            return  # a stutter: held
+        if len(recent) < self.run_length:  # held long enough: judge the newest ticks as they are
+            tail = recent = run[-self.run_length :]
+            residuals = [r for _n, _t, r in recent]
+        mean = sum(residuals) / len(residuals)
+        off = self._whole_ticks(residuals, threshold)
+        if off is not None:
+            # with a jitter near half a tick, twice as many ticks decide
+            need = self.run_length if threshold <= 0.25 * b else 2 * self.run_length
+            if (off == 0 or len(tail) < need) and not limit:
+                return  # more than one tick went astray in a row, or too few yet: wait until it settles
+            recent = tail[-need:]
+            residuals = [r for _n, _t, r in recent]
+            mean = sum(residuals) / len(residuals)
+            if off == 0 or self._whole_ticks(residuals, threshold) != off or abs(mean - off * b) > 0.2 * b:
+                off = None
+        if off and not self._anchored:
+            self._recount(off)
+            self._points.extend((n + off, t) for n, t, _r in recent)  # what came before them was a stutter
+        elif max(residuals) - min(residuals) <= threshold:
+            self._move(mean)
+            self._points.extend((n, t) for n, t, _r in recent)
+        else:
+            junction = self._points[-1]
+            self._points.clear()
+            self._points.append(junction)
+            self._points.extend((n, t) for n, t, _r in tail)
+            self.restarts += 1
+        self._run, self._run_sign = [], 0
+        self._anchored = False
+        self._refit()
+
+    def _whole_ticks(self, residuals: list[float], threshold: float) -> int | None:
+        """When every residual is a whole number of ticks off (the jitter well under half a tick):
+        that number if it is the same for all, 0 if it varies; None when they are not whole ticks."""
+        b = self._ns_per_tick
+        if self._rms > 0.2 * b or len(self._points) < 8:
+            return None
+        whole = [round(r / b) for r in residuals]
+        tolerance = min(max(threshold, 0.2 * b), 0.45 * b)
+        if not all(k != 0 and k * whole[0] > 0 and abs(r - k * b) <= tolerance for k, r in zip(whole, residuals)):
+            return None
+        return whole[0] if len(set(whole)) == 1 else 0
+
+    def _recount(self, off: int) -> None:
+        """The newest ticks are ``off`` ticks further on than counted: a lost (or a repeated) 0xF8."""
+        self._n += off
+        if self._running:
+            self._song_tick += off
+        if off > 0:
+            self.missing_ticks += off
+            self._warn_once("missing", f"MIDI clock tick(s) lost ({off} counted as missing)")
+        else:
+            self.duplicate_ticks -= off
+            self._warn_once("duplicate", "duplicate MIDI clock tick(s) dropped")
+
+    def _move(self, shift: float) -> None:
+        """Move the line by ``shift`` ns, tempo kept."""
+        moved = [(n, t + round(shift)) for n, t in self._points]
+        self._points.clear()
+        self._points.extend(moved)
         self._refit()
 
     def _refit(self) -> None:
@@ -281,21 +336,22 @@ class MidiClockFollower(Clock):
         m = len(pts)
         if m < 2:
             return
-        self._t0 = pts[0][1]
+        t0 = pts[0][1]
         mean_n = sum(p[0] for p in pts) / m
-        mean_t = sum(p[1] - self._t0 for p in pts) / m
+        mean_t = sum(p[1] - t0 for p in pts) / m
         sxx = sum((p[0] - mean_n) ** 2 for p in pts)
         if sxx <= 0:
             return
-        sxy = sum((p[0] - mean_n) * (p[1] - self._t0 - mean_t) for p in pts)
+        sxy = sum((p[0] - mean_n) * (p[1] - t0 - mean_t) for p in pts)
         b = sxy / sxx
         if b <= 0:
-            return
+            return  # no line through these (ticks bunched at one instant): keep the last one
         a = mean_t - b * mean_n
+        self._t0 = t0
         self._fit = (a, b)
         self._ns_per_tick = b
         if m >= 8:
-            self._rms = math.sqrt(sum((p[1] - self._t0 - a - b * p[0]) ** 2 for p in pts) / (m - 2))
+            self._rms = math.sqrt(sum((p[1] - t0 - a - b * p[0]) ** 2 for p in pts) / (m - 2))
 
     def _publish(self, t_ns: int, *, new_epoch: bool, on_tick: bool = False) -> None:
         if new_epoch:

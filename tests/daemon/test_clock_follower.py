@@ -240,3 +240,66 @@ def test_a_jump_lands_exactly_like_a_start():
             assert start.state.time_at(beat) == pytest.approx(t1 + beat * PPQN * step, abs=10_000)
     assert jump.duplicate_ticks == 0 and jump.missing_ticks == 0
     assert jump.song_tick == spp * 6 + PPQN * 4
+
+
+def _resume(pause_s: float, stall: tuple[int, int] | None, seed: int = 0) -> tuple[MidiClockFollower, int, float]:
+    """Four bars at 200 BPM (ticks up to 1 ms off), Stop, a pointer to bar 9, Continue ``pause_s`` after
+    it and the first tick a frame later; then four bars, where the DAW's callback misses
+    ``stall = (first period, periods)`` counted from the first tick's period (what was due in them
+    comes at the first frame of the period after, all at once). Returns the follower, the first
+    tick's time and the tick period (ns)."""
+    rng = np.random.default_rng(seed)
+    frame = 1e9 / 48000
+    step = 600 * frame  # 12.5 ms
+    clock = MidiClockFollower()
+    clock.handle(START, 0, T0 - MS)
+    last = 0
+    for k in range(PPQN * 16):
+        last = T0 + round(k * step + (rng.uniform(-MS, MS) if k else 0))
+        clock.handle(CLOCK_TICK, 0, last)
+    clock.handle(STOP, 0, last + 6 * MS)
+    clock.handle(SONG_POSITION, 128, last + 306 * MS)
+    t1 = last + 306 * MS + round(pause_s * 1e9)
+    clock.handle(CONTINUE, 0, t1 - round(frame))
+    period0 = int(t1 // PERIOD_NS) * PERIOD_NS
+    for k in range(PPQN * 16):
+        t = t1 + k * step + (rng.uniform(-MS, MS) if k else 0)
+        if stall is not None:
+            lo, hi = period0 + stall[0] * PERIOD_NS, period0 + (stall[0] + stall[1]) * PERIOD_NS
+            t = hi if lo <= t < hi else t
+        clock.handle(CLOCK_TICK, 0, round(t))
+    return clock, t1, step
+
+
+@pytest.mark.parametrize(
+    "pause_s, stall",
+    [(2.0, (13, 8)), (2.0, (10, 10)), (0.05, (0, 2)), (0.05, (0, 12)), (0.05, (20, 6)), (2.0, None)],
+    ids=["2 s, ticks 5-8 bunched", "2 s, ticks 4-7 bunched", "50 ms, the first tick late with the second",
+         "50 ms, the first five ticks together", "50 ms, ticks 8-10 bunched", "2 s, no stutter"],
+)
+def test_a_stutter_after_a_jump_keeps_every_tick_counted(pause_s, stall):
+    """A DAW resuming after a jump is busy: ticks due while its callback was late come together.
+    They are ticks, not duplicates (nor signs of lost ones): the song position keeps counting them
+    and stays on the DAW's grid. (Guessing from single gaps dropped them as duplicates: every note
+    after the jump came a tick or more late, for the rest of the song.)"""
+    clock, t1, step = _resume(pause_s, stall)
+    assert clock.song_tick == 128 * 6 + PPQN * 16
+    for beat in (0.0, 1.0, 4.0):  # the last tick, and a beat and a bar ahead, on the grid of the first tick
+        true = t1 + (PPQN * 16 - 1 + beat * PPQN) * step
+        assert clock.state.time_at(32 + 16 - 1 / PPQN + beat) == pytest.approx(true, abs=1.5 * MS)
+
+
+def test_lost_ticks_close_together_and_a_stutter_keep_the_song_position():
+    """Two 0xF8 lost two ticks apart, then a stutter: the count comes back to the DAW's."""
+    step = int(60e9 / 120 / PPQN)
+    train = ticks(120, PPQN * 8)
+    del train[101]
+    del train[99]
+    stutter = [(true, max(arrival, train[150][1] + 40 * MS) if 150 <= k < 154 else arrival)
+               for k, (true, arrival) in enumerate(train)]
+    clock = MidiClockFollower()
+    clock.handle(START, 0, T0 - MS)
+    feed(clock, stutter)
+    assert clock.song_tick == PPQN * 8
+    assert clock.missing_ticks == 2 and clock.duplicate_ticks == 0
+    assert clock.state.time_at((PPQN * 8 - 1) / PPQN + 1) == pytest.approx(train[-1][0] + PPQN * step, abs=MS)

@@ -105,7 +105,8 @@ class Daw:
     received on the input port is recorded as ``(absolute frame, bytes)``.
     With ``stamp_written`` the callback also records, for each event it writes,
     ``(absolute frame, monotonic ns of that frame)`` by JACK's clock as the
-    DAW's cycle sees it (a reference for affetto's input stamps).
+    DAW's cycle sees it (a reference for affetto's input stamps). ``periods`` holds, for each
+    script entry written, ``(absolute frame, first frame of the period that carried it)``.
     """
 
     def __init__(self, name: str, server: str = SERVER, *, stamp_written: bool = False) -> None:
@@ -116,6 +117,7 @@ class Daw:
         self.client = jack.Client(name, no_start_server=True, servername=server)
         self.time = JackTime(self.client) if stamp_written else None
         self.written: list[tuple[int, int]] = []
+        self.periods: list[tuple[int, int]] = []
         self.out = self.client.midi_outports.register("out")
         self.inp = self.client.midi_inports.register("in")
         self.received: list[tuple[int, bytes]] = []
@@ -145,6 +147,7 @@ class Daw:
                 frame, data = script[self._next]
                 offset = max(0, self.start_frame + frame - base)
                 self.out.write_midi_event(offset, data)
+                self.periods.append((base + offset, base))
                 if self.time is not None:
                     start_ns, ns_per_frame = self.time.cycle(base, frames)
                     self.written.append((base + offset, start_ns + int(offset * ns_per_frame)))
@@ -160,11 +163,18 @@ class Daw:
         self.client.connect(self.out, affetto_in)
         self.client.connect(affetto_out, self.inp)
 
-    def play(self, script: list[tuple[int, bytes]], lead_s: float = 0.3) -> int:
-        """Start ``script`` ``lead_s`` from now; returns the absolute start frame."""
+    def play(self, script: list[tuple[int, bytes]], lead_s: float = 0.3, *, aligned: bool = False) -> int:
+        """Start ``script`` ``lead_s`` from now; returns the absolute start frame. With ``aligned`` the
+        start is the first frame of a period, so a script frame ``f`` falls at offset ``f % blocksize``
+        of its period (two entries can be put in one period on purpose)."""
         self._script = sorted(script, key=lambda e: e[0])
         self._next = 0
-        self.start_frame = self.client.frame_time + int(lead_s * self.rate)
+        start = self.client.frame_time + int(lead_s * self.rate)
+        if aligned:
+            with self.cond:  # the frame of a period's start, as the process callback last saw it
+                base = self.frame
+            start += (base - start) % self.blocksize
+        self.start_frame = start
         return self.start_frame
 
     def wait_frames(self, frames: int, timeout: float = 10.0) -> bool:
@@ -177,10 +187,10 @@ class Daw:
         with self.cond:
             return self.cond.wait_for(lambda: predicate(self.received), timeout)
 
-    def perform(self, script: list[tuple[int, bytes]], proc) -> tuple[int, int]:
+    def perform(self, script: list[tuple[int, bytes]], proc, *, aligned: bool = False) -> tuple[int, int]:
         """Play ``script`` to its end, let 20 periods pass, then SIGTERM affetto's process ``proc``;
         returns (start frame, exit code). What came back is in ``received``."""
-        start = self.play(script)
+        start = self.play(script, aligned=aligned)
         assert self.finished.wait(60), "the DAW script did not finish"
         assert self.wait_frames(20 * PERIOD)
         proc.send_signal(signal.SIGTERM)
