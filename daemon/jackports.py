@@ -1,5 +1,8 @@
 """Native JACK MIDI through JACK-Client: input stamped at its frame, output placed on its frame.
 
+Split by concern: :mod:`affetto.daemon.jacktime` (frames <-> monotonic ns, loading JACK-Client),
+:mod:`affetto.daemon.jackoutput` (the output queue) and this module (the client's lifecycle).
+
 rtmidi's JACK backend stamps input when its process callback runs and writes all
 output at frame 0 of the next period, so each direction carries up to a period
 of jitter. Here one JACK client ``<name>`` owns a MIDI input port ``<name> in``
@@ -10,25 +13,11 @@ and an output port ``<name> out`` and does both itself.
   parses them and ``put_nowait``s into the conductor's bounded inbox (overflow
   is dropped and counted, it never blocks), then writes every queued outgoing
   message whose time falls in this period at its exact frame offset.
-- Output: ``send(message, at_ns=deadline)`` queues a message for the frame of
-  ``deadline``; the scheduler hands events over :attr:`JackOutput.lead_ns`
-  early so the callback that covers the deadline's frame already has them. A
-  message without a time goes out at the first frame of the next period.
-  ``discard_pending()`` drops queued messages: a panic calls it first, so a
-  note-on handed over before the panic cannot sound after its note-off.
-- Time: JACK's frame clock maps to its microsecond clock (``jack_frames_to_time``,
-  the server's own filtered estimate of each period's start); JACK-Client does
-  not wrap those functions, so three are declared here with cffi. JACK's clock
-  maps to ``time.monotonic_ns`` by the shared
-  :class:`~affetto.daemon.timebase.OffsetTracker`, read every period (a reading
-  delayed by preemption only comes out larger, and the tracker keeps the
-  smallest, leaking upward slowly so a drift between the two clocks is followed).
-- Overruns (xruns): when a period overruns, JACK can lose what a client wrote
-  in it, and a lost note-off is a stuck note. After JACK reports an xrun the
-  callback writes again, at once, the releasing messages (note-offs, CC 123,
-  CC 120) of the last few periods that no later note-on on the same key or
-  channel has superseded; a duplicate release is harmless. :meth:`drain`
-  waits for periods that really ran, and starts over after an xrun.
+- Output: queued and placed on the frame of each message's time
+  (:mod:`affetto.daemon.jackoutput`, with the writing again of releases after
+  an xrun); time: JACK's frames <-> ``time.monotonic_ns``
+  (:mod:`affetto.daemon.jacktime`). This module is the client's lifecycle:
+  open, the process callback, close, and the server's loss and return.
 - Loss of the server: the shutdown callback (a JACK thread) sets flags, bumps
   :attr:`JackMidiPorts.generation` and calls ``on_lost``, nothing else. From then
   on sends raise :class:`PortError` and the dead client is never closed or
@@ -47,35 +36,24 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
-import functools
-import heapq
-import itertools
 import logging
 import queue
 import threading
-import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from affetto.daemon.midi import ALL_NOTES_OFF, ALL_SOUND_OFF, CHANNEL, CONTROL_CHANGE, KIND, NOTE_OFF, NOTE_ON
+from affetto.daemon.jackoutput import JackOutput
+from affetto.daemon.jacktime import NEED_JACK_CLIENT, JackTime, import_jack
 from affetto.daemon.midiparse import MidiParser
 from affetto.daemon.portnames import find_port
-from affetto.daemon.timebase import OffsetTracker
 from affetto.errors import PortError
 from affetto.quiet import quiet_fds
 
+__all__ = ["NEED_JACK_CLIENT", "JackInput", "JackMidiPorts", "JackOutput", "JackTime", "import_jack", "list_ports",
+           "open_client", "probe"]
+
 log = logging.getLogger(__name__)
 
-FRAME_MASK = 0xFFFFFFFF  # jack_nframes_t is 32 bits and wraps
-OFFSET_LEAK_NS = 5_000  # per period: follows a drift of ~1 ms/s at 48 kHz / 256 frames
-LEAD_MARGIN_NS = 2_000_000  # beyond two periods, for the scheduler's and the callback's wake-up jitter
-LOCK_TIMEOUT_S = 0.5  # a producer never waits longer for the pending queue (the callback holds it µs)
-RELEASING_CCS = (ALL_SOUND_OFF, ALL_NOTES_OFF)
-RESEND_PERIODS = 8  # after an xrun, releases written this many periods back are written again
-DRAIN_TIMEOUT_S = 2.0  # a close waits at most this long for its last messages (JACK may be stalled)
-NEED_JACK_CLIENT = "pip install JACK-Client, or pip install 'affetto[jack]'"
 RETRY_S = 0.5  # while the server is gone, try it again this often; also how often lost connections are retried
 
 _GRAVEYARD: list[object] = []
@@ -85,32 +63,6 @@ def _leak(obj: object) -> None:
     """Keep ``obj`` alive until the process ends: closing or freeing a client whose server died can crash."""
     _GRAVEYARD.append(obj)
     ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
-
-
-def import_jack() -> Any:
-    """The ``jack`` module (JACK-Client), or a PortError that says how to get it."""
-    try:
-        import jack
-    except (ImportError, OSError) as err:
-        raise PortError(
-            f"the JACK MIDI API needs the JACK-Client package and libjack ({NEED_JACK_CLIENT}): {err}"
-        ) from err
-    return jack
-
-
-@functools.cache
-def _time_functions() -> tuple[Any, Any]:
-    """(ffi, lib) with the JACK time functions JACK-Client does not wrap, from the libjack it loaded."""
-    jack = import_jack()
-    import cffi  # JACK-Client depends on it
-
-    ffi = cffi.FFI()
-    ffi.cdef(
-        "uint64_t jack_get_time(void);"
-        "uint64_t jack_frames_to_time(const void *client, uint32_t frames);"
-        "uint32_t jack_time_to_frames(const void *client, uint64_t usecs);"
-    )
-    return ffi, ffi.dlopen(getattr(jack, "_libname", None) or ctypes.util.find_library("jack"))
 
 
 def open_client(name: str) -> Any:
@@ -123,175 +75,12 @@ def open_client(name: str) -> Any:
         raise PortError(f"cannot connect to the JACK server (is one running?): {err}") from err
 
 
-class JackTime:
-    """JACK's frame clock <-> ``time.monotonic_ns`` for one client (see the module docstring)."""
-
-    def __init__(self, client: Any) -> None:
-        jack = import_jack()
-        ffi, lib = _time_functions()
-        # JACK-Client keeps the jack_client_t* in ``_ptr``; pass the same address to our declarations
-        self._ptr = ffi.cast("void *", int(jack._ffi.cast("uintptr_t", client._ptr)))
-        self._frames_to_time = lib.jack_frames_to_time
-        self._time_to_frames = lib.jack_time_to_frames
-        self._get_time = lib.jack_get_time
-        self.rate = client.samplerate
-        self.tracker = OffsetTracker(leak_ns=OFFSET_LEAK_NS)
-        for _ in range(65):
-            self.sample()
-
-    @property
-    def offset_ns(self) -> int:
-        return self.tracker.offset_ns
-
-    def sample(self) -> None:
-        """One more reading of the offset; cheap enough for every period."""
-        jack_us = self._get_time()
-        self.tracker.sample(jack_us * 1000, time.monotonic_ns())
-
-    def cycle(self, first_frame: int, frames: int) -> tuple[int, float]:
-        """(monotonic ns of ``first_frame``, ns per frame) for the period that starts there."""
-        t0 = self._frames_to_time(self._ptr, first_frame)
-        t1 = self._frames_to_time(self._ptr, (first_frame + frames) & FRAME_MASK)
-        ns_per_frame = (t1 - t0) * 1000 / frames if t1 > t0 else 1e9 / self.rate
-        return t0 * 1000 + self.offset_ns, ns_per_frame
-
-    def frame_ns(self, frame: int) -> int:
-        """Monotonic ns of a JACK frame (near the current one)."""
-        return self._frames_to_time(self._ptr, frame & FRAME_MASK) * 1000 + self.offset_ns
-
-    def frame_at(self, t_ns: int) -> int:
-        """The JACK frame of a monotonic time (near now)."""
-        return self._time_to_frames(self._ptr, max(0, (t_ns - self.offset_ns) // 1000))
-
-
 class JackInput:
     """affetto's JACK MIDI input as the service sees it: a name and the parser's trouble counters."""
 
     def __init__(self, name: str, parser: MidiParser) -> None:
         self.name = name
         self.parser = parser
-
-
-class JackOutput:
-    """Queued, frame-placed output; the owner's process callback calls :meth:`write_cycle`."""
-
-    timed = True
-
-    def __init__(self, owner: JackMidiPorts, name: str, period_ns: int) -> None:
-        self._owner = owner
-        self.name = name
-        self.period_ns = period_ns
-        self.lead_ns = 2 * period_ns + LEAD_MARGIN_NS
-        self._lock = threading.Lock()
-        self._pending: list[tuple[int, int, bytes, bool]] = []  # heap of (at_ns, seq, data, timed)
-        self._due: list[tuple[int, int, bytes, bool]] = []  # the callback's own: this period's, or held over
-        self._seq = itertools.count()
-        self._written: deque[tuple[int, bytes]] = deque(maxlen=1024)  # (period, data), the callback's own
-        self._xruns_handled = 0
-        self.resent = 0  # releases written again after xruns
-
-    @property
-    def lost(self) -> bool:
-        return self._owner.lost
-
-    def send(self, message: list[int], at_ns: int | None = None) -> None:
-        """Queue ``message`` for the frame of ``at_ns`` (monotonic ns), or for the next period without one."""
-        if self._owner.lost:
-            raise PortError(f"the JACK server has gone away ({self._owner.reason})")
-        timed = at_ns is not None
-        entry = (at_ns if timed else time.monotonic_ns(), next(self._seq), bytes(message), timed)
-        if not self._lock.acquire(timeout=LOCK_TIMEOUT_S):
-            raise PortError("the JACK output queue is stuck")
-        try:
-            heapq.heappush(self._pending, entry)
-        finally:
-            self._lock.release()
-
-    def discard_pending(self) -> list[list[int]]:
-        """Drop every queued message; returns them (a caller releases notes whose note-offs were among them)."""
-        if not self._lock.acquire(timeout=LOCK_TIMEOUT_S):
-            raise PortError("the JACK output queue is stuck")
-        try:
-            dropped = sorted(self._pending)
-            self._pending.clear()
-        finally:
-            self._lock.release()
-        return [list(entry[2]) for entry in dropped]
-
-    def drain(self, periods: int, timeout: float = DRAIN_TIMEOUT_S) -> bool:
-        """Wait until the queue is written out and ``periods`` more periods ran without an xrun
-        (False on loss or timeout). Periods that ran, not JACK's frame clock: under load the clock
-        moves on while no period writes anything."""
-        owner = self._owner
-        end = time.monotonic() + timeout
-        target: int | None = None
-        xruns = owner.xruns
-        while not owner.lost and time.monotonic() < end:
-            if owner.xruns != xruns:  # what was written may be lost: wait for the writes again
-                target, xruns = None, owner.xruns
-            if target is None and not self._pending and not self._due and self._xruns_handled == xruns:
-                target = owner.cycles + periods
-            if target is not None and owner.cycles >= target:
-                return True
-            time.sleep(self.period_ns / 4e9)
-        return False
-
-    def close(self) -> None:
-        """Nothing of its own to close: the client goes with :meth:`JackMidiPorts.close`."""
-
-    # -- JACK's thread ------------------------------------------------------------
-    def write_cycle(self, port: Any, start_ns: int, ns_per_frame: float, frames: int, full: type) -> None:
-        """Write this period's messages at their frames, in non-decreasing order (JACK requires it)."""
-        due = self._due
-        pending = self._pending
-        if self._xruns_handled != self._owner.xruns:
-            self._xruns_handled = self._owner.xruns
-            self._resend_releases(start_ns)
-        if pending:  # noqa: SIM102 (a locked queue waits a period; kept apart from the emptiness test)
-            if self._lock.acquire(False):
-                try:
-                    limit = start_ns + (frames - 0.5) * ns_per_frame
-                    while pending and pending[0][0] < limit:
-                        due.append(heapq.heappop(pending))
-                finally:
-                    self._lock.release()
-        if not due:
-            return
-        last = written = 0
-        cycle = self._owner.cycles
-        try:
-            for at_ns, _seq, data, timed in due:
-                offset = round((at_ns - start_ns) / ns_per_frame)
-                if offset < 0 and timed:
-                    self._owner.trouble["JACK output: a message came after its frame (sent a period late)"] += 1
-                offset = min(max(offset, last), frames - 1)
-                port.write_midi_event(offset, data)
-                self._written.append((cycle, data))
-                last = offset
-                written += 1
-        except full:
-            self._owner.trouble["JACK output buffer full (messages held for the next period)"] += 1
-        finally:
-            del due[:written]
-
-    def _resend_releases(self, start_ns: int) -> None:
-        """Queue again, first, the recent releases no later note-on superseded (JACK reported an xrun)."""
-        oldest = self._owner.cycles - RESEND_PERIODS
-        again: list[bytes] = []
-        sounding_after: set[tuple[int, int]] = set()  # (channel, pitch) started later; pitch -1: any
-        for cycle, data in reversed(self._written):
-            if cycle < oldest:
-                break
-            kind, channel = data[0] & KIND, data[0] & CHANNEL
-            if kind == NOTE_ON and data[2] > 0:
-                sounding_after.update(((channel, data[1]), (channel, -1)))
-            elif kind in (NOTE_OFF, NOTE_ON):
-                if (channel, data[1]) not in sounding_after:
-                    again.append(data)
-            elif kind == CONTROL_CHANGE and data[1] in RELEASING_CCS and (channel, -1) not in sounding_after:
-                again.append(data)
-        self.resent += len(again)
-        self._due[:0] = [(start_ns, -1, data, False) for data in reversed(again)]
 
 
 class JackMidiPorts:
@@ -448,10 +237,7 @@ class JackMidiPorts:
         self._active = False
         output = self.output
         if output is not None:  # what was queued for the old server would sound late now: drop it
-            with output._lock:
-                output._pending.clear()
-            output._due.clear()
-            output._written.clear()
+            output.forget()
         try:
             self._setup(client)
         except Exception as err:

@@ -12,7 +12,8 @@ Rules (DESIGN.md, "Layout and the direction of dependencies"):
 - ``bench`` (installed as ``affetto.bench``) may import anything; nothing imports it
   (``affetto bench`` runs it in a process of its own).
 
-Inside the daemon, each MIDI backend (``jackports``, ``rtmidiports``) imports
+Inside the daemon, each MIDI backend (JACK's ``jackports``, ``jacktime`` and
+``jackoutput``; ``rtmidiports``) imports
 neither the other nor the factory that chooses between them (``ports``), so
 the ports form no circle and a new backend touches only the factory. Each
 clock source imports the clock interface, never another source; a
@@ -50,7 +51,11 @@ FORBIDDEN = {
 
 APART = {  # module -> modules it must not import (inside a wing)
     "affetto.daemon.jackports": ("affetto.daemon.rtmidiports", "affetto.daemon.ports"),
-    "affetto.daemon.rtmidiports": ("affetto.daemon.jackports", "affetto.daemon.ports"),
+    "affetto.daemon.jacktime": ("affetto.daemon.rtmidiports", "affetto.daemon.ports"),
+    "affetto.daemon.jackoutput": ("affetto.daemon.rtmidiports", "affetto.daemon.ports"),
+    "affetto.daemon.rtmidiports": (
+        "affetto.daemon.jackports", "affetto.daemon.jacktime", "affetto.daemon.jackoutput", "affetto.daemon.ports"
+    ),
     **{f"affetto.daemon.clocks.{source}": ("affetto.daemon.clocks.internal", "affetto.daemon.clocks.midiclock",
                                            "affetto.daemon.clocks.link")
        for source in ("internal", "midiclock", "link")},
@@ -165,6 +170,9 @@ def test_the_core_names_wing_modules_only_in_the_command_table():
         ("daemon/service.py", "from affetto.runtime import load_model", False),
         ("daemon/jackports.py", "def f():\n    from affetto.daemon.ports import open_ports", True),
         ("daemon/rtmidiports.py", "from affetto.daemon import jackports", True),
+        ("daemon/jacktime.py", "from affetto.daemon.rtmidiports import MidiPorts", True),
+        ("daemon/jackoutput.py", "from affetto.daemon import ports", True),
+        ("daemon/rtmidiports.py", "from affetto.daemon.jackoutput import JackOutput", True),
         ("daemon/rtmidiports.py", "from affetto.daemon.portnames import find_port", False),
         ("daemon/clocks/link.py", "from affetto.daemon.clocks.midiclock import MidiClockFollower", True),
         ("daemon/clocks/link.py", "from affetto.daemon.clocks.base import Clock", False),

@@ -1,7 +1,7 @@
 """Ableton Link as a clock source: tempo, bar phase and start/stop of a Link session.
 
-The binding is LinkPython-extern (import name ``link``), an optional extra
-(``pip install 'affetto[link]'``) imported only when ``clock = "link"``. It
+The binding is LinkPython-extern (import name ``link``), a dependency of
+affetto, imported only when ``clock = "link"``. It
 ships wheels for Linux (x86_64, aarch64), macOS (Intel and Apple silicon) and
 Windows, and its session-state calls are plain synchronous methods, which is
 what a polled clock source wants.
@@ -44,7 +44,7 @@ from affetto.errors import ConfigError
 
 log = logging.getLogger("affetto.daemon.link")  # the name its log lines have always had
 
-INSTALL_HINT = "pip install 'affetto[link]' (the LinkPython-extern package)"
+INSTALL_HINT = "pip install LinkPython-extern (a dependency of affetto: reinstalling affetto brings it)"
 JUMP_BEATS = 0.25  # a song position further than this from the prediction is a jump
 START_SLACK_BEATS = 0.02  # a start this close after a bar line starts on that bar line
 OFFSET_LEAK_NS = 20_000  # per poll (20 or more a second): follows a drift of 0.4 ms/s

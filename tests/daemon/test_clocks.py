@@ -20,7 +20,7 @@ def test_make_clock_builds_the_source_the_config_names():
 
 def test_make_clock_says_a_missing_link_binding_in_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "link", None)
-    with pytest.raises(ConfigError, match=r"pip install 'affetto\[link\]'"):
+    with pytest.raises(ConfigError, match=r"pip install LinkPython-extern"):
         make_clock(DaemonConfig(clock="link"))
 
 

@@ -1,5 +1,4 @@
-"""JACK-Client is a dependency on Linux and Link's binding on every platform; libjack loads only when the JACK
-API is chosen."""
+"""JACK-Client is a dependency on Linux, and libjack loads only when the JACK API is chosen."""
 
 from __future__ import annotations
 
@@ -26,15 +25,6 @@ def test_jack_client_is_a_linux_dependency():
         tomllib = pytest.importorskip("tomli")
     deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
     assert "JACK-Client>=0.5; platform_system == 'Linux'" in deps
-
-
-def test_link_is_in_every_install():
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        tomllib = pytest.importorskip("tomli")
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert any(d.startswith("LinkPython-extern") and ";" not in d for d in deps)
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/self/maps (Linux)")

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from affetto.daemon.jackports import JackOutput
+from affetto.daemon.jackoutput import JackOutput
 from affetto.errors import PortError
 
 FRAMES = 256

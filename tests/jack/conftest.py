@@ -112,7 +112,7 @@ class Daw:
     def __init__(self, name: str, server: str = SERVER, *, stamp_written: bool = False) -> None:
         import jack
 
-        from affetto.daemon.jackports import JackTime
+        from affetto.daemon.jacktime import JackTime
 
         self.client = jack.Client(name, no_start_server=True, servername=server)
         self.time = JackTime(self.client) if stamp_written else None

@@ -99,9 +99,14 @@ def test_bars_start_on_bar_lines(performance):
         if near:
             errors[k] = min(near, key=abs)
     assert len(errors) >= 4, f"too few generated bars heard: {errors}"
-    late = {k: e for k, e in errors.items() if abs(e) > TOLERANCE}
-    assert not late, (f"bars off their bar lines by (frames): {late}; tolerance {TOLERANCE}; "
-                      f"JACK xruns {performance['xruns']}\n{performance['log'][-3000:]}")
+    # On a busy machine a note is now and then handed to JACK after its period began and goes out a
+    # period late (the daemon counts it); a bar line mapped wrongly moves every bar, which the
+    # median sees.
+    late = {k: e for k, e in errors.items() if abs(e) > TOLERANCE + PERIOD}
+    median = sorted(errors.values())[len(errors) // 2]
+    assert abs(median) <= TOLERANCE and not late, (
+        f"bars off their bar lines by (frames): {errors}; tolerance {TOLERANCE} (median), "
+        f"{TOLERANCE + PERIOD} (each); JACK xruns {performance['xruns']}\n{performance['log'][-3000:]}")
     assert performance["code"] == 0
 
 

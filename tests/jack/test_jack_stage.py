@@ -1,4 +1,5 @@
-"""The stage features through real JACK ports: a Link session driving the daemon, calibration, learn.
+"""The stage features through real JACK ports: a Link session driving the daemon (start, 137 -> 100 BPM,
+every note on the session's 16th grid, stop), calibration, learn.
 
 These start their own JACK server (``SERVER`` below, not the one of conftest.py), so they can run
 beside other JACK tests. The Link test runs everything (JACK server, daemon, a Link peer playing the
@@ -196,18 +197,21 @@ def test_a_link_session_drives_the_daemon_through_jack(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     r = json.loads(done.stdout.strip().splitlines()[-1])
     print(json.dumps(r, indent=1))
-    # every bar's first note lands on the session's bar line, before and after a tempo change
+    # every note lands on the 16th grid of the session's timeline, before and after a tempo change
+    # (137 -> 100 BPM); the bars' first notes on its bar lines
     assert len(r["bar_errors_ms_before"]) >= 3 and len(r["bar_errors_ms_after"]) >= 2, r
-    # A bar line mapped wrongly (phase, tempo, time base) would put every bar off by the same or a
-    # growing amount. Measured, most bars land within microseconds of the session's bar line, the
+    assert len(r["grid_errors_ms_before"]) >= 12 and len(r["grid_errors_ms_after"]) >= 8, r
+    # A grid mapped wrongly (phase, tempo, time base) would put every note off by the same or a
+    # growing amount. Measured, most notes land within microseconds of the session's grid, the
     # others late by a few ms, never early: JACK's dummy driver without real-time priority, on a
     # machine busy with other work, runs some periods late, which shifts those frames' times.
-    before, after = r["bar_errors_ms_before"], r["bar_errors_ms_after"]
-    exact = [abs(e) < 0.5 for e in before + after]
-    assert any(exact[: len(before)]) and any(exact[len(before) :]), r
-    assert sum(exact) >= len(exact) / 2, r
-    assert all(-0.5 < e < 50.0 for e in before + after), r
-    assert r["daemon_bpm_after"] == pytest.approx(180.0, abs=0.5), r
+    for kind in ("bar", "grid"):
+        before, after = r[f"{kind}_errors_ms_before"], r[f"{kind}_errors_ms_after"]
+        exact = [abs(e) < 0.5 for e in before + after]
+        assert any(exact[: len(before)]) and any(exact[len(before) :]), (kind, r)
+        assert sum(exact) >= len(exact) / 2, (kind, r)
+        assert all(-0.5 < e < 50.0 for e in before + after), (kind, r)
+    assert r["daemon_bpm_after"] == pytest.approx(100.0, abs=0.5), r
     # the session's stop silences it
     assert r["note_ons_after_stop"] == 0 and r["sounding_after_stop"] == [], r
 
@@ -238,7 +242,7 @@ def _link_scenario(tmp: Path) -> dict:
 
     threading.Thread(target=read, daemon=True).start()
     link = load_binding()
-    peer = link.Link(150.0)
+    peer = link.Link(137.0)
     peer.startStopSyncEnabled = True
     peer.enabled = True
     daw = None
@@ -274,14 +278,14 @@ def _link_scenario(tmp: Path) -> dict:
             change(s, peer.clock().micros())
             peer.commitAppSessionState(s)
 
-        commit(lambda s, now: s.setTempo(150.0, now))
+        commit(lambda s, now: s.setTempo(137.0, now))
         time.sleep(0.3)
         commit(lambda s, now: s.setIsPlayingAndRequestBeatAtTime(True, now, 0.0, 4.0))
-        time.sleep(8.0)  # a count-in to the next bar line, then about four bars at 150
+        time.sleep(8.0)  # a count-in to the next bar line, then about four bars at 137
         before = peer.captureAppSessionState()
         t_change = time.monotonic_ns()
-        commit(lambda s, now: s.setTempo(180.0, now))
-        time.sleep(6.0)  # about four bars at 180
+        commit(lambda s, now: s.setTempo(100.0, now))
+        time.sleep(8.0)  # over three bars at 100
         after = peer.captureAppSessionState()
         t_stop = time.monotonic_ns()
         commit(lambda s, now: s.setIsPlaying(False, now))
@@ -295,21 +299,25 @@ def _link_scenario(tmp: Path) -> dict:
             stamped = list(daw.stamped)
         ons = [(t, m) for t, m in stamped if len(m) == 3 and m[0] & 0xF0 == 0x90 and m[2] > 0]
 
-        def bar_errors(state, tempo: float, lo: int, hi: int) -> list[float]:
+        def errors(state, tempo: float, lo: int, hi: int, unit: float) -> list[float]:
+            """ms from each note-on in [lo, hi) to the nearest line of the session's grid of ``unit`` beats
+            (4: its bar lines, only the notes near one; 0.25: its 16ths, every note)."""
             out = []
             for t, _m in ons:
                 if lo <= t < hi:
                     beat = state.beatAtTime(link_time.to_outside(t) // 1000, 4.0)
-                    off = beat - 4.0 * round(beat / 4.0)
-                    if abs(off) < 0.125:  # the bar's first note (the others are a quarter beat away or more)
+                    off = beat - unit * round(beat / unit)
+                    if abs(off) < 0.125:  # a bar's first note (the others are a 16th away or more)
                         out.append(off * 60_000 / tempo)
             return out
 
         bpm_lines = [ln for ln in lines if " BPM" in ln]
         return {
             "note_ons": len(ons),
-            "bar_errors_ms_before": bar_errors(before, 150.0, 0, t_change),
-            "bar_errors_ms_after": bar_errors(after, 180.0, t_change + 400_000_000, t_stop),
+            "bar_errors_ms_before": errors(before, 137.0, 0, t_change, 4.0),
+            "bar_errors_ms_after": errors(after, 100.0, t_change + 400_000_000, t_stop, 4.0),
+            "grid_errors_ms_before": errors(before, 137.0, 0, t_change, 0.25),
+            "grid_errors_ms_after": errors(after, 100.0, t_change + 400_000_000, t_stop, 0.25),
             "daemon_bpm_after": float(bpm_lines[-1].split(" BPM")[0].split()[-1]) if bpm_lines else None,
             "note_ons_after_stop": sum(1 for t, _m in ons if t > t_stop + 100_000_000),
             "sounding_after_stop": sorted(sounding(received)),
