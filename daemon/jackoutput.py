@@ -125,7 +125,8 @@ class JackOutput:
         self._written.clear()
 
     # -- JACK's thread ------------------------------------------------------------
-    def write_cycle(self, port: Any, start_ns: int, ns_per_frame: float, frames: int, full: type[BaseException]) -> None:
+    def write_cycle(self, port: Any, start_ns: int, ns_per_frame: float, frames: int,
+                    full: type[BaseException]) -> None:
         """Write this period's messages at their frames, in non-decreasing order (JACK requires it)."""
         due = self._due
         pending = self._pending
