@@ -30,7 +30,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_daemon  # its JACK server start, by the server name set in main()
-from soak import Daw, is_note_on, start_daemon
+from soak import is_note_on, playing
 
 RATE = bench_daemon.RATE
 SERVER, PORT = "affetto-turn", "turn"
@@ -81,26 +81,13 @@ def run(bpm: float, turns: int, model: str | None, revise_ms: float) -> list[flo
                "--port-name", PORT, "--config", str(config)]
         if model:
             cmd += ["--model", model]
-        proc, ready, lines = start_daemon(cmd, dict(os.environ, PYTHONUNBUFFERED="1"))
-        daw = None
-        try:
-            if not ready.wait(120):
-                raise SystemExit("the daemon did not get ready:\n" + "".join(lines[-30:]))
-            daw = Daw("turn-daw")
-            daw.client.connect(daw.out, f"{PORT}:{PORT} in")
-            daw.client.connect(f"{PORT}:{PORT} out", daw.inp)
+        with playing(cmd, dict(os.environ, PYTHONUNBUFFERED="1"), PORT, "turn-daw") as (proc, daw, _):
             script, ccs, stop = script_for(bpm, turns)
             start = daw.play(script)
             daw.wait_frame(start + stop + RATE // 2, stop / RATE * 3 + 60)
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
             received = list(daw.received)
-        finally:
-            if daw is not None:
-                daw.close()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
     return reactions(received, start, ccs)
 
 

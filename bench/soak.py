@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -220,14 +221,7 @@ def run(args) -> dict:
     if args.model:
         cmd += ["--model", args.model]
     cmd += ["--mode", args.mode]
-    proc, ready, lines = start_daemon(cmd, env)
-    daw = None
-    try:
-        if not ready.wait(120):
-            raise SystemExit("the daemon did not get ready:\n" + "".join(lines[-30:]))
-        daw = Daw("soak-daw")
-        daw.client.connect(daw.out, f"{PORT}:{PORT} in")
-        daw.client.connect(f"{PORT}:{PORT} out", daw.inp)
+    with playing(cmd, env, PORT, "soak-daw") as (proc, daw, lines):
         script, per_tick, stop = performance(args.minutes, args.mode)
         bar_frames = 24 * BEATS * per_tick
         start = daw.play(script)
@@ -247,17 +241,34 @@ def run(args) -> dict:
         code = proc.wait(timeout=30)
         daw.wait_frame(daw.frame + 8 * PERIOD, 10)
         received, xruns = list(daw.received), daw.xruns
+    r = summarise(
+        args, lines, received, xruns, start, stop, per_tick, mem_start, mem_end, alive_at_stop, code, after_stop
+    )
+    r["memory_samples"] = samples
+    return r
+
+
+@contextlib.contextmanager
+def playing(cmd: list[str], env: dict, port: str, daw_name: str) -> Iterator[tuple[subprocess.Popen, Daw, list[str]]]:
+    """``affetto run`` started and ready, with a DAW client wired both ways to its ports ``port:port in/out``.
+
+    Yields (process, DAW, log lines); on leaving, the DAW client closes and a daemon still running is killed.
+    """
+    proc, ready, lines = start_daemon(cmd, env)
+    daw = None
+    try:
+        if not ready.wait(120):
+            raise SystemExit("the daemon did not get ready:\n" + "".join(lines[-30:]))
+        daw = Daw(daw_name)
+        daw.client.connect(daw.out, f"{port}:{port} in")
+        daw.client.connect(f"{port}:{port} out", daw.inp)
+        yield proc, daw, lines
     finally:
         if daw is not None:
             daw.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    r = summarise(
-        args, lines, received, xruns, start, stop, per_tick, mem_start, mem_end, alive_at_stop, code, after_stop
-    )
-    r["memory_samples"] = samples
-    return r
 
 
 def start_daemon(cmd: list[str], env: dict, **popen) -> tuple[subprocess.Popen, threading.Event, list[str]]:

@@ -29,8 +29,8 @@ import numpy as np
 
 from affetto.analysis.judge import estimate_key
 from affetto.analysis.voicing import CONSONANT_BASS, CONSONANT_UPPER
+from affetto.runtime.plan import MODE_VALENCE
 
-MODE_VALENCE = 0.25  # as the lead's emotion plan: closer to neutral leaves the mode alone
 KEY_CLARITY = 0.5  # the phrase's key must be at least this clear to be coloured
 CALM_AROUSAL = -0.5  # arousal at or below which voices hold through short rests
 HOLD_STEPS = 2  # the longest rest (in steps) a calm voice holds through

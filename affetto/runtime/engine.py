@@ -258,7 +258,7 @@ class Engine:
         length = self.meter.beats_per_bar
         if not 0 <= beat < length:
             raise ConfigError(f"beat must be >= 0 and < {length} (the bar's length in beats), got {beat!r}")
-        config = sampling if isinstance(sampling, SamplingConfig) else sampling.over(self.sampling_for(capsule))
+        plan = self.plan(capsule, sampling)
         context = self.cache.context
         bar = max((i for i, t in enumerate(context) if t == self.vocab.bar), default=None)
         if bar is None:
@@ -270,8 +270,8 @@ class Engine:
                    len(context))
         self.cache.rewind(cut)
         self.cache.condition(self._rows(capsule), reread=False)  # the last kept token runs again in it
-        draw = self.decoder.draw(1, config.replace(candidates=1), rng or np.random.default_rng(),
-                                 guided=self._guided(capsule, config), prefix=context[bar + 1 : cut],
+        draw = self.decoder.draw(1, plan.sampling.replace(candidates=1), rng or np.random.default_rng(),
+                                 guided=plan.guided, prefix=context[bar + 1 : cut],
                                  first_step=first_step)
         draw.keep(0)
         self.stats["partial_bars"] += 1
@@ -280,9 +280,6 @@ class Engine:
     def _rows(self, capsule: Capsule) -> tuple[tuple[float, ...], ...]:
         """The capsules of the graph's rows: the asked one, then the unconditioned one guidance needs."""
         return (capsule.weights, UNCONDITIONED)
-
-    def _guided(self, capsule: Capsule, config: SamplingConfig) -> bool:
-        return config.guidance != 1.0 and self.guidance_ready and not capsule.is_unconditioned
 
     def header_for(self, plan: EmotionPlan) -> dict[int, np.ndarray]:
         """What the next bar's header may say (models whose vocabulary writes meter and controls).
