@@ -32,3 +32,17 @@ def test_the_shipped_ensemble_harmonises_without_torch(tmp_path, meter):
     channels = [{m.channel for m in t if m.type == "note_on"} for t in tracks]
     assert [t.name for t in tracks] == ["melody", "alto", "tenor", "bass"]
     assert channels == [{0}, {1}, {2}, {3}]
+
+
+def test_the_shipped_ensemble_is_heard_darker_for_sad_and_tense_under_outside_melodies():
+    """Under the outside seeds' melodies, at one candidate (no judge), music21's key finders (which
+    nothing in affetto consults) hear the sad and tense voices darker than the happy and calm ones."""
+    from affetto.models.evaluation.ensemble_outside import harmonise_outside
+
+    summary = harmonise_outside(candidates=1)["summary"]
+    assert summary["seeds"] >= 6
+    for estimator in ("aarden_essen", "temperley_kostka_payne"):
+        assert summary[f"darker_{estimator}"] >= 0.8, summary
+        minor = summary[f"voices_minor_{estimator}"]
+        assert minor["sad"] > minor["happy"] and minor["tense"] > minor["calm"], summary
+    assert summary["happy_sad_notes_differ"] > 0.5

@@ -1,9 +1,20 @@
-"""The emotion's levers on written voices: modal colour for valence, legato for calm.
+"""The emotion's levers on written voices: a tonal centre and modal colour for valence, motion for arousal.
 
 The ensemble model follows the melody it is given far more than the capsule:
-under a major tune its voices are major whatever the knob says. So, as the
-lead model's context is moved to its parallel mode, the written voices are
-coloured after the draw:
+under a major tune its voices are major whatever the knob says. So the
+emotion steers the voices twice:
+
+- **a tonal centre, before the draw is decoded** (:func:`centre_weights`): the
+  melody's key is estimated and the voices are drawn toward a centre the
+  valence asks. Sad or tense under a major tune: its relative minor (every
+  note of the tune belongs to it, so the voices can stay consonant: vi, ii
+  and iii in place of I, IV and V). Happy or calm under a minor tune: its
+  relative major. Otherwise the tune's own key. The model's probabilities
+  for alto, tenor and bass are weighted toward the centre's tonic triad
+  (the bass toward its root) and away from pitches outside its scale; the
+  model still chooses among what fits the tune.
+
+and then colours the written voices after the draw:
 
 - **valence**: asked sad or tense under a melody in a major key, the voices'
   major third and sixth of the key drop a semitone (the minor tonic, the minor
@@ -14,7 +25,12 @@ coloured after the draw:
   while it lasts, where it stays as consonant against the melody as before,
   and where no other voice holds the natural degree beside it (no false
   relations).
-- **arousal**: with low arousal a voice holds its notes through short rests
+- **arousal**: with neutral or high arousal, alto, tenor and bass fill a
+  leap of a third between two notes with the scale's passing tone on the
+  last eighth of the first note (:func:`passing_tones`), as the chorales'
+  inner voices move, and with high arousal long and re-struck notes move
+  to their lower neighbour and back; with low arousal a step down onto a beat is
+  delayed by an eighth (a suspension, :func:`suspensions`), and a voice holds its notes through short rests
   (a re-struck pitch becomes one long note): calmer, longer lines. High
   arousal keeps the model's moving inner voices (the judge already prefers
   them, see :func:`affetto.analysis.voicing.choose`).
@@ -25,10 +41,12 @@ the melody in row 0 (see :func:`affetto.analysis.voicing.lines`).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from affetto.analysis.judge import estimate_key
-from affetto.analysis.voicing import CONSONANT_BASS, CONSONANT_UPPER
+from affetto.analysis.voicing import CONSONANT_BASS, CONSONANT_UPPER, parallels, runs
 from affetto.runtime.plan import MODE_VALENCE
 
 KEY_CLARITY = 0.5  # the phrase's key must be at least this clear to be coloured
@@ -36,6 +54,51 @@ CALM_AROUSAL = -0.5  # arousal at or below which voices hold through short rests
 HOLD_STEPS = 2  # the longest rest (in steps) a calm voice holds through
 TO_MINOR = {4: -1, 9: -1}  # degrees above the tonic -> semitones moved: major third and sixth down
 TO_MAJOR = {3: 1, 8: 1, 10: 1}  # minor third, sixth and seventh up
+CENTRE_BIAS = 2.0  # at |valence| 1: the centre's tonic triad weighs 1 + this, pitches outside its scale 1 - this / 2
+PASSING_AROUSAL = -0.25  # arousal at or above which voices fill leaps of a third with passing tones
+NEIGHBOUR_AROUSAL = 0.5  # ... and at or above which a re-struck note is approached from below
+MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
+MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)
+
+
+def centre(melody: np.ndarray, valence: float, steps_per_beat: int = 4) -> tuple[int, bool] | None:
+    """(root pitch class, minor) of the tonal centre ``valence`` asks under ``melody`` (a line of MIDI
+    pitches per step, -1 at rests): the tune's key, its relative minor or its relative major; None when
+    valence is near neutral or the tune has fewer than two sounding steps."""
+    if abs(valence) < MODE_VALENCE:
+        return None
+    pitch = melody[melody >= 0]
+    if len(pitch) < 2:
+        return None
+    tonic, mode, _ = estimate_key(pitch, np.full(len(pitch), 1.0 / steps_per_beat))
+    dark = valence < 0
+    if mode == "major":
+        return ((tonic + 9) % 12, True) if dark else (tonic, False)
+    return (tonic, True) if dark else ((tonic + 3) % 12, False)
+
+
+def centre_weights(root: int, minor: bool, low: int, pitches: int, strength: float) -> np.ndarray:
+    """(3, pitches) weights for alto, tenor and bass over the roll's pitches (``low`` upward): the centre's
+    tonic triad 1 + strength (its root twice over in the bass), the rest of its scale 1, the others
+    1 - strength / 2 (at least 0.05)."""
+    pcs = (low + np.arange(pitches)) % 12
+    triad = np.isin(pcs, [root, (root + (3 if minor else 4)) % 12, (root + 7) % 12])
+    scale = np.isin(pcs, [(root + d) % 12 for d in (MINOR_SCALE if minor else MAJOR_SCALE)])
+    w = np.where(triad, 1 + strength, np.where(scale, 1.0, max(0.05, 1 - strength / 2)))
+    out = np.tile(w, (3, 1))
+    out[2, pcs == root] *= 1 + strength
+    return out
+
+
+def toward_centre(melody: np.ndarray, valence: float, low: int, pitches: int) -> np.ndarray | None:
+    """(4, pitches) weights that draw the voices toward the centre ``valence`` asks under ``melody`` (a
+    line, :func:`centre`): 1 for the melody's row; None when there is no centre to draw toward. The
+    weights choose which pitch a voice sounds, never whether it sounds (see the engine's ``binarise``)."""
+    where = centre(melody, valence)
+    if where is None:
+        return None
+    return np.vstack([np.ones((1, pitches)),
+                      centre_weights(*where, low, pitches, CENTRE_BIAS * min(1.0, abs(valence)))])
 
 
 def phrase_key(line: np.ndarray, steps_per_beat: int = 4) -> tuple[int, str, float] | None:
@@ -153,9 +216,105 @@ def hold_through_rests(line: np.ndarray, max_rest: int = HOLD_STEPS) -> np.ndarr
     return out
 
 
-def colour(line: np.ndarray, valence: float, arousal: float) -> np.ndarray:
-    """The written voices under the emotion's levers (the melody row is never touched)."""
+def passing_tones(line: np.ndarray, steps_per_beat: int = 4, *, neighbours: bool = False) -> tuple[np.ndarray, int]:
+    """Alto, tenor and bass fill each leap of a third between two notes (the first a beat or longer,
+    the second straight after it) with the scale's passing tone on the first note's last eighth. With
+    ``neighbours``, a note struck again at the same pitch is approached from the scale step below it
+    (a lower neighbour on the first note's last eighth), and a note of two beats or more moves to its
+    lower neighbour on its first off-beat and back.
+
+    The scale is the phrase's key as written. A new note is kept only where it crosses no
+    neighbouring voice and adds no parallel fifth or octave around it. Returns the line and how many
+    notes were added.
+    """
+    key = phrase_key(line, steps_per_beat)
+    if key is None:
+        return line, 0
+    scale = {(key[0] + d) % 12 for d in (MINOR_SCALE if key[1] == "minor" else MAJOR_SCALE)}
+    half = steps_per_beat // 2
+    out = line.copy()
+    added = 0
+    def lower(p: int) -> int:  # the scale step below (a semitone or a tone)
+        return p - 1 if (p - 1) % 12 in scale else p - 2
+
+    for voice in (1, 2, 3):
+        notes = runs(out[voice])
+        figures = []  # (first note's start, the new note's steps, its pitch)
+        for (s0, n0, p0), (s1, _n1, p1) in itertools.pairwise(notes):
+            if n0 < steps_per_beat:
+                continue
+            if s1 == s0 + n0 and abs(p1 - p0) in (3, 4):
+                between = [p for p in range(min(p0, p1) + 1, max(p0, p1)) if p % 12 in scale]
+                if len(between) == 1:
+                    figures.append((s0, slice(s1 - half, s1), between[0]))
+            elif neighbours and s1 == s0 + n0 + 1 and p1 == p0:  # struck again after a step's rest
+                figures.append((s0, slice(s1 - half, s1), lower(p0)))
+        if neighbours:  # a note of two beats or more turns to its lower neighbour on its first off-beat
+            figures += [(s0, slice(s0 + half, s0 + steps_per_beat), lower(p0))
+                        for s0, n0, p0 in notes if n0 >= 2 * steps_per_beat]
+        for s0, span, m in sorted(figures, key=lambda f: f[0]):
+            above, below = out[voice - 1, span], out[voice + 1, span] if voice < 3 else None
+            if (above[above >= 0] <= m).any() or (below is not None and (below[below >= 0] >= m).any()):
+                continue
+            trial = out.copy()
+            trial[voice, span] = m
+            near = slice(max(0, s0 - steps_per_beat), min(out.shape[1], span.stop + 2 * steps_per_beat))
+            if parallels(trial[:, near]) <= parallels(out[:, near]):
+                out = trial
+                added += 1
+    return out, added
+
+
+def suspensions(line: np.ndarray, steps_per_beat: int = 4) -> tuple[np.ndarray, int]:
+    """Sighs for low arousal: a dissonance on the beat that falls a step, an eighth later.
+
+    Alto, tenor and bass delay each step down onto a beat (the note before, a beat or longer, is held
+    over the beat: a suspension), and the alto leans into a note of a beat or more that it reaches by
+    leap from the step above it (an appoggiatura). Kept only where the new note crosses no
+    neighbouring voice and adds no parallel fifth or octave around it. Returns the line and how many
+    were made.
+    """
+    key = phrase_key(line, steps_per_beat)
+    scale = set() if key is None else {(key[0] + d) % 12 for d in (MINOR_SCALE if key[1] == "minor" else MAJOR_SCALE)}
+    half = steps_per_beat // 2
+    out = line.copy()
+    made = 0
+    for voice in (1, 2, 3):
+        notes = runs(out[voice])
+        figures = []  # (the new note's steps, its pitch, the window its parallels are counted over)
+        for (s0, n0, p0), (s1, n1, p1) in itertools.pairwise(notes):
+            if s1 % steps_per_beat or n1 < steps_per_beat:
+                continue
+            if s1 == s0 + n0 and n0 >= steps_per_beat and p0 - p1 in (1, 2):
+                figures.append((slice(s1, s1 + half), p0, s0))
+            elif voice == 1 and abs(p1 - p0) > 2 and scale:
+                above = p1 + 1 if (p1 + 1) % 12 in scale else p1 + 2
+                figures.append((slice(s1, s1 + half), above, s0))
+        for span, m, start in figures:
+            above, below = out[voice - 1, span], out[voice + 1, span] if voice < 3 else None
+            if (above[above >= 0] <= m).any() or (below is not None and (below[below >= 0] >= m).any()):
+                continue
+            trial = out.copy()
+            trial[voice, span] = m
+            near = slice(max(0, start - steps_per_beat), min(out.shape[1], span.stop + 2 * steps_per_beat))
+            if parallels(trial[:, near]) <= parallels(out[:, near]):
+                out = trial
+                made += 1
+    return out, made
+
+
+def colour(line: np.ndarray, valence: float, arousal: float, *, motion: bool = True) -> np.ndarray:
+    """The written voices under the emotion's levers (the melody row is never touched).
+
+    ``motion=False`` leaves out the passing tones: they fall between beats, so
+    candidates can be judged without them (the judge reads the beats' chords)
+    and only the kept one pays for them.
+    """
     out, _ = colour_mode(line, valence)
     if arousal <= CALM_AROUSAL:
         out = hold_through_rests(out)
+    if motion and arousal >= PASSING_AROUSAL:
+        out, _ = passing_tones(out, neighbours=arousal >= NEIGHBOUR_AROUSAL)
+    elif motion:
+        out, _ = suspensions(out)
     return out

@@ -32,7 +32,7 @@ import numpy as np
 
 from affetto.analysis.emotion import Capsule
 from affetto.analysis.voicing import choose, lines, repair_parallels, step_probs
-from affetto.ensemble.colour import colour
+from affetto.ensemble.colour import colour, toward_centre
 from affetto.errors import ConfigError, ModelFileError
 from affetto.manifest import read_manifest
 from affetto.music.notes import Note, TimeSignature, sort_notes
@@ -45,14 +45,16 @@ DEFAULT_CANDIDATES = 8  # draws per phrase; the runtime judge keeps one
 INPUTS = ("melody", "has_melody", "capsule", "triple", "z_chords", "z_style", "z_melody", "z_groove")
 
 
-def binarise(probs: np.ndarray, threshold: float = 0.5) -> np.ndarray:
+def binarise(probs: np.ndarray, threshold: float = 0.5, prefer: np.ndarray | None = None) -> np.ndarray:
     """(..., steps, P) probabilities -> bool roll with at most one pitch per step and voice.
 
     A voice sounds at a step when its probabilities there sum to at least
     ``threshold`` (a monophonic voice spreads its one note over neighbouring
-    pitches when unsure); the most probable pitch is the one that sounds.
+    pitches when unsure); the most probable pitch is the one that sounds, or,
+    with ``prefer`` (weights per pitch that broadcast against ``probs``), the
+    most probable once weighted.
     """
-    top = probs.argmax(-1)
+    top = (probs if prefer is None else probs * prefer).argmax(-1)
     keep = probs.sum(-1) >= threshold
     out = np.zeros(probs.shape, dtype=bool)
     np.put_along_axis(out, top[..., None], keep[..., None], -1)
@@ -199,18 +201,26 @@ class Ensemble:
         has = np.full((n * k, 1), 0.0 if melody is None else 1.0, np.float32)
         cap = np.tile(np.array(capsule.weights, np.float32), (n * k, 1))
         probs = self.run(mel, has, cap, tri, self.latents(n * k, rng))
-        rolls = binarise(probs, self.threshold)
+        coloured = melody is not None and self.colour
+        prefer = np.ones((n, 1, 4, 1, 1, s.pitches), np.float32)  # per phrase: weights toward its tonal centre
+        if coloured:
+            tunes = lines(mel[::k, None] > 0.5, tri[::k], s.low)  # (1, steps) melody lines
+            for i, tune in enumerate(tunes):
+                w = toward_centre(tune[0], capsule.valence, s.low, s.pitches)
+                if w is not None:
+                    prefer[i, 0, :, 0, 0] = w
+        prefer = np.repeat(prefer, k, 0).reshape(n * k, 4, 1, 1, s.pitches)
+        rolls = binarise(probs, self.threshold, prefer)
         if melody is not None:
             rolls[:, 0] = mel > 0.5
         rolls = rolls.reshape(n, k, *rolls.shape[1:])  # (N, K, 4, bars, 16, P)
-        coloured = melody is not None and self.colour and not capsule.is_unconditioned
         picks = [0] * n if k == 1 else [
-            choose([colour(c, capsule.valence, capsule.arousal) if coloured else c
+            choose([colour(c, capsule.valence, capsule.arousal, motion=False) if coloured else c
                     for c in lines(rolls[i], tri[i * k : (i + 1) * k], s.low)], capsule.valence, capsule.arousal)
             for i in range(n)]  # judged as they will sound: coloured by the emotion
         chosen = rolls[np.arange(n), picks]
         if melody is not None and (self.voice_leading or self.colour):
-            probs = probs.reshape(n, k, *probs.shape[1:])[np.arange(n), picks]
+            probs = (probs * prefer).reshape(n, k, *probs.shape[1:])[np.arange(n), picks]
             for i in range(n):
                 chosen[i] = self._decoded(chosen[i], probs[i], float(tri[i * k, 0]), capsule)
         return chosen
@@ -222,7 +232,7 @@ class Ensemble:
         fixed = lines(roll[None], np.array([triple]), s.low)[0]
         if self.voice_leading:
             fixed, _moved = repair_parallels(fixed, step_probs(probs, triple), s.low)
-        if self.colour and not capsule.is_unconditioned:
+        if self.colour:  # unconditioned (valence and arousal 0): the passing tones alone
             fixed = colour(fixed, capsule.valence, capsule.arousal)
             fixed = np.where((fixed >= s.low) & (fixed < s.low + s.pitches), fixed, -1)
         per_bar = 12 if triple > 0.5 else 16

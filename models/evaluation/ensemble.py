@@ -229,6 +229,7 @@ def evaluate(model: str | Path | None = None, *, phrases: int = 200, seed: int =
         report["candidates"][str(k)] = {
             "musegan": {"free": musegan_metrics(free, triple), "harmonised": musegan_metrics(harmonised, triple)},
             "harmony": harmony_figures(lines(harmonised, triple), triple),
+            "harmony_by_mood": {name: harmony_figures(v, triple) for name, v in by_mood.items()},
             "emotion": {
                 "minor_triad_share": {name: float(np.mean([s[0] for s in v])) for name, v in shares.items()},
                 "major_triad_share": {name: float(np.mean([s[1] for s in v])) for name, v in shares.items()},
@@ -270,6 +271,10 @@ def markdown(report: dict[str, Any]) -> str:
                 + " | ".join(f"{c[k]['harmony']['consonant_share']:.3f}" for k in ks) + " |")
     rows.append("| parallel 5ths/8ves per bar | " + f"{d['harmony']['parallels_per_bar']:.3f} | "
                 + " | ".join(f"{c[k]['harmony']['parallels_per_bar']:.3f}" for k in ks) + " |")
+    for figure, label in (("consonant_share", "consonant share vs melody"), ("parallels_per_bar", "parallels per bar")):
+        if all("harmony_by_mood" in c[k] for k in ks):
+            rows.append(f"| {label}, happy / tense / sad / calm | {d['harmony'][figure]:.3f} | " + " | ".join(
+                " / ".join(f"{v[figure]:.3f}" for v in c[k]["harmony_by_mood"].values()) for k in ks) + " |")
     raw = report.get("without_voice_leading_rules")
     if raw:
         rows.append("| parallels per bar, draws without the voice-leading rules | "

@@ -1,9 +1,21 @@
-"""The emotion's levers on written voices: modal colour for valence, held notes for calm."""
+"""The emotion's levers on written voices: a tonal centre and modal colour for valence; motion, held notes and
+sighs for arousal."""
 
 import numpy as np
 
-from affetto.analysis.voicing import chord_shares, consonance
-from affetto.ensemble.colour import colour, colour_mode, hold_through_rests
+from affetto.analysis.voicing import chord_shares, consonance, parallels
+from affetto.ensemble.colour import (
+    CENTRE_BIAS,
+    centre,
+    centre_weights,
+    colour,
+    colour_mode,
+    hold_through_rests,
+    passing_tones,
+    suspensions,
+    toward_centre,
+)
+from affetto.ensemble.engine import binarise
 
 
 def phrase(*rows):
@@ -58,5 +70,83 @@ def test_calm_voices_hold_through_short_rests_and_busy_ones_do_not():
     detached = phrase([(72, 8)], [(64, 3), (-1, 1), (64, 3), (-1, 1)], [(60, 2), (-1, 2), (62, 4)], [(48, 8)])
     held = hold_through_rests(detached)
     assert (held[1] == 64).all() and (held[2, :4] == 60).all()
-    assert (colour(detached, 1.0, 1.0) == detached).all()
-    assert (colour(detached, 1.0, -1.0) == held).all()
+    assert (colour(detached, 1.0, 1.0, motion=False) == detached).all()
+    assert (colour(detached, 1.0, -1.0, motion=False) == held).all()
+
+
+C_TUNE = np.array([60, 60, 62, 62, 64, 64, 65, 65, 67, 67, 67, 67, 64, 64, 60, 60] * 2)  # C major, on the grid
+A_TUNE = np.array([69, 69, 71, 71, 72, 72, 76, 76, 74, 74, 72, 72, 71, 71, 69, 69] * 2)  # A (natural) minor
+
+
+def test_the_centre_is_the_tune_key_or_its_relative_as_valence_asks():
+    assert centre(C_TUNE, 1.0) == (0, False)  # happy under C major: C major
+    assert centre(C_TUNE, -1.0) == (9, True)  # sad: A minor, whose scale holds every note of the tune
+    assert centre(A_TUNE, -1.0) == (9, True)
+    assert centre(A_TUNE, 1.0) == (0, False)  # happy under A minor: C major
+    assert centre(C_TUNE, 0.1) is None  # near neutral: the model's own choice
+    assert centre(np.array([60, -1, -1]), -1.0) is None  # one note is no key
+
+
+def test_centre_weights_favour_the_tonic_triad_and_the_bass_its_root():
+    low = 36
+    w = centre_weights(9, True, low, 24, 2.0)  # A minor over C2..B3
+    at = {pc: w[:, (pc - low) % 12] for pc in range(12)}
+    assert (at[9] == [3, 3, 9]).all()  # A: triad in the upper voices, the root twice over in the bass
+    assert (at[0] == 3).all() and (at[4] == 3).all()  # C and E: the rest of the triad
+    assert (at[2] == 1).all()  # D: in the scale, left alone
+    assert (at[1] == 0.05).all() and (at[8] < 1).all()  # C sharp, G sharp: outside A natural minor
+    assert (w[:, :12] == w[:, 12:]).all()  # every octave alike
+
+
+def test_the_centre_moves_which_pitch_sounds_never_whether_a_voice_sounds():
+    rng = np.random.default_rng(0)
+    probs = rng.random((2, 4, 1, 16, 24)) * (rng.random((2, 4, 1, 16, 1)) > 0.3) / 12
+    prefer = toward_centre(C_TUNE, -1.0, 36, 24)
+    plain, drawn = binarise(probs, 0.5), binarise(probs, 0.5, prefer[None, :, None, None, :])
+    assert (plain.any(-1) == drawn.any(-1)).all()
+    pcs = lambda roll: (36 + np.nonzero(roll[:, 1:])[-1]) % 12  # noqa: E731
+    triad = lambda p: np.isin(p, [9, 0, 4]).mean()  # noqa: E731
+    assert triad(pcs(drawn)) > triad(pcs(plain))
+    assert (drawn[:, 0] == plain[:, 0]).all()  # the melody's row is never weighted
+    assert toward_centre(C_TUNE, 0.0, 36, 24) is None and CENTRE_BIAS > 0
+
+
+def test_passing_tones_fill_thirds_without_crossing_or_parallels():
+    # alto C (a beat) then E: D on the last eighth of the C; the tenor's G to B (a third) would cross
+    # nothing either, the bass leaps a fourth and is left alone
+    line = phrase([(72, 8)], [(60, 4), (64, 4)], [(55, 4), (59, 4)], [(48, 4), (43, 4)])
+    out, added = passing_tones(line)
+    assert out[1, 2:4].tolist() == [62, 62] and out[1, :2].tolist() == [60, 60] and out[1, 4] == 64
+    assert out[2, 2:4].tolist() == [57, 57]
+    assert added == 2 and (out[3] == line[3]).all() and (out[0] == line[0]).all()
+    assert parallels(out) <= parallels(line)
+    # a tenor passing tone that would meet the alto's note is refused: G -> B passes A, the alto's A
+    close = phrase([(72, 8)], [(69, 4), (71, 4)], [(55, 4), (59, 4)], [(48, 8)])
+    close[1, :4] = 57
+    out, _ = passing_tones(close)
+    assert (out[2] == close[2]).all()
+
+
+def test_a_passing_tone_that_makes_parallel_fifths_is_refused():
+    # bass C->E under a tenor G->B: passing D (bass) against A (tenor) would be a fifth after the fifth C-G
+    line = phrase([(76, 8)], [(67, 8)], [(55, 4), (59, 4)], [(48, 4), (52, 4)])
+    out, _ = passing_tones(line)
+    assert parallels(out) <= parallels(line)
+    assert not (out[2, 2] == 57 and out[3, 2] == 50)
+
+
+def test_high_arousal_moves_long_notes_to_their_neighbour_and_back():
+    line = phrase([(72, 16)], [(64, 16)], [(55, 16)], [(48, 16)])
+    out, added = passing_tones(line, neighbours=True)
+    assert added >= 1 and out[1, 2:4].tolist() == [62, 62] and out[1, 4] == 64
+    assert (passing_tones(line)[0] == line).all()  # without neighbours nothing to fill
+
+
+def test_low_arousal_sighs_a_step_down_onto_the_beat_is_suspended():
+    line = phrase([(72, 8)], [(65, 4), (64, 4)], [(57, 4), (55, 4)], [(41, 4), (48, 4)])
+    out, made = suspensions(line)
+    assert out[1, 4:6].tolist() == [65, 65] and out[1, 6] == 64  # F held over the beat, then E
+    assert made >= 1 and (out[0] == line[0]).all()
+    sad = colour(line, -1.0, -1.0)
+    assert (sad[1, 4:6] == 65).all()  # colour applies it at low arousal ...
+    assert (colour(line, 1.0, 1.0)[1, 4:6] != 65).all()  # ... and not at high

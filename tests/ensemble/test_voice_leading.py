@@ -65,7 +65,7 @@ def test_the_shipped_ensemble_decodes_under_the_rules_and_can_be_asked_not_to():
     roll = melody_roll(tune, TimeSignature(), 4)
     counts = {}
     for rules in (False, True):
-        ens = Ensemble(voice_leading=rules)
+        ens = Ensemble(voice_leading=rules, colour=False)  # the rules alone, no emotion levers
         total = 0
         for seed in range(6):
             rolls = ens.phrases(roll, 4, TimeSignature(), Capsule.of(Quadrant.Q1), seed=seed, candidates=1)
