@@ -29,6 +29,7 @@ WING_COMMANDS = {
     "export-ensemble": "affetto.export.cli:export_ensemble",
     "train": "affetto.models.cli:train",
     "eval": "affetto.models.cli:eval_command",
+    "eval-transfer": "affetto.models.evaluation.transfer:eval_transfer",
     "export": "affetto.export.cli:export",
 }
 
@@ -161,8 +162,9 @@ def bench(args) -> None:
 def _add_core_commands() -> None:
     """Core commands kept in their own modules (they import only click at load)."""
     from affetto.cli_ensemble import COMMANDS
+    from affetto.cli_transfer import COMMANDS as TRANSFER_COMMANDS
 
-    for command in COMMANDS:
+    for command in (*COMMANDS, *TRANSFER_COMMANDS):
         cli.add_command(command)
 
 
