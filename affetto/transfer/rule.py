@@ -56,7 +56,7 @@ class RuleConfig:
     staccato: float = 0.45  # high arousal: durations shortened by up to this share
     legato: float = 1.0  # low arousal: the gap to the part's next onset filled by up to this share
     density: bool = True  # strong arousal re-strikes long top-line notes (high) or ties off-beat 16ths (low)
-    split_beats: float = 1.0  # at full arousal, top-line notes this long or longer are re-struck halfway
+    split_beats: float = 1.5  # at full arousal, top-line notes this long or longer are re-struck halfway
     min_duration: float = 0.125  # beats: staccato never goes shorter
     candidate_keys: int = 2  # readings of the source's key tried (best keys of the mode it leaves)
 
