@@ -6,11 +6,13 @@ Krumhansl-Kessler profiles); each pitch's scale degree is then mapped into
 the parallel mode of the target valence: major to natural minor (the third,
 sixth and seventh lowered; a seventh that resolves up to the tonic stays
 raised, as in harmonic minor), minor to major (the three raised). Chromatic
-notes, and diatonic degrees the two modes share, keep their pitch. A phrase
-whose key is unclear between a major key and its relative minor is read both
-ways (the best two keys of the mode it leaves); the reading whose result fits
-the target mode best is kept. A phrase already in the target mode keeps its
-pitches.
+notes, and diatonic degrees the two modes share, keep their pitch. A key is
+often unclear between a major key, its relative minor and its neighbours, so
+the phrase is read in the best three keys of the mode it leaves, and the
+reading whose result fits the target mode best is kept (a reading whose tonic
+is the bass of the phrase's first or last onset is preferred a little); see
+:func:`choose_key`. A phrase the project's judge hears clearly in the target
+mode already keeps its pitches.
 
 Arousal is carried by dynamics and articulation, relative to the source:
 velocity scaled by ``2 ** (velocity_octaves * a)`` (``a`` = the capsule's
@@ -46,6 +48,10 @@ MAJOR_TO_MINOR = ((4, 3), (9, 8), (11, 10))  # the third, the sixth, the seventh
 MINOR_TO_MAJOR = ((3, 4), (8, 9), (10, 11))  # ... raised
 LEADING_TONE = 11
 EPS = 1e-6
+CLEAR_VALENCE = 0.5  # the judge's valence (tanh(10 * margin)) from which a source is in its mode clearly
+CLEAR_MARGIN = math.atanh(CLEAR_VALENCE) / 10.0  # ... as a margin of correlations (JudgeConfig.valence_gain)
+CANDIDATE_GAP = 0.1  # readings of the source's key are tried within this correlation of the best one
+BASS_CUE = 0.03  # correlation units a key reading gains per end of the phrase whose bass is its tonic
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,7 @@ class RuleConfig:
     density: bool = True  # strong arousal re-strikes long top-line notes (high) or ties off-beat 16ths (low)
     split_beats: float = 1.5  # at full arousal, top-line notes this long or longer are re-struck halfway
     min_duration: float = 0.125  # beats: staccato never goes shorter
-    candidate_keys: int = 2  # readings of the source's key tried (best keys of the mode it leaves)
+    candidate_keys: int = 3  # readings of the source's key tried (best keys of the mode it leaves)
 
     def __post_init__(self) -> None:
         for name in ("velocity_octaves", "staccato", "legato", "split_beats", "min_duration"):
@@ -118,24 +124,48 @@ def map_pitches(notes: Sequence[Note], tonic: int, to_minor: bool, strength: flo
     return np.clip(out, 0, 127)
 
 
+def bass_ends(notes: Sequence[Note]) -> set[int]:
+    """Pitch classes of the lowest note at the phrase's first onset and of the lowest sounding at its last."""
+    first = min(n.onset for n in notes)
+    last = max(n.onset for n in notes)
+    return {min(n.pitch for n in notes if abs(n.onset - first) < EPS) % 12,
+            min(n.pitch for n in notes if n.onset <= last + EPS and n.end > last - EPS) % 12}
+
+
 def choose_key(notes: Sequence[Note], to_minor: bool, candidates: int) -> tuple[int, float] | None:
     """(tonic, margin reached) of the reading of the source's key that, moved into the target mode,
-    fits it best; None when the source fits the target mode already (margin on its side)."""
+    fits it best; None when the source is clearly in the target mode already.
+
+    Clearly: the project's judge hears the target's valence at :data:`CLEAR_VALENCE` or more. Otherwise
+    the source is read in each of the best ``candidates`` keys of the mode it leaves (those within
+    :data:`CANDIDATE_GAP` of the best), each reading moved
+    into the target mode; the one whose result fits the target mode best wins, a reading whose tonic is
+    the phrase's first or last bass note counting :data:`BASS_CUE` more per end (phrases tend to begin
+    and end on their tonic), among the readings that land in the target mode when any does. Keeping the
+pitches competes too when the source leans the target's way.
+    """
     pitches = np.array([n.pitch for n in notes], dtype=np.int64)
     durations = np.array([n.duration for n in notes], dtype=float)
     sign = -1.0 if to_minor else 1.0
-    if sign * mode_margin(pitches, durations) > 0:
+    own = sign * mode_margin(pitches, durations)
+    if own >= CLEAR_MARGIN:
         return None
     major, minor = key_correlations(pitch_class_histogram(pitches, durations))
     leaving = major if to_minor else minor  # the source read in the mode it leaves
-    best: tuple[float, int] | None = None
+    ends = bass_ends(notes)
+    # (lands in the target mode, score, tonic or None to keep the pitches, margin reached)
+    best: tuple[bool, float, int | None, float] = (own > 0, own if own > 0 else -np.inf, None, own)
     for tonic in np.argsort(-leaving, kind="stable")[:candidates]:
+        if leaving[tonic] < leaving.max() - CANDIDATE_GAP:
+            break  # a reading the source hardly fits: moving it would change more than the mode
         moved = map_pitches(notes, int(tonic), to_minor, 1.0)
         margin = sign * mode_margin(moved, durations)
-        if best is None or margin > best[0] + EPS:
-            best = (margin, int(tonic))
-    assert best is not None
-    return best[1], best[0]
+        score = margin + (BASS_CUE * sum(int(tonic) == e for e in ends) if margin > 0 else 0.0)
+        if (margin > 0, score) > (best[0], best[1] + EPS):
+            best = (margin > 0, score, int(tonic), margin)
+    if best[2] is None:
+        return None
+    return best[2], best[3]
 
 
 class RuleTransfer:
