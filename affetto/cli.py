@@ -29,6 +29,7 @@ WING_COMMANDS = {
     "export-ensemble": "affetto.export.cli:export_ensemble",
     "train": "affetto.models.cli:train",
     "eval": "affetto.models.cli:eval_command",
+    "eval-transfer": "affetto.models.evaluation.transfer:eval_transfer",
     "export": "affetto.export.cli:export",
 }
 
@@ -143,6 +144,7 @@ def generate(emotion, seed_path, bars, bpm, meter, temperature, top_p, top_k, gu
 
 
 BENCH_MODULE = "affetto.bench.bench_engine"  # bench/ in a source checkout, installed as affetto.bench
+BENCH_MODULES = {"transfer": "affetto.bench.bench_transfer"}  # affetto bench NAME ...: another benchmark
 
 
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
@@ -152,17 +154,22 @@ def bench(args) -> None:
 
     Runs the engine benchmark (affetto.bench.bench_engine) in a fresh process
     with ARGS (--model, --checkpoint, --repeat, --bars, --json-out; --help lists them).
+    ``affetto bench transfer [ARGS]`` runs the transfer benchmark (affetto.bench.bench_transfer) instead.
     """
     import subprocess
 
-    sys.exit(subprocess.run([sys.executable, "-m", BENCH_MODULE, *args], check=False).returncode)
+    module = BENCH_MODULE
+    if args and args[0] in BENCH_MODULES:
+        module, args = BENCH_MODULES[args[0]], args[1:]
+    sys.exit(subprocess.run([sys.executable, "-m", module, *args], check=False).returncode)
 
 
 def _add_core_commands() -> None:
     """Core commands kept in their own modules (they import only click at load)."""
     from affetto.cli_ensemble import COMMANDS
+    from affetto.cli_transfer import COMMANDS as TRANSFER_COMMANDS
 
-    for command in COMMANDS:
+    for command in (*COMMANDS, *TRANSFER_COMMANDS):
         cli.add_command(command)
 
 

@@ -10,7 +10,8 @@ of the daemon and its model process at the start and the end (from /proc); JACK 
 
 With ``--mode harmonise`` the DAW loops phrases instead (a 2-bar loop for 16 bars, then a 4-bar
 loop, then a 1-bar one, round again), so the daemon learns each loop, plays voices under its
-repeats and re-learns at every change; with ``--mode ensemble`` the lead's bars come with voices.
+repeats and re-learns at every change (``--mode transfer`` and ``--mode variation`` follow the same
+loops and play them back in the knob's emotion); with ``--mode ensemble`` the lead's bars come with voices.
 The knob sweeps as before.
 
 Usage: ``python bench/soak.py [--minutes 10] [--model path.onnx] [--mode harmonise] [--json-out soak.json]``.
@@ -103,6 +104,7 @@ LOOPS = (
     [[(0.0, 64, 0.5), (0.5, 65, 0.5), (1.0, 67, 1.0), (2.0, 72, 1.5), (3.5, 71, 0.5)]],
 )
 LOOP_SPAN = 16  # bars each loop is played
+LOOP_MODES = ("harmonise", "transfer", "variation")  # the modes that follow a loop the DAW plays
 
 
 def performance(minutes: float, mode: str = "continue") -> tuple[list[tuple[int, bytes]], float, int]:
@@ -122,7 +124,7 @@ def performance(minutes: float, mode: str = "continue") -> tuple[list[tuple[int,
         # temperature and guidance: slower sweeps, once a bar
         script.append((line, bytes([0xB0, TEMPERATURE_CC, round(127 * (bar % 24) / 23)])))
         script.append((line, bytes([0xB0, GUIDANCE_CC, round(127 * (bar % 40) / 39)])))
-        if mode == "harmonise":  # the loop of this span of bars
+        if mode in LOOP_MODES:  # the loop of this span of bars
             loop = LOOPS[(bar // LOOP_SPAN) % len(LOOPS)]
             for beat, pitch, length in loop[(bar % LOOP_SPAN) % len(loop)]:
                 on = line + round(beat * 24 * per_tick)
@@ -397,7 +399,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--model", default=None, help=".onnx model or builtin:fake (default: the shipped one)")
-    ap.add_argument("--mode", choices=("continue", "harmonise", "ensemble"), default="continue")
+    ap.add_argument("--mode", choices=("continue", "harmonise", "ensemble", "transfer", "variation"),
+                    default="continue")
     ap.add_argument("--json-out", type=Path, default=None)
     args = ap.parse_args()
     if args.minutes <= 0:

@@ -101,6 +101,8 @@ class DaemonConfig:
     model: str | None = None  # .onnx path; "builtin:fake" for the test generator
     ensemble_model: str | None = None  # the voices' .onnx (harmonise, ensemble); "builtin:fake" for a test one
     threads: int | None = None  # ONNX Runtime intra-op threads
+    transfer_method: str = "auto"  # transfer, variation: the CVAE when shipped (auto), "cvae" or "rule"
+    transfer_strength: float = 1.0  # transfer, variation: how far the loop moves towards the knob's emotion
     # sampling; a setting left at None takes the model's own (its manifest, else affetto's defaults)
     sampling: SamplingOverrides = field(default_factory=SamplingOverrides)
     rng_seed: int | None = None
@@ -192,6 +194,8 @@ class DaemonConfig:
                 )
         _check_int("seed_bars", self.seed_bars, 1, 16)
         _check_int("threads", self.threads, 1, 256, optional=True)
+        _check_choice("transfer_method", self.transfer_method, ("auto", "cvae", "rule"))
+        _check_float("transfer_strength", self.transfer_strength, 0.0, 1.0)
         if isinstance(self.sampling, dict):
             object.__setattr__(self, "sampling", SamplingOverrides.from_dict(self.sampling))
         if not isinstance(self.sampling, SamplingOverrides):

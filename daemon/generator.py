@@ -33,7 +33,8 @@ from affetto.errors import ConfigError
 from affetto.music.notes import Note, TimeSignature
 from affetto.runtime.sampling import NO_OVERRIDES, SamplingOverrides
 
-TASKS = ("continue", "answer", "harmonise")
+TASKS = ("continue", "answer", "harmonise", "transfer", "variation")
+LOOP_TASKS = ("harmonise", "transfer", "variation")  # requests that carry the player's loop
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,9 +82,9 @@ class BarRequest:
         if isinstance(self.from_beat, bool) or not isinstance(self.from_beat, (int, float)) or not (
                 0 <= self.from_beat < 64):
             raise ConfigError(f"from_beat must be a number in [0, 64), got {self.from_beat!r}")
-        if self.task == "harmonise":
+        if self.task in LOOP_TASKS:
             if self.seed is None:
-                raise ConfigError("a harmonise request carries the loop as its seed")
+                raise ConfigError(f"a {self.task} request carries the loop as its seed")
             if self.loop_bars not in LOOP_BARS:
                 raise ConfigError(f"loop_bars must be one of {LOOP_BARS}, got {self.loop_bars!r}")
             if isinstance(self.position, bool) or not isinstance(self.position, int) or self.position < 0:

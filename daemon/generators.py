@@ -108,6 +108,7 @@ def band_factory(config: DaemonConfig) -> GeneratorFactory:
 GENERATORS.add("lead", lead_factory)
 GENERATORS.add("harmoniser", harmoniser_factory)
 GENERATORS.add("band", band_factory)
+GENERATORS.add("transfer", "affetto.daemon.modes.transfer:transfer_factory")  # the player's loop re-played
 
 
 def default_factory(config: DaemonConfig) -> GeneratorFactory:

@@ -8,7 +8,9 @@ generator, its voices). Registered here:
 
 - ``continue``, ``call-response`` and ``ensemble`` (:mod:`.lead`): the lead
   model's bars, every bar, as answers, or with voices under them;
-- ``harmonise`` (:mod:`.harmonise`): voices under the player's loop.
+- ``harmonise`` (:mod:`.harmonise`): voices under the player's loop;
+- ``transfer`` and ``variation`` (:mod:`.transfer`): the player's loop re-played
+  in the knob's emotion, or a new variation of it each pass.
 
 A new mode is a module in this folder with one :class:`Mode` subclass and one
 :func:`register_mode` line below (or a call from anywhere before the config
@@ -54,3 +56,5 @@ register_mode("affetto.daemon.modes.lead:ContinueMode", "continue")
 register_mode("affetto.daemon.modes.lead:CallResponseMode", "call-response")
 register_mode("affetto.daemon.modes.harmonise:HarmoniseMode", "harmonise")
 register_mode("affetto.daemon.modes.lead:EnsembleMode", "ensemble")
+register_mode("affetto.daemon.modes.transfer:TransferMode", "transfer")
+register_mode("affetto.daemon.modes.transfer:VariationMode", "variation")

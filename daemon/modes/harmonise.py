@@ -96,6 +96,7 @@ class HarmoniseMode(Mode):
     lead = False  # the player plays the line; it is never echoed
     repeat_on_miss = False  # the last bar's voices belong under another bar of the loop
     revisable = True  # the voices of the new emotion from the next beat (the loop's voicing is kept per emotion)
+    plays = "voices"  # what it plays over the loop, as its log lines say (a mode built on this one says its own)
 
     def __init__(self) -> None:
         self.start: int | None = None  # the loop's first bar once known
@@ -129,7 +130,8 @@ class HarmoniseMode(Mode):
                 self._expect_in(bar, seed)
                 return self._ask(bar + 1)
             self.relearned += 1
-            log.info("harmonise: bar %d did not repeat the loop: voices stop, learning again", done + 1)
+            log.info("%s: bar %d did not repeat the loop: %s stop, learning again", self.name, done + 1,
+                     self.plays)
             self.start, self.loop, self.phrase = None, None, ()
             return Cancel(bar, self._learn(bar, seed))
         return self._learn(bar, seed)
@@ -143,8 +145,8 @@ class HarmoniseMode(Mode):
             if length is not None:
                 self.start, self.loop = start, length
                 self.phrase = tuple(seed.phrase(start, start + length))
-                log.info("harmonise: a loop of %d bar(s) from bar %d; voices join in bar %d",
-                         length, start + 1, bar + 1)
+                log.info("%s: a loop of %d bar(s) from bar %d; %s join in bar %d",
+                         self.name, length, start + 1, self.plays, bar + 1)
                 self._expect_in(bar, seed)
                 return self._ask(bar + 1, join_current=True)
         return None
@@ -181,8 +183,8 @@ class HarmoniseMode(Mode):
             self.relearned += 1  # the phrase changed
         else:
             self.stopped += 1
-        log.info("harmonise: the loop %s in bar %d: voices stop, learning again",
-                 "changed" if played else "stopped", bar + 1)
+        log.info("%s: the loop %s in bar %d: %s stop, learning again",
+                 self.name, "changed" if played else "stopped", bar + 1, self.plays)
         self.start, self.loop, self.phrase = None, None, ()
         return Cancel(bar)
 

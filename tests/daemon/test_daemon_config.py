@@ -35,7 +35,8 @@ def test_defaults_and_toml_with_overrides(tmp_path):
         ({"emotion_cc": 200}, "emotion_cc must be in range 0..119"),
         ({"valence_cc": 1}, "valence_cc and arousal_cc go together"),
         ({"valence_cc": 20, "arousal_cc": 21}, "each control needs its own CC"),
-        ({"mode": "jam"}, "mode must be one of call-response, continue, ensemble, harmonise, got 'jam'"),
+        ({"mode": "jam"}, "mode must be one of call-response, continue, ensemble, harmonise, transfer, variation, "
+                          "got 'jam'"),
         ({"clock": "ptp"}, "clock must be one of internal, link, midi, got 'ptp'"),
         ({"midi_api": "oss"}, "midi_api must be one of"),
         ({"meter": "4-4"}, "meter must look like"),

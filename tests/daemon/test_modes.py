@@ -30,7 +30,7 @@ def pitches(ask: Ask | None) -> list[int]:
 
 
 def test_every_registered_mode_is_a_strategy_with_a_known_task_and_generator():
-    assert MODES.names() == ["call-response", "continue", "ensemble", "harmonise"]
+    assert MODES.names() == ["call-response", "continue", "ensemble", "harmonise", "transfer", "variation"]
     for name in MODES.names():
         mode = make_mode(DaemonConfig(mode=name))
         assert mode.name == name and mode.task in TASKS and mode.generator in GENERATORS

@@ -74,7 +74,8 @@ def test_an_unknown_mode_or_clock_is_refused_with_the_registered_names():
 
 
 def test_the_command_line_offers_what_the_registries_hold():
-    assert help_choices("--mode") == MODES.names() == ["call-response", "continue", "ensemble", "harmonise"]
+    assert help_choices("--mode") == MODES.names() == ["call-response", "continue", "ensemble", "harmonise",
+                                                       "transfer", "variation"]
     assert help_choices("--clock") == CLOCKS.names() == ["internal", "link", "midi"]
     result = CliRunner().invoke(run, ["--mode", "jam"])
     assert result.exit_code == 2 and "'jam' is not one of" in result.output
