@@ -13,7 +13,8 @@ in the bars before each turn). Printed per tempo: the reactions' median,
 bar lines, as before) and prints the ratio of the medians. Nothing is
 asserted: these are measurements.
 
-Usage: ``python bench/bench_turn.py [--bpm 120,160] [--turns 8] [--model m.onnx] [--compare]``.
+Usage: ``python bench/bench_turn.py [--bpm 120,160] [--turns 8] [--model m.onnx] [--compare] [--mode ensemble]``
+(``ensemble``: the lead with the ensemble's voices under it; the reaction is read on the lead's channel).
 """
 
 from __future__ import annotations
@@ -62,8 +63,9 @@ def script_for(bpm: float, turns: int) -> tuple[list[tuple[int, bytes]], list[tu
 
 
 def reactions(received, start: int, ccs: list[tuple[int, int]]) -> list[float]:
-    """Per turn, ms from the CC to the first note-on on the new emotion's side of the seed's velocity."""
-    ons = sorted((f - start, m[2]) for f, m in received if is_note_on(m))
+    """Per turn, ms from the CC to the first lead note-on (channel 1) on the new emotion's side of the seed's
+    velocity (the ensemble's voices, on other channels, are not counted: their loudness is not the plan's)."""
+    ons = sorted((f - start, m[2]) for f, m in received if is_note_on(m) and m[0] & 0x0F == 0)
     out = []
     for at, value in ccs:
         first = next((f for f, v in ons if f > at and (v < SEED_VELOCITY if value == SAD else v > SEED_VELOCITY)),
@@ -73,10 +75,11 @@ def reactions(received, start: int, ccs: list[tuple[int, int]]) -> list[float]:
     return out
 
 
-def run(bpm: float, turns: int, model: str | None, revise_ms: float) -> list[float]:
+def run(bpm: float, turns: int, model: str | None, revise_ms: float, mode: str = "continue") -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "turn.toml"
-        config.write_text(f"[daemon]\nemotion = {HAPPY}\nrevise_ms = {revise_ms}\nrng_seed = 1\n", encoding="utf-8")
+        config.write_text(f"[daemon]\nemotion = {HAPPY}\nrevise_ms = {revise_ms}\nrng_seed = 1\nmode = \"{mode}\"\n",
+                          encoding="utf-8")
         cmd = [sys.executable, "-m", "affetto.daemon", "run", "--midi-api", "jack", "--clock", "midi",
                "--port-name", PORT, "--config", str(config)]
         if model:
@@ -88,6 +91,9 @@ def run(bpm: float, turns: int, model: str | None, revise_ms: float) -> list[flo
             proc.send_signal(signal.SIGTERM)
             proc.wait(timeout=30)
             received = list(daw.received)
+    channels = {m[0] & 0x0F for _, m in received if is_note_on(m)}
+    if mode == "ensemble" and not channels - {0}:
+        raise SystemExit(f"ensemble mode played no voices (channels heard: {sorted(channels)})")
     return reactions(received, start, ccs)
 
 
@@ -97,6 +103,8 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=8)
     ap.add_argument("--model", default=None)
     ap.add_argument("--compare", action="store_true", help="also without the revision (heard at bar lines)")
+    ap.add_argument("--mode", default="continue", choices=("continue", "ensemble"),
+                    help="continue: the lead alone; ensemble: the lead with the ensemble's voices under it")
     args = ap.parse_args()
     bench_daemon.SERVER = SERVER
     jackd = bench_daemon.start_jack()
@@ -107,12 +115,13 @@ def main() -> None:
             beat_ms = 60000 / bpm
             medians = {}
             for label, revise_ms in (("revised", 150.0), ("bar lines", 2000.0))[: 2 if args.compare else 1]:
-                r = np.array(run(bpm, args.turns, args.model, revise_ms))
+                r = np.array(run(bpm, args.turns, args.model, revise_ms, args.mode))
                 if not len(r):
                     print(f"{bpm:.0f} BPM, {label}: no turn heard")
                     continue
                 medians[label] = float(np.median(r))
-                print(f"{bpm:.0f} BPM, {label}: {len(r)}/{args.turns} turns heard; CC -> first note of the new "
+                print(f"{args.mode} mode, {bpm:.0f} BPM, {label}: {len(r)}/{args.turns} turns heard; "
+                      f"CC -> first note of the new "
                       f"emotion p50 {np.median(r):.0f} ms ({np.median(r) / beat_ms:.2f} beats), p90 "
                       f"{np.percentile(r, 90):.0f} ms, max {r.max():.0f} ms ({r.max() / beat_ms:.2f} beats); "
                       f"one beat + 50 ms = {beat_ms + 50:.0f} ms; within it: {np.mean(r <= beat_ms + 50):.0%}")

@@ -125,6 +125,8 @@ class Band:
         self.seed = seed
         self._window: list[list[Note]] = []  # the melody of the last bars, onsets from each bar line
         self._bars = 0
+        if callable(getattr(lead, "revise", None)):  # a knob turn redoes the sounding bar (lead and voices)
+            self.revise = self._revise
 
     def prime(self, seed: Sequence[Note]) -> None:
         self.lead.prime(seed)
@@ -142,12 +144,31 @@ class Band:
         lead = [Note(n.pitch, n.onset, n.duration, n.velocity, LEAD)
                 for n in self.lead.generate_bar(capsule, sampling, rng=rng)]
         self._window = [*self._window, lead][-(CONTEXT_BARS + 1):]
+        self._bars += 1
+        return lead + self._voices_of_last_bar(capsule)
+
+    def _voices_of_last_bar(self, capsule: Capsule) -> list[Note]:
+        """The voices under the last bar of the window (the bars before it heard too)."""
         length = self.meter.beats_per_bar
         melody = [Note(n.pitch, n.onset + i * length, n.duration, n.velocity)
                   for i, bar in enumerate(self._window) for n in bar]
-        self._bars += 1
-        voices: list[Note] = []
-        if melody:
-            bars = self.voicer.voice_bars(melody, len(self._window), capsule, seed=stable_seed(self.seed, self._bars))
-            voices = bars[-1]
-        return lead + voices
+        if not melody:
+            return []
+        return self.voicer.voice_bars(melody, len(self._window), capsule, seed=stable_seed(self.seed, self._bars))[-1]
+
+    def _revise(self, from_beat: float, capsule: Capsule, sampling: SamplingOverrides = NO_OVERRIDES, *,
+                rng: np.random.Generator | None = None, drop_bars: int = 0) -> list[Note]:
+        """A knob turn while the last bar (``drop_bars`` before the newest) sounds: the lead's rest of it
+        from ``from_beat`` drawn again in ``capsule`` (the lead's own ``revise``), and the voices under
+        the new bar, from ``from_beat`` on. The bars generated after it are forgotten."""
+        rest = [Note(n.pitch, n.onset, n.duration, n.velocity, LEAD)
+                for n in self.lead.revise(from_beat, capsule, sampling, rng=rng, drop_bars=drop_bars)]
+        if drop_bars:
+            self._window = self._window[: max(0, len(self._window) - drop_bars)]
+            self._bars = max(0, self._bars - drop_bars)
+        kept = [n for n in self._window[-1] if n.onset < from_beat - 1e-9] if self._window else []
+        if self._window:
+            self._window[-1] = kept + rest
+        else:
+            self._window = [rest]
+        return rest + [n for n in self._voices_of_last_bar(capsule) if n.onset >= from_beat - 1e-9]

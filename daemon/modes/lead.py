@@ -103,5 +103,5 @@ class EnsembleMode(ContinueMode):
 
     name = "ensemble"
     generator = "band"
-    revisable = False  # the band's lead and voices are one draw: a turn is heard at the next bar
+    revisable = True  # a knob turn redoes the sounding bar's lead from its next half beat, and the voices under it
     routed = True

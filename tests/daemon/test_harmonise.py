@@ -258,6 +258,24 @@ def test_a_band_plays_the_lead_with_voices_under_each_bar():
     assert [n.pitch for n in alto] == [n.pitch - 4 for n in lead]
 
 
+def test_a_band_redoes_the_sounding_bar_lead_and_voices_from_the_turn():
+    lead = FakeGenerator()
+    band = Band(lead, FakeVoices())
+    band.prime([Note(60, 0.0, 1.0, 90)])
+    first = band.generate_bar(HAPPY)
+    band.generate_bar(HAPPY)  # the bar after it, generated ahead
+    again = band.revise(2.0, Capsule.of(Quadrant.Q2), drop_bars=1)  # tense: busy, and minor
+    assert lead.revisions == 1
+    assert again and all(n.onset >= 2.0 for n in again)  # only the rest of the bar, from the turn
+    rest = [n for n in again if n.channel == 0]
+    alto = [n for n in again if n.channel == 1]
+    assert rest and [n.onset for n in alto] == [n.onset for n in rest]  # voices under the new lead
+    assert [n.pitch for n in alto] == [n.pitch - 3 for n in rest]  # ... in the new emotion (a minor third)
+    window = band._window[-1]
+    assert [n for n in window if n.onset < 2.0] == [n for n in first if n.channel == 0 and n.onset < 2.0]
+    assert not hasattr(Band(object.__new__(type("NoRevise", (), {"meter": lead.meter})), FakeVoices()), "revise")
+
+
 # -- the configuration ---------------------------------------------------------------------------
 
 

@@ -79,12 +79,22 @@ def test_a_late_revision_leaves_the_old_notes_playing_and_nothing_stuck():
     assert rig.port.sounding() == set()
 
 
-def test_ensemble_mode_waits_for_the_bar_line():
+def test_ensemble_mode_redoes_the_sounding_bar_lead_and_voices():
     rig, asked = turn_rig(mode="ensemble")
     before = len(asked)
     rig.inbox.put((rig.time(), 0xB0, 20, knob_value(Quadrant.Q3)))
     rig.advance(rig.ns_per_bar // 2)
-    assert all(r.from_beat == 0 for r in asked[before:])
+    revision = asked[before]
+    assert revision.bar == 2 and revision.from_beat > 0 and rig.lead.revisions == 1
+    start = 2 * BAR + revision.from_beat
+    state = rig.clock.state
+    sent = [(round(state.beat_at(t), 3), m[0] & 0x0F, m[1]) for t, m in rig.port.note_ons()]
+    late = [s for s in sent if start <= s[0] < 3 * BAR]
+    lead = sorted((b, p) for b, ch, p in late if ch == 0)
+    alto = sorted((b, p) for b, ch, p in late if ch == 1)
+    assert lead and [b for b, _ in alto] == [b for b, _ in lead]  # new voices under the new lead, from the turn
+    assert [p for _, p in alto] == [p - 3 for _, p in lead]  # the fake voices' minor third: the new emotion
+    assert len(set(late)) == len(late)  # nothing doubled
 
 
 def test_the_worker_skips_requests_a_newer_epoch_made_stale():
