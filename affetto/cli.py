@@ -93,7 +93,8 @@ def info(model) -> None:
 
 @cli.command()
 @click.option("--emotion", "-e", required=True,
-              help="Q1..Q4, happy/tense/sad/calm, or V,A with both in [-1, 1] (e.g. -0.5,0.8).")
+              help="Q1..Q4, happy/tense/sad/calm, V,A with both in [-1, 1] (e.g. -0.5,0.8), or mood words "
+                   "(e.g. \"melancholic, slow\").")
 @click.option("--seed", "seed_path", type=click.Path(dir_okay=False), help="A MIDI file to continue.")
 @click.option("--bars", type=int, default=8, show_default=True, help="Bars to generate.")
 @click.option("--bpm", type=float, help="Tempo written to the file (default: the seed's, else 100).")

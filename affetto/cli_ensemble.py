@@ -13,7 +13,7 @@ import click
 @click.command()
 @click.argument("melody", type=click.Path(dir_okay=False))
 @click.option("--emotion", "-e", default="none", show_default=True,
-              help="Q1..Q4, happy/tense/sad/calm, V,A in [-1, 1], or none.")
+              help="Q1..Q4, happy/tense/sad/calm, V,A in [-1, 1], mood words, or none.")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="The .mid file to write.")
 @click.option("--model", type=click.Path(dir_okay=False), help="An ensemble .onnx model (default: the shipped one).")
 @click.option("--candidates", type=click.IntRange(min=1),
@@ -45,7 +45,7 @@ def harmonise(melody, emotion, out, model, candidates, seed_value) -> None:
 
 @click.command("generate-ensemble")
 @click.option("--emotion", "-e", default="none", show_default=True,
-              help="Q1..Q4, happy/tense/sad/calm, V,A in [-1, 1], or none.")
+              help="Q1..Q4, happy/tense/sad/calm, V,A in [-1, 1], mood words, or none.")
 @click.option("--bars", type=click.IntRange(min=1), default=8, show_default=True)
 @click.option("--meter", default="4/4", show_default=True, help="4/4 or 3/4 (bars of 3 or 4 beats).")
 @click.option("--bpm", type=click.FloatRange(min=1), default=80.0, show_default=True)
