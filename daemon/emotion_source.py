@@ -1,0 +1,132 @@
+"""Where the next bar's emotion comes from: the knob, or the player's own mood.
+
+The conductor asks one :class:`EmotionSource` at every bar line, with the
+controls' settings for the next bar (the knob's capsule, smoothed) and the
+seed buffer, and asks the generator with the settings it answers:
+
+- ``knob``: the knob's capsule, as it is;
+- ``follow``: the mood the player is playing in. The bar that just ended is
+  recognised (:func:`affetto.words.mood.recognise`, the learned recogniser),
+  and the followed point on the valence/arousal plane moves toward it by the
+  config's ``emotion_smoothing`` (the knob's own smoothing); a bar without
+  notes leaves it where it is. Before the player's first note the knob rules;
+- ``contrast``: the followed point with its valence turned over: a sad phrase
+  (minor, soft, sparse) is answered calm (major, as soft and sparse), a tense
+  one happy, and the other way round;
+- ``blend``: the followed point offset by half the knob's own valence and
+  arousal (the knob at happy brightens and livens what the player plays; at
+  sad darkens and calms it).
+
+Recognition runs here, in the conductor's thread at the bar line, where the
+seed is read: never on the MIDI thread. It takes well under a millisecond
+per bar (``last_ms``/``worst_ms``; ``bench/bench_follow.py`` measures it), far
+inside the lookahead of one bar. With ``follow`` and ``contrast`` the knob is
+not heard, so a knob turn asks nothing again (:attr:`hears_knob`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from affetto.analysis.emotion import Capsule, va_capsule
+from affetto.daemon.config import EMOTION_SOURCES as SOURCES
+from affetto.daemon.controls import Settings
+from affetto.daemon.seed import SeedBuffer
+from affetto.errors import ConfigError
+from affetto.music.notes import Note, TimeSignature
+from affetto.words.mood import Mood
+
+log = logging.getLogger(__name__)
+
+BLEND = 0.5  # share of the knob's valence and arousal added to the player's in blend
+WINDOW_BARS = 1  # bars recognised at each bar line: the one that just ended (a change is heard at once)
+
+Recognise = Callable[[Sequence[Note], TimeSignature], Mood]
+
+
+def _clip(x: float) -> float:
+    return min(1.0, max(-1.0, x))
+
+
+class EmotionSource:
+    """The capsule for the next bar, from the knob or the player's recognised mood."""
+
+    def __init__(self, kind: str, meter: TimeSignature, *, smoothing: float = 0.3,
+                 recognise: Recognise | None = None) -> None:
+        if kind not in SOURCES:
+            raise ConfigError(f"emotion_source must be one of {', '.join(SOURCES)}, got {kind!r}")
+        self.kind = kind
+        self.meter = meter
+        self.smoothing = smoothing  # weight of the followed point's last position at each bar line
+        if recognise is None and kind != "knob":
+            from affetto.words.mood import shipped_recogniser
+
+            recognise = shipped_recogniser()  # loaded now, before the first bar line needs it
+        self._recognise = recognise
+        self.point: tuple[float, float] | None = None  # the followed (valence, arousal); None before a note
+        self.mood: Mood | None = None  # the latest recognised mood
+        self.last_ms = 0.0  # the latest recognition's time
+        self.worst_ms = 0.0
+        self.recognised = 0  # bars recognised
+
+    @classmethod
+    def from_config(cls, config) -> EmotionSource:
+        return cls(config.emotion_source, config.meter, smoothing=config.emotion_smoothing)
+
+    @property
+    def hears_knob(self) -> bool:
+        """Whether a knob turn changes what this source answers."""
+        return self.kind in ("knob", "blend")
+
+    def at_bar_line(self, bar: int, seed: SeedBuffer, settings: Settings) -> Settings:
+        """Bar ``bar`` just started: the settings for the next bar, its capsule from this source."""
+        if self.kind == "knob":
+            return settings
+        notes = seed.phrase(max(0, bar - WINDOW_BARS), bar) if bar >= 1 else []
+        if notes:
+            self._hear(notes)
+        return self.apply(settings)
+
+    def _hear(self, notes: Sequence[Note]) -> None:
+        recognise = self._recognise
+        if recognise is None:  # the knob's source recognises nothing
+            return
+        t0 = time.perf_counter_ns()
+        mood = recognise(notes, self.meter)
+        self.last_ms = (time.perf_counter_ns() - t0) / 1e6
+        self.worst_ms = max(self.worst_ms, self.last_ms)
+        self.recognised += 1
+        if self.mood is None or mood.quadrant != self.mood.quadrant:
+            log.info("the player sounds %s (%.1f ms)", mood, self.last_ms)
+        self.mood = mood
+        target = (mood.valence, mood.arousal)
+        if self.point is None:
+            self.point = target
+        else:
+            keep = self.smoothing
+            self.point = (keep * self.point[0] + (1 - keep) * target[0],
+                          keep * self.point[1] + (1 - keep) * target[1])
+
+    def apply(self, settings: Settings) -> Settings:
+        """``settings`` with this source's capsule (no recognition: after a knob turn, blend moves with it)."""
+        capsule = self.capsule(settings.capsule)
+        return settings if capsule is settings.capsule else replace(settings, capsule=capsule)
+
+    def capsule(self, knob: Capsule) -> Capsule:
+        """The capsule this source answers when the knob's is ``knob``."""
+        if self.kind == "knob" or self.point is None:
+            return knob
+        valence, arousal = self.point
+        if self.kind == "contrast":
+            valence = -valence
+        elif self.kind == "blend" and not knob.is_unconditioned:
+            valence, arousal = valence + BLEND * knob.valence, arousal + BLEND * knob.arousal
+        return va_capsule(_clip(valence), _clip(arousal))
+
+    def reset(self) -> None:
+        """Transport start: the player starts afresh (the knob rules until the next note)."""
+        self.point = None
+        self.mood = None
