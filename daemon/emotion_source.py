@@ -5,11 +5,19 @@ controls' settings for the next bar (the knob's capsule, smoothed) and the
 seed buffer, and asks the generator with the settings it answers:
 
 - ``knob``: the knob's capsule, as it is;
-- ``follow``: the mood the player is playing in. The bar that just ended is
-  recognised (:func:`affetto.words.mood.recognise`, the learned recogniser),
-  and the followed point on the valence/arousal plane moves toward it by the
-  config's ``emotion_smoothing`` (the knob's own smoothing); a bar without
-  notes leaves it where it is. Before the player's first note the knob rules;
+- ``follow``: the mood the player is playing in, recognised at every bar
+  line (:func:`affetto.words.mood.recognise`, the learned recogniser) from
+  the player's current phrase: the bars since the player last changed mood
+  (at most ``WINDOW_BARS``). The bar that just ended is heard alone first:
+  when it clearly turns the phrase's mood over (its arousal, or its valence,
+  on the other side and clear of neutral) a new phrase starts with it, so a
+  change is followed at once; otherwise it is heard with the bars before it,
+  since one bar is enough for density and dynamics but not always for the
+  mode (an arpeggio without its root, a bar of the relative major). The
+  followed point on the valence/arousal plane moves toward what was heard by
+  the config's ``emotion_smoothing`` (the knob's own smoothing); a silent bar
+  leaves it where it is and ends the phrase. Before the player's first note
+  the knob rules;
 - ``contrast``: the followed point with its valence turned over: a sad phrase
   (minor, soft, sparse) is answered calm (major, as soft and sparse), a tense
   one happy, and the other way round;
@@ -42,13 +50,21 @@ from affetto.words.mood import Mood
 log = logging.getLogger(__name__)
 
 BLEND = 0.5  # share of the knob's valence and arousal added to the player's in blend
-WINDOW_BARS = 1  # bars recognised at each bar line: the one that just ended (a change is heard at once)
+WINDOW_BARS = 4  # the longest phrase heard at once
+CLEAR = 0.6  # a bar turns the phrase's mood over when its valence or arousal is this far on the other side
 
 Recognise = Callable[[Sequence[Note], TimeSignature], Mood]
 
 
 def _clip(x: float) -> float:
     return min(1.0, max(-1.0, x))
+
+
+def turned_over(phrase: Mood, bar: Mood) -> bool:
+    """Whether ``bar`` clearly leaves the mood of the ``phrase`` it follows: its arousal or its valence on the
+    other side of neutral, and at least ``CLEAR`` from it."""
+    return any(p * b < 0 and abs(b) >= CLEAR
+               for p, b in ((phrase.arousal, bar.arousal), (phrase.valence, bar.valence)))
 
 
 class EmotionSource:
@@ -71,6 +87,7 @@ class EmotionSource:
         self.last_ms = 0.0  # the latest recognition's time
         self.worst_ms = 0.0
         self.recognised = 0  # bars recognised
+        self.since: int | None = None  # the first bar of the player's current phrase
 
     @classmethod
     def from_config(cls, config) -> EmotionSource:
@@ -85,22 +102,27 @@ class EmotionSource:
         """Bar ``bar`` just started: the settings for the next bar, its capsule from this source."""
         if self.kind == "knob":
             return settings
-        notes = seed.phrase(max(0, bar - WINDOW_BARS), bar) if bar >= 1 else []
-        if notes:
-            self._hear(notes)
+        recognise = self._recognise
+        if bar < 1 or recognise is None:
+            return self.apply(settings)
+        if not seed.bar_has_notes(bar - 1):
+            self.since = None  # a silent bar ends the phrase
+            return self.apply(settings)
+        t0 = time.perf_counter_ns()
+        mood = recognise(seed.phrase(bar - 1, bar), self.meter)
+        if self.since is None or self.mood is None or turned_over(self.mood, mood):
+            self.since = bar - 1
+        elif bar - 1 > self.since:
+            mood = recognise(seed.phrase(max(self.since, bar - WINDOW_BARS), bar), self.meter)
+        self.last_ms = (time.perf_counter_ns() - t0) / 1e6
+        self._hear(bar, mood)
         return self.apply(settings)
 
-    def _hear(self, notes: Sequence[Note]) -> None:
-        recognise = self._recognise
-        if recognise is None:  # the knob's source recognises nothing
-            return
-        t0 = time.perf_counter_ns()
-        mood = recognise(notes, self.meter)
-        self.last_ms = (time.perf_counter_ns() - t0) / 1e6
+    def _hear(self, bar: int, mood: Mood) -> None:
         self.worst_ms = max(self.worst_ms, self.last_ms)
         self.recognised += 1
         if self.mood is None or mood.quadrant != self.mood.quadrant:
-            log.info("the player sounds %s (%.1f ms)", mood, self.last_ms)
+            log.info("bar %d: the player sounds %s (%.1f ms)", bar, mood, self.last_ms)
         self.mood = mood
         target = (mood.valence, mood.arousal)
         if self.point is None:
@@ -130,3 +152,4 @@ class EmotionSource:
         """Transport start: the player starts afresh (the knob rules until the next note)."""
         self.point = None
         self.mood = None
+        self.since = None

@@ -117,7 +117,7 @@ def outside_seed_figures(recogniser: MoodRecogniser, bars: int = 2) -> dict[str,
     from affetto.models.outside_seeds import SEED_FOLDER, outside_seeds
     from affetto.music.midifile import read_midi
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for seed in outside_seeds():
         phrase = read_midi(SEED_FOLDER / f"{seed.name}.mid")  # the shipped file, as a player's DAW would send it
         meter = phrase.meter or seed.meter
@@ -139,6 +139,7 @@ def outside_seed_figures(recogniser: MoodRecogniser, bars: int = 2) -> dict[str,
                          **{name: (k[1] if k else None) for name, k in keys.items()}})
     positive = np.array([r["valence"] >= 0 for r in rows])
     out: dict[str, Any] = {"phrases": len(rows)}
+
     def share(major: list[bool]) -> float:
         return round(float((positive == np.array(major)).mean()), 3)
 

@@ -85,7 +85,8 @@ def phrase_sets(cfg: MoodTrainConfig, *, progress: bool = True) -> tuple[PhraseS
                         progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "phrases.tmp.npz"
-    np.savez(tmp, key=np.array(key), **_pack(train, "train"), **_pack(held, "held"))
+    arrays: dict[str, Any] = {"key": np.array(key), **_pack(train, "train"), **_pack(held, "held")}
+    np.savez(tmp, **arrays)
     tmp.replace(cache)
     return train, held
 

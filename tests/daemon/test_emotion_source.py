@@ -19,8 +19,8 @@ MAJOR = (60, 64, 67, 72)  # C E G C: a major third above the lowest note
 
 
 class FakeRecogniser:
-    """Valence from the lowest note's third (major third above it: +0.8, else -0.8); arousal from how
-    many notes there are (8 or more: +0.8, else -0.8). Records what it heard."""
+    """Valence from the third above the lowest note (major: +0.8, minor: -0.8, none: 0.2, unclear);
+    arousal from notes per bar (8 or more: +0.8, else -0.8). Records what it heard."""
 
     def __init__(self) -> None:
         self.heard: list[list[Note]] = []
@@ -28,8 +28,10 @@ class FakeRecogniser:
     def __call__(self, notes, meter) -> Mood:
         self.heard.append(list(notes))
         low = min(n.pitch for n in notes)
-        major = any((n.pitch - low) % 12 == 4 for n in notes)
-        valence, arousal = (0.8 if major else -0.8), (0.8 if len(notes) >= 8 else -0.8)
+        thirds = {(n.pitch - low) % 12 for n in notes} & {3, 4}
+        valence = 0.8 if thirds == {4} else -0.8 if thirds == {3} else 0.2
+        bars = int(max(n.onset for n in notes) // BAR) + 1
+        arousal = 0.8 if len(notes) >= 8 * bars else -0.8
         q = Quadrant.from_va(valence, arousal)
         return Mood(q.name, 0.9, valence, arousal, notes=len(notes), bars=1)
 
@@ -85,6 +87,38 @@ def test_follow_takes_the_players_mood_from_the_bar_that_ended_and_smooths_a_cha
     held = source.at_bar_line(3, seed, happy)  # bar 2 was silent: the point stays
     assert held.capsule == out.capsule and len(fake.heard) == 2
     assert not source.hears_knob and source.last_ms >= 0 and source.recognised == 2
+
+
+def test_a_bar_that_does_not_turn_the_mood_over_is_heard_with_the_phrase_it_continues():
+    fake = FakeRecogniser()
+    source = EmotionSource("follow", TimeSignature(), smoothing=0.0, recognise=fake)
+    seed = SeedBuffer(TimeSignature())
+    sad_minor(seed, 0)
+    source.at_bar_line(1, seed, settings(Quadrant.Q1))
+    play(seed, 1, (57, 64), 4)  # A and E only: no third, no mode of its own
+    out = source.at_bar_line(2, seed, settings(Quadrant.Q1))
+    assert [len(h) for h in fake.heard] == [4, 4, 8]  # bar 0; bar 1 alone, then with bar 0 (its phrase)
+    assert out.capsule.quadrant is Quadrant.Q3  # minor, from bar 0's C over A
+    for bar in range(2, 6):
+        sad_minor(seed, bar)
+        source.at_bar_line(bar + 1, seed, settings(Quadrant.Q1))
+    assert len(fake.heard[-1]) == 16 and source.since == 0  # the phrase goes on; at most 4 bars are heard
+
+
+def test_a_bar_that_turns_the_mood_over_starts_a_new_phrase_and_a_silent_bar_ends_one():
+    fake = FakeRecogniser()
+    source = EmotionSource("follow", TimeSignature(), smoothing=0.0, recognise=fake)
+    seed = SeedBuffer(TimeSignature())
+    sad_minor(seed, 0)
+    sad_minor(seed, 1)
+    source.at_bar_line(1, seed, settings(Quadrant.Q1))
+    source.at_bar_line(2, seed, settings(Quadrant.Q1))
+    busy_major(seed, 2)
+    out = source.at_bar_line(3, seed, settings(Quadrant.Q1))
+    assert len(fake.heard[-1]) == 12 and source.since == 2  # heard alone: the old bars would only blur it
+    assert out.capsule.quadrant is Quadrant.Q1
+    source.at_bar_line(4, seed, settings(Quadrant.Q1))  # bar 3 is silent
+    assert source.since is None and out.capsule == source.apply(settings(Quadrant.Q3)).capsule  # held
 
 
 def test_contrast_turns_the_valence_over_and_keeps_the_arousal():
