@@ -142,7 +142,9 @@ def judge_bars(played: dict[int, list[Note]], bars: int) -> list[dict]:
     for b in range(bars):
         notes = played.get(b, [])
         keys = independent_keys(notes)
+        pair = notes + [Note(n.pitch, n.onset + 4.0, n.duration, n.velocity) for n in played.get(b + 1, [])]
         out.append({"modes": {k: (v[1] if v else None) for k, v in keys.items()},
+                    "pair_modes": {k: (v[1] if v else None) for k, v in independent_keys(pair).items()},
                     "onsets": len({round(n.onset * 4) for n in notes}) / 4.0,
                     "velocity": float(np.mean([n.velocity for n in notes])) if notes else 0.0})
     return out
@@ -162,24 +164,25 @@ def lags(judged: list[dict], moods: list[str], source: str) -> list[dict]:
         want = "minor" if mood == "sad" else "major"
         if source == "contrast":
             want = "major" if want == "minor" else "minor"
-        return all(v == want for v in j["modes"].values())
+        return all(v == want for v in j["pair_modes"].values())  # this bar and the next, read together
 
     def arousal_ok(j: dict, mood: str) -> bool:
         busy = j["velocity"] > mid_v and j["onsets"] > mid_o
         calm = j["velocity"] < mid_v and j["onsets"] < mid_o
         return busy if mood == "busy" else calm
 
-    def lag(c: int, mood: str, ok) -> int | None:
+    def lag(c: int, mood: str, ok, *, pair: bool) -> int | None:
         for k in range(SEGMENT_BARS + 1):
-            if c + k + 1 < len(judged) and ok(judged[c + k], mood) and ok(judged[c + k + 1], mood):
+            if c + k + 1 < len(judged) and ok(judged[c + k], mood) and (pair or ok(judged[c + k + 1], mood)):
                 return k
         return None
 
     out = []
     for s in range(1, len(moods)):
         c, mood = s * SEGMENT_BARS, moods[s]
-        out.append({"bar": c, "to": mood, "valence": lag(c, mood, valence_ok), "arousal": lag(c, mood, arousal_ok),
-                    "both": lag(c, mood, lambda j, m: valence_ok(j, m) and arousal_ok(j, m))})
+        out.append({"bar": c, "to": mood, "valence": lag(c, mood, valence_ok, pair=True),
+                    "arousal": lag(c, mood, arousal_ok, pair=False),
+                    "both": lag(c, mood, lambda j, m: valence_ok(j, m) and arousal_ok(j, m), pair=False)})
     return out
 
 
@@ -202,13 +205,16 @@ def run(bpm: float, segments: int, source: str, model: str | None,
     if render_to is not None:
         sent = [(start + frame, data) for frame, data in script]
         render(render_to, source, performed(sent, start, bpm, 0), performed(received, start, bpm, 1), bpm)
+    heard = [line.split("emotion_source: ", 1)[-1].rstrip() for line in lines if "the player sounds" in line]
+    print("what the daemon heard (at each change of quadrant):\n  " + "\n  ".join(heard))
     ms = [float(m) for line in lines for m in re.findall(r"the player sounds .*\(([\d.]+) ms\)", line)]
     played = bars_played(received, start, bpm)
     judged = judge_bars(played, segments * SEGMENT_BARS + 2)
     for b, j in enumerate(judged):
         mood = moods[min(b // SEGMENT_BARS, len(moods) - 1)]
         print(f"  bar {b:2d} (player: {mood if b < segments * SEGMENT_BARS else '-':4s}): "
-              f"AE {j['modes']['aarden_essen']}, TKP {j['modes']['temperley_kostka_payne']}, "
+              f"AE {j['modes']['aarden_essen']}, TKP {j['modes']['temperley_kostka_payne']} "
+              f"(with the next bar: {j['pair_modes']['aarden_essen']}, {j['pair_modes']['temperley_kostka_payne']}), "
               f"onsets/beat {j['onsets']:.2f}, velocity {j['velocity']:.0f}")
     return lags(judged, moods, source), ms
 

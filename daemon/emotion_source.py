@@ -17,7 +17,11 @@ seed buffer, and asks the generator with the settings it answers:
   followed point on the valence/arousal plane moves toward what was heard by
   the config's ``emotion_smoothing`` (the knob's own smoothing); a silent bar
   leaves it where it is and ends the phrase. Before the player's first note
-  the knob rules;
+  the knob rules. When the mood turns over, the bars before the new phrase
+  are forgotten from the seed buffer: what the player played before no longer
+  speaks for them, so the mode primes the model from the new phrase alone
+  (continue mode would otherwise prime from the last four bars, and the
+  emotion plan's density and loudness, relative to that prime, would lag);
 - ``contrast``: the followed point with its valence turned over: a sad phrase
   (minor, soft, sparse) is answered calm (major, as soft and sparse), a tense
   one happy, and the other way round;
@@ -111,6 +115,8 @@ class EmotionSource:
         t0 = time.perf_counter_ns()
         mood = recognise(seed.phrase(bar - 1, bar), self.meter)
         if self.since is None or self.mood is None or turned_over(self.mood, mood):
+            if self.mood is not None and self.since is not None:
+                seed.forget_before(bar - 1)  # a new mood: the old phrase no longer speaks for the player
             self.since = bar - 1
         elif bar - 1 > self.since:
             mood = recognise(seed.phrase(max(self.since, bar - WINDOW_BARS), bar), self.meter)
@@ -122,7 +128,7 @@ class EmotionSource:
         self.worst_ms = max(self.worst_ms, self.last_ms)
         self.recognised += 1
         if self.mood is None or mood.quadrant != self.mood.quadrant:
-            log.info("bar %d: the player sounds %s (%.1f ms)", bar, mood, self.last_ms)
+            log.info("bar %d: the player sounds %s (%.1f ms)", bar - 1, mood, self.last_ms)
         self.mood = mood
         target = (mood.valence, mood.arousal)
         if self.point is None:

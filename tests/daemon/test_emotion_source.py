@@ -116,6 +116,7 @@ def test_a_bar_that_turns_the_mood_over_starts_a_new_phrase_and_a_silent_bar_end
     busy_major(seed, 2)
     out = source.at_bar_line(3, seed, settings(Quadrant.Q1))
     assert len(fake.heard[-1]) == 12 and source.since == 2  # heard alone: the old bars would only blur it
+    assert len(seed.phrase(0, 3)) == 12  # the old phrase is forgotten: a mode primes from the new one alone
     assert out.capsule.quadrant is Quadrant.Q1
     source.at_bar_line(4, seed, settings(Quadrant.Q1))  # bar 3 is silent
     assert source.since is None and out.capsule == source.apply(settings(Quadrant.Q3)).capsule  # held
