@@ -21,7 +21,9 @@ seed buffer, and asks the generator with the settings it answers:
   are forgotten from the seed buffer: what the player played before no longer
   speaks for them, so the mode primes the model from the new phrase alone
   (continue mode would otherwise prime from the last four bars, and the
-  emotion plan's density and loudness, relative to that prime, would lag);
+  emotion plan's density and loudness, relative to that prime, would lag).
+  Only for modes that continue or answer the seed: harmonise's loop keeps
+  all its bars, whatever their moods;
 - ``contrast``: the followed point with its valence turned over: a sad phrase
   (minor, soft, sparse) is answered calm (major, as soft and sparse), a tense
   one happy, and the other way round;
@@ -46,6 +48,7 @@ from dataclasses import replace
 from affetto.analysis.emotion import Capsule, va_capsule
 from affetto.daemon.config import EMOTION_SOURCES as SOURCES
 from affetto.daemon.controls import Settings
+from affetto.daemon.modes import mode_class
 from affetto.daemon.seed import SeedBuffer
 from affetto.errors import ConfigError
 from affetto.music.notes import Note, TimeSignature
@@ -55,6 +58,7 @@ log = logging.getLogger(__name__)
 
 BLEND = 0.5  # share of the knob's valence and arousal added to the player's in blend
 WINDOW_BARS = 4  # the longest phrase heard at once
+FORGETFUL_TASKS = ("continue", "answer")  # modes whose prime may drop the bars before a turn of mood
 CLEAR = 0.6  # a bar turns the phrase's mood over when its valence or arousal is this far on the other side
 
 Recognise = Callable[[Sequence[Note], TimeSignature], Mood]
@@ -75,12 +79,13 @@ class EmotionSource:
     """The capsule for the next bar, from the knob or the player's recognised mood."""
 
     def __init__(self, kind: str, meter: TimeSignature, *, smoothing: float = 0.3,
-                 recognise: Recognise | None = None) -> None:
+                 recognise: Recognise | None = None, forget: bool = True) -> None:
         if kind not in SOURCES:
             raise ConfigError(f"emotion_source must be one of {', '.join(SOURCES)}, got {kind!r}")
         self.kind = kind
         self.meter = meter
         self.smoothing = smoothing  # weight of the followed point's last position at each bar line
+        self.forget = forget  # a turn of mood forgets the old phrase from the seed buffer
         if recognise is None and kind != "knob":
             from affetto.words.mood import shipped_recogniser
 
@@ -95,7 +100,8 @@ class EmotionSource:
 
     @classmethod
     def from_config(cls, config) -> EmotionSource:
-        return cls(config.emotion_source, config.meter, smoothing=config.emotion_smoothing)
+        forget = mode_class(config.mode).task in FORGETFUL_TASKS
+        return cls(config.emotion_source, config.meter, smoothing=config.emotion_smoothing, forget=forget)
 
     @property
     def hears_knob(self) -> bool:
@@ -115,7 +121,7 @@ class EmotionSource:
         t0 = time.perf_counter_ns()
         mood = recognise(seed.phrase(bar - 1, bar), self.meter)
         if self.since is None or self.mood is None or turned_over(self.mood, mood):
-            if self.mood is not None and self.since is not None:
+            if self.forget and self.mood is not None and self.since is not None:
                 seed.forget_before(bar - 1)  # a new mood: the old phrase no longer speaks for the player
             self.since = bar - 1
         elif bar - 1 > self.since:

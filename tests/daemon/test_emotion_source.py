@@ -154,6 +154,20 @@ def test_a_transport_start_forgets_the_player():
     assert source.apply(settings(Quadrant.Q1)).capsule.quadrant is Quadrant.Q1
 
 
+def test_harmonise_keeps_its_loop_whatever_the_moods_of_its_bars():
+    config = DaemonConfig(mode="harmonise", emotion_source="follow", model="builtin:fake",
+                          ensemble_model="builtin:fake")
+    assert not EmotionSource.from_config(config).forget
+    assert EmotionSource.from_config(DaemonConfig(emotion_source="knob")).forget  # continue: primes may forget
+    source = EmotionSource("follow", TimeSignature(), smoothing=0.0, recognise=FakeRecogniser(), forget=False)
+    seed = SeedBuffer(TimeSignature())
+    sad_minor(seed, 0)
+    source.at_bar_line(1, seed, settings(Quadrant.Q1))
+    busy_major(seed, 1)
+    source.at_bar_line(2, seed, settings(Quadrant.Q1))
+    assert source.since == 1 and len(seed.phrase(0, 2)) == 16  # a new phrase, but nothing forgotten
+
+
 def test_the_config_and_the_source_check_the_name():
     assert DaemonConfig().emotion_source == "knob"
     assert DaemonConfig(emotion_source="contrast").emotion_source == "contrast"
