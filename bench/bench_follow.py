@@ -29,7 +29,8 @@ ONNX Runtime), median and 99th percentile over ``--repeats`` calls, and how
 that compares with a bar at 120 BPM. The daemon's own recognition times (its
 log lines "the player sounds ...") are printed after a JACK run.
 
-Usage: ``python bench/bench_follow.py [--bpm 120] [--segments 5] [--source follow] [--latency]``.
+Usage: ``python bench/bench_follow.py [--bpm 120] [--segments 5] [--source follow] [--candidates 1]
+[--render DIR] [--latency]``.
 """
 
 from __future__ import annotations
@@ -187,10 +188,13 @@ def lags(judged: list[dict], moods: list[str], source: str) -> list[dict]:
 
 
 def run(bpm: float, segments: int, source: str, model: str | None,
-        render_to: Path | None = None) -> tuple[list[dict], list[float]]:
+        render_to: Path | None = None, candidates: int | None = None) -> tuple[list[dict], list[float]]:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "follow.toml"
-        config.write_text(f'[daemon]\nemotion = 85\nrng_seed = 1\nemotion_source = "{source}"\n', encoding="utf-8")
+        text = f'[daemon]\nemotion = 85\nrng_seed = 1\nemotion_source = "{source}"\n'
+        if candidates is not None:
+            text += f"candidates = {candidates}\n"
+        config.write_text(text, encoding="utf-8")
         cmd = [sys.executable, "-m", "affetto.daemon", "run", "--midi-api", "jack", "--clock", "midi",
                "--port-name", PORT, "--config", str(config)]
         if model:
@@ -247,6 +251,7 @@ def main() -> None:
     ap.add_argument("--segments", type=int, default=5)
     ap.add_argument("--source", choices=["follow", "contrast"], default="follow")
     ap.add_argument("--model", default=None)
+    ap.add_argument("--candidates", type=int, default=None, help="bars drawn per bar (default: the model's)")
     ap.add_argument("--render", default=None, metavar="DIR", help="write MIDI, WAV and piano rolls here")
     ap.add_argument("--latency", action="store_true", help="only the recogniser's time per phrase")
     ap.add_argument("--repeats", type=int, default=2000)
@@ -260,7 +265,7 @@ def main() -> None:
         raise SystemExit("jackd is missing or did not start")
     try:
         result, ms = run(args.bpm, args.segments, args.source, args.model,
-                         Path(args.render) if args.render else None)
+                         Path(args.render) if args.render else None, args.candidates)
     finally:
         jackd.send_signal(signal.SIGTERM)
         jackd.wait(timeout=10)
