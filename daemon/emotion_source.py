@@ -9,10 +9,12 @@ seed buffer, and asks the generator with the settings it answers:
   line (:func:`affetto.words.mood.recognise`, the learned recogniser) from
   the player's current phrase: the bars since the player last changed mood
   (at most ``WINDOW_BARS``). The bar that just ended is heard alone first:
-  when it clearly turns the phrase's mood over (its arousal, or its valence,
-  on the other side and clear of neutral) a new phrase starts with it, so a
-  change is followed at once; otherwise it is heard with the bars before it,
-  since one bar is enough for density and dynamics but not always for the
+  when it clearly turns the phrase's arousal over (on the other side of
+  neutral and at least ``CLEAR`` from it) a new phrase starts with it, so a
+  change is followed at once; when it turns only the valence over, a new
+  phrase starts once the next bar does too (a dominant chord in a minor
+  phrase reads major on its own); otherwise it is heard with the bars before
+  it, since one bar is enough for density and dynamics but not always for the
   mode (an arpeggio without its root, a bar of the relative major). The
   followed point on the valence/arousal plane moves toward what was heard by
   the config's ``emotion_smoothing`` (the knob's own smoothing); a silent bar
@@ -68,11 +70,10 @@ def _clip(x: float) -> float:
     return min(1.0, max(-1.0, x))
 
 
-def turned_over(phrase: Mood, bar: Mood) -> bool:
-    """Whether ``bar`` clearly leaves the mood of the ``phrase`` it follows: its arousal or its valence on the
-    other side of neutral, and at least ``CLEAR`` from it."""
-    return any(p * b < 0 and abs(b) >= CLEAR
-               for p, b in ((phrase.arousal, bar.arousal), (phrase.valence, bar.valence)))
+def turned_over(phrase: float, bar: float) -> bool:
+    """Whether a bar's valence (or arousal) ``bar`` clearly leaves the ``phrase``'s: on the other side of
+    neutral, and at least ``CLEAR`` from it."""
+    return phrase * bar < 0 and abs(bar) >= CLEAR
 
 
 class EmotionSource:
@@ -97,6 +98,7 @@ class EmotionSource:
         self.worst_ms = 0.0
         self.recognised = 0  # bars recognised
         self.since: int | None = None  # the first bar of the player's current phrase
+        self.turning: tuple[int, float] | None = None  # (bar, valence) that alone turned the phrase's over
 
     @classmethod
     def from_config(cls, config) -> EmotionSource:
@@ -116,16 +118,28 @@ class EmotionSource:
         if bar < 1 or recognise is None:
             return self.apply(settings)
         if not seed.bar_has_notes(bar - 1):
-            self.since = None  # a silent bar ends the phrase
+            self.since = self.turning = None  # a silent bar ends the phrase
             return self.apply(settings)
         t0 = time.perf_counter_ns()
-        mood = recognise(seed.phrase(bar - 1, bar), self.meter)
-        if self.since is None or self.mood is None or turned_over(self.mood, mood):
+        heard = bar - 1
+        mood = recognise(seed.phrase(heard, bar), self.meter)
+        start = None  # the first bar of a new phrase, if one starts
+        if self.since is None or self.mood is None or turned_over(self.mood.arousal, mood.arousal):
+            start = heard
+        elif (self.turning is not None and self.turning[0] == heard - 1
+              and mood.valence * self.turning[1] > 0 and abs(mood.valence) >= CLEAR):
+            start = heard - 1  # two bars in a row on the new side: the mode has changed
+        elif turned_over(self.mood.valence, mood.valence):
+            self.turning = (heard, mood.valence)
+        else:
+            self.turning = None
+        if start is not None:
             if self.forget and self.mood is not None and self.since is not None:
-                seed.forget_before(bar - 1)  # a new mood: the old phrase no longer speaks for the player
-            self.since = bar - 1
-        elif bar - 1 > self.since:
-            mood = recognise(seed.phrase(max(self.since, bar - WINDOW_BARS), bar), self.meter)
+                seed.forget_before(start)  # a new mood: the old phrase no longer speaks for the player
+            self.since, self.turning = start, None
+        since = heard if self.since is None else self.since
+        if heard > since:
+            mood = recognise(seed.phrase(max(since, bar - WINDOW_BARS), bar), self.meter)
         self.last_ms = (time.perf_counter_ns() - t0) / 1e6
         self._hear(bar, mood)
         return self.apply(settings)
@@ -164,4 +178,4 @@ class EmotionSource:
         """Transport start: the player starts afresh (the knob rules until the next note)."""
         self.point = None
         self.mood = None
-        self.since = None
+        self.since = self.turning = None

@@ -19,7 +19,7 @@ MAJOR = (60, 64, 67, 72)  # C E G C: a major third above the lowest note
 
 
 class FakeRecogniser:
-    """Valence from the third above the lowest note (major: +0.8, minor: -0.8, none: 0.2, unclear);
+    """Valence from the thirds above the lowest note (more major: +0.8, more minor: -0.8, else 0.2, unclear);
     arousal from notes per bar (8 or more: +0.8, else -0.8). Records what it heard."""
 
     def __init__(self) -> None:
@@ -28,8 +28,9 @@ class FakeRecogniser:
     def __call__(self, notes, meter) -> Mood:
         self.heard.append(list(notes))
         low = min(n.pitch for n in notes)
-        thirds = {(n.pitch - low) % 12 for n in notes} & {3, 4}
-        valence = 0.8 if thirds == {4} else -0.8 if thirds == {3} else 0.2
+        minor = sum((n.pitch - low) % 12 == 3 for n in notes)
+        major = sum((n.pitch - low) % 12 == 4 for n in notes)
+        valence = 0.8 if major > minor else -0.8 if minor > major else 0.2
         bars = int(max(n.onset for n in notes) // BAR) + 1
         arousal = 0.8 if len(notes) >= 8 * bars else -0.8
         q = Quadrant.from_va(valence, arousal)
@@ -130,7 +131,9 @@ def test_contrast_turns_the_valence_over_and_keeps_the_arousal():
     play(seed, 1, (57, 60, 64, 69), 12)  # busy minor: tense
     assert source.at_bar_line(2, seed, settings(Quadrant.Q1)).capsule.quadrant is Quadrant.Q1  # tense -> happy
     busy_major(seed, 2)
-    assert source.at_bar_line(3, seed, settings(Quadrant.Q1)).capsule.quadrant is Quadrant.Q2  # happy -> tense
+    busy_major(seed, 3)  # a change of mode alone is taken at its second bar
+    source.at_bar_line(3, seed, settings(Quadrant.Q1))
+    assert source.at_bar_line(4, seed, settings(Quadrant.Q1)).capsule.quadrant is Quadrant.Q2  # happy -> tense
 
 
 def test_blend_offsets_the_players_mood_by_the_knob():
@@ -152,6 +155,25 @@ def test_a_transport_start_forgets_the_player():
     source.at_bar_line(1, seed, settings(Quadrant.Q1))
     source.reset()
     assert source.apply(settings(Quadrant.Q1)).capsule.quadrant is Quadrant.Q1
+
+
+def test_a_change_of_mode_alone_needs_two_bars_and_one_major_bar_in_a_minor_phrase_starts_nothing():
+    fake = FakeRecogniser()
+    source = EmotionSource("follow", TimeSignature(), smoothing=0.0, recognise=fake)
+    seed = SeedBuffer(TimeSignature())
+    a_major = (57, 61, 64, 69)
+    for bar, pitches in enumerate([(57, 60, 64, 69), (57, 60, 64, 69), a_major, (57, 60, 64, 69)]):
+        play(seed, bar, pitches, 4)  # soft throughout: A minor, A minor, A major (a dominant's colour), A minor
+        source.at_bar_line(bar + 1, seed, settings(Quadrant.Q1))
+        assert source.since == 0, bar  # the major bar is heard with its phrase; nothing starts
+    assert len(seed.phrase(0, 4)) == 16 and len(fake.heard[-1]) == 16
+    play(seed, 4, a_major, 4)
+    play(seed, 5, a_major, 4)
+    source.at_bar_line(5, seed, settings(Quadrant.Q1))
+    assert source.since == 0 and source.turning == (4, 0.8)  # one clear bar: heard with the phrase, awaiting the next
+    out = source.at_bar_line(6, seed, settings(Quadrant.Q1))
+    assert source.since == 4 and len(seed.phrase(0, 6)) == 8  # two: a new phrase from the first of them
+    assert len(fake.heard[-1]) == 8 and out.capsule.quadrant is Quadrant.Q4  # soft major: calm
 
 
 def test_harmonise_keeps_its_loop_whatever_the_moods_of_its_bars():
