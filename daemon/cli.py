@@ -104,6 +104,9 @@ def _cc(ctx: click.Context, param: click.Parameter, value: int | None) -> int | 
 @click.option("--density-cc", type=int, callback=_cc, help="CC that sets the density level (1..6).")
 @click.option("--texture-cc", type=int, callback=_cc,
               help="CC that sets the texture: a single line (0) .. full chords (127).")
+@click.option("--emotion-source", type=click.Choice(["knob", "follow", "contrast", "blend"]),
+              help="Where the emotion comes from (default knob): follow the player's mood, answer it in "
+              "contrast (opposite valence), or blend it with the knob.")
 @click.option("--channel", type=int, callback=_channel, help="Output MIDI channel, 1..16 (default 1).")
 @click.option(
     "--mode",

@@ -49,6 +49,7 @@ from affetto.daemon.barbook import BarBook
 from affetto.daemon.clocks import Clock, Transport, TransportEvent
 from affetto.daemon.config import DaemonConfig
 from affetto.daemon.controls import Controls, Settings
+from affetto.daemon.emotion_source import EmotionSource
 from affetto.daemon.generator import BarRequest, BarResult
 from affetto.daemon.learn import LearnStep
 from affetto.daemon.midi import CHANNEL, CONTROL_CHANGE, KIND, NOTE_OFF, NOTE_ON, SONG_POSITION, SYSTEM
@@ -100,6 +101,7 @@ class Conductor:
         self._settings: Settings | None = None  # the controls as they were at the last bar line
         self.learn = LearnStep.from_config(config, self.controls)  # None without a learn_trigger
         self.seed = SeedBuffer(config.meter)
+        self.source = EmotionSource.from_config(config)  # the knob, or the player's mood (follow, ...)
         self.mode: Mode = make_mode(config)
         self.trouble_sources = trouble_sources
         self.port_watch = port_watch  # () -> (generation, lost) of the ports (a JACK server can go and return)
@@ -246,6 +248,7 @@ class Conductor:
         if event.kind in (Transport.START, Transport.CONTINUE):
             if event.kind is Transport.START:
                 self.seed.clear()
+                self.source.reset()
             bar = self.bar_of(event.beat)
             self._requested_upto = bar  # the first generated bar is the next one
             self.say.started(event.kind.value, bar, event.beat - bar * self.bar_beats + 1, self.clock.state.bpm)
@@ -324,7 +327,7 @@ class Conductor:
             cancel = self.mode.check(state.beat_at(now), self.seed)
             if cancel is not None:
                 self._act(cancel)
-            elif self.mode.revisable and self.controls.turned():
+            elif self.mode.revisable and self.source.hears_knob and self.controls.turned():
                 self._knob_turned(now, bar)
         self.say.at(bar, state.bpm, self.controls.capsule, self.book, self.scheduler)
 
@@ -335,7 +338,7 @@ class Conductor:
         again = self.asked.again(bar, reach)
         if again is None:
             return
-        self._settings = self.controls.turn()
+        self._settings = self.source.apply(self.controls.turn())
         self._epoch += 1  # what is on its way was asked in the old emotion
         self._pending.clear()
         for ask, from_beat in again:
@@ -378,7 +381,7 @@ class Conductor:
         The controls step once here (the capsule's smoothing moves once per bar line), however many
         requests the mode makes before the next line.
         """
-        self._settings = self.controls.at_bar_line()
+        self._settings = self.source.at_bar_line(bar, self.seed, self.controls.at_bar_line())
         self._act(self.mode.at_bar_line(bar, self.seed))
 
     def _act(self, action: Ask | Cancel | None) -> None:

@@ -29,6 +29,7 @@ MIDI_APIS = ("auto", "coremidi", "alsa", "jack", "winmm")
 LATE_POLICIES = ("repeat", "rest")
 HOSTS = ("thread", "process")
 FAKE_MODEL = "builtin:fake"
+EMOTION_SOURCES = ("knob", "follow", "contrast", "blend")  # daemon/emotion_source.py
 SAMPLING_KEYS = ("temperature", "guidance", "top_k", "top_p", "candidates")  # may be given flat
 
 
@@ -91,6 +92,7 @@ class DaemonConfig:
     learn_trigger: str | None = None  # "cc 102" (a button) or "note 36": learn the next CC (daemon/learn.py)
     emotion: int = 85  # knob value until the first CC arrives (85 = Q1, happy); words or Q1..Q4 are placed on it
     emotion_smoothing: float = 0.3  # weight of the previous capsule at each bar line
+    emotion_source: str = "knob"  # knob, or the player's recognised mood: follow, contrast, blend (emotion_source.py)
     # MIDI channels, 1..16
     channel: int = 1  # output channel (the lead's line)
     harmony_channels: tuple[int, ...] = (2, 3, 4)  # alto, tenor, bass in harmonise and ensemble modes
@@ -171,6 +173,7 @@ class DaemonConfig:
                 raise ConfigError(f"emotion: {err}") from err
         _check_int("emotion", self.emotion, 0, 127)
         _check_float("emotion_smoothing", self.emotion_smoothing, 0.0, 0.95)
+        _check_choice("emotion_source", self.emotion_source, EMOTION_SOURCES)
         _check_int("channel", self.channel, 1, 16)
         _check_int("in_channel", self.in_channel, 1, 16, optional=True)
         mode = mode_class(self.mode)  # the registered modes (affetto.daemon.modes), listed when it is not one

@@ -1,0 +1,1 @@
+"""The mood recogniser: data (labelled phrases), the model, training and evaluation."""
