@@ -45,6 +45,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from affetto.analysis.emotion import Capsule
 from affetto.daemon.barbook import BarBook
 from affetto.daemon.clocks import Clock, Transport, TransportEvent
 from affetto.daemon.config import DaemonConfig
@@ -292,7 +293,7 @@ class Conductor:
         """The clock's housekeeping and the bar-line logic, then a snapshot for the status page."""
         self._keep_time(now)
         try:
-            self.board.publish(now, self.clock.state, self.controls.target(), self.controls.capsule, self.mode,
+            self.board.publish(now, self.clock.state, self.controls.target(), self._playing_capsule(), self.mode,
                                self.book, self.faults)
         except Exception as err:  # the page is a view: its failure must never touch the music
             self.say.once(f"status:{type(err).__name__}", f"no status snapshot: {err}")
@@ -329,7 +330,11 @@ class Conductor:
                 self._act(cancel)
             elif self.mode.revisable and self.source.hears_knob and self.controls.turned():
                 self._knob_turned(now, bar)
-        self.say.at(bar, state.bpm, self.controls.capsule, self.book, self.scheduler)
+        self.say.at(bar, state.bpm, self._playing_capsule(), self.book, self.scheduler)
+
+    def _playing_capsule(self) -> Capsule:
+        """The emotion the bars are asked in: the knob's, or what the source made of it (follow, ...)."""
+        return self._settings.capsule if self._settings is not None else self.controls.capsule
 
     def _knob_turned(self, now: int, bar: int) -> None:
         """The knob moved by more than a step: the bars asked from the sounding one on are asked again in

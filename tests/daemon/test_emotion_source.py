@@ -241,6 +241,9 @@ def test_call_response_answers_in_the_players_mood_when_following(rig_factory, f
     for p in (57, 60, 64, 69):  # bar 1: soft, sparse, minor
         note(p, 40)
         rig.advance(beat - beat // 4)
+    at(3.5)  # the answer to the sad phrase plays: the status page shows the mood followed, not the knob
+    assert rig.conductor.board.current.capsule.quadrant is Quadrant.Q3
+    assert rig.conductor.controls.capsule.quadrant is Quadrant.Q1
     at(5.02)
     for p in (60, 64, 67, 72) * 3:  # bar 5: busy major
         note(p, 100)
