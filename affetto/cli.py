@@ -30,6 +30,8 @@ WING_COMMANDS = {
     "train": "affetto.models.cli:train",
     "eval": "affetto.models.cli:eval_command",
     "export": "affetto.export.cli:export",
+    "train-transfer": "affetto.models.transfer.cli:train_transfer",
+    "export-transfer": "affetto.export.transfer:export_command",
 }
 
 

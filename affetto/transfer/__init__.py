@@ -1,0 +1,1 @@
+"""Transfer: the player's phrase in another emotion (rule baseline and the CVAE family)."""
