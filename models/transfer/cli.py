@@ -20,8 +20,8 @@ from affetto.cli import setup_logging
 @click.option("--steps", type=click.IntRange(min=1), default=4000, show_default=True)
 @click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--beta", type=click.FloatRange(min=0), default=0.5, show_default=True, help="KL weight after warm-up.")
-@click.option("--anneal-steps", type=click.IntRange(min=1), default=1000, show_default=True,
+@click.option("--beta", type=click.FloatRange(min=0), default=0.1, show_default=True, help="KL weight after warm-up.")
+@click.option("--anneal-steps", type=click.IntRange(min=1), default=500, show_default=True,
               help="Steps over which the KL weight rises from 0 (KL annealing).")
 @click.option("--free-bits", type=click.FloatRange(min=0), default=0.25, show_default=True,
               help="Nats per latent dimension the KL counts at least (free bits).")
