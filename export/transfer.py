@@ -3,8 +3,9 @@
 One graph, three parts, run by name (:mod:`affetto.transfer.model`):
 
 - ``roll [B, bars, steps, 2, 88]``, ``src_cond [B, 6]``, ``tgt_cond [B, 6]``, ``density [B, bars]``,
-  ``poly [B, bars]``, ``meter [B]``, ``eps [B, bars, Z]`` -> ``probs [B, bars, steps, 2, 88]`` (onset and
-  frame probabilities of the re-played phrase) and ``mean [B, bars, Z]`` (the posterior mean);
+  ``poly [B, bars]``, ``meter [B]``, ``eps [B, bars, steps / k, Z]`` -> ``probs [B, bars, steps, 2, 88]`` (onset
+  and frame probabilities of the re-played phrase) and ``mean [B, bars, steps / k, Z]`` (the posterior mean; a
+  latent per ``k = z_steps`` steps);
 - ``notes [N, notes, 7]``, ``note_mask [N, notes]``, ``perf_cond [N, 4]`` -> ``velocity [N, notes]`` (1..127).
 
 Every size but the pitches and the feature columns is dynamic. The export
@@ -87,7 +88,7 @@ def example_inputs(model: TransferModel, batch: int = 2, bars: int = 4, steps: i
         "density": torch.randint(0, cfg.n_density, (batch, bars), generator=g),
         "poly": torch.randint(0, cfg.n_poly, (batch, bars), generator=g),
         "meter": torch.randint(0, cfg.n_meters, (batch,), generator=g),
-        "eps": torch.randn(batch, bars, cfg.z_dim, generator=g) * 0.5,
+        "eps": torch.randn(batch, bars, steps // cfg.z_steps, cfg.z_dim, generator=g) * 0.5,
         "notes": torch.stack([torch.randint(0, n, (batch, notes), generator=g)
                               for n in model.performer.SIZES], -1),
         "note_mask": mask,
@@ -100,9 +101,9 @@ def build_graph(model: TransferModel) -> onnx.ModelProto:
     inputs = example_inputs(model)
     dynamic = {"roll": {0: "batch", 1: "bars", 2: "steps"}, "src_cond": {0: "batch"}, "tgt_cond": {0: "batch"},
                "density": {0: "batch", 1: "bars"}, "poly": {0: "batch", 1: "bars"}, "meter": {0: "batch"},
-               "eps": {0: "batch", 1: "bars"}, "notes": {0: "sets", 1: "notes"}, "note_mask": {0: "sets", 1: "notes"},
+               "eps": {0: "batch", 1: "bars", 2: "latents"}, "notes": {0: "sets", 1: "notes"}, "note_mask": {0: "sets", 1: "notes"},
                "perf_cond": {0: "sets"}, "probs": {0: "batch", 1: "bars", 2: "steps"},
-               "mean": {0: "batch", 1: "bars"}, "velocity": {0: "sets", 1: "notes"}}
+               "mean": {0: "batch", 1: "bars", 2: "latents"}, "velocity": {0: "sets", 1: "notes"}}
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the TorchScript exporter: a plain feed-forward graph, traced once
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -11,7 +11,7 @@ decoding it is moved back. Valence then asks the same of every phrase
 a small model learns from the corpus's parallel-mode copies, whatever the key.
 
 One ONNX graph holds three parts: the encoder (roll + the source's
-condition -> a latent ``z`` per bar, mean and log-variance), the decoder
+condition -> a latent ``z`` per eighth note, mean and log-variance), the decoder
 (``z`` + a condition -> onset and frame probabilities; non-autoregressive,
 all bars at once) and the performance decoder (ToneNet's idea: a velocity
 per note from the notes and the emotion). A condition is the emotion
@@ -222,6 +222,7 @@ class CvaeTransfer:
         self.settings = settings or DecodeSettings(float(decode.get("threshold", 0.5)),
                                                    float(decode.get("noise", 0.5)))
         self.z_dim = int(self.manifest["model"]["z_dim"])
+        self.z_steps = int(self.manifest["model"].get("z_steps", 2))
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -240,7 +241,7 @@ class CvaeTransfer:
 
     def decode(self, roll: np.ndarray, src: np.ndarray, tgt: np.ndarray, density: np.ndarray, poly: np.ndarray,
                meter: int, eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(probs (bars, steps, 2, P), posterior mean (bars, Z)) of one phrase roll."""
+        """(probs (bars, steps, 2, P), posterior mean (bars, steps / z_steps, Z)) of one phrase roll."""
         probs, mean = self.session.run(["probs", "mean"], self._feeds(roll, src, tgt, density, poly, meter, eps))
         return probs[0], mean[0]
 
@@ -260,9 +261,9 @@ class CvaeTransfer:
         return [velocity[i, : len(f)] for i, f in enumerate(features)]
 
     def _empty_phrase(self):
-        steps = 4
+        steps = 2 * self.z_steps
         return (np.zeros((1, steps, 2, PITCHES), np.float32), np.zeros(6, np.float32), np.zeros(6, np.float32),
-                np.zeros(1, np.int64), np.zeros(1, np.int64), 0, np.zeros((1, self.z_dim), np.float32))
+                np.zeros(1, np.int64), np.zeros(1, np.int64), 0, np.zeros((1, 2, self.z_dim), np.float32))
 
     # ---- the Transfer protocol ----------------------------------------------------------------
     def transfer(self, notes: Sequence[Note], meter: TimeSignature, capsule: Capsule, *, strength: float = 1.0,
@@ -276,8 +277,9 @@ class CvaeTransfer:
             raise ConfigError(f"strength must be a number in [0, 1], got {strength!r}")
         m_index = meter_index(meter)
         bar_steps = Grid(STEPS_PER_BEAT).steps_per_bar(meter)
-        if bar_steps > MAX_BAR_STEPS:
-            raise ConfigError(f"a bar of {meter} is longer than the model's {MAX_BAR_STEPS} steps")
+        if bar_steps > MAX_BAR_STEPS or bar_steps % self.z_steps:
+            raise ConfigError(f"a bar of {meter} ({bar_steps} steps) does not fit the model's latents "
+                              f"(at most {MAX_BAR_STEPS} steps, {self.z_steps} per latent)")
         notes = list(notes)
         if strength == 0 or not notes or capsule.is_unconditioned:
             return sort_notes(notes)
@@ -299,9 +301,10 @@ class CvaeTransfer:
             c_src = condition(own, mode)
             c_tgt = (1 - s) * c_src + s * condition(capsule.weights, target_mode)
             density, poly = bar_bins(chunk, bars, bar_steps)
-            eps = np.zeros((bars, self.z_dim), np.float32)
+            latents = (bars, bar_steps // self.z_steps, self.z_dim)
+            eps = np.zeros(latents, np.float32)
             if rng is not None:
-                eps = (s * self.settings.noise * rng.standard_normal((bars, self.z_dim))).astype(np.float32)
+                eps = (s * self.settings.noise * rng.standard_normal(latents)).astype(np.float32)
             roll = phrase_roll(chunk, bars, bar_steps, shift)
             probs, _ = self.decode(roll, c_src, c_tgt, density, poly, m_index, eps)
             made = roll_steps(probs, shift, self.settings.threshold)

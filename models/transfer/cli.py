@@ -23,12 +23,13 @@ from affetto.cli import setup_logging
 @click.option("--beta", type=click.FloatRange(min=0), default=0.1, show_default=True, help="KL weight after warm-up.")
 @click.option("--anneal-steps", type=click.IntRange(min=1), default=500, show_default=True,
               help="Steps over which the KL weight rises from 0 (KL annealing).")
-@click.option("--free-bits", type=click.FloatRange(min=0), default=0.25, show_default=True,
+@click.option("--free-bits", type=click.FloatRange(min=0), default=0.1, show_default=True,
               help="Nats per latent dimension the KL counts at least (free bits).")
 @click.option("--pair-rate", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Share of windows with a parallel-mode partner trained as transfer pairs.")
 @click.option("--width", type=click.IntRange(min=16), default=128, show_default=True, help="d_model.")
-@click.option("--z-dim", type=click.IntRange(min=1), default=32, show_default=True, help="Latent size per bar.")
+@click.option("--z-dim", type=click.IntRange(min=1), default=8, show_default=True,
+              help="Size of each latent (one per eighth note).")
 @click.option("--minutes", type=click.FloatRange(min=0), default=0.0, help="Stop with a checkpoint after this long.")
 @click.option("--eval-every", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--seed", type=int, default=1234, show_default=True)

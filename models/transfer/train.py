@@ -54,7 +54,7 @@ class TransferTrainConfig:
     lr: float = 1e-3
     beta: float = 0.1
     anneal_steps: int = 500
-    free_bits: float = 0.25  # nats per latent dimension (per bar)
+    free_bits: float = 0.1  # nats per latent dimension, per latent
     pair_rate: float = 0.5
     eval_every: int = 200
     minutes: float = 0.0
@@ -98,7 +98,8 @@ def cvae_loss(model: TransferModel, b: dict[str, torch.Tensor], beta: float, fre
               eps: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float], torch.Tensor]:
     """(loss, figures, logits) of one CVAE batch."""
     if eps is None:
-        eps = torch.randn(b["roll"].shape[0], b["roll"].shape[1], model.cfg.z_dim)
+        roll = b["roll"]
+        eps = torch.randn(roll.shape[0], roll.shape[1], roll.shape[2] // model.cfg.z_steps, model.cfg.z_dim)
     logits, mean, logvar = model(b["roll"], b["src_cond"], b["tgt_cond"], b["src_density"], b["src_poly"],
                                  b["tgt_density"], b["tgt_poly"], b["meter"], eps)
     rec = recon_loss(logits, b["target"])
@@ -131,7 +132,8 @@ def validate(model: TransferModel, phrases: Phrases, cfg: TransferTrainConfig, b
         for _ in range(batches):
             for rate, name in ((0.0, "recon_onset_f1"), (1.0, "pair_onset_f1")):
                 b = tensors(sample_batch(phrases, 64, rng, pair_rate=rate))
-                zero = torch.zeros(b["roll"].shape[0], b["roll"].shape[1], model.cfg.z_dim)
+                r = b["roll"]
+                zero = torch.zeros(r.shape[0], r.shape[1], r.shape[2] // model.cfg.z_steps, model.cfg.z_dim)
                 _, fig, logits = cvae_loss(model, b, 1.0, 0.0, eps=zero)
                 onsets = torch.sigmoid(logits[..., 0, :]).numpy() >= 0.5
                 figures[name].append(onset_f1(onsets, b["target"][..., 0, :].numpy() > 0.5))
@@ -149,6 +151,7 @@ def validate(model: TransferModel, phrases: Phrases, cfg: TransferTrainConfig, b
     model.train()
     out = {k: float(np.mean(v)) for k, v in figures.items()}
     out["active_units"] = active_units(torch.cat(means)[:, None])
+    out["latent_dims"] = model.cfg.z_dim
     return out
 
 

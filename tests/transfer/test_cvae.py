@@ -109,6 +109,13 @@ def test_free_bits_floor_each_dimension_and_stop_its_gradient():
     floored.backward()
     assert mean.grad[0, 0, 0].item() == 0.0  # below the floor: nothing to gain
     assert mean.grad[0, 0, 1].item() == pytest.approx(3.0)
+    # two phrases of three latents: the floor is per dimension, averaged over phrases and latents
+    mean = torch.zeros(2, 3, 2)
+    mean[:, :, 1] = 2.0  # dim 1: 2 nats at every latent
+    mean[0, 0, 0] = 1.2  # dim 0: 0.72 nats at one latent of six, 0.12 on average
+    floored, plain = kl_free_bits(mean, torch.zeros(2, 3, 2), 0.5)
+    assert floored.item() == pytest.approx(3 * (0.5 + 2.0))
+    assert plain.item() == pytest.approx((0.72 + 6 * 2.0) / 2)
 
 
 @pytest.mark.parametrize(("bars", "steps"), [(1, 16), (4, 12), (3, 32)])
@@ -120,10 +127,10 @@ def test_encoder_and_decoder_shapes(bars, steps):
     bins = torch.zeros(b, bars, dtype=torch.long)
     meter = torch.zeros(b, dtype=torch.long)
     mean, logvar = model.encoder(roll, cond, bins, bins, meter)
-    assert mean.shape == logvar.shape == (b, bars, z)
+    assert mean.shape == logvar.shape == (b, bars, steps // 2, z)  # a latent per eighth note
     logits = model.decoder(mean, steps, cond, bins, bins, meter)
     assert logits.shape == (b, bars, steps, 2, PITCHES)
-    logits2, mean2, _ = model(roll, cond, cond, bins, bins, bins, bins, meter, torch.zeros(b, bars, z))
+    logits2, mean2, _ = model(roll, cond, cond, bins, bins, bins, bins, meter, torch.zeros(b, bars, steps // 2, z))
     assert torch.allclose(logits2, logits) and torch.allclose(mean2, mean)
 
 
