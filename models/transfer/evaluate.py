@@ -317,3 +317,32 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def threshold_sweep(model_path: str | Path | None, thresholds: Sequence[float] = (0.25, 0.3, 0.35, 0.4, 0.45, 0.5),
+                    count: int = 200, seed: int = 0) -> dict[float, float]:
+    """Reconstruction onset-cell F1 (onset step and pitch) of validation-split corpus windows at each decode
+    threshold: the phrase encoded and decoded under its own condition (no key finder involved, so the
+    threshold is chosen on what the model keeps, not on what the independent ears hear)."""
+    from affetto.models.corpus import load_corpus
+    from affetto.models.transfer.data import PhraseConfig, build_phrases
+    from affetto.transfer.model import CvaeTransfer, bar_bins, condition, phrase_roll, tonic_shift
+
+    model = CvaeTransfer(model_path)
+    phrases = build_phrases(load_corpus(progress=False), PhraseConfig(seed=seed))["valid"]
+    rng = np.random.default_rng(seed)
+    hits = {t: [0, 0] for t in thresholds}
+    for i in rng.permutation(len(phrases))[:count].tolist():
+        w = phrases.windows[i]
+        shift = tonic_shift(w.tonic)
+        roll = phrase_roll(w.notes, w.n_bars, w.bar_steps, shift)
+        cond = condition(capsule_of(w.notes, w.n_bars * w.bar_steps / STEPS_PER_BEAT), w.mode)
+        density, poly = bar_bins(w.notes, w.n_bars, w.bar_steps)
+        eps = np.zeros((w.n_bars, w.bar_steps // model.z_steps, model.z_dim), np.float32)
+        probs, _ = model.decode(roll, cond, cond, density, poly, w.meter, eps)
+        real = roll[..., 0, :] > 0.5
+        for t in thresholds:
+            pred = probs[..., 0, :] >= t
+            hits[t][0] += int((pred & real).sum())
+            hits[t][1] += int(pred.sum() + real.sum())
+    return {t: 2 * h / max(total, 1) for t, (h, total) in hits.items()}

@@ -205,3 +205,18 @@ def test_bad_input_errors(tiny_onnx, tmp_path):
     if default_ensemble_path().exists():
         with pytest.raises(ModelFileError, match="not a transfer model"):
             CvaeTransfer(default_ensemble_path())
+
+
+def test_the_shipped_model_re_plays_a_seed_in_its_bars():
+    from affetto.runtime.assets import asset_path
+
+    if not asset_path("affetto-transfer.onnx").exists():
+        pytest.skip("no transfer model shipped in this checkout")
+    from affetto.models.transfer.evaluate import onset_f1, seed_sources
+
+    model = CvaeTransfer()  # the shipped model
+    source = next(s for s in seed_sources() if s.name == "lament:1")
+    out = model.transfer(list(source.notes), source.meter, Capsule.of(Quadrant.Q1), rng=np.random.default_rng(0))
+    end = source.bars * source.meter.beats_per_bar
+    assert out and all(n.onset < end and n.end <= end + 1e-9 for n in out)
+    assert onset_f1(source.notes, out) > 0.5  # a trained model keeps most of a plain line's rhythm
