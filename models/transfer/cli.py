@@ -27,6 +27,8 @@ from affetto.cli import setup_logging
               help="Nats per latent dimension the KL counts at least (free bits).")
 @click.option("--pair-rate", type=click.FloatRange(0, 1), default=0.5, show_default=True,
               help="Share of windows with a parallel-mode partner trained as transfer pairs.")
+@click.option("--chord-weight", type=click.FloatRange(min=1), default=1.0, show_default=True,
+              help="Draw windows of chords (>= 1.5 notes per onset) this many times as often (piano textures).")
 @click.option("--width", type=click.IntRange(min=16), default=128, show_default=True, help="d_model.")
 @click.option("--z-dim", type=click.IntRange(min=1), default=8, show_default=True,
               help="Size of each latent (one per eighth note).")
@@ -38,11 +40,12 @@ from affetto.cli import setup_logging
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs only).")
 @click.option("-v", "--verbose", count=True)
 def train_transfer(out, data, layout, groups, limit, init_from, steps, batch, lr, beta, anneal_steps, free_bits,
-                   pair_rate, width, z_dim, minutes, eval_every, seed, threads, resume, no_progress,
+                   pair_rate, chord_weight, width, z_dim, minutes, eval_every, seed, threads, resume, no_progress,
                    verbose) -> None:
     """Train the transfer CVAE and its performance decoder (needs the 'train' extra)."""
     setup_logging(verbose)
     try:
+        from affetto.models.transfer.data import PhraseConfig
         from affetto.models.transfer.model import TransferConfig
         from affetto.models.transfer.train import TransferTrainConfig, train
     except ImportError as err:
@@ -52,7 +55,8 @@ def train_transfer(out, data, layout, groups, limit, init_from, steps, batch, lr
                                   batch=batch, lr=lr, beta=beta, anneal_steps=anneal_steps, free_bits=free_bits,
                                   pair_rate=pair_rate, eval_every=eval_every, minutes=minutes, seed=seed,
                                   threads=threads, init=init_from,
-                                  model=TransferConfig(d_model=width, z_dim=z_dim))
+                                  model=TransferConfig(d_model=width, z_dim=z_dim),
+                                  phrases=PhraseConfig(chord_weight=chord_weight))
         result = train(cfg, resume=resume, progress=not no_progress)
     except (ValueError, OSError) as err:
         raise click.ClickException(str(err)) from err

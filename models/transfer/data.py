@@ -61,6 +61,7 @@ class PhraseConfig:
     time_scales: tuple[float, ...] = (0.5, 2.0)
     velocity_scales: tuple[float, ...] = (1.0, 0.55, 0.75, 1.2)
     max_notes: int = 192  # a performer batch row holds at most this many notes
+    chord_weight: float = 1.0  # how much more often a batch draws a window of chords (>= 1.5 notes per onset)
     seed: int = 1234
 
     def __post_init__(self) -> None:
@@ -102,6 +103,12 @@ class Phrases:
         self.by_shape: dict[tuple[int, int], list[int]] = defaultdict(list)
         for i, w in enumerate(self.windows):
             self.by_shape[(w.n_bars, w.bar_steps)].append(i)
+        self.chordal = np.array([len(w.notes) >= 1.5 * len(np.unique(w.notes[:, 0])) for w in self.windows],
+                                dtype=bool)
+
+    def weights(self, indices: Sequence[int], chord_weight: float) -> np.ndarray:
+        """Drawing weights of ``indices``: ``chord_weight`` for windows of chords, 1 for the rest."""
+        return np.where(self.chordal[np.asarray(indices, dtype=np.int64)], chord_weight, 1.0)
 
     def __len__(self) -> int:
         return len(self.windows)
@@ -177,16 +184,23 @@ def _capsule(w: Window, notes: np.ndarray) -> np.ndarray:
 
 
 def sample_batch(phrases: Phrases, batch: int, rng: np.random.Generator, *, pair_rate: float = 0.5,
-                 velocity_scales: Sequence[float] = (1.0,)) -> dict[str, np.ndarray]:
+                 velocity_scales: Sequence[float] = (1.0,), chord_weight: float = 1.0) -> dict[str, np.ndarray]:
     """A CVAE batch of one shape: source roll and condition, target roll and condition.
 
     A window with a partner is, at ``pair_rate``, a transfer pair (either
     direction); otherwise source and target are the window itself.
     """
     shapes = list(phrases.by_shape)
-    sizes = np.array([len(phrases.by_shape[s]) for s in shapes], dtype=float)
-    shape = shapes[int(rng.choice(len(shapes), p=sizes / sizes.sum()))]
-    chosen = rng.choice(phrases.by_shape[shape], size=batch, replace=len(phrases.by_shape[shape]) < batch)
+    if chord_weight == 1.0:
+        sizes = np.array([len(phrases.by_shape[s]) for s in shapes], dtype=float)
+        shape = shapes[int(rng.choice(len(shapes), p=sizes / sizes.sum()))]
+        chosen = rng.choice(phrases.by_shape[shape], size=batch, replace=len(phrases.by_shape[shape]) < batch)
+    else:
+        sizes = np.array([phrases.weights(phrases.by_shape[s], chord_weight).sum() for s in shapes])
+        shape = shapes[int(rng.choice(len(shapes), p=sizes / sizes.sum()))]
+        pool = phrases.by_shape[shape]
+        w = phrases.weights(pool, chord_weight)
+        chosen = rng.choice(pool, size=batch, replace=len(pool) < batch, p=w / w.sum())
     keys = ("roll", "target", "src_cond", "tgt_cond", "src_density", "src_poly", "tgt_density", "tgt_poly", "meter")
     rows: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     for i in chosen.tolist():

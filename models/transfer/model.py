@@ -209,7 +209,7 @@ class TransferModel(nn.Module):
     def forward(self, roll: torch.Tensor, src_cond: torch.Tensor, tgt_cond: torch.Tensor, src_density: torch.Tensor,
                 src_poly: torch.Tensor, tgt_density: torch.Tensor, tgt_poly: torch.Tensor, meter: torch.Tensor,
                 eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(logits [B, bars, S, 2, P], mean, logvar) with ``z = mean + exp(logvar / 2) * eps`` (all [B, bars, S/k, Z])."""
+        """(logits [B, bars, S, 2, P], mean, logvar) with ``z = mean + exp(logvar / 2) * eps``, [B, bars, S/k, Z]."""
         mean, logvar = self.encoder(roll, src_cond, src_density, src_poly, meter)
         z = mean + torch.exp(0.5 * logvar) * eps
         logits = self.decoder(z, roll.shape[2], tgt_cond, tgt_density, tgt_poly, meter)

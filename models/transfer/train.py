@@ -190,7 +190,8 @@ def train(cfg: TransferTrainConfig, *, resume: bool = False, progress: bool = Tr
     valid_ph = splits["valid"] if len(splits["valid"]) else train_ph
     summary = {**summary, "phrases": {k: len(v) for k, v in splits.items()},
                "pairs": {k: v.pairs() for k, v in splits.items()}}
-    log.info("data: %s; train: %s", json.dumps(summary), train_ph.describe())
+    log.info("data: %s; train: %s; %d windows of chords", json.dumps(summary), train_ph.describe(),
+             int(train_ph.chordal.sum()))
 
     model = TransferModel(cfg.model)
     out = Path(cfg.out)
@@ -228,7 +229,7 @@ def train(cfg: TransferTrainConfig, *, resume: bool = False, progress: bool = Tr
         for group in opt.param_groups:
             group["lr"] = float(sched(step))
         b = tensors(sample_batch(train_ph, cfg.batch, rng, pair_rate=cfg.pair_rate,
-                                 velocity_scales=cfg.phrases.velocity_scales))
+                                 velocity_scales=cfg.phrases.velocity_scales, chord_weight=cfg.phrases.chord_weight))
         loss, stats, _ = cvae_loss(model, b, beta_at(step, cfg), cfg.free_bits)
         p = tensors(sample_perf_batch(train_ph, cfg.perf_batch, rng, velocity_scales=cfg.phrases.velocity_scales,
                                       max_notes=cfg.phrases.max_notes))
