@@ -101,8 +101,9 @@ def build_graph(model: TransferModel) -> onnx.ModelProto:
     inputs = example_inputs(model)
     dynamic = {"roll": {0: "batch", 1: "bars", 2: "steps"}, "src_cond": {0: "batch"}, "tgt_cond": {0: "batch"},
                "density": {0: "batch", 1: "bars"}, "poly": {0: "batch", 1: "bars"}, "meter": {0: "batch"},
-               "eps": {0: "batch", 1: "bars", 2: "latents"}, "notes": {0: "sets", 1: "notes"}, "note_mask": {0: "sets", 1: "notes"},
-               "perf_cond": {0: "sets"}, "probs": {0: "batch", 1: "bars", 2: "steps"},
+               "eps": {0: "batch", 1: "bars", 2: "latents"}, "notes": {0: "sets", 1: "notes"},
+               "note_mask": {0: "sets", 1: "notes"}, "perf_cond": {0: "sets"},
+               "probs": {0: "batch", 1: "bars", 2: "steps"},
                "mean": {0: "batch", 1: "bars", 2: "latents"}, "velocity": {0: "sets", 1: "notes"}}
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the TorchScript exporter: a plain feed-forward graph, traced once

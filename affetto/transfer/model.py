@@ -322,14 +322,12 @@ class CvaeTransfer:
             return np.zeros(0, np.int64)
         v_src, v_made = self.perform([note_features(source, bar_steps, meter), note_features(made, bar_steps, meter)],
                                      [own, target])
-        base = np.full(len(made), float(source[:, 3].mean()))
-        ratio = np.full(len(made), float(v_made.mean() / max(v_src.mean(), 1.0)))
-        for i, (on, _, pitch) in enumerate(made.tolist()):
-            same = np.flatnonzero(source[:, 0] == on)
-            if len(same):
-                j = same[np.argmin(np.abs(source[same, 2] - pitch))]
-                base[i] = source[j, 3]
-                ratio[i] = v_made[i] / max(float(v_src[j]), 1.0)
+        same = made[:, 0][:, None] == source[:, 0][None, :]  # (made, source): struck together
+        nearest = np.where(same, np.abs(made[:, 2][:, None] - source[:, 2][None, :]), np.iinfo(np.int64).max).argmin(1)
+        matched = same.any(1)
+        base = np.where(matched, source[nearest, 3], float(source[:, 3].mean()))
+        overall = float(v_made.mean() / max(v_src.mean(), 1.0))
+        ratio = np.where(matched, v_made / np.maximum(v_src[nearest], 1.0), overall)
         return np.clip(np.round(base * ratio), 1, 127).astype(np.int64)
 
     @staticmethod
@@ -337,12 +335,18 @@ class CvaeTransfer:
         """Notes of made step rows; channels from the source note nearest in time and pitch; nothing past the
         phrase's last bar line (or the source's own last release, if later)."""
         end = max(end, max(n.end for n in source))
+        made = np.concatenate(rows) if rows else np.zeros((0, 4), np.int64)
+        onsets = np.array([n.onset for n in source])
+        pitches = np.array([n.pitch for n in source])
+        channels = np.array([n.channel for n in source])
+        # nearest in time, then in pitch (onset gaps in sixteenths outweigh any pitch gap)
+        cost = np.abs(made[:, 0][:, None] / STEPS_PER_BEAT - onsets[None, :]) * 1e4 + np.abs(
+            made[:, 2][:, None] - pitches[None, :])
+        near = channels[cost.argmin(1)] if len(made) else channels[:0]
         out = []
-        for on, dur, pitch, vel in (np.concatenate(rows) if rows else np.zeros((0, 4), np.int64)).tolist():
+        for (on, dur, pitch, vel), channel in zip(made.tolist(), near.tolist()):
             onset = on / STEPS_PER_BEAT
-            duration = min(dur / STEPS_PER_BEAT, end - onset)
-            near = min(source, key=lambda n: (abs(n.onset - onset), abs(n.pitch - pitch)))
-            out.append(Note(int(pitch), onset, duration, int(vel), near.channel))
+            out.append(Note(int(pitch), onset, min(dur / STEPS_PER_BEAT, end - onset), int(vel), int(channel)))
         return sort_notes(out)
 
 
