@@ -31,6 +31,8 @@ WING_COMMANDS = {
     "eval": "affetto.models.cli:eval_command",
     "eval-transfer": "affetto.models.evaluation.transfer:eval_transfer",
     "export": "affetto.export.cli:export",
+    "train-transfer": "affetto.models.transfer.cli:train_transfer",
+    "export-transfer": "affetto.export.transfer:export_command",
 }
 
 

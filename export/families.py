@@ -59,3 +59,4 @@ def _lead() -> ExportFamily:
 LEAD = _lead()
 register_family(LEAD)
 register_family("affetto.export.mood:EXPORT_FAMILY", "mood")
+register_family("affetto.export.transfer:EXPORT_FAMILY", "transfer")

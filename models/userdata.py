@@ -257,3 +257,64 @@ def load_emopia(path: str | Path, *, grid: Grid = DEFAULT_GRID) -> LoadedDataset
             # Clips of one song share the id: the split keeps them on one side.
             loader.data.pieces[index].song = f"emopia:{match.group(2)}"
     return loader.finish()
+
+
+# ---- MAESTRO ----------------------------------------------------------------------------
+MAESTRO_CSV = re.compile(r"maestro-v[\d.]+\.csv")
+
+
+def maestro_csv(folder: Path) -> Path | None:
+    """The ``maestro-v*.csv`` index of a MAESTRO folder (the newest version when several), or None."""
+    found = sorted(p for p in folder.iterdir() if p.is_file() and MAESTRO_CSV.fullmatch(p.name))
+    return found[-1] if found else None
+
+
+def detect_layout(path: str | Path) -> str:
+    """``maestro`` (a ``maestro-v*.csv`` beside ``YYYY/*.midi``), ``emopia`` (a ``midis/`` folder or
+    clips named ``Q1_<id>_<n>.mid``) or ``folder`` (any other folder of MIDI files)."""
+    folder = _folder(path)
+    if maestro_csv(folder) is not None:
+        return "maestro"
+    if (folder / "midis").is_dir() or any(EMOPIA_STEM.fullmatch(p.stem) for p in folder.glob("*.mid")):
+        return "emopia"
+    return "folder"
+
+
+def load_maestro(path: str | Path, *, grid: Grid = DEFAULT_GRID, limit: int | None = None) -> LoadedDataset:
+    """MAESTRO performances (``YYYY/*.midi``, listed in ``maestro-v*.csv``), unlabelled.
+
+    The CSV's ``midi_filename`` column names the files; performances of one
+    piece (the same composer and title) share a ``song``, so the split keeps
+    them together. Rows naming a missing file are skipped with a reason;
+    without a CSV every ``.midi`` file under the folder is read. ``limit``
+    reads only the first performances (quick runs).
+    """
+    folder = _folder(path)
+    index = maestro_csv(folder)
+    loader = _Loader(folder, grid, "maestro")
+    songs: list[tuple[Path, str]] = []
+    if index is None:
+        songs = [(f, "") for f in midi_files(folder)]
+    else:
+        try:
+            with index.open(newline="", encoding="utf-8") as fh:
+                rows = list(csv.DictReader(fh))
+        except (OSError, UnicodeDecodeError, csv.Error) as err:
+            raise DatasetError(_one_line(f"{index}: not a readable CSV file ({err})")) from err
+        if not rows or "midi_filename" not in rows[0]:
+            raise DatasetError(f"{index}: expected MAESTRO's columns (midi_filename, canonical_title, ...)")
+        for row in rows:
+            song = f"maestro:{row.get('canonical_composer', '')}:{row.get('canonical_title', '')}"
+            songs.append((folder / row["midi_filename"], song))
+    songs = songs[:limit] if limit is not None else songs
+    loader.files = len(songs)
+    for file, song in songs:
+        if not file.is_file():
+            loader.skip(file.relative_to(folder).as_posix(), "listed in the CSV but not in the folder")
+            continue
+        at = loader.add(file)
+        if at is not None and song:
+            loader.data.pieces[at].song = song
+    if not loader.data.pieces and not loader.data.skipped:
+        raise DatasetError(f"{folder}: no MAESTRO performances found")
+    return loader.finish()

@@ -60,3 +60,4 @@ def load_model(path: str | Path | None = None, **options: Any) -> Any:
 register_family("lead", "affetto.runtime.engine:Engine")
 register_family("ensemble", "affetto.ensemble.engine:Ensemble")
 register_family("mood", "affetto.words.mood:MoodRecogniser")
+register_family("transfer", "affetto.transfer.model:load_transfer")

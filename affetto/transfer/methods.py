@@ -1,9 +1,12 @@
-"""Which transfer method runs: the rule baseline, or the CVAE when its model is shipped.
+"""Which transfer method runs: the rule baseline, or the CVAE.
 
-``auto`` takes the CVAE (:class:`affetto.transfer.model.CvaeTransfer`) when
-``affetto/assets/affetto-transfer.onnx`` is there, the rule baseline
-(:class:`affetto.transfer.rule.RuleTransfer`) otherwise; :func:`load_method`
-says which in one line, so a musician always knows what they hear.
+``auto`` takes the rule baseline (:class:`affetto.transfer.rule.RuleTransfer`):
+measured against it, the shipped CVAE (:class:`affetto.transfer.model.CvaeTransfer`,
+``affetto/assets/affetto-transfer.onnx``) is level on held-out corpus phrases
+and keeps less of phrases from outside the corpus (their top line and the
+notes of dense piano textures; README, Transfer). ``auto`` with a model file
+given, or ``cvae``, takes the CVAE. :func:`load_method` says which in one
+line, so a musician always knows what they hear.
 """
 
 from __future__ import annotations
@@ -38,10 +41,15 @@ def load_method(method: str = "auto", *, model: str | None = None, threads: int 
     """
     if method not in METHODS:
         raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    if method == "rule" or (method == "auto" and model is None and shipped_model() is None):
+    if method == "rule" or (method == "auto" and model is None):
         from affetto.transfer.rule import RuleTransfer
 
-        why = "asked for" if method == "rule" else f"no transfer model is shipped ({TRANSFER_MODEL_NAME})"
+        if method == "rule":
+            why = "asked for"
+        elif shipped_model() is None:
+            why = f"no transfer model is shipped ({TRANSFER_MODEL_NAME})"
+        else:
+            why = "it keeps more of a player's phrase than the shipped CVAE: --method cvae to hear that"
         return RuleTransfer(), f"transfer method: rule (parallel mode, dynamics, articulation; {why})"
     path = model or shipped_model()
     if path is None:

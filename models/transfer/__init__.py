@@ -1,0 +1,1 @@
+"""The transfer family: a conditional VAE over phrases and a performance decoder (training, evaluation)."""
