@@ -78,9 +78,11 @@ def info(model) -> None:
     cfg, train = m["model"], m.get("training", {})
     click.echo(f"{model}")
     if m.get("family", "lead") != "lead":
-        click.echo(f"  {m.get('family')} family, {m['dtype']}: {cfg.get('tracks')} tracks of {cfg.get('bars')} bars, "
-                   f"{cfg.get('steps')} steps per bar, {cfg.get('pitches')} pitches; conditioning: "
-                   f"{', '.join(m.get('conditioning', {}).get('quadrants', []))}")
+        shape = {"tracks": "tracks", "bars": "bars", "steps": "steps per bar", "pitches": "pitches",
+                 "d_model": "width", "n_layer": "layers", "z_dim": "latent dims"}
+        told = ", ".join(f"{cfg[k]} {label}" for k, label in shape.items() if cfg.get(k) is not None)
+        click.echo(f"  {m.get('family')} family, {m.get('dtype', 'fp32')}: {told or 'no shape given'}; conditioning: "
+                   f"{', '.join(m.get('conditioning', {}).get('quadrants', [])) or 'none'}")
         click.echo(f"  trained {train.get('step')} steps ({train.get('minutes', 0):.0f} min); {m['content_hash']}")
         return
     click.echo(f"  {m['dtype']}, {cfg['n_layer']} layers, width {cfg['d_model']}, {cfg['n_head']} heads, "

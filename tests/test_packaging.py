@@ -51,3 +51,14 @@ def test_every_package_folder_in_the_tree_is_listed_and_every_listed_one_exists(
             if init.parent.resolve() not in folders:
                 missing.append(str(init.parent.relative_to(ROOT)))
     assert not missing, f"package folders missing from pyproject's packages: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("asset", sorted(p.name for p in (ROOT / "affetto" / "assets").glob("*.onnx")))
+def test_every_shipped_model_describes_itself(asset):
+    from click.testing import CliRunner
+
+    from affetto.cli import cli
+
+    result = CliRunner().invoke(cli, ["info", str(ROOT / "affetto" / "assets" / asset)])
+    assert result.exit_code == 0, result.output
+    assert "None" not in result.output and "family" in result.output or "layers" in result.output, result.output
