@@ -61,4 +61,5 @@ def test_every_shipped_model_describes_itself(asset):
 
     result = CliRunner().invoke(cli, ["info", str(ROOT / "affetto" / "assets" / asset)])
     assert result.exit_code == 0, result.output
-    assert "None" not in result.output and "family" in result.output or "layers" in result.output, result.output
+    assert "None" not in result.output, result.output
+    assert "family" in result.output or "layers" in result.output, result.output
