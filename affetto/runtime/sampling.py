@@ -151,32 +151,59 @@ def sample(
     rng: np.random.Generator,
 ) -> int:
     """Draw a token from ``logits`` (modified in place) among the ``allowed`` ones."""
-    logits[~allowed] = -np.inf
+    return int(sample_rows(logits[None], allowed[None], config, rng)[0])
+
+
+def sample_rows(
+    logits: np.ndarray,
+    allowed: np.ndarray,
+    config: SamplingConfig,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """One token per row of ``logits`` (rows, vocab; modified in place) among that row's ``allowed`` ones.
+
+    Every row goes through the same array operations at once (mask,
+    temperature, top-k, softmax, top-p, the draw), and the rows take one
+    uniform number each, in order: the tokens are those of drawing the rows
+    one by one with the same generator.
+    """
+    rows, size = logits.shape
+    np.copyto(logits, -np.inf, where=~allowed)
     if config.greedy:
-        return int(np.argmax(logits))
+        return np.argmax(logits, axis=1)
     if config.temperature != 1.0:
         logits /= config.temperature
-    if config.top_k and config.top_k < logits.size:
-        kth = np.partition(logits, -config.top_k)[-config.top_k]
-        logits[logits < kth] = -np.inf
-    logits -= logits.max()
+    if config.top_k and config.top_k < size:
+        kth = np.partition(logits, -config.top_k, axis=1)[:, -config.top_k, None]  # (rows, 1)
+        np.copyto(logits, -np.inf, where=logits < kth)
+    logits -= logits.max(axis=1, keepdims=True)
     probs = np.exp(logits, out=logits)
-    probs /= probs.sum()
+    probs /= probs.sum(axis=1, keepdims=True)
+    u = np.asarray(rng.random(rows))  # one uniform number per row, in order
     if config.top_p < 1.0:
-        order = np.argsort(-probs)
-        cumulative = np.cumsum(probs[order])
-        cut = int(np.searchsorted(cumulative, config.top_p)) + 1  # keep the token that crosses top_p
-        keep = order[:cut]
-        kept = probs[keep]
-        return int(keep[_draw(kept / kept.sum(), rng)])
-    return _draw(probs, rng)
+        order = np.argsort(-probs, axis=1)  # (rows, vocab): most likely first
+        ranked = np.take_along_axis(probs, order, axis=1)
+        cumulative = np.cumsum(ranked, axis=1)
+        cut = np.minimum((cumulative < config.top_p).sum(axis=1) + 1, size)  # keep the token that crosses top_p
+        ranked[np.arange(size) >= cut[:, None]] = 0.0
+        ranked /= ranked.sum(axis=1, keepdims=True)
+        return order[np.arange(rows), _draw_rows(ranked, u, cut)]
+    return _draw_rows(probs, u, np.full(rows, size))
 
 
-def _draw(probs: np.ndarray, rng: np.random.Generator) -> int:
-    """Inverse-CDF draw: one uniform number, no allocation of a choice table."""
-    u = rng.random()
-    index = int(np.searchsorted(np.cumsum(probs), u, side="right"))
-    index = min(index, probs.size - 1)
-    while probs[index] == 0 and index > 0:  # rounding at the top end
-        index -= 1
+def _draw_rows(probs: np.ndarray, u: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draws: per row, the token whose cumulative probability first passes its ``u``.
+
+    Only a row's first ``length`` tokens can be drawn (the rest have
+    probability 0); rounding at the top end falls back to the last token
+    with a probability.
+    """
+    cumulative = np.cumsum(probs, axis=1)
+    index = np.minimum((cumulative <= u[:, None]).sum(axis=1), length - 1)
+    rows = np.arange(len(index))
+    for row in np.flatnonzero(probs[rows, index] == 0):  # rare: rounding left u past the last token
+        i = index[row]
+        while probs[row, i] == 0 and i > 0:
+            i -= 1
+        index[row] = i
     return index

@@ -355,6 +355,11 @@ class Fork:
         """(rows, vocab) logits after candidate ``i``'s latest token (the context's before its first)."""
         return self._last[i]
 
+    @property
+    def last(self) -> np.ndarray:
+        """(candidates, rows, vocab): every candidate's :meth:`logits` (read-only by contract)."""
+        return self._last
+
     def step(self, live: Sequence[int], tokens: Sequence[int]) -> None:
         """Feed ``tokens[j]`` to candidate ``live[j]`` (a candidate that is done just stops stepping)."""
         S = len(live)
