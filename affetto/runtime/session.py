@@ -151,6 +151,14 @@ class CachedSession:
         self._slots = 0
         self._zeros = np.zeros(0, np.float32)  # the attention bias of a plain run, viewed to its length
         self._conditioned = False
+        # A step's inputs and logits live in buffers made once per step width and bound while that width
+        # runs; a run writes into them in place, so a decode step allocates and binds only its attention bias.
+        self._steps: dict[int, _StepBuffers] = {}
+        self._bound = 0  # the width whose buffers are bound (0: none)
+        self._seqlens = np.zeros(1, np.int32)
+        self._total = np.zeros((), np.int32)
+        self._io.bind_ortvalue_input("seqlens_k", ort.OrtValue.ortvalue_from_numpy(self._seqlens))
+        self._io.bind_ortvalue_input("total_sequence_length", ort.OrtValue.ortvalue_from_numpy(self._total))
         self.stats = stats if stats is not None else {}
         self._reserve(max_len)
 
@@ -262,20 +270,31 @@ class CachedSession:
 
     # ---- running the model -------------------------------------------------------------
     def _run(self, tokens: np.ndarray, positions: np.ndarray, bias: np.ndarray, total: int) -> np.ndarray:
-        """Run ``tokens`` (S,) for every row into slots total - S .. total - 1; (rows, S, vocab) logits."""
+        """Run ``tokens`` (S,) for every row into slots total - S .. total - 1; (rows, S, vocab) logits.
+
+        The logits are a buffer the next run of the same width overwrites: callers copy what they keep.
+        """
         if not self._conditioned:
             raise RuntimeError("condition the rows before running the model")
         S = len(tokens)
         io = self._io
-        io.bind_cpu_input("tokens", np.tile(np.asarray(tokens, np.int64), (self.rows, 1)))  # (R, S)
-        io.bind_cpu_input("position_ids", np.asarray(positions, np.int64).reshape(1, S))
+        step = self._steps.get(S)
+        if step is None:
+            step = _StepBuffers(self.rows, S, self.vocab_size)
+            if S <= _KEPT_WIDTHS:  # decode steps: a few widths, again and again; a prefill's is used once
+                self._steps[S] = step
+        if self._bound != S or step is not self._steps.get(S):
+            io.bind_ortvalue_input("tokens", step.tokens_value)
+            io.bind_ortvalue_input("position_ids", step.positions_value)
+            io.bind_ortvalue_output("logits", step.logits_value)
+            self._bound = S if step is self._steps.get(S) else 0
+        step.tokens[:] = tokens  # every row reads the same tokens
+        step.positions[0] = positions
+        self._seqlens[0] = total - 1
+        self._total[()] = total
         io.bind_cpu_input("attention_bias", bias)  # (1, 1, S, total)
-        io.bind_cpu_input("seqlens_k", np.array([total - 1], np.int32))
-        io.bind_cpu_input("total_sequence_length", np.array(total, np.int32))
-        logits = np.empty((self.rows, S, self.vocab_size), np.float32)  # (R, S, V)
-        io.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(logits))
         self.session.run_with_iobinding(io)
-        return logits
+        return step.logits
 
     def extend(self, tokens: Sequence[int]) -> None:
         """Append ``tokens`` to the context without running them (``prefill`` does)."""
@@ -326,6 +345,21 @@ class CachedSession:
         """``n`` candidates continuing the whole (cached) context, each at most ``room`` tokens long."""
         self.prefill()
         return Fork(self, n, room)
+
+
+_KEPT_WIDTHS = 32  # step widths (tokens per run) whose buffers a session keeps
+
+
+class _StepBuffers:
+    """The inputs and the logits of runs of one width S, as arrays and the OrtValues sharing their memory."""
+
+    def __init__(self, rows: int, width: int, vocab_size: int) -> None:
+        self.tokens = np.zeros((rows, width), np.int64)  # (R, S)
+        self.positions = np.zeros((1, width), np.int64)  # (1, S)
+        self.logits = np.zeros((rows, width, vocab_size), np.float32)  # (R, S, V)
+        self.tokens_value = ort.OrtValue.ortvalue_from_numpy(self.tokens)
+        self.positions_value = ort.OrtValue.ortvalue_from_numpy(self.positions)
+        self.logits_value = ort.OrtValue.ortvalue_from_numpy(self.logits)
 
 
 class Fork:
