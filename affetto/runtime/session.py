@@ -3,11 +3,13 @@
 The cache is one preallocated buffer of slots per layer and tensor, bound
 once with IOBinding as both the past input and the present output, so ONNX
 Runtime's GroupQueryAttention writes new keys in place: no step copies the
-cache. The graph runs the two rows of guidance (the conditioned and the
-unconditioned capsule) as the two halves of its attention heads, over one
-sequence of slots (see :mod:`affetto.export.graph`). The session also holds
-the *context*, the tokens whose keys the cache is meant to hold (context
-token i in slot i); ``cached`` says how many of them it really holds.
+cache (float32, or int8 in a graph exported with ``--kv-int8``, which the
+attention quantises as it writes and reads back as it is). The graph runs
+the two rows of guidance (the conditioned and the unconditioned capsule)
+as the two halves of its attention heads, over one sequence of slots (see
+:mod:`affetto.export.graph`). The session also holds the *context*, the
+tokens whose keys the cache is meant to hold (context token i in slot i);
+``cached`` says how many of them it really holds.
 Everything that changes the context goes through the public methods:
 
     reset(tokens)          a new context, nothing cached
@@ -93,6 +95,15 @@ def graph_rows(session: ort.InferenceSession) -> int:
     return rows
 
 
+def cache_dtype(session: ort.InferenceSession) -> type[np.generic]:
+    """The KV cache's element type: float32, or int8 for a graph exported with ``--kv-int8``."""
+    past = next((i for i in session.get_inputs() if i.name == "past_key_values.0.key"), None)
+    kinds: dict[str, type[np.generic]] = {"tensor(float)": np.float32, "tensor(int8)": np.int8}
+    if past is None or past.type not in kinds:
+        raise ModelFileError(f"the graph's KV cache is {past.type if past else 'missing'}: not one this engine runs")
+    return kinds[past.type]
+
+
 def sequence_feeds(tokens: np.ndarray, cond: np.ndarray, past: Sequence[np.ndarray] | None, *,
                    n_layer: int, n_head: int, head_dim: int) -> dict[str, np.ndarray]:
     """Feeds for ``session.run``: ``tokens`` (rows, S) under ``cond`` (rows, 4) after ``past``.
@@ -137,6 +148,7 @@ class CachedSession:
         self.provider = session.get_providers()[0]
         self.device = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
         self.rows = graph_rows(session)
+        self.kv_dtype = cache_dtype(session)
         self.n_layer, self.n_head, self.head_dim = n_layer, n_head, head_dim
         self.max_len, self.vocab_size = max_len, vocab_size
         self._context: list[int] = [bos]
@@ -238,7 +250,7 @@ class CachedSession:
         slots = max(slots, self._slots + self._slots // 2)
         shape = (1, self.rows * self.n_head, slots, self.head_dim)  # (1, R*nh, slots, hs)
         old = self.host_buffers()
-        buffers = [np.zeros(shape, np.float32) for _ in range(2 * self.n_layer)]
+        buffers = [np.zeros(shape, self.kv_dtype) for _ in range(2 * self.n_layer)]
         for new, before in zip(buffers, old):
             new[:, :, : self._cached] = before[:, :, : self._cached]
         if self.device == "cpu":  # the OrtValues share the arrays' memory
