@@ -110,25 +110,30 @@ def _dense_engine(model_path: Path, meter: TimeSignature):
     return engine
 
 
-def bar_times(model_path: Path, guidance: float, bars: int, meter: TimeSignature,
-              candidates: int = 1) -> tuple[list[float], list[int], list[bool]]:
-    """Wall time, token count and whether it slid the window, of whole bars continuing a dense seed in Q1."""
+def bar_times(rows: list[tuple[Path, float, int]], bars: int,
+              meter: TimeSignature) -> list[tuple[list[float], list[int], list[bool]]]:
+    """Per row (model, guidance, candidates): wall time, token count and whether it slid the window, of whole
+    bars continuing a dense seed in Q1. The rows take turns, one bar each, so that they share the machine's
+    moods and their ratios hold within a run on a machine others use too."""
     from affetto.runtime.sampling import SamplingConfig
 
-    engine = _dense_engine(model_path, meter)
-    rng = np.random.default_rng(0)
     capsule = Capsule.of(Quadrant.Q1)
-    cfg = SamplingConfig(top_p=0.95, guidance=guidance, candidates=candidates)
-    engine.generate_bar_tokens(capsule, cfg, rng)  # warm up, first prefill
-    times, tokens, slides = [], [], []
+    runs = []
+    for model_path, guidance, candidates in rows:
+        engine = _dense_engine(model_path, meter)
+        rng = np.random.default_rng(0)
+        cfg = SamplingConfig(top_p=0.95, guidance=guidance, candidates=candidates)
+        engine.generate_bar_tokens(capsule, cfg, rng)  # warm up, first prefill
+        runs.append((engine, rng, cfg, ([], [], [])))
     for _ in range(bars):
-        before = engine.stats["slides"]
-        t0 = time.perf_counter_ns()
-        out = engine.generate_bar_tokens(capsule, cfg, rng)
-        times.append((time.perf_counter_ns() - t0) / 1e6)
-        tokens.append(len(out))
-        slides.append(engine.stats["slides"] > before)
-    return times, tokens, slides
+        for engine, rng, cfg, (times, tokens, slides) in runs:
+            before = engine.stats["slides"]
+            t0 = time.perf_counter_ns()
+            out = engine.generate_bar_tokens(capsule, cfg, rng)
+            times.append((time.perf_counter_ns() - t0) / 1e6)
+            tokens.append(len(out))
+            slides.append(engine.stats["slides"] > before)
+    return [out for *_, out in runs]
 
 
 def partial_bar_times(model_path: Path, bars: int, meter: TimeSignature, beat: float = 2.0) -> list[float]:
@@ -180,6 +185,16 @@ def quantized_copy(model_path: Path, folder: Path) -> Path | None:
     return out
 
 
+def kv_int8_copy(checkpoint: Path, folder: Path) -> tuple[Path, dict] | None:
+    """The checkpoint exported with an int8 KV cache (``affetto export --kv-int8``) and its agreement."""
+    try:
+        from affetto.export.export import export_checkpoint
+    except ImportError:
+        return None
+    result = export_checkpoint(checkpoint, folder / "kv8.onnx", kv_int8=True, check=False)
+    return result.path, result.kv_int8 or {}
+
+
 def _cells(fn: Callable[[int, int], list[float]], columns, table: dict, name: str) -> str:
     cells = []
     for a, b in columns:
@@ -189,12 +204,16 @@ def _cells(fn: Callable[[int, int], list[float]], columns, table: dict, name: st
     return f"{name:<28}" + "  ".join(f"{c:<16}" for c in cells)
 
 
+KV8 = "onnxruntime, int8 KV cache"
+
+
 def step_tables(model_path: Path, checkpoint: Path | None, repeat: int, folder: Path,
-                echo: Callable[[str], None]) -> dict:
+                echo: Callable[[str], None], kv8: Path | None = None) -> dict:
     """Per-step times: the engine by candidates and context, PyTorch eager by batch and context."""
     table: dict = {}
     int8 = quantized_copy(model_path, folder)
     engines = [("onnxruntime fp32 (engine)", model_path)] + ([("onnxruntime int8", int8)] if int8 else [])
+    engines += [(KV8, kv8)] if kv8 else []
     columns = [(n, c) for n in CANDIDATES for c in CONTEXTS]
     echo("")
     echo("decode step, ms p50 / p99       " + "  ".join(f"{f'{n} cand., ctx {c}':<16}" for n, c in columns))
@@ -220,8 +239,14 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
     results: dict = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
                      "threads": 1, "model": str(model_path)}
     echo(f"affetto bench: {model_path.name}, one CPU thread, {repeat} steps per cell, {bars} bars per row")
-    with tempfile.TemporaryDirectory() as tmp:
-        table = step_tables(model_path, checkpoint, repeat, Path(tmp), echo)
+    tmp = tempfile.TemporaryDirectory()
+    folder = Path(tmp.name)
+    kv8 = kv_int8_copy(checkpoint, folder) if checkpoint is not None else None
+    if kv8 is not None:
+        agree = results["kv_int8_agreement"] = kv8[1]
+        echo(f"int8 KV cache (affetto export --kv-int8): top-1 agreement with fp32 {100 * agree['top1_agreement']:.2f}%"
+             f" over {agree['tokens']} rows x tokens decoded, largest logit difference {agree['max_logit_diff']:.3f}")
+    table = step_tables(model_path, checkpoint, repeat, folder, echo, kv8[0] if kv8 else None)
     results["step_ms"] = {k: {"p50": v[0], "p99": v[1]} for k, v in table.items()}
 
     fp32 = "onnxruntime fp32 (engine)"
@@ -229,6 +254,12 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
     for n in CANDIDATES:
         long, short = table[f"{fp32}|{n}|c1000"][0], table[f"{fp32}|{n}|c100"][0]
         ratios[f"step, context 1000 / 100, {n} candidates"] = long / short
+    if kv8 is not None:
+        for n in CANDIDATES:
+            ratios[f"step, int8 KV, context 1000 / 100, {n} candidates"] = (
+                table[f"{KV8}|{n}|c1000"][0] / table[f"{KV8}|{n}|c100"][0])
+            ratios[f"step, int8 KV / fp32, context 1000, {n} candidates"] = (
+                table[f"{KV8}|{n}|c1000"][0] / table[f"{fp32}|{n}|c1000"][0])
     for c in CONTEXTS:
         ratios[f"step, 3 candidates / 1, context {c}"] = table[f"{fp32}|3|c{c}"][0] / table[f"{fp32}|1|c{c}"][0]
         if checkpoint is not None:
@@ -239,11 +270,15 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
     meter = TimeSignature(4, 4)
     bar_ms = 60_000 / 120 * meter.beats_per_bar
     default = DEFAULT_SAMPLING.candidates
-    rows = [("no guidance", 1.0, 1), ("guidance 1.5, 1 candidate", 1.5, 1)]
-    rows += [(f"guidance 1.5, {n} candidates", 1.5, n) for n in CANDIDATES if n > 1]
+    rows = [("no guidance", 1.0, 1, model_path), ("guidance 1.5, 1 candidate", 1.5, 1, model_path)]
+    rows += [(f"guidance 1.5, {n} candidates", 1.5, n, model_path) for n in CANDIDATES if n > 1]
+    if kv8 is not None:
+        rows += [(f"int8 KV, {n} candidate{'s' if n > 1 else ''}", 1.5, n, kv8[0]) for n in (1, default)]
+    echo(f"whole bars: the {len(rows)} rows take turns, one bar each")
     bar_p: dict[int, tuple[float, float]] = {}
-    for label, guidance, n in rows:
-        times, tokens, slides = bar_times(model_path, guidance, bars, meter, candidates=n)
+    kv8_p: dict[int, tuple[float, float]] = {}
+    measured = bar_times([(path, guidance, n) for _, guidance, n, path in rows], bars, meter)
+    for (label, guidance, n, path), (times, tokens, slides) in zip(rows, measured):
         p50, p99 = percentiles(times)
         slid = [t for t, s in zip(times, slides) if s]
         kept = [t for t, s in zip(times, slides) if not s]
@@ -254,13 +289,17 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
             row["others_p50"], row["others_p99"] = percentiles(kept)
         results[f"bar_ms|{label}"] = row
         if guidance != 1.0:
-            bar_p[n] = (p50, p99)
+            (bar_p if path == model_path else kv8_p)[n] = (p50, p99)
         slide_text = (f"; {len(slid)} slid the window: p99 {row['slide_p99']:.1f} ms, others {row['others_p99']:.1f}"
                       if "slide_p99" in row else "")
         echo(f"bar at 120 BPM, {label:<28} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  ({np.median(tokens):.0f} tokens "
              f"p50, {max(tokens)} max){slide_text}; real-time factor at p99 {bar_ms / p99:.1f}x")
-        if n == default and "slide_p99" in row:
+        if n == default and "slide_p99" in row and path == model_path:
             ratios[f"bar, slid / others, p99, {n} candidates"] = row["slide_p99"] / row["others_p99"]
+    if 1 in kv8_p and default in kv8_p:
+        ratios[f"bar, int8 KV, {default} candidates / 1, p50"] = kv8_p[default][0] / kv8_p[1][0]
+        for n in (1, default):
+            ratios[f"bar, int8 KV / fp32, {n} cand., p50"] = kv8_p[n][0] / bar_p[n][0]
     for n in CANDIDATES:
         if n > 1 and n in bar_p and 1 in bar_p:
             ratios[f"bar, {n} candidates / 1, p50"] = bar_p[n][0] / bar_p[1][0]
@@ -278,6 +317,7 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
         echo(f"{k:<52} {v:5.2f}x")
     results["ratios"] = ratios
 
+    tmp.cleanup()
     mem = load_and_memory(model_path)
     results["load"] = mem
     echo("")
