@@ -151,7 +151,33 @@ def sample(
     rng: np.random.Generator,
 ) -> int:
     """Draw a token from ``logits`` (modified in place) among the ``allowed`` ones."""
-    return int(sample_rows(logits[None], allowed[None], config, rng)[0])
+    logits[~allowed] = -np.inf
+    if config.greedy:
+        return int(np.argmax(logits))
+    if config.temperature != 1.0:
+        logits /= config.temperature
+    if config.top_k and config.top_k < logits.size:
+        kth = np.partition(logits, -config.top_k)[-config.top_k]
+        logits[logits < kth] = -np.inf
+    logits -= logits.max()
+    probs = np.exp(logits, out=logits)
+    probs /= probs.sum()
+    if config.top_p < 1.0:
+        order = np.argsort(-probs)
+        cumulative = np.cumsum(probs[order])
+        cut = int(np.searchsorted(cumulative, config.top_p)) + 1  # keep the token that crosses top_p
+        keep = order[:cut]
+        kept = probs[keep]
+        return int(keep[_draw(kept / kept.sum(), rng)])
+    return _draw(probs, rng)
+
+
+def _draw(probs: np.ndarray, rng: np.random.Generator) -> int:
+    """Inverse-CDF draw: one uniform number, no allocation of a choice table."""
+    index = min(int(np.searchsorted(np.cumsum(probs), rng.random(), side="right")), probs.size - 1)
+    while probs[index] == 0 and index > 0:  # rounding at the top end
+        index -= 1
+    return index
 
 
 def sample_rows(
@@ -165,45 +191,49 @@ def sample_rows(
     Every row goes through the same array operations at once (mask,
     temperature, top-k, softmax, top-p, the draw), and the rows take one
     uniform number each, in order: the tokens are those of drawing the rows
-    one by one with the same generator.
+    one by one with the same generator. A single row takes :func:`sample`,
+    whose fewer, one-dimensional operations cost less than the array path's.
     """
     rows, size = logits.shape
-    np.copyto(logits, -np.inf, where=~allowed)
+    if rows == 1:
+        return np.array([sample(logits[0], allowed[0], config, rng)])
+    logits[~allowed] = -np.inf
     if config.greedy:
-        return np.argmax(logits, axis=1)
+        return logits.argmax(axis=1)
     if config.temperature != 1.0:
         logits /= config.temperature
     if config.top_k and config.top_k < size:
-        kth = np.partition(logits, -config.top_k, axis=1)[:, -config.top_k, None]  # (rows, 1)
-        np.copyto(logits, -np.inf, where=logits < kth)
-    logits -= logits.max(axis=1, keepdims=True)
+        kth = np.partition(logits, -config.top_k, axis=1)[:, -config.top_k]
+        logits[logits < kth[:, None]] = -np.inf
+    logits -= logits.max(axis=1)[:, None]
     probs = np.exp(logits, out=logits)
-    probs /= probs.sum(axis=1, keepdims=True)
+    probs /= probs.sum(axis=1)[:, None]
     u = np.asarray(rng.random(rows))  # one uniform number per row, in order
+    index = _ROWS[:rows]  # (rows, 1)
     if config.top_p < 1.0:
         order = np.argsort(-probs, axis=1)  # (rows, vocab): most likely first
-        ranked = np.take_along_axis(probs, order, axis=1)
-        cumulative = np.cumsum(ranked, axis=1)
-        cut = np.minimum((cumulative < config.top_p).sum(axis=1) + 1, size)  # keep the token that crosses top_p
-        ranked[np.arange(size) >= cut[:, None]] = 0.0
-        ranked /= ranked.sum(axis=1, keepdims=True)
-        return order[np.arange(rows), _draw_rows(ranked, u, cut)]
+        ranked = probs[index, order]
+        cut = (ranked.cumsum(axis=1) < config.top_p).sum(axis=1) + 1  # keep the token that crosses top_p
+        kept = [ranked[r, :c] for r, c in enumerate(cut.tolist())]  # the same sums as one row at a time
+        ranked /= np.array([k.sum() for k in kept], np.float32)[:, None]
+        return order[index[:, 0], _draw_rows(ranked, u, np.minimum(cut, size))]
     return _draw_rows(probs, u, np.full(rows, size))
+
+
+_ROWS = np.arange(1024)[:, None]  # row numbers, for gathers along the rows of a step
 
 
 def _draw_rows(probs: np.ndarray, u: np.ndarray, length: np.ndarray) -> np.ndarray:
     """Inverse-CDF draws: per row, the token whose cumulative probability first passes its ``u``.
 
-    Only a row's first ``length`` tokens can be drawn (the rest have
+    Only a row's first ``length`` tokens can be drawn (the others count as
     probability 0); rounding at the top end falls back to the last token
     with a probability.
     """
-    cumulative = np.cumsum(probs, axis=1)
-    index = np.minimum((cumulative <= u[:, None]).sum(axis=1), length - 1)
-    rows = np.arange(len(index))
-    for row in np.flatnonzero(probs[rows, index] == 0):  # rare: rounding left u past the last token
-        i = index[row]
-        while probs[row, i] == 0 and i > 0:
-            i -= 1
-        index[row] = i
+    index = np.minimum((probs.cumsum(axis=1) <= u[:, None]).sum(axis=1), length - 1)
+    for row, i in enumerate(index.tolist()):
+        if probs[row, i] == 0 or i >= length[row]:  # rare: rounding left u past the last token
+            while (probs[row, i] == 0 or i >= length[row]) and i > 0:
+                i -= 1
+            index[row] = i
     return index
