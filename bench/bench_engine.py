@@ -7,17 +7,22 @@ Prints, everything on one CPU thread:
 
 - the time of one decode step (p50/p99) at contexts of 100 and 1000 tokens,
   for 1, 3 (the default) and 8 candidates side by side; a step runs the two
-  rows of guidance for each candidate in one run of the model. fp32 and int8;
-  with ``--checkpoint``, PyTorch eager with and without a KV cache at batch 1
-  and 2;
+  rows of guidance for each candidate in one run of the model. fp32 and int8
+  weights; with ``--checkpoint``, the int8 KV cache (``affetto export
+  --kv-int8``, its agreement with fp32) and PyTorch eager with and without a
+  KV cache at batch 1 and 2;
 - the time to generate a bar at 120 BPM, continuing a dense seed in Q1:
-  without guidance, with it, and with it and 3 and 8 candidates; the bars
-  that slide the context window against the others; the real-time factor;
+  without guidance, with it, and with it and 3 and 8 candidates (and 1 and 3
+  on the int8 KV cache); the bars that slide the context window against the
+  others; the real-time factor;
 - the partial bar (``Engine.regenerate_from`` beat 2, in another capsule)
   against a whole bar at the default settings;
 - the ratios between these, and the engine's load time and resident memory.
 
-Numbers are measured in this run; nothing here passes or fails.
+The engine's step cells take turns ten steps at a time, and the bar rows one
+bar at a time, so that the ratios between them hold within one run on a
+machine others use too. Numbers are measured in this run; nothing here
+passes or fails.
 """
 
 from __future__ import annotations
@@ -56,25 +61,48 @@ def time_calls(fn: Callable[[], None], repeat: int, warmup: int = 5) -> list[flo
     return out
 
 
-def engine_step_times(model_path: Path, candidates: int, context: int, repeat: int) -> list[float]:
-    """One decode step of ``candidates`` side by side after ``context`` tokens (each step starts afresh there)."""
-    from affetto.runtime.engine import Engine
-    from affetto.runtime.session import UNCONDITIONED
+class StepCells:
+    """Decode steps of a model after contexts of each length, for any number of candidates side by side.
 
-    engine = Engine(model_path, threads=1)
-    cache = engine.cache
-    cache.condition((Capsule.of(Quadrant.Q1).weights, UNCONDITIONED))
-    cache.reset(engine.vocab.random_walk(context, np.random.default_rng(0)))
-    cache.prefill()
-    live, tokens = list(range(candidates)), [engine.vocab.bar] * candidates
-    out = []
-    for i in range(repeat + 5):
-        fork = cache.fork(candidates, 1)  # the step's slots follow the context: it stays at ``context``
-        t0 = time.perf_counter_ns()
-        fork.step(live, tokens)
-        if i >= 5:
+    One engine per context; every step forks afresh after it, so the context stays at its length.
+    """
+
+    def __init__(self, model_path: Path, contexts: tuple[int, ...]) -> None:
+        from affetto.runtime.engine import Engine
+        from affetto.runtime.session import UNCONDITIONED
+
+        self.caches = {}
+        for context in contexts:
+            engine = Engine(model_path, threads=1)
+            cache = engine.cache
+            cache.condition((Capsule.of(Quadrant.Q1).weights, UNCONDITIONED))
+            cache.reset(engine.vocab.random_walk(context, np.random.default_rng(0)))
+            cache.prefill()
+            self.caches[context] = cache
+        self.token = engine.vocab.bar
+
+    def run(self, candidates: int, context: int, steps: int) -> list[float]:
+        cache, live, tokens = self.caches[context], list(range(candidates)), [self.token] * candidates
+        out = []
+        for _ in range(steps):
+            fork = cache.fork(candidates, 1)  # the step's slots follow the context: it stays at ``context``
+            t0 = time.perf_counter_ns()
+            fork.step(live, tokens)
             out.append((time.perf_counter_ns() - t0) / 1e6)
-    return out
+        return out
+
+
+def interleaved_steps(cells: dict[str, tuple[StepCells, int, int]], repeat: int, block: int = 10,
+                      warmup: int = 5) -> dict[str, list[float]]:
+    """``repeat`` timed steps per cell after ``warmup`` untimed ones, the cells taking turns ``block`` steps
+    at a time, so that ratios between cells hold on a shared machine."""
+    times: dict[str, list[float]] = {name: [] for name in cells}
+    for cell, n, c in cells.values():
+        cell.run(n, c, warmup)
+    while any(len(t) < repeat for t in times.values()):
+        for name, (cell, n, c) in cells.items():
+            times[name] += cell.run(n, c, min(block, repeat - len(times[name])))
+    return times
 
 
 def torch_step_times(checkpoint: Path, batch: int, context: int, repeat: int, cached: bool) -> list[float]:
@@ -215,10 +243,21 @@ def step_tables(model_path: Path, checkpoint: Path | None, repeat: int, folder: 
     engines = [("onnxruntime fp32 (engine)", model_path)] + ([("onnxruntime int8", int8)] if int8 else [])
     engines += [(KV8, kv8)] if kv8 else []
     columns = [(n, c) for n in CANDIDATES for c in CONTEXTS]
+    cells = {}
+    for name, path in engines:
+        steps = StepCells(path, CONTEXTS)
+        cells.update({f"{name}|{n}|c{c}": (steps, n, c) for n, c in columns})
+    times = interleaved_steps(cells, repeat)
     echo("")
     echo("decode step, ms p50 / p99       " + "  ".join(f"{f'{n} cand., ctx {c}':<16}" for n, c in columns))
-    for name, path in engines:
-        echo(_cells(lambda n, c, path=path: engine_step_times(path, n, c, repeat), columns, table, name))
+    echo(f"(the {len(cells)} cells take turns, 10 steps at a time)")
+    for name, _ in engines:
+        text = []
+        for n, c in columns:
+            key = f"{name}|{n}|c{c}"
+            table[key] = percentiles(times[key])
+            text.append(f"{table[key][0]:6.3f} / {table[key][1]:6.3f}")
+        echo(f"{name:<28}" + "  ".join(f"{t:<16}" for t in text))
     if checkpoint is not None:
         columns = [(b, c) for b in (1, 2) for c in CONTEXTS]
         echo("")
