@@ -7,17 +7,22 @@ Prints, everything on one CPU thread:
 
 - the time of one decode step (p50/p99) at contexts of 100 and 1000 tokens,
   for 1, 3 (the default) and 8 candidates side by side; a step runs the two
-  rows of guidance for each candidate in one run of the model. fp32 and int8;
-  with ``--checkpoint``, PyTorch eager with and without a KV cache at batch 1
-  and 2;
+  rows of guidance for each candidate in one run of the model. fp32 and int8
+  weights; with ``--checkpoint``, the int8 KV cache (``affetto export
+  --kv-int8``, its agreement with fp32) and PyTorch eager with and without a
+  KV cache at batch 1 and 2;
 - the time to generate a bar at 120 BPM, continuing a dense seed in Q1:
-  without guidance, with it, and with it and 3 and 8 candidates; the bars
-  that slide the context window against the others; the real-time factor;
+  without guidance, with it, and with it and 3 and 8 candidates (and 1 and 3
+  on the int8 KV cache); the bars that slide the context window against the
+  others; the real-time factor;
 - the partial bar (``Engine.regenerate_from`` beat 2, in another capsule)
   against a whole bar at the default settings;
 - the ratios between these, and the engine's load time and resident memory.
 
-Numbers are measured in this run; nothing here passes or fails.
+The engine's step cells take turns ten steps at a time, and the bar rows one
+bar at a time, so that the ratios between them hold within one run on a
+machine others use too. Numbers are measured in this run; nothing here
+passes or fails.
 """
 
 from __future__ import annotations
@@ -56,25 +61,48 @@ def time_calls(fn: Callable[[], None], repeat: int, warmup: int = 5) -> list[flo
     return out
 
 
-def engine_step_times(model_path: Path, candidates: int, context: int, repeat: int) -> list[float]:
-    """One decode step of ``candidates`` side by side after ``context`` tokens (each step starts afresh there)."""
-    from affetto.runtime.engine import Engine
-    from affetto.runtime.session import UNCONDITIONED
+class StepCells:
+    """Decode steps of a model after contexts of each length, for any number of candidates side by side.
 
-    engine = Engine(model_path, threads=1)
-    cache = engine.cache
-    cache.condition((Capsule.of(Quadrant.Q1).weights, UNCONDITIONED))
-    cache.reset(engine.vocab.random_walk(context, np.random.default_rng(0)))
-    cache.prefill()
-    live, tokens = list(range(candidates)), [engine.vocab.bar] * candidates
-    out = []
-    for i in range(repeat + 5):
-        fork = cache.fork(candidates, 1)  # the step's slots follow the context: it stays at ``context``
-        t0 = time.perf_counter_ns()
-        fork.step(live, tokens)
-        if i >= 5:
+    One engine per context; every step forks afresh after it, so the context stays at its length.
+    """
+
+    def __init__(self, model_path: Path, contexts: tuple[int, ...]) -> None:
+        from affetto.runtime.engine import Engine
+        from affetto.runtime.session import UNCONDITIONED
+
+        self.caches = {}
+        for context in contexts:
+            engine = Engine(model_path, threads=1)
+            cache = engine.cache
+            cache.condition((Capsule.of(Quadrant.Q1).weights, UNCONDITIONED))
+            cache.reset(engine.vocab.random_walk(context, np.random.default_rng(0)))
+            cache.prefill()
+            self.caches[context] = cache
+        self.token = engine.vocab.bar
+
+    def run(self, candidates: int, context: int, steps: int) -> list[float]:
+        cache, live, tokens = self.caches[context], list(range(candidates)), [self.token] * candidates
+        out = []
+        for _ in range(steps):
+            fork = cache.fork(candidates, 1)  # the step's slots follow the context: it stays at ``context``
+            t0 = time.perf_counter_ns()
+            fork.step(live, tokens)
             out.append((time.perf_counter_ns() - t0) / 1e6)
-    return out
+        return out
+
+
+def interleaved_steps(cells: dict[str, tuple[StepCells, int, int]], repeat: int, block: int = 10,
+                      warmup: int = 5) -> dict[str, list[float]]:
+    """``repeat`` timed steps per cell after ``warmup`` untimed ones, the cells taking turns ``block`` steps
+    at a time, so that ratios between cells hold on a shared machine."""
+    times: dict[str, list[float]] = {name: [] for name in cells}
+    for cell, n, c in cells.values():
+        cell.run(n, c, warmup)
+    while any(len(t) < repeat for t in times.values()):
+        for name, (cell, n, c) in cells.items():
+            times[name] += cell.run(n, c, min(block, repeat - len(times[name])))
+    return times
 
 
 def torch_step_times(checkpoint: Path, batch: int, context: int, repeat: int, cached: bool) -> list[float]:
@@ -110,25 +138,30 @@ def _dense_engine(model_path: Path, meter: TimeSignature):
     return engine
 
 
-def bar_times(model_path: Path, guidance: float, bars: int, meter: TimeSignature,
-              candidates: int = 1) -> tuple[list[float], list[int], list[bool]]:
-    """Wall time, token count and whether it slid the window, of whole bars continuing a dense seed in Q1."""
+def bar_times(rows: list[tuple[Path, float, int]], bars: int,
+              meter: TimeSignature) -> list[tuple[list[float], list[int], list[bool]]]:
+    """Per row (model, guidance, candidates): wall time, token count and whether it slid the window, of whole
+    bars continuing a dense seed in Q1. The rows take turns, one bar each, so that they share the machine's
+    moods and their ratios hold within a run on a machine others use too."""
     from affetto.runtime.sampling import SamplingConfig
 
-    engine = _dense_engine(model_path, meter)
-    rng = np.random.default_rng(0)
     capsule = Capsule.of(Quadrant.Q1)
-    cfg = SamplingConfig(top_p=0.95, guidance=guidance, candidates=candidates)
-    engine.generate_bar_tokens(capsule, cfg, rng)  # warm up, first prefill
-    times, tokens, slides = [], [], []
+    runs = []
+    for model_path, guidance, candidates in rows:
+        engine = _dense_engine(model_path, meter)
+        rng = np.random.default_rng(0)
+        cfg = SamplingConfig(top_p=0.95, guidance=guidance, candidates=candidates)
+        engine.generate_bar_tokens(capsule, cfg, rng)  # warm up, first prefill
+        runs.append((engine, rng, cfg, ([], [], [])))
     for _ in range(bars):
-        before = engine.stats["slides"]
-        t0 = time.perf_counter_ns()
-        out = engine.generate_bar_tokens(capsule, cfg, rng)
-        times.append((time.perf_counter_ns() - t0) / 1e6)
-        tokens.append(len(out))
-        slides.append(engine.stats["slides"] > before)
-    return times, tokens, slides
+        for engine, rng, cfg, (times, tokens, slides) in runs:
+            before = engine.stats["slides"]
+            t0 = time.perf_counter_ns()
+            out = engine.generate_bar_tokens(capsule, cfg, rng)
+            times.append((time.perf_counter_ns() - t0) / 1e6)
+            tokens.append(len(out))
+            slides.append(engine.stats["slides"] > before)
+    return [out for *_, out in runs]
 
 
 def partial_bar_times(model_path: Path, bars: int, meter: TimeSignature, beat: float = 2.0) -> list[float]:
@@ -180,6 +213,16 @@ def quantized_copy(model_path: Path, folder: Path) -> Path | None:
     return out
 
 
+def kv_int8_copy(checkpoint: Path, folder: Path) -> tuple[Path, dict] | None:
+    """The checkpoint exported with an int8 KV cache (``affetto export --kv-int8``) and its agreement."""
+    try:
+        from affetto.export.export import export_checkpoint
+    except ImportError:
+        return None
+    result = export_checkpoint(checkpoint, folder / "kv8.onnx", kv_int8=True, check=False)
+    return result.path, result.kv_int8 or {}
+
+
 def _cells(fn: Callable[[int, int], list[float]], columns, table: dict, name: str) -> str:
     cells = []
     for a, b in columns:
@@ -189,17 +232,32 @@ def _cells(fn: Callable[[int, int], list[float]], columns, table: dict, name: st
     return f"{name:<28}" + "  ".join(f"{c:<16}" for c in cells)
 
 
+KV8 = "onnxruntime, int8 KV cache"
+
+
 def step_tables(model_path: Path, checkpoint: Path | None, repeat: int, folder: Path,
-                echo: Callable[[str], None]) -> dict:
+                echo: Callable[[str], None], kv8: Path | None = None) -> dict:
     """Per-step times: the engine by candidates and context, PyTorch eager by batch and context."""
     table: dict = {}
     int8 = quantized_copy(model_path, folder)
     engines = [("onnxruntime fp32 (engine)", model_path)] + ([("onnxruntime int8", int8)] if int8 else [])
+    engines += [(KV8, kv8)] if kv8 else []
     columns = [(n, c) for n in CANDIDATES for c in CONTEXTS]
+    cells = {}
+    for name, path in engines:
+        steps = StepCells(path, CONTEXTS)
+        cells.update({f"{name}|{n}|c{c}": (steps, n, c) for n, c in columns})
+    times = interleaved_steps(cells, repeat)
     echo("")
     echo("decode step, ms p50 / p99       " + "  ".join(f"{f'{n} cand., ctx {c}':<16}" for n, c in columns))
-    for name, path in engines:
-        echo(_cells(lambda n, c, path=path: engine_step_times(path, n, c, repeat), columns, table, name))
+    echo(f"(the {len(cells)} cells take turns, 10 steps at a time)")
+    for name, _ in engines:
+        text = []
+        for n, c in columns:
+            key = f"{name}|{n}|c{c}"
+            table[key] = percentiles(times[key])
+            text.append(f"{table[key][0]:6.3f} / {table[key][1]:6.3f}")
+        echo(f"{name:<28}" + "  ".join(f"{t:<16}" for t in text))
     if checkpoint is not None:
         columns = [(b, c) for b in (1, 2) for c in CONTEXTS]
         echo("")
@@ -220,8 +278,14 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
     results: dict = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
                      "threads": 1, "model": str(model_path)}
     echo(f"affetto bench: {model_path.name}, one CPU thread, {repeat} steps per cell, {bars} bars per row")
-    with tempfile.TemporaryDirectory() as tmp:
-        table = step_tables(model_path, checkpoint, repeat, Path(tmp), echo)
+    tmp = tempfile.TemporaryDirectory()
+    folder = Path(tmp.name)
+    kv8 = kv_int8_copy(checkpoint, folder) if checkpoint is not None else None
+    if kv8 is not None:
+        agree = results["kv_int8_agreement"] = kv8[1]
+        echo(f"int8 KV cache (affetto export --kv-int8): top-1 agreement with fp32 {100 * agree['top1_agreement']:.2f}%"
+             f" over {agree['tokens']} rows x tokens decoded, largest logit difference {agree['max_logit_diff']:.3f}")
+    table = step_tables(model_path, checkpoint, repeat, folder, echo, kv8[0] if kv8 else None)
     results["step_ms"] = {k: {"p50": v[0], "p99": v[1]} for k, v in table.items()}
 
     fp32 = "onnxruntime fp32 (engine)"
@@ -229,6 +293,12 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
     for n in CANDIDATES:
         long, short = table[f"{fp32}|{n}|c1000"][0], table[f"{fp32}|{n}|c100"][0]
         ratios[f"step, context 1000 / 100, {n} candidates"] = long / short
+    if kv8 is not None:
+        for n in CANDIDATES:
+            ratios[f"step, int8 KV, context 1000 / 100, {n} candidates"] = (
+                table[f"{KV8}|{n}|c1000"][0] / table[f"{KV8}|{n}|c100"][0])
+            ratios[f"step, int8 KV / fp32, context 1000, {n} candidates"] = (
+                table[f"{KV8}|{n}|c1000"][0] / table[f"{fp32}|{n}|c1000"][0])
     for c in CONTEXTS:
         ratios[f"step, 3 candidates / 1, context {c}"] = table[f"{fp32}|3|c{c}"][0] / table[f"{fp32}|1|c{c}"][0]
         if checkpoint is not None:
@@ -239,11 +309,15 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
     meter = TimeSignature(4, 4)
     bar_ms = 60_000 / 120 * meter.beats_per_bar
     default = DEFAULT_SAMPLING.candidates
-    rows = [("no guidance", 1.0, 1), ("guidance 1.5, 1 candidate", 1.5, 1)]
-    rows += [(f"guidance 1.5, {n} candidates", 1.5, n) for n in CANDIDATES if n > 1]
+    rows = [("no guidance", 1.0, 1, model_path), ("guidance 1.5, 1 candidate", 1.5, 1, model_path)]
+    rows += [(f"guidance 1.5, {n} candidates", 1.5, n, model_path) for n in CANDIDATES if n > 1]
+    if kv8 is not None:
+        rows += [(f"int8 KV, {n} candidate{'s' if n > 1 else ''}", 1.5, n, kv8[0]) for n in (1, default)]
+    echo(f"whole bars: the {len(rows)} rows take turns, one bar each")
     bar_p: dict[int, tuple[float, float]] = {}
-    for label, guidance, n in rows:
-        times, tokens, slides = bar_times(model_path, guidance, bars, meter, candidates=n)
+    kv8_p: dict[int, tuple[float, float]] = {}
+    measured = bar_times([(path, guidance, n) for _, guidance, n, path in rows], bars, meter)
+    for (label, guidance, n, path), (times, tokens, slides) in zip(rows, measured):
         p50, p99 = percentiles(times)
         slid = [t for t, s in zip(times, slides) if s]
         kept = [t for t, s in zip(times, slides) if not s]
@@ -254,13 +328,17 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
             row["others_p50"], row["others_p99"] = percentiles(kept)
         results[f"bar_ms|{label}"] = row
         if guidance != 1.0:
-            bar_p[n] = (p50, p99)
+            (bar_p if path == model_path else kv8_p)[n] = (p50, p99)
         slide_text = (f"; {len(slid)} slid the window: p99 {row['slide_p99']:.1f} ms, others {row['others_p99']:.1f}"
                       if "slide_p99" in row else "")
         echo(f"bar at 120 BPM, {label:<28} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  ({np.median(tokens):.0f} tokens "
              f"p50, {max(tokens)} max){slide_text}; real-time factor at p99 {bar_ms / p99:.1f}x")
-        if n == default and "slide_p99" in row:
+        if n == default and "slide_p99" in row and path == model_path:
             ratios[f"bar, slid / others, p99, {n} candidates"] = row["slide_p99"] / row["others_p99"]
+    if 1 in kv8_p and default in kv8_p:
+        ratios[f"bar, int8 KV, {default} candidates / 1, p50"] = kv8_p[default][0] / kv8_p[1][0]
+        for n in (1, default):
+            ratios[f"bar, int8 KV / fp32, {n} cand., p50"] = kv8_p[n][0] / bar_p[n][0]
     for n in CANDIDATES:
         if n > 1 and n in bar_p and 1 in bar_p:
             ratios[f"bar, {n} candidates / 1, p50"] = bar_p[n][0] / bar_p[1][0]
@@ -278,6 +356,7 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
         echo(f"{k:<52} {v:5.2f}x")
     results["ratios"] = ratios
 
+    tmp.cleanup()
     mem = load_and_memory(model_path)
     results["load"] = mem
     echo("")

@@ -3,8 +3,11 @@
 ``export_checkpoint`` writes the graph (see :mod:`affetto.export.graph`),
 runs ``onnx.checker`` and the parity checks on real token sequences from the
 checkpoint's own validation data, optionally quantises the weights to int8
-(dynamic quantisation, for CPU) and measures its agreement with fp32, then
-stores the manifest with a hash of the final graph in the model's metadata.
+(dynamic quantisation, for CPU) and measures its agreement with fp32,
+optionally keeps the KV cache in int8 (scales per channel calibrated on
+validation sequences; agreement measured decoding through the engine's
+cache), then stores the manifest with a hash of the final graph in the
+model's metadata.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ class ExportResult:
     parity: ParityReport | None
     int8: dict[str, float] | None = None
     manifest: dict[str, Any] = field(default_factory=dict)
+    kv_int8: dict[str, float] | None = None
 
     def report(self) -> str:
         lines = [f"wrote {self.path} ({self.size_bytes / 1e6:.2f} MB, {self.manifest.get('dtype')})"]
@@ -62,6 +66,10 @@ class ExportResult:
                 f"int8 vs fp32 on {self.int8['tokens']} real tokens: top-1 agreement "
                 f"{100 * self.int8['top1_agreement']:.2f}%, max logit difference {self.int8['max_logit_diff']:.3f}"
             )
+        if self.kv_int8 is not None:
+            kv = self.kv_int8
+            lines.append(f"int8 KV cache vs fp32, decoding {kv['tokens']} rows x tokens: top-1 agreement "
+                         f"{100 * kv['top1_agreement']:.2f}%, max logit difference {kv['max_logit_diff']:.3f}")
         return "\n".join(lines)
 
 
@@ -128,6 +136,31 @@ def with_manifest(model: onnx.ModelProto, manifest: dict) -> onnx.ModelProto:
     return model
 
 
+KV_MARGIN = 1.1  # scales leave room above the largest magnitude calibration saw (longer contexts, other pieces)
+
+
+def calibrate_kv(model_bytes: bytes, model: Any, sequences: list[np.ndarray], cond: np.ndarray,
+                 margin: float = KV_MARGIN) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per layer, the key and the value scale of an int8 cache: each channel's largest magnitude over the
+    ``sequences`` (read whole, the capsule in one row and none in the other, as the engine runs them),
+    times ``margin``, over 127."""
+    from affetto.export.parity import session
+    from affetto.runtime.session import sequence_feeds
+
+    cfg = model.cfg
+    sess = session(model_bytes)
+    amax: list[np.ndarray] = []
+    for seq, c in zip(sequences, cond):
+        tokens = np.stack([seq, seq]).astype(np.int64)  # (R, T)
+        rows = np.stack([c, np.zeros_like(c)]).astype(np.float32)  # (R, 4)
+        presents = sess.run(None, sequence_feeds(tokens, rows, None, n_layer=cfg.n_layer, n_head=cfg.n_head,
+                                                 head_dim=cfg.head_dim))[1:]  # (1, R*H, T, hs), key and value
+        seen = [np.abs(p).max(axis=(0, 2)) for p in presents]  # (R*H, hs) per tensor
+        amax = seen if not amax else [np.maximum(a, b) for a, b in zip(amax, seen)]
+    scales = [np.maximum(a * margin, 1e-6).reshape(-1).astype(np.float32) / 127.0 for a in amax]
+    return [(scales[2 * i], scales[2 * i + 1]) for i in range(cfg.n_layer)]
+
+
 def quantize_int8(fp32: onnx.ModelProto) -> onnx.ModelProto:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -159,8 +192,13 @@ def export_checkpoint(
     check: bool = True,
     sequences: tuple[list[np.ndarray], np.ndarray] | None = None,
     sampling: dict[str, dict] | None = None,
+    kv_int8: bool = False,
 ) -> ExportResult:
     """Export a checkpoint to ``out``; raises when fp32 parity fails.
+
+    ``kv_int8`` keeps the KV cache in int8 (the lead family's graph only): its
+    scales are calibrated on validation sequences of the model's whole length
+    and its agreement with the fp32 cache is measured and stored in the manifest.
 
     ``sampling`` stores the model's own sampling settings in the manifest
     (``{"default": {...}, "Q3": {...}}``), which the engine uses where the
@@ -198,6 +236,20 @@ def export_checkpoint(
         final = quantize_int8(fp32)
         result_int8 = family.agreement(fp32_bytes, final.SerializeToString(), model, *sequences)
         manifest["quantization"] = {"method": "onnxruntime dynamic, int8 weights, MatMul", **result_int8}
+    result_kv = None
+    if kv_int8:
+        from affetto.export.graph import with_int8_kv
+        from affetto.export.parity import decode_agreement
+
+        max_len = int(model.cfg.max_len)  # type: ignore[attr-defined]  # the lead family's config has it
+        long_seqs, long_cond = sample_sequences(meta, vocab, length=max_len, seed=1)
+        scales = calibrate_kv(fp32_bytes, model, long_seqs, long_cond)
+        final = with_int8_kv(final, scales)
+        check_seqs, check_cond = sample_sequences(meta, vocab, count=2, length=max_len, seed=2)  # not calibrated on
+        result_kv = decode_agreement(fp32_bytes, final.SerializeToString(), model, check_seqs, check_cond)
+        manifest["kv_cache"] = {**manifest.get("kv_cache", {}), "dtype": "int8",
+                                "scales": f"per channel, calibrated on {len(long_seqs)} validation sequences "
+                                          f"(x{KV_MARGIN} margin)", **result_kv}
     if parity is not None:
         manifest["parity"] = parity.to_dict()
     if sampling:
@@ -209,4 +261,4 @@ def export_checkpoint(
     onnx.save(final, tmp)
     tmp.replace(out)
     written = read_manifest(out)  # proves the file reads back and its hash holds
-    return ExportResult(out, out.stat().st_size, parity, result_int8, written)
+    return ExportResult(out, out.stat().st_size, parity, result_int8, written, result_kv)

@@ -180,3 +180,32 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
     for key, value in (metadata or {}).items():
         onnx_model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
     return onnx_model
+
+
+def with_int8_kv(model: onnx.ModelProto, scales: list[tuple[np.ndarray, np.ndarray]]) -> onnx.ModelProto:
+    """``model`` with its KV cache in int8: GroupQueryAttention quantises keys and values as it writes them
+    and reads them back without a float copy of the cache.
+
+    ``scales`` holds, per layer, the key and the value scale per channel, shaped (R * H * head_size,):
+    a channel's largest magnitude over 127 (see :func:`affetto.export.export.calibrate_kv`). The cache
+    inputs and outputs become int8; nothing else in the contract changes.
+    """
+    model = onnx.ModelProto.FromString(model.SerializeToString())  # a copy: the fp32 graph stays as it was
+    graph = model.graph
+    attention = [node for node in graph.node if node.op_type == "GroupQueryAttention"]
+    if len(attention) != len(scales):
+        raise ValueError(f"{len(scales)} layers of scales for a graph of {len(attention)} attention layers")
+    for layer, (node, (k_scale, v_scale)) in enumerate(zip(attention, scales)):
+        node.attribute.extend([helper.make_attribute("k_quant_type", "PER_CHANNEL"),
+                               helper.make_attribute("v_quant_type", "PER_CHANNEL"),
+                               helper.make_attribute("kv_cache_bit_width", 8)])
+        while len(node.input) < 12:  # (..., attention_bias, head_sink): the scales come after them
+            node.input.append("")
+        for kind, scale in (("k", k_scale), ("v", v_scale)):
+            name = f"blocks.{layer}.attn.{kind}_scale"
+            graph.initializer.append(numpy_helper.from_array(np.asarray(scale, np.float32).reshape(-1), name))
+            node.input.append(name)
+    for value in [*graph.input, *graph.output]:
+        if value.name.startswith(("past_key_values.", "present.")):
+            value.type.tensor_type.elem_type = TensorProto.INT8
+    return model

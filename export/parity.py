@@ -15,13 +15,14 @@ instead, since dynamic quantisation moves logits by design.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
 import torch
 
 from affetto.models.transformer import EmotionTransformer
-from affetto.runtime.session import graph_rows, sequence_feeds
+from affetto.runtime.session import CachedSession, graph_rows, sequence_feeds
 
 FP32_ATOL = 1e-3
 
@@ -139,4 +140,34 @@ def agreement(fp32_bytes: bytes, other_bytes: bytes, model: EmotionTransformer, 
         same += int((a.argmax(-1) == b.argmax(-1)).sum())
         total += a.shape[1]
         max_diff = max(max_diff, float(np.abs(a - b).max()))
+    return {"top1_agreement": same / max(1, total), "max_logit_diff": max_diff, "tokens": total}
+
+
+def decode_agreement(reference_bytes: bytes, other_bytes: bytes, model: Any,
+                     sequences: list[np.ndarray], cond: np.ndarray, prefix: int = 32) -> dict[str, float]:
+    """Top-1 agreement and max logit difference of two graphs decoding through the engine's own cache.
+
+    Each sequence's first ``prefix`` tokens are read in one run, the rest one token at a time, both
+    rows (the capsule and the unconditioned one) compared at every token: the way a graph whose
+    cache differs (an int8 KV cache) is used, and where its error builds up.
+    """
+    cfg = model.cfg
+    sessions = [session(reference_bytes), session(other_bytes)]
+    caches = [CachedSession(s, n_layer=cfg.n_layer, n_head=cfg.n_head, head_dim=cfg.head_dim, max_len=cfg.max_len,
+                            vocab_size=cfg.vocab_size, bos=int(sequences[0][0])) for s in sessions]
+    same = total = 0
+    max_diff = 0.0
+    for seq, c in zip(sequences, cond):
+        for cache in caches:
+            cache.condition((tuple(float(w) for w in c), (0.0,) * len(c)))
+            cache.reset([int(t) for t in seq[:prefix]])
+            cache.prefill()
+        for t in [None, *seq[prefix:]]:
+            if t is not None:
+                for cache in caches:
+                    cache.feed([int(t)])
+            a, b = caches[0].logits, caches[1].logits  # (rows, vocab)
+            same += int((a.argmax(-1) == b.argmax(-1)).sum())
+            total += a.shape[0]
+            max_diff = max(max_diff, float(np.abs(a - b).max()))
     return {"top1_agreement": same / max(1, total), "max_logit_diff": max_diff, "tokens": total}

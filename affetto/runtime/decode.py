@@ -8,7 +8,9 @@ BAR, which is not fed: the next bar opens with it). A bar holds at most
 Candidates are drawn together: each keeps its own grammar state, and every
 step feeds one token per candidate still drawing, in one run of the model
 (:class:`~affetto.runtime.session.Fork`). A candidate that has closed its bar
-stops; the others go on.
+stops; the others go on. The step's guidance, masks and draws run over all its
+candidates at once (:func:`~affetto.runtime.sampling.sample_rows`); only the
+grammar's state machine walks them one by one.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from affetto.runtime.sampling import SamplingConfig, guide, sample
+from affetto.runtime.sampling import SamplingConfig, guide, sample_rows
 from affetto.runtime.session import CachedSession, Fork
 from affetto.tokens.grammar import GrammarState, apply_header
 from affetto.tokens.vocab import DUR, Vocabulary
@@ -33,8 +35,8 @@ class BarDecoder:
         self.bar_steps = bar_steps
         self.max_notes = max_notes
         self.room = 1 + len(vocab.header) + bar_steps + 3 * max_notes  # the most tokens a bar can take, BAR too
-        self._mask = np.empty(vocab.size, dtype=bool)
-        self._guided = np.empty(vocab.size, dtype=np.float32)
+        self._masks = np.empty((0, vocab.size), dtype=bool)  # (candidates, vocab): a step's grammar masks
+        self._scores = np.empty((0, vocab.size), dtype=np.float32)  # (candidates, vocab): its guided logits
 
     def state_after(self, prefix: Sequence[int]) -> GrammarState:
         """The grammar state after a bar's BAR and ``prefix`` (tokens of that bar that follow it)."""
@@ -63,10 +65,13 @@ class BarDecoder:
         base = self.state_after(prefix)
         states = [replace(base) for _ in range(n)]
         live = list(range(n))
-        mask, guided_logits = self._mask, self._guided
+        if len(self._masks) < n:
+            self._masks = np.empty((n, vocab.size), dtype=bool)
+            self._scores = np.empty((n, vocab.size), dtype=np.float32)
         while live:
-            drawing, tokens = [], []
-            for i in live:
+            k = len(live)
+            masks, scores = self._masks[:k], self._scores[:k]  # (k, V): row j is candidate live[j]
+            for mask, i in zip(masks, live):
                 state = states[i]
                 vocab.allowed(state, mask)
                 if header:
@@ -77,16 +82,16 @@ class BarDecoder:
                         mask[vocab.pitch0 : vocab.vel0] = False
                 if state.notes_in_bar >= self.max_notes:
                     mask[vocab.pos0 : vocab.vel0] = False  # no new notes: finish this one, then close the bar
-                logits = fork.logits(i)
-                if guided:  # the conditioned row and the unconditioned one
-                    scores = guide(logits[0], logits[1], config.guidance, guided_logits)
-                else:
-                    np.copyto(guided_logits, logits[0])
-                    scores = guided_logits
-                token = sample(scores, mask, config, rng)
+            last = fork.last[:k] if live[-1] == k - 1 else fork.last[live]  # (k, R, V)
+            if guided:  # the conditioned row and the unconditioned one
+                guide(last[:, 0], last[:, 1], config.guidance, scores)
+            else:
+                np.copyto(scores, last[:, 0])
+            drawing, tokens = [], []
+            for i, token in zip(live, sample_rows(scores, masks, config, rng).tolist()):
                 if token == vocab.bar:
                     continue
-                vocab.advance(state, token)
+                vocab.advance(states[i], token)
                 drawing.append(i)
                 tokens.append(token)
             if drawing:

@@ -174,9 +174,66 @@ def sample(
 
 def _draw(probs: np.ndarray, rng: np.random.Generator) -> int:
     """Inverse-CDF draw: one uniform number, no allocation of a choice table."""
-    u = rng.random()
-    index = int(np.searchsorted(np.cumsum(probs), u, side="right"))
-    index = min(index, probs.size - 1)
+    index = min(int(np.searchsorted(np.cumsum(probs), rng.random(), side="right")), probs.size - 1)
     while probs[index] == 0 and index > 0:  # rounding at the top end
         index -= 1
+    return index
+
+
+def sample_rows(
+    logits: np.ndarray,
+    allowed: np.ndarray,
+    config: SamplingConfig,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """One token per row of ``logits`` (rows, vocab; modified in place) among that row's ``allowed`` ones.
+
+    Every row goes through the same array operations at once (mask,
+    temperature, top-k, softmax, top-p, the draw), and the rows take one
+    uniform number each, in order: the tokens are those of drawing the rows
+    one by one with the same generator. A single row takes :func:`sample`,
+    whose fewer, one-dimensional operations cost less than the array path's.
+    """
+    rows, size = logits.shape
+    if rows == 1:
+        return np.array([sample(logits[0], allowed[0], config, rng)])
+    logits[~allowed] = -np.inf
+    if config.greedy:
+        return logits.argmax(axis=1)
+    if config.temperature != 1.0:
+        logits /= config.temperature
+    if config.top_k and config.top_k < size:
+        kth = np.partition(logits, -config.top_k, axis=1)[:, -config.top_k]
+        logits[logits < kth[:, None]] = -np.inf
+    logits -= logits.max(axis=1)[:, None]
+    probs = np.exp(logits, out=logits)
+    probs /= probs.sum(axis=1)[:, None]
+    u = np.asarray(rng.random(rows))  # one uniform number per row, in order
+    index = _ROWS[:rows]  # (rows, 1)
+    if config.top_p < 1.0:
+        order = np.argsort(-probs, axis=1)  # (rows, vocab): most likely first
+        ranked = probs[index, order]
+        cut = (ranked.cumsum(axis=1) < config.top_p).sum(axis=1) + 1  # keep the token that crosses top_p
+        kept = [ranked[r, :c] for r, c in enumerate(cut.tolist())]  # the same sums as one row at a time
+        ranked /= np.array([k.sum() for k in kept], np.float32)[:, None]
+        return order[index[:, 0], _draw_rows(ranked, u, np.minimum(cut, size))]
+    return _draw_rows(probs, u, np.full(rows, size))
+
+
+_ROWS = np.arange(1024)[:, None]  # row numbers, for gathers along the rows of a step
+
+
+def _draw_rows(probs: np.ndarray, u: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """Inverse-CDF draws: per row, the token whose cumulative probability first passes its ``u``.
+
+    Only a row's first ``length`` tokens can be drawn (the others count as
+    probability 0); rounding at the top end falls back to the last token
+    with a probability.
+    """
+    index = np.minimum((probs.cumsum(axis=1) <= u[:, None]).sum(axis=1), length - 1)
+    for row, i in enumerate(index.tolist()):
+        if probs[row, i] == 0 or i >= length[row]:  # rare: rounding left u past the last token
+            while (probs[row, i] == 0 or i >= length[row]) and i > 0:
+                i -= 1
+            index[row] = i
     return index

@@ -3,11 +3,13 @@
 The cache is one preallocated buffer of slots per layer and tensor, bound
 once with IOBinding as both the past input and the present output, so ONNX
 Runtime's GroupQueryAttention writes new keys in place: no step copies the
-cache. The graph runs the two rows of guidance (the conditioned and the
-unconditioned capsule) as the two halves of its attention heads, over one
-sequence of slots (see :mod:`affetto.export.graph`). The session also holds
-the *context*, the tokens whose keys the cache is meant to hold (context
-token i in slot i); ``cached`` says how many of them it really holds.
+cache (float32, or int8 in a graph exported with ``--kv-int8``, which the
+attention quantises as it writes and reads back as it is). The graph runs
+the two rows of guidance (the conditioned and the unconditioned capsule)
+as the two halves of its attention heads, over one sequence of slots (see
+:mod:`affetto.export.graph`). The session also holds the *context*, the
+tokens whose keys the cache is meant to hold (context token i in slot i);
+``cached`` says how many of them it really holds.
 Everything that changes the context goes through the public methods:
 
     reset(tokens)          a new context, nothing cached
@@ -93,6 +95,15 @@ def graph_rows(session: ort.InferenceSession) -> int:
     return rows
 
 
+def cache_dtype(session: ort.InferenceSession) -> type[np.generic]:
+    """The KV cache's element type: float32, or int8 for a graph exported with ``--kv-int8``."""
+    past = next((i for i in session.get_inputs() if i.name == "past_key_values.0.key"), None)
+    kinds: dict[str, type[np.generic]] = {"tensor(float)": np.float32, "tensor(int8)": np.int8}
+    if past is None or past.type not in kinds:
+        raise ModelFileError(f"the graph's KV cache is {past.type if past else 'missing'}: not one this engine runs")
+    return kinds[past.type]
+
+
 def sequence_feeds(tokens: np.ndarray, cond: np.ndarray, past: Sequence[np.ndarray] | None, *,
                    n_layer: int, n_head: int, head_dim: int) -> dict[str, np.ndarray]:
     """Feeds for ``session.run``: ``tokens`` (rows, S) under ``cond`` (rows, 4) after ``past``.
@@ -137,6 +148,7 @@ class CachedSession:
         self.provider = session.get_providers()[0]
         self.device = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
         self.rows = graph_rows(session)
+        self.kv_dtype = cache_dtype(session)
         self.n_layer, self.n_head, self.head_dim = n_layer, n_head, head_dim
         self.max_len, self.vocab_size = max_len, vocab_size
         self._context: list[int] = [bos]
@@ -151,6 +163,14 @@ class CachedSession:
         self._slots = 0
         self._zeros = np.zeros(0, np.float32)  # the attention bias of a plain run, viewed to its length
         self._conditioned = False
+        # A step's inputs and logits live in buffers made once per step width and bound while that width
+        # runs; a run writes into them in place, so a decode step allocates and binds only its attention bias.
+        self._steps: dict[int, _StepBuffers] = {}
+        self._bound = 0  # the width whose buffers are bound (0: none)
+        self._seqlens = np.zeros(1, np.int32)
+        self._total = np.zeros((), np.int32)
+        self._io.bind_ortvalue_input("seqlens_k", ort.OrtValue.ortvalue_from_numpy(self._seqlens))
+        self._io.bind_ortvalue_input("total_sequence_length", ort.OrtValue.ortvalue_from_numpy(self._total))
         self.stats = stats if stats is not None else {}
         self._reserve(max_len)
 
@@ -230,7 +250,7 @@ class CachedSession:
         slots = max(slots, self._slots + self._slots // 2)
         shape = (1, self.rows * self.n_head, slots, self.head_dim)  # (1, R*nh, slots, hs)
         old = self.host_buffers()
-        buffers = [np.zeros(shape, np.float32) for _ in range(2 * self.n_layer)]
+        buffers = [np.zeros(shape, self.kv_dtype) for _ in range(2 * self.n_layer)]
         for new, before in zip(buffers, old):
             new[:, :, : self._cached] = before[:, :, : self._cached]
         if self.device == "cpu":  # the OrtValues share the arrays' memory
@@ -262,20 +282,31 @@ class CachedSession:
 
     # ---- running the model -------------------------------------------------------------
     def _run(self, tokens: np.ndarray, positions: np.ndarray, bias: np.ndarray, total: int) -> np.ndarray:
-        """Run ``tokens`` (S,) for every row into slots total - S .. total - 1; (rows, S, vocab) logits."""
+        """Run ``tokens`` (S,) for every row into slots total - S .. total - 1; (rows, S, vocab) logits.
+
+        The logits are a buffer the next run of the same width overwrites: callers copy what they keep.
+        """
         if not self._conditioned:
             raise RuntimeError("condition the rows before running the model")
         S = len(tokens)
         io = self._io
-        io.bind_cpu_input("tokens", np.tile(np.asarray(tokens, np.int64), (self.rows, 1)))  # (R, S)
-        io.bind_cpu_input("position_ids", np.asarray(positions, np.int64).reshape(1, S))
+        step = self._steps.get(S)
+        if step is None:
+            step = _StepBuffers(self.rows, S, self.vocab_size)
+            if S <= _KEPT_WIDTHS:  # decode steps: a few widths, again and again; a prefill's is used once
+                self._steps[S] = step
+        if self._bound != S or step is not self._steps.get(S):
+            io.bind_ortvalue_input("tokens", step.tokens_value)
+            io.bind_ortvalue_input("position_ids", step.positions_value)
+            io.bind_ortvalue_output("logits", step.logits_value)
+            self._bound = S if step is self._steps.get(S) else 0
+        step.tokens[:] = tokens  # every row reads the same tokens
+        step.positions[0] = positions
+        self._seqlens[0] = total - 1
+        self._total[()] = total
         io.bind_cpu_input("attention_bias", bias)  # (1, 1, S, total)
-        io.bind_cpu_input("seqlens_k", np.array([total - 1], np.int32))
-        io.bind_cpu_input("total_sequence_length", np.array(total, np.int32))
-        logits = np.empty((self.rows, S, self.vocab_size), np.float32)  # (R, S, V)
-        io.bind_ortvalue_output("logits", ort.OrtValue.ortvalue_from_numpy(logits))
         self.session.run_with_iobinding(io)
-        return logits
+        return step.logits
 
     def extend(self, tokens: Sequence[int]) -> None:
         """Append ``tokens`` to the context without running them (``prefill`` does)."""
@@ -328,6 +359,21 @@ class CachedSession:
         return Fork(self, n, room)
 
 
+_KEPT_WIDTHS = 32  # step widths (tokens per run) whose buffers a session keeps
+
+
+class _StepBuffers:
+    """The inputs and the logits of runs of one width S, as arrays and the OrtValues sharing their memory."""
+
+    def __init__(self, rows: int, width: int, vocab_size: int) -> None:
+        self.tokens = np.zeros((rows, width), np.int64)  # (R, S)
+        self.positions = np.zeros((1, width), np.int64)  # (1, S)
+        self.logits = np.zeros((rows, width, vocab_size), np.float32)  # (R, S, V)
+        self.tokens_value = ort.OrtValue.ortvalue_from_numpy(self.tokens)
+        self.positions_value = ort.OrtValue.ortvalue_from_numpy(self.positions)
+        self.logits_value = ort.OrtValue.ortvalue_from_numpy(self.logits)
+
+
 class Fork:
     """Candidates continuing a context side by side, all reading the one cache of the context.
 
@@ -354,6 +400,11 @@ class Fork:
     def logits(self, i: int) -> np.ndarray:
         """(rows, vocab) logits after candidate ``i``'s latest token (the context's before its first)."""
         return self._last[i]
+
+    @property
+    def last(self) -> np.ndarray:
+        """(candidates, rows, vocab): every candidate's :meth:`logits` (read-only by contract)."""
+        return self._last
 
     def step(self, live: Sequence[int], tokens: Sequence[int]) -> None:
         """Feed ``tokens[j]`` to candidate ``live[j]`` (a candidate that is done just stops stepping)."""

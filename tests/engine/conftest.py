@@ -17,3 +17,14 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory, tiny_checkpoint) -> Path:
     return export(tiny_checkpoint, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+
+
+@pytest.fixture(scope="session")
+def tiny_kv8_model(tmp_path_factory, tiny_checkpoint) -> Path:
+    """The tiny checkpoint exported with its KV cache in int8 (scales calibrated on grammar walks)."""
+    from affetto.export.export import export_checkpoint, grammar_walks
+    from affetto.tokens.vocab import Vocabulary
+
+    out = tmp_path_factory.mktemp("onnx") / "tiny-kv8.onnx"
+    export_checkpoint(tiny_checkpoint, out, kv_int8=True, sequences=grammar_walks(Vocabulary(), 4, 64))
+    return out
