@@ -50,7 +50,7 @@ class BarDecoder:
 
     def draw(self, n: int, config: SamplingConfig, rng: np.random.Generator, *, guided: bool,
              header: dict[int, np.ndarray] | None = None, prefix: Sequence[int] = (),
-             first_step: int = 0) -> Fork:
+             first_step: int = 0, opens: bool = False) -> Fork:
         """``n`` candidate continuations of the bar, each fed to the cache as it is drawn.
 
         The context ends with the bar's BAR and ``prefix`` (the bar's tokens
@@ -58,7 +58,10 @@ class BarDecoder:
         and its ``keep`` makes one of them the context. ``guided`` mixes the
         two rows' logits by ``config.guidance``; ``header`` narrows the bar's
         header tokens (see :func:`affetto.tokens.grammar.plan_header`);
-        ``first_step`` forbids positions before that grid step.
+        ``first_step`` forbids positions before that grid step; with
+        ``opens`` the continuation's first note starts on that step itself
+        (where the grammar allows a note there), so what changes is heard
+        from there on.
         """
         vocab = self.vocab
         fork = self.cache.fork(n, self.room - 1 - len(prefix))  # room after the BAR and the prefix
@@ -80,6 +83,9 @@ class BarDecoder:
                     mask[vocab.pos0 : vocab.pos0 + first_step] = False
                     if state.last == DUR:
                         mask[vocab.pitch0 : vocab.vel0] = False
+                    if opens and mask[vocab.pos0 + first_step]:  # the first new note on the step itself
+                        mask[:] = False
+                        mask[vocab.pos0 + first_step] = True
                 if state.notes_in_bar >= self.max_notes:
                     mask[vocab.pos0 : vocab.vel0] = False  # no new notes: finish this one, then close the bar
             last = fork.last[:k] if live[-1] == k - 1 else fork.last[live]  # (k, R, V)

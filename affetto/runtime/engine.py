@@ -243,6 +243,7 @@ class Engine:
         sampling: SamplingOverrides | SamplingConfig = NO_OVERRIDES,
         *,
         rng: np.random.Generator | None = None,
+        opens: bool = True,
     ) -> list[Note]:
         """The last bar again from ``beat`` on, in ``capsule``: its notes (onsets relative to the bar).
 
@@ -254,6 +255,9 @@ class Engine:
         the last kept one, run again for the logits the first new one is drawn
         from) take the new capsule; the next :meth:`generate_bar` re-reads the
         context under its capsule, as any change of emotion at a bar line does.
+        With ``opens`` (the default) the new rest begins with a note on
+        ``beat`` (rounded up to the grid) itself, so a knob turn is heard
+        there even when the new emotion would start with a rest.
         """
         length = self.meter.beats_per_bar
         if not 0 <= beat < length:
@@ -272,7 +276,8 @@ class Engine:
         self.cache.condition(self._rows(capsule), reread=False)  # the last kept token runs again in it
         draw = self.decoder.draw(1, plan.sampling.replace(candidates=1), rng or np.random.default_rng(),
                                  guided=plan.guided, prefix=context[bar + 1 : cut],
-                                 first_step=first_step)
+                                 first_step=first_step,
+                                 opens=opens and first_step < round(length * vocab.config.steps_per_beat))
         draw.keep(0)
         self.stats["partial_bars"] += 1
         return vocab.decode(self.cache.context[bar:], self.meter)

@@ -33,7 +33,27 @@ def test_revising_keeps_what_was_played_and_forgets_the_bar_ahead(tiny_model):
     after = engine.vocab.decode(revised[bars[-1]:], engine.meter)
     assert [(n.pitch, n.onset) for n in after if n.onset >= 2.0] == [(n.pitch, n.onset) for n in rest]
     engine.generate_bar(Capsule.of(Quadrant.Q3), rng=rng)
-    assert list(engine.cache.context)[: len(revised)] == revised
+    now = list(engine.cache.context)  # the next bar follows the revised one (the window may have slid)
+    last_bar = len(now) - 1 - now[::-1].index(engine.vocab.bar)
+    revised_bar = revised[bars[-1]:]
+    assert now[last_bar - len(revised_bar) : last_bar] == revised_bar
+
+
+def test_a_revision_opens_on_its_beat_so_the_turn_is_heard_there(tiny_model):
+    for opens in (True, False):
+        starts = []
+        for seed in range(6):
+            engine = Engine(tiny_model, follow_mode=False)
+            engine.prime(SEED)
+            rng = np.random.default_rng(seed)
+            engine.generate_bar(Capsule.of(Quadrant.Q1), rng=rng)
+            rest = engine.regenerate_from(2.5, Capsule.of(Quadrant.Q3), rng=rng, opens=opens)
+            new = [n.onset for n in rest if n.onset >= 2.5]
+            starts.append(min(new) if new else None)
+        if opens:
+            assert starts == [2.5] * 6, starts
+        else:
+            assert all(s is None or s >= 2.5 for s in starts), starts
 
 
 def test_revising_more_bars_than_there_are_is_refused(tiny_model):
