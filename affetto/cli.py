@@ -30,6 +30,9 @@ WING_COMMANDS = {
     "train": "affetto.models.cli:train",
     "eval": "affetto.models.cli:eval_command",
     "export": "affetto.export.cli:export",
+    "train-text": "affetto.models.text.cli:train_text",
+    "eval-text": "affetto.models.text.cli:eval_text",
+    "export-text": "affetto.export.text:export_text_command",
 }
 
 
@@ -161,8 +164,9 @@ def bench(args) -> None:
 def _add_core_commands() -> None:
     """Core commands kept in their own modules (they import only click at load)."""
     from affetto.cli_ensemble import COMMANDS
+    from affetto.cli_words import COMMANDS as WORDS
 
-    for command in COMMANDS:
+    for command in (*COMMANDS, *WORDS):
         cli.add_command(command)
 
 

@@ -58,3 +58,4 @@ def _lead() -> ExportFamily:
 
 LEAD = _lead()
 register_family(LEAD)
+register_family("affetto.export.text:FAMILY_EXPORT", "text")

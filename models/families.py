@@ -87,3 +87,4 @@ def _lead() -> ModelFamily:
 LEAD = _lead()
 register_family(LEAD)
 register_family("affetto.models.musegan.model:FAMILY", "ensemble")
+register_family("affetto.models.text.model:FAMILY", "text")

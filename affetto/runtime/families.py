@@ -59,3 +59,4 @@ def load_model(path: str | Path | None = None, **options: Any) -> Any:
 
 register_family("lead", "affetto.runtime.engine:Engine")
 register_family("ensemble", "affetto.ensemble.engine:Ensemble")
+register_family("text", "affetto.words.textmodel:TextModel")
