@@ -33,6 +33,7 @@ from affetto.manifest import FORMAT, FORMAT_VERSION, read_manifest
 from affetto.models.checkpoint import load_checkpoint, save_checkpoint
 from affetto.models.text.captions import PROPER
 from affetto.models.text.model import MusicTextModel
+from affetto.words.describe import SLOT_WORDS
 from affetto.words.textmodel import (
     FAMILY,
     MAX_DURATION,
@@ -144,6 +145,7 @@ def build_manifest(model: MusicTextModel, meta: dict, dtype: str = "fp32") -> di
                         "positions": POSITIONS, "max_duration": MAX_DURATION, "meters": list(METERS),
                         "tempo_edges": list(TEMPO_EDGES)},
         "word_probe": list(PROBE),
+        "mood_words": sorted(w for words in SLOT_WORDS["mood"].values() for w in words),
         "model": model.cfg.to_dict(),
         "training": {"data": meta.get("data_summary", {}), "step": meta.get("step"),
                      "minutes": round(float(meta.get("train_seconds", 0.0)) / 60, 1),

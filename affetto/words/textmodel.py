@@ -267,10 +267,14 @@ class TextModel:
                    ) -> tuple[float, float, list[tuple[str, float]]] | None:
         """A mood word the lexicon lacks placed by its nearest known words in the text space.
 
-        Returns (valence, arousal, [(known word, cosine), ...]) or None when the model never saw the word
-        or no known word lies close enough.
+        Only words the model learned as mood words (the manifest's ``mood_words``: the captions' mood slot)
+        are placed: a word it saw naming something else (a genre, a key) has no mood. Returns (valence,
+        arousal, [(known word, cosine), ...]) or None when the model never saw the word as a mood word or
+        no known word lies close enough.
         """
         word = word.lower()
+        if word not in self.manifest.get("mood_words", ()):
+            return None
         placed = {w: (float(va[0]), float(va[1])) for w, va in known.items()
                   if w in self.vocab and va[0] is not None and va[1] is not None}
         if word not in self.vocab or word in known or not placed:

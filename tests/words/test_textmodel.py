@@ -119,3 +119,37 @@ def test_note_steps_and_tokenize():
     steps = note_steps(np.array([60, 64]), np.array([0.0, 1.5]), np.array([1.0, 0.1]))
     assert steps.tolist() == [[0, 4, 60], [6, 1, 64]]
     assert tokenize("a doleful air in F# minor, 6/8.") == ["a", "doleful", "air", "in", "F#", "minor", ",", "6/8", "."]
+
+
+def test_the_shipped_model_places_mood_words_the_lexicon_lacks_by_their_music():
+    """The trained text space: words the captions used for sad, tense, happy and calm phrases, which the
+    lexicon lacks, land on the side of the plane of the lexicon words they were used with (valence of the
+    low-arousal words is the weak part, see the README)."""
+    try:
+        runtime = textmodel.shipped_model()
+    except ModelFileError:
+        pytest.skip("no text model shipped in affetto/assets")
+    placed = {w: runtime.word_point(w, lexicon.LEXICON) for w in ("jubilant", "turbulent", "doleful", "lulling")}
+    assert all(p is not None for p in placed.values())
+    v, a = placed["jubilant"][:2]  # type: ignore[index]
+    assert v > 0 and a > 0
+    v, a = placed["turbulent"][:2]  # type: ignore[index]
+    assert v < 0 and a > 0
+    assert placed["doleful"][1] < 0 and placed["lulling"][1] < 0  # type: ignore[index]
+    assert runtime.word_point("reel", lexicon.LEXICON) is None  # a genre word has no mood
+
+
+def test_the_text_family_is_in_the_three_registries(tiny_text, tmp_path):
+    from affetto.export.families import get_family as export_family
+    from affetto.models.checkpoint import load_checkpoint, save_checkpoint
+    from affetto.models.families import get_family as model_family
+    from affetto.runtime.families import load_model
+
+    model, path = tiny_text
+    assert isinstance(load_model(path), TextModel)
+    assert export_family("text").name == "text"
+    save_checkpoint(tmp_path / "ckpt", model, {"vocabulary": ["x"]})
+    loaded, meta = load_checkpoint(tmp_path / "ckpt")
+    assert meta["family"] == "text" and isinstance(loaded, model_family("text").module)
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(a, b), name
