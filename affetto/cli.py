@@ -77,6 +77,12 @@ def info(model) -> None:
         raise click.ClickException(str(err)) from err
     cfg, train = m["model"], m.get("training", {})
     click.echo(f"{model}")
+    if m.get("family") == "text":
+        click.echo(f"  text family ({m.get('part')} graph of {', '.join(m['parts'].values())}), {m['dtype']}: "
+                   f"width {cfg['d_model']}, {cfg['n_layer']} layers a tower, latent {cfg['latent']}, "
+                   f"{len(m['vocabulary'])} words; GTP weight {train.get('loss', {}).get('gtp')}")
+        click.echo(f"  trained {train.get('step')} steps ({train.get('minutes', 0):.0f} min); {m['content_hash']}")
+        return
     if m.get("family", "lead") != "lead":
         click.echo(f"  {m.get('family')} family, {m['dtype']}: {cfg.get('tracks')} tracks of {cfg.get('bars')} bars, "
                    f"{cfg.get('steps')} steps per bar, {cfg.get('pitches')} pitches; conditioning: "

@@ -25,7 +25,7 @@ import numpy as np
 
 from affetto.analysis.emotion import Quadrant, va_capsule
 from affetto.analysis.judge import PITCH_NAMES, estimate_key, judge_arrays
-from affetto.errors import MidiFileError
+from affetto.errors import MidiFileError, ModelFileError
 from affetto.music.notes import Note, TimeSignature
 
 TEMPO_EDGES = (80.0, 120.0)  # BPM: below the first is slow, above the second fast
@@ -167,12 +167,16 @@ def judged_mood(pitch: np.ndarray, onset: np.ndarray, duration: np.ndarray, velo
 
 
 def recognised_mood(notes: Sequence[Note], meter: TimeSignature) -> Mood | None:
-    """The learned recogniser's mood, or None while :mod:`affetto.words.mood` is not installed."""
+    """The learned recogniser's mood, or None while :mod:`affetto.words.mood` is not installed or its model
+    file is missing (then the judge's mood stands in)."""
     try:
         from affetto.words.mood import recognise  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         return None
-    mood = recognise(notes, meter)
+    try:
+        mood = recognise(notes, meter)
+    except ModelFileError:
+        return None
     quadrant = getattr(mood, "quadrant", None)
     name = quadrant.name if isinstance(quadrant, Quadrant) else str(quadrant)
     return Mood(name, float(mood.confidence), float(mood.valence), float(mood.arousal), "recogniser")

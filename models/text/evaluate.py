@@ -38,7 +38,7 @@ FIELDS = ("tonic", "mode", "meter", "tempo", "density", "register", "texture", "
 def recall(sims: np.ndarray, ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
     """Recall@k of the diagonal in each row of a (N, N) similarity matrix."""
     rank = (sims > np.diag(sims)[:, None]).sum(1)  # items scored above the true one
-    return {f"r{k}": float((rank < k).mean()) for k in ks}
+    return {**{f"r{k}": float((rank < k).mean()) for k in ks}, "median_rank": float(np.median(rank) + 1)}
 
 
 def pooled_recall(sims: np.ndarray, pool: int = 100, seed: int = 0) -> dict[str, float]:
@@ -168,7 +168,8 @@ def format_report(results: dict[str, dict[str, Any]]) -> str:
         lines.append(f"{name} (GTP weight {r['gtp_weight']}, {r['step']} steps, {r['train_minutes']} min), "
                      f"{r['test_pairs']} held-out pairs")
         for what in ("music_to_text", "text_to_music", "music_to_text_pool100", "text_to_music_pool100"):
-            lines.append(f"  {what:22s} R@1 {r[what]['r1']:.3f}  R@5 {r[what]['r5']:.3f}")
+            lines.append(f"  {what:22s} R@1 {r[what]['r1']:.3f}  R@5 {r[what]['r5']:.3f}  median rank "
+                         f"{r[what]['median_rank']:.0f}")
         lines.append(f"  caption attributes right {c['accuracy']:.3f}; names key and mood {c['names_key_and_mood']:.3f}"
                      f"; source words right {c['source_accuracy']:.3f}")
         lines.append("  per field: " + ", ".join(f"{k} {v['accuracy']:.2f} ({v['named']})"
