@@ -16,11 +16,12 @@ import click
               help="Weight of the group topology-preservation loss (0: trained without it).")
 @click.option("--stop-at", type=click.IntRange(min=0), default=0, show_default=True,
               help="Stop at this step of the STEPS-long schedule (0: at its end).")
+@click.option("--bag", is_flag=True, help="Pool each tower's input embeddings too, through a hidden layer.")
 @click.option("--seed", type=int, default=1234, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue OUT/last.")
 @click.option("--log", "log_file", type=click.Path(dir_okay=False), help="Also log to this file.")
-def train_text(out, steps, stop_at, batch, gtp, seed, threads, resume, log_file) -> None:
+def train_text(out, steps, stop_at, batch, gtp, bag, seed, threads, resume, log_file) -> None:
     """Train the music-text model (music encoder, text encoder, text decoder, alignment) on corpus captions."""
     from affetto.models.text.losses import LossConfig
     from affetto.models.text.train import TextTrainConfig, train
@@ -31,7 +32,7 @@ def train_text(out, steps, stop_at, batch, gtp, seed, threads, resume, log_file)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         handlers=handlers)
     cfg = TextTrainConfig(out=out, steps=steps, stop_at=stop_at, batch=batch, seed=seed, threads=threads,
-                          loss=LossConfig(gtp=gtp))
+                          loss=LossConfig(gtp=gtp), model={"bag": True} if bag else {})
     stem = train(cfg, resume=resume)
     click.echo(f"checkpoint: {stem}")
 

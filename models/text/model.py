@@ -39,6 +39,7 @@ class TextModelConfig:
     max_text: int = 48
     max_notes: int = MAX_NOTES
     dropout: float = 0.1
+    bag: bool = False  # also pool the input embeddings (a bag of notes, of words) into a hidden layer
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_head:
@@ -87,6 +88,21 @@ def masked_mean(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return (x * w).sum(1) / w.sum(1).clamp(min=1.0)
 
 
+def head(cfg: TextModelConfig) -> nn.Module:
+    """Pooled features -> a latent: one linear map, or with ``bag`` (the stack's mean and the input
+    embeddings' mean, 2d) one hidden layer."""
+    d = cfg.d_model
+    if not cfg.bag:
+        return nn.Linear(d, cfg.latent)
+    return nn.Sequential(nn.Linear(2 * d, 2 * d), nn.GELU(), nn.Linear(2 * d, cfg.latent))
+
+
+def pooled(cfg: TextModelConfig, stack: torch.Tensor, inputs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The mean of the stack's output (B, T, d), and with ``bag`` the mean of its input embeddings beside it."""
+    mean = masked_mean(stack, keep)
+    return torch.cat([mean, masked_mean(inputs, keep)], dim=-1) if cfg.bag else mean
+
+
 class MusicEncoder(nn.Module):
     """notes (B, L, 4) [pitch+1, position, bar, duration], globals (B, 2) [meter, tempo] -> (B, latent)."""
 
@@ -102,7 +118,8 @@ class MusicEncoder(nn.Module):
         self.tempo = nn.Embedding(N_TEMPI, d)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln = nn.LayerNorm(d)
-        self.out = nn.Linear(d, cfg.latent)
+        self.cfg = cfg
+        self.out = head(cfg)
 
     def forward(self, notes: torch.Tensor, globals_: torch.Tensor) -> torch.Tensor:
         pitch = notes[..., 0]
@@ -114,9 +131,10 @@ class MusicEncoder(nn.Module):
         x = torch.cat([g, x], dim=1)
         keep = torch.cat([torch.ones_like(keep[:, :1]), keep], dim=1)  # (B, 1 + L)
         mask = keep.unsqueeze(1)  # (B, 1, 1 + L): every position sees the notes and the global token
+        inputs = x
         for block in self.blocks:
             x = block(x, mask)
-        return F.normalize(self.out(masked_mean(self.ln(x), keep)), dim=-1)
+        return F.normalize(self.out(pooled(self.cfg, self.ln(x), inputs, keep)), dim=-1)
 
 
 class TextEncoder(nn.Module):
@@ -128,15 +146,17 @@ class TextEncoder(nn.Module):
         self.pos = nn.Embedding(cfg.max_text, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln = nn.LayerNorm(cfg.d_model)
-        self.out = nn.Linear(cfg.d_model, cfg.latent)
+        self.cfg = cfg
+        self.out = head(cfg)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         keep = tokens > 0  # (B, T)
         positions = torch.arange(tokens.shape[1], device=tokens.device)
-        x = self.tok(tokens) + self.pos(positions)[None]
+        words = self.tok(tokens)
+        x = words + self.pos(positions)[None]
         for block in self.blocks:
             x = block(x, keep.unsqueeze(1))
-        return F.normalize(self.out(masked_mean(self.ln(x), keep)), dim=-1)
+        return F.normalize(self.out(pooled(self.cfg, self.ln(x), words, keep)), dim=-1)
 
 
 class TextDecoder(nn.Module):

@@ -153,3 +153,16 @@ def test_the_text_family_is_in_the_three_registries(tiny_text, tmp_path):
     assert meta["family"] == "text" and isinstance(loaded, model_family("text").module)
     for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_the_bag_variant_exports_with_parity(tmp_path):
+    from affetto.export.text import export_model
+    from affetto.models.text.model import MusicTextModel, TextModelConfig
+    from affetto.models.text.train import vocabulary
+
+    torch.manual_seed(1)
+    model = MusicTextModel(TextModelConfig(vocab_size=len(vocabulary()), d_model=16, n_head=2, n_layer=1, d_ff=32,
+                                           latent=8, bag=True)).eval()
+    done = export_model(model, {"vocabulary": list(vocabulary().words)}, tmp_path / "bag.onnx")
+    assert max(done.parity.values()) <= 1e-4
+    assert read_manifest(tmp_path / "bag.onnx")["model"]["bag"] is True
