@@ -33,6 +33,9 @@ WING_COMMANDS = {
     "export": "affetto.export.cli:export",
     "train-transfer": "affetto.models.transfer.cli:train_transfer",
     "export-transfer": "affetto.export.transfer:export_command",
+    "train-text": "affetto.models.text.cli:train_text",
+    "eval-text": "affetto.models.text.cli:eval_text",
+    "export-text": "affetto.export.text:export_text_command",
 }
 
 
@@ -77,6 +80,12 @@ def info(model) -> None:
         raise click.ClickException(str(err)) from err
     cfg, train = m["model"], m.get("training", {})
     click.echo(f"{model}")
+    if m.get("family") == "text":
+        click.echo(f"  text family ({m.get('part')} graph of {', '.join(m['parts'].values())}), {m['dtype']}: "
+                   f"width {cfg['d_model']}, {cfg['n_layer']} layers a tower, latent {cfg['latent']}, "
+                   f"{len(m['vocabulary'])} words; GTP weight {train.get('loss', {}).get('gtp')}")
+        click.echo(f"  trained {train.get('step')} steps ({train.get('minutes', 0):.0f} min); {m['content_hash']}")
+        return
     if m.get("family", "lead") != "lead":
         shape = {"tracks": "tracks", "bars": "bars", "steps": "steps per bar", "pitches": "pitches",
                  "d_model": "width", "n_layer": "layers", "z_dim": "latent dims"}
@@ -173,8 +182,9 @@ def _add_core_commands() -> None:
     """Core commands kept in their own modules (they import only click at load)."""
     from affetto.cli_ensemble import COMMANDS
     from affetto.cli_transfer import COMMANDS as TRANSFER_COMMANDS
+    from affetto.cli_words import COMMANDS as WORDS
 
-    for command in (*COMMANDS, *TRANSFER_COMMANDS):
+    for command in (*COMMANDS, *TRANSFER_COMMANDS, *WORDS):
         cli.add_command(command)
 
 

@@ -7,8 +7,10 @@ each other (no published norms are shipped, so nothing here needs a licence).
 Tempo and dynamics words ("slow", "loud") carry arousal alone; a few words
 carry valence alone ("bright", "dark"). A phrase of several words is the mean
 of their points, so "melancholic, slow" is sadder and slower than
-"melancholic". A word the lexicon lacks is refused with the closest words it
-knows.
+"melancholic". A word the lexicon lacks goes to the trained text model
+(:func:`learned_point`), which places it by the lexicon words nearest to it in
+its text space; a word neither knows is refused with the closest words the
+lexicon knows.
 """
 
 from __future__ import annotations
@@ -66,6 +68,11 @@ def mood_point(text: str) -> tuple[float, float]:
         if word in MODIFIERS:
             scale = MODIFIERS[word]
             continue
+        if word not in LEXICON and (learned := learned_point(word)) is not None:
+            valences.append(learned[0] * scale)
+            arousals.append(learned[1] * scale)
+            scale = 1.0
+            continue
         if word not in LEXICON:
             close = difflib.get_close_matches(word, list(LEXICON), n=4, cutoff=0.6)
             hint = f"; did you mean {', '.join(close)}?" if close else f"; try words like {', '.join(SAMPLE)}"
@@ -77,6 +84,16 @@ def mood_point(text: str) -> tuple[float, float]:
             arousals.append(arousal * scale)
         scale = 1.0
     return _mean(valences), _mean(arousals)
+
+
+def learned_point(word: str) -> tuple[float, float] | None:
+    """A word the lexicon lacks, placed by the shipped text model: the similarity-weighted mean of its
+    nearest lexicon words in the text space (:meth:`affetto.words.textmodel.TextModel.word_point`); None
+    when the model never saw the word, no lexicon word lies close to it, or no text model is installed."""
+    from affetto.words.textmodel import learned_mood_point
+
+    found = learned_mood_point(word, LEXICON)
+    return None if found is None else (found[0], found[1])
 
 
 def _mean(values: list[float]) -> float:

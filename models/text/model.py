@@ -1,0 +1,258 @@
+"""The music-text model: a music encoder, a text encoder, a text decoder, an alignment MLP.
+
+Two spaces of ``latent`` dimensions, each the unit sphere: the music space (``MusicEncoder`` of a
+4-bar window) and the text space (``TextEncoder`` of a caption). The text
+decoder writes a caption from a point of the text space; the alignment MLP
+carries a music point into the text space, so a phrase is described by
+decoding ``align(music(x))``. A small head reconstructs the window's note
+statistics from its music point (the music side's reconstruction).
+
+All three towers are the same small pre-norm Transformer block stack, with
+attention written out (matmul, mask, softmax) so the ONNX graphs are plain.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from affetto.models.families import ModelFamily
+from affetto.words.textmodel import MAX_DURATION, MAX_NOTES, METERS, N_TEMPI, PHRASE_BARS, POSITIONS
+
+# The music statistics the music side reconstructs: name -> bins.
+STATS = {"pitch_class": 12, "octave": 8, "duration": 8, "interval": 25, "beat_position": 4}
+DURATION_EDGES = (1, 2, 3, 4, 6, 8, 12)  # steps: bins 0..7
+
+
+@dataclass(frozen=True)
+class TextModelConfig:
+    vocab_size: int
+    d_model: int = 64
+    n_head: int = 4
+    n_layer: int = 2
+    d_ff: int = 128
+    latent: int = 48
+    max_text: int = 48
+    max_notes: int = MAX_NOTES
+    dropout: float = 0.1
+    bag: bool = False  # also pool the input embeddings (a bag of notes, of words) into a hidden layer
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model {self.d_model} must be a multiple of n_head {self.n_head}")
+        if self.vocab_size < 5:
+            raise ValueError(f"vocab_size must be at least 5, got {self.vocab_size}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TextModelConfig:
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+class Block(nn.Module):
+    """Pre-norm self-attention and MLP; ``mask`` (B, 1, T or 1, T) is True where attention may look."""
+
+    def __init__(self, cfg: TextModelConfig) -> None:
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = self.qkv(self.ln1(x)).split(d, dim=2)
+        q = q.view(b, t, self.n_head, d // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        k = k.view(b, t, self.n_head, d // self.n_head).transpose(1, 2)
+        v = v.view(b, t, self.n_head, d // self.n_head).transpose(1, 2)
+        att = (q @ k.transpose(-2, -1)) / math.sqrt(d // self.n_head)  # (B, nh, T, T)
+        att = att.masked_fill(~mask.unsqueeze(1), -1e9)
+        att = self.drop(torch.softmax(att, dim=-1))
+        y = (att @ v).transpose(1, 2).reshape(b, t, d)  # (B, T, d)
+        x = x + self.drop(self.proj(y))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+def masked_mean(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Mean over T of (B, T, d) where ``keep`` (B, T) is True."""
+    w = keep.to(x.dtype).unsqueeze(-1)
+    return (x * w).sum(1) / w.sum(1).clamp(min=1.0)
+
+
+def head(cfg: TextModelConfig) -> nn.Module:
+    """Pooled features -> a latent: one linear map, or with ``bag`` (the stack's mean and the input
+    embeddings' mean, 2d) one hidden layer."""
+    d = cfg.d_model
+    if not cfg.bag:
+        return nn.Linear(d, cfg.latent)
+    return nn.Sequential(nn.Linear(2 * d, 2 * d), nn.GELU(), nn.Linear(2 * d, cfg.latent))
+
+
+def pooled(cfg: TextModelConfig, stack: torch.Tensor, inputs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The mean of the stack's output (B, T, d), and with ``bag`` the mean of its input embeddings beside it."""
+    mean = masked_mean(stack, keep)
+    return torch.cat([mean, masked_mean(inputs, keep)], dim=-1) if cfg.bag else mean
+
+
+class MusicEncoder(nn.Module):
+    """notes (B, L, 4) [pitch+1, position, bar, duration], globals (B, 2) [meter, tempo] -> (B, latent)."""
+
+    def __init__(self, cfg: TextModelConfig) -> None:
+        super().__init__()
+        d = cfg.d_model
+        self.pitch = nn.Embedding(129, d)
+        self.pitch_class = nn.Embedding(13, d)
+        self.position = nn.Embedding(POSITIONS, d)
+        self.bar = nn.Embedding(PHRASE_BARS * 2, d)
+        self.duration = nn.Embedding(MAX_DURATION + 1, d)
+        self.meter = nn.Embedding(len(METERS), d)
+        self.tempo = nn.Embedding(N_TEMPI, d)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln = nn.LayerNorm(d)
+        self.cfg = cfg
+        self.out = head(cfg)
+
+    def forward(self, notes: torch.Tensor, globals_: torch.Tensor) -> torch.Tensor:
+        pitch = notes[..., 0]
+        keep = pitch > 0  # (B, L)
+        pc = torch.where(keep, (pitch - 1) % 12 + 1, torch.zeros_like(pitch))
+        x = (self.pitch(pitch) + self.pitch_class(pc) + self.position(notes[..., 1]) + self.bar(notes[..., 2])
+             + self.duration(notes[..., 3]))  # (B, L, d)
+        g = (self.meter(globals_[:, 0]) + self.tempo(globals_[:, 1])).unsqueeze(1)  # (B, 1, d)
+        x = torch.cat([g, x], dim=1)
+        keep = torch.cat([torch.ones_like(keep[:, :1]), keep], dim=1)  # (B, 1 + L)
+        mask = keep.unsqueeze(1)  # (B, 1, 1 + L): every position sees the notes and the global token
+        inputs = x
+        for block in self.blocks:
+            x = block(x, mask)
+        return F.normalize(self.out(pooled(self.cfg, self.ln(x), inputs, keep)), dim=-1)
+
+
+class TextEncoder(nn.Module):
+    """tokens (B, T) -> (B, latent); bidirectional over the caption."""
+
+    def __init__(self, cfg: TextModelConfig) -> None:
+        super().__init__()
+        self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.pos = nn.Embedding(cfg.max_text, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln = nn.LayerNorm(cfg.d_model)
+        self.cfg = cfg
+        self.out = head(cfg)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        keep = tokens > 0  # (B, T)
+        positions = torch.arange(tokens.shape[1], device=tokens.device)
+        words = self.tok(tokens)
+        x = words + self.pos(positions)[None]
+        for block in self.blocks:
+            x = block(x, keep.unsqueeze(1))
+        return F.normalize(self.out(pooled(self.cfg, self.ln(x), words, keep)), dim=-1)
+
+
+class TextDecoder(nn.Module):
+    """(latent (B, D), tokens (B, T)) -> logits (B, T, V) of each next word; the latent is a prefix token."""
+
+    def __init__(self, cfg: TextModelConfig) -> None:
+        super().__init__()
+        self.inp = nn.Linear(cfg.latent, cfg.d_model)
+        self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.pos = nn.Embedding(cfg.max_text + 1, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.ln = nn.LayerNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.head.weight = self.tok.weight  # tied
+
+    def forward(self, latent: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        t = tokens.shape[1] + 1
+        positions = torch.arange(t, device=tokens.device)
+        z = self.inp(latent).unsqueeze(1)  # (B, 1, d): the prefix, and added to every word so no word forgets it
+        x = torch.cat([z, self.tok(tokens) + z], dim=1) + self.pos(positions)[None]
+        causal = torch.ones(t, t, dtype=torch.bool, device=tokens.device).tril()[None]  # (1, T+1, T+1)
+        for block in self.blocks:
+            x = block(x, causal)
+        return self.head(self.ln(x[:, 1:]))  # (B, T, V): position i predicts token i + 1
+
+
+class MusicTextModel(nn.Module):
+    def __init__(self, cfg: TextModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.music = MusicEncoder(cfg)
+        self.text = TextEncoder(cfg)
+        self.decoder = TextDecoder(cfg)
+        self.aligner = nn.Sequential(nn.Linear(cfg.latent, 2 * cfg.latent), nn.GELU(),
+                                     nn.Linear(2 * cfg.latent, cfg.latent))
+        self.stats = nn.Sequential(nn.Linear(cfg.latent, 2 * cfg.latent), nn.GELU(),
+                                   nn.Linear(2 * cfg.latent, sum(STATS.values())))
+        self.apply(_init)
+
+    def align(self, z_music: torch.Tensor) -> torch.Tensor:
+        """The alignment MLP: a music point carried into the text space (both spaces are unit spheres)."""
+        return F.normalize(self.aligner(z_music), dim=-1)
+
+    def stat_logits(self, z_music: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dict(zip(STATS, self.stats(z_music).split(list(STATS.values()), dim=-1)))
+
+    @torch.no_grad()
+    def greedy(self, latent: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
+        """Greedy captions (B, T) of latents, <bos> first; decoding stops when every row has ended."""
+        from affetto.words.textmodel import BOS, EOS, PAD
+
+        max_len = max_len or self.cfg.max_text
+        seq = torch.full((latent.shape[0], 1), BOS, dtype=torch.long)
+        done = torch.zeros(latent.shape[0], dtype=torch.bool)
+        for _ in range(max_len - 1):
+            logits = self.decoder(latent, seq)[:, -1]
+            logits[:, [PAD, BOS, 3]] = -1e9
+            nxt = torch.where(done, torch.full_like(done, PAD, dtype=torch.long), logits.argmax(-1))
+            seq = torch.cat([seq, nxt[:, None]], dim=1)
+            done |= nxt == EOS
+            if bool(done.all()):
+                break
+        return seq
+
+
+def _init(module: nn.Module) -> None:
+    """Small normal weights (the tied word embeddings are also the decoder's output layer)."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=0.02)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+
+
+def music_stats(notes: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Distributions of a window's notes (B, L, 4): pitch classes and octaves weighted by duration, durations,
+    intervals between successive notes (in input order), positions within the beat."""
+    pitch = notes[..., 0] - 1
+    keep = (notes[..., 0] > 0).float()
+    dur = notes[..., 3].float()
+    out = {}
+    weight = (keep * dur.clamp(max=8))[..., None]
+    out["pitch_class"] = (F.one_hot(pitch.clamp(min=0) % 12, 12).float() * weight).sum(1)
+    octave = (pitch.clamp(min=0) // 12 - 2).clamp(0, 7)
+    out["octave"] = (F.one_hot(octave, 8).float() * weight).sum(1)
+    edges = torch.tensor(DURATION_EDGES)
+    bins = torch.bucketize(notes[..., 3].contiguous(), edges, right=False)
+    out["duration"] = (F.one_hot(bins, 8).float() * keep[..., None]).sum(1)
+    step = (pitch[:, 1:] - pitch[:, :-1]).clamp(-12, 12) + 12
+    both = keep[:, 1:] * keep[:, :-1]
+    out["interval"] = (F.one_hot(step, 25).float() * both[..., None]).sum(1)
+    out["beat_position"] = (F.one_hot(notes[..., 1] % 4, 4).float() * keep[..., None]).sum(1)
+    return {k: v / v.sum(-1, keepdim=True).clamp(min=1e-6) for k, v in out.items()}
+
+
+def _build(cfg: dict) -> MusicTextModel:
+    return MusicTextModel(TextModelConfig.from_dict(cfg))
+
+
+FAMILY = ModelFamily("text", MusicTextModel, _build, tied=("decoder.head.weight",))
