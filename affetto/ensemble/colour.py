@@ -269,8 +269,8 @@ def suspensions(line: np.ndarray, steps_per_beat: int = 4) -> tuple[np.ndarray, 
     """Sighs for low arousal: a dissonance on the beat that falls a step, an eighth later.
 
     Alto, tenor and bass delay each step down onto a beat (the note before, a beat or longer, is held
-    over the beat: a suspension), and the alto leans into a note of a beat or more that it reaches by
-    leap from the step above it (an appoggiatura). Kept only where the new note crosses no
+    over the beat: a suspension), and alto and tenor lean into a note of a beat or more that they reach
+    by leap from the step above it (an appoggiatura). Kept only where the new note crosses no
     neighbouring voice and adds no parallel fifth or octave around it. Returns the line and how many
     were made.
     """
@@ -287,7 +287,7 @@ def suspensions(line: np.ndarray, steps_per_beat: int = 4) -> tuple[np.ndarray, 
                 continue
             if s1 == s0 + n0 and n0 >= steps_per_beat and p0 - p1 in (1, 2):
                 figures.append((slice(s1, s1 + half), p0, s0))
-            elif voice == 1 and abs(p1 - p0) > 2 and scale:
+            elif voice in (1, 2) and abs(p1 - p0) > 2 and scale:
                 above = p1 + 1 if (p1 + 1) % 12 in scale else p1 + 2
                 figures.append((slice(s1, s1 + half), above, s0))
         for span, m, start in figures:
