@@ -253,16 +253,23 @@ def passing_tones(line: np.ndarray, steps_per_beat: int = 4, *, neighbours: bool
             figures += [(s0, slice(s0 + half, s0 + steps_per_beat), lower(p0))
                         for s0, n0, p0 in notes if n0 >= 2 * steps_per_beat]
         for s0, span, m in sorted(figures, key=lambda f: f[0]):
-            above, below = out[voice - 1, span], out[voice + 1, span] if voice < 3 else None
-            if (above[above >= 0] <= m).any() or (below is not None and (below[below >= 0] >= m).any()):
-                continue
-            trial = out.copy()
-            trial[voice, span] = m
-            near = slice(max(0, s0 - steps_per_beat), min(out.shape[1], span.stop + 2 * steps_per_beat))
-            if parallels(trial[:, near]) <= parallels(out[:, near]):
-                out = trial
-                added += 1
+            placed = _placed(out, voice, span, m, s0, steps_per_beat)
+            if placed is not None:
+                out, added = placed, added + 1
     return out, added
+
+
+def _placed(line: np.ndarray, voice: int, span: slice, pitch: int, start: int,
+            steps_per_beat: int) -> np.ndarray | None:
+    """``line`` with ``voice`` sounding ``pitch`` over ``span``, or None where that would cross a
+    neighbouring voice or add a parallel fifth or octave between ``start`` and two beats after ``span``."""
+    above, below = line[voice - 1, span], line[voice + 1, span] if voice < 3 else None
+    if (above[above >= 0] <= pitch).any() or (below is not None and (below[below >= 0] >= pitch).any()):
+        return None
+    trial = line.copy()
+    trial[voice, span] = pitch
+    near = slice(max(0, start - steps_per_beat), min(line.shape[1], span.stop + 2 * steps_per_beat))
+    return trial if parallels(trial[:, near]) <= parallels(line[:, near]) else None
 
 
 def suspensions(line: np.ndarray, steps_per_beat: int = 4) -> tuple[np.ndarray, int]:
@@ -291,15 +298,9 @@ def suspensions(line: np.ndarray, steps_per_beat: int = 4) -> tuple[np.ndarray, 
                 above = p1 + 1 if (p1 + 1) % 12 in scale else p1 + 2
                 figures.append((slice(s1, s1 + half), above, s0))
         for span, m, start in figures:
-            above, below = out[voice - 1, span], out[voice + 1, span] if voice < 3 else None
-            if (above[above >= 0] <= m).any() or (below is not None and (below[below >= 0] >= m).any()):
-                continue
-            trial = out.copy()
-            trial[voice, span] = m
-            near = slice(max(0, start - steps_per_beat), min(out.shape[1], span.stop + 2 * steps_per_beat))
-            if parallels(trial[:, near]) <= parallels(out[:, near]):
-                out = trial
-                made += 1
+            placed = _placed(out, voice, span, m, start, steps_per_beat)
+            if placed is not None:
+                out, made = placed, made + 1
     return out, made
 
 
