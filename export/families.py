@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import onnx
@@ -61,3 +62,20 @@ register_family(LEAD)
 register_family("affetto.export.mood:EXPORT_FAMILY", "mood")
 register_family("affetto.export.transfer:EXPORT_FAMILY", "transfer")
 register_family("affetto.export.text:FAMILY_EXPORT", "text")
+
+
+@dataclass
+class GraphExport:
+    """What a family's export wrote: one graph, its size, how close it runs to PyTorch, its manifest."""
+
+    path: Path
+    size_bytes: int
+    max_abs_diff: float
+    manifest: dict[str, Any]
+    atol: float = 1e-4
+
+    def __str__(self) -> str:
+        size = (f"{self.size_bytes / 1e6:.2f} MB" if self.size_bytes >= 1e6 else f"{self.size_bytes / 1e3:.0f} kB")
+        verdict = "pass" if self.max_abs_diff <= self.atol else "FAIL"
+        return (f"wrote {self.path} ({size}); parity vs PyTorch: max abs difference {self.max_abs_diff:.2e} "
+                f"(atol {self.atol:g}): {verdict}")

@@ -16,7 +16,6 @@ import io
 import json
 import shutil
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ import affetto
 from affetto.analysis.emotion import Quadrant
 from affetto.errors import ModelFileError
 from affetto.export.export import with_manifest
-from affetto.export.families import ExportFamily
+from affetto.export.families import ExportFamily, GraphExport
 from affetto.manifest import FORMAT, FORMAT_VERSION, read_manifest
 from affetto.models.checkpoint import checkpoint_paths, load_checkpoint
 from affetto.models.mood.model import MoodNet
@@ -46,18 +45,6 @@ from affetto.words.mood import (
 
 OPSET = 18
 ATOL = 1e-4
-
-
-@dataclass
-class MoodExport:
-    path: Path
-    size_bytes: int
-    max_abs_diff: float
-    manifest: dict[str, Any]
-
-    def __str__(self) -> str:
-        return (f"wrote {self.path} ({self.size_bytes / 1e3:.0f} kB); parity vs PyTorch: max abs difference "
-                f"{self.max_abs_diff:.2e} (atol {ATOL:g}): {'pass' if self.max_abs_diff <= ATOL else 'FAIL'}")
 
 
 def example_inputs(batch: int = 3, steps: int = 48, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -135,7 +122,7 @@ EXPORT_FAMILY = ExportFamily(FAMILY, build_graph, check_parity, _agreement,
                              lambda model, meta, dtype: build_manifest(model, meta, dtype))
 
 
-def export_mood(checkpoint: str | Path, out: str | Path, *, assets: bool = False) -> MoodExport:
+def export_mood(checkpoint: str | Path, out: str | Path, *, assets: bool = False) -> GraphExport:
     """Write the checkpoint's model to ``out``; raises :class:`ModelFileError` when parity fails."""
     model, meta = load_checkpoint(checkpoint)
     if not isinstance(model, MoodNet):
@@ -157,7 +144,7 @@ def export_mood(checkpoint: str | Path, out: str | Path, *, assets: bool = False
         slim = {k: v for k, v in json.loads(meta_path.read_text(encoding="utf-8")).items()
                 if k != "optimizer_groups"}
         out.with_suffix(".json").write_text(json.dumps(slim, indent=1, sort_keys=True), encoding="utf-8")
-    return MoodExport(out, out.stat().st_size, diff, read_manifest(out))
+    return GraphExport(out, out.stat().st_size, diff, read_manifest(out), ATOL)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from affetto.analysis.voicing import VOICE_RANGES
 from affetto.ensemble.engine import DEFAULT_CANDIDATES, FAMILY, INPUTS, VOICES
 from affetto.errors import ModelFileError
 from affetto.export.export import with_manifest
+from affetto.export.families import GraphExport
 from affetto.manifest import FORMAT, FORMAT_VERSION, read_manifest
 from affetto.models.checkpoint import load_checkpoint
 from affetto.models.musegan.data import LOW
@@ -38,18 +38,6 @@ from affetto.models.musegan.model import Generator, latents
 
 OPSET = 18
 ATOL = 1e-4
-
-
-@dataclass
-class EnsembleExport:
-    path: Path
-    size_bytes: int
-    max_abs_diff: float
-    manifest: dict[str, Any]
-
-    def __str__(self) -> str:
-        return (f"wrote {self.path} ({self.size_bytes / 1e6:.2f} MB); parity vs PyTorch: max abs difference "
-                f"{self.max_abs_diff:.2e} (atol {ATOL:g}): {'pass' if self.max_abs_diff <= ATOL else 'FAIL'}")
 
 
 def example_inputs(gen: Generator, batch: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -141,7 +129,7 @@ def build_manifest(gen: Generator, meta: dict, threshold: float, max_abs_diff: f
 
 
 def export_generator(gen: Generator, meta: dict, out: str | Path, *, threshold: float = 0.5,
-                     candidates: int = DEFAULT_CANDIDATES) -> EnsembleExport:
+                     candidates: int = DEFAULT_CANDIDATES) -> GraphExport:
     """Write ``gen`` to ``out``; raises :class:`ModelFileError` when parity fails."""
     model = build_graph(gen)
     onnx.checker.check_model(model, full_check=True)
@@ -154,11 +142,11 @@ def export_generator(gen: Generator, meta: dict, out: str | Path, *, threshold: 
     tmp = out.with_name(out.name + ".tmp")
     onnx.save(model, tmp)
     tmp.replace(out)
-    return EnsembleExport(out, out.stat().st_size, diff, read_manifest(out))
+    return GraphExport(out, out.stat().st_size, diff, read_manifest(out), ATOL)
 
 
 def export_ensemble(checkpoint: str | Path, out: str | Path, *, threshold: float = 0.5,
-                    candidates: int = DEFAULT_CANDIDATES) -> EnsembleExport:
+                    candidates: int = DEFAULT_CANDIDATES) -> GraphExport:
     gen, meta = load_checkpoint(checkpoint)  # its family (in the checkpoint) builds the model
     if not isinstance(gen, Generator):
         raise ModelFileError(f"{checkpoint}: a {meta.get('family', 'lead')} checkpoint, not an ensemble one")

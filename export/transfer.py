@@ -20,7 +20,6 @@ import io
 import json
 import shutil
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,7 @@ from affetto.analysis.attributes import DENSITY_EDGES, POLYPHONY_EDGES
 from affetto.analysis.emotion import Quadrant
 from affetto.errors import ModelFileError
 from affetto.export.export import with_manifest
-from affetto.export.families import ExportFamily
+from affetto.export.families import ExportFamily, GraphExport
 from affetto.manifest import FORMAT, FORMAT_VERSION, read_manifest
 from affetto.models.checkpoint import checkpoint_paths, load_checkpoint
 from affetto.models.transfer.model import TransferModel
@@ -167,20 +166,8 @@ def build_manifest(model: TransferModel, meta: dict, dtype: str = "fp32", *, max
     }
 
 
-@dataclass
-class TransferExport:
-    path: Path
-    size_bytes: int
-    max_abs_diff: float
-    manifest: dict[str, Any]
-
-    def __str__(self) -> str:
-        return (f"wrote {self.path} ({self.size_bytes / 1e6:.2f} MB); parity vs PyTorch: max abs difference "
-                f"{self.max_abs_diff:.2e} (atol {ATOL:g}): {'pass' if self.max_abs_diff <= ATOL else 'FAIL'}")
-
-
 def export_model(model: TransferModel, meta: dict, out: str | Path, *, threshold: float = 0.5,
-                 noise: float = 0.5) -> TransferExport:
+                 noise: float = 0.5) -> GraphExport:
     """Write ``model`` to ``out``; raises :class:`ModelFileError` when parity fails."""
     graph = build_graph(model)
     onnx.checker.check_model(graph, full_check=True)
@@ -193,11 +180,11 @@ def export_model(model: TransferModel, meta: dict, out: str | Path, *, threshold
     tmp = out.with_name(out.name + ".tmp")
     onnx.save(graph, tmp)
     tmp.replace(out)
-    return TransferExport(out, out.stat().st_size, diff, read_manifest(out))
+    return GraphExport(out, out.stat().st_size, diff, read_manifest(out), ATOL)
 
 
 def export_transfer(checkpoint: str | Path, out: str | Path, *, threshold: float = 0.5, noise: float = 0.5,
-                    with_weights: bool = True) -> TransferExport:
+                    with_weights: bool = True) -> GraphExport:
     """Export a transfer checkpoint; with ``with_weights``, its weights and JSON go beside the ``.onnx``
     (``<out stem>.safetensors`` and ``.json``, no optimizer state), as the shipped models are."""
     model, meta = load_checkpoint(checkpoint)
