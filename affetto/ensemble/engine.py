@@ -145,7 +145,7 @@ class Ensemble:
 
     def __init__(self, path: str | Path | None = None, *, threads: int = 1, manifest: dict | None = None,
                  voice_leading: bool | None = None, colour: bool = True) -> None:
-        import onnxruntime as ort
+        from affetto.runtime.session import open_session  # lazy: ONNX Runtime loads here
 
         self.path = Path(path) if path else default_ensemble_path()
         self.manifest = manifest if manifest is not None else read_manifest(self.path)
@@ -158,13 +158,7 @@ class Ensemble:
         # under a given melody, move written notes out of parallel fifths and octaves (voicing.repair_parallels)
         self.voice_leading = bool(decode.get("voice_leading", True)) if voice_leading is None else voice_leading
         self.colour = colour  # under a given melody, colour the voices by the emotion (affetto.ensemble.colour)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
-        except Exception as err:  # ONNX Runtime raises its own exception types
-            raise ModelFileError(f"{self.path}: ONNX Runtime cannot load it ({err})") from err
+        self.session = open_session(self.path, threads=threads, provider="cpu")
 
     def latents(self, batch: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         s = self.spec

@@ -210,7 +210,7 @@ class CvaeTransfer:
 
     def __init__(self, path: str | Path | None = None, threads: int = 1, *, manifest: dict | None = None,
                  settings: DecodeSettings | None = None) -> None:
-        import onnxruntime as ort
+        from affetto.runtime.session import open_session  # lazy: ONNX Runtime loads here
 
         self.path = Path(path) if path is not None else asset_path(MODEL_NAME)
         self.manifest = manifest if manifest is not None else read_manifest(self.path)
@@ -223,10 +223,7 @@ class CvaeTransfer:
                                                    float(decode.get("noise", 0.5)))
         self.z_dim = int(self.manifest["model"]["z_dim"])
         self.z_steps = int(self.manifest["model"].get("z_steps", 2))
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self.session = open_session(self.path, threads=threads, provider="cpu")
         # What a run that skips one part feeds it: tiny, valid inputs.
         self._no_notes = (np.zeros((1, 1, N_FEATURES), np.int64), np.ones((1, 1), np.float32),
                           np.zeros((1, 4), np.float32))

@@ -174,7 +174,7 @@ class MoodRecogniser:
 
     def __init__(self, path: str | Path | None = None, *, manifest: dict | None = None, threads: int = 1,
                  **_options: Any) -> None:
-        import onnxruntime as ort
+        from affetto.runtime.session import open_session  # lazy: ONNX Runtime loads here
 
         self.path = Path(path) if path is not None else default_mood_path()
         self.manifest = manifest if manifest is not None else read_manifest(self.path)
@@ -184,13 +184,7 @@ class MoodRecogniser:
         if features.get("version") != FEATURES_VERSION or features.get("roll_channels") != ROLL_CHANNELS:
             raise ModelFileError(f"{self.path}: made for mood features {features}, this affetto reads "
                                  f"version {FEATURES_VERSION} with {ROLL_CHANNELS} roll channels")
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
-        except Exception as err:  # ONNX Runtime raises its own exception types
-            raise ModelFileError(f"{self.path}: ONNX Runtime cannot load it ({err})") from err
+        self.session = open_session(self.path, threads=threads, provider="cpu")
 
     def run(self, roll: np.ndarray, mask: np.ndarray, summary: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Batched: (logits (B, 4), va (B, 2)) of features ``roll (B, C, T)``, ``mask (B, T)``, ``summary (B, S)``."""

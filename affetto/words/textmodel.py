@@ -185,7 +185,7 @@ class TextModel:
 
     def __init__(self, path: str | Path | None = None, *, manifest: dict | None = None, threads: int = 1,
                  **_: Any) -> None:
-        import onnxruntime as ort
+        from affetto.runtime.session import open_session  # lazy: ONNX Runtime loads here
 
         self.path = Path(path) if path is not None else default_text_model_path()
         self.manifest = manifest or read_manifest(self.path)
@@ -193,16 +193,13 @@ class TextModel:
             raise ModelFileError(f"{self.path}: a {self.manifest.get('family', 'lead')} model, not a text model")
         self.vocab = Vocabulary(tuple(self.manifest["vocabulary"]))
         self.max_len = int(self.manifest["model"]["max_text"])
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
         self.sessions = {}
         files = self.manifest.get("parts", PARTS)
         for part, name in files.items():
             file = self.path if part == "music" else self.path.with_name(name)
             if part != "music":
                 read_manifest(file)  # checks the part's own hash before a session is made
-            self.sessions[part] = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+            self.sessions[part] = open_session(file, threads=threads, provider="cpu")
         self._probes: dict[str, np.ndarray] = {}
 
     # the three graphs
