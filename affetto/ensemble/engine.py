@@ -196,14 +196,14 @@ class Ensemble:
         cap = np.tile(np.array(capsule.weights, np.float32), (n * k, 1))
         probs = self.run(mel, has, cap, tri, self.latents(n * k, rng))
         coloured = melody is not None and self.colour
-        prefer = np.ones((n, 1, 4, 1, 1, s.pitches), np.float32)  # per phrase: weights toward its tonal centre
+        centres = None  # per phrase, (4, P) weights toward the tonal centre its valence asks, when any
         if coloured:
             tunes = lines(mel[::k, None] > 0.5, tri[::k], s.low)  # (1, steps) melody lines
-            for i, tune in enumerate(tunes):
-                w = toward_centre(tune[0], capsule.valence, s.low, s.pitches)
-                if w is not None:
-                    prefer[i, 0, :, 0, 0] = w
-        prefer = np.repeat(prefer, k, 0).reshape(n * k, 4, 1, 1, s.pitches)
+            weights = [toward_centre(tune[0], capsule.valence, s.low, s.pitches) for tune in tunes]
+            if any(w is not None for w in weights):
+                centres = np.stack([np.ones((4, s.pitches)) if w is None else w for w in weights]).astype(np.float32)
+                centres = centres[:, :, None, None, :]  # (N, 4, 1, 1, P): broadcast over bars and steps
+        prefer = None if centres is None else np.repeat(centres, k, 0)
         rolls = binarise(probs, self.threshold, prefer)
         if melody is not None:
             rolls[:, 0] = mel > 0.5
@@ -214,7 +214,9 @@ class Ensemble:
             for i in range(n)]  # judged as they will sound: coloured by the emotion
         chosen = rolls[np.arange(n), picks]
         if melody is not None and (self.voice_leading or self.colour):
-            probs = (probs * prefer).reshape(n, k, *probs.shape[1:])[np.arange(n), picks]
+            probs = probs.reshape(n, k, *probs.shape[1:])[np.arange(n), picks]
+            if centres is not None:
+                probs = probs * centres
             for i in range(n):
                 chosen[i] = self._decoded(chosen[i], probs[i], float(tri[i * k, 0]), capsule)
         return chosen
