@@ -183,8 +183,9 @@ class HarmoniseMode(Mode):
             self.relearned += 1  # the phrase changed
         else:
             self.stopped += 1
-        log.info("%s: the loop %s in bar %d: %s stop, learning again",
-                 self.name, "changed" if played else "stopped", bar + 1, self.plays)
+        log.info("%s: the loop %s in bar %d: %s stop, learning again (expected pitch %d at beat %.2f; heard %s)",
+                 self.name, "changed" if played else "stopped", bar + 1, self.plays, pitch, onset,
+                 ", ".join(f"{n.pitch}@{n.onset:.2f}" for n in played[:6]) or "nothing")
         self.start, self.loop, self.phrase = None, None, ()
         return Cancel(bar)
 
