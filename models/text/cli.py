@@ -17,11 +17,18 @@ import click
 @click.option("--stop-at", type=click.IntRange(min=0), default=0, show_default=True,
               help="Stop at this step of the STEPS-long schedule (0: at its end).")
 @click.option("--bag", is_flag=True, help="Pool each tower's input embeddings too, through a hidden layer.")
+@click.option("--attributes", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Weight of the attribute heads (the measured fields read back from the text space; 0: none).")
+@click.option("--profile/--no-profile", default=True, show_default=True,
+              help="The music encoder also reads the window's duration-weighted pitch classes.")
+@click.option("--word-dropout", type=click.FloatRange(0, 0.95), default=0.25, show_default=True,
+              help="Share of the decoder's input words hidden while training, so it must read its latent.")
 @click.option("--seed", type=int, default=1234, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue OUT/last.")
 @click.option("--log", "log_file", type=click.Path(dir_okay=False), help="Also log to this file.")
-def train_text(out, steps, stop_at, batch, gtp, bag, seed, threads, resume, log_file) -> None:
+def train_text(out, steps, stop_at, batch, gtp, bag, attributes, profile, word_dropout, seed, threads, resume,
+               log_file) -> None:
     """Train the music-text model (music encoder, text encoder, text decoder, alignment) on corpus captions."""
     from affetto.models.text.losses import LossConfig
     from affetto.models.text.train import TextTrainConfig, train
@@ -32,7 +39,8 @@ def train_text(out, steps, stop_at, batch, gtp, bag, seed, threads, resume, log_
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         handlers=handlers)
     cfg = TextTrainConfig(out=out, steps=steps, stop_at=stop_at, batch=batch, seed=seed, threads=threads,
-                          loss=LossConfig(gtp=gtp), model={"bag": True} if bag else {})
+                          loss=LossConfig(gtp=gtp, attributes=attributes, word_dropout=word_dropout),
+                          model={"bag": bag, "profile": profile, "attributes": attributes > 0})
     stem = train(cfg, resume=resume)
     click.echo(f"checkpoint: {stem}")
 

@@ -108,6 +108,19 @@ class TextData:
         return notes[:, :used], self.globals_[index], tokens, facts
 
 
+def attribute_labels(facts: list[Facts]) -> dict[str, np.ndarray]:
+    """Field -> (B,) int64 index of each window's value in :data:`~affetto.models.text.model.ATTRIBUTES`
+    (-1 where a value is not listed, e.g. a meter the vocabulary lacks)."""
+    from affetto.models.text.model import ATTRIBUTES
+
+    said = [fact.fields.values() for fact in facts]
+    out = {}
+    for name, values in ATTRIBUTES.items():
+        index = {v: i for i, v in enumerate(values)}
+        out[name] = np.array([index.get(s[name], -1) for s in said], dtype=np.int64)
+    return out
+
+
 def transposed(fact: Facts, shift: int) -> Facts:
     """The facts of a window moved by ``shift`` semitones: the key's name and the register change."""
     f = fact.fields

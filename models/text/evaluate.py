@@ -126,7 +126,7 @@ def evaluate(checkpoint: str | Path, *, limit: int | None = None, data: TextData
     index = data.indices("test")
     if limit:
         index = index[:limit]
-    notes, glob, tokens = fixed_batch(data, index, vocab, model.cfg.max_text, seed=11)
+    notes, glob, tokens, _ = fixed_batch(data, index, vocab, model.cfg.max_text, seed=11)
     zm: list[torch.Tensor] = []
     zt: list[torch.Tensor] = []
     caps: list[list[str]] = []

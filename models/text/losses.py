@@ -36,6 +36,7 @@ class LossConfig:
     align: float = 1.0
     gtp: float = 1.0  # 0: trained without GTP
     caption: float = 1.0
+    attributes: float = 0.0  # the measured fields read back from the caption's point and the phrase's aligned point
     tau: float = 0.1  # temperature of the similarity distributions of GTP
     word_dropout: float = 0.25  # share of the decoder's input words hidden (<unk>), so it must read its latent
 
@@ -90,9 +91,16 @@ def drop_words(tokens: torch.Tensor, rate: float) -> torch.Tensor:
     return tokens.masked_fill(hide, UNK)
 
 
+def attribute_loss(logits: dict[str, torch.Tensor], labels: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Cross-entropy of each measured field, summed over fields (a label of -1 is not counted)."""
+    return sum((F.cross_entropy(logits[k], labels[k], ignore_index=-1) for k in labels), torch.zeros(()))
+
+
 def total_loss(model: MusicTextModel, notes: torch.Tensor, globals_: torch.Tensor, tokens: torch.Tensor,
-               cfg: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
-    """The weighted sum and each part (as floats) on one batch."""
+               cfg: LossConfig, labels: dict[str, torch.Tensor] | None = None
+               ) -> tuple[torch.Tensor, dict[str, float]]:
+    """The weighted sum and each part (as floats) on one batch; ``labels`` (field -> (B,) value indices)
+    for the attribute heads when ``cfg.attributes`` > 0."""
     z_music = model.music(notes, globals_)
     z_text = model.text(tokens)
     aligned = model.align(z_music)
@@ -105,5 +113,10 @@ def total_loss(model: MusicTextModel, notes: torch.Tensor, globals_: torch.Tenso
     }
     if cfg.gtp > 0:
         parts["gtp"] = gtp_loss(z_music, z_text, cfg.tau)
+    if cfg.attributes > 0:
+        if labels is None:
+            raise ValueError("the attribute loss needs the fields' labels")
+        parts["attributes"] = 0.5 * (attribute_loss(model.attribute_logits(z_text), labels)
+                                     + attribute_loss(model.attribute_logits(aligned), labels))
     total = sum((getattr(cfg, name) * value for name, value in parts.items()), torch.zeros(()))
     return total, {name: float(value.detach()) for name, value in parts.items()}

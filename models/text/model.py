@@ -20,11 +20,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from affetto.analysis.judge import PITCH_NAMES
 from affetto.models.families import ModelFamily
 from affetto.words.textmodel import MAX_DURATION, MAX_NOTES, METERS, N_TEMPI, PHRASE_BARS, POSITIONS
 
 # The music statistics the music side reconstructs: name -> bins.
 STATS = {"pitch_class": 12, "octave": 8, "duration": 8, "interval": 25, "beat_position": 4}
+# The measured fields a point of the text space names (the attribute heads): field -> its values, in order.
+ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "tonic": tuple(PITCH_NAMES), "mode": ("major", "minor"), "meter": METERS,
+    "tempo": ("slow", "moderate", "fast"), "density": ("sparse", "flowing", "busy"),
+    "register": ("low", "middle", "high"), "texture": ("single line", "two voices", "several voices"),
+    "contour": ("rising", "falling", "arching", "level"), "mood": ("Q1", "Q2", "Q3", "Q4"),
+}
 DURATION_EDGES = (1, 2, 3, 4, 6, 8, 12)  # steps: bins 0..7
 
 
@@ -40,6 +48,8 @@ class TextModelConfig:
     max_notes: int = MAX_NOTES
     dropout: float = 0.1
     bag: bool = False  # also pool the input embeddings (a bag of notes, of words) into a hidden layer
+    profile: bool = False  # the music encoder's global token also reads the window's duration-weighted pitch classes
+    attributes: bool = False  # heads that read the measured fields back from points of the text space
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_head:
@@ -116,6 +126,7 @@ class MusicEncoder(nn.Module):
         self.duration = nn.Embedding(MAX_DURATION + 1, d)
         self.meter = nn.Embedding(len(METERS), d)
         self.tempo = nn.Embedding(N_TEMPI, d)
+        self.profile = nn.Linear(12, d) if cfg.profile else None
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
         self.ln = nn.LayerNorm(d)
         self.cfg = cfg
@@ -127,7 +138,10 @@ class MusicEncoder(nn.Module):
         pc = torch.where(keep, (pitch - 1) % 12 + 1, torch.zeros_like(pitch))
         x = (self.pitch(pitch) + self.pitch_class(pc) + self.position(notes[..., 1]) + self.bar(notes[..., 2])
              + self.duration(notes[..., 3]))  # (B, L, d)
-        g = (self.meter(globals_[:, 0]) + self.tempo(globals_[:, 1])).unsqueeze(1)  # (B, 1, d)
+        g = self.meter(globals_[:, 0]) + self.tempo(globals_[:, 1])  # (B, d)
+        if self.profile is not None:
+            g = g + self.profile(pitch_profile(notes))
+        g = g.unsqueeze(1)  # (B, 1, d)
         x = torch.cat([g, x], dim=1)
         keep = torch.cat([torch.ones_like(keep[:, :1]), keep], dim=1)  # (B, 1 + L)
         mask = keep.unsqueeze(1)  # (B, 1, 1 + L): every position sees the notes and the global token
@@ -194,6 +208,9 @@ class MusicTextModel(nn.Module):
                                      nn.Linear(2 * cfg.latent, cfg.latent))
         self.stats = nn.Sequential(nn.Linear(cfg.latent, 2 * cfg.latent), nn.GELU(),
                                    nn.Linear(2 * cfg.latent, sum(STATS.values())))
+        self.attributes = nn.Sequential(nn.Linear(cfg.latent, 2 * cfg.latent), nn.GELU(),
+                                        nn.Linear(2 * cfg.latent, sum(len(v) for v in ATTRIBUTES.values()))
+                                        ) if cfg.attributes else None
         self.apply(_init)
 
     def align(self, z_music: torch.Tensor) -> torch.Tensor:
@@ -202,6 +219,13 @@ class MusicTextModel(nn.Module):
 
     def stat_logits(self, z_music: torch.Tensor) -> dict[str, torch.Tensor]:
         return dict(zip(STATS, self.stats(z_music).split(list(STATS.values()), dim=-1)))
+
+    def attribute_logits(self, z_text_space: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each measured field's logits from a point of the text space (a caption's, or a phrase's aligned one)."""
+        if self.attributes is None:
+            raise ValueError("this model has no attribute heads")
+        sizes = [len(v) for v in ATTRIBUTES.values()]
+        return dict(zip(ATTRIBUTES, self.attributes(z_text_space).split(sizes, dim=-1)))
 
     @torch.no_grad()
     def greedy(self, latent: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
@@ -230,6 +254,14 @@ def _init(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+def pitch_profile(notes: torch.Tensor) -> torch.Tensor:
+    """(B, 12): a window's pitch classes weighted by duration (at most 8 steps each), summing to 1."""
+    pitch = notes[..., 0] - 1
+    weight = ((notes[..., 0] > 0).float() * notes[..., 3].float().clamp(max=8))[..., None]
+    hist = (F.one_hot(pitch.clamp(min=0) % 12, 12).float() * weight).sum(1)
+    return hist / hist.sum(-1, keepdim=True).clamp(min=1e-6)
+
+
 def music_stats(notes: torch.Tensor) -> dict[str, torch.Tensor]:
     """Distributions of a window's notes (B, L, 4): pitch classes and octaves weighted by duration, durations,
     intervals between successive notes (in input order), positions within the beat."""
@@ -238,7 +270,7 @@ def music_stats(notes: torch.Tensor) -> dict[str, torch.Tensor]:
     dur = notes[..., 3].float()
     out = {}
     weight = (keep * dur.clamp(max=8))[..., None]
-    out["pitch_class"] = (F.one_hot(pitch.clamp(min=0) % 12, 12).float() * weight).sum(1)
+    out["pitch_class"] = pitch_profile(notes)
     octave = (pitch.clamp(min=0) // 12 - 2).clamp(0, 7)
     out["octave"] = (F.one_hot(octave, 8).float() * weight).sum(1)
     edges = torch.tensor(DURATION_EDGES)

@@ -23,7 +23,7 @@ import torch
 
 from affetto.models.checkpoint import checkpoint_paths, load_checkpoint, save_checkpoint
 from affetto.models.text.captions import grammar_words
-from affetto.models.text.data import DataConfig, TextData, load_data
+from affetto.models.text.data import DataConfig, TextData, attribute_labels, load_data
 from affetto.models.text.losses import LossConfig, total_loss
 from affetto.models.text.model import MusicTextModel, TextModelConfig
 from affetto.words.textmodel import Vocabulary
@@ -64,21 +64,23 @@ def vocabulary() -> Vocabulary:
 
 
 def fixed_batch(data: TextData, index: np.ndarray, vocab: Vocabulary, max_text: int, seed: int
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Held-out windows with one caption each, the same every time (no transposition)."""
-    notes, glob, tokens, _ = data.batch(index, vocab, np.random.default_rng(seed), max_text)
-    return torch.from_numpy(notes), torch.from_numpy(glob), torch.from_numpy(tokens)
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Held-out windows with one caption each and their fields' labels, the same every time (no transposition)."""
+    notes, glob, tokens, facts = data.batch(index, vocab, np.random.default_rng(seed), max_text)
+    labels = {k: torch.from_numpy(v) for k, v in attribute_labels(facts).items()}
+    return torch.from_numpy(notes), torch.from_numpy(glob), torch.from_numpy(tokens), labels
 
 
 @torch.no_grad()
-def validate(model: MusicTextModel, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor], cfg: LossConfig
-             ) -> dict[str, float]:
+def validate(model: MusicTextModel, batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]],
+             cfg: LossConfig) -> dict[str, float]:
     model.eval()
-    notes, glob, tokens = batch
+    notes, glob, tokens, labels = batch
     figures: dict[str, float] = {}
     for start in range(0, len(notes), 256):
         sl = slice(start, start + 256)
-        _, parts = total_loss(model, notes[sl], glob[sl], tokens[sl], replace(cfg, gtp=max(cfg.gtp, 1e-9)))
+        _, parts = total_loss(model, notes[sl], glob[sl], tokens[sl], replace(cfg, gtp=max(cfg.gtp, 1e-9)),
+                              {k: v[sl] for k, v in labels.items()})
         for k, v in parts.items():
             figures[k] = figures.get(k, 0.0) + v * len(notes[sl]) / len(notes)
     zm = torch.nn.functional.normalize(model.align(model.music(notes, glob)), dim=-1)
@@ -124,12 +126,13 @@ def train(cfg: TextTrainConfig, *, resume: bool = False, data: TextData | None =
     while step < last:
         index = order[step * cfg.batch:(step + 1) * cfg.batch]
         rng = np.random.default_rng([cfg.seed, step])  # the captions and transpositions of this step
-        notes, glob, tokens, _ = data.batch(index, vocab, rng, model_cfg.max_text, transpose=cfg.data.transpose)
+        notes, glob, tokens, facts = data.batch(index, vocab, rng, model_cfg.max_text, transpose=cfg.data.transpose)
+        labels = {k: torch.from_numpy(v) for k, v in attribute_labels(facts).items()}
         lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup) * 0.5 * (1 + np.cos(np.pi * step / cfg.steps))
         for group in opt.param_groups:
             group["lr"] = lr
         loss, parts = total_loss(model, torch.from_numpy(notes), torch.from_numpy(glob), torch.from_numpy(tokens),
-                                 cfg.loss)
+                                 cfg.loss, labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

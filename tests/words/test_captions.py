@@ -124,3 +124,19 @@ def test_essen_tunes_take_their_region_from_the_abc_origin_header():
     assert (china.region, china.genre, china.collection) == ("china", "song", "the essen collection")
     germany = source_of("essenFolksong/altdeu10.abc#1", "essenFolksong")  # O: Europa, Mitteleuropa, Deutschland
     assert germany.region == "germany"
+
+
+def test_attribute_labels_index_each_fields_value_and_follow_a_transposition():
+    from affetto.models.text.data import attribute_labels, transposed
+    from affetto.models.text.model import ATTRIBUTES
+
+    f = facts_of(2, minor=True)  # D minor, 3/4
+    odd = facts_of(0, minor=False, meter=TimeSignature(7, 8))  # a meter the vocabulary lacks
+    labels = attribute_labels([f, transposed(f, 3), odd])
+    assert [ATTRIBUTES["tonic"][i] for i in labels["tonic"]] == ["D", "F", "C"]
+    assert [ATTRIBUTES["mode"][i] for i in labels["mode"]] == ["minor", "minor", "major"]
+    assert ATTRIBUTES["meter"][labels["meter"][0]] == "3/4" and labels["meter"][2] == -1
+    assert ATTRIBUTES["mood"][labels["mood"][0]] == f.fields.quadrant
+    for name, values in ATTRIBUTES.items():
+        assert labels[name].dtype == np.int64 and labels[name].shape == (3,)
+        assert all(-1 <= i < len(values) for i in labels[name]), name

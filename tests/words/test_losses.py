@@ -89,3 +89,18 @@ def test_word_dropout_hides_words_never_bos_or_padding():
     assert (dropped[:, 0] == 1).all() and (dropped[:, -5:] == 0).all()
     hidden = (dropped == 3).float().mean().item() * tokens.numel() / (tokens != 0).sum().item()
     assert 0.3 < hidden < 0.6
+
+
+def test_attribute_loss_is_each_fields_cross_entropy_and_skips_unlisted_values():
+    from affetto.models.text.losses import attribute_loss
+
+    logits = {"mode": torch.tensor([[2.0, 0.0], [0.0, 1.0], [5.0, -5.0]]),
+              "tonic": torch.tensor([[0.0, 3.0, 0.0], [1.0, 1.0, 1.0], [0.0, 0.0, 0.0]])}
+    labels = {"mode": torch.tensor([0, 0, -1]), "tonic": torch.tensor([1, 2, -1])}
+
+    def ce(row, k):
+        return float(-torch.log_softmax(row, -1)[k])
+
+    hand = (ce(logits["mode"][0], 0) + ce(logits["mode"][1], 0)) / 2 + \
+        (ce(logits["tonic"][0], 1) + ce(logits["tonic"][1], 2)) / 2  # the third window names nothing listed
+    assert float(attribute_loss(logits, labels)) == pytest.approx(hand, rel=1e-6)
