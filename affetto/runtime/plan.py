@@ -28,7 +28,8 @@ like), then carries it out. The levers and what each carries:
   seed, the emotion's texture: chords under a line for happy, tense and sad,
   fuller sustained chords for calm.
 - **candidate judging**: with several candidates, the feature judge keeps
-  the bar nearest the capsule's valence and arousal.
+  the bar nearest the capsule's valence and arousal, its valence judged on
+  the key the bar's header names (see :class:`~affetto.runtime.policies.CandidateJudge`).
 
 A density or texture control the user turns (``SamplingOverrides.density``,
 ``.texture``) overrides the planned level. An unconditioned capsule plans

@@ -21,12 +21,21 @@ so half the window remains.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from affetto.analysis.emotion import Capsule
-from affetto.analysis.judge import JudgeConfig, change_mode, estimate_key, judge_arrays
+from affetto.analysis.attributes import N_KEYS, UNCLEAR_KEY
+from affetto.analysis.judge import (
+    JudgeConfig,
+    change_mode,
+    estimate_key,
+    judge_arrays,
+    key_correlations,
+    pitch_class_histogram,
+)
 from affetto.music.notes import TimeSignature
 from affetto.tokens.vocab import Vocabulary
 
@@ -41,11 +50,30 @@ def recent_bars(context: Sequence[int], bar: int, n: int) -> list[int]:
 
 
 class CandidateJudge:
-    """Scores bars by how near the feature judge puts them to a capsule's valence and arousal."""
+    """Scores bars by how near the feature judge puts them to a capsule's valence and arousal.
 
-    def __init__(self, vocab: Vocabulary, meter: TimeSignature, judge_config: JudgeConfig, tempo: float) -> None:
+    With ``key_aware`` (the default), a bar whose header names a clear key (the
+    emotion plan's mode on the context's tonic) is judged on that key: its
+    valence is how far the asked key stands above every key of the other mode
+    (``tanh(gain * (r(asked) - max r(other mode)))``, the sign the mode gives),
+    so a sad bar must make *its* minor key heard, not its relative major nor a
+    minor key elsewhere. A bar with no clear key in its header is judged as the
+    feature judge judges any phrase (best major against best minor).
+    """
+
+    def __init__(self, vocab: Vocabulary, meter: TimeSignature, judge_config: JudgeConfig, tempo: float,
+                 *, key_aware: bool = True) -> None:
         self.vocab, self.meter = vocab, meter
         self.judge_config, self.tempo = judge_config, tempo
+        self.key_aware = key_aware
+
+    def asked_key(self, tokens: list[int]) -> int | None:
+        """The key class (0..11 major, 12..23 minor) of the last KEY token in ``tokens``; None when unclear or none."""
+        v = self.vocab
+        if not v.n_keys:
+            return None
+        last = next((t - v.key0 for t in reversed(tokens) if v.key0 <= t < v.key0 + N_KEYS), None)
+        return None if last is None or last == UNCLEAR_KEY else int(last)
 
     def score(self, tokens: list[int], valence: float, arousal: float) -> float:
         """Agreement of ``tokens`` (whole bars) with a valence and arousal in [-1, 1]; -inf for no notes."""
@@ -53,11 +81,18 @@ class CandidateJudge:
         n_bars = sum(1 for t in tokens if t == self.vocab.bar)
         if not notes:
             return -np.inf
-        verdict = judge_arrays(
-            np.array([n.pitch for n in notes]), np.array([n.onset for n in notes]),
-            np.array([n.duration for n in notes]), np.array([n.velocity for n in notes]),
-            n_bars * self.meter.beats_per_bar, self.tempo, self.judge_config)
-        return verdict.valence * valence + verdict.arousal * arousal
+        pitch, duration = np.array([n.pitch for n in notes]), np.array([n.duration for n in notes])
+        verdict = judge_arrays(pitch, np.array([n.onset for n in notes]), duration,
+                               np.array([n.velocity for n in notes]), n_bars * self.meter.beats_per_bar, self.tempo,
+                               self.judge_config)
+        heard = verdict.valence
+        key = self.asked_key(tokens) if self.key_aware else None
+        if key is not None:
+            major, minor = key_correlations(pitch_class_histogram(pitch, duration, self.judge_config.max_duration))
+            tonic = key % 12
+            margin = float(major.max() - minor[tonic]) if key >= 12 else float(major[tonic] - minor.max())
+            heard = math.tanh(self.judge_config.valence_gain * margin)
+        return heard * valence + verdict.arousal * arousal
 
 
 def best_of(bars: Sequence[list[int]], score: Callable[[list[int]], float]) -> int:
