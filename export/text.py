@@ -32,7 +32,7 @@ from affetto.export.families import ExportFamily
 from affetto.manifest import FORMAT, FORMAT_VERSION, read_manifest
 from affetto.models.checkpoint import load_checkpoint, save_checkpoint
 from affetto.models.text.captions import PROPER
-from affetto.models.text.model import MusicTextModel
+from affetto.models.text.model import N_VALUES, MusicTextModel
 from affetto.words.describe import SLOT_WORDS
 from affetto.words.textmodel import (
     FAMILY,
@@ -51,9 +51,10 @@ from affetto.words.textmodel import (
 OPSET = 17
 ATOL = 1e-4
 INPUTS = {"music": ("notes", "globals"), "encoder": ("tokens",), "decoder": ("latent", "tokens")}
-OUTPUTS = {"music": ("z_music", "z_aligned"), "encoder": ("z_text",), "decoder": ("logits",)}
+OUTPUTS = {"music": ("z_music", "z_aligned", "caption"), "encoder": ("z_text",), "decoder": ("logits",)}
 DYNAMIC = {"notes": {0: "batch", 1: "notes"}, "globals": {0: "batch"}, "tokens": {0: "batch", 1: "words"},
-           "latent": {0: "batch"}, "z_music": {0: "batch"}, "z_aligned": {0: "batch"}, "z_text": {0: "batch"},
+           "latent": {0: "batch"}, "z_music": {0: "batch"}, "z_aligned": {0: "batch"}, "caption": {0: "batch"},
+           "z_text": {0: "batch"},
            "logits": {0: "batch", 1: "words"}}
 
 
@@ -62,9 +63,10 @@ class _Music(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, notes: torch.Tensor, globals_: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.model.music(notes, globals_)
-        return z, self.model.align(z)
+    def forward(self, notes: torch.Tensor, globals_: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        z, heard = self.model.music.encode(notes, globals_)
+        aligned = self.model.align(z)
+        return z, aligned, self.model.caption_point(aligned, heard)
 
 
 def graphs(model: MusicTextModel) -> dict[str, torch.nn.Module]:
@@ -94,6 +96,8 @@ def example_inputs(model: MusicTextModel, part: str, batch: int = 3, seed: int =
     if part == "encoder":
         return {"tokens": tokens}
     latent = torch.nn.functional.normalize(torch.randn(batch, cfg.latent, generator=g), dim=-1)
+    if cfg.attributes:  # the fields' distributions beside the latent
+        latent = model.caption_point(latent, torch.randn(batch, N_VALUES, generator=g))
     return {"latent": latent, "tokens": tokens}
 
 

@@ -5,11 +5,14 @@ with the same manifest, ``"family": "text"``, and a ``part``):
 
 - ``music``: ``notes [B, L, 4] int64`` (pitch + 1 or 0 for padding, position in
   the bar in grid steps, bar index, duration in steps) and ``globals [B, 2]
-  int64`` (meter id, tempo bin) -> ``z_music [B, D]`` (the music space) and
-  ``z_aligned [B, D]`` (the alignment MLP's image of it in the text space);
+  int64`` (meter id, tempo bin) -> ``z_music [B, D]`` (the music space),
+  ``z_aligned [B, D]`` (the alignment MLP's image of it in the text space) and
+  ``caption [B, P]`` (what the decoder reads: ``z_aligned``, and in a model
+  with attribute heads each measured field's distribution beside it; a model
+  file without this output is decoded from ``z_aligned``);
 - ``encoder``: ``tokens [B, T] int64`` -> ``z_text [B, D]`` (the text space);
-- ``decoder``: ``latent [B, D]``, ``tokens [B, T]`` -> ``logits [B, T, V]``
-  (a caption from a point of the text space, one word at a time).
+- ``decoder``: ``latent [B, P]``, ``tokens [B, T]`` -> ``logits [B, T, V]``
+  (a caption from a caption point, one word at a time).
 
 The word vocabulary, the music input's tables and the model config live in
 the manifest. This module imports no torch and nothing of the analysis (the
@@ -217,8 +220,11 @@ class TextModel:
         return self.sessions["decoder"].run(["logits"], {"latent": latent.astype(np.float32), "tokens": tokens})[0]
 
     def phrase_latent(self, steps: np.ndarray, meter: TimeSignature, bpm: float) -> np.ndarray:
-        """The aligned (text-space) latent of a whole phrase: the mean over its 4-bar windows."""
+        """The caption point of a whole phrase (what the decoder reads): the mean over its 4-bar windows."""
         notes, glob = music_windows(steps, meter, bpm)
+        session = self.sessions["music"]
+        if "caption" in {o.name for o in session.get_outputs()}:
+            return session.run(["caption"], {"notes": notes, "globals": glob})[0].mean(axis=0)
         _, aligned = self.encode_music(notes, glob)
         return aligned.mean(axis=0)
 

@@ -21,13 +21,15 @@ import click
               help="Weight of the attribute heads (the measured fields read back from the text space; 0: none).")
 @click.option("--profile/--no-profile", default=True, show_default=True,
               help="The music encoder also reads the window's duration-weighted pitch classes.")
+@click.option("--summed/--no-summed", default=True, show_default=True,
+              help="Each encoder's latent and attribute heads also read the sum of its input embeddings.")
 @click.option("--word-dropout", type=click.FloatRange(0, 0.95), default=0.25, show_default=True,
               help="Share of the decoder's input words hidden while training, so it must read its latent.")
 @click.option("--seed", type=int, default=1234, show_default=True)
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue OUT/last.")
 @click.option("--log", "log_file", type=click.Path(dir_okay=False), help="Also log to this file.")
-def train_text(out, steps, stop_at, batch, gtp, bag, attributes, profile, word_dropout, seed, threads, resume,
+def train_text(out, steps, stop_at, batch, gtp, bag, attributes, profile, summed, word_dropout, seed, threads, resume,
                log_file) -> None:
     """Train the music-text model (music encoder, text encoder, text decoder, alignment) on corpus captions."""
     from affetto.models.text.losses import LossConfig
@@ -40,7 +42,7 @@ def train_text(out, steps, stop_at, batch, gtp, bag, attributes, profile, word_d
                         handlers=handlers)
     cfg = TextTrainConfig(out=out, steps=steps, stop_at=stop_at, batch=batch, seed=seed, threads=threads,
                           loss=LossConfig(gtp=gtp, attributes=attributes, word_dropout=word_dropout),
-                          model={"bag": bag, "profile": profile, "attributes": attributes > 0})
+                          model={"bag": bag, "profile": profile, "summed": summed, "attributes": attributes > 0})
     stem = train(cfg, resume=resume)
     click.echo(f"checkpoint: {stem}")
 

@@ -132,10 +132,11 @@ def evaluate(checkpoint: str | Path, *, limit: int | None = None, data: TextData
     caps: list[list[str]] = []
     for start in range(0, len(index), 256):
         sl = slice(start, start + 256)
-        aligned = model.align(model.music(notes[sl], glob[sl]))
+        z, heard = model.music.encode(notes[sl], glob[sl])
+        aligned = model.align(z)
         zm.append(torch.nn.functional.normalize(aligned, dim=-1))
         zt.append(torch.nn.functional.normalize(model.text(tokens[sl]), dim=-1))
-        caps.extend(vocab.decode(row[1:].tolist()) for row in model.greedy(aligned))
+        caps.extend(vocab.decode(row[1:].tolist()) for row in model.greedy(model.caption_point(aligned, heard)))
     sims = (torch.cat(zm) @ torch.cat(zt).T).numpy()
     m21 = None
     if with_music21:

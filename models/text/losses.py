@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-from affetto.models.text.model import MusicTextModel, music_stats
+from affetto.models.text.model import MusicTextModel, by_field, music_stats
 from affetto.words.textmodel import BOS, PAD, UNK
 
 
@@ -101,22 +101,21 @@ def total_loss(model: MusicTextModel, notes: torch.Tensor, globals_: torch.Tenso
                ) -> tuple[torch.Tensor, dict[str, float]]:
     """The weighted sum and each part (as floats) on one batch; ``labels`` (field -> (B,) value indices)
     for the attribute heads when ``cfg.attributes`` > 0."""
-    z_music = model.music(notes, globals_)
-    z_text = model.text(tokens)
+    z_music, heard = model.music.encode(notes, globals_)
+    z_text, named = model.text.encode(tokens)
     aligned = model.align(z_music)
     dropped = drop_words(tokens, cfg.word_dropout if model.training else 0.0)
     parts = {
-        "text": caption_loss(model.decoder(z_text, dropped), tokens),
+        "text": caption_loss(model.decoder(model.caption_point(z_text, named), dropped), tokens),
         "music": stats_loss(model.stat_logits(z_music), music_stats(notes)),
         "align": alignment_loss(aligned, z_text.detach()),
-        "caption": caption_loss(model.decoder(aligned, dropped), tokens),
+        "caption": caption_loss(model.decoder(model.caption_point(aligned, heard), dropped), tokens),
     }
     if cfg.gtp > 0:
         parts["gtp"] = gtp_loss(z_music, z_text, cfg.tau)
     if cfg.attributes > 0:
-        if labels is None:
-            raise ValueError("the attribute loss needs the fields' labels")
-        parts["attributes"] = 0.5 * (attribute_loss(model.attribute_logits(z_text), labels)
-                                     + attribute_loss(model.attribute_logits(aligned), labels))
+        if labels is None or heard is None or named is None:
+            raise ValueError("the attribute loss needs the fields' labels and a model with attribute heads")
+        parts["attributes"] = 0.5 * (attribute_loss(by_field(named), labels) + attribute_loss(by_field(heard), labels))
     total = sum((getattr(cfg, name) * value for name, value in parts.items()), torch.zeros(()))
     return total, {name: float(value.detach()) for name, value in parts.items()}

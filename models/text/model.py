@@ -33,6 +33,7 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
     "register": ("low", "middle", "high"), "texture": ("single line", "two voices", "several voices"),
     "contour": ("rising", "falling", "arching", "level"), "mood": ("Q1", "Q2", "Q3", "Q4"),
 }
+N_VALUES = sum(len(v) for v in ATTRIBUTES.values())
 DURATION_EDGES = (1, 2, 3, 4, 6, 8, 12)  # steps: bins 0..7
 
 
@@ -49,6 +50,7 @@ class TextModelConfig:
     dropout: float = 0.1
     bag: bool = False  # also pool the input embeddings (a bag of notes, of words) into a hidden layer
     profile: bool = False  # the music encoder's global token also reads the window's duration-weighted pitch classes
+    summed: bool = False  # each encoder's latent and heads also read the sum of its input embeddings
     attributes: bool = False  # heads that read the measured fields back from points of the text space
 
     def __post_init__(self) -> None:
@@ -98,18 +100,32 @@ def masked_mean(x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return (x * w).sum(1) / w.sum(1).clamp(min=1.0)
 
 
+def attribute_head(cfg: TextModelConfig) -> nn.Module | None:
+    """Pooled features -> every measured field's logits side by side (None without ``attributes``). It reads
+    the encoder's features, not its latent: a field one word or one profile carries is learnt at once there,
+    where through the shared unit-sphere latent the key's twelve tonics were not learnt at all."""
+    if not cfg.attributes:
+        return None
+    width = 2 * cfg.d_model if cfg.bag or cfg.summed else cfg.d_model
+    return nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.Linear(width, N_VALUES))
+
+
 def head(cfg: TextModelConfig) -> nn.Module:
-    """Pooled features -> a latent: one linear map, or with ``bag`` (the stack's mean and the input
-    embeddings' mean, 2d) one hidden layer."""
+    """Pooled features -> a latent: one linear map, or with ``bag`` or ``summed`` (two d-wide features side
+    by side, 2d) one hidden layer."""
     d = cfg.d_model
-    if not cfg.bag:
+    if not (cfg.bag or cfg.summed):
         return nn.Linear(d, cfg.latent)
     return nn.Sequential(nn.Linear(2 * d, 2 * d), nn.GELU(), nn.Linear(2 * d, cfg.latent))
 
 
 def pooled(cfg: TextModelConfig, stack: torch.Tensor, inputs: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    """The mean of the stack's output (B, T, d), and with ``bag`` the mean of its input embeddings beside it."""
+    """The mean of the stack's output (B, T, d), and beside it with ``summed`` the sum of its input
+    embeddings (a mean drowns the one word that names the key among thirty; a sum keeps it as large as
+    the word is), or with ``bag`` their mean."""
     mean = masked_mean(stack, keep)
+    if cfg.summed:
+        return torch.cat([mean, (inputs * keep.to(inputs.dtype).unsqueeze(-1)).sum(1)], dim=-1)
     return torch.cat([mean, masked_mean(inputs, keep)], dim=-1) if cfg.bag else mean
 
 
@@ -131,8 +147,18 @@ class MusicEncoder(nn.Module):
         self.ln = nn.LayerNorm(d)
         self.cfg = cfg
         self.out = head(cfg)
+        self.attributes = attribute_head(cfg)
 
     def forward(self, notes: torch.Tensor, globals_: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.out(self.features(notes, globals_)), dim=-1)
+
+    def encode(self, notes: torch.Tensor, globals_: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(the music point, the measured fields' logits side by side or None without attribute heads)."""
+        f = self.features(notes, globals_)
+        return F.normalize(self.out(f), dim=-1), None if self.attributes is None else self.attributes(f)
+
+    def features(self, notes: torch.Tensor, globals_: torch.Tensor) -> torch.Tensor:
+        """The pooled features of a window (what the latent and the attribute heads read)."""
         pitch = notes[..., 0]
         keep = pitch > 0  # (B, L)
         pc = torch.where(keep, (pitch - 1) % 12 + 1, torch.zeros_like(pitch))
@@ -148,7 +174,7 @@ class MusicEncoder(nn.Module):
         inputs = x
         for block in self.blocks:
             x = block(x, mask)
-        return F.normalize(self.out(pooled(self.cfg, self.ln(x), inputs, keep)), dim=-1)
+        return pooled(self.cfg, self.ln(x), inputs, keep)
 
 
 class TextEncoder(nn.Module):
@@ -162,23 +188,41 @@ class TextEncoder(nn.Module):
         self.ln = nn.LayerNorm(cfg.d_model)
         self.cfg = cfg
         self.out = head(cfg)
+        self.attributes = attribute_head(cfg)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.out(self.features(tokens)), dim=-1)
+
+    def encode(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(the caption's point, the fields' logits its words name, side by side, or None without heads)."""
+        f = self.features(tokens)
+        return F.normalize(self.out(f), dim=-1), None if self.attributes is None else self.attributes(f)
+
+    def features(self, tokens: torch.Tensor) -> torch.Tensor:
         keep = tokens > 0  # (B, T)
         positions = torch.arange(tokens.shape[1], device=tokens.device)
         words = self.tok(tokens)
         x = words + self.pos(positions)[None]
         for block in self.blocks:
             x = block(x, keep.unsqueeze(1))
-        return F.normalize(self.out(pooled(self.cfg, self.ln(x), words, keep)), dim=-1)
+        return pooled(self.cfg, self.ln(x), words, keep)
 
 
 class TextDecoder(nn.Module):
-    """(latent (B, D), tokens (B, T)) -> logits (B, T, V) of each next word; the latent is a prefix token."""
+    """(point (B, P), tokens (B, T)) -> logits (B, T, V) of each next word; the point is a prefix token.
+
+    The point is a latent of the text space (P = latent) or, with ``attributes``, a latent and the
+    measured fields' distributions beside it (P = latent + :data:`N_VALUES`; see
+    :meth:`MusicTextModel.caption_point`), so a caption names the values the encoder heard.
+    """
 
     def __init__(self, cfg: TextModelConfig) -> None:
         super().__init__()
+        self.latent = cfg.latent
         self.inp = nn.Linear(cfg.latent, cfg.d_model)
+        self.values = nn.Linear(N_VALUES, cfg.d_model, bias=False) if cfg.attributes else None
+        # and straight onto the words' odds: a value's words are the likelier wherever the sentence names it
+        self.lexical = nn.Linear(N_VALUES, cfg.vocab_size, bias=False) if cfg.attributes else None
         self.tok = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.pos = nn.Embedding(cfg.max_text + 1, cfg.d_model)
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
@@ -189,12 +233,18 @@ class TextDecoder(nn.Module):
     def forward(self, latent: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         t = tokens.shape[1] + 1
         positions = torch.arange(t, device=tokens.device)
-        z = self.inp(latent).unsqueeze(1)  # (B, 1, d): the prefix, and added to every word so no word forgets it
+        z = self.inp(latent[:, : self.latent])
+        if self.values is not None:
+            z = z + self.values(latent[:, self.latent :])
+        z = z.unsqueeze(1)  # (B, 1, d): the prefix, and added to every word so no word forgets it
         x = torch.cat([z, self.tok(tokens) + z], dim=1) + self.pos(positions)[None]
         causal = torch.ones(t, t, dtype=torch.bool, device=tokens.device).tril()[None]  # (1, T+1, T+1)
         for block in self.blocks:
             x = block(x, causal)
-        return self.head(self.ln(x[:, 1:]))  # (B, T, V): position i predicts token i + 1
+        logits = self.head(self.ln(x[:, 1:]))  # (B, T, V): position i predicts token i + 1
+        if self.lexical is not None:
+            logits = logits + self.lexical(latent[:, self.latent :]).unsqueeze(1)
+        return logits
 
 
 class MusicTextModel(nn.Module):
@@ -208,10 +258,9 @@ class MusicTextModel(nn.Module):
                                      nn.Linear(2 * cfg.latent, cfg.latent))
         self.stats = nn.Sequential(nn.Linear(cfg.latent, 2 * cfg.latent), nn.GELU(),
                                    nn.Linear(2 * cfg.latent, sum(STATS.values())))
-        self.attributes = nn.Sequential(nn.Linear(cfg.latent, 2 * cfg.latent), nn.GELU(),
-                                        nn.Linear(2 * cfg.latent, sum(len(v) for v in ATTRIBUTES.values()))
-                                        ) if cfg.attributes else None
         self.apply(_init)
+        if self.decoder.lexical is not None:
+            nn.init.zeros_(self.decoder.lexical.weight)  # no lean before training finds one
 
     def align(self, z_music: torch.Tensor) -> torch.Tensor:
         """The alignment MLP: a music point carried into the text space (both spaces are unit spheres)."""
@@ -220,12 +269,19 @@ class MusicTextModel(nn.Module):
     def stat_logits(self, z_music: torch.Tensor) -> dict[str, torch.Tensor]:
         return dict(zip(STATS, self.stats(z_music).split(list(STATS.values()), dim=-1)))
 
-    def attribute_logits(self, z_text_space: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Each measured field's logits from a point of the text space (a caption's, or a phrase's aligned one)."""
-        if self.attributes is None:
-            raise ValueError("this model has no attribute heads")
-        sizes = [len(v) for v in ATTRIBUTES.values()]
-        return dict(zip(ATTRIBUTES, self.attributes(z_text_space).split(sizes, dim=-1)))
+    def caption_point(self, latent: torch.Tensor, attribute_logits: torch.Tensor | None) -> torch.Tensor:
+        """What the decoder reads: a point of the text space, and with attribute heads each field's
+        distribution beside it."""
+        if self.cfg.attributes:
+            if attribute_logits is None:
+                raise ValueError("this model's decoder reads the fields' distributions beside the latent")
+            return torch.cat([latent, attribute_distributions(attribute_logits)], dim=-1)
+        return latent
+
+    def describe_point(self, notes: torch.Tensor, globals_: torch.Tensor) -> torch.Tensor:
+        """A window's caption point: its aligned music point (and the fields its music heads hear)."""
+        z, fields = self.music.encode(notes, globals_)
+        return self.caption_point(self.align(z), fields)
 
     @torch.no_grad()
     def greedy(self, latent: torch.Tensor, max_len: int | None = None) -> torch.Tensor:
@@ -252,6 +308,16 @@ def _init(module: nn.Module) -> None:
         nn.init.normal_(module.weight, std=0.02)
     if isinstance(module, nn.Linear) and module.bias is not None:
         nn.init.zeros_(module.bias)
+
+
+def by_field(logits: torch.Tensor) -> dict[str, torch.Tensor]:
+    """(B, N_VALUES) logits side by side -> field -> (B, values) logits."""
+    return dict(zip(ATTRIBUTES, logits.split([len(v) for v in ATTRIBUTES.values()], dim=-1)))
+
+
+def attribute_distributions(logits: torch.Tensor) -> torch.Tensor:
+    """(B, sum of values) logits of every field side by side -> each field's softmax, side by side."""
+    return torch.cat([torch.softmax(part, dim=-1) for part in by_field(logits).values()], dim=-1)
 
 
 def pitch_profile(notes: torch.Tensor) -> torch.Tensor:

@@ -10,7 +10,7 @@ from affetto.music.midifile import write_midi
 from affetto.music.notes import Note, TimeSignature
 
 
-def tiny_model():
+def tiny_model(**extra):
     import torch
 
     from affetto.models.text.model import MusicTextModel, TextModelConfig
@@ -18,22 +18,34 @@ def tiny_model():
 
     torch.manual_seed(0)
     cfg = TextModelConfig(vocab_size=len(vocabulary()), d_model=16, n_head=2, n_layer=1, d_ff=32, latent=8,
-                          max_text=48, dropout=0.0)
+                          max_text=48, dropout=0.0, **extra)
     return MusicTextModel(cfg).eval()
+
+
+def exported(tmp_path_factory, model) -> Path:
+    from affetto.export.text import export_model
+    from affetto.models.text.train import vocabulary
+
+    meta = {"vocabulary": list(vocabulary().words), "train": {"out": "tiny", "loss": {"gtp": 1.0}}, "step": 0}
+    out = tmp_path_factory.mktemp("text") / "affetto-text.onnx"
+    export_model(model, meta, out)
+    return out
 
 
 @pytest.fixture(scope="session")
 def tiny_text(tmp_path_factory) -> tuple[object, Path]:
     """(the PyTorch model, the path of its exported music graph)."""
     pytest.importorskip("torch", reason="building the tiny model needs the train extra")
-    from affetto.export.text import export_model
-    from affetto.models.text.train import vocabulary
-
     model = tiny_model()
-    meta = {"vocabulary": list(vocabulary().words), "train": {"out": "tiny", "loss": {"gtp": 1.0}}, "step": 0}
-    out = tmp_path_factory.mktemp("text") / "affetto-text.onnx"
-    export_model(model, meta, out)
-    return model, out
+    return model, exported(tmp_path_factory, model)
+
+
+@pytest.fixture(scope="session")
+def tiny_text_fields(tmp_path_factory) -> tuple[object, Path]:
+    """The same with attribute heads, the pitch-class profile and the wide pooling (the shipped layout)."""
+    pytest.importorskip("torch", reason="building the tiny model needs the train extra")
+    model = tiny_model(attributes=True, profile=True, summed=True)
+    return model, exported(tmp_path_factory, model)
 
 
 def scale_phrase(tonic: int, minor: bool, bars: int = 4, meter: TimeSignature = TimeSignature(4, 4)) -> list[Note]:

@@ -166,3 +166,32 @@ def test_the_bag_variant_exports_with_parity(tmp_path):
     done = export_model(model, {"vocabulary": list(vocabulary().words)}, tmp_path / "bag.onnx")
     assert max(done.parity.values()) <= 1e-4
     assert read_manifest(tmp_path / "bag.onnx")["model"]["bag"] is True
+
+
+def test_a_model_with_attribute_heads_decodes_from_the_fields_it_hears(tiny_text_fields):
+    from affetto.models.text.model import N_VALUES, by_field
+
+    model, path = tiny_text_fields
+    runtime = TextModel(path)
+    assert read_manifest(path)["parity"]["max_abs_diff"] <= 1e-4
+    rng = np.random.default_rng(1)
+    steps = np.stack([np.sort(rng.integers(0, 70, 30)), rng.integers(1, 6, 30), rng.integers(50, 80, 30)], 1)
+    notes, glob = music_windows(steps, TimeSignature(4, 4), 100.0)
+    point = runtime.phrase_latent(steps, TimeSignature(4, 4), 100.0)
+    with torch.no_grad():
+        ref = model.describe_point(torch.from_numpy(notes), torch.from_numpy(glob))
+        heard = by_field(model.music.encode(torch.from_numpy(notes), torch.from_numpy(glob))[1])
+    assert point.shape == (model.cfg.latent + N_VALUES,)
+    np.testing.assert_allclose(point, ref.numpy().mean(axis=0), atol=1e-5)
+    # beside the latent, each field's distribution as the music heads hear it (a window's sums to one)
+    tonic = ref[0, model.cfg.latent : model.cfg.latent + 12].numpy()
+    np.testing.assert_allclose(tonic, torch.softmax(heard["tonic"][0], -1).numpy(), atol=1e-5)
+    assert tonic.sum() == pytest.approx(1.0, abs=1e-5)
+    # the decoder reads them: other fields beside the same latent give other words' odds
+    tokens = torch.from_numpy(textmodel.pad_batch([runtime.vocab.encode(["in", "the", "key", "of"])]))
+    other = ref[:1].clone()
+    other[0, model.cfg.latent :] = torch.roll(other[0, model.cfg.latent :], 3)
+    with torch.no_grad():
+        a, b = model.decoder(ref[:1], tokens), model.decoder(other, tokens)
+    np.testing.assert_allclose(runtime.logits(ref[:1].numpy(), tokens.numpy()), a.numpy(), atol=1e-4)
+    assert not torch.allclose(a, b)
