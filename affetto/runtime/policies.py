@@ -26,8 +26,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from affetto.analysis.emotion import Capsule
 from affetto.analysis.attributes import N_KEYS, UNCLEAR_KEY
+from affetto.analysis.emotion import Capsule
 from affetto.analysis.judge import (
     JudgeConfig,
     change_mode,

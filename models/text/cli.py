@@ -50,13 +50,14 @@ def train_text(out, steps, stop_at, batch, gtp, bag, attributes, profile, summed
 @click.command("eval-text")
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path())
 @click.option("--json-out", type=click.Path(dir_okay=False), help="Write the figures as JSON.")
+@click.option("--md-out", type=click.Path(dir_okay=False), help="Write the figures as Markdown tables.")
 @click.option("--limit", type=click.IntRange(min=10), help="Held-out windows to use (default: all test windows).")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
-def eval_text(checkpoints, json_out, limit, threads) -> None:
+def eval_text(checkpoints, json_out, md_out, limit, threads) -> None:
     """Retrieval recall@1/@5 (music->text, text->music) and caption attribute accuracy on held-out windows."""
     import torch
 
-    from affetto.models.text.evaluate import evaluate, format_report
+    from affetto.models.text.evaluate import evaluate, format_report, markdown_report
 
     torch.set_num_threads(threads)
     results = {str(path): evaluate(path, limit=limit) for path in checkpoints}
@@ -64,3 +65,7 @@ def eval_text(checkpoints, json_out, limit, threads) -> None:
     if json_out:
         with open(json_out, "w", encoding="utf-8") as fh:
             json.dump(results, fh, indent=1, sort_keys=True)
+    if md_out:
+        command = " ".join(["affetto eval-text", *map(str, checkpoints)])
+        with open(md_out, "w", encoding="utf-8") as fh:
+            fh.write(markdown_report(results, command))

@@ -11,6 +11,9 @@
   right, overall and per field; how often a caption names the key and the
   mood; the key also against music21's Aarden-Essen and Temperley-Kostka-Payne
   estimators, which the project neither trains nor selects with.
+- What the music encoder hears: where the model has attribute heads, the
+  share of test windows whose measured value each head's most likely value
+  is, per field (the recogniser inside the text model, before any words).
 - Source words: how often a caption's composer, collection or region is the
   window's (not checkable by analysis; reported apart).
 """
@@ -25,8 +28,8 @@ import torch
 
 from affetto.models.checkpoint import load_checkpoint
 from affetto.models.text.captions import COMPOSERS, REGIONS
-from affetto.models.text.data import TextData, load_data
-from affetto.models.text.model import MusicTextModel
+from affetto.models.text.data import TextData, attribute_labels, load_data
+from affetto.models.text.model import MusicTextModel, by_field
 from affetto.models.text.train import fixed_batch
 from affetto.music.notes import TimeSignature
 from affetto.words.describe import claims, contradictions
@@ -130,10 +133,13 @@ def evaluate(checkpoint: str | Path, *, limit: int | None = None, data: TextData
     zm: list[torch.Tensor] = []
     zt: list[torch.Tensor] = []
     caps: list[list[str]] = []
+    heads: list[torch.Tensor] = []
     for start in range(0, len(index), 256):
         sl = slice(start, start + 256)
         z, heard = model.music.encode(notes[sl], glob[sl])
         aligned = model.align(z)
+        if heard is not None:
+            heads.append(heard)
         zm.append(torch.nn.functional.normalize(aligned, dim=-1))
         zt.append(torch.nn.functional.normalize(model.text(tokens[sl]), dim=-1))
         caps.extend(vocab.decode(row[1:].tolist()) for row in model.greedy(model.caption_point(aligned, heard)))
@@ -146,6 +152,14 @@ def evaluate(checkpoint: str | Path, *, limit: int | None = None, data: TextData
     if m21 is not None:
         kk_vs_m21 = {"aarden_essen": float(np.mean([f.key == m[0] for f, m in zip(ground, m21)])),
                      "temperley_kostka_payne": float(np.mean([f.key == m[1] for f, m in zip(ground, m21)]))}
+    heard_right = None
+    if heads:
+        labels = attribute_labels([data.facts[int(i)] for i in index])
+        heard_right = {}
+        for name, logits in by_field(torch.cat(heads)).items():
+            known = labels[name] >= 0
+            guess = logits.argmax(-1).numpy()
+            heard_right[name] = float(np.mean(guess[known] == labels[name][known])) if known.any() else None
     return {
         "checkpoint": str(checkpoint),
         "gtp_weight": meta["train"]["loss"]["gtp"],
@@ -158,6 +172,7 @@ def evaluate(checkpoint: str | Path, *, limit: int | None = None, data: TextData
         "text_to_music_pool100": pooled_recall(sims.T),
         "captions": caption_accuracy(caps, data, index, m21),
         "analysis_key_vs_music21": kk_vs_m21,
+        "heads_right": heard_right,
         "examples": [" ".join(c) for c in caps[:5]],
     }
 
@@ -175,8 +190,59 @@ def format_report(results: dict[str, dict[str, Any]]) -> str:
                      f"; source words right {c['source_accuracy']:.3f}")
         lines.append("  per field: " + ", ".join(f"{k} {v['accuracy']:.2f} ({v['named']})"
                                                  for k, v in c["per_field"].items() if v["accuracy"] is not None))
+        if r.get("heads_right"):
+            lines.append("  the music encoder's heads right: " + ", ".join(
+                f"{k} {v:.2f}" for k, v in r["heads_right"].items() if v is not None))
         if "key_vs_music21" in c:
             lines.append(f"  named key vs music21: Aarden-Essen {c['key_vs_music21']['aarden_essen']:.3f}, "
                          f"Temperley-Kostka-Payne {c['key_vs_music21']['temperley_kostka_payne']:.3f} "
                          f"(the analysis's own key vs them: {r['analysis_key_vs_music21']})")
     return "\n".join(lines)
+
+
+def markdown_report(results: dict[str, dict[str, Any]], command: str) -> str:
+    """The figures as the tables of ``docs/eval/text.md``."""
+    first = next(iter(results.values()))
+    out = ["# The music-text model: held-out figures", "",
+           f"Measured with `{command}` on the corpus's {first['test_pairs']} test windows (one fixed caption each; "
+           "recall over all pairs and over pools of 100; attribute accuracy of the decoder's own greedy captions, "
+           "free, checked against the analysis; the music encoder's heads against the analysis).", "",
+           "| run | GTP | steps | m->t R@1 | m->t R@5 | t->m R@1 | t->m R@5 | m->t R@1 (100) | m->t R@5 (100) "
+           "| t->m R@1 (100) | t->m R@5 (100) | median rank m->t | caption attributes right |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        cells = [r["music_to_text"]["r1"], r["music_to_text"]["r5"], r["text_to_music"]["r1"],
+                 r["text_to_music"]["r5"], r["music_to_text_pool100"]["r1"], r["music_to_text_pool100"]["r5"],
+                 r["text_to_music_pool100"]["r1"], r["text_to_music_pool100"]["r5"]]
+        out.append(f"| `{name}` | {r['gtp_weight']} | {r['step']} | " + " | ".join(f"{c:.3f}" for c in cells)
+                   + f" | {r['music_to_text']['median_rank']:.0f} | {r['captions']['accuracy']:.3f} |")
+    fields = [f for f in FIELDS if any(r["captions"]["per_field"][f]["named"] for r in results.values())]
+    out += ["", "Per field, the free captions (share right of the values they name, and how many they name), "
+            "and the key they name against music21:", "",
+            "| run | " + " | ".join(fields) + " | key = Aarden-Essen | key = TKP | names key and mood |",
+            "|---|" + "---|" * (len(fields) + 3)]
+    for name, r in results.items():
+        c = r["captions"]
+        cells = []
+        for f in fields:
+            v = c["per_field"][f]
+            cells.append("-" if v["accuracy"] is None else f"{v['accuracy']:.2f} ({v['named']})")
+        m21 = c.get("key_vs_music21") or {}
+        out.append(f"| `{name}` | " + " | ".join(cells) + f" | {m21.get('aarden_essen', float('nan')):.3f} | "
+                   f"{m21.get('temperley_kostka_payne', float('nan')):.3f} | {c['names_key_and_mood']:.3f} |")
+    heads = {n: r["heads_right"] for n, r in results.items() if r.get("heads_right")}
+    if heads:
+        names = list(next(iter(heads.values())))
+        out += ["", "What the music encoder's attribute heads hear (share of test windows right, per field):", "",
+                "| run | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+        for n, h in heads.items():
+            out.append(f"| `{n}` | " + " | ".join("-" if h[k] is None else f"{h[k]:.2f}" for k in names) + " |")
+    keys = first.get("analysis_key_vs_music21")
+    if keys:
+        out += ["", f"The analysis's own key against music21 on the same windows: Aarden-Essen "
+                f"{keys['aarden_essen']:.3f}, Temperley-Kostka-Payne {keys['temperley_kostka_payne']:.3f}."]
+    out += ["", "Free greedy captions of the first test windows, per run:", ""]
+    for name, r in results.items():
+        out.append(f"- `{name}`:")
+        out += [f"  - {e}" for e in r["examples"][:3]]
+    return "\n".join(out) + "\n"

@@ -5,7 +5,7 @@ import numpy as np
 from affetto.analysis.judge import JudgeConfig
 from affetto.music.notes import Note, TimeSignature
 from affetto.runtime.policies import CandidateJudge
-from affetto.tokens.vocab import Vocabulary, VocabConfig
+from affetto.tokens.vocab import VocabConfig, Vocabulary
 
 METER = TimeSignature(4, 4)
 A_MINOR, C_MAJOR = 12 + 9, 0
