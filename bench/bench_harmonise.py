@@ -5,14 +5,26 @@
   lookup), with the ensemble's default candidates and with fewer.
 - ``ensemble mode``: the voices under one lead bar (a 4-bar window), without the lead's own cost.
 
-Usage: ``python bench/bench_harmonise.py [--model ensemble.onnx] [--repeat 200]``.
+- ``--against REV``: a new 4-bar phrase at the default candidates, this checkout against the ``affetto``
+  package of git revision ``REV``, interleaved in one run (a busy machine slows both alike), same inputs;
+  says whether the two write the same voices.
+
+Usage: ``python bench/bench_harmonise.py [--model ensemble.onnx] [--repeat 200] [--against REV]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import io
 import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -49,13 +61,66 @@ class LeadStub:
         return [Note(64 + k, float(k), 1.0, 90) for k in range(4)]
 
 
+def package_at(rev: str, into: Path) -> str:
+    """The ``affetto`` package of git revision ``rev`` under ``into`` as the package ``affetto_then`` (its
+    own imports renamed), beside this one in the same process; returns its name."""
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(["git", "-C", str(root), "archive", rev, "affetto"], check=True,
+                             capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    (into / "affetto").rename(into / "affetto_then")
+    for path in (into / "affetto_then").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        path.write_text(re.sub(r"\b(from|import) affetto\b", r"\1 affetto_then", text), encoding="utf-8")
+    sys.path.insert(0, str(into))
+    return "affetto_then"
+
+
+def against(rev: str, model: str | None, repeat: int) -> None:
+    """A new 4-bar phrase at the default candidates: this checkout and revision ``rev``, interleaved."""
+    meter = TimeSignature()
+    with tempfile.TemporaryDirectory() as tmp:
+        then = package_at(rev, Path(tmp))
+        old_engine = importlib.import_module(f"{then}.ensemble.engine")
+        old_accompany = importlib.import_module(f"{then}.ensemble.accompany")
+        old_notes = importlib.import_module(f"{then}.music.notes")
+        old_emotion = importlib.import_module(f"{then}.analysis.emotion")
+        paths = {"now": (load_voices(model, meter), LoopHarmoniser, loop_of(4), capsule),
+                 rev: (old_engine.load_voices(model, old_notes.TimeSignature()), old_accompany.LoopHarmoniser,
+                       [old_notes.Note(n.pitch, n.onset, n.duration, n.velocity) for n in loop_of(4)],
+                       lambda i: old_emotion.Capsule(capsule(i).weights))}
+        times: dict[str, list[float]] = {name: [] for name in paths}
+        same = 0
+        for voices, harmoniser, loop, cap in paths.values():  # warm both sessions
+            harmoniser(voices).harmonise_bar(loop, 4, 0, cap(0))
+        for i in range(repeat):
+            written = []
+            for name, (voices, harmoniser, loop, cap) in paths.items():
+                h = harmoniser(voices)
+                t0 = time.perf_counter()
+                h.harmonise_bar(loop, 4, 0, cap(i))
+                times[name].append((time.perf_counter() - t0) * 1e3)
+                written.append([(n.pitch, n.onset, n.duration, n.channel)  # the whole phrase, looked up
+                                for bar in range(4) for n in h.harmonise_bar(loop, 4, bar, cap(i))])
+            same += written[0] == written[1]
+    print(f"new 4-bar phrase, default candidates, interleaved: this checkout {ms(times['now'])}; {rev} "
+          f"{ms(times[rev])}; ratio of p50s {np.percentile(times['now'], 50) / np.percentile(times[rev], 50):.2f}x, "
+          f"of p99s {np.percentile(times['now'], 99) / np.percentile(times[rev], 99):.2f}x; "
+          f"the same voices in {same} of {repeat} phrases")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="ensemble .onnx (default: the shipped one)")
     ap.add_argument("--repeat", type=int, default=200)
+    ap.add_argument("--against", metavar="REV", help="time this checkout against git revision REV, interleaved")
     args = ap.parse_args()
     meter = TimeSignature()
     print(f"harmonise benchmark | {os.cpu_count()} CPUs, one ONNX Runtime thread | load {os.getloadavg()[0]:.2f}")
+    if args.against:
+        against(args.against, args.model, args.repeat)
+        return
     default = load_voices(args.model, meter)
     k_default = default.ensemble.candidates
     for candidates in (k_default, max(1, k_default // 2), 1):
