@@ -30,7 +30,7 @@ import numpy as np
 
 from affetto.analysis.emotion import Capsule
 from affetto.ensemble.accompany import Band, LoopHarmoniser
-from affetto.ensemble.engine import load_voices
+from affetto.ensemble.engine import load_voices, melody_roll
 from affetto.music.notes import Note, TimeSignature
 
 
@@ -90,24 +90,40 @@ def against(rev: str, model: str | None, repeat: int) -> None:
                  rev: (old_engine.load_voices(model, old_notes.TimeSignature()), old_accompany.LoopHarmoniser,
                        [old_notes.Note(n.pitch, n.onset, n.duration, n.velocity) for n in loop_of(4)],
                        lambda i: old_emotion.Capsule(capsule(i).weights))}
-        times: dict[str, list[float]] = {name: [] for name in paths}
+        wall: dict[str, list[float]] = {name: [] for name in (*paths, "graph")}
+        cpu: dict[str, list[float]] = {name: [] for name in wall}  # this thread's CPU time: less swayed by load
         same = 0
         for voices, harmoniser, loop, cap in paths.values():  # warm both sessions
             harmoniser(voices).harmonise_bar(loop, 4, 0, cap(0))
+        ens = paths["now"][0].ensemble
+        s = ens.spec
+        melody = np.repeat(melody_roll(loop_of(4), meter, s.bars, s)[None], ens.candidates, 0)
+        rng = np.random.default_rng(0)
         for i in range(repeat):
             written = []
             for name, (voices, harmoniser, loop, cap) in paths.items():
                 h = harmoniser(voices)
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.thread_time()
                 h.harmonise_bar(loop, 4, 0, cap(i))
-                times[name].append((time.perf_counter() - t0) * 1e3)
+                cpu[name].append((time.thread_time() - c0) * 1e3)
+                wall[name].append((time.perf_counter() - t0) * 1e3)
                 written.append([(n.pitch, n.onset, n.duration, n.channel)  # the whole phrase, looked up
                                 for bar in range(4) for n in h.harmonise_bar(loop, 4, bar, cap(i))])
             same += written[0] == written[1]
-    print(f"new 4-bar phrase, default candidates, interleaved: this checkout {ms(times['now'])}; {rev} "
-          f"{ms(times[rev])}; ratio of p50s {np.percentile(times['now'], 50) / np.percentile(times[rev], 50):.2f}x, "
-          f"of p99s {np.percentile(times['now'], 99) / np.percentile(times[rev], 99):.2f}x; "
-          f"the same voices in {same} of {repeat} phrases")
+            k = len(melody)  # the graph alone: the phrase's draws in one batch
+            weights = np.tile(np.array(capsule(i).weights, np.float32), (k, 1))
+            feeds = (melody, np.ones((k, 1)), weights, np.zeros((k, 1)))
+            z = ens.latents(k, rng)
+            t0, c0 = time.perf_counter(), time.thread_time()
+            ens.run(*feeds, z)
+            cpu["graph"].append((time.thread_time() - c0) * 1e3)
+            wall["graph"].append((time.perf_counter() - t0) * 1e3)
+    for label, times in (("wall clock", wall), ("CPU time of the thread", cpu)):
+        ratio = {q: np.percentile(times["now"], q) / np.percentile(times[rev], q) for q in (50, 99)}
+        print(f"new 4-bar phrase, default candidates, interleaved, {label}: this checkout {ms(times['now'])}; "
+              f"{rev} {ms(times[rev])}; ratio of p50s {ratio[50]:.2f}x, of p99s {ratio[99]:.2f}x; "
+              f"the graph alone ({ens.candidates} draws) {ms(times['graph'])}")
+    print(f"the same voices in {same} of {repeat} phrases")
 
 
 def main() -> None:

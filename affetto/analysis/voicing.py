@@ -39,13 +39,13 @@ def step_lines(rolls: np.ndarray, per_bar: int, low: int) -> np.ndarray:
 
 def runs(line: np.ndarray) -> list[tuple[int, int, int]]:
     """(start step, length, pitch) of each note of one voice's line."""
-    notes, start = [], 0
-    for s in range(1, len(line) + 1):
-        if s == len(line) or line[s] != line[start]:
-            if line[start] >= 0:
-                notes.append((start, s - start, int(line[start])))
-            start = s
-    return notes
+    line = np.asarray(line)
+    if len(line) == 0:
+        return []
+    change = np.flatnonzero(line[1:] != line[:-1]) + 1
+    starts, ends = np.concatenate([[0], change]), np.concatenate([change, [len(line)]])
+    keep = line[starts] >= 0  # rests are not notes
+    return list(zip(starts[keep].tolist(), (ends - starts)[keep].tolist(), line[starts[keep]].tolist()))
 
 
 def consonance(line: np.ndarray) -> tuple[int, int]:

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from affetto.analysis.emotion import Capsule
-from affetto.analysis.voicing import choose, lines, repair_parallels, step_lines, step_probs
+from affetto.analysis.voicing import choose, lines, repair_parallels, runs, step_lines, step_probs
 from affetto.ensemble.colour import colour_judged, colour_motion, toward_centre
 from affetto.errors import ConfigError, ModelFileError
 from affetto.manifest import read_manifest
@@ -115,10 +115,9 @@ def melody_roll(notes: Sequence[Note], meter: TimeSignature, bars: int, spec: Ro
     gap[:-1] = onset[1:] & (line[1:] == line[:-1])
     line[gap] = -1
     roll = np.zeros((bars, spec.steps, spec.pitches), dtype=np.float32)
-    for s, p in enumerate(line.tolist()):
-        if p >= 0:
-            bar, pos = divmod(s, per_bar)
-            roll[bar, pos, p - spec.low] = 1.0
+    sounding = np.flatnonzero(line >= 0)
+    bar, pos = np.divmod(sounding, per_bar)
+    roll[bar, pos, line[sounding] - spec.low] = 1.0
     return roll
 
 
@@ -128,16 +127,9 @@ def roll_notes(roll: np.ndarray, meter: TimeSignature, channel: int, spec: RollS
     per_bar = bar_steps(meter)
     steps = roll[:, :per_bar]  # (bars, per_bar, P)
     line = np.where(steps.any(-1), spec.low + steps.argmax(-1), -1).reshape(-1).astype(np.int64)
-    notes = []
-    start = 0
     base = offset_bars * per_bar
-    for s in range(1, len(line) + 1):
-        if s == len(line) or line[s] != line[start]:
-            if line[start] >= 0:
-                notes.append(Note(int(line[start]), (base + start) / STEPS_PER_BEAT, (s - start) / STEPS_PER_BEAT,
-                                  velocity, channel))
-            start = s
-    return notes
+    return [Note(pitch, (base + start) / STEPS_PER_BEAT, length / STEPS_PER_BEAT, velocity, channel)
+            for start, length, pitch in runs(line)]
 
 
 class Ensemble:
@@ -307,11 +299,14 @@ class EnsembleVoices:
         roll = melody_roll(melody, self.meter, bars, spec)
         rolls = self.ensemble.phrases(roll, bars, self.meter, capsule, seed, self.candidates)
         velocity = max(1, min(127, round(float(np.mean([n.velocity for n in melody])) - 8)))
-        length = self.meter.beats_per_bar
+        per_bar = bar_steps(self.meter)
         for part in (1, 2, 3):
-            for n in roll_notes(rolls[part], self.meter, part, spec, velocity):
-                bar = min(int(n.onset // length + 1e-9), bars - 1)
-                out[bar].append(Note(n.pitch, n.onset - bar * length, n.duration, n.velocity, part))
+            steps = rolls[part][:, :per_bar]  # (bars, per_bar, P)
+            line = np.where(steps.any(-1), spec.low + steps.argmax(-1), -1).reshape(-1)
+            for start, length, pitch in runs(line):
+                bar = min(start // per_bar, bars - 1)
+                out[bar].append(Note(pitch, (start - bar * per_bar) / STEPS_PER_BEAT, length / STEPS_PER_BEAT,
+                                     velocity, part))
         return [sort_notes(b) for b in out]
 
 

@@ -170,3 +170,14 @@ def colour_judged(line: np.ndarray, valence: float, arousal: float) -> np.ndarra
     if arousal <= CALM_AROUSAL:
         out = hold_through_rests(out)
     return out
+
+
+def runs(line: np.ndarray) -> list[tuple[int, int, int]]:
+    """(start step, length, pitch) of each note of one voice's line."""
+    notes, start = [], 0
+    for s in range(1, len(line) + 1):
+        if s == len(line) or line[s] != line[start]:
+            if line[start] >= 0:
+                notes.append((start, s - start, int(line[start])))
+            start = s
+    return notes

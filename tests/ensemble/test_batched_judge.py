@@ -14,6 +14,7 @@ from affetto.analysis.voicing import (
     parallel_counts,
     parallel_events,
     repair_parallels,
+    runs,
     step_probs,
 )
 from affetto.ensemble import colour
@@ -52,6 +53,13 @@ def test_parallel_events_and_counts_match_the_pairwise_loop():
         assert parallel_counts(line[None])[0] == len(events)
         found += len(events)
     assert found > 50  # the lines had parallels to find
+
+
+def test_runs_match_the_step_by_step_loop():
+    rng = np.random.default_rng(3)
+    for _ in range(500):
+        line = rng.integers(-1, 3, size=int(rng.integers(0, 40)))  # rests and repeated pitches
+        assert runs(line) == ref.runs(line)
 
 
 def test_judge_figures_and_choice_match_the_per_candidate_judge():
