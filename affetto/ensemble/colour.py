@@ -29,11 +29,16 @@ and then colours the written voices after the draw:
   leap of a third between two notes with the scale's passing tone on the
   last eighth of the first note (:func:`passing_tones`), as the chorales'
   inner voices move, and with high arousal long and re-struck notes move
-  to their lower neighbour and back; with low arousal a step down onto a beat is
-  delayed by an eighth (a suspension, :func:`suspensions`), and a voice holds its notes through short rests
-  (a re-struck pitch becomes one long note): calmer, longer lines. High
-  arousal keeps the model's moving inner voices (the judge already prefers
-  them, see :func:`affetto.analysis.voicing.choose`).
+  to their lower neighbour and back and a leap of a fourth runs through in
+  two sixteenths; with low arousal a step down onto a beat is delayed by an
+  eighth, or by the whole beat before a half note (a suspension,
+  :func:`suspensions`), a leading note rising onto a beat is held an eighth
+  (a retardation), a third between half notes passes on its last beat,
+  and a voice holds its notes through short rests (a re-struck pitch
+  becomes one long note): calmer, longer lines that still pass through
+  dissonance, as Bach's do. High arousal keeps the model's moving inner
+  voices (the judge already prefers them, see
+  :func:`affetto.analysis.voicing.choose`).
 
 Lines are (4, steps) arrays of MIDI pitches per sixteenth step, -1 for a rest,
 the melody in row 0 (see :func:`affetto.analysis.voicing.lines`).
@@ -244,22 +249,26 @@ def hold_through_rests(line: np.ndarray, max_rest: int = HOLD_STEPS) -> np.ndarr
     return out
 
 
-def passing_tones(line: np.ndarray, steps_per_beat: int = 4, *, neighbours: bool = False) -> tuple[np.ndarray, int]:
+def passing_tones(line: np.ndarray, steps_per_beat: int = 4, *, neighbours: bool = False, fourths: bool = False,
+                  slow: bool = False) -> tuple[np.ndarray, int]:
     """Alto, tenor and bass fill each leap of a third between two notes (the first a beat or longer,
     the second straight after it) with the scale's passing tone on the first note's last eighth. With
     ``neighbours``, a note struck again at the same pitch is approached from the scale step below it
     (a lower neighbour on the first note's last eighth), and a note of two beats or more moves to its
-    lower neighbour on its first off-beat and back.
+    lower neighbour on its first off-beat and back. With ``fourths``, a leap of a fourth is run through
+    in two sixteenths on the first note's last eighth. ``slow`` (for calm voices): only a first note of
+    two beats or more passes, on its last beat (a quarter between half notes, as slow chorales move).
 
     The scale is the phrase's key as written. A new note is kept only where it crosses no
     neighbouring voice and adds no parallel fifth or octave around it. Returns the line and how many
-    notes were added.
+    figures were added.
     """
     key = phrase_key(line, steps_per_beat)
     if key is None:
         return line, 0
     scale = {(key[0] + d) % 12 for d in (MINOR_SCALE if key[1] == "minor" else MAJOR_SCALE)}
     half = steps_per_beat // 2
+    shortest, last = (2 * steps_per_beat, steps_per_beat) if slow else (steps_per_beat, half)
     out = line.copy()
     added = 0
     def lower(p: int) -> int:  # the scale step below (a semitone or a tone)
@@ -267,14 +276,17 @@ def passing_tones(line: np.ndarray, steps_per_beat: int = 4, *, neighbours: bool
 
     for voice in (1, 2, 3):
         notes = runs(out[voice])
-        figures = []  # (first note's start, the new note's steps, its pitch)
+        figures = []  # (first note's start, the new notes' steps, their pitch or pitches)
         for (s0, n0, p0), (s1, _n1, p1) in itertools.pairwise(notes):
-            if n0 < steps_per_beat:
+            if n0 < shortest:
                 continue
+            between = [p for p in range(min(p0, p1) + 1, max(p0, p1)) if p % 12 in scale]
             if s1 == s0 + n0 and abs(p1 - p0) in (3, 4):
-                between = [p for p in range(min(p0, p1) + 1, max(p0, p1)) if p % 12 in scale]
                 if len(between) == 1:
-                    figures.append((s0, slice(s1 - half, s1), between[0]))
+                    figures.append((s0, slice(s1 - last, s1), between[0]))
+            elif fourths and s1 == s0 + n0 and abs(p1 - p0) == 5 and len(between) == 2:
+                run = np.repeat(between if p1 > p0 else between[::-1], half // 2)  # rising or falling
+                figures.append((s0, slice(s1 - half, s1), run))
             elif neighbours and s1 == s0 + n0 + 1 and p1 == p0:  # struck again after a step's rest
                 figures.append((s0, slice(s1 - half, s1), lower(p0)))
         if neighbours:  # a note of two beats or more turns to its lower neighbour on its first off-beat
@@ -287,12 +299,13 @@ def passing_tones(line: np.ndarray, steps_per_beat: int = 4, *, neighbours: bool
     return out, added
 
 
-def _placed(line: np.ndarray, voice: int, span: slice, pitch: int, start: int,
+def _placed(line: np.ndarray, voice: int, span: slice, pitch: int | np.ndarray, start: int,
             steps_per_beat: int) -> np.ndarray | None:
-    """``line`` with ``voice`` sounding ``pitch`` over ``span``, or None where that would cross a
-    neighbouring voice or add a parallel fifth or octave between ``start`` and two beats after ``span``."""
+    """``line`` with ``voice`` sounding ``pitch`` (or a pitch per step) over ``span``, or None where that
+    would cross a neighbouring voice or add a parallel fifth or octave between ``start`` and two beats
+    after ``span``."""
     above, below = line[voice - 1, span], line[voice + 1, span] if voice < 3 else None
-    if (above[above >= 0] <= pitch).any() or (below is not None and (below[below >= 0] >= pitch).any()):
+    if ((above >= 0) & (above <= pitch)).any() or (below is not None and ((below >= 0) & (below >= pitch)).any()):
         return None
     near = slice(max(0, start - steps_per_beat), min(line.shape[1], span.stop + 2 * steps_per_beat))
     both = np.stack([line[:, near], line[:, near]])  # (2, 4, window): with the new note, and as it was
@@ -306,13 +319,15 @@ def _placed(line: np.ndarray, voice: int, span: slice, pitch: int, start: int,
 
 
 def suspensions(line: np.ndarray, steps_per_beat: int = 4) -> tuple[np.ndarray, int]:
-    """Sighs for low arousal: a dissonance on the beat that falls a step, an eighth later.
+    """Sighs for low arousal: a dissonance on the beat that resolves by step.
 
     Alto, tenor and bass delay each step down onto a beat (the note before, a beat or longer, is held
-    over the beat: a suspension), and alto and tenor lean into a note of a beat or more that they reach
-    by leap from the step above it (an appoggiatura). Kept only where the new note crosses no
-    neighbouring voice and adds no parallel fifth or octave around it. Returns the line and how many
-    were made.
+    over the beat: a suspension) by an eighth, or by the whole beat where the note it resolves to
+    lasts two beats or more (the slow suspension of a chorale's half notes); a semitone up onto a beat
+    is delayed an eighth too (a retardation: a leading note held into its tonic). Alto and tenor lean
+    into a note of a beat or more that they reach by leap from the step above it (an appoggiatura).
+    Kept only where the new note crosses no neighbouring voice and adds no parallel fifth or octave
+    around it. Returns the line and how many were made.
     """
     key = phrase_key(line, steps_per_beat)
     scale = set() if key is None else {(key[0] + d) % 12 for d in (MINOR_SCALE if key[1] == "minor" else MAJOR_SCALE)}
@@ -325,7 +340,11 @@ def suspensions(line: np.ndarray, steps_per_beat: int = 4) -> tuple[np.ndarray, 
         for (s0, n0, p0), (s1, n1, p1) in itertools.pairwise(notes):
             if s1 % steps_per_beat or n1 < steps_per_beat:
                 continue
-            if s1 == s0 + n0 and n0 >= steps_per_beat and p0 - p1 in (1, 2):
+            prepared = s1 == s0 + n0 and n0 >= steps_per_beat  # held from a note of a beat or more
+            if prepared and p0 - p1 in (1, 2):
+                held = steps_per_beat if n1 >= 2 * steps_per_beat else half
+                figures.append((slice(s1, s1 + held), p0, s0))
+            elif prepared and p1 - p0 == 1:
                 figures.append((slice(s1, s1 + half), p0, s0))
             elif voice in (1, 2) and abs(p1 - p0) > 2 and scale:
                 above = p1 + 1 if (p1 + 1) % 12 in scale else p1 + 2
@@ -346,10 +365,11 @@ def colour_judged(lines_: np.ndarray, valence: float, arousal: float) -> np.ndar
 
 def colour_motion(line: np.ndarray, arousal: float) -> np.ndarray:
     """The motion :func:`colour` adds to a line already coloured by :func:`colour_judged`: passing
-    (and neighbour) tones, or sighs."""
+    (and, when busy, neighbour tones and runs through fourths), or sighs and slow passing tones."""
     if arousal >= PASSING_AROUSAL:
-        return passing_tones(line, neighbours=arousal >= NEIGHBOUR_AROUSAL)[0]
-    return suspensions(line)[0]
+        busy = arousal >= NEIGHBOUR_AROUSAL
+        return passing_tones(line, neighbours=busy, fourths=busy)[0]
+    return passing_tones(suspensions(line)[0], slow=True)[0]
 
 
 def colour(line: np.ndarray, valence: float, arousal: float, *, motion: bool = True) -> np.ndarray:
