@@ -111,6 +111,27 @@ def parallels(line: np.ndarray) -> int:
     return int(_parallel_hits(line)[0].sum())
 
 
+def voice_parallels(rows: list[list[int]], voice: int) -> int:
+    """The parallel fifths and octaves ``voice`` takes part in, in a few steps of lines given as Python
+    lists (one per voice): what :func:`parallels` counts for the pairs with ``voice`` in them, in plain
+    Python, which is quicker than NumPy over the window a single new note is judged in."""
+    count = 0
+    for other in range(len(rows)):
+        if other == voice:
+            continue
+        upper, lower = rows[min(voice, other)], rows[max(voice, other)]
+        px = py = -1  # the sonority at the latest step where both sounded
+        for x, y in zip(upper, lower):
+            if x < 0 or y < 0:
+                continue
+            if px >= 0 and (x != px or y != py):
+                interval = (x - y) % 12
+                if (interval == 0 or interval == 7) and interval == (px - py) % 12 and (x - px) * (y - py) > 0:
+                    count += 1
+            px, py = x, y
+    return count
+
+
 def chord_shares(line: np.ndarray) -> tuple[float, float, int]:
     """(minor-triad share, major-triad share, beats): the sounding notes on each beat's first step."""
     minor = major = beats = 0
@@ -255,15 +276,14 @@ def _move_note(line: np.ndarray, probs: np.ndarray, low: int, voice: int, start:
         tries.append(q)
     if not tries:
         return False
-    # (1 + tries, 4, window): the window as it is, then with each try
-    segments = np.repeat(line[None, :, lo:hi], len(tries) + 1, axis=0)
-    segments[1:, voice, start - lo : end - lo] = np.array(tries)[:, None]
-    counts = parallel_counts(segments)
-    fewer = np.flatnonzero(counts[1:] < counts[0])
-    if len(fewer) == 0:
-        return False
-    line[voice, start:end] = tries[fewer[0]]
-    return True
+    rows = line[:, lo:hi].tolist()  # the other voices' parallels are the same whatever this note becomes
+    here = voice_parallels(rows, voice)
+    for q in tries:
+        rows[voice][start - lo : end - lo] = [q] * (end - start)
+        if voice_parallels(rows, voice) < here:
+            line[voice, start:end] = q
+            return True
+    return False
 
 
 def repair_parallels(line: np.ndarray, probs: np.ndarray, low: int) -> tuple[np.ndarray, int]:

@@ -51,7 +51,7 @@ import itertools
 import numpy as np
 
 from affetto.analysis.judge import estimate_key, key_correlations
-from affetto.analysis.voicing import CONSONANT_BASS, CONSONANT_UPPER, parallel_counts, runs
+from affetto.analysis.voicing import CONSONANT_BASS, CONSONANT_UPPER, runs, voice_parallels
 from affetto.runtime.plan import MODE_VALENCE
 
 KEY_CLARITY = 0.5  # the phrase's key must be at least this clear to be coloured
@@ -308,10 +308,11 @@ def _placed(line: np.ndarray, voice: int, span: slice, pitch: int | np.ndarray, 
     if ((above >= 0) & (above <= pitch)).any() or (below is not None and ((below >= 0) & (below >= pitch)).any()):
         return None
     near = slice(max(0, start - steps_per_beat), min(line.shape[1], span.stop + 2 * steps_per_beat))
-    both = np.stack([line[:, near], line[:, near]])  # (2, 4, window): with the new note, and as it was
-    both[0, voice, span.start - near.start : span.stop - near.start] = pitch
-    before_after = parallel_counts(both)
-    if before_after[0] > before_after[1]:
+    rows = line[:, near].tolist()  # the other voices' parallels are the same with the new note and without
+    before = voice_parallels(rows, voice)
+    new = np.broadcast_to(pitch, span.stop - span.start).tolist()
+    rows[voice][span.start - near.start : span.stop - near.start] = new
+    if voice_parallels(rows, voice) > before:
         return None
     trial = line.copy()
     trial[voice, span] = pitch

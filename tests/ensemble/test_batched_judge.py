@@ -16,6 +16,7 @@ from affetto.analysis.voicing import (
     repair_parallels,
     runs,
     step_probs,
+    voice_parallels,
 )
 from affetto.ensemble import colour
 from affetto.ensemble.engine import Ensemble, binarise, melody_roll
@@ -51,6 +52,8 @@ def test_parallel_events_and_counts_match_the_pairwise_loop():
         events = parallel_events(line)
         assert events == ref.parallel_events(line)
         assert parallel_counts(line[None])[0] == len(events)
+        for voice in range(4):  # the plain-Python count a single new note is judged with
+            assert voice_parallels(line.tolist(), voice) == sum(voice in e[:2] for e in events)
         found += len(events)
     assert found > 50  # the lines had parallels to find
 
