@@ -304,14 +304,16 @@ def _placed(line: np.ndarray, voice: int, span: slice, pitch: int | np.ndarray, 
     """``line`` with ``voice`` sounding ``pitch`` (or a pitch per step) over ``span``, or None where that
     would cross a neighbouring voice or add a parallel fifth or octave between ``start`` and two beats
     after ``span``."""
-    above, below = line[voice - 1, span], line[voice + 1, span] if voice < 3 else None
-    if ((above >= 0) & (above <= pitch)).any() or (below is not None and ((below >= 0) & (below >= pitch)).any()):
-        return None
     near = slice(max(0, start - steps_per_beat), min(line.shape[1], span.stop + 2 * steps_per_beat))
-    rows = line[:, near].tolist()  # the other voices' parallels are the same with the new note and without
-    before = voice_parallels(rows, voice)
-    new = np.broadcast_to(pitch, span.stop - span.start).tolist()
-    rows[voice][span.start - near.start : span.stop - near.start] = new
+    rows = line[:, near].tolist()  # a few steps: plain Python is quicker here than NumPy
+    at = slice(span.start - near.start, span.stop - near.start)
+    new = pitch.tolist() if isinstance(pitch, np.ndarray) else [int(pitch)] * (span.stop - span.start)
+    if any(0 <= a <= p for a, p in zip(rows[voice - 1][at], new)):
+        return None  # it would meet or cross the voice above ...
+    if voice < 3 and any(b >= p for b, p in zip(rows[voice + 1][at], new) if b >= 0):
+        return None  # ... or the one below
+    before = voice_parallels(rows, voice)  # the other voices' parallels are the same with the new note and without
+    rows[voice][at] = new
     if voice_parallels(rows, voice) > before:
         return None
     trial = line.copy()
