@@ -5,20 +5,32 @@
   lookup), with the ensemble's default candidates and with fewer.
 - ``ensemble mode``: the voices under one lead bar (a 4-bar window), without the lead's own cost.
 
-Usage: ``python bench/bench_harmonise.py [--model ensemble.onnx] [--repeat 200]``.
+- ``--against REV``: a new 4-bar phrase at the default candidates, this checkout against the ``affetto``
+  package of git revision ``REV``, interleaved in one run (a busy machine slows both alike), same inputs;
+  says whether the two write the same voices.
+
+Usage: ``python bench/bench_harmonise.py [--model ensemble.onnx] [--repeat 200] [--against REV]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import io
 import os
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
 from affetto.analysis.emotion import Capsule
 from affetto.ensemble.accompany import Band, LoopHarmoniser
-from affetto.ensemble.engine import load_voices
+from affetto.ensemble.engine import load_voices, melody_roll
 from affetto.music.notes import Note, TimeSignature
 
 
@@ -49,13 +61,82 @@ class LeadStub:
         return [Note(64 + k, float(k), 1.0, 90) for k in range(4)]
 
 
+def package_at(rev: str, into: Path) -> str:
+    """The ``affetto`` package of git revision ``rev`` under ``into`` as the package ``affetto_then`` (its
+    own imports renamed), beside this one in the same process; returns its name."""
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(["git", "-C", str(root), "archive", rev, "affetto"], check=True,
+                             capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    (into / "affetto").rename(into / "affetto_then")
+    for path in (into / "affetto_then").rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        path.write_text(re.sub(r"\b(from|import) affetto\b", r"\1 affetto_then", text), encoding="utf-8")
+    sys.path.insert(0, str(into))
+    return "affetto_then"
+
+
+def against(rev: str, model: str | None, repeat: int) -> None:
+    """A new 4-bar phrase at the default candidates: this checkout and revision ``rev``, interleaved."""
+    meter = TimeSignature()
+    with tempfile.TemporaryDirectory() as tmp:
+        then = package_at(rev, Path(tmp))
+        old_engine = importlib.import_module(f"{then}.ensemble.engine")
+        old_accompany = importlib.import_module(f"{then}.ensemble.accompany")
+        old_notes = importlib.import_module(f"{then}.music.notes")
+        old_emotion = importlib.import_module(f"{then}.analysis.emotion")
+        paths = {"now": (load_voices(model, meter), LoopHarmoniser, loop_of(4), capsule),
+                 rev: (old_engine.load_voices(model, old_notes.TimeSignature()), old_accompany.LoopHarmoniser,
+                       [old_notes.Note(n.pitch, n.onset, n.duration, n.velocity) for n in loop_of(4)],
+                       lambda i: old_emotion.Capsule(capsule(i).weights))}
+        wall: dict[str, list[float]] = {name: [] for name in (*paths, "graph")}
+        cpu: dict[str, list[float]] = {name: [] for name in wall}  # this thread's CPU time: less swayed by load
+        same = 0
+        for voices, harmoniser, loop, cap in paths.values():  # warm both sessions
+            harmoniser(voices).harmonise_bar(loop, 4, 0, cap(0))
+        ens = paths["now"][0].ensemble
+        s = ens.spec
+        melody = np.repeat(melody_roll(loop_of(4), meter, s.bars, s)[None], ens.candidates, 0)
+        rng = np.random.default_rng(0)
+        for i in range(repeat):
+            written = []
+            for name, (voices, harmoniser, loop, cap) in paths.items():
+                h = harmoniser(voices)
+                t0, c0 = time.perf_counter(), time.thread_time()
+                h.harmonise_bar(loop, 4, 0, cap(i))
+                cpu[name].append((time.thread_time() - c0) * 1e3)
+                wall[name].append((time.perf_counter() - t0) * 1e3)
+                written.append([(n.pitch, n.onset, n.duration, n.channel)  # the whole phrase, looked up
+                                for bar in range(4) for n in h.harmonise_bar(loop, 4, bar, cap(i))])
+            same += written[0] == written[1]
+            k = len(melody)  # the graph alone: the phrase's draws in one batch
+            weights = np.tile(np.array(capsule(i).weights, np.float32), (k, 1))
+            feeds = (melody, np.ones((k, 1)), weights, np.zeros((k, 1)))
+            z = ens.latents(k, rng)
+            t0, c0 = time.perf_counter(), time.thread_time()
+            ens.run(*feeds, z)
+            cpu["graph"].append((time.thread_time() - c0) * 1e3)
+            wall["graph"].append((time.perf_counter() - t0) * 1e3)
+    for label, times in (("wall clock", wall), ("CPU time of the thread", cpu)):
+        ratio = {q: np.percentile(times["now"], q) / np.percentile(times[rev], q) for q in (50, 99)}
+        print(f"new 4-bar phrase, default candidates, interleaved, {label}: this checkout {ms(times['now'])}; "
+              f"{rev} {ms(times[rev])}; ratio of p50s {ratio[50]:.2f}x, of p99s {ratio[99]:.2f}x; "
+              f"the graph alone ({ens.candidates} draws) {ms(times['graph'])}")
+    print(f"the same voices in {same} of {repeat} phrases")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=None, help="ensemble .onnx (default: the shipped one)")
     ap.add_argument("--repeat", type=int, default=200)
+    ap.add_argument("--against", metavar="REV", help="time this checkout against git revision REV, interleaved")
     args = ap.parse_args()
     meter = TimeSignature()
     print(f"harmonise benchmark | {os.cpu_count()} CPUs, one ONNX Runtime thread | load {os.getloadavg()[0]:.2f}")
+    if args.against:
+        against(args.against, args.model, args.repeat)
+        return
     default = load_voices(args.model, meter)
     k_default = default.ensemble.candidates
     for candidates in (k_default, max(1, k_default // 2), 1):

@@ -8,6 +8,7 @@ voicings with these measures, and the evaluation reports them beside Bach's.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -29,15 +30,22 @@ def lines(rolls: np.ndarray, triple: np.ndarray, low: int) -> list[np.ndarray]:
     return out
 
 
+def step_lines(rolls: np.ndarray, per_bar: int, low: int) -> np.ndarray:
+    """Binary rolls (K, T, bars, 16, P) of one meter -> (K, T, steps) pitch arrays (-1 rest), as :func:`lines`."""
+    r = rolls[:, :, :, :per_bar]  # (K, T, bars, per_bar, P)
+    pitch = np.where(r.any(-1), low + r.argmax(-1), -1)
+    return pitch.reshape(*r.shape[:2], -1)
+
+
 def runs(line: np.ndarray) -> list[tuple[int, int, int]]:
     """(start step, length, pitch) of each note of one voice's line."""
-    notes, start = [], 0
-    for s in range(1, len(line) + 1):
-        if s == len(line) or line[s] != line[start]:
-            if line[start] >= 0:
-                notes.append((start, s - start, int(line[start])))
-            start = s
-    return notes
+    line = np.asarray(line)
+    if len(line) == 0:
+        return []
+    change = np.flatnonzero(line[1:] != line[:-1]) + 1
+    starts, ends = np.concatenate([[0], change]), np.concatenate([change, [len(line)]])
+    keep = line[starts] >= 0  # rests are not notes
+    return list(zip(starts[keep].tolist(), (ends - starts)[keep].tolist(), line[starts[keep]].tolist()))
 
 
 def consonance(line: np.ndarray) -> tuple[int, int]:
@@ -52,33 +60,76 @@ def consonance(line: np.ndarray) -> tuple[int, int]:
     return good, total
 
 
+_PAIRS = {v: np.array(list(itertools.combinations(range(v), 2))).T for v in range(2, 5)}  # (upper, lower) voices
+
+
+def _parallel_hits(line: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Parallel fifths and octaves in (..., V, steps) lines, every pair of voices at once.
+
+    Returns ``hit`` (..., pairs, steps): True at the second sonority of a parallel; ``first``
+    (..., pairs, steps): the step where the sonority before it began; and the pairs' (upper, lower)
+    voices. Two voices' successive distinct sonorities are compared over the steps where both sound
+    (a sonority held over several steps is one), as :func:`parallel_events` says.
+    """
+    *lead, v, t = line.shape
+    upper, lower = _PAIRS[v] if v in _PAIRS else np.array(list(itertools.combinations(range(v), 2))).T
+    x = line[..., upper, :].reshape(-1, t).astype(np.int64)  # (rows: lines x pairs, steps)
+    y = line[..., lower, :].reshape(-1, t).astype(np.int64)
+    steps = np.arange(t)
+    both = (x >= 0) & (y >= 0)
+    prev = np.full(x.shape, -1)  # the latest step before this one where both sound
+    prev[:, 1:] = np.maximum.accumulate(np.where(both, steps, -1), axis=1)[:, :-1]
+    rows = np.arange(len(x))[:, None]
+    at = np.maximum(prev, 0)
+    xp, yp = x[rows, at], y[rows, at]
+    moved = (x != xp) | (y != yp)
+    interval = (x - y) % 12
+    hit = (both & (prev >= 0) & moved & (interval == (xp - yp) % 12) & ((interval == 0) | (interval == 7))
+           & ((x - xp) * (y - yp) > 0))
+    first = np.full(x.shape, -1)  # the step where the sonority before this one began
+    first[:, 1:] = np.maximum.accumulate(np.where(both & ((prev < 0) | moved), steps, -1), axis=1)[:, :-1]
+    shape = (*lead, len(upper), t)
+    return hit.reshape(shape), first.reshape(shape), (upper, lower)
+
+
 def parallel_events(line: np.ndarray) -> list[tuple[int, int, int, int]]:
     """Parallel fifths and octaves (unisons too) between any two voices moving in the same direction:
-    ``(upper voice, lower voice, step of the first sonority, step of the second)`` for each."""
-    events = []
-    sounding = line >= 0
-    for a, b in itertools.combinations(range(line.shape[0]), 2):
-        both = sounding[a] & sounding[b]
-        x, y = line[a][both], line[b][both]
-        if len(x) < 2:
-            continue
-        moved = np.ones(len(x), dtype=bool)  # successive distinct sonorities
-        moved[1:] = (x[1:] != x[:-1]) | (y[1:] != y[:-1])
-        x, y = x[moved].astype(np.int64), y[moved].astype(np.int64)
-        interval = (x - y) % 12
-        same = (interval[1:] == interval[:-1]) & ((interval[1:] == 0) | (interval[1:] == 7))
-        if not same.any():
-            continue
-        same &= (x[1:] - x[:-1]) * (y[1:] - y[:-1]) > 0
-        if same.any():
-            where = np.flatnonzero(both)[moved]
-            events += [(a, b, int(where[j]), int(where[j + 1])) for j in np.flatnonzero(same)]
-    return events
+    ``(upper voice, lower voice, step of the first sonority, step of the second)`` for each, pair by
+    pair (in the order of ``itertools.combinations``) and in time order within a pair."""
+    hit, first, (upper, lower) = _parallel_hits(line)
+    pair, step = np.nonzero(hit)
+    return [(int(upper[p]), int(lower[p]), int(first[p, s]), int(s)) for p, s in zip(pair, step)]
+
+
+def parallel_counts(lines_: np.ndarray) -> np.ndarray:
+    """Parallel fifths and octaves in each of (..., V, steps) lines (see :func:`parallels`)."""
+    return _parallel_hits(lines_)[0].sum((-2, -1))
 
 
 def parallels(line: np.ndarray) -> int:
     """Parallel fifths and octaves (unisons too) between any two voices moving in the same direction."""
-    return len(parallel_events(line))
+    return int(_parallel_hits(line)[0].sum())
+
+
+def voice_parallels(rows: list[list[int]], voice: int) -> int:
+    """The parallel fifths and octaves ``voice`` takes part in, in a few steps of lines given as Python
+    lists (one per voice): what :func:`parallels` counts for the pairs with ``voice`` in them, in plain
+    Python, which is quicker than NumPy over the window a single new note is judged in."""
+    count = 0
+    for other in range(len(rows)):
+        if other == voice:
+            continue
+        upper, lower = rows[min(voice, other)], rows[max(voice, other)]
+        px = py = -1  # the sonority at the latest step where both sounded
+        for x, y in zip(upper, lower):
+            if x < 0 or y < 0:
+                continue
+            if px >= 0 and (x != px or y != py):
+                interval = (x - y) % 12
+                if (interval == 0 or interval == 7) and interval == (px - py) % 12 and (x - px) * (y - py) > 0:
+                    count += 1
+            px, py = x, y
+    return count
 
 
 def chord_shares(line: np.ndarray) -> tuple[float, float, int]:
@@ -111,21 +162,50 @@ def _z(x: np.ndarray) -> np.ndarray:
     return (x - x.mean()) / (x.std() + 1e-6)
 
 
-def choose(candidates: list[np.ndarray], valence: float, arousal: float) -> int:
+_TRIAD_PCS = np.zeros((2, 12, 12), np.int64)  # (minor/major, root, pitch class): 1 where the triad has it
+for _kind, _third in enumerate((3, 4)):
+    for _root in range(12):
+        _TRIAD_PCS[_kind, _root, [_root, (_root + _third) % 12, (_root + 7) % 12]] = 1
+
+
+def judge_figures(candidates: np.ndarray) -> dict[str, np.ndarray]:
+    """The judge's figures for (K, 4, steps) candidate lines at once, each (K,): the minor- and
+    major-triad shares of the beats (:func:`chord_shares`), inner-voice onsets per beat
+    (:func:`inner_activity`), the consonant share against the melody (:func:`consonance`) and the
+    parallel fifths and octaves (:func:`parallels`)."""
+    k, _, steps = candidates.shape
+    beats = candidates[:, :, ::4]  # (K, 4, beats): the sounding notes on each beat's first step
+    present = np.zeros((k, beats.shape[2], 12), np.int64)  # (K, beats, 12)
+    cand, voice, beat = np.nonzero(beats >= 0)
+    present[cand, beat, beats[cand, voice, beat] % 12] = 1
+    three = present.sum(-1) == 3
+    triads = np.einsum("kbp,mrp->kbmr", present, _TRIAD_PCS) == 3  # (K, beats, minor/major, root)
+    shares = (three[..., None] & triads.any(-1)).sum(1) / max(beats.shape[2], 1)  # (K, 2)
+    inner = candidates[:, 1:3]
+    struck = (inner >= 0) & np.concatenate([np.ones((k, 2, 1), bool), inner[..., 1:] != inner[..., :-1]], -1)
+    activity = struck.sum((1, 2)) / (steps / 4)
+    melody, voices = candidates[:, :1], candidates[:, 1:]
+    both = (melody >= 0) & (voices >= 0)  # (K, 3, steps)
+    interval = (melody - voices) % 12
+    ok = np.where(np.arange(3)[None, :, None] == 2, _BASS_OK[interval], _UPPER_OK[interval]) & both
+    cons = ok.sum((1, 2)) / np.maximum(both.sum((1, 2)), 1)
+    return {"minor": shares[:, 0], "major": shares[:, 1], "activity": activity, "consonance": cons,
+            "parallels": parallel_counts(candidates).astype(float)}
+
+
+def choose(candidates: Sequence[np.ndarray] | np.ndarray, valence: float, arousal: float) -> int:
     """The index of the candidate voicing that best fits (valence, arousal) and is cleanest.
 
-    Scores are standardised among the candidates: major-minus-minor triads
-    times valence, inner-voice onsets times arousal, plus consonance against
-    the melody, minus parallel fifths and octaves. An unconditioned request
-    (0, 0) is judged on cleanliness alone.
+    ``candidates`` are (4, steps) lines of one length (or one (K, 4, steps) array), all judged at
+    once. Scores are standardised among the candidates: major-minus-minor triads times valence,
+    inner-voice onsets times arousal, plus consonance against the melody, minus parallel fifths and
+    octaves. An unconditioned request (0, 0) is judged on cleanliness alone.
     """
     if len(candidates) == 1:
         return 0
-    shares = np.array([chord_shares(c)[:2] for c in candidates])  # (K, 2) minor, major
-    activity = np.array([inner_activity(c) for c in candidates])
-    cons = np.array([(lambda g: g[0] / max(g[1], 1))(consonance(c)) for c in candidates])
-    par = np.array([parallels(c) for c in candidates], dtype=float)
-    score = valence * _z(shares[:, 1] - shares[:, 0]) + arousal * _z(activity) + _z(cons) - _z(par)
+    f = judge_figures(np.asarray(candidates))
+    score = (valence * _z(f["major"] - f["minor"]) + arousal * _z(f["activity"]) + _z(f["consonance"])
+             - _z(f["parallels"]))
     return int(np.argmax(score))
 
 
@@ -180,11 +260,11 @@ def _move_note(line: np.ndarray, probs: np.ndarray, low: int, voice: int, start:
     steps = line.shape[1]
     pitch = int(line[voice, start])
     lo, hi = max(0, start - REPAIR_WINDOW), min(steps, end + REPAIR_WINDOW)
-    here = parallels(line[:, lo:hi])
     p = probs[voice, start:end].mean(0)
     consonant = _consonant_steps(line, voice, start, end, pitch)
     lo_range, hi_range = VOICE_RANGES[VOICE_ORDER[voice]]
     in_range = lo_range <= pitch <= hi_range
+    tries = []  # the model's likeliest other pitches that keep the rules, likeliest first
     for index in np.argsort(-p)[:REPAIR_ALTERNATIVES]:
         q = low + int(index)
         if q == pitch or p[index] < REPAIR_MIN_PROB:
@@ -193,9 +273,14 @@ def _move_note(line: np.ndarray, probs: np.ndarray, low: int, voice: int, start:
             continue
         if _consonant_steps(line, voice, start, end, q) < consonant:
             continue
-        segment = line[:, lo:hi].copy()
-        segment[voice, start - lo : end - lo] = q
-        if parallels(segment) < here:
+        tries.append(q)
+    if not tries:
+        return False
+    rows = line[:, lo:hi].tolist()  # the other voices' parallels are the same whatever this note becomes
+    here = voice_parallels(rows, voice)
+    for q in tries:
+        rows[voice][start - lo : end - lo] = [q] * (end - start)
+        if voice_parallels(rows, voice) < here:
             line[voice, start:end] = q
             return True
     return False

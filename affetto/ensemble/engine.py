@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from affetto.analysis.emotion import Capsule
-from affetto.analysis.voicing import choose, lines, repair_parallels, step_probs
-from affetto.ensemble.colour import colour, toward_centre
+from affetto.analysis.voicing import choose, lines, repair_parallels, runs, step_lines, step_probs
+from affetto.ensemble.colour import colour_judged, colour_motion, toward_centre
 from affetto.errors import ConfigError, ModelFileError
 from affetto.manifest import read_manifest
 from affetto.music.notes import Note, TimeSignature, sort_notes
@@ -115,10 +115,9 @@ def melody_roll(notes: Sequence[Note], meter: TimeSignature, bars: int, spec: Ro
     gap[:-1] = onset[1:] & (line[1:] == line[:-1])
     line[gap] = -1
     roll = np.zeros((bars, spec.steps, spec.pitches), dtype=np.float32)
-    for s, p in enumerate(line.tolist()):
-        if p >= 0:
-            bar, pos = divmod(s, per_bar)
-            roll[bar, pos, p - spec.low] = 1.0
+    sounding = np.flatnonzero(line >= 0)
+    bar, pos = np.divmod(sounding, per_bar)
+    roll[bar, pos, line[sounding] - spec.low] = 1.0
     return roll
 
 
@@ -128,16 +127,9 @@ def roll_notes(roll: np.ndarray, meter: TimeSignature, channel: int, spec: RollS
     per_bar = bar_steps(meter)
     steps = roll[:, :per_bar]  # (bars, per_bar, P)
     line = np.where(steps.any(-1), spec.low + steps.argmax(-1), -1).reshape(-1).astype(np.int64)
-    notes = []
-    start = 0
     base = offset_bars * per_bar
-    for s in range(1, len(line) + 1):
-        if s == len(line) or line[s] != line[start]:
-            if line[start] >= 0:
-                notes.append(Note(int(line[start]), (base + start) / STEPS_PER_BEAT, (s - start) / STEPS_PER_BEAT,
-                                  velocity, channel))
-            start = s
-    return notes
+    return [Note(pitch, (base + start) / STEPS_PER_BEAT, length / STEPS_PER_BEAT, velocity, channel)
+            for start, length, pitch in runs(line)]
 
 
 class Ensemble:
@@ -208,31 +200,37 @@ class Ensemble:
         if melody is not None:
             rolls[:, 0] = mel > 0.5
         rolls = rolls.reshape(n, k, *rolls.shape[1:])  # (N, K, 4, bars, 16, P)
-        picks = [0] * n if k == 1 else [
-            choose([colour(c, capsule.valence, capsule.arousal, motion=False) if coloured else c
-                    for c in lines(rolls[i], tri[i * k : (i + 1) * k], s.low)], capsule.valence, capsule.arousal)
-            for i in range(n)]  # judged as they will sound: coloured by the emotion
-        chosen = rolls[np.arange(n), picks]
-        if melody is not None and (self.voice_leading or self.colour):
-            probs = probs.reshape(n, k, *probs.shape[1:])[np.arange(n), picks]
-            if centres is not None:
-                probs = probs * centres
-            for i in range(n):
-                chosen[i] = self._decoded(chosen[i], probs[i], float(tri[i * k, 0]), capsule)
+        chosen = np.empty((n, *rolls.shape[2:]), bool)
+        probs = probs.reshape(n, k, *probs.shape[1:])
+        for i in range(n):
+            per_bar = 12 if tri[i * k, 0] > 0.5 else 16
+            drawn = step_lines(rolls[i], per_bar, s.low)  # (K, 4, steps)
+            # judged as they will sound: coloured by the emotion (mode and held rests; the motion, between
+            # the beats, only for the kept draw)
+            heard = colour_judged(drawn, capsule.valence, capsule.arousal) if coloured and k > 1 else None
+            pick = 0 if k == 1 else choose(drawn if heard is None else heard, capsule.valence, capsule.arousal)
+            if melody is None or not (self.voice_leading or self.colour):
+                chosen[i] = rolls[i, pick]
+                continue
+            p = probs[i, pick] if centres is None else probs[i, pick] * centres[i]
+            chosen[i] = self._decoded(drawn[pick], p, per_bar, capsule, None if heard is None else heard[pick])
         return chosen
 
-    def _decoded(self, roll: np.ndarray, probs: np.ndarray, triple: float, capsule: Capsule) -> np.ndarray:
-        """One phrase's roll (4, bars, 16, P) under a melody: parallels repaired
-        (:func:`repair_parallels`), then coloured by the emotion (:func:`affetto.ensemble.colour.colour`)."""
+    def _decoded(self, line: np.ndarray, probs: np.ndarray, per_bar: int, capsule: Capsule,
+                 heard: np.ndarray | None = None) -> np.ndarray:
+        """One phrase's (4, steps) line under a melody as a roll (4, bars, 16, P): parallels repaired
+        (:func:`repair_parallels`), then coloured by the emotion (:func:`affetto.ensemble.colour.colour`).
+        ``heard`` is the line as the judge heard it (:func:`colour_judged`), reused when no note moved."""
         s = self.spec
-        fixed = lines(roll[None], np.array([triple]), s.low)[0]
+        fixed, moved = line, 0
         if self.voice_leading:
-            fixed, _moved = repair_parallels(fixed, step_probs(probs, triple), s.low)
+            fixed, moved = repair_parallels(line, step_probs(probs, 1.0 if per_bar == 12 else 0.0), s.low)
         if self.colour:  # unconditioned (valence and arousal 0): the passing tones alone
-            fixed = colour(fixed, capsule.valence, capsule.arousal)
+            if heard is None or moved:
+                heard = colour_judged(fixed[None], capsule.valence, capsule.arousal)[0]
+            fixed = colour_motion(heard, capsule.arousal)
             fixed = np.where((fixed >= s.low) & (fixed < s.low + s.pitches), fixed, -1)
-        per_bar = 12 if triple > 0.5 else 16
-        out = np.zeros_like(roll)
+        out = np.zeros((4, s.bars, s.steps, s.pitches), bool)
         voice, step = np.nonzero(fixed >= 0)
         bar, pos = np.divmod(step, per_bar)
         out[voice, bar, pos, fixed[voice, step] - s.low] = True
@@ -301,11 +299,14 @@ class EnsembleVoices:
         roll = melody_roll(melody, self.meter, bars, spec)
         rolls = self.ensemble.phrases(roll, bars, self.meter, capsule, seed, self.candidates)
         velocity = max(1, min(127, round(float(np.mean([n.velocity for n in melody])) - 8)))
-        length = self.meter.beats_per_bar
+        per_bar = bar_steps(self.meter)
         for part in (1, 2, 3):
-            for n in roll_notes(rolls[part], self.meter, part, spec, velocity):
-                bar = min(int(n.onset // length + 1e-9), bars - 1)
-                out[bar].append(Note(n.pitch, n.onset - bar * length, n.duration, n.velocity, part))
+            steps = rolls[part][:, :per_bar]  # (bars, per_bar, P)
+            line = np.where(steps.any(-1), spec.low + steps.argmax(-1), -1).reshape(-1)
+            for start, length, pitch in runs(line):
+                bar = min(start // per_bar, bars - 1)
+                out[bar].append(Note(pitch, (start - bar * per_bar) / STEPS_PER_BEAT, length / STEPS_PER_BEAT,
+                                     velocity, part))
         return [sort_notes(b) for b in out]
 
 

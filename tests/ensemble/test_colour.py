@@ -150,3 +150,42 @@ def test_low_arousal_sighs_a_step_down_onto_the_beat_is_suspended():
     sad = colour(line, -1.0, -1.0)
     assert (sad[1, 4:6] == 65).all()  # colour applies it at low arousal ...
     assert (colour(line, 1.0, 1.0)[1, 4:6] != 65).all()  # ... and not at high
+
+
+def test_a_suspension_onto_a_half_note_is_held_the_whole_beat():
+    # alto F (a beat) falls to E of two beats: F held over the beat for a quarter, then E
+    line = phrase([(72, 12)], [(65, 4), (64, 8)], [(57, 4), (55, 8)], [(41, 4), (48, 8)])
+    out, made = suspensions(line)
+    assert out[1, 4:8].tolist() == [65] * 4 and out[1, 8:].tolist() == [64] * 4
+    assert made >= 1 and parallels(out) <= parallels(line)
+
+
+def test_a_leading_note_rising_onto_the_beat_is_retarded():
+    # alto B (a beat) rises a semitone to C: B held an eighth over the beat, then C
+    line = phrase([(76, 8)], [(71, 4), (72, 4)], [(55, 8)], [(43, 4), (48, 4)])
+    out, _ = suspensions(line)
+    assert out[1, 4:6].tolist() == [71, 71] and out[1, 6:].tolist() == [72, 72]
+    # a whole tone up is a plain step, left alone (neither suspended nor leaned into)
+    step = phrase([(76, 8)], [(69, 4), (71, 4)], [(55, 8)], [(41, 4), (43, 4)])
+    assert (suspensions(step)[0][1] == step[1]).all()
+
+
+def test_busy_voices_run_through_a_fourth_in_sixteenths():
+    # alto C (a beat) up to F: D and E as two sixteenths on the C's last eighth; only with ``fourths``
+    line = phrase([(77, 8)], [(60, 4), (65, 4)], [(53, 8)], [(41, 8)])
+    out, added = passing_tones(line, fourths=True)
+    assert out[1].tolist() == [60, 60, 62, 64, 65, 65, 65, 65] and added == 1
+    assert (passing_tones(line)[0] == line).all()
+    falling = phrase([(77, 8)], [(65, 4), (60, 4)], [(53, 8)], [(41, 8)])
+    assert passing_tones(falling, fourths=True)[0][1, 2:4].tolist() == [64, 62]
+
+
+def test_calm_voices_pass_slowly_between_half_notes():
+    # bass C (two beats) to E: D on the C's last beat, a quarter; a C of one beat is left alone
+    line = phrase([(76, 16)], [(67, 16)], [(55, 16)], [(48, 8), (52, 8)])
+    out, added = passing_tones(line, slow=True)
+    assert out[3].tolist() == [48] * 4 + [50] * 4 + [52] * 8 and added == 1
+    short = phrase([(76, 8)], [(67, 8)], [(55, 8)], [(48, 4), (52, 4)])
+    assert (passing_tones(short, slow=True)[0] == short).all()
+    assert (colour(line, 0.0, -1.0)[3, 4:8] == 50).all()  # colour applies it at low arousal ...
+    assert (colour(line, 0.0, 1.0)[3, 4:6] == 48).all()  # ... while busy voices pass in eighths
