@@ -276,7 +276,7 @@ def passing_tones(line: np.ndarray, steps_per_beat: int = 4, *, neighbours: bool
 
     for voice in (1, 2, 3):
         notes = runs(out[voice])
-        figures = []  # (first note's start, the new notes' steps, their pitch or pitches)
+        figures: list[tuple[int, slice, int | np.ndarray]] = []  # (first note's start, the new notes' steps, pitch(es))
         for (s0, n0, p0), (s1, _n1, p1) in itertools.pairwise(notes):
             if n0 < shortest:
                 continue
