@@ -24,7 +24,10 @@ like), then carries it out. The levers and what each carries:
   player set, whatever the model played in the bars before. Without a seed
   the emotion's own density and loudness stand in for the baseline.
 - **texture -> polyphony**: the bar's POLY header (notes per onset) follows
-  the seed's (a chordal seed stays chordal, a melody a melody); without a
+  the seed's (a chordal seed stays chordal, a melody a melody). Two hands
+  that take turns (a held melody over broken chords) strike about one note
+  per onset but sound two or more: the seed's level is then one under its
+  notes sounding, so its continuation keeps two hands; without a
   seed, the emotion's texture: chords under a line for happy, tense and sad,
   fuller sustained chords for calm.
 - **candidate judging**: with several candidates, the feature judge keeps
@@ -43,7 +46,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from affetto.analysis.attributes import bar_attributes
+from affetto.analysis.attributes import bar_attributes, bin_of
 from affetto.analysis.emotion import Capsule, Quadrant
 from affetto.errors import ConfigError
 from affetto.music.notes import Note
@@ -81,6 +84,9 @@ class Levers:
 class Baseline:
     """What the player's seed sounds like: median density and polyphony levels, mean velocity.
 
+    The polyphony level is the larger of the bars' median notes per onset and one level under the
+    notes sounding where any sound (two hands that take turns strike one note at a time).
+
     None everywhere when there is no seed (the emotion's own levels stand in).
     """
 
@@ -98,8 +104,22 @@ class Baseline:
         n_bars = int(steps[:, 0].max()) // bar_steps + 1
         density, poly = bar_attributes(steps, bar_steps, n_bars, steps_per_beat, density_edges, polyphony_edges)
         played = density > 0
-        return cls(int(np.round(np.median(density[played]))), int(np.round(np.median(poly[played]))),
-                   float(steps[:, 3].mean()))
+        struck = int(np.round(np.median(poly[played])))
+        sounding = int(bin_of(np.array([notes_sounding(steps)]), polyphony_edges)[0])
+        return cls(int(np.round(np.median(density[played]))), max(struck, sounding - 1), float(steps[:, 3].mean()))
+
+
+def notes_sounding(steps: np.ndarray) -> float:
+    """Mean notes sounding over the grid steps where any note sounds, of an (N, >=2) array of onset step and
+    duration in steps."""
+    if len(steps) == 0:
+        return 0.0
+    start, length = steps[:, 0], np.maximum(steps[:, 1], 1)
+    cover = np.zeros(int((start + length).max()) + 1, np.int64)
+    np.add.at(cover, start, 1)
+    np.add.at(cover, start + length, -1)
+    cover = np.cumsum(cover)[:-1]
+    return float(cover[cover > 0].mean())
 
 
 @dataclass(frozen=True)

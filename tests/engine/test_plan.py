@@ -14,6 +14,7 @@ from affetto.runtime.plan import (
     Baseline,
     Levers,
     model_sampling,
+    notes_sounding,
     plan_bar,
 )
 from affetto.runtime.sampling import DEFAULT_SAMPLING, NO_OVERRIDES, SamplingConfig, SamplingOverrides
@@ -34,6 +35,20 @@ def test_the_baseline_is_what_the_seed_sounds_like():
     line = baseline_of([(step, 1, 60 + step % 5, 110) for step in range(16)])
     assert (line.density, line.polyphony, line.velocity) == (6, 1, 110.0)
     assert baseline_of(np.zeros((0, 4), np.int64)) == Baseline()
+
+
+def test_two_hands_taking_turns_count_as_two_hands():
+    """A melody held a bar over broken chords in eighths strikes about one note per onset (level 1) but
+    sounds two (level 3): the seed counts as one level under what sounds, so it continues in two hands."""
+    melody = [(bar * 16, 16, 72 + bar, 80) for bar in range(2)]
+    broken = [(step, 2, (48, 55, 60, 55)[step // 2 % 4], 60) for step in range(2, 32, 2)]
+    two_hands = baseline_of(melody + broken)
+    assert two_hands.polyphony == 2
+    line = baseline_of([(step, 2, 60 + step % 7, 80) for step in range(0, 32, 2)])  # a line in eighths
+    assert line.polyphony == 1
+    legato = baseline_of([(step, 3, 60 + step % 7, 80) for step in range(0, 32, 2)])  # overlapping a little
+    assert legato.polyphony == 1
+    assert notes_sounding(np.array([(0, 4, 60, 80), (2, 4, 64, 80), (8, 2, 67, 80)])) == pytest.approx(10 / 8)
 
 
 def test_arousal_moves_density_and_velocity_away_from_the_seed():
