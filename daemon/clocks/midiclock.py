@@ -91,6 +91,7 @@ class MidiClockFollower(Clock):
         self._ns_per_tick = bpm_to_ns_per_beat(initial_bpm) / PPQN
         self._running = False
         self._armed: Transport | None = None  # START/CONTINUE seen, waiting for the first tick
+        self._resumable = False  # stopped because the ticks went silent (not by a Stop): they may come back
         self._early: list[tuple[int, int]] | None = None  # (count, time) of the ticks just after Start/Continue
         self._song_tick = 0  # song position of the next tick to arrive
         self._last_tick_ns: int | None = None
@@ -115,6 +116,8 @@ class MidiClockFollower(Clock):
     def handle(self, status: int, data: int, t_ns: int) -> list[TransportEvent]:
         if status == CLOCK:
             return self._tick(t_ns)
+        if status in (START, CONTINUE, STOP, SONG_POSITION):
+            self._resumable = False  # the DAW says what the transport does
         if status == START:
             if self._running:
                 self._warn_once("start-running", "Start while running: restarting from bar 1")
@@ -163,6 +166,7 @@ class MidiClockFollower(Clock):
                 self._warn_once("timeout", f"no MIDI clock for {silent / 1e9:.2f} s while running: stopping")
                 self._running = False
                 self._armed = None
+                self._resumable = True
                 self._publish(t_ns, new_epoch=True)
                 return [TransportEvent(Transport.STOP, self._song_tick / PPQN, t_ns)]
         return []
@@ -176,6 +180,10 @@ class MidiClockFollower(Clock):
         if self._armed is not None:
             return self._first_tick(t_ns)
         last = self._last_tick_ns
+        if self._resumable:
+            if last is not None and t_ns - last <= 2 * self.timeout_ns:
+                return self._resume(t_ns, last)
+            self._resumable = False  # silent too long: only Start or Continue starts the song again
         if last is not None and t_ns - last > 2 * self.timeout_ns:
             # the clock was off for a long time: a fresh fit
             self._points.clear()
@@ -192,6 +200,16 @@ class MidiClockFollower(Clock):
         # stopped, the position stays where it is and the tempo estimate still moves
         self._publish(t_ns, new_epoch=False, on_tick=self._running)
         return []
+
+    def _resume(self, t_ns: int, last: int) -> list[TransportEvent]:
+        """Ticks again within twice the timeout after they went silent while running, with no Stop,
+        Start or Continue between (a stalled server or DAW; a cable pulled and put back): the song
+        goes on where the time says, as after Continue, the ticks of the silence counted as lost."""
+        self._resumable = False
+        self._count_lost(max(0, round((t_ns - last) / self._ns_per_tick) - 1), resuming=True)
+        self._warn_once("resumed", "MIDI clock back after a silence: going on where the time says")
+        self._armed = Transport.CONTINUE
+        return self._first_tick(t_ns)
 
     def _first_tick(self, t_ns: int) -> list[TransportEvent]:
         """The first tick after Start or Continue: it *is* the song position, wherever it falls.
@@ -334,11 +352,11 @@ class MidiClockFollower(Clock):
             self.duplicate_ticks -= off
             self._warn_once("duplicate", "duplicate MIDI clock tick(s) dropped")
 
-    def _count_lost(self, lost: int) -> None:
+    def _count_lost(self, lost: int, *, resuming: bool = False) -> None:
         """``lost`` ticks of the song never arrived: the song position moves on by them."""
         if lost <= 0:
             return
-        if self._running:
+        if self._running or resuming:
             self._song_tick += lost
         self.missing_ticks += lost
         self._warn_once("missing", f"MIDI clock tick(s) lost ({lost} counted as missing)")

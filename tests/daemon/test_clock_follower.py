@@ -170,6 +170,28 @@ def test_silent_clock_stops_transport():
     assert [e.kind for e in events] == [Transport.STOP]
 
 
+def test_ticks_back_after_a_silence_go_on_where_the_time_says():
+    clock = MidiClockFollower(timeout_ns=600 * MS)
+    clock.handle(START, 0, T0 - MS)
+    train = ticks(120, 24 * 8)
+    feed(clock, train[:48])
+    events = clock.check(train[47][1] + 700 * MS)  # a stalled server: no ticks for 0.7 s
+    assert [e.kind for e in events] == [Transport.STOP] and not clock.state.running
+    back = feed(clock, train[100:])  # ticks 48..99 never came: 1.1 s of silence, within twice the timeout
+    assert [(e.kind, e.beat) for e in back] == [(Transport.CONTINUE, 100 / PPQN)]
+    assert clock.state.running and clock.song_tick == 24 * 8 and clock.missing_ticks == 52
+    assert phase_error_ms(clock, train[-1][0], (24 * 8 - 1) / PPQN) < 0.5
+    # after a Stop, or a silence longer than twice the timeout, ticks do not start the song again
+    for first, stop in ((60, True), (120, False)):
+        clock = MidiClockFollower(timeout_ns=600 * MS)
+        clock.handle(START, 0, T0 - MS)
+        feed(clock, train[:48])
+        clock.check(train[47][1] + 700 * MS)
+        if stop:
+            clock.handle(STOP, 0, train[47][1] + 800 * MS)
+        assert feed(clock, train[first:]) == [] and not clock.state.running, (first, stop)
+
+
 def test_epoch_changes_on_transport():
     clock = MidiClockFollower()
     e0 = clock.state.epoch
