@@ -336,9 +336,13 @@ class Conductor:
         self.say.at(bar, state.bpm, self._playing_capsule(), self.book, self.scheduler)
 
     def _heard_until(self, now: int) -> int:
-        """Up to when the player's input has been taken in: now when the inbox is empty, else the
-        arrival of the newest MIDI message taken from it (messages come in order of arrival)."""
-        return now if self.inbox.empty() else min(now, self._input_ns)
+        """Up to when the player's input has been taken in: the arrival of the newest MIDI message taken
+        from the inbox (messages come in order of arrival) while more wait there, or while MIDI clock
+        ticks say how far the input has come (a port whose thread ran late holds notes and ticks
+        alike); else now."""
+        if not self.inbox.empty() or self.config.clock == "midi":
+            return min(now, self._input_ns)
+        return now
 
     def _playing_capsule(self) -> Capsule:
         """The emotion the bars are asked in: the knob's, or what the source made of it (follow, ...)."""

@@ -264,6 +264,38 @@ def test_a_note_waiting_in_the_inbox_is_not_taken_for_missing():
     assert rig.conductor.mode.loop == 1 and rig.conductor.mode.stopped == rig.conductor.mode.relearned == 0
 
 
+@pytest.mark.parametrize("silent", [False, True])
+def test_a_note_held_up_with_the_clock_ticks_is_not_taken_for_missing(silent):
+    # a busy machine: the input port's thread runs late and holds the bar's first note and the ticks
+    # around it past the note's margin; with MIDI clock, the ticks say how far the input has come.
+    # A player silent in that bar (the ticks flowing) is still heard to stop.
+    rig = make_rig(mode="harmonise", clock="midi")
+    tick_ns = int(60e9 / 120 / 24)
+    t0 = rig.time() + 10 * MS
+    sends: dict[int, list] = {}
+    for bar in range(4 if silent else 6):
+        for onset, pitch, dur in TWO:
+            sends.setdefault(round((bar * BAR + onset) * 24), []).append((0x90, pitch, 90))
+            sends.setdefault(round((bar * BAR + onset + dur) * 24) - 1, []).append((0x80, pitch, 0))
+    rig.inbox.put((t0 - MS, 0xFA, 0, 0))
+    stall = range(round(4 * BAR * 24) - 2, round((4 * BAR + 0.75) * 24))
+    held: list = []
+    for k in range(round(5 * BAR * 24)):
+        rig.time.step(t0 + k * tick_ns - rig.time())
+        rig.worker.deliver_all()
+        held += [(rig.time(), 0xF8, 0, 0)] + [(rig.time(), *m) for m in sends.get(k, [])]
+        if silent or k not in stall:
+            for item in held:
+                rig.inbox.put(item)
+            held = []
+        rig.pump()
+    mode = rig.conductor.mode
+    if silent:
+        assert mode.loop is None and mode.stopped == 1 and rig.port.sounding() == set()
+    else:
+        assert mode.loop == 1 and mode.stopped == mode.relearned == 0
+
+
 def test_a_transport_change_forgets_the_loop():
     mode, _ = follow([A, A, A])
     assert mode.loop == 1
