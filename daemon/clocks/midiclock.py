@@ -382,7 +382,7 @@ class MidiClockFollower(Clock):
         if gap is None or len(early) - gap < 4:
             return
         n_before, t_before = early[gap - 1]
-        a, _ = self._fit  # type: ignore[misc]
+        a, _ = self._fit
         at = (t_before - self._t0 - a) / b  # the tick before the gap on the line, in ticks
         lost = round(n_before - at)
         if lost < 1 or abs(n_before - at - lost) > 0.25:
