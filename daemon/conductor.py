@@ -119,6 +119,7 @@ class Conductor:
         self.say = Reporter(log, config.status_every_bars, now_ns=now_ns)
         self.book = BarBook(config.late_policy, self.say.rl)
         self.board = StatusBoard(config, self.controls.target(), now_ns())  # the status page reads it
+        self._input_ns = now_ns()  # when the newest MIDI message taken from the inbox arrived
 
     # the book's counts, read as the conductor's (tests, benchmarks, the service's last line)
     bars_generated = _booked("generated", "bars that came back in time and were played")
@@ -209,6 +210,7 @@ class Conductor:
             self._transport(item)
 
     def _midi(self, t_ns: int, status: int, d1: int, d2: int) -> None:
+        self._input_ns = t_ns
         if status >= SYSTEM:
             data = d1 if status == SONG_POSITION else 0
             for event in self.clock.handle(status, data, t_ns):
@@ -308,6 +310,11 @@ class Conductor:
         if not state.running or self._requested_upto is None:
             return
         bar = self.bar_of(state.beat_at(now))
+        # what the player played is judged only as far as it has been taken from the inbox: on a busy
+        # machine a note can wait there behind the clock ticks, and must not be taken for missing
+        cancel = self.mode.check(state.beat_at(self._heard_until(now)), self.seed)
+        if cancel is not None:
+            self._act(cancel)
         # give up on bars whose notes are not back in time (the scheduler sends output_offset_ms early)
         for pbar, pending in sorted(self._pending.items()):
             if now >= self._due(pending, state):
@@ -324,13 +331,18 @@ class Conductor:
                 self.say.once("stall", f"conductor fell {skipped} bar(s) behind")
             self._requested_upto = bar + 1
             self._bar_line(bar)
-        else:
-            cancel = self.mode.check(state.beat_at(now), self.seed)
-            if cancel is not None:
-                self._act(cancel)
-            elif self.mode.revisable and self.source.hears_knob and self.controls.turned():
-                self._knob_turned(now, bar)
+        elif cancel is None and self.mode.revisable and self.source.hears_knob and self.controls.turned():
+            self._knob_turned(now, bar)
         self.say.at(bar, state.bpm, self._playing_capsule(), self.book, self.scheduler)
+
+    def _heard_until(self, now: int) -> int:
+        """Up to when the player's input has been taken in: the arrival of the newest MIDI message taken
+        from the inbox (messages come in order of arrival) while more wait there, or while MIDI clock
+        ticks say how far the input has come (a port whose thread ran late holds notes and ticks
+        alike); else now."""
+        if not self.inbox.empty() or self.config.clock == "midi":
+            return min(now, self._input_ns)
+        return now
 
     def _playing_capsule(self) -> Capsule:
         """The emotion the bars are asked in: the knob's, or what the source made of it (follow, ...)."""

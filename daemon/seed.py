@@ -73,6 +73,13 @@ class SeedBuffer:
         rel = [Note(n.pitch, max(n.onset - origin, 0.0), n.duration, n.velocity, n.channel) for n in notes]
         return quantise(rel, self.grid)
 
+    def onsets(self, lo: float, hi: float) -> list[tuple[float, int]]:
+        """(song beat, pitch) of every note started from beat ``lo`` up to ``hi``, held ones too, as
+        played (not quantised), in order."""
+        found = [(n.onset, n.pitch) for n in self._done if lo <= n.onset < hi]
+        found += [(onset, pitch) for (_channel, pitch), (onset, _v) in self._open.items() if lo <= onset < hi]
+        return sorted(found)
+
     def recent(self, current_bar: int, *, bars: int | None = None) -> tuple[int, list[Note]]:
         """The last ``bars`` (default ``keep_bars``) complete bars before ``current_bar``: (first bar,
         notes); older notes are forgotten."""

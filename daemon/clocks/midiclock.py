@@ -55,6 +55,10 @@ from affetto.errors import ConfigError
 
 log = logging.getLogger("affetto.daemon.clock")  # the name its log lines have always had
 
+MAX_BPM = 1000.0  # a line steeper than this is no tempo (ticks bunched by a stall): the last line is kept
+LATE_TICKS = 1.5  # a gap of this many ticks between the first ticks after Start: ticks went missing
+SETTLE_TICKS = PPQN  # ticks after Start within which the first ticks' count is checked against the line
+
 
 class MidiClockFollower(Clock):
     """Follows MIDI clock, transport and Song Position Pointer from a DAW."""
@@ -87,6 +91,8 @@ class MidiClockFollower(Clock):
         self._ns_per_tick = bpm_to_ns_per_beat(initial_bpm) / PPQN
         self._running = False
         self._armed: Transport | None = None  # START/CONTINUE seen, waiting for the first tick
+        self._resumable = False  # stopped because the ticks went silent (not by a Stop): they may come back
+        self._early: list[tuple[int, int]] | None = None  # (count, time) of the ticks just after Start/Continue
         self._song_tick = 0  # song position of the next tick to arrive
         self._last_tick_ns: int | None = None
         self._epoch = 0
@@ -110,6 +116,8 @@ class MidiClockFollower(Clock):
     def handle(self, status: int, data: int, t_ns: int) -> list[TransportEvent]:
         if status == CLOCK:
             return self._tick(t_ns)
+        if status in (START, CONTINUE, STOP, SONG_POSITION):
+            self._resumable = False  # the DAW says what the transport does
         if status == START:
             if self._running:
                 self._warn_once("start-running", "Start while running: restarting from bar 1")
@@ -158,6 +166,7 @@ class MidiClockFollower(Clock):
                 self._warn_once("timeout", f"no MIDI clock for {silent / 1e9:.2f} s while running: stopping")
                 self._running = False
                 self._armed = None
+                self._resumable = True
                 self._publish(t_ns, new_epoch=True)
                 return [TransportEvent(Transport.STOP, self._song_tick / PPQN, t_ns)]
         return []
@@ -171,6 +180,10 @@ class MidiClockFollower(Clock):
         if self._armed is not None:
             return self._first_tick(t_ns)
         last = self._last_tick_ns
+        if self._resumable:
+            if last is not None and t_ns - last <= 2 * self.timeout_ns:
+                return self._resume(t_ns, last)
+            self._resumable = False  # silent too long: only Start or Continue starts the song again
         if last is not None and t_ns - last > 2 * self.timeout_ns:
             # the clock was off for a long time: a fresh fit
             self._points.clear()
@@ -180,10 +193,23 @@ class MidiClockFollower(Clock):
         self._last_tick_ns = t_ns
         if self._running:
             self._song_tick += 1
+        if self._early is not None:
+            self._early.append((self._n, t_ns))
         self._add_point(self._n, t_ns)  # may correct the count (see _judge_run)
+        self._check_first()
         # stopped, the position stays where it is and the tempo estimate still moves
         self._publish(t_ns, new_epoch=False, on_tick=self._running)
         return []
+
+    def _resume(self, t_ns: int, last: int) -> list[TransportEvent]:
+        """Ticks again within twice the timeout after they went silent while running, with no Stop,
+        Start or Continue between (a stalled server or DAW; a cable pulled and put back): the song
+        goes on where the time says, as after Continue, the ticks of the silence counted as lost."""
+        self._resumable = False
+        self._count_lost(max(0, round((t_ns - last) / self._ns_per_tick) - 1), resuming=True)
+        self._warn_once("resumed", "MIDI clock back after a silence: going on where the time says")
+        self._armed = Transport.CONTINUE
+        return self._first_tick(t_ns)
 
     def _first_tick(self, t_ns: int) -> list[TransportEvent]:
         """The first tick after Start or Continue: it *is* the song position, wherever it falls.
@@ -208,6 +234,7 @@ class MidiClockFollower(Clock):
                 self._move(shift)
         self._n += advance
         self._last_tick_ns = t_ns
+        self._early = [(self._n, t_ns)]
         self._add_point(self._n, t_ns)
         self._anchored = True
         self._running = True
@@ -284,7 +311,9 @@ class MidiClockFollower(Clock):
             mean = sum(residuals) / len(residuals)
             if off == 0 or self._whole_ticks(residuals, threshold) != off or abs(mean - off * b) > 0.2 * b:
                 off = None
-        if off and not self._anchored:
+        if off and (not self._anchored or off > 0):
+            # (while the line rests on the first tick alone, ticks a whole number of ticks *early* say
+            # that tick came late; ticks that many *late* say ticks after it were lost)
             self._recount(off)
             self._points.extend((n + off, t) for n, t, _r in recent)  # what came before them was a stutter
         elif max(residuals) - min(residuals) <= threshold:
@@ -315,14 +344,56 @@ class MidiClockFollower(Clock):
     def _recount(self, off: int) -> None:
         """The newest ticks are ``off`` ticks further on than counted: a lost (or a repeated) 0xF8."""
         self._n += off
-        if self._running:
-            self._song_tick += off
         if off > 0:
-            self.missing_ticks += off
-            self._warn_once("missing", f"MIDI clock tick(s) lost ({off} counted as missing)")
+            self._count_lost(off)
         else:
+            if self._running:
+                self._song_tick += off
             self.duplicate_ticks -= off
             self._warn_once("duplicate", "duplicate MIDI clock tick(s) dropped")
+
+    def _count_lost(self, lost: int, *, resuming: bool = False) -> None:
+        """``lost`` ticks of the song never arrived: the song position moves on by them."""
+        if lost <= 0:
+            return
+        if self._running or resuming:
+            self._song_tick += lost
+        self.missing_ticks += lost
+        self._warn_once("missing", f"MIDI clock tick(s) lost ({lost} counted as missing)")
+
+    def _check_first(self) -> None:
+        """Ticks lost just after Start/Continue, before a tempo was known to tell.
+
+        The line then rests on the first two or three ticks, takes a gap in them for a slower tempo (or
+        is moved by the ticks after the gap), and the count after the gap is short. Once four ticks after
+        the gap give the line, a gap of :data:`LATE_TICKS` or more of its ticks says ticks went missing
+        there, and the line says how many: the tick before the gap sits a whole number of ticks earlier
+        on it than its count. The ticks after the gap are counted on by them.
+        """
+        early = self._early
+        if early is None or self._fit is None:
+            return
+        if self._n - early[0][0] > SETTLE_TICKS:
+            self._early = None  # settled
+            return
+        b = self._ns_per_tick
+        gap = next((i for i in range(1, len(early)) if early[i][1] - early[i - 1][1] >= LATE_TICKS * b
+                    and early[i][0] - early[i - 1][0] == 1), None)
+        if gap is None or len(early) - gap < 4:
+            return
+        n_before, t_before = early[gap - 1]
+        a, _ = self._fit
+        at = (t_before - self._t0 - a) / b  # the tick before the gap on the line, in ticks
+        lost = round(n_before - at)
+        if lost < 1 or abs(n_before - at - lost) > 0.25:
+            return
+        self._n += lost
+        self._count_lost(lost)
+        self._points.clear()  # the line rests on these ticks, as they came, counted anew
+        self._points.extend((n + lost, t) if n > n_before else (n, t) for n, t in early)
+        self._run, self._run_sign = [], 0
+        self._early = None
+        self._refit()
 
     def _move(self, shift: float) -> None:
         """Move the line by ``shift`` ns, tempo kept."""
@@ -344,8 +415,8 @@ class MidiClockFollower(Clock):
             return
         sxy = sum((p[0] - mean_n) * (p[1] - t0 - mean_t) for p in pts)
         b = sxy / sxx
-        if b <= 0:
-            return  # no line through these (ticks bunched at one instant): keep the last one
+        if b < NS_PER_MINUTE / (MAX_BPM * PPQN):
+            return  # no tempo (ticks bunched by a stall, or at one instant): keep the last line
         a = mean_t - b * mean_n
         self._t0 = t0
         self._fit = (a, b)

@@ -92,7 +92,9 @@ class Mode(ABC):
         return None
 
     def check(self, beat: float, seed: SeedBuffer) -> Cancel | None:
-        """Called as time passes (song beat ``beat``), between bar lines: anything to give up now?"""
+        """Called as time passes, on every pass of the conductor's loop while the transport runs and
+        before its bar-line logic, with the song beat up to which the player's input has been taken in
+        (less than now when messages still wait in the inbox): anything to give up now?"""
         return None
 
     def reset(self) -> None:

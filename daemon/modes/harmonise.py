@@ -16,53 +16,28 @@ import logging
 from collections.abc import Callable
 
 from affetto.daemon.modes.base import Ask, Cancel, Mode
+from affetto.daemon.modes.loopmatch import MARGIN_STEPS, Onset, Verdict, cycle, judge
 from affetto.daemon.seed import SeedBuffer
 from affetto.ensemble.accompany import LOOP_BARS
 from affetto.music.notes import Note
 
 log = logging.getLogger(__name__)
 
-MATCH_SHARE = 0.7  # a bar repeats another when this share of their notes pair up
-MATCH_STEPS = 1  # ... a note pairs with one of the same pitch at most this many grid steps away
-HISTORY_BARS = 2 * max(LOOP_BARS)  # bars of signatures kept for loop detection
-STOP_STEPS = 1.5  # harmonise: the bar's first loop note this many grid steps overdue: stopped or changed
+HISTORY_BARS = 2 * max(LOOP_BARS)  # bars kept for loop detection
 
 
-Signature = frozenset[tuple[int, int]]  # (grid step, pitch) of a bar's onsets
-
-
-def bar_signature(seed: SeedBuffer, bar: int) -> Signature:
-    """What a bar played: its onsets as (grid step from the bar line, pitch)."""
-    steps = seed.grid.steps_per_beat
-    return frozenset((round(n.onset * steps), n.pitch) for n in seed.phrase(bar, bar + 1))
-
-
-def bars_match(a: Signature, b: Signature) -> bool:
-    """Whether two bars are the same music: both empty, or most notes pair up (timing may wander a step)."""
-    if not a or not b:
-        return not a and not b
-    rest = sorted(b)
-    paired = 0
-    for step, pitch in sorted(a):
-        for i, (s2, p2) in enumerate(rest):
-            if p2 == pitch and abs(s2 - step) <= MATCH_STEPS:
-                del rest[i]
-                paired += 1
-                break
-    return paired >= MATCH_SHARE * max(len(a), len(b))
-
-
-def loop_at(bars: dict[int, Signature], start: int, last: int, match: Callable[[int, int], bool]) -> int | None:
+def loop_at(start: int, last: int, match: Callable[[int, int], bool]) -> int | None:
     """The shortest loop length in :data:`LOOP_BARS` that bars ``start .. last`` repeat, or None.
 
     A length ``L`` fits when every bar from ``start + L`` to ``last`` repeats
-    the bar ``L`` before it (``match(b, b - L)``), at least one bar has
-    (``last >= start + L``), and the loop's bars have notes.
+    its bar of the first pass (``match(b, start + (b - start) % L)``: each pass is
+    heard against the first, not against the pass before it, so small drifts
+    cannot add up), and at least one bar has (``last >= start + L``).
     """
     for length in LOOP_BARS:
         if last < start + length:
             return None  # longer loops have even less evidence
-        if all(match(b, b - length) for b in range(start + length, last + 1)):
+        if all(match(b, start + (b - start) % length) for b in range(start + length, last + 1)):
             return length
     return None
 
@@ -70,8 +45,7 @@ def loop_at(bars: dict[int, Signature], start: int, last: int, match: Callable[[
 class HarmoniseMode(Mode):
     """Loop-follow: learn the player's loop, then ask for the voices under each bar of its repeats.
 
-    Learning: at each bar line the bar that just ended is recorded
-    (:func:`bar_signature`). The loop is the earliest start bar with notes,
+    Learning: at each bar line the loop is the earliest start bar with notes,
     within the last :data:`HISTORY_BARS` bars, from which the bars repeat with
     the shortest length (:func:`loop_at`); one repeated bar is evidence
     enough, so the voices join in the second bar of the second pass, at its
@@ -80,13 +54,20 @@ class HarmoniseMode(Mode):
     loop whose second bar repeats its first looks like a 1-bar loop at
     first) is found out at the next bar that does not repeat, and corrected.
 
-    Following: while each ended bar repeats its bar of the loop, the voices
-    under the next bar are asked for. When one does not (the phrase changed,
-    or the player stopped), what was asked is cancelled from the bar line on
-    and the bars since the change are learned afresh. Inside a bar the change
-    is heard sooner: when the loop's first note of the bar is
-    :data:`STOP_STEPS` grid steps overdue and the player has not played it
-    (nothing, or other notes), the voices stop there (:meth:`check`).
+    Hearing: a bar repeats its bar of the first pass as a musician would hear
+    it (:mod:`affetto.daemon.modes.loopmatch`): each note within
+    :data:`~affetto.daemon.modes.loopmatch.MARGIN_STEPS` grid steps of where the
+    first pass had it, across bar lines too; a bar of three notes or more may
+    miss one of them (a note lost on a busy machine, or fluffed), but not two
+    in a row. Every pass is heard against the first pass, not against the
+    one before it.
+
+    Following: while the bars repeat, the voices under the next bar are asked
+    for at each bar line. :meth:`check`, called as the player's input is taken
+    in, settles each note of the loop once its time and the margin have passed:
+    when the player stopped or changed the phrase (more notes missing than the
+    bar can spare, two in a row, or stray notes), the voices stop there, what was
+    asked is cancelled from the sounding bar on, and the loop is learned afresh.
     """
 
     name = "harmonise"
@@ -101,53 +82,93 @@ class HarmoniseMode(Mode):
     def __init__(self) -> None:
         self.start: int | None = None  # the loop's first bar once known
         self.loop: int | None = None  # its length in bars
-        self.phrase: tuple[Note, ...] = ()  # its first pass, onsets from ``start``'s line
-        self.signatures: dict[int, Signature] = {}
-        self._matches: dict[tuple[int, int], bool] = {}
+        self.phrase: tuple[Note, ...] = ()  # its first pass, quantised, onsets from ``start``'s line
+        self.first_pass: tuple[Onset, ...] = ()  # its first pass as played: (beats from ``start``'s line, pitch)
+        self._matches: dict[tuple[int, int], bool] = {}  # settled comparisons of learning
+        self._heard: float | None = None  # the song beat up to which the player's input is taken in
         self.relearned = 0  # times the phrase changed under a known loop
-        self.stopped = 0  # times the player stopped inside a bar while voices played
-        self._expect: tuple[int, float, int] | None = None  # (bar, onset in it, pitch) of its first loop note
+        self.stopped = 0  # times the player stopped while voices played
 
-    def match(self, a: int, b: int) -> bool:
-        """Whether bar ``a`` repeats bar ``b`` (False when either was not heard: a stall, or before Start)."""
-        key = (a, b)
-        if key not in self._matches:
-            if a not in self.signatures or b not in self.signatures:
-                return False
-            self._matches[key] = bars_match(self.signatures[a], self.signatures[b])
-        return self._matches[key]
+    # -- hearing -------------------------------------------------------------------------
+    @staticmethod
+    def _margin(seed: SeedBuffer) -> float:
+        return MARGIN_STEPS / seed.grid.steps_per_beat
 
+    @staticmethod
+    def _early(seed: SeedBuffer) -> float:
+        return 0.5 / seed.grid.steps_per_beat  # a note this early belongs to the next bar (as the seed has it)
+
+    def repeats(self, seed: SeedBuffer, bar: int, of: int, upto: float) -> bool:
+        """Whether bar ``bar`` repeats bar ``of`` as far as heard up to song beat ``upto`` (False when
+        nothing of ``of`` was heard in ``bar`` yet, or ``bar`` has notes ``of`` lacks)."""
+        key = (bar, of)
+        if key in self._matches:
+            return self._matches[key]
+        length = seed.meter.beats_per_bar
+        margin = self._margin(seed)
+        shift = (bar - of) * length
+        expected = [(t + shift, p) for t, p in seed.onsets(of * length - margin, (of + 1) * length + margin)]
+        heard = seed.onsets(bar * length - 2 * margin, (bar + 1) * length + 2 * margin)
+        verdict = judge(expected, heard, bar, bar + 1, length, margin, upto, early=self._early(seed))
+        own = [e for e in expected if bar * length <= e[0] < (bar + 1) * length]
+        same = verdict.holds and (verdict.paired > 0 or not own)
+        if upto >= (bar + 1) * length + 2 * margin:
+            self._matches[key] = same  # everything of it is settled
+        return same
+
+    def _verdict(self, seed: SeedBuffer, upto: float) -> Verdict:
+        """The bars since the loop was learned, up to the one sounding at ``upto``, heard against its
+        first pass (the last two; the earlier ones were settled when they were)."""
+        assert self.start is not None and self.loop is not None
+        length = seed.meter.beats_per_bar
+        margin = self._margin(seed)
+        now = int(upto // length)
+        first = max(self.start + self.loop, now - 1)
+        end = max(first + 1, now + 1)
+        lo, hi = first * length - 2 * margin, end * length + 2 * margin
+        expected = cycle(self.first_pass, self.start * length, self.loop * length, lo, hi)
+        return judge(expected, seed.onsets(lo, hi), first, end, length, margin, upto, early=self._early(seed))
+
+    def _upto(self, bar: int, seed: SeedBuffer) -> float:
+        """At bar line ``bar``: heard up to the line, or less when the input is behind (see :meth:`check`)."""
+        line = bar * seed.meter.beats_per_bar
+        return line if self._heard is None else min(line, self._heard)
+
+    # -- the conductor's calls ---------------------------------------------------------------
     def at_bar_line(self, bar: int, seed: SeedBuffer) -> Ask | Cancel | None:
         if bar < 1:
             return None
         done = bar - 1  # the bar that just ended
-        self.signatures[done] = bar_signature(seed, done)
         self._forget(done - HISTORY_BARS)
         seed.forget_before(done - HISTORY_BARS)
-        self._expect = None
+        upto = self._upto(bar, seed)
         if self.loop is not None and self.start is not None:
-            if self.match(done, done - self.loop):
-                self._expect_in(bar, seed)
+            verdict = self._verdict(seed, upto)
+            if verdict.holds:
                 return self._ask(bar + 1)
             self.relearned += 1
-            log.info("%s: bar %d did not repeat the loop: %s stop, learning again", self.name, done + 1,
-                     self.plays)
-            self.start, self.loop, self.phrase = None, None, ()
-            return Cancel(bar, self._learn(bar, seed))
-        return self._learn(bar, seed)
+            log.info("%s: bar %d did not repeat the loop: %s stop, learning again (%s)", self.name,
+                     verdict.broken_bar + 1 if verdict.broken_bar is not None else bar, self.plays,
+                     self._said(verdict, seed))
+            self._drop()
+            return Cancel(bar, self._learn(bar, seed, upto))
+        return self._learn(bar, seed, upto)
 
-    def _learn(self, bar: int, seed: SeedBuffer) -> Ask | None:
+    def _learn(self, bar: int, seed: SeedBuffer, upto: float) -> Ask | None:
         done = bar - 1
         for start in range(done - HISTORY_BARS, done):
-            if not self.signatures.get(start):
+            if start < 0 or not seed.bar_has_notes(start):
                 continue  # a loop starts on a bar with notes
-            length = loop_at(self.signatures, start, done, self.match)
+            length = loop_at(start, done, lambda a, b: self.repeats(seed, a, b, upto))
             if length is not None:
                 self.start, self.loop = start, length
                 self.phrase = tuple(seed.phrase(start, start + length))
+                origin = start * seed.meter.beats_per_bar
+                half = self._early(seed)
+                self.first_pass = tuple((t - origin, p) for t, p in
+                                        seed.onsets(origin - half, origin + length * seed.meter.beats_per_bar - half))
                 log.info("%s: a loop of %d bar(s) from bar %d; %s join in bar %d",
                          self.name, length, start + 1, self.plays, bar + 1)
-                self._expect_in(bar, seed)
                 return self._ask(bar + 1, join_current=True)
         return None
 
@@ -155,47 +176,45 @@ class HarmoniseMode(Mode):
         assert self.start is not None and self.loop is not None
         return Ask(bar, self.phrase, self.task, self.loop, bar - self.start, join_current)
 
-    def _expect_in(self, bar: int, seed: SeedBuffer) -> None:
-        """Bar ``bar`` plays voices: note when and what the loop's first note in it is."""
-        assert self.start is not None and self.loop is not None
-        length = seed.meter.beats_per_bar
-        first = (bar - self.start) % self.loop * length
-        due = sorted((n.onset - first, n.pitch) for n in self.phrase if first <= n.onset < first + length)
-        if due:
-            onset, pitch = due[0]
-            self._expect = (bar, onset, pitch)
-
     def check(self, beat: float, seed: SeedBuffer) -> Cancel | None:
-        """Inside a voiced bar, once the loop's first note of it is :data:`STOP_STEPS` grid steps
-        overdue: if the player played nothing in the bar, or not that note, give the voices up now."""
-        if self._expect is None:
+        """The player's input is taken in up to song beat ``beat``: if the loop's notes settled by now
+        say the player stopped or changed the phrase, give the voices up from the sounding bar on."""
+        self._heard = beat
+        if self.loop is None or self.start is None:
             return None
-        bar, onset, pitch = self._expect
-        steps = seed.grid.steps_per_beat
-        length = seed.meter.beats_per_bar
-        if beat < bar * length + onset + STOP_STEPS / steps:
+        verdict = self._verdict(seed, beat)
+        if verdict.holds:
             return None
-        self._expect = None
-        played = seed.phrase(bar, bar + 1)
-        if any(n.pitch == pitch and abs(n.onset - onset) * steps <= MATCH_STEPS + 1e-9 for n in played):
-            return None
-        if played:
-            self.relearned += 1  # the phrase changed
+        bar = int(beat // seed.meter.beats_per_bar)
+        lost = verdict.first_missing
+        since = [h for h in verdict.heard if lost is None or h[0] >= lost[0] - self._margin(seed)]
+        if since:
+            self.relearned += 1  # the phrase changed: other notes came instead
         else:
-            self.stopped += 1
-        log.info("%s: the loop %s in bar %d: %s stop, learning again (expected pitch %d at beat %.2f; heard %s)",
-                 self.name, "changed" if played else "stopped", bar + 1, self.plays, pitch, onset,
-                 ", ".join(f"{n.pitch}@{n.onset:.2f}" for n in played[:6]) or "nothing")
-        self.start, self.loop, self.phrase = None, None, ()
+            self.stopped += 1  # nothing since the loop's notes went missing
+        log.info("%s: the loop %s in bar %d: %s stop, learning again (%s)", self.name,
+                 "changed" if since else "stopped", bar + 1, self.plays, self._said(verdict, seed))
+        self._drop()
         return Cancel(bar)
 
+    def _said(self, verdict: Verdict, seed: SeedBuffer) -> str:
+        """What was expected and what was heard, for the log line that gives the loop up."""
+        length = seed.meter.beats_per_bar
+        bar = verdict.broken_bar or 0
+        heard = ", ".join(f"{p}@{t - bar * length:.2f}" for t, p in verdict.heard[:8]) or "nothing"
+        if verdict.first_missing is not None:
+            t, p = verdict.first_missing
+            return f"expected pitch {p} at beat {t - bar * length:.2f} of bar {bar + 1}; heard {heard}"
+        stray = ", ".join(f"{p}@{t - bar * length:.2f}" for t, p in verdict.stray[:4])
+        return f"notes the loop does not have in bar {bar + 1}: {stray}; heard {heard}"
+
+    def _drop(self) -> None:
+        self.start, self.loop, self.phrase, self.first_pass = None, None, (), ()
+
     def _forget(self, before: int) -> None:
-        for old in [b for b in self.signatures if b < before]:
-            del self.signatures[old]
         self._matches = {k: v for k, v in self._matches.items() if min(k) >= before}
 
     def reset(self) -> None:
-        self.start, self.loop, self.phrase = None, None, ()
-        self._expect = None
-        self.signatures.clear()
+        self._drop()
+        self._heard = None
         self._matches.clear()

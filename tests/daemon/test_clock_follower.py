@@ -170,6 +170,28 @@ def test_silent_clock_stops_transport():
     assert [e.kind for e in events] == [Transport.STOP]
 
 
+def test_ticks_back_after_a_silence_go_on_where_the_time_says():
+    clock = MidiClockFollower(timeout_ns=600 * MS)
+    clock.handle(START, 0, T0 - MS)
+    train = ticks(120, 24 * 8)
+    feed(clock, train[:48])
+    events = clock.check(train[47][1] + 700 * MS)  # a stalled server: no ticks for 0.7 s
+    assert [e.kind for e in events] == [Transport.STOP] and not clock.state.running
+    back = feed(clock, train[100:])  # ticks 48..99 never came: 1.1 s of silence, within twice the timeout
+    assert [(e.kind, e.beat) for e in back] == [(Transport.CONTINUE, 100 / PPQN)]
+    assert clock.state.running and clock.song_tick == 24 * 8 and clock.missing_ticks == 52
+    assert phase_error_ms(clock, train[-1][0], (24 * 8 - 1) / PPQN) < 0.5
+    # after a Stop, or a silence longer than twice the timeout, ticks do not start the song again
+    for first, stop in ((60, True), (120, False)):
+        clock = MidiClockFollower(timeout_ns=600 * MS)
+        clock.handle(START, 0, T0 - MS)
+        feed(clock, train[:48])
+        clock.check(train[47][1] + 700 * MS)
+        if stop:
+            clock.handle(STOP, 0, train[47][1] + 800 * MS)
+        assert feed(clock, train[first:]) == [] and not clock.state.running, (first, stop)
+
+
 def test_epoch_changes_on_transport():
     clock = MidiClockFollower()
     e0 = clock.state.epoch
@@ -303,3 +325,45 @@ def test_lost_ticks_close_together_and_a_stutter_keep_the_song_position():
     assert clock.song_tick == PPQN * 8
     assert clock.missing_ticks == 2 and clock.duplicate_ticks == 0
     assert clock.state.time_at((PPQN * 8 - 1) / PPQN + 1) == pytest.approx(train[-1][0] + PPQN * step, abs=MS)
+
+
+# -- ticks lost or bunched right after Start ----------------------------------------------------
+
+
+def start_then(clock: MidiClockFollower, train, *, before: int = 0, bpm: float = 240) -> None:
+    """``before`` ticks at ``bpm`` while stopped (the tempo known), Start a hair before ``train``'s first
+    tick, then ``train``."""
+    step = 60e9 / bpm / PPQN
+    feed(clock, [(0, int(train[0][1] - (before - k) * step - 3 * MS)) for k in range(before)])
+    clock.handle(START, 0, train[0][1] - MS // 10)
+    feed(clock, train)
+
+
+@pytest.mark.parametrize("before", [0, 48])  # no tempo known at Start, or two beats of ticks before it
+@pytest.mark.parametrize("lost", [(1,), (1, 2), (2,)])
+def test_ticks_lost_right_after_start_are_counted(before, lost):
+    clock = MidiClockFollower()
+    train = ticks(240, 24 * 4)
+    kept = [t for k, t in enumerate(train) if k not in lost]
+    start_then(clock, kept, before=before)
+    assert clock.missing_ticks == len(lost)
+    assert clock.song_tick == 24 * 4  # the next tick is the 97th, as if none was lost
+    true_last, _ = train[-1]
+    assert phase_error_ms(clock, true_last, (24 * 4 - 1) / PPQN) < 0.5
+    assert clock.state.bpm == pytest.approx(240, rel=0.01)
+
+
+def test_ticks_bunched_right_after_start_are_no_tempo():
+    clock = MidiClockFollower()
+    train = ticks(240, 24 * 4)
+    late = [(true, arrival) for true, arrival in train]
+    late[0] = (late[0][0], late[1][1] - 100_000)  # the first tick held up by a stall, sent with the second
+    clock.handle(START, 0, train[0][1] - MS)
+    fastest = 0.0
+    for _true, arrival in late:
+        clock.handle(CLOCK_TICK, 0, arrival)
+        fastest = max(fastest, clock.state.bpm)
+    assert fastest <= 1000  # a line through two ticks 0.1 ms apart (36000 BPM) is never taken
+    assert clock.song_tick == 24 * 4
+    assert clock.state.bpm == pytest.approx(240, rel=0.01)
+    assert phase_error_ms(clock, train[-1][0], (24 * 4 - 1) / PPQN) < 0.5

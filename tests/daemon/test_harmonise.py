@@ -13,7 +13,7 @@ from affetto.daemon.fakes import FakeGenerator, FakeVoices
 from affetto.daemon.generator import BarRequest, HarmoniseGenerator, PhraseGenerator, run_request
 from affetto.daemon.generators import default_factory
 from affetto.daemon.modes import Ask, Cancel
-from affetto.daemon.modes.harmonise import HarmoniseMode, bar_signature, bars_match, loop_at
+from affetto.daemon.modes.harmonise import HarmoniseMode, loop_at
 from affetto.daemon.seed import SeedBuffer
 from affetto.daemon.workers import make_worker
 from affetto.ensemble.accompany import Band, LoopHarmoniser
@@ -59,14 +59,14 @@ def follow(bars: list, mode: HarmoniseMode | None = None) -> tuple[HarmoniseMode
 # -- recognising bars and loops ---------------------------------------------------------------
 
 
-def test_bars_match_allows_a_step_of_timing_but_not_other_notes():
-    sig = bar_signature(seed_of([A]), 0)
-    late = bar_signature(seed_of([[(o + 0.25, p, d) for o, p, d in A]]), 0)  # one sixteenth late
-    later = bar_signature(seed_of([[(o + 0.5, p, d) for o, p, d in A]]), 0)  # two sixteenths late
-    other = bar_signature(seed_of([B]), 0)
-    assert bars_match(sig, sig) and bars_match(sig, late)
-    assert not bars_match(sig, later) and not bars_match(sig, other)
-    assert bars_match(frozenset(), frozenset()) and not bars_match(sig, frozenset())
+def test_a_bar_repeats_within_a_step_and_a_half_of_timing_but_not_other_notes():
+    def repeats(first, second):
+        return HarmoniseMode().repeats(seed_of([first, second]), 1, 0, 3 * BAR)
+
+    shifted = lambda bar, by: [(o + by, p, d) for o, p, d in bar]  # noqa: E731
+    assert repeats(A, A) and repeats(A, shifted(A, 0.25)) and repeats(A, shifted(A, 0.375))  # a step, 1.5 steps
+    assert not repeats(A, shifted(A, 0.5)) and not repeats(A, B)  # two steps late; other music
+    assert repeats(REST, REST) and not repeats(A, REST) and not repeats(REST, A)
 
 
 @pytest.mark.parametrize(
@@ -81,8 +81,8 @@ def test_bars_match_allows_a_step_of_timing_but_not_other_notes():
 )
 def test_loop_at_finds_the_shortest_length_the_bars_repeat(bars, expected):
     seed = seed_of(bars)
-    sigs = {b: bar_signature(seed, b) for b in range(len(bars))}
-    assert loop_at(sigs, 0, len(bars) - 1, lambda a, b: bars_match(sigs[a], sigs[b])) == expected
+    mode = HarmoniseMode()
+    assert loop_at(0, len(bars) - 1, lambda a, b: mode.repeats(seed, a, b, (len(bars) + 1) * BAR)) == expected
 
 
 @pytest.mark.parametrize("loop", [[A], [A, B], [A, B, C, D], [A, B, C, D, E, F, G, H]])
@@ -134,9 +134,12 @@ def test_when_the_player_stops_the_voices_stop_inside_the_bar():
     seed = seed_of([A, B, A, B])
     assert mode.at_bar_line(4, seed) == Ask(5, mode.phrase, "harmonise", 2, 5)
     assert mode.check(4 * BAR + 0.3, seed) is None  # the loop's first note is not overdue yet
-    stop = mode.check(4 * BAR + 0.4, seed)  # 1.5 sixteenths after it was due, and nothing came
+    # 1.5 sixteenths after it was due, and nothing came: a bar of three notes may miss one
+    assert mode.check(4 * BAR + 0.4, seed) is None and mode.loop == 2
+    assert mode.check(4 * BAR + 1.3, seed) is None  # the second is not overdue yet
+    stop = mode.check(4 * BAR + 1.4, seed)  # two notes in a row missing: the player stopped
     assert stop == Cancel(4) and mode.loop is None and mode.stopped == 1
-    assert mode.check(4 * BAR + 1.0, seed) is None  # said once
+    assert mode.check(4 * BAR + 2.0, seed) is None  # said once
 
 
 def test_a_player_who_goes_on_is_not_taken_for_stopped():
@@ -154,6 +157,143 @@ def test_a_changed_phrase_is_heard_inside_the_bar():
     assert mode.at_bar_line(4, seed).bar == 5
     assert mode.check(4 * BAR + 0.4, seed) == Cancel(4)  # D's first note is not A's
     assert mode.relearned == 1 and mode.stopped == 0 and mode.loop is None
+
+
+# tolerances: how a musician hears a loop being repeated
+LATE_END = [(0.0, 72, 1.0), (1.0, 74, 1.0), (2.0, 76, 1.0), (3.75, 77, 0.25)]  # the last note on the last 16th
+FOUR = [(0.0, 60, 1.0), (1.0, 64, 1.0), (2.0, 67, 1.0), (3.0, 72, 1.0)]
+TWO = [(0.0, 65, 2.0), (2.0, 69, 2.0)]
+
+
+def heard_through(mode: HarmoniseMode, bars: list, first_line: int, step: float = 0.125):
+    """Feed ``mode`` the bar lines and checks from ``first_line`` to the end of ``bars``; the first
+    Cancel and the beat it came at, or (None, None)."""
+    seed = seed_of(bars)
+    for line in range(first_line, len(bars) + 1):
+        action = mode.at_bar_line(line, seed)
+        if isinstance(action, Cancel):
+            return action, line * BAR
+        if line == len(bars):
+            break  # nothing played after the last bar
+        for k in range(int(BAR / step)):
+            beat = line * BAR + k * step
+            cancel = mode.check(beat, seed)
+            if cancel is not None:
+                return cancel, beat
+    return None, None
+
+
+def test_a_note_a_step_late_across_the_bar_line_still_matches():
+    late = [*LATE_END[:3], (4.0, 77, 0.25)]  # the last note a sixteenth late: on the next bar's line
+    mode, _ = follow([LATE_END, LATE_END])
+    assert mode.loop == 1
+    cancel, _ = heard_through(mode, [LATE_END, LATE_END, late, LATE_END, late, LATE_END], 2)
+    assert cancel is None and mode.loop == 1 and mode.relearned == mode.stopped == 0
+
+
+def test_a_note_a_step_and_a_half_early_still_matches_and_three_steps_off_gives_the_loop_up():
+    early = [(0.0, 60, 1.0), (1.0, 64, 1.0), (1.625, 67, 1.0), (3.0, 72, 1.0)]  # 1.5 steps early
+    mode, _ = follow([FOUR, FOUR])
+    assert heard_through(mode, [FOUR, FOUR, early, FOUR], 2) == (None, None) and mode.loop == 1
+    off = [(0.0, 60, 1.0), (1.75, 64, 1.0), (2.0, 67, 1.0), (3.0, 72, 1.0)]  # the second note 3 steps late
+    mode, _ = follow([FOUR, FOUR])
+    cancel, beat = heard_through(mode, [FOUR, FOUR, off, FOUR], 2)
+    # missing where the loop had it, and stray where it came: given up once both are settled
+    assert cancel == Cancel(2) and beat == pytest.approx(2 * BAR + 1.75 + 0.375)
+    assert mode.loop is None and mode.relearned == 1
+
+
+def test_one_missing_note_of_four_keeps_the_loop():
+    for gap in range(4):
+        missing = FOUR[:gap] + FOUR[gap + 1:]
+        mode, _ = follow([FOUR, FOUR])
+        assert heard_through(mode, [FOUR, FOUR, missing, FOUR, missing, FOUR], 2) == (None, None), gap
+        assert mode.loop == 1 and mode.relearned == mode.stopped == 0
+    mode, _ = follow([FOUR, FOUR])  # two of four missing gives it up
+    cancel, _ = heard_through(mode, [FOUR, FOUR, FOUR[:1] + FOUR[2:3]], 2)
+    assert cancel == Cancel(2) and mode.loop is None
+
+
+def test_a_missing_note_of_two_gives_the_loop_up():
+    mode, _ = follow([TWO, TWO])
+    cancel, beat = heard_through(mode, [TWO, TWO, TWO[1:]], 2)
+    assert cancel == Cancel(2) and beat == pytest.approx(2 * BAR + 0.375)  # 1.5 steps after it was due
+    assert mode.loop is None and mode.stopped == 1
+
+
+def test_a_loop_is_learned_with_a_note_a_step_late_across_the_bar_line():
+    late = [*LATE_END[:3], (4.0, 77, 0.25)]
+    mode, actions = follow([LATE_END, late, LATE_END[:3]])  # the second pass's last note lands in bar 3
+    assert mode.loop == 1 and mode.start == 0 and isinstance(actions[2], Ask)
+
+
+def test_each_pass_is_heard_against_the_first_not_the_one_before():
+    # every pass a sixteenth later than the one before: each bar is a step from the bar before it,
+    # but the third pass is two steps from the first
+    drift = [[(o + 0.25 * k, p, d) for o, p, d in A] for k in range(4)]
+    mode, _ = follow(drift[:2])
+    assert mode.loop == 1
+    cancel, _ = heard_through(mode, drift, 2)
+    assert cancel == Cancel(2) and mode.loop is None
+
+
+def test_a_stray_note_is_spared_in_a_busy_bar_but_not_two():
+    one = [*FOUR, (1.5, 62, 0.25)]
+    two = [*FOUR, (1.5, 62, 0.25), (2.5, 65, 0.25)]  # (a stray note and a missing one would be two faults too)
+    mode, _ = follow([FOUR, FOUR])
+    assert heard_through(mode, [FOUR, FOUR, one, FOUR], 2) == (None, None)
+    cancel, _ = heard_through(mode, [FOUR, FOUR, FOUR, two], 3)
+    assert cancel == Cancel(3) and mode.relearned == 1
+
+
+def test_a_note_waiting_in_the_inbox_is_not_taken_for_missing():
+    rig = make_rig(mode="harmonise")
+    rig.start()
+    rig.advance(rig.ns_per_bar // 2)
+    play_loop(rig, [TWO], passes=3, first_bar=1)  # bars 1..3: the loop is followed
+    assert rig.conductor.mode.loop == 1
+    line = rig.conductor.clock.state.time_at(4 * BAR)
+    rig.advance(line - rig.time() - MS)
+    # the bar's first note arrives on time, behind a CC, and the conductor takes them from the inbox late
+    rig.inbox.put((line - 2 * MS, 0xB0, 1, 64))
+    rig.inbox.put((line, 0x90, 65, 90))
+    rig.time.step(int(rig.ns_per_bar / BAR * 0.75))  # three sixteenths after the note was due
+    rig.conductor.turn(rig.inbox.get_nowait())  # the CC: the note is still waiting
+    assert rig.conductor.mode.loop == 1 and rig.conductor.mode.stopped == 0
+    rig.conductor.turn(rig.inbox.get_nowait())
+    assert rig.conductor.mode.loop == 1 and rig.conductor.mode.stopped == rig.conductor.mode.relearned == 0
+
+
+@pytest.mark.parametrize("silent", [False, True])
+def test_a_note_held_up_with_the_clock_ticks_is_not_taken_for_missing(silent):
+    # a busy machine: the input port's thread runs late and holds the bar's first note and the ticks
+    # around it past the note's margin; with MIDI clock, the ticks say how far the input has come.
+    # A player silent in that bar (the ticks flowing) is still heard to stop.
+    rig = make_rig(mode="harmonise", clock="midi")
+    tick_ns = int(60e9 / 120 / 24)
+    t0 = rig.time() + 10 * MS
+    sends: dict[int, list] = {}
+    for bar in range(4 if silent else 6):
+        for onset, pitch, dur in TWO:
+            sends.setdefault(round((bar * BAR + onset) * 24), []).append((0x90, pitch, 90))
+            sends.setdefault(round((bar * BAR + onset + dur) * 24) - 1, []).append((0x80, pitch, 0))
+    rig.inbox.put((t0 - MS, 0xFA, 0, 0))
+    stall = range(round(4 * BAR * 24) - 2, round((4 * BAR + 0.75) * 24))
+    held: list = []
+    for k in range(round(5 * BAR * 24)):
+        rig.time.step(t0 + k * tick_ns - rig.time())
+        rig.worker.deliver_all()
+        held += [(rig.time(), 0xF8, 0, 0)] + [(rig.time(), *m) for m in sends.get(k, [])]
+        if silent or k not in stall:
+            for item in held:
+                rig.inbox.put(item)
+            held = []
+        rig.pump()
+    mode = rig.conductor.mode
+    if silent:
+        assert mode.loop is None and mode.stopped == 1 and rig.port.sounding() == set()
+    else:
+        assert mode.loop == 1 and mode.stopped == mode.relearned == 0
 
 
 def test_a_transport_change_forgets_the_loop():
@@ -335,8 +475,9 @@ def test_voices_play_under_the_repeats_on_the_harmony_channels_and_the_player_is
         alto = sorted(s.beat - bar * BAR for s in ons if int(s.beat // BAR) == bar and s.channel == 1)
         assert alto == (loop_onsets[1][1:] if bar == 4 else loop_onsets[(bar - 1) % 2])
     assert rig.conductor.bars_missed == 0 and rig.conductor.bars_generated == 7  # bars 4..9, and 10 asked at line 9
-    # bar 9: its first voices went out at the line, and were cut when the player's note did not come
-    assert sorted({s.beat - 9 * BAR for s in ons if int(s.beat // BAR) == 9}) == [0.0]
+    # bar 9: its voices went out at the line and on its second beat, and were cut when the player's
+    # second note did not come either (a bar of three notes may miss one)
+    assert sorted({s.beat - 9 * BAR for s in ons if int(s.beat // BAR) == 9}) == [0.0, 1.0]
     assert rig.port.sounding() == set() and rig.conductor.mode.stopped == 1
 
 

@@ -235,3 +235,8 @@ def running_affetto(name: str, *extra: str, server: str):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        keep = os.environ.get("AFFETTO_TEST_LOG_DIR")  # the daemon's whole log, for reading a failure
+        if keep:
+            os.makedirs(keep, exist_ok=True)
+            with open(os.path.join(keep, f"{name}.{os.getpid()}.{proc.pid}.log"), "w", encoding="utf-8") as fh:
+                fh.writelines(lines)

@@ -78,7 +78,9 @@ def test_voices_sound_on_the_harmony_channels_with_the_repeats_and_never_echo(ha
     # bar 4 on, asked a bar ahead, every bar of the loop has its voices.
     assert voiced[0] in (3, 4) and set(range(4, 8)) <= set(voiced), (voiced, run["xruns"], run["log"][-3000:])
     assert all(v <= 8 for v in voiced)
-    later = [f for f, _ in ons if f > line0 + 8 * bar + 0.5 * bar / 4 + TOLERANCE]
+    # the player is silent in bar 8: its first loop note may be one a busy machine lost, so the voices
+    # stop when the second (beat 2) is a sixteenth and a half overdue; nothing starts after that
+    later = [f for f, _ in ons if f > line0 + 8 * bar + 1.5 * bar / 4 + TOLERANCE]
     assert not later, "voices went on after the player stopped"
     if kind == "fake voices":  # the loop notes of bars 4..7 have their alto notes on their frames
         loop_notes = [f for f in run["onsets"] if line0 + 4 * bar - 1 <= f < line0 + 8 * bar - 1]
