@@ -22,7 +22,9 @@ like), then carries it out. The levers and what each carries:
   arousal and one below for none, and its velocities are scaled around the
   seed's loudness. A knob turn therefore moves the music away from what the
   player set, whatever the model played in the bars before. Without a seed
-  the emotion's own density and loudness stand in for the baseline.
+  the emotion's own density and loudness stand in for the baseline. A single
+  line is never planned below one onset per beat: a line of one note a bar
+  cannot say its key, nor so its mode.
 - **texture -> polyphony**: the bar's POLY header (notes per onset) follows
   the seed's (a chordal seed stays chordal, a melody a melody). Two hands
   that take turns (a held melody over broken chords) strike about one note
@@ -55,6 +57,7 @@ from affetto.runtime.sampling import DEFAULT_SAMPLING, MAX_DENSITY, MAX_TEXTURE,
 MODE_VALENCE = 0.25  # valence closer to neutral than this leaves the mode to the model
 DENSITY_SWING = 1.0  # density levels above (full arousal) or below (none) the baseline's
 VELOCITY_SWING = 0.2  # share of the baseline's loudness added (full arousal) or taken (none)
+LINE_DENSITY = 2  # the sparsest DENS level a single line is planned at (up to one onset per beat)
 PHRASE_BARS = 4  # bars of a phrase: its first and last open on the tonic triad (with a mode asked)
 
 # Without a seed, the emotion's own (density level, polyphony level, mean velocity); a blended
@@ -201,6 +204,8 @@ def plan_bar(
             polyphony = baseline.polyphony if baseline.polyphony is not None else _blend(capsule, 1)
     planned_density = None if density is None else int(min(MAX_DENSITY, max(1, round(density))))
     planned_poly = None if polyphony is None else int(min(MAX_TEXTURE, max(1, round(polyphony))))
+    if planned_density is not None and planned_poly is not None and planned_poly <= 1:
+        planned_density = max(planned_density, LINE_DENSITY)  # a line of one note a bar says no key
     if not controls:  # no DENS/POLY header to write (mode following still works on the notes)
         planned_density = planned_poly = None
     return EmotionPlan(

@@ -10,6 +10,7 @@ from affetto.music.notes import Note
 from affetto.runtime.plan import (
     DENSITY_SWING,
     EMOTION_TEXTURE,
+    LINE_DENSITY,
     VELOCITY_SWING,
     Baseline,
     Levers,
@@ -49,6 +50,17 @@ def test_two_hands_taking_turns_count_as_two_hands():
     legato = baseline_of([(step, 3, 60 + step % 7, 80) for step in range(0, 32, 2)])  # overlapping a little
     assert legato.polyphony == 1
     assert notes_sounding(np.array([(0, 4, 60, 80), (2, 4, 64, 80), (8, 2, 67, 80)])) == pytest.approx(10 / 8)
+
+
+def test_a_single_line_is_never_planned_sparser_than_one_onset_per_beat():
+    """Sad under a sparse melody would ask one note a bar, which says no mode; a line keeps level 2, chords
+    may go sparser, and a density the user asks for is taken as it is."""
+    line = Baseline(density=2, polyphony=1, velocity=60.0)
+    assert plan_bar(SAD, NO_OVERRIDES, line).density == LINE_DENSITY == 2
+    assert plan_bar(HAPPY, NO_OVERRIDES, line).density == 3
+    chords = Baseline(density=2, polyphony=4, velocity=60.0)
+    assert plan_bar(SAD, NO_OVERRIDES, chords).density == 1
+    assert plan_bar(SAD, SamplingOverrides(density=1), line).density == 1
 
 
 def test_arousal_moves_density_and_velocity_away_from_the_seed():
