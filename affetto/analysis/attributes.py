@@ -65,6 +65,34 @@ def key_class(pitch: np.ndarray, duration_beats: np.ndarray, clarity: float = KE
     return key_from(tonic, mode, r, clarity)
 
 
+BASS_WEIGHT = 2.0  # how much more an onset's lowest note counts when a played phrase's key is heard
+
+
+def heard_key(steps: np.ndarray, steps_per_beat: int) -> tuple[int, str, float]:
+    """(tonic, mode, correlation) of a played phrase, an (N, >=3) array of onset step, duration, pitch.
+
+    Duration-weighted pitch classes as :func:`key_class` reads them, with each onset's lowest note
+    counted :data:`BASS_WEIGHT` times: a melody that holds the third or the fifth (a nocturne's long A
+    over F major) would otherwise name the relative or the dominant key; the bass names the key.
+    """
+    steps = np.asarray(steps, dtype=np.int64)
+    onset, pitch = steps[:, 0], steps[:, 2]
+    order = np.lexsort((pitch, onset))
+    lowest = np.zeros(len(steps), dtype=bool)
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = onset[order][1:] != onset[order][:-1]
+    lowest[order[first]] = True
+    weight = steps[:, 1] / steps_per_beat * np.where(lowest, BASS_WEIGHT, 1.0)
+    return estimate_key(pitch, weight)
+
+
+def heard_key_class(steps: np.ndarray, steps_per_beat: int, clarity: float = KEY_CLARITY) -> int:
+    """:func:`heard_key` as a key class (0..11 major, 12..23 minor, 24 unclear or too few notes)."""
+    if len(steps) < 2:
+        return UNCLEAR_KEY
+    return key_from(*heard_key(steps, steps_per_beat), clarity)
+
+
 def key_from(tonic: int, mode: str, r: float, clarity: float = KEY_CLARITY) -> int:
     """The key class of an estimate (tonic, "major"/"minor", correlation)."""
     if not r >= clarity:

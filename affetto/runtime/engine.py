@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from affetto.analysis.attributes import heard_key_class
 from affetto.analysis.emotion import Capsule
 from affetto.analysis.judge import JudgeConfig
 from affetto.errors import ConfigError, ModelFileError
@@ -152,7 +153,8 @@ class Engine:
             steps = steps[steps[:, 0] < bars * self.bar_steps]
         self.baseline = Baseline.measure(steps, self.bar_steps, cfg.steps_per_beat, cfg.density_edges,
                                          cfg.polyphony_edges)
-        body = self.vocab.encode_steps(steps, self.bar_steps, n_bars=bars, meter=self.meter).tolist()
+        key = heard_key_class(steps, cfg.steps_per_beat, cfg.key_clarity) if self.vocab.header else None
+        body = self.vocab.encode_steps(steps, self.bar_steps, n_bars=bars, meter=self.meter, key=key).tolist()
         budget = self.max_len // 2
         if len(body) > budget - 1:  # keep the latest whole bars
             starts = (i for i, t in enumerate(body) if t == self.vocab.bar and len(body) - i <= budget - 1)

@@ -26,12 +26,11 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from affetto.analysis.attributes import N_KEYS, UNCLEAR_KEY
+from affetto.analysis.attributes import N_KEYS, UNCLEAR_KEY, heard_key
 from affetto.analysis.emotion import Capsule
 from affetto.analysis.judge import (
     JudgeConfig,
     change_mode,
-    estimate_key,
     judge_arrays,
     key_correlations,
     pitch_class_histogram,
@@ -138,11 +137,12 @@ class ModeFollower:
         steps = vocab.notes_to_steps(vocab.decode(body, self.meter))
         if len(steps) < 4:
             return None
-        tonic, mode, clarity = estimate_key(steps[:, 2], steps[:, 1] / vocab.config.steps_per_beat)
+        tonic, mode, clarity = heard_key(steps, vocab.config.steps_per_beat)
         if clarity < MODE_CLARITY or (mode == "minor") == minor:
             return None
         moved = change_mode(steps, tonic, mode)
-        body = vocab.encode_steps(moved, self.bar_steps, n_bars=n_bars, meter=self.meter).tolist()
+        key = tonic + (12 if minor else 0) if vocab.header else None  # the parallel mode of the key heard
+        body = vocab.encode_steps(moved, self.bar_steps, n_bars=n_bars, meter=self.meter, key=key).tolist()
         return [vocab.bos, *body], f"{tonic} {mode}"
 
 

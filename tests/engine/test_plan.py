@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from affetto.analysis.attributes import DENSITY_EDGES, POLYPHONY_EDGES
+from affetto.analysis.attributes import (
+    DENSITY_EDGES,
+    POLYPHONY_EDGES,
+    UNCLEAR_KEY,
+    heard_key,
+    heard_key_class,
+    key_class,
+)
 from affetto.analysis.emotion import Capsule, Quadrant, knob_capsule
 from affetto.errors import ConfigError
 from affetto.music.notes import Note
@@ -61,6 +68,22 @@ def test_a_single_line_is_never_planned_sparser_than_one_onset_per_beat():
     chords = Baseline(density=2, polyphony=4, velocity=60.0)
     assert plan_bar(SAD, NO_OVERRIDES, chords).density == 1
     assert plan_bar(SAD, SamplingOverrides(density=1), line).density == 1
+
+
+def test_the_seed_key_is_heard_from_its_bass():
+    """The shipped nocturne seed (F major, its melody holding A and C over broken chords): duration alone
+    names A minor, the bass names F major; chords on G with a held D over them stay G major."""
+    from affetto.models.outside_seeds import SEED_FOLDER
+    from affetto.music.midifile import read_midi
+
+    phrase = read_midi(SEED_FOLDER / "nocturne.mid")
+    notes = np.array([(round(n.onset * 4), max(1, round(n.duration * 4)), n.pitch, n.velocity)
+                      for n in phrase.notes if n.onset < 16])
+    assert key_class(notes[:, 2], notes[:, 1] / 4) == 9 + 12  # A minor, by duration alone
+    assert heard_key(notes, 4)[:2] == (5, "major") and heard_key_class(notes, 4) == 5
+    chords = np.array([(step, 4, p, 70) for step in range(0, 32, 4) for p in (55, 59, 62)] + [(0, 32, 74, 70)])
+    assert heard_key(chords, 4)[:2] == (7, "major")
+    assert heard_key_class(np.zeros((0, 4), np.int64), 4) == UNCLEAR_KEY
 
 
 def test_arousal_moves_density_and_velocity_away_from_the_seed():
