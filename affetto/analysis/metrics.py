@@ -202,11 +202,20 @@ def polyphony(notes: Sequence[Note], *, grid: Grid = DEFAULT_GRID) -> float:
     _check_grid(grid)
     if not notes:
         return math.nan
-    on = [grid.to_steps(n.onset) for n in notes]
-    off = [max(grid.to_steps(n.end), o + 1) for n, o in zip(notes, on, strict=True)]
-    roll = np.zeros((max(off), 128), dtype=bool)  # (steps, pitches)
-    for n, a, b in zip(notes, on, off, strict=True):
-        roll[a:b, n.pitch] = True
+    on = np.array([grid.to_steps(n.onset) for n in notes])
+    off = np.array([grid.to_steps(n.end) for n in notes])
+    return step_polyphony(on, off - on, np.array([n.pitch for n in notes]))
+
+
+def step_polyphony(onset: np.ndarray, length: np.ndarray, pitch: np.ndarray) -> float:
+    """:func:`polyphony` of notes already on the grid: onset and length in steps (at least one), MIDI
+    pitch; NaN for none."""
+    if len(onset) == 0:
+        return math.nan
+    off = np.maximum(onset + length, onset + 1)
+    roll = np.zeros((int(off.max()), 128), dtype=bool)  # (steps, pitches)
+    for p, a, b in zip(pitch.tolist(), onset.tolist(), off.tolist(), strict=True):
+        roll[a:b, p] = True
     per_step = roll.sum(axis=1)
     return float(per_step.sum() / np.count_nonzero(per_step))
 

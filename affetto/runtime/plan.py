@@ -50,6 +50,7 @@ import numpy as np
 
 from affetto.analysis.attributes import bar_attributes, bin_of
 from affetto.analysis.emotion import Capsule, Quadrant
+from affetto.analysis.metrics import step_polyphony
 from affetto.errors import ConfigError
 from affetto.music.notes import Note
 from affetto.runtime.sampling import DEFAULT_SAMPLING, MAX_DENSITY, MAX_TEXTURE, SamplingConfig, SamplingOverrides
@@ -108,21 +109,8 @@ class Baseline:
         density, poly = bar_attributes(steps, bar_steps, n_bars, steps_per_beat, density_edges, polyphony_edges)
         played = density > 0
         struck = int(np.round(np.median(poly[played])))
-        sounding = int(bin_of(np.array([notes_sounding(steps)]), polyphony_edges)[0])
+        sounding = int(bin_of(np.array([step_polyphony(steps[:, 0], steps[:, 1], steps[:, 2])]), polyphony_edges)[0])
         return cls(int(np.round(np.median(density[played]))), max(struck, sounding - 1), float(steps[:, 3].mean()))
-
-
-def notes_sounding(steps: np.ndarray) -> float:
-    """Mean notes sounding over the grid steps where any note sounds, of an (N, >=2) array of onset step and
-    duration in steps."""
-    if len(steps) == 0:
-        return 0.0
-    start, length = steps[:, 0], np.maximum(steps[:, 1], 1)
-    cover = np.zeros(int((start + length).max()) + 1, np.int64)
-    np.add.at(cover, start, 1)
-    np.add.at(cover, start + length, -1)
-    cover = np.cumsum(cover)[:-1]
-    return float(cover[cover > 0].mean())
 
 
 @dataclass(frozen=True)

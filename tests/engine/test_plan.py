@@ -12,6 +12,7 @@ from affetto.analysis.attributes import (
     key_class,
 )
 from affetto.analysis.emotion import Capsule, Quadrant, knob_capsule
+from affetto.analysis.metrics import step_polyphony
 from affetto.errors import ConfigError
 from affetto.music.notes import Note
 from affetto.runtime.plan import (
@@ -22,7 +23,6 @@ from affetto.runtime.plan import (
     Baseline,
     Levers,
     model_sampling,
-    notes_sounding,
     plan_bar,
 )
 from affetto.runtime.sampling import DEFAULT_SAMPLING, NO_OVERRIDES, SamplingConfig, SamplingOverrides
@@ -56,7 +56,7 @@ def test_two_hands_taking_turns_count_as_two_hands():
     assert line.polyphony == 1
     legato = baseline_of([(step, 3, 60 + step % 7, 80) for step in range(0, 32, 2)])  # overlapping a little
     assert legato.polyphony == 1
-    assert notes_sounding(np.array([(0, 4, 60, 80), (2, 4, 64, 80), (8, 2, 67, 80)])) == pytest.approx(10 / 8)
+    assert step_polyphony(np.array([0, 2, 8]), np.array([4, 4, 2]), np.array([60, 64, 67])) == pytest.approx(10 / 8)
 
 
 def test_a_single_line_is_never_planned_sparser_than_one_onset_per_beat():
