@@ -17,6 +17,7 @@ codes: 0 after a signal, 1 on an unexpected error.
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import signal
@@ -66,6 +67,19 @@ def run_daemon(
     # before the model loads
     with make_clock(config) as clock:
         return _serve(config, clock, t0, generator_factory, on_ready, install_signals)
+
+
+def settle_memory() -> int:
+    """What start-up made (modules, the model's session, the ports, the config) is moved out of the
+    cyclic garbage collector's sight for good; returns how many objects that is.
+
+    A full collection holds the GIL, and with it the JACK process callback and the scheduler: over
+    everything a daemon holds once its model is loaded it took 11.8 ms (more than two 256-frame
+    periods at 48 kHz); once frozen, a full collection only looks at what was made while playing.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def _serve(
@@ -146,6 +160,7 @@ def _serve(
                         ", ".join(str(c) for c in config.harmony_channels),
                         config.channel,
                     )
+                settle_memory()
                 log.info(
                     "ready in %.2f s: in %r, out %r (%s), clock %s, %s, mode %s, emotion CC %s",
                     time.monotonic() - t0,
