@@ -2,7 +2,7 @@
 
 - ``harmonise mode``: a loop of 1, 2, 4 or 8 bars under an emotion not seen before (the whole loop is
   harmonised: one 4-bar phrase, two for an 8-bar loop), and a bar of a loop already harmonised (a
-  lookup), with the ensemble's default candidates and with fewer.
+  lookup), at 8, 4 and 1 candidates (the ensemble's default among them).
 - ``ensemble mode``: the voices under one lead bar (a 4-bar window), without the lead's own cost.
 
 - ``--against REV``: a new 4-bar phrase at the default candidates, this checkout against the ``affetto``
@@ -30,7 +30,7 @@ import numpy as np
 
 from affetto.analysis.emotion import Capsule
 from affetto.ensemble.accompany import Band, LoopHarmoniser
-from affetto.ensemble.engine import load_voices, melody_roll
+from affetto.ensemble.engine import COMPARED_CANDIDATES, load_voices, melody_roll
 from affetto.music.notes import Note, TimeSignature
 
 
@@ -139,7 +139,7 @@ def main() -> None:
         return
     default = load_voices(args.model, meter)
     k_default = default.ensemble.candidates
-    for candidates in (k_default, max(1, k_default // 2), 1):
+    for candidates in sorted({k_default, 1, 4, COMPARED_CANDIDATES}, reverse=True):
         voices = load_voices(args.model, meter, candidates=candidates)
         LoopHarmoniser(voices).harmonise_bar(loop_of(1), 1, 0, capsule(0))  # warm the session
         print(f"\ncandidates {candidates}{' (default)' if candidates == k_default else ''}")

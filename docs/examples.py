@@ -76,6 +76,12 @@ HARMONISE_SEEDS = ("lament", "lullaby")  # melodies (one note at a time) among t
 LOOP_BARS, PASSES = 4, 2
 
 
+def ensemble_candidates(ensemble: str | None) -> int:
+    from affetto.ensemble.engine import Ensemble
+
+    return Ensemble(ensemble).candidates
+
+
 def harmonise_examples(ensemble: str | None, soundfont: str) -> list[str]:
     """The first 4 bars of each melody looped twice, with the voices harmonise mode plays under them
     (the daemon's own LoopHarmoniser, bar by bar), as happy and as sad; rows of the README's table."""
@@ -177,7 +183,8 @@ def main() -> None:
         + knob_sweep(model, args.soundfont, args.rng) +
         "\n## Harmonise mode\n\nTwo melodies from outside the corpus, their first 4 bars looped twice, with the "
         "alto, tenor and bass that `affetto run --mode harmonise` plays under them (its own `LoopHarmoniser`, "
-        "bar by bar, with the shipped ensemble at its default 8 candidates), as happy and as sad. In the MIDI "
+        f"bar by bar, with the shipped ensemble at its default {ensemble_candidates(args.ensemble)} "
+        "candidate(s)), as happy and as sad. In the MIDI "
         "files the melody is track/channel 1 and the voices channels 2-4. The last column is the mode music21's "
         "key finders hear in melody and voices together.\n\n"
         "| melody | emotion | listen | MIDI | piano roll | mode heard |\n|---|---|---|---|---|---|\n"

@@ -78,16 +78,20 @@ def eval_ensemble(model, out, phrases, seed_value) -> None:
     import json
     from pathlib import Path
 
+    from affetto.ensemble.engine import COMPARED_CANDIDATES, Ensemble
     from affetto.models.evaluation.ensemble_outside import harmonise_outside
     from affetto.models.evaluation.ensemble_outside import markdown as outside_markdown
 
     try:
         report = evaluate(model, phrases=phrases, seed=seed_value)
-        outside = {str(k): harmonise_outside(model, candidates=k, seed=seed_value) for k in (1, None)}
+        default = Ensemble(model).candidates
+        outside = {str(k): harmonise_outside(model, candidates=k, seed=seed_value)
+                   for k in sorted({1, default, COMPARED_CANDIDATES})}
     except (ValueError, OSError) as err:
         raise click.ClickException(str(err)) from err
     report["outside_melodies"] = outside
     Path(out).write_text(json.dumps(report, indent=1), encoding="utf-8")
     click.echo(markdown(report))
     for k, result in outside.items():
-        click.echo(f"\n{'one candidate' if k == '1' else 'the default candidates'}: " + outside_markdown(result))
+        label = f"{k} candidate{'s' if k != '1' else ''}" + (" (the default)" if k == str(default) else "")
+        click.echo(f"\n{label}: " + outside_markdown(result))
