@@ -327,6 +327,37 @@ def test_lost_ticks_close_together_and_a_stutter_keep_the_song_position():
     assert clock.state.time_at((PPQN * 8 - 1) / PPQN + 1) == pytest.approx(train[-1][0] + PPQN * step, abs=MS)
 
 
+@pytest.mark.parametrize("stall_ms", [100, 477, 800])
+@pytest.mark.parametrize("periods", [1, 4])
+def test_a_daw_stalled_for_many_ticks_sends_them_in_a_burst_and_nothing_is_lost(stall_ms, periods):
+    """The DAW's process callback held up (477 ms: a full garbage collection in a Python DAW client,
+    measured in the test suite) at 240 BPM, bar 4: every tick due meanwhile arrives in the next JACK
+    period, or spread over the next four, then the train goes on. None was lost: the count stays the
+    DAW's and the grid stays where the same ticks on time put it."""
+    step = 60e9 / 240 / PPQN
+    train = ticks(240, PPQN * 4 * 8, jitter_ns=PERIOD_NS, seed=3)
+    held_from, held_to = T0 + int(3.87 * 4 * PPQN * step), T0 + int(3.87 * 4 * PPQN * step) + stall_ms * MS
+    held = [k for k, (true, _) in enumerate(train) if held_from <= true < held_to]
+    assert len(held) >= stall_ms * MS // step
+    late, latest = [], 0
+    for k, (true, arrival) in enumerate(train):
+        if k in held:
+            arrival = held_to + PERIOD_NS * (1 + (k - held[0]) * periods // len(held))
+        latest = max(latest, arrival)  # what came after the burst came after it
+        late.append((true, latest))
+    clocks = []
+    for arrivals in (train, late):  # the same ticks without the stall, and with it
+        clock = MidiClockFollower()
+        clock.handle(START, 0, T0 - MS)
+        feed(clock, arrivals)
+        clocks.append(clock)
+    steady, stalled = clocks
+    assert stalled.song_tick == steady.song_tick == len(train)
+    assert stalled.missing_ticks == 0 and stalled.duplicate_ticks == 0
+    ahead = (len(train) - 1) / PPQN + 1  # a beat after the last tick
+    assert abs(stalled.state.time_at(ahead) - steady.state.time_at(ahead)) < 0.5 * MS
+
+
 # -- ticks lost or bunched right after Start ----------------------------------------------------
 
 
