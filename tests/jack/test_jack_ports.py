@@ -62,7 +62,11 @@ def test_output_lands_on_the_frame_of_its_time(jack_server):
                 while frame - ports.client.frame_time > lead:
                     assert daw.wait_frames(1)
                 ports.output.send([0x90, 40 + k, 100], at_ns=ports.time.frame_ns(frame))
-            assert daw.wait_for(lambda rec: len(rec) >= len(frames), timeout=10)
+            arrived = daw.wait_for(lambda rec: len(rec) >= len(frames), timeout=10)
+            assert arrived, (  # what a failure needs to be read (seen once in a full suite run)
+                f"{len(daw.received)} of {len(frames)} notes arrived {daw.received}; sent for frames {frames}; "
+                f"trouble {dict(ports.trouble)}; xruns: ports {ports.xruns}, DAW {daw.xruns}; "
+                f"still queued {len(getattr(ports.output, '_pending', ()))}; frame now {ports.client.frame_time}")
         finally:
             daw.close()
     assert [m[1] for _, m in daw.received] == [40 + k for k in range(16)]
