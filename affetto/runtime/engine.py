@@ -298,7 +298,7 @@ class Engine:
             return {}
         try:
             return plan_header(self.vocab, self.cache.context, self.meter, plan.minor, density=plan.density,
-                               polyphony=plan.polyphony, anchor=plan.anchor)
+                               polyphony=plan.polyphony, anchor=plan.anchor, leading=plan.leading)
         except ValueError as err:
             raise ConfigError(str(err)) from err
 

@@ -16,7 +16,11 @@ like), then carries it out. The levers and what each carries:
   model continues a minor version of what was played. The first and last bar
   of every 4-bar phrase open on the key's tonic triad (the notes of the bar's
   first onset are its root, third or fifth): a phrase starts and cadences at
-  home, so the mode is heard rather than read as its relative key.
+  home, so the mode is heard rather than read as its relative key. In a
+  minor key the seventh degree is the leading tone: the subtonic (a whole tone
+  under the tonic) is not written, as in the harmonic minor of common-practice
+  music, where the raised seventh is what tells a minor key from its relative
+  major.
 - **arousal -> density and velocity, relative to the baseline**: the bar's
   DENS header (onsets per beat) sits one level above the seed's for full
   arousal and one below for none, and its velocities are scaled around the
@@ -79,6 +83,7 @@ class Levers:
 
     mode: bool = True  # the key header's mode and mode following
     tonic: bool = True  # a phrase's first and last bars open on the tonic triad
+    leading: bool = True  # in a minor key the seventh degree is the leading tone (no subtonic)
     arousal: bool = True  # density and velocity relative to the baseline
     texture: bool = True  # polyphony from the seed or the emotion
     judge: bool = True  # candidates judged by the emotion (off: the first draw is kept)
@@ -126,6 +131,7 @@ class EmotionPlan:
     polyphony: int | None  # POLY level (None: the model's choice)
     velocity: float | None  # the bar's mean velocity (None: as the model wrote it)
     judged: bool  # candidates judged by the emotion
+    leading: bool = False  # a minor key asked: its subtonic is not written (the leading tone instead)
 
     def perform(self, notes: Sequence[Note]) -> list[Note]:
         """The bar as played: velocities scaled so their mean is the plan's (their shape kept)."""
@@ -206,4 +212,5 @@ def plan_bar(
         polyphony=config.texture if config.texture is not None else planned_poly,
         velocity=None if velocity is None else float(min(127.0, max(1.0, velocity))),
         judged=levers.judge and not capsule.is_unconditioned and not config.greedy and config.candidates > 1,
+        leading=levers.leading and minor is True and controls,
     )

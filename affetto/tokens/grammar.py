@@ -131,6 +131,7 @@ def plan_header(
     density: int | None = None,
     polyphony: int | None = None,
     anchor: bool = False,
+    leading: bool = False,
 ) -> dict[int, np.ndarray]:
     """Masks over the vocabulary for the header tokens of the next bar, by token type.
 
@@ -141,6 +142,8 @@ def plan_header(
       With None the model keeps or changes the key as it likes.
     - DENS, POLY: a given bin; None lets the model choose (it follows the
       context's bars and the capsule).
+    - With ``anchor``, the bar's first onset on the key's tonic triad; with ``leading`` and a minor
+      key asked, no pitch on the subtonic anywhere in the bar (the seventh degree is the leading tone).
 
     A type with no entry is left to the grammar alone.
     """
@@ -162,6 +165,8 @@ def plan_header(
         plan[KEY] = only([base + tonic] if tonic is not None else range(base, base + 12))
         if anchor:
             plan[PITCH] = tonic_triad_masks(vocab)
+        if minor and leading:
+            plan[LEADING] = leading_tone_masks(vocab)
     if density is not None:
         if not 0 <= density < vocab.n_density:
             raise ValueError(f"density must be in range 0..{vocab.n_density - 1}, got {density}")
@@ -178,10 +183,28 @@ def apply_header(vocab: VocabLayout, state: GrammarState, mask: np.ndarray, plan
     allowed = plan.get(vocab.header_after.get(state.last, -1))
     if allowed is not None:
         np.logical_and(mask, allowed, out=mask)
+    leading = plan.get(LEADING)
+    if leading is not None and 0 <= state.key < len(leading):
+        np.logical_and(mask, leading[state.key], out=mask)
     pitches = plan.get(PITCH)
     if pitches is not None and 0 <= state.key < len(pitches) and state.pos == state.first_pos >= 0 \
             and state.last in (POS, DUR):
         np.logical_and(mask, pitches[state.key], out=mask)
+
+
+LEADING = -2  # a plan entry (not a token type): in a minor key, pitches on the subtonic give way
+
+
+@functools.lru_cache(maxsize=8)
+def leading_tone_masks(vocab: VocabLayout) -> np.ndarray:
+    """(key classes, vocabulary) masks: in each minor key the subtonic (a whole tone under the tonic) is
+    not allowed, so the seventh degree that sounds is the leading tone; every other token is."""
+    masks = np.ones((N_KEYS, vocab.size), dtype=bool)
+    pcs = (np.arange(vocab.n_pitches) + vocab.config.pitch_min) % 12
+    for key in range(12, 24):
+        masks[key, vocab.pitch0 : vocab.pitch0 + vocab.n_pitches] = pcs != (key % 12 + 10) % 12
+    masks.flags.writeable = False
+    return masks
 
 
 @functools.lru_cache(maxsize=8)

@@ -112,3 +112,26 @@ def test_the_first_and_last_bar_of_a_phrase_open_on_the_tonic_triad(controlled_m
             first = min(n.onset for n in notes)
             triad = {key % 12, (key % 12 + (3 if key >= 12 else 4)) % 12, (key % 12 + 7) % 12}
             assert {n.pitch % 12 for n in notes if n.onset == first} <= triad, (seed, bar, vocab.name(key + vocab.key0))
+
+
+def test_a_minor_key_writes_the_leading_tone_never_the_subtonic(controlled_model):
+    """Sad and tense bars are held to a minor key; its seventh degree is written raised (harmonic minor):
+    no pitch a whole tone under the tonic. Happy bars (major) may write theirs (the mask is minor's)."""
+    engine = Engine(controlled_model)
+    vocab = engine.vocab
+    seen = {"minor": set(), "major": set()}
+    for seed in range(6):
+        engine.prime(SEED if seed % 2 else [])
+        rng = np.random.default_rng(seed)
+        quadrant = (Quadrant.Q3, Quadrant.Q2, Quadrant.Q1)[seed % 3]
+        for _bar in range(6):
+            tokens = engine.generate_bar_tokens(Capsule.of(quadrant), SamplingConfig(), rng)
+            key = headers(engine, tokens)[KEY] - vocab.key0
+            if key == 24:  # the unclear key
+                continue
+            degrees = {(n.pitch - key) % 12 for n in vocab.decode(tokens, TimeSignature(4, 4))}
+            seen["minor" if key >= 12 else "major"] |= degrees
+            if quadrant is not Quadrant.Q1:
+                assert key >= 12, vocab.name(key + vocab.key0)
+    assert seen["minor"] and 10 not in seen["minor"]  # the subtonic never sounds in a minor key
+    assert 10 in seen["major"] or 11 in seen["major"]  # a major key's sevenths are the model's to write

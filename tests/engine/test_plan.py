@@ -177,3 +177,11 @@ def test_a_phrase_opens_and_closes_on_the_tonic_when_a_mode_is_asked():
     assert not plan_bar(Capsule((0.5, 0.5, 0, 0)), NO_OVERRIDES, Baseline()).anchor  # no mode asked
     assert not plan_bar(SAD, NO_OVERRIDES, Baseline(), levers=Levers(tonic=False)).anchor
     assert not plan_bar(SAD, NO_OVERRIDES, Baseline(), controls=False).anchor  # no KEY to anchor to
+
+
+def test_a_minor_key_asks_for_the_leading_tone():
+    assert plan_bar(SAD, NO_OVERRIDES, Baseline()).leading  # minor asked: no subtonic
+    assert not plan_bar(HAPPY, NO_OVERRIDES, Baseline()).leading  # major: the flat seventh is a colour, kept
+    assert not plan_bar(Capsule((0.5, 0.5, 0, 0)), NO_OVERRIDES, Baseline()).leading  # no mode asked
+    assert not plan_bar(SAD, NO_OVERRIDES, Baseline(), levers=Levers(leading=False)).leading
+    assert not plan_bar(SAD, NO_OVERRIDES, Baseline(), controls=False).leading  # no KEY header to read
