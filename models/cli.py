@@ -55,7 +55,7 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
               help="Only the independent ears, texture and arousal (listening.json and listening.md; minutes).")
 @click.option("--without", default="", metavar="LEVERS",
               help="With --listen-only: emotion-plan levers to turn off, e.g. 'texture,arousal' "
-                   "(mode, arousal, texture, judge), to hear what each one does.")
+                   "(mode, tonic, leading, arousal, texture, judge), to hear what each one does.")
 @click.option("--quick", is_flag=True, help="Tiny numbers (seconds, for tests and smoke runs).")
 @click.option("--seed", "seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("-v", "--verbose", count=True)
