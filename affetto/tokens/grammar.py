@@ -8,7 +8,7 @@ decodes to notes that fit inside it; :func:`plan_header` narrows the header toke
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -183,12 +183,13 @@ def apply_header(vocab: VocabLayout, state: GrammarState, mask: np.ndarray, plan
     allowed = plan.get(vocab.header_after.get(state.last, -1))
     if allowed is not None:
         np.logical_and(mask, allowed, out=mask)
+    if state.last not in (POS, DUR) or not 0 <= state.key < N_KEYS:
+        return  # the pitch masks below touch pitches only, and a pitch comes only after POS or DUR
     leading = plan.get(LEADING)
-    if leading is not None and 0 <= state.key < len(leading):
+    if leading is not None:
         np.logical_and(mask, leading[state.key], out=mask)
     pitches = plan.get(PITCH)
-    if pitches is not None and 0 <= state.key < len(pitches) and state.pos == state.first_pos >= 0 \
-            and state.last in (POS, DUR):
+    if pitches is not None and state.pos == state.first_pos >= 0:
         np.logical_and(mask, pitches[state.key], out=mask)
 
 
@@ -199,12 +200,7 @@ LEADING = -2  # a plan entry (not a token type): in a minor key, pitches on the 
 def leading_tone_masks(vocab: VocabLayout) -> np.ndarray:
     """(key classes, vocabulary) masks: in each minor key the subtonic (a whole tone under the tonic) is
     not allowed, so the seventh degree that sounds is the leading tone; every other token is."""
-    masks = np.ones((N_KEYS, vocab.size), dtype=bool)
-    pcs = (np.arange(vocab.n_pitches) + vocab.config.pitch_min) % 12
-    for key in range(12, 24):
-        masks[key, vocab.pitch0 : vocab.pitch0 + vocab.n_pitches] = pcs != (key % 12 + 10) % 12
-    masks.flags.writeable = False
-    return masks
+    return _pitch_class_masks(vocab, range(12, 24), lambda tonic, _third: [(tonic + 10) % 12], allow=False)
 
 
 @functools.lru_cache(maxsize=8)
@@ -213,11 +209,17 @@ def tonic_triad_masks(vocab: VocabLayout) -> np.ndarray:
 
     Made once per vocabulary, read-only (the decode loop only reads it); the unclear key allows all.
     """
+    return _pitch_class_masks(vocab, range(24), lambda tonic, third: [tonic, (tonic + third) % 12, (tonic + 7) % 12])
+
+
+def _pitch_class_masks(vocab: VocabLayout, keys: Iterable[int], classes: Callable[[int, int], list[int]], *,
+                       allow: bool = True) -> np.ndarray:
+    """(key classes, vocabulary) read-only masks, all True but for the pitches of each key in ``keys``:
+    those whose pitch class is in ``classes(tonic, third)`` (``allow``) or is not (not ``allow``)."""
     masks = np.ones((N_KEYS, vocab.size), dtype=bool)
     pcs = (np.arange(vocab.n_pitches) + vocab.config.pitch_min) % 12
-    for key in range(24):
-        tonic, third = key % 12, 3 if key >= 12 else 4
-        masks[key, vocab.pitch0 : vocab.pitch0 + vocab.n_pitches] = np.isin(pcs, [tonic, (tonic + third) % 12,
-                                                                                  (tonic + 7) % 12])
+    for key in keys:
+        listed = np.isin(pcs, classes(key % 12, 3 if key >= 12 else 4))
+        masks[key, vocab.pitch0 : vocab.pitch0 + vocab.n_pitches] = listed if allow else ~listed
     masks.flags.writeable = False
     return masks
