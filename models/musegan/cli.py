@@ -72,26 +72,25 @@ def eval_ensemble(model, out, phrases, seed_value) -> None:
     """The ensemble against the held-out chorales (MuseGAN's metrics, harmonisation figures), and under
     melodies from outside the corpus as music21's key finders hear its voices."""
     try:
-        from affetto.models.evaluation.ensemble import evaluate, markdown
+        from affetto.models.evaluation.ensemble import compared, evaluate, markdown
     except ImportError as err:
         raise click.ClickException(f"evaluation needs the 'train' extra (music21): {err}") from err
     import json
     from pathlib import Path
 
-    from affetto.ensemble.engine import COMPARED_CANDIDATES, Ensemble
+    from affetto.ensemble.engine import Ensemble
     from affetto.models.evaluation.ensemble_outside import harmonise_outside
     from affetto.models.evaluation.ensemble_outside import markdown as outside_markdown
 
     try:
         report = evaluate(model, phrases=phrases, seed=seed_value)
-        default = Ensemble(model).candidates
-        outside = {str(k): harmonise_outside(model, candidates=k, seed=seed_value)
-                   for k in sorted({1, default, COMPARED_CANDIDATES})}
+        ens = Ensemble(model)
+        outside = {str(k): harmonise_outside(model, candidates=k, seed=seed_value) for k in compared(ens)}
     except (ValueError, OSError) as err:
         raise click.ClickException(str(err)) from err
     report["outside_melodies"] = outside
     Path(out).write_text(json.dumps(report, indent=1), encoding="utf-8")
     click.echo(markdown(report))
     for k, result in outside.items():
-        label = f"{k} candidate{'s' if k != '1' else ''}" + (" (the default)" if k == str(default) else "")
+        label = f"{k} candidate{'s' if k != '1' else ''}" + (" (the default)" if k == str(ens.candidates) else "")
         click.echo(f"\n{label}: " + outside_markdown(result))
