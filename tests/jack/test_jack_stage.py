@@ -84,6 +84,8 @@ class Echo:
         self._queue: list[tuple[int, bytes]] = []
         self.client.set_process_callback(self._process)
         self.client.activate()
+        self._hold, self._release = _jack_helpers("_hold_gc", "_release_gc")
+        self._hold()  # as the Daw's: no collector pause in the callback
 
     def _process(self, frames: int) -> None:
         base = self.client.last_frame_time
@@ -96,8 +98,11 @@ class Echo:
             self.out.write_midi_event(max(0, frame - base), data)
 
     def close(self) -> None:
-        self.client.deactivate()
-        self.client.close()
+        try:
+            self.client.deactivate()
+            self.client.close()
+        finally:
+            self._release()
 
 
 def test_calibrate_through_jack_measures_the_loop(own_server):
