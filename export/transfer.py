@@ -137,7 +137,8 @@ def check_parity(model: onnx.ModelProto | bytes, torch_model: TransferModel) -> 
 
 
 def build_manifest(model: TransferModel, meta: dict, dtype: str = "fp32", *, max_abs_diff: float | None = None,
-                   threshold: float = 0.5, noise: float = 0.5) -> dict[str, Any]:
+                   threshold: float = 0.5, noise: float = 0.5, anchor: int = 1,
+                   anchor_bias: float = 1.0) -> dict[str, Any]:
     train = meta.get("train", {})
     history = meta.get("history") or [{}]
     return {
@@ -154,8 +155,10 @@ def build_manifest(model: TransferModel, meta: dict, dtype: str = "fp32", *, max
         "inputs": list(INPUTS),
         "outputs": list(OUTPUTS),
         "model": model.cfg.to_dict(),
-        "decode": {"threshold": threshold, "noise": noise,
-                   "strength": "conditions mixed (1-s)*source + s*target; z = mean + s*noise*sigma*eps"},
+        "decode": {"threshold": threshold, "noise": noise, "anchor": anchor, "anchor_bias": anchor_bias,
+                   "strength": "conditions mixed (1-s)*source + s*target; z = mean + s*noise*sigma*eps",
+                   "anchored": "anchor > 0: every source note kept, re-pitched within anchor semitones by the "
+                               "decoder's onset log-odds (its own pitch + anchor_bias); 0: notes thresholded"},
         "conditioning": {"quadrants": [f"{q.name} {q.mood}" for q in Quadrant], "cond": "capsule(4) + major, minor"},
         "training": {"data": meta.get("data_summary", {}), "step": meta.get("step"),
                      "minutes": round(float(meta.get("train_seconds", 0.0)) / 60, 1), "last": history[-1],
@@ -167,14 +170,15 @@ def build_manifest(model: TransferModel, meta: dict, dtype: str = "fp32", *, max
 
 
 def export_model(model: TransferModel, meta: dict, out: str | Path, *, threshold: float = 0.5,
-                 noise: float = 0.5) -> GraphExport:
+                 noise: float = 0.5, anchor: int = 1, anchor_bias: float = 1.0) -> GraphExport:
     """Write ``model`` to ``out``; raises :class:`ModelFileError` when parity fails."""
     graph = build_graph(model)
     onnx.checker.check_model(graph, full_check=True)
     diff = check_parity(graph, model)
     if not diff <= ATOL:
         raise ModelFileError(f"exported transfer graph disagrees with PyTorch: max abs difference {diff:.2e}")
-    graph = with_manifest(graph, build_manifest(model, meta, max_abs_diff=diff, threshold=threshold, noise=noise))
+    graph = with_manifest(graph, build_manifest(model, meta, max_abs_diff=diff, threshold=threshold, noise=noise,
+                                                anchor=anchor, anchor_bias=anchor_bias))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -184,17 +188,18 @@ def export_model(model: TransferModel, meta: dict, out: str | Path, *, threshold
 
 
 def export_transfer(checkpoint: str | Path, out: str | Path, *, threshold: float = 0.5, noise: float = 0.5,
-                    with_weights: bool = True) -> GraphExport:
+                    anchor: int = 1, anchor_bias: float = 1.0, with_weights: bool = True) -> GraphExport:
     """Export a transfer checkpoint; with ``with_weights``, its weights and JSON go beside the ``.onnx``
     (``<out stem>.safetensors`` and ``.json``, no optimizer state), as the shipped models are."""
     model, meta = load_checkpoint(checkpoint)
     if not isinstance(model, TransferModel):
         raise ModelFileError(f"{checkpoint}: a {meta.get('family', 'lead')} checkpoint, not a transfer one")
-    result = export_model(model, meta, out, threshold=threshold, noise=noise)
+    result = export_model(model, meta, out, threshold=threshold, noise=noise, anchor=anchor, anchor_bias=anchor_bias)
     if with_weights:
         weights, _, _ = checkpoint_paths(checkpoint)
         stem = Path(out).with_suffix("")
-        shutil.copyfile(weights, stem.with_suffix(".safetensors"))
+        if Path(weights).resolve() != stem.with_suffix(".safetensors").resolve():  # re-exported in place: kept
+            shutil.copyfile(weights, stem.with_suffix(".safetensors"))
         slim = {k: v for k, v in meta.items() if k != "optimizer_groups"}
         stem.with_suffix(".json").write_text(json.dumps(slim, indent=1, sort_keys=True), encoding="utf-8")
     return result
@@ -218,11 +223,18 @@ EXPORT_FAMILY = ExportFamily(FAMILY, build_graph, _parity, _no_int8, build_manif
               help="Onset/frame probability a note needs (stored in the manifest).")
 @click.option("--noise", type=click.FloatRange(min=0), default=0.5, show_default=True,
               help="Share of the posterior's sigma a seeded draw moves z by at strength 1 (stored in the manifest).")
-def export_command(checkpoint, out, threshold, noise) -> None:
+@click.option("--anchor", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Keep every source note and let the decoder move it at most this many semitones (0: free "
+                   "decoding, notes where the onset probability reaches --threshold; stored in the manifest).")
+@click.option("--anchor-bias", type=float, default=1.0, show_default=True,
+              help="Log-odds in favour of a note's own pitch when anchored (stored in the manifest; "
+                   "python -m affetto.models.transfer.anchor measures the choice on validation pairs).")
+def export_command(checkpoint, out, threshold, noise, anchor, anchor_bias) -> None:
     """Export a transfer checkpoint (e.g. runs/transfer/best) to one .onnx file with parity checks; its
     weights and JSON go beside it."""
     try:
-        result = export_transfer(checkpoint, out, threshold=threshold, noise=noise)
+        result = export_transfer(checkpoint, out, threshold=threshold, noise=noise, anchor=anchor,
+                                 anchor_bias=anchor_bias)
     except (ValueError, OSError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(result)

@@ -2,9 +2,9 @@
 
 ``auto`` takes the rule baseline (:class:`affetto.transfer.rule.RuleTransfer`):
 measured against it, the shipped CVAE (:class:`affetto.transfer.model.CvaeTransfer`,
-``affetto/assets/affetto-transfer.onnx``) is level on held-out corpus phrases
-and keeps less of phrases from outside the corpus (their top line and the
-notes of dense piano textures; README, Transfer). ``auto`` with a model file
+``affetto/assets/affetto-transfer.onnx``) keeps a phrase as well (it keeps every
+note and moves some a semitone) but its mode changes are heard less often,
+above all on phrases from outside the corpus (README, Transfer). ``auto`` with a model file
 given, or ``cvae``, takes the CVAE. :func:`load_method` says which in one
 line, so a musician always knows what they hear.
 """
@@ -49,7 +49,7 @@ def load_method(method: str = "auto", *, model: str | None = None, threads: int 
         elif shipped_model() is None:
             why = f"no transfer model is shipped ({TRANSFER_MODEL_NAME})"
         else:
-            why = "it keeps more of a player's phrase than the shipped CVAE: --method cvae to hear that"
+            why = "its mode changes are heard more often than the shipped CVAE's: --method cvae to hear that"
         return RuleTransfer(), f"transfer method: rule (parallel mode, dynamics, articulation; {why})"
     path = model or shipped_model()
     if path is None:

@@ -19,6 +19,16 @@ capsule (4 weights) and the mode (major, minor) as soft weights, plus the
 attribute tokens of the vocabulary: the meter, and each bar's density and
 polyphony bins (:mod:`affetto.analysis.attributes`).
 
+How notes come out of the decoder's probabilities: *anchored* (the
+manifest's ``decode.anchor`` > 0, what the shipped model asks for) keeps
+every source note, its onset and length, and lets the decoder move it at
+most ``anchor`` semitones, to the pitch it scores highest
+(:func:`anchored_steps`): the phrase stays the player's, and which notes
+move, and which way, is the model's. *Free* (``anchor`` 0) writes a note
+wherever the onset probability reaches ``threshold``: the decoder's own
+texture, which on dense piano phrases from outside the corpus drops notes
+and moves the top line.
+
 ``strength`` s in (0, 1] mixes the two conditions, ``(1 - s) * source + s *
 target`` (capsule and mode weights alike), and scales the sampled deviation:
 ``z = mean + s * noise * sigma * eps`` with ``eps`` from ``rng`` (no ``rng``:
@@ -131,6 +141,48 @@ def roll_steps(probs: np.ndarray, shift: int = 0, threshold: float = 0.5) -> np.
     return out
 
 
+def anchored_steps(source: np.ndarray, probs: np.ndarray, shift: int = 0, radius: int = 1,
+                   bias: float = 1.0) -> np.ndarray:
+    """(N, 3) onset, duration, pitch: each source note re-pitched by the decoder, its onset and length kept.
+
+    ``source`` is an (N, >=3) step array (onset, duration, pitch) of the phrase
+    the (bars, bar_steps, 2, P) probability roll was decoded from, ``shift``
+    the semitones the roll was lowered by. Each note may move at most
+    ``radius`` semitones: to the pitch whose onset log-odds at its step are
+    highest, its own pitch counted ``bias`` higher (where the decoder is
+    unsure, the player's note stays). Notes struck together are placed from
+    the top down and never onto one pitch. Rhythm, texture and register are
+    the source's; which notes move, and which way, is the model's.
+    """
+    source = np.asarray(source, dtype=np.int64).reshape(-1, source.shape[-1] if np.ndim(source) == 2 else 4)
+    bars, steps = probs.shape[:2]
+    total = bars * steps
+    out = source[:, :3].copy()
+    inside = np.flatnonzero((source[:, 0] >= 0) & (source[:, 0] < total))
+    if not len(inside):
+        return out
+    onset = source[inside, 0]
+    own = fold(source[inside, 2] - shift) - PITCH_MIN  # (n,) each note's cell in the roll
+    offsets = np.arange(-radius, radius + 1)
+    cells = own[:, None] + offsets[None, :]  # (n, 2r + 1) the pitches each may take
+    onset_p = np.clip(probs.reshape(total, 2, -1)[onset[:, None], 0, np.clip(cells, 0, PITCHES - 1)], 1e-6, 1 - 1e-6)
+    scores = np.log(onset_p) - np.log1p(-onset_p) + np.where(offsets == 0, bias, 0.0)[None, :]
+    scores[(cells < 0) | (cells >= PITCHES)] = -np.inf
+    choice = scores.argmax(1)  # the first (lowest) of equal scores
+    # Notes struck together are placed from the top down, each onto a pitch none above it took.
+    struck = np.unique(onset, return_counts=True)
+    for step in struck[0][struck[1] > 1].tolist():
+        rows = np.flatnonzero(onset == step)
+        taken: set[int] = set()
+        for j in rows[np.argsort(-source[inside[rows], 2], kind="stable")].tolist():
+            ranked = np.argsort(-scores[j], kind="stable").tolist()
+            free = [k for k in ranked if np.isfinite(scores[j, k]) and int(cells[j, k]) not in taken]
+            choice[j] = free[0] if free else radius  # every neighbour taken above: keep it (a doubled note)
+            taken.add(int(cells[j, choice[j]]))
+    out[inside, 2] = np.clip(source[inside, 2] + offsets[choice], 0, 127)
+    return out
+
+
 def note_features(notes: np.ndarray, bar_steps: int, meter: int) -> np.ndarray:
     """(N, 7) int64 features of an (N, >=3) step array, for the performance decoder.
 
@@ -199,8 +251,10 @@ def steps_of(notes: Sequence[Note], grid: Grid = Grid(STEPS_PER_BEAT)) -> np.nda
 # ---- the runtime ----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DecodeSettings:
-    threshold: float = 0.5  # onset/frame probability a note needs
+    threshold: float = 0.5  # onset/frame probability a note needs (free decoding, anchor 0)
     noise: float = 0.5  # share of the posterior's sigma a seeded draw moves z by, at strength 1
+    anchor: int = 0  # > 0: every source note kept, moved at most this many semitones (anchored_steps)
+    anchor_bias: float = 1.0  # log-odds in favour of a note's own pitch when anchored
 
 
 class CvaeTransfer:
@@ -220,7 +274,9 @@ class CvaeTransfer:
             raise ConfigError(f"threads must be an int >= 1, got {threads!r}")
         decode = self.manifest.get("decode", {})
         self.settings = settings or DecodeSettings(float(decode.get("threshold", 0.5)),
-                                                   float(decode.get("noise", 0.5)))
+                                                   float(decode.get("noise", 0.5)),
+                                                   int(decode.get("anchor", 0)),
+                                                   float(decode.get("anchor_bias", 1.0)))
         self.z_dim = int(self.manifest["model"]["z_dim"])
         self.z_steps = int(self.manifest["model"].get("z_steps", 2))
         self.session = open_session(self.path, threads=threads, provider="cpu")
@@ -265,7 +321,19 @@ class CvaeTransfer:
     # ---- the Transfer protocol ----------------------------------------------------------------
     def transfer(self, notes: Sequence[Note], meter: TimeSignature, capsule: Capsule, *, strength: float = 1.0,
                  rng: np.random.Generator | None = None) -> list[Note]:
-        """``notes`` re-played in ``capsule``: the same bars and meter (see the module's docstring)."""
+        """``notes`` re-played in ``capsule``: the same bars and meter (see the module's docstring), decoded as
+        the manifest asks (anchored: every note kept)."""
+        return self._replay(notes, meter, capsule, strength, rng, self.settings.anchor)
+
+    def vary(self, notes: Sequence[Note], meter: TimeSignature, capsule: Capsule, *,
+             rng: np.random.Generator | None = None, strength: float = 0.6) -> list[Note]:
+        """A variation of ``notes`` in ``capsule`` (variation mode, each pass): z drawn near the source's with
+        ``rng`` and the decoder's own notes written (free decoding), so rhythm and notes change, not only the
+        mode; ``strength`` moves the condition as in :meth:`transfer`."""
+        return self._replay(notes, meter, capsule, strength, rng, 0)
+
+    def _replay(self, notes: Sequence[Note], meter: TimeSignature, capsule: Capsule, strength: float,
+                rng: np.random.Generator | None, anchor: int) -> list[Note]:
         if not isinstance(meter, TimeSignature):
             raise ConfigError(f"meter must be a TimeSignature, got {meter!r}")
         if not isinstance(capsule, Capsule):
@@ -304,7 +372,10 @@ class CvaeTransfer:
                 eps = (s * self.settings.noise * rng.standard_normal(latents)).astype(np.float32)
             roll = phrase_roll(chunk, bars, bar_steps, shift)
             probs, _ = self.decode(roll, c_src, c_tgt, density, poly, m_index, eps)
-            made = roll_steps(probs, shift, self.settings.threshold)
+            if anchor > 0:
+                made = anchored_steps(chunk, probs, shift, anchor, self.settings.anchor_bias)
+            else:
+                made = roll_steps(probs, shift, self.settings.threshold)
             velocity = self._velocities(chunk, made, bar_steps, m_index, own, c_tgt[:4])
             made = np.column_stack([made, velocity]) if len(made) else np.zeros((0, 4), np.int64)
             made[:, 0] += lo

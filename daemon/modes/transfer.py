@@ -14,7 +14,8 @@ it); what is asked for each bar is different:
   variation near the source, in the knob's emotion: for the rule method, the
   loop with small seeded changes drawn afresh each pass
   (:func:`affetto.transfer.variation.vary`), then transferred; for a model, its own ``vary`` when
-  it has one, else a transfer at a lower strength with a fresh random state.
+  it has one (the CVAE: z drawn near the loop's, the decoder's own notes), else a transfer at a lower
+  strength with a fresh random state.
 
 Bars are asked one bar ahead at each bar line with the knob's capsule, and a
 knob turn redoes the sounding bar from its next reachable half beat
@@ -43,7 +44,7 @@ from affetto.errors import ConfigError
 from affetto.music.notes import Note, TimeSignature
 from affetto.transfer.api import Transfer
 
-VARIATION_STRENGTH = 0.6  # a model without its own vary(): each pass a transfer at this share of the strength
+VARIATION_STRENGTH = 0.6  # a model's variation: each pass moves the condition this share of the strength
 CACHE = 16  # transferred loops kept (per emotion, per pass in variation mode)
 
 
@@ -112,7 +113,8 @@ class TransferGenerator:
             varied = vary(source, self.meter, rng)  # in the source's own scale, then into the emotion's
             out = self.method.transfer(varied, self.meter, req.capsule, strength=self.strength)
         elif callable(getattr(self.method, "vary", None)):
-            out = self.method.vary(source, self.meter, req.capsule, rng=rng)  # type: ignore[attr-defined]
+            out = self.method.vary(source, self.meter, req.capsule, rng=rng,  # type: ignore[attr-defined]
+                                   strength=self.strength * VARIATION_STRENGTH)
         else:
             out = self.method.transfer(source, self.meter, req.capsule, strength=self.strength * VARIATION_STRENGTH,
                                        rng=rng)

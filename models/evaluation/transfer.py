@@ -4,6 +4,9 @@ Every available method (the rule baseline always, with and without its
 density lever; the CVAE when its model is shipped) re-plays the same phrases
 into each of the four quadrants, side by side:
 
+- methods: ``cvae`` decodes anchored (every source note kept, moved at most
+  a semitone by the model, :func:`affetto.transfer.model.anchored_steps`),
+  ``cvae-free`` writes the notes its onset probabilities give;
 - material: the outside seeds (:mod:`affetto.models.outside_seeds`, written
   for this project, never trained on) cut into 4-bar phrases, and 4-bar
   phrases of the held-out ("test") pieces of the music21 corpus, split as
@@ -184,11 +187,21 @@ def methods_for(cfg: TransferEvalConfig) -> dict[str, Transfer]:
     from affetto.transfer.methods import available_methods, load_method
     from affetto.transfer.rule import RuleConfig, RuleTransfer
 
-    names = cfg.methods or ("rule", "rule-no-density", *[m for m in available_methods() if m != "rule"])
+    others = [m for m in available_methods() if m != "rule"]
+    names = cfg.methods or ("rule", "rule-no-density", *others, *(["cvae-free"] if "cvae" in others else []))
     out: dict[str, Transfer] = {}
     for name in names:
         if name == "rule-no-density":
             out[name] = RuleTransfer(RuleConfig(density=False))
+        elif name == "cvae-free":  # the CVAE decoding freely: notes where its onset probability reaches threshold
+            from dataclasses import replace
+
+            from affetto.transfer.model import CvaeTransfer
+
+            model = load_method("cvae")[0]
+            assert isinstance(model, CvaeTransfer)
+            model.settings = replace(model.settings, anchor=0)
+            out[name] = model
         else:
             out[name] = load_method(name)[0]
     return out
@@ -302,7 +315,7 @@ def markdown(result: dict) -> str:
 
 @click.command("eval-transfer")
 @click.option("--method", "methods", multiple=True,
-              type=click.Choice(["rule", "rule-no-density", "cvae"]),
+              type=click.Choice(["rule", "rule-no-density", "cvae", "cvae-free"]),
               help="Methods to measure (repeatable; default: every available one, side by side).")
 @click.option("--group", "groups", multiple=True, help="music21 corpus group for held-out phrases (repeatable).")
 @click.option("--heldout-phrases", type=click.IntRange(min=1), default=64, show_default=True)

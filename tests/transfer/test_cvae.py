@@ -179,6 +179,22 @@ def test_transfer_keeps_bar_lines_meter_and_is_deterministic_per_seed(tiny_onnx)
     assert len(draws) > 1  # the seed moves z
 
 
+def test_transfer_keeps_every_note_and_a_variation_writes_the_decoders_own(tiny_onnx):
+    model = CvaeTransfer(tiny_onnx[0])
+    assert model.settings.anchor == 1  # export's default
+    source = phrase(2)
+    by_time = lambda notes: sorted(notes, key=lambda n: (n.onset, -n.pitch))  # noqa: E731
+    out = model.transfer(source, TimeSignature(4, 4), Capsule.of(Quadrant.Q3), rng=np.random.default_rng(1))
+    assert [(n.onset, n.duration, n.channel) for n in by_time(out)] == [
+        (n.onset, n.duration, n.channel) for n in by_time(source)]
+    assert max(abs(a.pitch - b.pitch) for a, b in zip(by_time(out), by_time(source))) <= 1
+    varied = [model.vary(source, TimeSignature(4, 4), Capsule.of(Quadrant.Q3), rng=np.random.default_rng(seed))
+              for seed in range(3)]
+    assert len({tuple(v) for v in varied}) > 1  # a new z each pass
+    onsets = sorted({n.onset for n in source})
+    assert any(sorted({n.onset for n in v}) != onsets for v in varied)  # the decoder's own rhythm, not the loop's
+
+
 def test_strength_zero_returns_the_source_and_long_phrases_go_in_chunks(tiny_onnx):
     model = CvaeTransfer(tiny_onnx[0])
     source = phrase(6)

@@ -69,6 +69,19 @@ def test_train_transfer_on_a_folder_then_export(tmp_path, layout):
     assert "parity" in exported.output and "pass" in exported.output
     assert onnx_path.exists() and (tmp_path / "t.safetensors").exists()
     assert "optimizer_groups" not in json.loads((tmp_path / "t.json").read_text())
+    from affetto.manifest import read_manifest
+    from affetto.transfer.model import CvaeTransfer
+
+    assert read_manifest(onnx_path)["decode"]["anchor"] == 1  # anchored by default
+    free = CliRunner().invoke(cli, ["export-transfer", str(out / "last"), "--out", str(onnx_path), "--anchor", "0"])
+    assert free.exit_code == 0, free.output
+    assert CvaeTransfer(onnx_path).settings.anchor == 0
+
+    # re-exported in place (the shipped model's way): its weights and JSON stay as they were
+    weights = (tmp_path / "t.safetensors").read_bytes()
+    again = CliRunner().invoke(cli, ["export-transfer", str(tmp_path / "t"), "--out", str(onnx_path)])
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "t.safetensors").read_bytes() == weights
 
 
 def test_train_transfer_bad_input_errors(tmp_path):

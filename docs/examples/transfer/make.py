@@ -5,7 +5,8 @@
   seen to be kept;
 - ``lament``: A minor, one line in 6/8.
 
-For each: ``<seed>-source``, ``<seed>-sad`` and ``<seed>-happy`` as MIDI, a
+For each: ``<seed>-source``, ``<seed>-sad`` and ``<seed>-happy`` (the rule) and
+``<seed>-sad-cvae``, ``<seed>-happy-cvae`` (the shipped CVAE, anchored) as MIDI, a
 piano roll (the source in grey, then the transfer) and Ogg Vorbis rendered by
 FluidSynth with FluidR3 (``bash docs/make_examples.sh`` installs them), and
 the mode music21's Aarden-Essen key finder hears, printed for the README.
@@ -60,13 +61,15 @@ def main() -> int:
         piano_roll(OUT / f"{seed}-source.png", src.notes, meter=src.meter, title=f"{seed}: the source")
         render(source, OUT / f"{seed}-source.ogg")
         print(f"{seed}-source: {heard(source)}")
-        for mood in ("sad", "happy"):
-            out = OUT / f"{seed}-{mood}.mid"
-            for line in transfer_file(source=str(source), emotion=mood, out=str(out), method="rule",
-                                      plot=str(OUT / f"{seed}-{mood}.png")):
-                print("  " + line)
-            render(out, OUT / f"{seed}-{mood}.ogg")
-            print(f"{seed}-{mood}: {heard(out)}")
+        for method, suffix in (("rule", ""), ("cvae", "-cvae")):
+            for mood in ("sad", "happy"):
+                name = f"{seed}-{mood}{suffix}"
+                out = OUT / f"{name}.mid"
+                for line in transfer_file(source=str(source), emotion=mood, out=str(out), method=method,
+                                          plot=str(OUT / f"{name}.png")):
+                    print("  " + line)
+                render(out, OUT / f"{name}.ogg")
+                print(f"{name}: {heard(out)}")
     return 0
 
 
