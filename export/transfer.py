@@ -70,6 +70,9 @@ class _Graph(torch.nn.Module):
         velocity = 1.0 + 126.0 * m.performer(notes, note_mask, perf_cond)
         return probs, mean, velocity
 
+# Anchored decoding's settings, chosen on validation pairs (python -m affetto.models.transfer.anchor)
+ANCHOR_BIAS = 5.0
+CONTRAST = 1.5
 
 def example_inputs(model: TransferModel, batch: int = 2, bars: int = 4, steps: int = 16, notes: int = 24,
                    seed: int = 0) -> dict[str, torch.Tensor]:
@@ -137,8 +140,8 @@ def check_parity(model: onnx.ModelProto | bytes, torch_model: TransferModel) -> 
 
 
 def build_manifest(model: TransferModel, meta: dict, dtype: str = "fp32", *, max_abs_diff: float | None = None,
-                   threshold: float = 0.5, noise: float = 0.5, anchor: int = 1,
-                   anchor_bias: float = 1.0) -> dict[str, Any]:
+                   threshold: float = 0.5, noise: float = 0.5, anchor: int = 1, anchor_bias: float = ANCHOR_BIAS,
+                   contrast: float = CONTRAST) -> dict[str, Any]:
     train = meta.get("train", {})
     history = meta.get("history") or [{}]
     return {
@@ -156,9 +159,11 @@ def build_manifest(model: TransferModel, meta: dict, dtype: str = "fp32", *, max
         "outputs": list(OUTPUTS),
         "model": model.cfg.to_dict(),
         "decode": {"threshold": threshold, "noise": noise, "anchor": anchor, "anchor_bias": anchor_bias,
+                   "contrast": contrast,
                    "strength": "conditions mixed (1-s)*source + s*target; z = mean + s*noise*sigma*eps",
                    "anchored": "anchor > 0: every source note kept, re-pitched within anchor semitones by the "
-                               "decoder's onset log-odds (its own pitch + anchor_bias); 0: notes thresholded"},
+                               "decoder's onset log-odds + contrast x (asked - source condition) + anchor_bias "
+                               "for its own pitch; 0: notes thresholded"},
         "conditioning": {"quadrants": [f"{q.name} {q.mood}" for q in Quadrant], "cond": "capsule(4) + major, minor"},
         "training": {"data": meta.get("data_summary", {}), "step": meta.get("step"),
                      "minutes": round(float(meta.get("train_seconds", 0.0)) / 60, 1), "last": history[-1],
@@ -170,7 +175,8 @@ def build_manifest(model: TransferModel, meta: dict, dtype: str = "fp32", *, max
 
 
 def export_model(model: TransferModel, meta: dict, out: str | Path, *, threshold: float = 0.5,
-                 noise: float = 0.5, anchor: int = 1, anchor_bias: float = 1.0) -> GraphExport:
+                 noise: float = 0.5, anchor: int = 1, anchor_bias: float = ANCHOR_BIAS,
+                 contrast: float = CONTRAST) -> GraphExport:
     """Write ``model`` to ``out``; raises :class:`ModelFileError` when parity fails."""
     graph = build_graph(model)
     onnx.checker.check_model(graph, full_check=True)
@@ -178,7 +184,7 @@ def export_model(model: TransferModel, meta: dict, out: str | Path, *, threshold
     if not diff <= ATOL:
         raise ModelFileError(f"exported transfer graph disagrees with PyTorch: max abs difference {diff:.2e}")
     graph = with_manifest(graph, build_manifest(model, meta, max_abs_diff=diff, threshold=threshold, noise=noise,
-                                                anchor=anchor, anchor_bias=anchor_bias))
+                                                anchor=anchor, anchor_bias=anchor_bias, contrast=contrast))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -188,13 +194,15 @@ def export_model(model: TransferModel, meta: dict, out: str | Path, *, threshold
 
 
 def export_transfer(checkpoint: str | Path, out: str | Path, *, threshold: float = 0.5, noise: float = 0.5,
-                    anchor: int = 1, anchor_bias: float = 1.0, with_weights: bool = True) -> GraphExport:
+                    anchor: int = 1, anchor_bias: float = ANCHOR_BIAS, contrast: float = CONTRAST,
+                    with_weights: bool = True) -> GraphExport:
     """Export a transfer checkpoint; with ``with_weights``, its weights and JSON go beside the ``.onnx``
     (``<out stem>.safetensors`` and ``.json``, no optimizer state), as the shipped models are."""
     model, meta = load_checkpoint(checkpoint)
     if not isinstance(model, TransferModel):
         raise ModelFileError(f"{checkpoint}: a {meta.get('family', 'lead')} checkpoint, not a transfer one")
-    result = export_model(model, meta, out, threshold=threshold, noise=noise, anchor=anchor, anchor_bias=anchor_bias)
+    result = export_model(model, meta, out, threshold=threshold, noise=noise, anchor=anchor, anchor_bias=anchor_bias,
+                          contrast=contrast)
     if with_weights:
         weights, _, _ = checkpoint_paths(checkpoint)
         stem = Path(out).with_suffix("")
@@ -226,15 +234,18 @@ EXPORT_FAMILY = ExportFamily(FAMILY, build_graph, _parity, _no_int8, build_manif
 @click.option("--anchor", type=click.IntRange(min=0), default=1, show_default=True,
               help="Keep every source note and let the decoder move it at most this many semitones (0: free "
                    "decoding, notes where the onset probability reaches --threshold; stored in the manifest).")
-@click.option("--anchor-bias", type=float, default=1.0, show_default=True,
+@click.option("--anchor-bias", type=float, default=ANCHOR_BIAS, show_default=True,
               help="Log-odds in favour of a note's own pitch when anchored (stored in the manifest; "
                    "python -m affetto.models.transfer.anchor measures the choice on validation pairs).")
-def export_command(checkpoint, out, threshold, noise, anchor, anchor_bias) -> None:
+@click.option("--contrast", type=click.FloatRange(min=0), default=CONTRAST, show_default=True,
+              help="Anchored: weight of what the asked emotion changes against the source's own condition "
+                   "(0: the asked condition's log-odds alone; stored in the manifest).")
+def export_command(checkpoint, out, threshold, noise, anchor, anchor_bias, contrast) -> None:
     """Export a transfer checkpoint (e.g. runs/transfer/best) to one .onnx file with parity checks; its
     weights and JSON go beside it."""
     try:
         result = export_transfer(checkpoint, out, threshold=threshold, noise=noise, anchor=anchor,
-                                 anchor_bias=anchor_bias)
+                                 anchor_bias=anchor_bias, contrast=contrast)
     except (ValueError, OSError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(result)

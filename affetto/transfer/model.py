@@ -142,7 +142,7 @@ def roll_steps(probs: np.ndarray, shift: int = 0, threshold: float = 0.5) -> np.
 
 
 def anchored_steps(source: np.ndarray, probs: np.ndarray, shift: int = 0, radius: int = 1,
-                   bias: float = 1.0) -> np.ndarray:
+                   bias: float = 1.0, baseline: np.ndarray | None = None, contrast: float = 0.0) -> np.ndarray:
     """(N, 3) onset, duration, pitch: each source note re-pitched by the decoder, its onset and length kept.
 
     ``source`` is an (N, >=3) step array (onset, duration, pitch) of the phrase
@@ -150,9 +150,14 @@ def anchored_steps(source: np.ndarray, probs: np.ndarray, shift: int = 0, radius
     the semitones the roll was lowered by. Each note may move at most
     ``radius`` semitones: to the pitch whose onset log-odds at its step are
     highest, its own pitch counted ``bias`` higher (where the decoder is
-    unsure, the player's note stays). Notes struck together are placed from
-    the top down and never onto one pitch. Rhythm, texture and register are
-    the source's; which notes move, and which way, is the model's.
+    unsure, the player's note stays). With a ``baseline`` roll (the same z
+    decoded under the source's own condition) the scores also count
+    ``contrast`` times what the asked emotion changes, ``lo - lo_baseline``:
+    what the decoder writes whatever it is asked (a reconstruction's slips,
+    common on textures the corpus lacks) cancels, what the emotion asks for
+    stands out. Notes struck together are placed from the top down and
+    never onto one pitch. Rhythm, texture and register are the source's;
+    which notes move, and which way, is the model's.
     """
     source = np.asarray(source, dtype=np.int64).reshape(-1, source.shape[-1] if np.ndim(source) == 2 else 4)
     bars, steps = probs.shape[:2]
@@ -165,18 +170,29 @@ def anchored_steps(source: np.ndarray, probs: np.ndarray, shift: int = 0, radius
     own = fold(source[inside, 2] - shift) - PITCH_MIN  # (n,) each note's cell in the roll
     offsets = np.arange(-radius, radius + 1)
     cells = own[:, None] + offsets[None, :]  # (n, 2r + 1) the pitches each may take
-    onset_p = np.clip(probs.reshape(total, 2, -1)[onset[:, None], 0, np.clip(cells, 0, PITCHES - 1)], 1e-6, 1 - 1e-6)
-    scores = np.log(onset_p) - np.log1p(-onset_p) + np.where(offsets == 0, bias, 0.0)[None, :]
+    at = (onset[:, None], 0, np.clip(cells, 0, PITCHES - 1))
+
+    def logodds(roll: np.ndarray) -> np.ndarray:
+        p = np.clip(roll.reshape(total, 2, -1)[at].astype(np.float64), 1e-6, 1 - 1e-6)
+        return np.log(p) - np.log1p(-p)
+
+    scores = logodds(probs)
+    if baseline is not None and contrast:
+        scores = scores + contrast * (scores - logodds(baseline))
+    scores += np.where(offsets == 0, bias, 0.0)[None, :]
     scores[(cells < 0) | (cells >= PITCHES)] = -np.inf
     choice = scores.argmax(1)  # the first (lowest) of equal scores
-    # Notes struck together are placed from the top down, each onto a pitch none above it took.
-    struck = np.unique(onset, return_counts=True)
-    for step in struck[0][struck[1] > 1].tolist():
+    # Notes struck together are placed from the top down, each onto a pitch none above it took; where no
+    # two of them chose one pitch, that is what each chose.
+    chosen = cells[np.arange(len(choice)), choice]
+    pairs, counts = np.unique(np.stack([onset, chosen]), axis=1, return_counts=True)
+    for step in np.unique(pairs[0][counts > 1]).tolist():
         rows = np.flatnonzero(onset == step)
         taken: set[int] = set()
         for j in rows[np.argsort(-source[inside[rows], 2], kind="stable")].tolist():
-            ranked = np.argsort(-scores[j], kind="stable").tolist()
-            free = [k for k in ranked if np.isfinite(scores[j, k]) and int(cells[j, k]) not in taken]
+            row = scores[j].tolist()
+            ranked = sorted(range(len(row)), key=lambda k: -row[k])  # stable: the lower pitch on a tie
+            free = [k for k in ranked if row[k] > -np.inf and int(cells[j, k]) not in taken]
             choice[j] = free[0] if free else radius  # every neighbour taken above: keep it (a doubled note)
             taken.add(int(cells[j, choice[j]]))
     out[inside, 2] = np.clip(source[inside, 2] + offsets[choice], 0, 127)
@@ -255,6 +271,7 @@ class DecodeSettings:
     noise: float = 0.5  # share of the posterior's sigma a seeded draw moves z by, at strength 1
     anchor: int = 0  # > 0: every source note kept, moved at most this many semitones (anchored_steps)
     anchor_bias: float = 1.0  # log-odds in favour of a note's own pitch when anchored
+    contrast: float = 0.0  # anchored: weight of what the asked condition changes against the source's own
 
 
 class CvaeTransfer:
@@ -276,7 +293,8 @@ class CvaeTransfer:
         self.settings = settings or DecodeSettings(float(decode.get("threshold", 0.5)),
                                                    float(decode.get("noise", 0.5)),
                                                    int(decode.get("anchor", 0)),
-                                                   float(decode.get("anchor_bias", 1.0)))
+                                                   float(decode.get("anchor_bias", 1.0)),
+                                                   float(decode.get("contrast", 0.0)))
         self.z_dim = int(self.manifest["model"]["z_dim"])
         self.z_steps = int(self.manifest["model"].get("z_steps", 2))
         self.session = open_session(self.path, threads=threads, provider="cpu")
@@ -294,9 +312,21 @@ class CvaeTransfer:
 
     def decode(self, roll: np.ndarray, src: np.ndarray, tgt: np.ndarray, density: np.ndarray, poly: np.ndarray,
                meter: int, eps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(probs (bars, steps, 2, P), posterior mean (bars, steps / z_steps, Z)) of one phrase roll."""
-        probs, mean = self.session.run(["probs", "mean"], self._feeds(roll, src, tgt, density, poly, meter, eps))
-        return probs[0], mean[0]
+        """(probs (bars, steps, 2, P), posterior mean (bars, steps / z_steps, Z)) of one phrase roll.
+
+        ``tgt`` may be (k, 6), k conditions for the same phrase and z, decoded in one run: probs are then
+        (k, bars, steps, 2, P).
+        """
+        if np.ndim(tgt) == 1:
+            probs, mean = self.session.run(["probs", "mean"], self._feeds(roll, src, tgt, density, poly, meter, eps))
+            return probs[0], mean[0]
+        k = len(tgt)
+        feeds = self._feeds(roll, src, tgt[0], density, poly, meter, eps)
+        for name in ("roll", "src_cond", "density", "poly", "meter", "eps"):
+            feeds[name] = np.repeat(feeds[name], k, axis=0)
+        feeds["tgt_cond"] = np.asarray(tgt, np.float32)
+        probs, mean = self.session.run(["probs", "mean"], feeds)
+        return probs, mean[0]
 
     def perform(self, features: Sequence[np.ndarray], capsules: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Velocities (1..127 floats) of note sets (each (N, 7) features) under capsules, in one run."""
@@ -371,9 +401,14 @@ class CvaeTransfer:
             if rng is not None:
                 eps = (s * self.settings.noise * rng.standard_normal(latents)).astype(np.float32)
             roll = phrase_roll(chunk, bars, bar_steps, shift)
-            probs, _ = self.decode(roll, c_src, c_tgt, density, poly, m_index, eps)
+            contrast = self.settings.contrast if anchor > 0 else 0.0
+            baseline = None
+            if contrast:  # the same z under the source's own condition beside the asked one, in one run
+                (probs, baseline), _ = self.decode(roll, c_src, np.stack([c_tgt, c_src]), density, poly, m_index, eps)
+            else:
+                probs, _ = self.decode(roll, c_src, c_tgt, density, poly, m_index, eps)
             if anchor > 0:
-                made = anchored_steps(chunk, probs, shift, anchor, self.settings.anchor_bias)
+                made = anchored_steps(chunk, probs, shift, anchor, self.settings.anchor_bias, baseline, contrast)
             else:
                 made = roll_steps(probs, shift, self.settings.threshold)
             velocity = self._velocities(chunk, made, bar_steps, m_index, own, c_tgt[:4])

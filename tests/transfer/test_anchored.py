@@ -43,6 +43,22 @@ def test_the_bias_keeps_the_players_note_where_the_decoder_is_nearly_undecided()
     assert anchored_steps(source, probs, radius=1, bias=1.0)[0, 2] == 64
 
 
+def test_what_the_emotion_changes_moves_a_note_past_the_bias_and_a_slip_in_both_conditions_does_not():
+    source = np.array([[0, 4, 64, 80], [4, 4, 67, 80]])
+    asked, base = roll(), roll()  # the asked condition's decode, and the same z under the source's own
+    cell(asked, 0, 63, 0.7)  # E: the asked mode wants E flat, the source's own condition wanted E
+    cell(asked, 0, 64, 0.3)
+    cell(base, 0, 63, 0.05)
+    cell(base, 0, 64, 0.9)
+    for roll_ in (asked, base):  # G: the decoder writes A flat whatever it is asked (a slip)
+        cell(roll_, 4, 68, 0.8)
+        cell(roll_, 4, 67, 0.4)
+    assert anchored_steps(source, asked, radius=1, bias=0.0)[:, 2].tolist() == [63, 68]  # both move
+    assert anchored_steps(source, asked, radius=1, bias=5.0)[:, 2].tolist() == [64, 67]  # neither
+    assert anchored_steps(source, asked, radius=1, bias=5.0, baseline=base,
+                          contrast=1.5)[:, 2].tolist() == [63, 67]  # the emotion's move only
+
+
 def test_notes_struck_together_never_land_on_one_pitch_and_the_top_chooses_first():
     source = np.array([[0, 4, 64, 80], [0, 4, 65, 80], [2, 1, 60, 80]])
     probs = roll()

@@ -72,7 +72,8 @@ def test_train_transfer_on_a_folder_then_export(tmp_path, layout):
     from affetto.manifest import read_manifest
     from affetto.transfer.model import CvaeTransfer
 
-    assert read_manifest(onnx_path)["decode"]["anchor"] == 1  # anchored by default
+    decode = read_manifest(onnx_path)["decode"]
+    assert (decode["anchor"], decode["contrast"], decode["anchor_bias"]) == (1, 1.5, 5.0)  # anchored by default
     free = CliRunner().invoke(cli, ["export-transfer", str(out / "last"), "--out", str(onnx_path), "--anchor", "0"])
     assert free.exit_code == 0, free.output
     assert CvaeTransfer(onnx_path).settings.anchor == 0
