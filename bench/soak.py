@@ -26,6 +26,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -223,6 +224,16 @@ def run(args) -> dict:
     if args.model:
         cmd += ["--model", args.model]
     cmd += ["--mode", args.mode]
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.transfer_method != "auto":  # a setting of the config file only: written to one for the run
+            config = os.path.join(tmp, "soak.toml")
+            with open(config, "w", encoding="utf-8") as f:
+                f.write(f'transfer_method = "{args.transfer_method}"\n')
+            cmd[4:4] = ["--config", config]
+        return _soak(args, cmd, env)
+
+
+def _soak(args, cmd: list[str], env: dict[str, str]) -> dict:
     with playing(cmd, env, PORT, "soak-daw") as (proc, daw, lines):
         script, per_tick, stop = performance(args.minutes, args.mode)
         bar_frames = 24 * BEATS * per_tick
@@ -323,6 +334,7 @@ def summarise(
         "minutes": args.minutes,
         "bpm": BPM,
         "model": args.model or "shipped",
+        "transfer_method": args.transfer_method,
         "mode": args.mode,
         "bars_played": bars,
         "bars_generated": generated,
@@ -359,6 +371,7 @@ def report(r: dict) -> None:
 
     print(
         f"soak: {r['minutes']:g} min at {r['bpm']:g} BPM through JACK, mode {r['mode']}, model {r['model']}, "
+        + (f"transfer method {r['transfer_method']}, " if r["mode"] in ("transfer", "variation") else "") +
         f"{os.cpu_count()} CPUs, load {r['load_1min']:.2f}"
     )
     print(
@@ -399,6 +412,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--model", default=None, help=".onnx model or builtin:fake (default: the shipped one)")
+    ap.add_argument("--transfer-method", choices=("auto", "cvae", "rule"), default="auto",
+                    help="transfer and variation modes: the config file's transfer_method (default auto: the rule)")
     ap.add_argument("--mode", choices=("continue", "harmonise", "ensemble", "transfer", "variation"),
                     default="continue")
     ap.add_argument("--json-out", type=Path, default=None)
