@@ -2,12 +2,12 @@
 
 The DAW's client sends clock and a 2-bar C major loop on channel 1 for six
 passes (bars 0..11) with the knob at sad, turns the knob to happy a beat
-before bar 8, and stops in bar 13. affetto (the rule method, pinned in a
-config file) learns the loop on its first pass and from bar 4 on plays it
-back on its output channel (channel 1, as musicians count), bar by bar: in
-C minor while the knob says sad, in C major within two bars of the turn.
-Nothing sounds after Stop. Variation mode plays the same loop, each pass
-drawn afresh.
+before bar 8, and stops in bar 13. affetto (the rule method, or the shipped
+CVAE, pinned in a config file) learns the loop on its first pass and from
+bar 4 on plays it back on its output channel (channel 1, as musicians
+count), bar by bar: in C minor while the knob says sad, in C major within
+two bars of the turn. Nothing sounds after Stop. Variation mode plays the
+same loop, each pass drawn afresh (the rule).
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ TURN_BAR = 8  # the knob goes from sad to happy a beat before this bar line
 MAJOR_ONLY = {64, 69}  # E and A: in C minor they are Eb and Ab
 
 
-def perform(server: str, name: str, mode: str, tmp_path) -> dict:
+def perform(server: str, name: str, mode: str, method: str, tmp_path) -> dict:
     config = tmp_path / f"{name}.toml"
     config.write_text(f'[daemon]\nemotion = {knob_value(Quadrant.Q3)}\nemotion_smoothing = 0.0\n'
-                      f'transfer_method = "rule"\nrng_seed = 4\n', encoding="utf-8")
+                      f'transfer_method = "{method}"\nrng_seed = 4\n', encoding="utf-8")
     with running_affetto(name, "--clock", "midi", "--mode", mode, "--config", str(config),
                          server=server) as (proc, ready, lines):
         assert ready.wait(60), "the daemon did not get ready: " + "".join(lines)
@@ -62,10 +62,12 @@ def perform(server: str, name: str, mode: str, tmp_path) -> dict:
             "stop": start + stop_at, "code": code, "log": "".join(lines), "xruns": xruns}
 
 
-@pytest.fixture(scope="module", params=["transfer", "variation"])
+@pytest.fixture(scope="module", params=[("transfer", "rule"), ("variation", "rule"), ("transfer", "cvae")],
+                ids=["transfer", "variation", "transfer-cvae"])
 def played(request, jack_server, tmp_path_factory):
-    return request.param, perform(jack_server, f"afftr{request.param[0]}", request.param,
-                                  tmp_path_factory.mktemp(request.param))
+    mode, method = request.param
+    run = perform(jack_server, f"afftr{mode[0]}{method[0]}", mode, method, tmp_path_factory.mktemp(mode))
+    return mode, {**run, "method": method}
 
 
 def test_the_loop_comes_back_on_the_output_channel_in_the_knobs_emotion(played):
@@ -73,7 +75,7 @@ def test_the_loop_comes_back_on_the_output_channel_in_the_knobs_emotion(played):
     ons = note_ons(run["received"])
     assert ons, run["log"][-3000:]
     assert {m[0] & 0x0F for _, m in ons} == {0}, "one line, on the output channel"
-    assert "transfer method: rule" in run["log"]
+    assert f"transfer method: {run['method']}" in run["log"]
     joins = [int(m.group(1)) for m in re.finditer(r"a loop of 2 bar\(s\) from bar 1; [\w ]+ join in bar (\d+)",
                                                   run["log"])]
     assert joins == [4], (joins, run["log"][-3000:])
