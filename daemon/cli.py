@@ -25,11 +25,11 @@ class Registered(click.Choice):
         super().__init__(())
 
     @property
-    def choices(self) -> Sequence[Any]:
+    def choices(self) -> tuple[Any, ...]:
         return tuple(self._names())
 
     @choices.setter
-    def choices(self, value: Sequence[Any]) -> None:  # click's own __init__ sets them: they are read live
+    def choices(self, value: Any) -> None:  # click's own __init__ sets them: they are read live
         pass
 
 

@@ -153,9 +153,9 @@ def calibrate_kv(model_bytes: bytes, model: Any, sequences: list[np.ndarray], co
     for seq, c in zip(sequences, cond):
         tokens = np.stack([seq, seq]).astype(np.int64)  # (R, T)
         rows = np.stack([c, np.zeros_like(c)]).astype(np.float32)  # (R, 4)
-        presents = sess.run(None, sequence_feeds(tokens, rows, None, n_layer=cfg.n_layer, n_head=cfg.n_head,
-                                                 head_dim=cfg.head_dim))[1:]  # (1, R*H, T, hs), key and value
-        seen = [np.abs(p).max(axis=(0, 2)) for p in presents]  # (R*H, hs) per tensor
+        presents = sess.run(None, sequence_feeds(tokens, rows, None, n_layer=cfg.n_layer, kv_heads=cfg.kv_heads,
+                                                 head_dim=cfg.head_dim))[1:]  # (1, R*KV, T, hs), key and value
+        seen = [np.abs(p).max(axis=(0, 2)) for p in presents]  # (R*KV, hs) per tensor
         amax = seen if not amax else [np.maximum(a, b) for a, b in zip(amax, seen)]
     scales = [np.maximum(a * margin, 1e-6).reshape(-1).astype(np.float32) / 127.0 for a in amax]
     return [(scales[2 * i], scales[2 * i + 1]) for i in range(cfg.n_layer)]

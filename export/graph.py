@@ -34,10 +34,10 @@ H = heads)::
     attention_bias               float32 [1, 1, sequence, total_sequence_length]
     seqlens_k                    int32   [1]                total length - 1
     total_sequence_length        int32   []                 past + sequence
-    past_key_values.{i}.key      float32 [1, R * H, max_sequence, head_size]
+    past_key_values.{i}.key      float32 [1, R * KV, max_sequence, head_size]   KV: key/value heads
     past_key_values.{i}.value    (same)
  -> logits                       float32 [R, sequence, vocab]
-    present.{i}.key / .value     float32 [1, R * H, max_sequence, head_size]
+    present.{i}.key / .value     float32 [1, R * KV, max_sequence, head_size]
 
 The past buffers may also be passed at their used length (``past_sequence``);
 the presents then come back one ``sequence`` longer, which the parity checks
@@ -97,6 +97,7 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
     sd = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
     b = _Builder()
     H, hs, C = cfg.n_head, cfg.head_dim, cfg.d_model
+    KV = cfg.kv_heads  # key/value heads per row (grouped-query attention when fewer than H)
 
     R, L = ROWS, cfg.n_layer
     # The hidden states are (S, R, C) throughout: a step's queries, keys and values are then already the
@@ -133,8 +134,9 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
                                         epsilon=1e-5))
         return outs[0], outs[3]
 
-    split_sizes = b.weight("qkv_split", np.array([C, C, C], np.int64))
+    split_sizes = b.weight("qkv_split", np.array([C, KV * hs, KV * hs], np.int64))
     heads_shape = b.weight("heads_shape", np.array([1, -1, R * C], np.int64))  # (S, R, C) -> (1, S, R*C)
+    kv_shape_ = b.weight("kv_heads_shape", np.array([1, -1, R * KV * hs], np.int64))  # (S, R, KV*hs) -> (1, S, ..)
     rows_shape = b.weight("rows_shape", np.array([-1, R, C], np.int64))  # (1, S, R*C) -> (S, R, C)
     outputs_kv = []
     pending: tuple[str, str] | None = None  # the last block's MLP output and its bias, not yet added to x
@@ -147,9 +149,9 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
                                                                   name=f"{p}.cond_add")
             h, x = skip_norm(x, skip, pending[1], f"{p}.ln1")
         qkv = b.linear(h, sd[f"{p}.attn.qkv.weight"], sd[f"{p}.attn.qkv.bias"], f"{p}.attn.qkv")  # (S, R, 3C)
-        q, k, v = b.op("Split", [qkv, split_sizes], n_out=3, name=f"{p}.attn.split", axis=-1)  # (S, R, C) each
-        q, k, v = (b.op("Reshape", [t, heads_shape], name=f"{p}.attn.{n}_heads")  # (1, S, R*C)
-                   for t, n in ((q, "q"), (k, "k"), (v, "v")))
+        q, k, v = b.op("Split", [qkv, split_sizes], n_out=3, name=f"{p}.attn.split", axis=-1)  # (S, R, C|KV*hs)
+        q, k, v = (b.op("Reshape", [t, shape], name=f"{p}.attn.{n}_heads")  # (1, S, R*C | R*KV*hs)
+                   for t, n, shape in ((q, "q", heads_shape), (k, "k", kv_shape_), (v, "v", kv_shape_)))
         attn, present_k, present_v = (
             f"{p}.attn.gqa_out",
             f"present.{i}.key",
@@ -164,7 +166,7 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
                 name=f"{p}.attn.gqa",
                 domain=MS_DOMAIN,
                 num_heads=R * H,
-                kv_num_heads=R * H,
+                kv_num_heads=R * KV,  # row r's query head h reads its key/value head r*KV + h // (H // KV)
                 scale=float(1.0 / np.sqrt(hs)),
             )
         )
@@ -183,7 +185,7 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
     b.nodes.append(helper.make_node("Transpose", [logits], ["logits"], name="logits_out", perm=[1, 0, 2]))
 
     f32, i64, i32 = TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32
-    kv_shape = [1, ROWS * H, "max_sequence", hs]
+    kv_shape = [1, ROWS * KV, "max_sequence", hs]
     inputs = [
         helper.make_tensor_value_info("tokens", i64, [ROWS, "sequence"]),
         helper.make_tensor_value_info("cond", f32, [ROWS, cfg.n_cond]),
@@ -196,7 +198,7 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
     for i in range(cfg.n_layer):
         for kind in ("key", "value"):
             inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kind}", f32, kv_shape))
-            present_shape = [1, ROWS * H, "present_sequence", hs]
+            present_shape = [1, ROWS * KV, "present_sequence", hs]
             outputs.append(helper.make_tensor_value_info(f"present.{i}.{kind}", f32, present_shape))
     graph = helper.make_graph(b.nodes, "affetto", inputs, outputs, initializer=b.inits)
     onnx_model = helper.make_model(
@@ -214,7 +216,7 @@ def with_int8_kv(model: onnx.ModelProto, scales: list[tuple[np.ndarray, np.ndarr
     """``model`` with its KV cache in int8: GroupQueryAttention quantises keys and values as it writes them
     and reads them back without a float copy of the cache.
 
-    ``scales`` holds, per layer, the key and the value scale per channel, shaped (R * H * head_size,):
+    ``scales`` holds, per layer, the key and the value scale per channel, shaped (R * KV * head_size,):
     a channel's largest magnitude over 127 (see :func:`affetto.export.export.calibrate_kv`). The cache
     inputs and outputs become int8; nothing else in the contract changes.
     """

@@ -32,7 +32,7 @@ def build_manifest(model: EmotionTransformer, meta: dict, dtype: str) -> dict[st
         "grid": {"steps_per_beat": meta["vocab"]["steps_per_beat"]},
         "model": model.cfg.to_dict(),
         "kv_cache": {"layout": "shared-buffer, guidance rows as heads", "op": "com.microsoft.GroupQueryAttention",
-                     "max_len": model.cfg.max_len, "rows": ROWS, "heads": model.cfg.n_head,
+                     "max_len": model.cfg.max_len, "rows": ROWS, "heads": model.cfg.kv_heads,
                      "head_size": model.cfg.head_dim},
         "conditioning": {
             "quadrants": [f"{q.name} {q.mood}" for q in Quadrant],

@@ -58,7 +58,7 @@ def session(model_bytes: bytes, threads: int = 1) -> ort.InferenceSession:
 
 def _feeds(tokens: np.ndarray, cond: np.ndarray, past: list[np.ndarray] | None, model: EmotionTransformer):
     cfg = model.cfg
-    return sequence_feeds(tokens, cond, past, n_layer=cfg.n_layer, n_head=cfg.n_head, head_dim=cfg.head_dim)
+    return sequence_feeds(tokens, cond, past, n_layer=cfg.n_layer, kv_heads=cfg.kv_heads, head_dim=cfg.head_dim)
 
 
 def run_full(sess: ort.InferenceSession, model: EmotionTransformer, tokens: np.ndarray, cond: np.ndarray):
@@ -76,7 +76,7 @@ def run_steps(
     cfg = model.cfg
     B, T = tokens.shape
     caches = [
-        ort.OrtValue.ortvalue_from_numpy(np.zeros((1, B * cfg.n_head, cfg.max_len, cfg.head_dim), np.float32))
+        ort.OrtValue.ortvalue_from_numpy(np.zeros((1, B * cfg.kv_heads, cfg.max_len, cfg.head_dim), np.float32))
         for _ in range(2 * cfg.n_layer)
     ]
     io = sess.io_binding()
@@ -153,7 +153,7 @@ def decode_agreement(reference_bytes: bytes, other_bytes: bytes, model: Any,
     """
     cfg = model.cfg
     sessions = [session(reference_bytes), session(other_bytes)]
-    caches = [CachedSession(s, n_layer=cfg.n_layer, n_head=cfg.n_head, head_dim=cfg.head_dim, max_len=cfg.max_len,
+    caches = [CachedSession(s, n_layer=cfg.n_layer, kv_heads=cfg.kv_heads, head_dim=cfg.head_dim, max_len=cfg.max_len,
                             vocab_size=cfg.vocab_size, bos=int(sequences[0][0])) for s in sessions]
     same = total = 0
     max_diff = 0.0

@@ -139,6 +139,9 @@ def _listen_only(model, out, threads: int, seed: int, quick: bool, without: tupl
 @click.option("--layers", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--width", type=click.IntRange(min=8), default=192, show_default=True, help="Model width (d_model).")
 @click.option("--heads", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--kv-heads", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Key/value heads (grouped-query attention; 0: one per head). With --init, a model with fewer "
+                   "starts from the checkpoint's heads averaged in groups.")
 @click.option("--context", type=click.IntRange(min=16), default=1024, show_default=True, help="Tokens of context.")
 @click.option("--segment-bars", type=click.IntRange(min=1), default=16, show_default=True,
               help="Bars per training segment (one emotion label each).")
@@ -161,7 +164,8 @@ def _listen_only(model, out, threads: int, seed: int, quick: bool, without: tupl
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="Torch CPU threads (0: torch's default).")
 @click.option("--resume", is_flag=True, help="Continue from OUT/last if it exists.")
 @click.option("-v", "--verbose", count=True)
-def train(out, data, labels, emopia, groups, limit, steps, batch, lr, layers, width, heads, context, segment_bars,
+def train(out, data, labels, emopia, groups, limit, steps, batch, lr, layers, width, heads, kv_heads, context,
+          segment_bars,
           cond_dropout, transition_share, init_from, mode_change_rate, transitions, mode_transition_share,
           cond_layers, eval_every, seed, threads,
           resume, verbose) -> None:
@@ -180,7 +184,7 @@ def train(out, data, labels, emopia, groups, limit, steps, batch, lr, layers, wi
         raise click.ClickException(f"training needs the 'train' extra (pip install 'affetto[train]'): {err}") from err
     try:
         model_cfg = ModelConfig(n_layer=layers, d_model=width, n_head=heads, d_ff=4 * width, max_len=context,
-                                cond_layers=cond_layers)
+                                cond_layers=cond_layers, n_kv_head=kv_heads)
         vocab_cfg = None
         if init_from:
             from affetto.models.checkpoint import default_checkpoint_path, read_meta
@@ -189,7 +193,8 @@ def train(out, data, labels, emopia, groups, limit, steps, batch, lr, layers, wi
             init_from = str(default_checkpoint_path()) if init_from == "default" else init_from
             meta = read_meta(init_from)
             model_cfg = ModelConfig.from_dict({**meta["model"], "cond_layers": meta["model"].get("cond_layers")
-                                               or cond_layers})
+                                               or cond_layers,
+                                               "n_kv_head": kv_heads or meta["model"].get("n_kv_head", 0)})
             vocab_cfg = Vocabulary.from_dict(meta["vocab"]).config
             context = model_cfg.max_len
         cfg = TrainConfig(

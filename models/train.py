@@ -35,7 +35,7 @@ from affetto.models.data import (
     split_examples,
     transpose_tokens,
 )
-from affetto.models.transformer import EmotionTransformer, ModelConfig
+from affetto.models.transformer import EmotionTransformer, ModelConfig, grouped_kv_state
 from affetto.tokens.vocab import VocabConfig, Vocabulary
 
 log = logging.getLogger(__name__)
@@ -297,11 +297,18 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
         start, start_meta = load_checkpoint(cfg.init)
         if not isinstance(start, EmotionTransformer):
             raise ConfigError(f"--init {cfg.init}: a {start_meta.get('family')} checkpoint, not a lead one")
-        # A model without per-block capsule embeddings may seed one with them (they start at zero).
-        if replace(start.cfg, cond_layers=model_cfg.cond_layers) != model_cfg or (
-                start.cfg.cond_layers and not model_cfg.cond_layers):
+        # A model without per-block capsule embeddings may seed one with them (they start at zero), and one
+        # with more key/value heads may seed one with fewer (each the mean of the heads it replaces).
+        if replace(start.cfg, cond_layers=model_cfg.cond_layers, n_kv_head=model_cfg.n_kv_head) != model_cfg or (
+                start.cfg.cond_layers and not model_cfg.cond_layers) or start.cfg.kv_heads % model_cfg.kv_heads:
             raise ConfigError(f"--init {cfg.init}: its model config {start.cfg} differs from {model_cfg}")
-        missing, unexpected = model.load_state_dict(start.state_dict(), strict=False)
+        state = start.state_dict()
+        if start.cfg.kv_heads != model_cfg.kv_heads:
+            state = grouped_kv_state(state, start.cfg, model_cfg.kv_heads)
+            if rank == 0:
+                log.info("key/value heads %d -> %d (each the mean of its group)", start.cfg.kv_heads,
+                         model_cfg.kv_heads)
+        missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected or [m for m in missing if m != "cond_layers"]:
             raise ConfigError(f"--init {cfg.init}: weights do not fit (missing {missing}, extra {unexpected})")
         if rank == 0:

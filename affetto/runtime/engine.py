@@ -87,6 +87,7 @@ class Engine:
             model = self.manifest["model"]
             n_layer, n_head = int(model["n_layer"]), int(model["n_head"])
             head_dim = int(model["d_model"]) // n_head
+            kv_heads = int(model.get("n_kv_head") or n_head)  # fewer with grouped-query attention
             self.max_len = int(model["max_len"])
             if int(model["vocab_size"]) != self.vocab.size:
                 raise ValueError(f"model has {model['vocab_size']} tokens, its vocabulary {self.vocab.size}")
@@ -111,7 +112,7 @@ class Engine:
         self.session = open_session(self.model_path, threads=threads, provider=provider)
 
         def new_cache() -> CachedSession:
-            return CachedSession(self.session, n_layer=n_layer, n_head=n_head, head_dim=head_dim,
+            return CachedSession(self.session, n_layer=n_layer, kv_heads=kv_heads, head_dim=head_dim,
                                  max_len=self.max_len, vocab_size=self.vocab.size, bos=self.vocab.bos, stats=self.stats)
 
         try:

@@ -105,11 +105,11 @@ def cache_dtype(session: ort.InferenceSession) -> type[np.generic]:
 
 
 def sequence_feeds(tokens: np.ndarray, cond: np.ndarray, past: Sequence[np.ndarray] | None, *,
-                   n_layer: int, n_head: int, head_dim: int) -> dict[str, np.ndarray]:
+                   n_layer: int, kv_heads: int, head_dim: int) -> dict[str, np.ndarray]:
     """Feeds for ``session.run``: ``tokens`` (rows, S) under ``cond`` (rows, 4) after ``past``.
 
     ``past`` is the keys and values of every layer at their used length,
-    (1, rows * heads, P, head_dim) each, in the order key, value; None is
+    (1, rows * kv_heads, P, head_dim) each, in the order key, value; None is
     an empty cache. Every token sees the past and the tokens before it.
     """
     rows, S = tokens.shape
@@ -122,7 +122,7 @@ def sequence_feeds(tokens: np.ndarray, cond: np.ndarray, past: Sequence[np.ndarr
         "seqlens_k": np.array([P + S - 1], np.int32),
         "total_sequence_length": np.array(P + S, np.int32),
     }
-    empty = np.zeros((1, rows * n_head, 0, head_dim), np.float32)
+    empty = np.zeros((1, rows * kv_heads, 0, head_dim), np.float32)
     for i in range(n_layer):
         feeds[f"past_key_values.{i}.key"] = empty if past is None else past[2 * i]
         feeds[f"past_key_values.{i}.value"] = empty if past is None else past[2 * i + 1]
@@ -137,7 +137,7 @@ class CachedSession:
         session: ort.InferenceSession,
         *,
         n_layer: int,
-        n_head: int,
+        kv_heads: int,
         head_dim: int,
         max_len: int,
         vocab_size: int,
@@ -149,7 +149,7 @@ class CachedSession:
         self.device = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
         self.rows = graph_rows(session)
         self.kv_dtype = cache_dtype(session)
-        self.n_layer, self.n_head, self.head_dim = n_layer, n_head, head_dim
+        self.n_layer, self.kv_heads, self.head_dim = n_layer, kv_heads, head_dim  # key/value heads per row
         self.max_len, self.vocab_size = max_len, vocab_size
         self._context: list[int] = [bos]
         self._capsules: Rows | None = None  # the rows' capsules of every cached key; None: mixed or unset
@@ -248,7 +248,7 @@ class CachedSession:
         if slots <= self._slots:
             return
         slots = max(slots, self._slots + self._slots // 2)
-        shape = (1, self.rows * self.n_head, slots, self.head_dim)  # (1, R*nh, slots, hs)
+        shape = (1, self.rows * self.kv_heads, slots, self.head_dim)  # (1, R*nkv, slots, hs)
         old = self.host_buffers()
         buffers = [np.zeros(shape, self.kv_dtype) for _ in range(2 * self.n_layer)]
         for new, before in zip(buffers, old):

@@ -20,6 +20,13 @@ def tiny_model(tmp_path_factory, tiny_checkpoint) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_gqa_model(tmp_path_factory) -> Path:
+    """A tiny checkpoint with one key/value head for its two query heads (grouped-query attention), exported."""
+    checkpoint = make_checkpoint(tmp_path_factory.mktemp("ckpt-gqa"), n_kv_head=1, cond_layers=True)
+    return export(checkpoint, tmp_path_factory.mktemp("onnx") / "tiny-gqa.onnx")
+
+
+@pytest.fixture(scope="session")
 def tiny_kv8_model(tmp_path_factory, tiny_checkpoint) -> Path:
     """The tiny checkpoint exported with its KV cache in int8 (scales calibrated on grammar walks)."""
     from affetto.export.export import export_checkpoint, grammar_walks

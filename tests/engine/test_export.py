@@ -14,16 +14,18 @@ from affetto.tokens.vocab import Vocabulary
 pytestmark = pytest.mark.torch
 
 
-@pytest.mark.parametrize("cond_layers", [False, True], ids=["embedding-capsule", "per-block-capsule"])
-def test_parity_prefill_decode_and_step_by_step(tiny_checkpoint, tmp_path, cond_layers):
+@pytest.mark.parametrize("cond_layers,kv_heads", [(False, 0), (True, 0), (True, 1)],
+                         ids=["embedding-capsule", "per-block-capsule", "grouped-kv"])
+def test_parity_prefill_decode_and_step_by_step(tiny_checkpoint, tmp_path, cond_layers, kv_heads):
     from affetto.export.graph import build_graph
 
     if cond_layers:
         from tiny_things import make_checkpoint
 
-        tiny_checkpoint = make_checkpoint(tmp_path, cond_layers=True)
+        tiny_checkpoint = make_checkpoint(tmp_path, cond_layers=True, n_kv_head=kv_heads)
     model, _ = load_checkpoint(tiny_checkpoint)
     assert (model.cond_layers is not None) == cond_layers
+    assert model.cfg.kv_heads == (kv_heads or model.cfg.n_head)
     graph = build_graph(model)
     onnx.checker.check_model(graph, full_check=True)
     seqs, cond = grammar_walks(Vocabulary(), 2, 40, seed=5)

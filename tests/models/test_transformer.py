@@ -53,7 +53,45 @@ def test_condition_changes_the_output_and_zero_means_unconditioned(model):
     assert torch.allclose(none, zero_embeddings)
 
 
+def test_grouped_key_value_heads_cache_fewer_heads_and_start_from_the_means_of_their_group():
+    from dataclasses import replace
+
+    from affetto.models.transformer import grouped_kv_state
+
+    torch.manual_seed(1)
+    cfg = ModelConfig(vocab_size=40, n_layer=2, n_head=4, d_model=32, d_ff=64, max_len=64)
+    full = EmotionTransformer(cfg).eval()
+    hs = cfg.head_dim
+    with torch.no_grad():  # make heads 0-1 and 2-3 share keys and values: two heads' worth, written four times
+        for block in full.blocks:
+            w, b = block.attn.qkv.weight, block.attn.qkv.bias
+            for base in (cfg.d_model, 2 * cfg.d_model):  # the key rows, then the value rows
+                for pair in (0, 2):
+                    rows = slice(base + (pair + 1) * hs, base + (pair + 2) * hs)
+                    w[rows] = w[base + pair * hs : base + (pair + 1) * hs]
+                    b[rows] = b[base + pair * hs : base + (pair + 1) * hs]
+    grouped = EmotionTransformer(replace(cfg, n_kv_head=2)).eval()
+    grouped.load_state_dict(grouped_kv_state(full.state_dict(), cfg, 2))
+    tokens = torch.randint(0, 40, (2, 12))
+    cond = torch.tensor([[1.0, 0, 0, 0], [0, 0, 0, 0]])
+    with torch.no_grad():
+        expected, _ = full(tokens, cond)
+        got, _ = grouped(tokens, cond)
+        past = grouped.empty_past(2)
+        steps = []
+        for t in range(12):
+            logits, past = grouped(tokens[:, t : t + 1], cond, past)
+            steps.append(logits)
+    assert torch.allclose(got, expected, atol=1e-5)  # equal heads averaged: the same network
+    assert torch.allclose(torch.cat(steps, dim=1), got, atol=1e-5)
+    assert past[0][0].shape == (2, 2, 12, hs)  # two key/value heads cached, not four
+    with pytest.raises(ValueError, match="in groups"):
+        grouped_kv_state(full.state_dict(), cfg, 3)
+
+
 def test_config_validation():
+    with pytest.raises(ValueError, match="n_kv_head"):
+        ModelConfig(n_head=4, n_kv_head=3)
     with pytest.raises(ValueError, match="divisible"):
         ModelConfig(d_model=30, n_head=4)
     with pytest.raises(ValueError, match="dropout"):
