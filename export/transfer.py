@@ -53,6 +53,9 @@ from affetto.transfer.model import (
 
 OPSET = 18
 ATOL = 1e-4
+# Anchored decoding's settings, chosen on validation pairs (python -m affetto.models.transfer.anchor)
+ANCHOR_BIAS = 5.0
+CONTRAST = 1.5
 
 
 class _Graph(torch.nn.Module):
@@ -70,9 +73,6 @@ class _Graph(torch.nn.Module):
         velocity = 1.0 + 126.0 * m.performer(notes, note_mask, perf_cond)
         return probs, mean, velocity
 
-# Anchored decoding's settings, chosen on validation pairs (python -m affetto.models.transfer.anchor)
-ANCHOR_BIAS = 5.0
-CONTRAST = 1.5
 
 def example_inputs(model: TransferModel, batch: int = 2, bars: int = 4, steps: int = 16, notes: int = 24,
                    seed: int = 0) -> dict[str, torch.Tensor]:
