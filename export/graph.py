@@ -136,7 +136,7 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
 
     split_sizes = b.weight("qkv_split", np.array([C, KV * hs, KV * hs], np.int64))
     heads_shape = b.weight("heads_shape", np.array([1, -1, R * C], np.int64))  # (S, R, C) -> (1, S, R*C)
-    kv_shape_ = b.weight("kv_heads_shape", np.array([1, -1, R * KV * hs], np.int64))  # (S, R, KV*hs) -> (1, S, ..)
+    kv_heads_shape = b.weight("kv_heads_shape", np.array([1, -1, R * KV * hs], np.int64))  # (S, R, KV*hs) -> (1, S, ..)
     rows_shape = b.weight("rows_shape", np.array([-1, R, C], np.int64))  # (1, S, R*C) -> (S, R, C)
     outputs_kv = []
     pending: tuple[str, str] | None = None  # the last block's MLP output and its bias, not yet added to x
@@ -151,7 +151,7 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
         qkv = b.linear(h, sd[f"{p}.attn.qkv.weight"], sd[f"{p}.attn.qkv.bias"], f"{p}.attn.qkv")  # (S, R, 3C)
         q, k, v = b.op("Split", [qkv, split_sizes], n_out=3, name=f"{p}.attn.split", axis=-1)  # (S, R, C|KV*hs)
         q, k, v = (b.op("Reshape", [t, shape], name=f"{p}.attn.{n}_heads")  # (1, S, R*C | R*KV*hs)
-                   for t, n, shape in ((q, "q", heads_shape), (k, "k", kv_shape_), (v, "v", kv_shape_)))
+                   for t, n, shape in ((q, "q", heads_shape), (k, "k", kv_heads_shape), (v, "v", kv_heads_shape)))
         attn, present_k, present_v = (
             f"{p}.attn.gqa_out",
             f"present.{i}.key",

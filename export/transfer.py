@@ -20,6 +20,7 @@ import io
 import json
 import shutil
 import warnings
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -49,13 +50,14 @@ from affetto.transfer.model import (
     PITCH_MIN,
     PITCHES,
     STEPS_PER_BEAT,
+    DecodeSettings,
 )
 
 OPSET = 18
 ATOL = 1e-4
-# Anchored decoding's settings, chosen on validation pairs (python -m affetto.models.transfer.anchor)
-ANCHOR_BIAS = 5.0
-CONTRAST = 1.5
+# What the manifest asks the runtime to decode with; anchored decoding's settings were chosen on validation
+# pairs (python -m affetto.models.transfer.anchor).
+SHIPPED_DECODE = DecodeSettings(threshold=0.5, noise=0.5, anchor=1, anchor_bias=5.0, contrast=1.5)
 
 
 class _Graph(torch.nn.Module):
@@ -140,8 +142,7 @@ def check_parity(model: onnx.ModelProto | bytes, torch_model: TransferModel) -> 
 
 
 def build_manifest(model: TransferModel, meta: dict, dtype: str = "fp32", *, max_abs_diff: float | None = None,
-                   threshold: float = 0.5, noise: float = 0.5, anchor: int = 1, anchor_bias: float = ANCHOR_BIAS,
-                   contrast: float = CONTRAST) -> dict[str, Any]:
+                   decode: DecodeSettings = SHIPPED_DECODE) -> dict[str, Any]:
     train = meta.get("train", {})
     history = meta.get("history") or [{}]
     return {
@@ -158,8 +159,7 @@ def build_manifest(model: TransferModel, meta: dict, dtype: str = "fp32", *, max
         "inputs": list(INPUTS),
         "outputs": list(OUTPUTS),
         "model": model.cfg.to_dict(),
-        "decode": {"threshold": threshold, "noise": noise, "anchor": anchor, "anchor_bias": anchor_bias,
-                   "contrast": contrast,
+        "decode": {**asdict(decode),
                    "strength": "conditions mixed (1-s)*source + s*target; z = mean + s*noise*sigma*eps",
                    "anchored": "anchor > 0: every source note kept, re-pitched within anchor semitones by the "
                                "decoder's onset log-odds + contrast x (asked - source condition) + anchor_bias "
@@ -174,17 +174,15 @@ def build_manifest(model: TransferModel, meta: dict, dtype: str = "fp32", *, max
     }
 
 
-def export_model(model: TransferModel, meta: dict, out: str | Path, *, threshold: float = 0.5,
-                 noise: float = 0.5, anchor: int = 1, anchor_bias: float = ANCHOR_BIAS,
-                 contrast: float = CONTRAST) -> GraphExport:
+def export_model(model: TransferModel, meta: dict, out: str | Path, *,
+                 decode: DecodeSettings = SHIPPED_DECODE) -> GraphExport:
     """Write ``model`` to ``out``; raises :class:`ModelFileError` when parity fails."""
     graph = build_graph(model)
     onnx.checker.check_model(graph, full_check=True)
     diff = check_parity(graph, model)
     if not diff <= ATOL:
         raise ModelFileError(f"exported transfer graph disagrees with PyTorch: max abs difference {diff:.2e}")
-    graph = with_manifest(graph, build_manifest(model, meta, max_abs_diff=diff, threshold=threshold, noise=noise,
-                                                anchor=anchor, anchor_bias=anchor_bias, contrast=contrast))
+    graph = with_manifest(graph, build_manifest(model, meta, max_abs_diff=diff, decode=decode))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -193,16 +191,14 @@ def export_model(model: TransferModel, meta: dict, out: str | Path, *, threshold
     return GraphExport(out, out.stat().st_size, diff, read_manifest(out), ATOL)
 
 
-def export_transfer(checkpoint: str | Path, out: str | Path, *, threshold: float = 0.5, noise: float = 0.5,
-                    anchor: int = 1, anchor_bias: float = ANCHOR_BIAS, contrast: float = CONTRAST,
+def export_transfer(checkpoint: str | Path, out: str | Path, *, decode: DecodeSettings = SHIPPED_DECODE,
                     with_weights: bool = True) -> GraphExport:
     """Export a transfer checkpoint; with ``with_weights``, its weights and JSON go beside the ``.onnx``
     (``<out stem>.safetensors`` and ``.json``, no optimizer state), as the shipped models are."""
     model, meta = load_checkpoint(checkpoint)
     if not isinstance(model, TransferModel):
         raise ModelFileError(f"{checkpoint}: a {meta.get('family', 'lead')} checkpoint, not a transfer one")
-    result = export_model(model, meta, out, threshold=threshold, noise=noise, anchor=anchor, anchor_bias=anchor_bias,
-                          contrast=contrast)
+    result = export_model(model, meta, out, decode=decode)
     if with_weights:
         weights, _, _ = checkpoint_paths(checkpoint)
         stem = Path(out).with_suffix("")
@@ -227,25 +223,27 @@ EXPORT_FAMILY = ExportFamily(FAMILY, build_graph, _parity, _no_int8, build_manif
 @click.command("export-transfer")
 @click.argument("checkpoint")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="The .onnx file to write.")
-@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.5, show_default=True,
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=SHIPPED_DECODE.threshold,
+              show_default=True,
               help="Onset/frame probability a note needs (stored in the manifest).")
-@click.option("--noise", type=click.FloatRange(min=0), default=0.5, show_default=True,
+@click.option("--noise", type=click.FloatRange(min=0), default=SHIPPED_DECODE.noise, show_default=True,
               help="Share of the posterior's sigma a seeded draw moves z by at strength 1 (stored in the manifest).")
-@click.option("--anchor", type=click.IntRange(min=0), default=1, show_default=True,
+@click.option("--anchor", type=click.IntRange(min=0), default=SHIPPED_DECODE.anchor, show_default=True,
               help="Keep every source note and let the decoder move it at most this many semitones (0: free "
                    "decoding, notes where the onset probability reaches --threshold; stored in the manifest).")
-@click.option("--anchor-bias", type=float, default=ANCHOR_BIAS, show_default=True,
+@click.option("--anchor-bias", type=float, default=SHIPPED_DECODE.anchor_bias, show_default=True,
               help="Log-odds in favour of a note's own pitch when anchored (stored in the manifest; "
                    "python -m affetto.models.transfer.anchor measures the choice on validation pairs).")
-@click.option("--contrast", type=click.FloatRange(min=0), default=CONTRAST, show_default=True,
+@click.option("--contrast", type=click.FloatRange(min=0), default=SHIPPED_DECODE.contrast, show_default=True,
               help="Anchored: weight of what the asked emotion changes against the source's own condition "
                    "(0: the asked condition's log-odds alone; stored in the manifest).")
 def export_command(checkpoint, out, threshold, noise, anchor, anchor_bias, contrast) -> None:
     """Export a transfer checkpoint (e.g. runs/transfer/best) to one .onnx file with parity checks; its
     weights and JSON go beside it."""
     try:
-        result = export_transfer(checkpoint, out, threshold=threshold, noise=noise, anchor=anchor,
-                                 anchor_bias=anchor_bias, contrast=contrast)
+        decode = DecodeSettings(threshold=threshold, noise=noise, anchor=anchor, anchor_bias=anchor_bias,
+                                contrast=contrast)
+        result = export_transfer(checkpoint, out, decode=decode)
     except (ValueError, OSError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(result)

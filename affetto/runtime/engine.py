@@ -45,7 +45,7 @@ from affetto.runtime.families import family_of
 from affetto.runtime.plan import PHRASE_BARS, Baseline, EmotionPlan, Levers, model_sampling, plan_bar
 from affetto.runtime.policies import JUDGED_BARS, CandidateJudge, ModeFollower, best_of, recent_bars, slid
 from affetto.runtime.sampling import NO_OVERRIDES, SamplingConfig, SamplingOverrides
-from affetto.runtime.session import UNCONDITIONED, CachedSession, open_session
+from affetto.runtime.session import UNCONDITIONED, CachedSession, cache_shape, open_session
 from affetto.runtime.window import ReadAhead
 from affetto.tokens.grammar import plan_header
 from affetto.tokens.vocab import Vocabulary
@@ -85,9 +85,7 @@ class Engine:
         try:
             self.vocab = Vocabulary.from_dict(self.manifest["vocab"])
             model = self.manifest["model"]
-            n_layer, n_head = int(model["n_layer"]), int(model["n_head"])
-            head_dim = int(model["d_model"]) // n_head
-            kv_heads = int(model.get("n_kv_head") or n_head)  # fewer with grouped-query attention
+            layout = cache_shape(model)
             self.max_len = int(model["max_len"])
             if int(model["vocab_size"]) != self.vocab.size:
                 raise ValueError(f"model has {model['vocab_size']} tokens, its vocabulary {self.vocab.size}")
@@ -112,7 +110,7 @@ class Engine:
         self.session = open_session(self.model_path, threads=threads, provider=provider)
 
         def new_cache() -> CachedSession:
-            return CachedSession(self.session, n_layer=n_layer, kv_heads=kv_heads, head_dim=head_dim,
+            return CachedSession(self.session, **layout,
                                  max_len=self.max_len, vocab_size=self.vocab.size, bos=self.vocab.bos, stats=self.stats)
 
         try:

@@ -104,6 +104,15 @@ def cache_dtype(session: ort.InferenceSession) -> type[np.generic]:
     return kinds[past.type]
 
 
+def cache_shape(model: dict) -> dict[str, int]:
+    """The cache's layout from a manifest's ``model`` section, as :class:`CachedSession` and
+    :func:`sequence_feeds` take it: layers, key/value heads per row (fewer than the heads with grouped-query
+    attention) and the head size."""
+    n_head = int(model["n_head"])
+    return {"n_layer": int(model["n_layer"]), "kv_heads": int(model.get("n_kv_head") or n_head),
+            "head_dim": int(model["d_model"]) // n_head}
+
+
 def sequence_feeds(tokens: np.ndarray, cond: np.ndarray, past: Sequence[np.ndarray] | None, *,
                    n_layer: int, kv_heads: int, head_dim: int) -> dict[str, np.ndarray]:
     """Feeds for ``session.run``: ``tokens`` (rows, S) under ``cond`` (rows, 4) after ``past``.

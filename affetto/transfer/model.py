@@ -42,7 +42,7 @@ accents stay and the emotion moves the level.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -273,6 +273,11 @@ class DecodeSettings:
     anchor_bias: float = 1.0  # log-odds in favour of a note's own pitch when anchored
     contrast: float = 0.0  # anchored: weight of what the asked condition changes against the source's own
 
+    @classmethod
+    def from_manifest(cls, decode: dict) -> DecodeSettings:
+        """The manifest's ``decode`` section; a field it lacks (an older export) keeps the default here."""
+        return cls(**{f.name: type(getattr(cls, f.name))(decode[f.name]) for f in fields(cls) if f.name in decode})
+
 
 class CvaeTransfer:
     """The transfer family's ``.onnx`` in an ONNX Runtime session; meets :class:`affetto.transfer.api.Transfer`."""
@@ -290,11 +295,7 @@ class CvaeTransfer:
         if not isinstance(threads, int) or threads < 1:
             raise ConfigError(f"threads must be an int >= 1, got {threads!r}")
         decode = self.manifest.get("decode", {})
-        self.settings = settings or DecodeSettings(float(decode.get("threshold", 0.5)),
-                                                   float(decode.get("noise", 0.5)),
-                                                   int(decode.get("anchor", 0)),
-                                                   float(decode.get("anchor_bias", 1.0)),
-                                                   float(decode.get("contrast", 0.0)))
+        self.settings = settings or DecodeSettings.from_manifest(decode)
         self.z_dim = int(self.manifest["model"]["z_dim"])
         self.z_steps = int(self.manifest["model"].get("z_steps", 2))
         self.session = open_session(self.path, threads=threads, provider="cpu")

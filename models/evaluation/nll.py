@@ -23,15 +23,11 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 
 def sequence_logits(session, manifest: dict, tokens: np.ndarray, cond: np.ndarray) -> np.ndarray:
     """(T, V) logits of one sequence ``tokens`` (T,) under capsule ``cond`` (4,), from an empty cache."""
-    from affetto.runtime.session import UNCONDITIONED, sequence_feeds
+    from affetto.runtime.session import UNCONDITIONED, cache_shape, sequence_feeds
 
-    model = manifest["model"]
-    n_layer, n_head = int(model["n_layer"]), int(model["n_head"])
-    head_dim = int(model["d_model"]) // n_head
-    kv_heads = int(model.get("n_kv_head") or n_head)
     rows = np.tile(np.asarray(tokens, np.int64), (2, 1))  # (2, T): the graph's two rows, the second unused
     capsules = np.array([cond, UNCONDITIONED], np.float32)  # (2, 4)
-    feeds = sequence_feeds(rows, capsules, None, n_layer=n_layer, kv_heads=kv_heads, head_dim=head_dim)
+    feeds = sequence_feeds(rows, capsules, None, **cache_shape(manifest["model"]))
     return session.run(["logits"], feeds)[0][0]
 
 

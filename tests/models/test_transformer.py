@@ -14,17 +14,23 @@ def model() -> EmotionTransformer:
     return EmotionTransformer(ModelConfig(vocab_size=40, n_layer=2, n_head=2, d_model=32, d_ff=64, max_len=64)).eval()
 
 
+def step_by_step(model: EmotionTransformer, tokens: torch.Tensor, cond: torch.Tensor):
+    """(the logits of ``tokens`` fed one at a time through the cache, the cache after them)."""
+    past = model.empty_past(len(tokens))
+    steps = []
+    for t in range(tokens.shape[1]):
+        logits, past = model(tokens[:, t : t + 1], cond, past)
+        steps.append(logits)
+    return torch.cat(steps, dim=1), past
+
+
 def test_step_by_step_equals_full_sequence(model):
     tokens = torch.randint(0, 40, (2, 30))
     cond = torch.tensor([[1.0, 0, 0, 0], [0, 0, 0.5, 0.5]])
     with torch.no_grad():
         full, _ = model(tokens, cond)
-        past = model.empty_past(2)
-        steps = []
-        for t in range(30):
-            logits, past = model(tokens[:, t : t + 1], cond, past)
-            steps.append(logits)
-    assert torch.allclose(torch.cat(steps, dim=1), full, atol=1e-5)
+        steps, past = step_by_step(model, tokens, cond)
+    assert torch.allclose(steps, full, atol=1e-5)
     assert past[0][0].shape == (2, 2, 30, 16)
 
 
@@ -77,13 +83,9 @@ def test_grouped_key_value_heads_cache_fewer_heads_and_start_from_the_means_of_t
     with torch.no_grad():
         expected, _ = full(tokens, cond)
         got, _ = grouped(tokens, cond)
-        past = grouped.empty_past(2)
-        steps = []
-        for t in range(12):
-            logits, past = grouped(tokens[:, t : t + 1], cond, past)
-            steps.append(logits)
+        steps, past = step_by_step(grouped, tokens, cond)
     assert torch.allclose(got, expected, atol=1e-5)  # equal heads averaged: the same network
-    assert torch.allclose(torch.cat(steps, dim=1), got, atol=1e-5)
+    assert torch.allclose(steps, got, atol=1e-5)
     assert past[0][0].shape == (2, 2, 12, hs)  # two key/value heads cached, not four
     with pytest.raises(ValueError, match="in groups"):
         grouped_kv_state(full.state_dict(), cfg, 3)
