@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from pathlib import Path
 
 import click
 
@@ -94,13 +95,17 @@ def info(model) -> None:
                    f"{', '.join(m.get('conditioning', {}).get('quadrants', [])) or 'none'}")
         click.echo(f"  trained {train.get('step')} steps ({train.get('minutes', 0):.0f} min); {m['content_hash']}")
         return
-    click.echo(f"  {m['dtype']}, {cfg['n_layer']} layers, width {cfg['d_model']}, {cfg['n_head']} heads, "
+    kv = cfg.get("n_kv_head") or cfg["n_head"]
+    heads = f"{cfg['n_head']} heads" + (f" ({kv} key/value head{'s' if kv > 1 else ''})" if kv != cfg["n_head"] else "")
+    click.echo(f"  {m['dtype']}, {cfg['n_layer']} layers, width {cfg['d_model']}, {heads}, "
                f"context {cfg['max_len']} tokens, vocabulary {cfg['vocab_size']}")
     click.echo(f"  grid: {m['grid']['steps_per_beat']} steps per beat; conditioning: "
                f"{', '.join(m['conditioning']['quadrants'])}; guidance "
                f"{'ready' if m['conditioning']['guidance_ready'] else 'not trained'}")
-    click.echo(f"  trained {train.get('step')} steps on {train.get('data', {}).get('source', '?')}; "
-               f"validation loss {train.get('val_loss')}")
+    init = train.get("config", {}).get("init")
+    click.echo(f"  trained {train.get('step')} steps on {train.get('data', {}).get('source', '?')}"
+               + (f", from the weights of {Path(init).name}" if init else "")
+               + f"; validation loss {train.get('val_loss', float('nan')):.4f} nats/token")
     click.echo(f"  {m['content_hash']}")
 
 

@@ -62,9 +62,11 @@ def build_genai_model(folder: Path, *, vocab: int = 204, width: int = 192, layer
     PreTrainedTokenizerFast(tokenizer_object=words, bos_token="t0", eos_token="t1", pad_token="t2",
                             unk_token="t3").save_pretrained(hf)
     out = folder / "genai"
-    subprocess.run([sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf), "-o", str(out),
-                    "-p", "fp32", "-e", "cpu", "-c", str(folder / "cache")],
-                   check=True, capture_output=True, text=True)
+    built = subprocess.run([sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf), "-o", str(out),
+                            "-p", "fp32", "-e", "cpu", "-c", str(folder / "cache")], capture_output=True, text=True)
+    if built.returncode != 0:  # say why: the builder's own last lines
+        tail = "\n".join((built.stderr or built.stdout).strip().splitlines()[-12:])
+        raise RuntimeError(f"onnxruntime-genai's model builder failed (exit {built.returncode}):\n{tail}")
     return out
 
 
@@ -297,7 +299,12 @@ def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[s
         import onnxruntime_genai as og
     except ImportError:
         raise SystemExit("bench_genai needs onnxruntime-genai and transformers: pip install 'affetto[bench]'") from None
-    vocab = Vocabulary.from_dict(read_manifest(model_path)["vocab"])
+    manifest = read_manifest(model_path)
+    vocab = Vocabulary.from_dict(manifest["vocab"])
+    cfg = manifest["model"]
+    # a model with several key/value heads a row is also timed with one (a graph of the same shape); one
+    # that has one already is that graph
+    variants = ("fp32", "int8 KV") + (("GQA 1 kv head/row",) if (cfg.get("n_kv_head") or cfg["n_head"]) > 1 else ())
     results: dict = {"onnxruntime": ort.__version__, "onnxruntime_genai": getattr(og, "__version__", "?"),
                      "steps": steps, "repeat": repeat, "ms": {}, "ratios": {}}
     echo(f"bench_genai: {model_path.name} against onnxruntime-genai {results['onnxruntime_genai']} "
@@ -313,7 +320,9 @@ def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[s
             engine.cache.prefill()
             calibration.append([b[:, :, :1000].copy() for b in engine.cache.host_buffers()])
         kv8 = int8_kv_graph(model_path, folder / "kv8.onnx", calibration)
-        gqa = gqa_graph(model_path, folder / "gqa.onnx")
+        graphs = {"fp32": model_path, "int8 KV": kv8}
+        if "GQA 1 kv head/row" in variants:
+            graphs["GQA 1 kv head/row"] = gqa_graph(model_path, folder / "gqa.onnx")
         cells: dict[str, Callable[[], list[float]]] = {}
         for c in CONTEXTS:
             prompt = prompt_length(c, steps, engine.max_len)
@@ -321,9 +330,8 @@ def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[s
             for b in BATCHES:
                 cells[f"genai|b{b}|c{c}"] = GenaiCell(genai_model, b, prompt, steps).run
             cells[f"engine|c{c}"] = EngineCell(model_path, prompt, steps).run
-            cells[f"graph fp32|c{c}"] = GraphCell(model_path, prompt, steps, vocab=vocab.size, walk=walk).run
-            cells[f"graph int8 KV|c{c}"] = GraphCell(kv8, prompt, steps, vocab=vocab.size, walk=walk).run
-            cells[f"graph GQA 1 kv head/row|c{c}"] = GraphCell(gqa, prompt, steps, vocab=vocab.size, walk=walk).run
+            for v in variants:
+                cells[f"graph {v}|c{c}"] = GraphCell(graphs[v], prompt, steps, vocab=vocab.size, walk=walk).run
         times = interleaved(cells, repeat)
         agreement = {}
         for c in CONTEXTS:
@@ -347,7 +355,7 @@ def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[s
     rows = [(f"onnxruntime-genai, batch {b}", [f"genai|b{b}|c{c}" for c in CONTEXTS]) for b in BATCHES]
     rows += [("engine, 1 candidate (2 rows)", [f"engine|c{c}" for c in CONTEXTS])]
     rows += [(f"our graph, {v}", [f"graph {v}|c{c}" for c in CONTEXTS])
-             for v in ("fp32", "int8 KV", "GQA 1 kv head/row")]
+             for v in variants]
     for label, keys in rows:
         echo(f"{label:<35}" + "  ".join(f"{f'{p50[k]:6.3f} / {p99[k]:6.3f}':<16}" for k in keys))
     echo("")
@@ -358,14 +366,13 @@ def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[s
         for b in BATCHES:
             ratios[f"genai batch {b} / engine (2 rows), ctx {c}"] = p50[f"genai|b{b}|c{c}"] / p50[f"engine|c{c}"]
     ratios["engine ctx 100 / weight-read floor"] = p50["engine|c100"] / floor_ms
-    for v in ("engine", "graph fp32", "graph int8 KV", "graph GQA 1 kv head/row"):
+    for v in ("engine", *(f"graph {g}" for g in variants)):
         ratios[f"{v}: ctx 1000 / ctx 100"] = p50[f"{v}|c1000"] / p50[f"{v}|c100"]
     for b in BATCHES:
         ratios[f"genai batch {b}: ctx 1000 / ctx 100"] = p50[f"genai|b{b}|c1000"] / p50[f"genai|b{b}|c100"]
     for c in CONTEXTS:
-        ratios[f"int8 KV / fp32 graph, ctx {c}"] = p50[f"graph int8 KV|c{c}"] / p50[f"graph fp32|c{c}"]
-        ratios[f"GQA 1 kv head/row / fp32 graph, ctx {c}"] = (p50[f"graph GQA 1 kv head/row|c{c}"]
-                                                             / p50[f"graph fp32|c{c}"])
+        for variant in variants[1:]:
+            ratios[f"{variant} / fp32 graph, ctx {c}"] = p50[f"graph {variant}|c{c}"] / p50[f"graph fp32|c{c}"]
     for k, v in ratios.items():
         echo(f"{k:<52} {v:5.2f}x")
     for c, (a, d) in agreement.items():

@@ -211,5 +211,6 @@ def train(out, data, labels, emopia, groups, limit, steps, batch, lr, layers, wi
         result = run_training(cfg, resume=resume)
     except (ValueError, OSError) as err:
         raise click.ClickException(str(err)) from err
-    click.echo(f"step {result['step']}: validation loss {result['val_loss']:.4f} nats/token "
-               f"(best {result['best_val_loss']:.4f}); checkpoints in {result['out']}")
+    if result["rank"] == 0:  # the other ranks of a torchrun do not evaluate
+        click.echo(f"step {result['step']}: validation loss {result['val_loss']:.4f} nats/token "
+                   f"(best {result['best_val_loss']:.4f}); checkpoints in {result['out']}")

@@ -377,7 +377,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> d
                 torch.distributed.barrier()
     if bar is not None:
         bar.close()
-    result = {"step": step, "val_loss": val_loss, "best_val_loss": best, "out": str(out)}
+    result = {"step": step, "val_loss": val_loss, "best_val_loss": best, "out": str(out), "rank": rank}
     if rank == 0:
         (out / "summary.json").write_text(json.dumps({**result, "data": data.summary}, indent=1), encoding="utf-8")
     if world > 1:
