@@ -35,6 +35,7 @@ from affetto.analysis.emotion import Capsule, Quadrant
 from affetto.daemon.clocks import InternalClock, MidiClockFollower
 from affetto.daemon.generator import BarRequest
 from affetto.daemon.generators import fake_generator
+from affetto.daemon.jackports import ParkedProcess
 from affetto.daemon.notes import OwnedOutput
 from affetto.daemon.scheduler import Scheduler
 from affetto.daemon.workers import make_worker
@@ -60,7 +61,8 @@ class DawRecorder:
         self.client = jack.Client(name, no_start_server=True)
         self.inp = self.client.midi_inports.register("in")
         self.received: list[tuple[int, bytes]] = []
-        self.client.set_process_callback(self._process)
+        self._parking = ParkedProcess(self._process)
+        self.client.set_process_callback(self._parking)
         self.client.activate()
         self.time = JackTime(self.client)
 
@@ -70,7 +72,7 @@ class DawRecorder:
             self.received.append((base + offset, bytes(data)))
 
     def close(self) -> None:
-        self.client.deactivate()
+        self._parking.deactivate(self.client)
         self.client.close()
 
 

@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from affetto.daemon.jackports import ParkedProcess
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_daemon  # its JACK server start, by the server name set in main()
@@ -62,7 +64,8 @@ class Daw:
         self.xruns = 0
         self.cond = threading.Condition()
         self.client.set_xrun_callback(self._xrun)
-        self.client.set_process_callback(self._process)
+        self._parking = ParkedProcess(self._process, (self.out,))
+        self.client.set_process_callback(self._parking)
         self.client.activate()
 
     def _xrun(self, delayed_usecs: float) -> None:
@@ -93,7 +96,7 @@ class Daw:
             return self.cond.wait_for(lambda: self.frame >= frame, timeout)
 
     def close(self) -> None:
-        self.client.deactivate()
+        self._parking.deactivate(self.client)
         self.client.close()
 
 

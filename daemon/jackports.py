@@ -124,6 +124,7 @@ class JackMidiPorts:
         self._missing: set[tuple[str, str]] = set()  # to make again once the other end exists
         self._closing = threading.Event()
         self._watcher: threading.Thread | None = None
+        self._parking = ParkedProcess(self._process)
 
     @property
     def lost(self) -> bool:
@@ -181,7 +182,8 @@ class JackMidiPorts:
         client.set_shutdown_callback(self._shutdown)
         client.set_xrun_callback(self._xrun)
         client.set_port_connect_callback(self._port_connect)
-        client.set_process_callback(self._process)
+        self._parking = ParkedProcess(self._process, (self._out,))
+        client.set_process_callback(self._parking)
         client.activate()
         client.get_ports()  # lets JACK-Client know existing ports, so connect notifications name them
         self._active = True
@@ -336,7 +338,7 @@ class JackMidiPorts:
             _leak(client)
             return
         with contextlib.suppress(Exception):
-            client.deactivate()
+            self._parking.deactivate(client)
             client.close()
 
     def __enter__(self) -> JackMidiPorts:
@@ -344,6 +346,41 @@ class JackMidiPorts:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class ParkedProcess:
+    """A JACK process callback that can be parked before its client is deactivated.
+
+    jack_deactivate cancels the thread that runs the process callback (JACK2 kills it); cancelled
+    while it runs Python, that thread dies holding the GIL and the whole process hangs (seen in the
+    JACK tests: the process thread gone, every other thread waiting for the GIL). :meth:`deactivate`
+    therefore parks the callback first (it only clears ``outputs``, so nothing is sent twice), waits
+    until a cycle has seen it parked, and deactivates then, when the thread waits between cycles."""
+
+    def __init__(self, process: Callable[[int], None], outputs: tuple[Any, ...] = ()) -> None:
+        self.process, self.outputs = process, outputs
+        self.park = False
+        self.parked = threading.Event()
+
+    def __call__(self, frames: int) -> None:
+        if self.park:
+            for port in self.outputs:
+                port.clear_buffer()
+            self.parked.set()
+            return
+        self.process(frames)
+
+    def deactivate(self, client: Any) -> bool:
+        """Park, wait a few periods at most, deactivate; False if no cycle came (a stopped server)."""
+        self.parked.clear()
+        self.park = True
+        try:
+            period_s = client.blocksize / client.samplerate
+        except Exception:  # a server gone: no cycle will come
+            period_s = 0.0
+        seen = self.parked.wait(max(0.05, 4 * period_s)) if period_s else False
+        client.deactivate()
+        return seen
 
 
 def list_ports() -> tuple[list[str], list[str]]:

@@ -20,6 +20,8 @@ import threading
 import pytest
 from midi_helpers import sounding  # noqa: F401  (the tests import it from here)
 
+from affetto.daemon.jackports import ParkedProcess
+
 SERVER = os.environ.get("AFFETTO_TEST_JACK_PREFIX", "affetto") + "-test"  # a prefix keeps parallel runs apart
 RATE = 48000
 PERIOD = 256
@@ -154,7 +156,8 @@ class Daw:
         self.frame = 0
         self.xruns = 0  # overruns JACK reported while this client was active
         self.client.set_xrun_callback(self._xrun)
-        self.client.set_process_callback(self._process)
+        self._parking = ParkedProcess(self._process, (self.out,))  # parked before deactivation
+        self.client.set_process_callback(self._parking)
         self.client.activate()
         _hold_gc()
         self.blocksize = self.client.blocksize
@@ -224,7 +227,7 @@ class Daw:
 
     def close(self) -> None:
         try:
-            self.client.deactivate()
+            self._parking.deactivate(self.client)
             self.client.close()
         finally:
             _release_gc()

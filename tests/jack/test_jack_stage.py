@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from affetto.daemon.jackports import ParkedProcess
+
 pytestmark = pytest.mark.jack
 
 HERE = Path(__file__).resolve().parent
@@ -82,7 +84,8 @@ class Echo:
         self.out = self.client.midi_outports.register("out")
         self.delay = delay_frames
         self._queue: list[tuple[int, bytes]] = []
-        self.client.set_process_callback(self._process)
+        self._parking = ParkedProcess(self._process, (self.out,))
+        self.client.set_process_callback(self._parking)
         self.client.activate()
         self._hold, self._release = _jack_helpers("_hold_gc", "_release_gc")
         self._hold()  # as the Daw's: no collector pause in the callback
@@ -99,7 +102,7 @@ class Echo:
 
     def close(self) -> None:
         try:
-            self.client.deactivate()
+            self._parking.deactivate(self.client)
             self.client.close()
         finally:
             self._release()
