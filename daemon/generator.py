@@ -20,7 +20,6 @@ Which generator a mode asks for is said by the mode and built by
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -153,12 +152,6 @@ class PhraseGenerator:
         self.model_path = str(getattr(model, "model_path", type(model).__name__))
         self.provider = str(getattr(model, "provider", "unknown"))
 
-    def idle(self) -> None:
-        """The model's deferred work (the engine's window read ahead), between requests."""
-        work = getattr(self.model, "idle", None)
-        if work is not None:
-            work()
-
     def serve(self, req: BarRequest) -> list[Note]:
         rng = np.random.default_rng(None if req.rng_seed is None else [req.rng_seed, req.bar, int(req.from_beat * 4)])
         revise = getattr(self.model, "revise", None)
@@ -205,16 +198,6 @@ def run_request(generator: BarGenerator, req: BarRequest) -> BarResult:
         return BarResult(req.bar, notes, time.perf_counter_ns() - t0, None, req.epoch)
     except Exception as err:  # a failing bar is a missed bar, not a dead daemon
         return BarResult(req.bar, [], time.perf_counter_ns() - t0, f"{type(err).__name__}: {err}", req.epoch)
-
-
-def idle(generator: BarGenerator, waiting: Callable[[], bool]) -> None:
-    """The generator's deferred work, if it has any and no request is ``waiting`` (never raises: a
-    failure here only leaves the work to the next bar)."""
-    work = getattr(generator, "idle", None)
-    if work is None or waiting():
-        return
-    with contextlib.suppress(Exception):
-        work()
 
 
 def describe(generator: Any) -> dict[str, str]:

@@ -36,7 +36,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from affetto.daemon.generator import BarGenerator, BarRequest, BarResult, GeneratorFactory, describe, idle, run_request
+from affetto.daemon.generator import BarGenerator, BarRequest, BarResult, GeneratorFactory, describe, run_request
 from affetto.errors import AffettoError
 
 
@@ -88,8 +88,6 @@ class ThreadWorker:
             todo, stop = current(self._requests.get(), self._requests.get_nowait)
             for req in todo:
                 self._deliver(run_request(generator, req))
-            if not stop:  # the bar is out: now the work that could wait
-                idle(generator, lambda: not self._requests.empty())
 
     def close(self) -> None:
         self._requests.put(None)
@@ -119,8 +117,6 @@ def _child_main(factory: GeneratorFactory, requests: Any, results: Any) -> None:
         todo, stop = current(requests.get(), requests.get_nowait)
         for req in todo:
             results.put(("result", run_request(generator, req)))
-        if not stop:  # the bar is out: now the work that could wait
-            idle(generator, lambda: not requests.empty())
 
 
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>

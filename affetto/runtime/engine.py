@@ -204,9 +204,9 @@ class Engine:
 
     def idle(self) -> int:
         """Work that can wait until a bar has been handed over: the chunk of the window read ahead for the
-        next slide (``affetto/runtime/window.py``). The daemon's worker calls it when no request waits;
-        what it leaves runs at the start of the next bar, so the bars are the same either way. Returns
-        the tokens read."""
+        next slide (``affetto/runtime/window.py``). What it leaves runs at the start of the next bar, so the
+        bars are the same either way. Returns the tokens read. (The daemon does not call it yet: on a
+        2-core machine with JACK not realtime, it raised JACK's xruns; see the README.)"""
         return self.window.work(self.cache)
 
     def generate_bar_tokens(self, capsule: Capsule, config: SamplingConfig, rng: np.random.Generator) -> list[int]:

@@ -11,8 +11,8 @@ The window it keeps is what the slide would keep, give or take the bars
 drawn while it was read.
 
 A bar's chunk is planned when the bar is drawn (:meth:`ReadAhead.advance`)
-and read by :meth:`ReadAhead.work`: the engine's ``idle`` runs it once the
-bar has been handed over, off the bar's own time, and whatever is left runs
+and read by :meth:`ReadAhead.work`: the engine's ``idle`` can run it once
+the bar has been handed over, off the bar's own time; whatever is left runs
 when the next bar starts, so the chunks and what they read are the same
 whether or not anyone calls ``idle``.
 
