@@ -38,12 +38,13 @@ MS_DOMAIN = "com.microsoft"
 def shape_of(model_path: Path) -> dict[str, int]:
     """Rows, layers, query heads, key/value heads, head size and cache length of a lead model."""
     from affetto.manifest import read_manifest
+    from affetto.runtime.session import cache_shape
 
     manifest = read_manifest(model_path)
     cfg, cache = manifest["model"], manifest["kv_cache"]
-    return {"rows": int(cache["rows"]), "layers": int(cfg["n_layer"]), "heads": int(cfg["n_head"]),
-            "kv_heads": int(cfg.get("n_kv_head") or cfg["n_head"]), "head_size": int(cache["head_size"]),
-            "max_len": int(cache["max_len"])}
+    layout = cache_shape(cfg)
+    return {"rows": int(cache["rows"]), "layers": layout["n_layer"], "heads": int(cfg["n_head"]),
+            "kv_heads": layout["kv_heads"], "head_size": layout["head_dim"], "max_len": int(cache["max_len"])}
 
 
 def _model(graph):

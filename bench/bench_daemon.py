@@ -221,7 +221,8 @@ def clock_follower_through_jack() -> dict:
             true_ns[state["next"]] = start_ns + int(offset * ns_per_frame)
             state["next"] += 1
 
-    client.set_process_callback(process)
+    parking = ParkedProcess(process, (out,))
+    client.set_process_callback(parking)
     client.activate()
     client.connect(out, f"{ports.client.name}:bench-follow in")
     frame, k = 0.0, 0
@@ -248,7 +249,7 @@ def clock_follower_through_jack() -> dict:
         s = follower.state
         est.append((follower.song_tick - 1, s.bpm, s.time_at((follower.song_tick - 1) / 24)))
         n += 1
-    client.deactivate()
+    parking.deactivate(client)
     client.close()
     ports.close()
     true = true_ns
