@@ -202,13 +202,6 @@ class Engine:
                         guidance_ready=self.guidance_ready, controls=bool(self.vocab.n_keys), levers=self.levers,
                         phrase_bar=self.bars_since_prime % PHRASE_BARS)
 
-    def idle(self) -> int:
-        """Work that can wait until a bar has been handed over: the chunk of the window read ahead for the
-        next slide (``affetto/runtime/window.py``). What it leaves runs at the start of the next bar, so the
-        bars are the same either way. Returns the tokens read. (The daemon does not call it yet: on a
-        2-core machine with JACK not realtime, it raised JACK's xruns; see the README.)"""
-        return self.window.work(self.cache)
-
     def generate_bar_tokens(self, capsule: Capsule, config: SamplingConfig, rng: np.random.Generator) -> list[int]:
         """The next bar as tokens (BAR first), left in the context."""
         return self.generate_plan_tokens(self.plan(capsule, config), rng)
@@ -219,7 +212,6 @@ class Engine:
         config, capsule = plan.sampling, plan.capsule
         self.match_mode(plan)
         self.cache.condition(self._rows(capsule))
-        self.window.work(self.cache)  # the window's chunk, if idle() did not read it after the last bar
         room = slid(self.cache.context, self.vocab, self.max_len, self.max_bar_tokens)
         if room is not None:
             ahead = self.window.take(self.cache)  # the window read over the bars before, if it was

@@ -10,12 +10,6 @@ follow); at the slide the engine takes that cache in place of its own.
 The window it keeps is what the slide would keep, give or take the bars
 drawn while it was read.
 
-A bar's chunk is planned when the bar is drawn (:meth:`ReadAhead.advance`)
-and read by :meth:`ReadAhead.work`: the engine's ``idle`` can run it once
-the bar has been handed over, off the bar's own time; whatever is left runs
-when the next bar starts, so the chunks and what they read are the same
-whether or not anyone calls ``idle``.
-
 It gives up (and the slide reads as before) when the context stops being
 the one it follows: a new capsule, a re-prime, a move to the parallel
 mode, a partial bar.
@@ -43,25 +37,10 @@ class ReadAhead:
         self._spare: CachedSession | None = None
         self._cut = 0  # where in the followed context the window starts (a bar line)
         self._bar_tokens = 0.0  # bars' length in tokens, smoothed
-        self._pending = 0  # tokens of the planned chunk not yet read
 
     def drop(self) -> None:
-        self._pending = 0
         if self.ahead is not None:
             self._spare, self.ahead = self.ahead, None
-
-    def work(self, cache: CachedSession) -> int:
-        """Read the planned chunk, if the window still follows ``cache``; the tokens read."""
-        if not self._pending:
-            return 0
-        if not self._follows(cache):
-            self.drop()
-            return 0
-        assert self.ahead is not None  # (_follows saw one)
-        ran = self.ahead.prefill(limit=self._pending)
-        self._pending = 0
-        cache.count("read_ahead_tokens", ran)
-        return ran
 
     def _follows(self, cache: CachedSession) -> bool:
         ahead = self.ahead
@@ -71,9 +50,7 @@ class ReadAhead:
         return cache.context[self._cut : self._cut + len(mine)] == mine
 
     def advance(self, cache: CachedSession, bar_tokens: int) -> None:
-        """After a bar of ``bar_tokens`` tokens: start reading ahead when the slide nears, and plan the chunk
-        :meth:`work` reads (the one planned before is read first, if it was not yet)."""
-        self.work(cache)
+        """After a bar of ``bar_tokens`` tokens: start reading ahead when the slide nears, or read a chunk."""
         if not self._follows(cache):
             self.drop()
         context = cache.context
@@ -98,11 +75,11 @@ class ReadAhead:
             self.ahead.extend(context[self._cut + self.ahead.length - 1 :])
         ahead = self.ahead
         bars_left = max(1, (self.max_len - self.room - len(context)) // per_bar)
-        self._pending = math.ceil((ahead.length - ahead.cached) / bars_left)
+        ran = ahead.prefill(limit=math.ceil((ahead.length - ahead.cached) / bars_left))
+        cache.count("read_ahead_tokens", ran)
 
     def take(self, cache: CachedSession) -> CachedSession | None:
         """At the slide: the cache of the window, read to its end, or None when there is none to take."""
-        self._pending = 0  # read below with the rest
         if not self._follows(cache):
             self.drop()
             return None

@@ -62,28 +62,3 @@ def test_a_new_capsule_drops_what_was_read_ahead(long_model):
     with torch.no_grad():
         ref, _ = model(torch.tensor([engine.cache.context] * 2), torch.tensor([[0.0, 0, 1.0, 0], [0.0, 0, 0, 0]]))
     np.testing.assert_allclose(engine.cache.logits, ref[:, -1].numpy(), atol=1e-4)
-
-
-def test_idle_reads_the_window_between_bars_and_the_bars_stay_the_same(long_model):
-    """The daemon's worker calls ``idle`` once a bar is out: the window's chunks move there, off the bars'
-    own time, and an engine whose idle is never called draws the same bars (it reads them at bar starts)."""
-    _, path = long_model
-    idler, busy = Engine(path), Engine(path)
-    config = SamplingConfig(guidance=1.5, candidates=2)
-    rngs = [np.random.default_rng(3), np.random.default_rng(3)]
-    for engine in (idler, busy):
-        engine.prime(SEED)
-    in_bars = {"idler": 0, "busy": 0}
-    idle_read = 0
-    for _ in range(60):
-        for name, engine, rng in (("idler", idler, rngs[0]), ("busy", busy, rngs[1])):
-            slides, before = engine.stats["slides"], engine.stats["read_ahead_tokens"]
-            engine.generate_bar_tokens(Capsule.of(Quadrant.Q1), config, rng)
-            if engine.stats["slides"] == slides:  # (a slide reads the window's rest: not a chunk)
-                in_bars[name] += engine.stats["read_ahead_tokens"] - before
-        idle_read += idler.idle()
-        assert idler.cache.context == busy.cache.context
-    assert busy.stats["slides"] >= 2 and idler.stats["slides"] == busy.stats["slides"]
-    assert in_bars == {"idler": 0, "busy": in_bars["busy"]} and in_bars["busy"] > 0
-    assert idle_read > 0 and idler.idle() == 0  # nothing is left once read
-    np.testing.assert_array_equal(idler.cache.logits, busy.cache.logits)
