@@ -15,9 +15,10 @@ class Port:
 
 
 class Client:
-    """JACK's process thread as a Python thread: a cycle every millisecond until deactivated."""
+    """JACK's process thread as a Python thread: a cycle every millisecond until deactivated. Its period as
+    JACK would tell it is 100 ms, so the park waits up to 0.4 s: room for a loaded machine."""
 
-    blocksize, samplerate = 48, 48000
+    blocksize, samplerate = 4800, 48000
 
     def __init__(self, callback) -> None:
         self.callback, self.log = callback, []
