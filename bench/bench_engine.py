@@ -13,8 +13,9 @@ Prints, everything on one CPU thread:
   KV cache at batch 1 and 2;
 - the time to generate a bar at 120 BPM, continuing a dense seed in Q1:
   without guidance, with it, and with it and 3 and 8 candidates (and 1 and 3
-  on the int8 KV cache); the bars that slide the context window against the
-  others; the real-time factor;
+  on the int8 KV cache), and at 1 and 3 over the model's whole context
+  instead of the engine's window; the bars that slide the context window
+  against the others; the real-time factor;
 - the partial bar (``Engine.regenerate_from`` beat 2, in another capsule)
   against a whole bar at the default settings;
 - the ratios between these, and the engine's load time and resident memory.
@@ -40,6 +41,7 @@ import numpy as np
 
 from affetto.analysis.emotion import Capsule, Quadrant
 from affetto.music.notes import Note, TimeSignature
+from affetto.runtime.window import WINDOW
 
 CANDIDATES = (1, 3, 8)
 CONTEXTS = (100, 1000)
@@ -130,25 +132,25 @@ def torch_step_times(checkpoint: Path, batch: int, context: int, repeat: int, ca
         return time_calls(with_cache if cached else without_cache, repeat)
 
 
-def _dense_engine(model_path: Path, meter: TimeSignature):
+def _dense_engine(model_path: Path, meter: TimeSignature, window: int | str | None = "default"):
     from affetto.runtime.engine import Engine
 
-    engine = Engine(model_path, meter=meter, threads=1)
+    engine = Engine(model_path, meter=meter, threads=1, **({} if window == "default" else {"window": window}))
     engine.prime([Note(60 + (i * 7) % 12, i * 0.25, 0.25, 100) for i in range(int(4 * meter.beats_per_bar * 2))])
     return engine
 
 
-def bar_times(rows: list[tuple[Path, float, int]], bars: int,
+def bar_times(rows: list[tuple], bars: int,
               meter: TimeSignature) -> list[tuple[list[float], list[int], list[bool]]]:
-    """Per row (model, guidance, candidates): wall time, token count and whether it slid the window, of whole
-    bars continuing a dense seed in Q1. The rows take turns, one bar each, so that they share the machine's
-    moods and their ratios hold within a run on a machine others use too."""
+    """Per row (model, guidance, candidates[, context window]): wall time, token count and whether it slid the
+    window, of whole bars continuing a dense seed in Q1. The rows take turns, one bar each, so that they share
+    the machine's moods and their ratios hold within a run on a machine others use too."""
     from affetto.runtime.sampling import SamplingConfig
 
     capsule = Capsule.of(Quadrant.Q1)
     runs = []
-    for model_path, guidance, candidates in rows:
-        engine = _dense_engine(model_path, meter)
+    for model_path, guidance, candidates, *window in rows:
+        engine = _dense_engine(model_path, meter, *window)
         rng = np.random.default_rng(0)
         cfg = SamplingConfig(top_p=0.95, guidance=guidance, candidates=candidates)
         engine.generate_bar_tokens(capsule, cfg, rng)  # warm up, first prefill
@@ -309,15 +311,19 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
     meter = TimeSignature(4, 4)
     bar_ms = 60_000 / 120 * meter.beats_per_bar
     default = DEFAULT_SAMPLING.candidates
-    rows = [("no guidance", 1.0, 1, model_path), ("guidance 1.5, 1 candidate", 1.5, 1, model_path)]
-    rows += [(f"guidance 1.5, {n} candidates", 1.5, n, model_path) for n in CANDIDATES if n > 1]
+    kept = "default"  # the engine's context window (affetto.runtime.window.WINDOW)
+    rows = [("no guidance", 1.0, 1, model_path, kept), ("guidance 1.5, 1 candidate", 1.5, 1, model_path, kept)]
+    rows += [(f"guidance 1.5, {n} candidates", 1.5, n, model_path, kept) for n in CANDIDATES if n > 1]
     if kv8 is not None:
-        rows += [(f"int8 KV, {n} candidate{'s' if n > 1 else ''}", 1.5, n, kv8[0]) for n in (1, default)]
-    echo(f"whole bars: the {len(rows)} rows take turns, one bar each")
+        rows += [(f"int8 KV, {n} candidate{'s' if n > 1 else ''}", 1.5, n, kv8[0], kept) for n in (1, default)]
+    rows += [(f"whole context, {n} candidate{'s' if n > 1 else ''}", 1.5, n, model_path, None) for n in (1, default)]
+    echo(f"whole bars: the {len(rows)} rows take turns, one bar each; the engine's context window is {WINDOW} "
+         "tokens (the slide keeps half), the whole context's the model's positions")
     bar_p: dict[int, tuple[float, float]] = {}
     kv8_p: dict[int, tuple[float, float]] = {}
-    measured = bar_times([(path, guidance, n) for _, guidance, n, path in rows], bars, meter)
-    for (label, guidance, n, path), (times, tokens, slides) in zip(rows, measured):
+    whole_p: dict[int, tuple[float, float]] = {}
+    measured = bar_times([(path, guidance, n, window) for _, guidance, n, path, window in rows], bars, meter)
+    for (label, guidance, n, path, window), (times, tokens, slides) in zip(rows, measured):
         p50, p99 = percentiles(times)
         slid = [t for t, s in zip(times, slides) if s]
         kept = [t for t, s in zip(times, slides) if not s]
@@ -328,12 +334,12 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
             row["others_p50"], row["others_p99"] = percentiles(kept)
         results[f"bar_ms|{label}"] = row
         if guidance != 1.0:
-            (bar_p if path == model_path else kv8_p)[n] = (p50, p99)
+            (whole_p if window is None else bar_p if path == model_path else kv8_p)[n] = (p50, p99)
         slide_text = (f"; {len(slid)} slid the window: p99 {row['slide_p99']:.1f} ms, others {row['others_p99']:.1f}"
                       if "slide_p99" in row else "")
         echo(f"bar at 120 BPM, {label:<28} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  ({np.median(tokens):.0f} tokens "
              f"p50, {max(tokens)} max){slide_text}; real-time factor at p99 {bar_ms / p99:.1f}x")
-        if n == default and "slide_p99" in row and path == model_path:
+        if n == default and "slide_p99" in row and path == model_path and window == kept:
             ratios[f"bar, slid / others, p99, {n} candidates"] = row["slide_p99"] / row["others_p99"]
     if 1 in kv8_p and default in kv8_p:
         ratios[f"bar, int8 KV, {default} candidates / 1, p50"] = kv8_p[default][0] / kv8_p[1][0]
@@ -342,6 +348,11 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
     for n in CANDIDATES:
         if n > 1 and n in bar_p and 1 in bar_p:
             ratios[f"bar, {n} candidates / 1, p50"] = bar_p[n][0] / bar_p[1][0]
+    for n, (p50, p99) in whole_p.items():
+        ratios[f"bar, window {WINDOW} / whole context, {n} cand., p50"] = bar_p[n][0] / p50
+        ratios[f"bar, window {WINDOW} / whole context, {n} cand., p99"] = bar_p[n][1] / p99
+    if 1 in whole_p and default in whole_p:
+        ratios[f"bar, whole context, {default} candidates / 1, p50"] = whole_p[default][0] / whole_p[1][0]
 
     partial = partial_bar_times(model_path, bars, meter)
     p50, p99 = percentiles(partial)

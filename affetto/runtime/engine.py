@@ -46,7 +46,7 @@ from affetto.runtime.plan import PHRASE_BARS, Baseline, EmotionPlan, Levers, mod
 from affetto.runtime.policies import JUDGED_BARS, CandidateJudge, ModeFollower, best_of, recent_bars, slid
 from affetto.runtime.sampling import NO_OVERRIDES, SamplingConfig, SamplingOverrides
 from affetto.runtime.session import UNCONDITIONED, CachedSession, cache_shape, open_session
-from affetto.runtime.window import ReadAhead
+from affetto.runtime.window import MIN_WINDOW, WINDOW, ReadAhead
 from affetto.tokens.grammar import plan_header
 from affetto.tokens.vocab import Vocabulary
 
@@ -72,6 +72,7 @@ class Engine:
         follow_mode: bool = True,
         levers: Levers = Levers(),
         manifest: dict | None = None,
+        window: int | None = WINDOW,
     ) -> None:
         self.model_path = Path(path) if path is not None else default_model_path()
         threads = 1 if threads is None else threads  # one thread leaves a core to the scheduler
@@ -91,6 +92,10 @@ class Engine:
                 raise ValueError(f"model has {model['vocab_size']} tokens, its vocabulary {self.vocab.size}")
         except (KeyError, TypeError, ValueError) as err:
             raise ModelFileError(f"{self.model_path}: manifest does not describe a usable model ({err})") from err
+        if window is not None and (isinstance(window, bool) or not isinstance(window, int) or window < MIN_WINDOW):
+            raise ConfigError(f"window must be an int >= {MIN_WINDOW} (tokens), or None for the model's whole "
+                              f"context, got {window!r}")
+        self.context_window = min(window, self.max_len) if window is not None else self.max_len
         self.guidance_ready = bool(self.manifest.get("conditioning", {}).get("guidance_ready", False))
         self.meter = meter
         self.bar_steps = self.vocab.grid.steps_per_bar(meter)
@@ -122,7 +127,7 @@ class Engine:
         self.decoder = BarDecoder(self.cache, self.vocab, self.bar_steps, max_notes_per_bar)
         self.max_bar_tokens = self.decoder.room
         self.window = ReadAhead(new_cache, bar=self.vocab.bar, bos=self.vocab.bos, max_len=self.max_len,
-                                room=self.max_bar_tokens)
+                                room=self.max_bar_tokens, window=self.context_window)
         self.judge = CandidateJudge(self.vocab, meter, judge_config, label_tempo)
         self.mode = ModeFollower(self.vocab, meter, self.bar_steps, enabled=follow_mode)
         self.levers = levers
@@ -154,7 +159,7 @@ class Engine:
                                          cfg.polyphony_edges)
         key = heard_key_class(steps, cfg.steps_per_beat, cfg.key_clarity) if self.vocab.header else None
         body = self.vocab.encode_steps(steps, self.bar_steps, n_bars=bars, meter=self.meter, key=key).tolist()
-        budget = self.max_len // 2
+        budget = min(self.context_window, self.max_len // 2)  # a seed fills the window, half the positions at most
         if len(body) > budget - 1:  # keep the latest whole bars
             starts = (i for i, t in enumerate(body) if t == self.vocab.bar and len(body) - i <= budget - 1)
             cut = next(starts, len(body))
@@ -212,7 +217,7 @@ class Engine:
         config, capsule = plan.sampling, plan.capsule
         self.match_mode(plan)
         self.cache.condition(self._rows(capsule))
-        room = slid(self.cache.context, self.vocab, self.max_len, self.max_bar_tokens)
+        room = slid(self.cache.context, self.vocab, self.max_len, self.max_bar_tokens, self.context_window)
         if room is not None:
             ahead = self.window.take(self.cache)  # the window read over the bars before, if it was
             if ahead is not None:

@@ -146,12 +146,19 @@ class ModeFollower:
         return [vocab.bos, *body], f"{tonic} {mode}"
 
 
-def slid(context: Sequence[int], vocab: Vocabulary, max_len: int, room: int) -> list[int] | None:
-    """The context with its oldest whole bars dropped when ``room`` more tokens might not fit, else None."""
-    if len(context) + room <= max_len:
+def slid(context: Sequence[int], vocab: Vocabulary, max_len: int, room: int, window: int | None = None
+         ) -> list[int] | None:
+    """The context with its oldest whole bars dropped, or None while the next bar may follow it as it is.
+
+    A bar may follow a context of at most ``window`` tokens (all ``max_len`` positions when None) that
+    leaves ``room`` more tokens within ``max_len``; past that, the context keeps its latest whole bars in
+    half the window, after BOS.
+    """
+    window = max_len if window is None else window
+    if len(context) <= min(window, max_len - room):
         return None
     bars = [i for i, t in enumerate(context) if t == vocab.bar]
-    budget = max_len // 2
+    budget = window // 2
     keep = next((b for b in bars if len(context) - b <= budget - 1), None)
     tail = list(context[keep:]) if keep is not None else []
     return [vocab.bos, *tail]

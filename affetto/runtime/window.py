@@ -23,16 +23,24 @@ from collections.abc import Callable
 from affetto.runtime.session import CachedSession
 
 BARS_AHEAD = 4  # bars over which the window is read before the slide
+# The most context tokens a bar follows, by default: the slide keeps half. The lead model was trained on
+# segments of 16 bars, of which few run past 600 tokens, and its loss on a bar rises when the bar sits
+# later than that (README, The sliding window); a shorter window also makes every step cheaper.
+WINDOW = 512
+MIN_WINDOW = 64
 
 
 class ReadAhead:
     """Reads the window the context will slide to, a chunk per bar (see the module docstring)."""
 
     def __init__(self, new_cache: Callable[[], CachedSession], *, bar: int, bos: int, max_len: int, room: int,
-                 bars_ahead: int = BARS_AHEAD) -> None:
+                 window: int | None = None, bars_ahead: int = BARS_AHEAD) -> None:
         self._new_cache = new_cache
         self.bar, self.bos = bar, bos
-        self.max_len, self.room, self.bars_ahead = max_len, room, bars_ahead
+        self.room, self.bars_ahead = room, bars_ahead
+        window = max_len if window is None else window
+        self.limit = min(window, max_len - room)  # the longest context a bar may follow (as slid's)
+        self.budget = window // 2  # what the slide keeps, BOS included
         self.ahead: CachedSession | None = None
         self._spare: CachedSession | None = None
         self._cut = 0  # where in the followed context the window starts (a bar line)
@@ -56,11 +64,12 @@ class ReadAhead:
         context = cache.context
         self._bar_tokens = bar_tokens if not self._bar_tokens else 0.7 * self._bar_tokens + 0.3 * bar_tokens
         per_bar = max(1, round(self._bar_tokens))
-        lead = self.bars_ahead * per_bar  # tokens until the slide, about
+        lead = min(self.bars_ahead * per_bar, self.budget // 2)  # tokens until the slide, about (a short window
+        # slides every few bars: it is read over fewer, and keeps at least half of what the slide keeps)
         if self.ahead is None:
-            if cache.capsules is None or len(context) + self.room + lead <= self.max_len:
+            if cache.capsules is None or len(context) + lead <= self.limit:
                 return
-            keep = self.max_len // 2 - 1 - lead  # what the slide would keep, less the bars to come
+            keep = self.budget - 1 - lead  # what the slide would keep, less the bars to come
             bars = [i for i, t in enumerate(context) if t == self.bar]
             cut = next((b for b in bars if len(context) - b <= keep), None)
             if cut is None:
@@ -74,7 +83,7 @@ class ReadAhead:
         else:
             self.ahead.extend(context[self._cut + self.ahead.length - 1 :])
         ahead = self.ahead
-        bars_left = max(1, (self.max_len - self.room - len(context)) // per_bar)
+        bars_left = max(1, (self.limit - len(context)) // per_bar)
         ran = ahead.prefill(limit=math.ceil((ahead.length - ahead.cached) / bars_left))
         cache.count("read_ahead_tokens", ran)
 
@@ -87,7 +96,7 @@ class ReadAhead:
         if ahead is None:  # (_follows saw one)
             return None
         ahead.extend(cache.context[self._cut + ahead.length - 1 :])
-        if ahead.length + self.room > self.max_len:  # the bars came shorter than thought: slide as before
+        if ahead.length > self.limit:  # the bars came shorter than thought: slide as before
             self.drop()
             return None
         ran = ahead.prefill()
