@@ -48,6 +48,29 @@ class BarDecoder:
             vocab.advance(state, token)
         return state
 
+    def forced(self, header: dict[int, np.ndarray] | None = None) -> list[int]:
+        """The tokens that must follow a bar's BAR: while the grammar and ``header`` leave one token, that one.
+
+        A fresh bar's header is often wholly planned (meter, key, density, polyphony): those tokens
+        have no draw to make, so the engine feeds them with the BAR in one run, and the candidates
+        branch after them (:meth:`draw` with them as its ``prefix``).
+        """
+        vocab = self.vocab
+        state = self.state_after(())
+        mask = np.empty(vocab.size, dtype=bool)
+        out: list[int] = []
+        while len(out) < self.room - 1:
+            vocab.allowed(state, mask)
+            if header:
+                apply_header(vocab, state, mask, header)
+            allowed = np.flatnonzero(mask)
+            if len(allowed) != 1 or allowed[0] == vocab.bar:
+                break
+            token = int(allowed[0])
+            vocab.advance(state, token)
+            out.append(token)
+        return out
+
     def draw(self, n: int, config: SamplingConfig, rng: np.random.Generator, *, guided: bool,
              header: dict[int, np.ndarray] | None = None, prefix: Sequence[int] = (),
              first_step: int = 0, opens: bool = False) -> Fork:

@@ -7,7 +7,8 @@ Life of a bar::
                                        2. if the rows' capsules changed, the cache is stale: re-run
                                           the context as one prefill (the capsule is part of every
                                           position, so a new emotion re-reads the phrase in it)
-                                       3. feed BAR, then sample token by token under the grammar
+                                       3. feed BAR and the header tokens the plan leaves no choice
+                                          for (one run), then sample token by token under the grammar
                                           mask until the model closes the bar (samples BAR); with
                                           candidates, draw them side by side (one run per step
                                           feeds every candidate still drawing) and keep the best
@@ -227,15 +228,18 @@ class Engine:
             self.stats["slides"] += 1
         self.cache.prefill()
         header = self.header_for(plan)
-        self.cache.feed([self.vocab.bar])  # every bar opens with BAR: fed once, however many candidates follow
+        # Every bar opens with BAR and the header tokens it leaves no choice for: fed in one run, once,
+        # however many candidates follow (they branch after them).
+        forced = self.decoder.forced(header)
+        self.cache.feed([self.vocab.bar, *forced])
         draw = self.decoder.draw(config.candidates if plan.judged else 1, config, rng, guided=plan.guided,
-                                 header=header)
+                                 header=header, prefix=forced)
         best = 0
         if plan.judged:
-            recent = recent_bars(self.cache.context, self.vocab.bar, JUDGED_BARS)  # the bars before, and this BAR
+            recent = recent_bars(self.cache.context, self.vocab.bar, JUDGED_BARS)  # the bars before, this BAR on
             valence, arousal = capsule.valence, capsule.arousal
             best = best_of(draw.tokens, lambda tokens: self.judge.score(recent + tokens, valence, arousal))
-        body = draw.keep(best)
+        body = [*forced, *draw.keep(best)]
         self.window.advance(self.cache, 1 + len(body))
         self.stats["bars"] += 1
         self.bars_since_prime += 1
