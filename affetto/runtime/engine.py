@@ -108,7 +108,8 @@ class Engine:
             self.vocab.meter(meter)  # raises when the model cannot write in this meter
         self.max_notes_per_bar = max_notes_per_bar
         judge_config = JudgeConfig(**self.manifest.get("judge", {}))
-        data_config = (self.manifest.get("training") or {}).get("data_config") or {}
+        trained = (self.manifest.get("training") or {}).get("config") or {}  # the run's TrainConfig, as exported
+        data_config = trained.get("data_config") or {}
         label_tempo = float(data_config.get("label_tempo", judge_config.tempo_ref))
 
         self.stats: dict = {"bars": 0, "tokens": 0, "prefills": 0, "prefill_tokens": 0, "slides": 0,

@@ -19,7 +19,6 @@ import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -81,7 +80,8 @@ def bar_losses(session, manifest: dict, sequences: Sequence[np.ndarray], labels:
 def main(argv: list[str] | None = None) -> int:
     from affetto.manifest import read_manifest
     from affetto.models.corpus import DEFAULT_GROUPS, load_corpus
-    from affetto.models.data import DataConfig, build_examples, split_examples
+    from affetto.models.data import build_examples, split_examples
+    from affetto.models.evaluation.material import data_config_of, training_config
     from affetto.runtime.assets import default_model_path
     from affetto.runtime.session import open_session
     from affetto.tokens.vocab import Vocabulary
@@ -100,11 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     path = args.model or default_model_path()
     manifest = read_manifest(path)
     vocab = Vocabulary.from_dict(manifest["vocab"])
-    trained = (manifest.get("training") or {}).get("config") or {}  # how the model's segments were cut
-    known = DataConfig.__dataclass_fields__
-    cut: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v)
-                           for k, v in (trained.get("data_config") or {}).items() if k in known}
-    config = DataConfig(**cut)
+    trained = training_config(manifest)  # how the model's segments were cut
+    config = data_config_of(trained)
     groups = tuple(trained.get("groups") or DEFAULT_GROUPS)
     pieces = load_corpus(groups, grid=vocab.grid, progress=True)
     valid = split_examples(build_examples(pieces, vocab, config, augment=False), pieces)["valid"]

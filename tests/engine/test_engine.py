@@ -233,3 +233,13 @@ def test_sampling_overrides_apply_over_the_models_settings():
                          ({"top_p": float("nan")}, "top_p must be a number")):
         with pytest.raises(ConfigError, match=message):
             SamplingOverrides(**bad)
+
+
+def test_the_judge_hears_tempo_against_the_tempo_the_model_was_labelled_at(tiny_model):
+    from affetto.manifest import read_manifest
+
+    manifest = read_manifest(tiny_model)
+    manifest["training"]["config"]["data_config"]["label_tempo"] = 80.0  # as `affetto export` writes it
+    assert Engine(tiny_model, manifest=manifest).judge.tempo == 80.0
+    del manifest["training"]["config"]["data_config"]["label_tempo"]
+    assert Engine(tiny_model, manifest=manifest).judge.tempo == Engine(tiny_model).judge.judge_config.tempo_ref
