@@ -25,7 +25,7 @@ from affetto.runtime.session import CachedSession
 BARS_AHEAD = 4  # bars over which the window is read before the slide
 # The most context tokens a bar follows, by default: the slide keeps half. The lead model was trained on
 # segments of 16 bars, of which few run past 600 tokens, and its loss on a bar rises when the bar sits
-# later than that (README, The sliding window); a shorter window also makes every step cheaper.
+# later than that (README, Benchmarks: The context window); a shorter window also makes every step cheaper.
 WINDOW = 512
 MIN_WINDOW = 64
 
