@@ -44,7 +44,7 @@ from affetto.runtime.assets import default_model_path
 from affetto.runtime.decode import BarDecoder
 from affetto.runtime.families import family_of
 from affetto.runtime.plan import PHRASE_BARS, Baseline, EmotionPlan, Levers, model_sampling, plan_bar
-from affetto.runtime.policies import JUDGED_BARS, CandidateJudge, ModeFollower, best_of, recent_bars, slid
+from affetto.runtime.policies import JUDGED_BARS, CandidateJudge, ModeFollower, bars_within, best_of, recent_bars
 from affetto.runtime.sampling import NO_OVERRIDES, SamplingConfig, SamplingOverrides
 from affetto.runtime.session import UNCONDITIONED, CachedSession, cache_shape, open_session
 from affetto.runtime.window import MIN_WINDOW, WINDOW, ReadAhead
@@ -162,10 +162,8 @@ class Engine:
         key = heard_key_class(steps, cfg.steps_per_beat, cfg.key_clarity) if self.vocab.header else None
         body = self.vocab.encode_steps(steps, self.bar_steps, n_bars=bars, meter=self.meter, key=key).tolist()
         budget = min(self.context_window, self.max_len // 2)  # a seed fills the window, half the positions at most
-        if len(body) > budget - 1:  # keep the latest whole bars
-            starts = (i for i, t in enumerate(body) if t == self.vocab.bar and len(body) - i <= budget - 1)
-            cut = next(starts, len(body))
-            body = body[cut:]
+        if len(body) > budget - 1:
+            body = bars_within(body, self.vocab.bar, budget)  # the latest whole bars
         self.cache.reset([self.vocab.bos, *body])
         self.mode.reset()
         self.bars_since_prime = 0
@@ -219,7 +217,7 @@ class Engine:
         config, capsule = plan.sampling, plan.capsule
         self.match_mode(plan)
         self.cache.condition(self._rows(capsule))
-        room = slid(self.cache.context, self.vocab, self.max_len, self.max_bar_tokens, self.context_window)
+        room = self.window.slid(self.cache.context)
         if room is not None:
             ahead = self.window.take(self.cache)  # the window read over the bars before, if it was
             if ahead is not None:

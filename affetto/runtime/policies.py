@@ -1,4 +1,4 @@
-"""Policies around the decode loop: best-of-N candidates, mode following, the sliding window.
+"""Policies around the decode loop: best-of-N candidates, mode following, the latest bars.
 
 Candidates: with ``candidates > 1`` several bars are drawn side by side
 from the same state (one run of the model per step feeds a token to every
@@ -15,8 +15,8 @@ context is moved to its parallel mode (same tonic, third, sixth and seventh
 moved a semitone, as training's augmentation does) before the model reads
 it: the continuation then starts from a minor version of what was played.
 
-Sliding: when the next bar might not fit, the oldest whole bars are dropped
-so half the window remains.
+The latest whole bars within a budget (:func:`bars_within`) are what a seed
+and a slide of the context window (:mod:`affetto.runtime.window`) keep.
 """
 
 from __future__ import annotations
@@ -146,19 +146,8 @@ class ModeFollower:
         return [vocab.bos, *body], f"{tonic} {mode}"
 
 
-def slid(context: Sequence[int], vocab: Vocabulary, max_len: int, room: int, window: int | None = None
-         ) -> list[int] | None:
-    """The context with its oldest whole bars dropped, or None while the next bar may follow it as it is.
-
-    A bar may follow a context of at most ``window`` tokens (all ``max_len`` positions when None) that
-    leaves ``room`` more tokens within ``max_len``; past that, the context keeps its latest whole bars in
-    half the window, after BOS.
-    """
-    window = max_len if window is None else window
-    if len(context) <= min(window, max_len - room):
-        return None
-    bars = [i for i, t in enumerate(context) if t == vocab.bar]
-    budget = window // 2
-    keep = next((b for b in bars if len(context) - b <= budget - 1), None)
-    tail = list(context[keep:]) if keep is not None else []
-    return [vocab.bos, *tail]
+def bars_within(context: Sequence[int], bar: int, budget: int) -> list[int]:
+    """The latest whole bars of ``context`` (from a ``bar`` token on) that fit in ``budget`` - 1 tokens
+    (one is left for the BOS before them); empty when not even the last bar fits."""
+    keep = next((i for i, t in enumerate(context) if t == bar and len(context) - i <= budget - 1), len(context))
+    return list(context[keep:])

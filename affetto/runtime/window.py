@@ -1,7 +1,7 @@
 """The sliding window, read ahead: the context the next slide keeps is read a chunk per bar.
 
-When the context fills, it slides at a bar line to its latest whole bars
-(:func:`affetto.runtime.policies.slid`), and every kept token must be read
+When the context fills its window, it slides at a bar line to its latest
+whole bars in half the window (:meth:`ReadAhead.slid`), and every kept token must be read
 again (positions are absolute: each key changes). Read at once, that costs
 the slide's bar a prefill of half the window. :class:`ReadAhead` instead
 starts, a few bars before the slide, a second cache on the bars the window
@@ -18,8 +18,9 @@ mode, a partial bar.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from affetto.runtime.policies import bars_within
 from affetto.runtime.session import CachedSession
 
 BARS_AHEAD = 4  # bars over which the window is read before the slide
@@ -39,12 +40,19 @@ class ReadAhead:
         self.bar, self.bos = bar, bos
         self.room, self.bars_ahead = room, bars_ahead
         window = max_len if window is None else window
-        self.limit = min(window, max_len - room)  # the longest context a bar may follow (as slid's)
+        self.limit = min(window, max_len - room)  # the longest context a bar may follow (past it, slid slides)
         self.budget = window // 2  # what the slide keeps, BOS included
         self.ahead: CachedSession | None = None
         self._spare: CachedSession | None = None
         self._cut = 0  # where in the followed context the window starts (a bar line)
         self._bar_tokens = 0.0  # bars' length in tokens, smoothed
+
+    def slid(self, context: Sequence[int]) -> list[int] | None:
+        """``context`` slid to BOS and its latest whole bars in half the window, or None while the next bar may
+        follow it as it is (it holds at most the window, and a bar's room more fits in the model's positions)."""
+        if len(context) <= self.limit:
+            return None
+        return [self.bos, *bars_within(context, self.bar, self.budget)]
 
     def drop(self) -> None:
         if self.ahead is not None:
@@ -69,11 +77,10 @@ class ReadAhead:
         if self.ahead is None:
             if cache.capsules is None or len(context) + lead <= self.limit:
                 return
-            keep = self.budget - 1 - lead  # what the slide would keep, less the bars to come
-            bars = [i for i, t in enumerate(context) if t == self.bar]
-            cut = next((b for b in bars if len(context) - b <= keep), None)
-            if cut is None:
+            tail = bars_within(context, self.bar, self.budget - lead)  # what the slide keeps, less the bars to come
+            if not tail:
                 return
+            cut = len(context) - len(tail)
             ahead = self._spare or self._new_cache()
             self._spare = None
             ahead.stats = {}  # its reading counts as read ahead (below), not as the context's prefills
