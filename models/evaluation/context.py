@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from affetto.models.evaluation.nll import _log_softmax, sequence_logits
+from affetto.models.evaluation.nll import token_logprobs
+from affetto.runtime.policies import bars_within
 
 WHOLE = "whole"
 LENGTHS = (128, 256, 384, 512, 640, 768)
@@ -36,13 +37,6 @@ def target_bar(tokens: np.ndarray, bar: int, min_start: int) -> tuple[int, int] 
         return None
     start = starts[-1]
     return start, int(lines[lines > start][0])
-
-
-def window_before(tokens: np.ndarray, bar: int, start: int, length: int) -> np.ndarray:
-    """The latest whole bars before ``start`` that fit in ``length`` - 1 tokens (BOS takes one)."""
-    lines = np.flatnonzero(tokens[:start] == bar)
-    cut = next((int(b) for b in lines if start - b <= length - 1), start)
-    return tokens[cut:start]
 
 
 def bar_losses(session, manifest: dict, sequences: Sequence[np.ndarray], labels: Sequence[int], *, bos: int,
@@ -60,15 +54,11 @@ def bar_losses(session, manifest: dict, sequences: Sequence[np.ndarray], labels:
         if found is None:
             continue
         start, end = found
-        cond = np.zeros(4, np.float32)
-        cond[label] = 1.0
         target = tokens[start:end]
-        for key in sums:
-            context = tokens[:start] if key == WHOLE else window_before(tokens, bar, start, int(key))
-            seq = np.concatenate([[bos], context, target])
-            logp = _log_softmax(sequence_logits(session, manifest, seq[:-1], cond))  # (T - 1, V)
-            picked = logp[np.arange(len(seq) - 1), seq[1:]][-len(target):]  # the target's tokens
-            sums[key] -= float(picked.sum())
+        for key in sums:  # the context as the engine's slide leaves it: BOS and the latest whole bars that fit
+            context = tokens[:start] if key == WHOLE else bars_within(tokens[:start].tolist(), bar, int(key))
+            logp = token_logprobs(session, manifest, np.concatenate([context, target]), label, bos=bos)
+            sums[key] -= float(logp[-len(target):].sum())  # the target's tokens
         count += len(target)
         bars += 1
         if progress is not None:

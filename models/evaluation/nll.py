@@ -31,6 +31,17 @@ def sequence_logits(session, manifest: dict, tokens: np.ndarray, cond: np.ndarra
     return session.run(["logits"], feeds)[0][0]
 
 
+def token_logprobs(session, manifest: dict, tokens: np.ndarray, quadrant: int, *, bos: int) -> np.ndarray:
+    """(T,) natural log-probabilities of ``tokens`` (T,), after BOS, under quadrant ``quadrant``'s capsule
+    (none for a quadrant outside 0-3), from one run of the model."""
+    full = np.concatenate([[bos], np.asarray(tokens, np.int64)])
+    cond = np.zeros(4, np.float32)
+    if 0 <= quadrant < 4:
+        cond[quadrant] = 1.0
+    logp = _log_softmax(sequence_logits(session, manifest, full[:-1], cond).astype(np.float64))  # (T, V)
+    return logp[np.arange(len(full) - 1), full[1:]]
+
+
 def heldout_nll(session, manifest: dict, sequences: Sequence[np.ndarray], labels: Sequence[int], *,
                 bos: int, pitch_range: tuple[int, int], progress=None) -> dict:
     """Bits per note and per token over ``sequences`` (token arrays without BOS) under their labels.
@@ -44,12 +55,7 @@ def heldout_nll(session, manifest: dict, sequences: Sequence[np.ndarray], labels
         seq = np.asarray(seq, np.int64)[: max_len - 1]
         if len(seq) == 0:
             continue
-        full = np.concatenate([[bos], seq])
-        cond = np.zeros(4, np.float32)
-        if 0 <= quadrant < 4:
-            cond[quadrant] = 1.0
-        logp = _log_softmax(sequence_logits(session, manifest, full[:-1], cond).astype(np.float64))  # (T, V)
-        total_bits -= float(logp[np.arange(len(seq)), seq].sum()) / math.log(2)
+        total_bits -= float(token_logprobs(session, manifest, seq, quadrant, bos=bos).sum()) / math.log(2)
         tokens += len(seq)
         notes += int(np.count_nonzero((seq >= pitch_range[0]) & (seq <= pitch_range[1])))
         if progress is not None:

@@ -5,7 +5,8 @@ import pytest
 from tiny_things import export, make_checkpoint
 
 from affetto.manifest import read_manifest
-from affetto.models.evaluation.context import WHOLE, bar_losses, target_bar, window_before
+from affetto.models.evaluation.context import WHOLE, bar_losses, target_bar
+from affetto.runtime.policies import bars_within
 from affetto.runtime.session import open_session
 from affetto.tokens.vocab import Vocabulary
 
@@ -17,8 +18,8 @@ def test_the_target_is_the_last_whole_bar_from_the_start_and_the_window_keeps_wh
     tokens = np.array([B, 5, 6, B, 7, 8, 9, B, 5, B, 6, 6])  # bars at 0, 3, 7, 9; the last is not closed
     assert target_bar(tokens, B, 3) == (7, 9)
     assert target_bar(tokens, B, 8) is None  # the bar at 9 has no end
-    assert window_before(tokens, B, 7, 5).tolist() == [B, 7, 8, 9]  # 4 tokens + BOS fit in 5
-    assert window_before(tokens, B, 7, 4).tolist() == []  # no whole bar fits in 3
+    assert bars_within(tokens[:7], B, 5) == [B, 7, 8, 9]  # the context scored: 4 tokens + BOS fit in 5
+    assert bars_within(tokens[:7], B, 4) == []  # no whole bar fits in 3
 
 
 def test_a_context_longer_than_the_segment_scores_as_the_whole_and_a_short_one_differently(tmp_path):
