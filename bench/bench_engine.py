@@ -132,25 +132,25 @@ def torch_step_times(checkpoint: Path, batch: int, context: int, repeat: int, ca
         return time_calls(with_cache if cached else without_cache, repeat)
 
 
-def _dense_engine(model_path: Path, meter: TimeSignature, window: int | str | None = "default"):
+def _dense_engine(model_path: Path, meter: TimeSignature, window: int | None = WINDOW):
     from affetto.runtime.engine import Engine
 
-    engine = Engine(model_path, meter=meter, threads=1, **({} if window == "default" else {"window": window}))
+    engine = Engine(model_path, meter=meter, threads=1, window=window)
     engine.prime([Note(60 + (i * 7) % 12, i * 0.25, 0.25, 100) for i in range(int(4 * meter.beats_per_bar * 2))])
     return engine
 
 
-def bar_times(rows: list[tuple], bars: int,
+def bar_times(rows: list[tuple[Path, float, int, int | None]], bars: int,
               meter: TimeSignature) -> list[tuple[list[float], list[int], list[bool]]]:
-    """Per row (model, guidance, candidates[, context window]): wall time, token count and whether it slid the
+    """Per row (model, guidance, candidates, context window): wall time, token count and whether it slid the
     window, of whole bars continuing a dense seed in Q1. The rows take turns, one bar each, so that they share
     the machine's moods and their ratios hold within a run on a machine others use too."""
     from affetto.runtime.sampling import SamplingConfig
 
     capsule = Capsule.of(Quadrant.Q1)
     runs = []
-    for model_path, guidance, candidates, *window in rows:
-        engine = _dense_engine(model_path, meter, *window)
+    for model_path, guidance, candidates, window in rows:
+        engine = _dense_engine(model_path, meter, window)
         rng = np.random.default_rng(0)
         cfg = SamplingConfig(top_p=0.95, guidance=guidance, candidates=candidates)
         engine.generate_bar_tokens(capsule, cfg, rng)  # warm up, first prefill
@@ -311,11 +311,10 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
     meter = TimeSignature(4, 4)
     bar_ms = 60_000 / 120 * meter.beats_per_bar
     default = DEFAULT_SAMPLING.candidates
-    kept = "default"  # the engine's context window (affetto.runtime.window.WINDOW)
-    rows = [("no guidance", 1.0, 1, model_path, kept), ("guidance 1.5, 1 candidate", 1.5, 1, model_path, kept)]
-    rows += [(f"guidance 1.5, {n} candidates", 1.5, n, model_path, kept) for n in CANDIDATES if n > 1]
+    rows = [("no guidance", 1.0, 1, model_path, WINDOW), ("guidance 1.5, 1 candidate", 1.5, 1, model_path, WINDOW)]
+    rows += [(f"guidance 1.5, {n} candidates", 1.5, n, model_path, WINDOW) for n in CANDIDATES if n > 1]
     if kv8 is not None:
-        rows += [(f"int8 KV, {n} candidate{'s' if n > 1 else ''}", 1.5, n, kv8[0], kept) for n in (1, default)]
+        rows += [(f"int8 KV, {n} candidate{'s' if n > 1 else ''}", 1.5, n, kv8[0], WINDOW) for n in (1, default)]
     rows += [(f"whole context, {n} candidate{'s' if n > 1 else ''}", 1.5, n, model_path, None) for n in (1, default)]
     echo(f"whole bars: the {len(rows)} rows take turns, one bar each; the engine's context window is {WINDOW} "
          "tokens (the slide keeps half), the whole context's the model's positions")
@@ -339,7 +338,7 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
                       if "slide_p99" in row else "")
         echo(f"bar at 120 BPM, {label:<28} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  ({np.median(tokens):.0f} tokens "
              f"p50, {max(tokens)} max){slide_text}; real-time factor at p99 {bar_ms / p99:.1f}x")
-        if n == default and "slide_p99" in row and path == model_path and window == kept:
+        if n == default and "slide_p99" in row and path == model_path and window == WINDOW:
             ratios[f"bar, slid / others, p99, {n} candidates"] = row["slide_p99"] / row["others_p99"]
     if 1 in kv8_p and default in kv8_p:
         ratios[f"bar, int8 KV, {default} candidates / 1, p50"] = kv8_p[default][0] / kv8_p[1][0]

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -25,3 +27,17 @@ def test_the_bench_command_runs_the_module(tmp_path):
                          capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False)
     assert out.returncode == 0, out.stderr
     assert "usage: affetto bench" in out.stdout and "--checkpoint" in out.stdout
+
+
+@pytest.mark.torch
+def test_the_engine_benchmark_prints_the_ratios_of_its_bar_rows(tmp_path):
+    from tiny_things import export, make_checkpoint
+
+    from affetto.bench.bench_engine import run
+
+    model = export(make_checkpoint(tmp_path, max_len=1024), tmp_path / "long.onnx")  # the step cells reach 1000
+    lines: list[str] = []
+    ratios = run(model, None, repeat=3, bars=24, echo=lines.append)["ratios"]
+    assert "bar, slid / others, p99, 3 candidates" in ratios  # the engine's window slides within the run
+    assert {"bar, window 512 / whole context, 3 cand., p50", "bar, 3 candidates / 1, p50"} <= set(ratios)
+    assert any(line.startswith("bar, slid / others") for line in lines)
