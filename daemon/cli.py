@@ -24,7 +24,8 @@ class Registered(click.Choice):
         self._names = names
         super().__init__(())
 
-    @property
+    # click 8.4 declares Choice.choices a Sequence, 8.5 a tuple: a settable property must match exactly.
+    @property  # type: ignore[override,unused-ignore]
     def choices(self) -> tuple[Any, ...]:
         return tuple(self._names())
 
