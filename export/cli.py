@@ -13,7 +13,9 @@ from affetto.cli import setup_logging
 @click.command()
 @click.argument("checkpoint")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="The .onnx file to write.")
-@click.option("--int8", is_flag=True, help="Quantise weights to int8 (dynamic, for CPU); prints agreement with fp32.")
+@click.option("--int8", is_flag=True,
+              help="Quantise weights to int8 (activation scales calibrated on validation data, for CPU); prints "
+                   "agreement with fp32.")
 @click.option("--no-check", is_flag=True, help="Skip the parity checks against PyTorch.")
 @click.option("--kv-int8", is_flag=True,
               help="Keep the KV cache in int8 (scales calibrated on validation data); prints agreement with fp32.")

@@ -3,7 +3,8 @@
 ``export_checkpoint`` writes the graph (see :mod:`affetto.export.graph`),
 runs ``onnx.checker`` and the parity checks on real token sequences from the
 checkpoint's own validation data, optionally quantises the weights to int8
-(dynamic quantisation, for CPU) and measures its agreement with fp32,
+(activation scales calibrated on validation sequences, :mod:`affetto.export.quantize`,
+for CPU) and measures its agreement with fp32,
 optionally keeps the KV cache in int8 (scales per channel calibrated on
 validation sequences; agreement measured decoding through the engine's
 cache), then stores the manifest with a hash of the final graph in the
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -161,7 +163,16 @@ def calibrate_kv(model_bytes: bytes, model: Any, sequences: list[np.ndarray], co
     return [(scales[2 * i], scales[2 * i + 1]) for i in range(cfg.n_layer)]
 
 
-def quantize_int8(fp32: onnx.ModelProto) -> onnx.ModelProto:
+CALIBRATION_SEQUENCES = 16  # validation sequences the int8 activation scales are calibrated on (not checked on)
+
+
+def quantize_int8(fp32: onnx.ModelProto, feeds: Iterable[dict[str, np.ndarray]] | None = None) -> onnx.ModelProto:
+    """int8 weights: with calibration ``feeds``, activation scales fixed at export (every row quantised alone,
+    :mod:`affetto.export.quantize`); without, ONNX Runtime's dynamic quantisation (one scale per run)."""
+    if feeds is not None:
+        from affetto.export.quantize import quantize_int8 as calibrated
+
+        return calibrated(fp32, feeds)
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -233,9 +244,18 @@ def export_checkpoint(
     final = fp32
     if int8:
         sequences = sequences or sample_sequences(meta, vocab)  # drawn once: the check's when it ran
-        final = quantize_int8(fp32)
+        if family.calibration is not None:
+            from affetto.export.quantize import METHOD
+
+            length = min(int(getattr(getattr(model, "cfg", None), "max_len", 384)), 384)
+            calibration = sample_sequences(meta, vocab, count=CALIBRATION_SEQUENCES, length=length, seed=3)
+            final = quantize_int8(fp32, family.calibration(model, *calibration))
+            method = f"{METHOD}; calibrated on {len(calibration[0])} validation sequences"
+        else:
+            final = quantize_int8(fp32)
+            method = "onnxruntime dynamic, int8 weights, MatMul"
         result_int8 = family.agreement(fp32_bytes, final.SerializeToString(), model, *sequences)
-        manifest["quantization"] = {"method": "onnxruntime dynamic, int8 weights, MatMul", **result_int8}
+        manifest["quantization"] = {"method": method, **result_int8}
     result_kv = None
     if kv_int8:
         from affetto.export.graph import with_int8_kv

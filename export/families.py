@@ -11,7 +11,7 @@ checkpoint of that family is exported.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,9 @@ class ExportFamily:
     parity: Callable[..., Any]  # (model bytes, model, tokens, cond) -> a report with passed() and to_dict()
     agreement: Callable[..., dict]  # (fp32 bytes, other bytes, model, sequences, cond) -> figures
     manifest: Callable[[Any, dict, str], dict]  # (model, checkpoint meta, dtype) -> manifest
+    # (model, sequences, cond) -> feeds of the fp32 graph that int8 export calibrates its activation scales on
+    # (affetto.export.quantize); None: int8 export quantises dynamically (one scale per run, over all its rows)
+    calibration: Callable[..., Iterable[dict[str, Any]]] | None = None
 
 
 _FAMILIES: Registry[ExportFamily] = Registry(
@@ -52,9 +55,9 @@ def get_family(name: str) -> ExportFamily:
 def _lead() -> ExportFamily:
     from affetto.export.graph import build_graph
     from affetto.export.manifest import build_manifest
-    from affetto.export.parity import agreement, check_parity
+    from affetto.export.parity import agreement, calibration_feeds, check_parity
 
-    return ExportFamily("lead", build_graph, check_parity, agreement, build_manifest)
+    return ExportFamily("lead", build_graph, check_parity, agreement, build_manifest, calibration_feeds)
 
 
 LEAD = _lead()

@@ -61,6 +61,14 @@ def _feeds(tokens: np.ndarray, cond: np.ndarray, past: list[np.ndarray] | None, 
     return sequence_feeds(tokens, cond, past, n_layer=cfg.n_layer, kv_heads=cfg.kv_heads, head_dim=cfg.head_dim)
 
 
+def calibration_feeds(model: EmotionTransformer, sequences: list[np.ndarray], cond: np.ndarray):
+    """Feeds of whole sequences for int8 calibration: each under its capsule and unconditioned, the engine's two
+    rows."""
+    for seq, c in zip(sequences, cond):
+        rows = np.stack([c, np.zeros_like(c)]).astype(np.float32)
+        yield _feeds(np.stack([seq, seq]).astype(np.int64), rows, None, model)
+
+
 def run_full(sess: ort.InferenceSession, model: EmotionTransformer, tokens: np.ndarray, cond: np.ndarray):
     """Logits of the whole sequence in one run (empty past); fewer sequences than the graph's rows repeat."""
     B, rows = tokens.shape[0], graph_rows(sess)

@@ -35,3 +35,14 @@ def tiny_kv8_model(tmp_path_factory, tiny_checkpoint) -> Path:
     out = tmp_path_factory.mktemp("onnx") / "tiny-kv8.onnx"
     export_checkpoint(tiny_checkpoint, out, kv_int8=True, sequences=grammar_walks(Vocabulary(), 4, 64))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_int8_model(tmp_path_factory, tiny_checkpoint) -> Path:
+    """The tiny checkpoint exported with int8 weights (activation scales calibrated at export)."""
+    from affetto.export.export import export_checkpoint, grammar_walks
+    from affetto.tokens.vocab import Vocabulary
+
+    out = tmp_path_factory.mktemp("onnx") / "tiny-int8.onnx"
+    export_checkpoint(tiny_checkpoint, out, int8=True, sequences=grammar_walks(Vocabulary(), 4, 64))
+    return out

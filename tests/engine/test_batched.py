@@ -20,10 +20,10 @@ Q1, Q3 = Capsule.of(Quadrant.Q1), Capsule.of(Quadrant.Q3)
 ROWS = (Q1.weights, UNCONDITIONED)
 
 
-@pytest.fixture(params=["tiny", "shipped", "tiny-kv8", "tiny-gqa"])
-def engine(request, tiny_model, tiny_kv8_model, tiny_gqa_model):
+@pytest.fixture(params=["tiny", "shipped", "tiny-kv8", "tiny-gqa", "tiny-int8"])
+def engine(request, tiny_model, tiny_kv8_model, tiny_gqa_model, tiny_int8_model):
     return Engine({"tiny": tiny_model, "shipped": None, "tiny-kv8": tiny_kv8_model,
-                   "tiny-gqa": tiny_gqa_model}[request.param])
+                   "tiny-gqa": tiny_gqa_model, "tiny-int8": tiny_int8_model}[request.param])
 
 
 def _bar_opened(engine: Engine) -> int:

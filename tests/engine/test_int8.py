@@ -1,0 +1,50 @@
+"""int8 weights with activation scales calibrated at export (affetto.export.quantize)."""
+
+import numpy as np
+import onnx
+import pytest
+
+from affetto.errors import ConfigError
+from affetto.export.quantize import WEIGHT_MAX, quantizable, quantize_weight
+from affetto.manifest import read_manifest
+from affetto.runtime.assets import DEFAULT_INT8_NAME, DEFAULT_MODEL_NAME, default_model_path
+
+
+def test_the_shipped_lead_model_runs_in_int8_on_the_cpu_and_in_fp32_on_a_gpu():
+    assert default_model_path().name == DEFAULT_INT8_NAME
+    assert default_model_path(provider="cpu").name == DEFAULT_INT8_NAME
+    assert default_model_path(provider="cuda").name == DEFAULT_MODEL_NAME
+    assert default_model_path("fp32").name == DEFAULT_MODEL_NAME
+    assert default_model_path("int8", provider="cuda").name == DEFAULT_INT8_NAME
+    with pytest.raises(ConfigError, match="precision must be one of auto, fp32, int8"):
+        default_model_path("fp16")
+    int8, fp32 = read_manifest(default_model_path("int8")), read_manifest(default_model_path("fp32"))
+    assert (int8["dtype"], fp32["dtype"]) == ("int8", "fp32")
+    assert int8["training"] == fp32["training"] and int8["vocab"] == fp32["vocab"]  # the same weights
+    assert int8["quantization"]["top1_agreement"] >= 0.98
+
+
+@pytest.mark.torch
+def test_weights_keep_seven_bits_and_one_scale_per_column():
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(48, 5)).astype(np.float32) * np.array([0.01, 0.1, 1, 10, 100], np.float32)
+    w_q, scale = quantize_weight(w)
+    assert w_q.dtype == np.int8 and scale.shape == (5,)
+    assert np.abs(w_q).max() == WEIGHT_MAX  # each column's largest weight reaches the top, none passes it
+    assert np.all(np.abs(w_q.astype(np.float32) * scale - w) <= scale / 2 + 1e-6)
+
+
+@pytest.mark.torch
+def test_the_int8_export_quantises_every_large_matmul_once_and_leaves_no_dynamic_statistic(tiny_model,
+                                                                                           tiny_int8_model):
+    fp32, int8 = onnx.load(tiny_model), onnx.load(tiny_int8_model)
+    ops = [node.op_type for node in int8.graph.node]
+    assert ops.count("MatMulIntegerToFloat") == len(quantizable(fp32)) > 0
+    assert "DynamicQuantizeLinear" not in ops and "MatMulInteger" not in ops
+    # an activation read by several MatMuls is quantised once
+    assert ops.count("QuantizeLinear") == len({node.input[0] for node in quantizable(fp32)})
+    assert ops.count("MatMul") == len([n for n in fp32.graph.node if n.op_type == "MatMul"]) - len(quantizable(fp32))
+    manifest = read_manifest(tiny_int8_model)
+    assert manifest["dtype"] == "int8"
+    assert "calibrated" in manifest["quantization"]["method"]
+    assert manifest["quantization"]["top1_agreement"] >= 0.9
