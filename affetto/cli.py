@@ -106,6 +106,10 @@ def info(model) -> None:
     click.echo(f"  trained {train.get('step')} steps on {train.get('data', {}).get('source', '?')}"
                + (f", from the weights of {Path(init).name}" if init else "")
                + f"; validation loss {train.get('val_loss', float('nan')):.4f} nats/token")
+    q = m.get("quantization")
+    if q:
+        click.echo(f"  int8 against fp32: top-1 agreement {100 * q['top1_agreement']:.2f}% over {q['tokens']} "
+                   f"tokens, largest logit difference {q['max_logit_diff']:.3f}")
     click.echo(f"  {m['content_hash']}")
 
 

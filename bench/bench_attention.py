@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be >= 1")
-    results = run(Path(args.model) if args.model else default_model_path(), repeat=args.repeat)
+    results = run(Path(args.model) if args.model else default_model_path("fp32"), repeat=args.repeat)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=1), encoding="utf-8")
     return 0

@@ -8,16 +8,18 @@ Prints, everything on one CPU thread:
 - the time of one decode step (p50/p99) at contexts of 100 and 1000 tokens,
   for 1, 3 (the default) and 8 candidates side by side; a step runs the two
   rows of guidance for each candidate in one run of the model. fp32 and int8
-  weights; with ``--checkpoint``, the int8 KV cache (``affetto export
-  --kv-int8``, its agreement with fp32) and PyTorch eager with and without a
-  KV cache at batch 1 and 2;
+  weights (what the engine runs on the CPU: the checkpoint exported with
+  ``--int8``, else the shipped int8 model beside the shipped fp32 one); with
+  ``--checkpoint``, the int8 KV cache (``affetto export --kv-int8``, its
+  agreement with fp32) and PyTorch eager with and without a KV cache at
+  batch 1 and 2;
 - the time to generate a bar at 120 BPM, continuing a dense seed in Q1:
   without guidance, with it, and with it and 3 and 8 candidates (and 1 and 3
-  on the int8 KV cache), and at 1 and 3 over the model's whole context
+  with int8 weights and on the int8 KV cache), and at 1 and 3 over the model's whole context
   instead of the engine's window; the bars that slide the context window
   against the others; the real-time factor;
 - the partial bar (``Engine.regenerate_from`` beat 2, in another capsule)
-  against a whole bar at the default settings;
+  against a whole bar at the default settings (in int8 where there is one);
 - the ratios between these, and the engine's load time and resident memory.
 
 The engine's step cells take turns ten steps at a time, and the bar rows one
@@ -40,6 +42,7 @@ from pathlib import Path
 import numpy as np
 
 from affetto.analysis.emotion import Capsule, Quadrant
+from affetto.manifest import read_manifest
 from affetto.music.notes import Note, TimeSignature
 from affetto.runtime.window import WINDOW
 
@@ -197,22 +200,36 @@ def load_and_memory(model_path: Path) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def quantized_copy(model_path: Path, folder: Path) -> Path | None:
-    """An int8 copy of a model file (needs onnx; re-stamps the manifest's hash)."""
+def quantized_copy(model_path: Path, folder: Path, checkpoint: Path | None = None) -> tuple[Path, str] | None:
+    """An int8 copy of a model file and how it was made: the checkpoint exported with ``--int8`` (activation
+    scales calibrated on its validation data), else the shipped int8 model when ``model_path`` is the shipped
+    fp32 one, else ONNX Runtime's dynamic quantisation of the file (needs onnx; re-stamps the manifest's hash)."""
+    from affetto.manifest import read_manifest
+    from affetto.runtime.assets import default_model_path
+
+    manifest = read_manifest(model_path)
+    if manifest.get("dtype") == "int8":
+        return model_path, "the model itself"
+    if checkpoint is not None:
+        try:
+            from affetto.export.export import export_checkpoint
+        except ImportError:
+            return None
+        export_checkpoint(checkpoint, folder / "int8.onnx", int8=True, check=False)
+        return folder / "int8.onnx", "affetto export --int8 of the checkpoint"
+    shipped = default_model_path("int8")
+    if model_path.resolve() == default_model_path("fp32").resolve() and shipped.exists():
+        return shipped, "the shipped int8 model"
     try:
         import onnx
 
         from affetto.export.export import quantize_int8, with_manifest
-        from affetto.manifest import read_manifest
     except ImportError:
         return None
-    manifest = read_manifest(model_path)
-    if manifest.get("dtype") == "int8":
-        return model_path
     q = with_manifest(quantize_int8(onnx.load(model_path)), dict(manifest, dtype="int8"))
     out = folder / "int8.onnx"
     onnx.save(q, out)
-    return out
+    return out, "dynamic quantisation of the file (no checkpoint to calibrate on)"
 
 
 def kv_int8_copy(checkpoint: Path, folder: Path) -> tuple[Path, dict] | None:
@@ -237,12 +254,14 @@ def _cells(fn: Callable[[int, int], list[float]], columns, table: dict, name: st
 KV8 = "onnxruntime, int8 KV cache"
 
 
-def step_tables(model_path: Path, checkpoint: Path | None, repeat: int, folder: Path,
-                echo: Callable[[str], None], kv8: Path | None = None) -> dict:
+FP32, INT8 = "onnxruntime fp32", "onnxruntime int8"
+
+
+def step_tables(model_path: Path, checkpoint: Path | None, repeat: int, echo: Callable[[str], None],
+                int8: Path | None = None, kv8: Path | None = None) -> dict:
     """Per-step times: the engine by candidates and context, PyTorch eager by batch and context."""
     table: dict = {}
-    int8 = quantized_copy(model_path, folder)
-    engines = [("onnxruntime fp32 (engine)", model_path)] + ([("onnxruntime int8", int8)] if int8 else [])
+    engines = [(FP32, model_path)] + ([(INT8, int8)] if int8 else [])
     engines += [(KV8, kv8)] if kv8 else []
     columns = [(n, c) for n in CANDIDATES for c in CONTEXTS]
     cells = {}
@@ -287,10 +306,17 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
         agree = results["kv_int8_agreement"] = kv8[1]
         echo(f"int8 KV cache (affetto export --kv-int8): top-1 agreement with fp32 {100 * agree['top1_agreement']:.2f}%"
              f" over {agree['tokens']} rows x tokens decoded, largest logit difference {agree['max_logit_diff']:.3f}")
-    table = step_tables(model_path, checkpoint, repeat, folder, echo, kv8[0] if kv8 else None)
+    int8 = quantized_copy(model_path, folder, checkpoint)
+    if int8 is not None:
+        results["int8"] = int8[1]
+        agree = read_manifest(int8[0]).get("quantization")
+        echo(f"int8 weights ({int8[1]})" + (f": top-1 agreement with fp32 {100 * agree['top1_agreement']:.2f}% over "
+                                           f"{agree['tokens']} tokens, largest logit difference "
+                                           f"{agree['max_logit_diff']:.3f}" if agree else ""))
+    table = step_tables(model_path, checkpoint, repeat, echo, int8[0] if int8 else None, kv8[0] if kv8 else None)
     results["step_ms"] = {k: {"p50": v[0], "p99": v[1]} for k, v in table.items()}
 
-    fp32 = "onnxruntime fp32 (engine)"
+    fp32 = FP32
     ratios = {}
     for n in CANDIDATES:
         long, short = table[f"{fp32}|{n}|c1000"][0], table[f"{fp32}|{n}|c100"][0]
@@ -301,8 +327,16 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
                 table[f"{KV8}|{n}|c1000"][0] / table[f"{KV8}|{n}|c100"][0])
             ratios[f"step, int8 KV / fp32, context 1000, {n} candidates"] = (
                 table[f"{KV8}|{n}|c1000"][0] / table[f"{fp32}|{n}|c1000"][0])
+    if int8 is not None:
+        for n in CANDIDATES:
+            ratios[f"step, int8, context 1000 / 100, {n} candidates"] = (
+                table[f"{INT8}|{n}|c1000"][0] / table[f"{INT8}|{n}|c100"][0])
     for c in CONTEXTS:
         ratios[f"step, 3 candidates / 1, context {c}"] = table[f"{fp32}|3|c{c}"][0] / table[f"{fp32}|1|c{c}"][0]
+        if int8 is not None:
+            int8_3 = table[f"{INT8}|3|c{c}"][0]
+            ratios[f"step, int8, 3 candidates / 1, context {c}"] = int8_3 / table[f"{INT8}|1|c{c}"][0]
+            ratios[f"step, int8 / fp32, 3 candidates, context {c}"] = int8_3 / table[f"{fp32}|3|c{c}"][0]
         if checkpoint is not None:
             ratios[f"eager+cache batch 2 / engine 1 candidate, ctx {c}"] = (
                 table[f"pytorch eager, KV cache|2|c{c}"][0] / table[f"{fp32}|1|c{c}"][0])
@@ -313,6 +347,8 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
     default = DEFAULT_SAMPLING.candidates
     rows = [("no guidance", 1.0, 1, model_path, WINDOW), ("guidance 1.5, 1 candidate", 1.5, 1, model_path, WINDOW)]
     rows += [(f"guidance 1.5, {n} candidates", 1.5, n, model_path, WINDOW) for n in CANDIDATES if n > 1]
+    if int8 is not None:
+        rows += [(f"int8, {n} candidate{'s' if n > 1 else ''}", 1.5, n, int8[0], WINDOW) for n in (1, default)]
     if kv8 is not None:
         rows += [(f"int8 KV, {n} candidate{'s' if n > 1 else ''}", 1.5, n, kv8[0], WINDOW) for n in (1, default)]
     rows += [(f"whole context, {n} candidate{'s' if n > 1 else ''}", 1.5, n, model_path, None) for n in (1, default)]
@@ -320,6 +356,7 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
          "tokens (the slide keeps half), the whole context's the model's positions")
     bar_p: dict[int, tuple[float, float]] = {}
     kv8_p: dict[int, tuple[float, float]] = {}
+    int8_p: dict[int, tuple[float, float]] = {}
     whole_p: dict[int, tuple[float, float]] = {}
     measured = bar_times([(path, guidance, n, window) for _, guidance, n, path, window in rows], bars, meter)
     for (label, guidance, n, path, window), (times, tokens, slides) in zip(rows, measured):
@@ -333,7 +370,8 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
             row["others_p50"], row["others_p99"] = percentiles(kept)
         results[f"bar_ms|{label}"] = row
         if guidance != 1.0:
-            (whole_p if window is None else bar_p if path == model_path else kv8_p)[n] = (p50, p99)
+            (whole_p if window is None else bar_p if path == model_path
+             else int8_p if int8 is not None and path == int8[0] else kv8_p)[n] = (p50, p99)
         slide_text = (f"; {len(slid)} slid the window: p99 {row['slide_p99']:.1f} ms, others {row['others_p99']:.1f}"
                       if "slide_p99" in row else "")
         echo(f"bar at 120 BPM, {label:<28} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  ({np.median(tokens):.0f} tokens "
@@ -344,6 +382,11 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
         ratios[f"bar, int8 KV, {default} candidates / 1, p50"] = kv8_p[default][0] / kv8_p[1][0]
         for n in (1, default):
             ratios[f"bar, int8 KV / fp32, {n} cand., p50"] = kv8_p[n][0] / bar_p[n][0]
+    if 1 in int8_p and default in int8_p:
+        ratios[f"bar, int8, {default} candidates / 1, p50"] = int8_p[default][0] / int8_p[1][0]
+        for n in (1, default):
+            ratios[f"bar, int8 / fp32, {n} cand., p50"] = int8_p[n][0] / bar_p[n][0]
+            ratios[f"bar, int8 / fp32, {n} cand., p99"] = int8_p[n][1] / bar_p[n][1]
     for n in CANDIDATES:
         if n > 1 and n in bar_p and 1 in bar_p:
             ratios[f"bar, {n} candidates / 1, p50"] = bar_p[n][0] / bar_p[1][0]
@@ -353,13 +396,15 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
     if 1 in whole_p and default in whole_p:
         ratios[f"bar, whole context, {default} candidates / 1, p50"] = whole_p[default][0] / whole_p[1][0]
 
-    partial = partial_bar_times(model_path, bars, meter)
+    engine_p = int8_p if default in int8_p else bar_p  # the engine on the CPU runs int8 where there is one
+    partial = partial_bar_times(int8[0] if int8 is not None else model_path, bars, meter)
     p50, p99 = percentiles(partial)
     results["partial_bar_ms"] = {"p50": p50, "p99": p99, "from_beat": 2.0}
-    echo(f"partial bar (from beat 2, a new capsule)     p50 {p50:6.1f} ms  p99 {p99:6.1f} ms")
-    if default in bar_p:
-        ratios[f"partial bar / whole bar ({default} candidates), p50"] = p50 / bar_p[default][0]
-        ratios[f"partial bar / whole bar ({default} candidates), p99"] = p99 / bar_p[default][1]
+    echo(f"partial bar (from beat 2, a new capsule{', int8' if int8 is not None else ''})  p50 {p50:6.1f} ms  "
+         f"p99 {p99:6.1f} ms")
+    if default in engine_p:
+        ratios[f"partial bar / whole bar ({default} candidates), p50"] = p50 / engine_p[default][0]
+        ratios[f"partial bar / whole bar ({default} candidates), p99"] = p99 / engine_p[default][1]
 
     echo("")
     for k, v in ratios.items():
@@ -380,7 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     from affetto.runtime import default_model_path
 
     parser = argparse.ArgumentParser(prog="affetto bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="An affetto .onnx model (default: the shipped one).")
+    parser.add_argument("--model", help="An affetto .onnx model in fp32 (default: the shipped one; its int8 copy is "
+                        "timed beside it).")
     parser.add_argument("--checkpoint", help="The PyTorch checkpoint of the same weights, for the eager rows.")
     parser.add_argument("--repeat", type=int, default=200, help="Steps timed per cell (>= 10; default 200).")
     parser.add_argument("--bars", type=int, default=40, help="Bars timed per row (>= 5; default 40).")
@@ -388,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repeat < 10 or args.bars < 5:
         parser.error("--repeat must be >= 10 and --bars >= 5")
-    results = run(Path(args.model) if args.model else default_model_path(),
+    results = run(Path(args.model) if args.model else default_model_path("fp32"),
                   Path(args.checkpoint) if args.checkpoint else None, repeat=args.repeat, bars=args.bars)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=1), encoding="utf-8")

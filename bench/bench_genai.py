@@ -392,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.steps < 8 or args.repeat < 1:
         parser.error("--steps must be >= 8 and --repeat >= 1")
-    results = run(Path(args.model) if args.model else default_model_path(), steps=args.steps, repeat=args.repeat)
+    results = run(Path(args.model) if args.model else default_model_path("fp32"), steps=args.steps, repeat=args.repeat)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=1), encoding="utf-8")
     return 0

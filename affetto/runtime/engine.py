@@ -75,7 +75,7 @@ class Engine:
         manifest: dict | None = None,
         window: int | None = WINDOW,
     ) -> None:
-        self.model_path = Path(path) if path is not None else default_model_path()
+        self.model_path = Path(path) if path is not None else default_model_path(provider=provider)
         threads = 1 if threads is None else threads  # one thread leaves a core to the scheduler
         if not isinstance(threads, int) or threads < 1:
             raise ConfigError(f"threads must be an int >= 1, got {threads!r}")

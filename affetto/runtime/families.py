@@ -52,7 +52,7 @@ def loader_for(family: str) -> Loader:
 
 def load_model(path: str | Path | None = None, **options: Any) -> Any:
     """Load a model file (default: the shipped one) with the runtime of the family its manifest names."""
-    path = Path(path) if path is not None else default_model_path()
+    path = Path(path) if path is not None else default_model_path(provider=options.get("provider", "auto"))
     manifest = read_manifest(path)
     return loader_for(family_of(manifest))(path, manifest=manifest, **options)
 

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if not lengths or min(lengths) < 2:
         parser.error("--lengths: comma-separated token counts >= 2")
 
-    path = args.model or default_model_path()
+    path = args.model or default_model_path("fp32")  # the reference; the int8 copy's draws are heard alike
     manifest = read_manifest(path)
     vocab = Vocabulary.from_dict(manifest["vocab"])
     trained = training_config(manifest)  # how the model's segments were cut

@@ -122,6 +122,7 @@ def test_the_daemon_uses_the_shipped_model_when_none_is_given():
 
     engine = default_factory(DaemonConfig(meter=TimeSignature(3, 4)))().model
     assert engine.model_path == default_model_path()
+    assert engine.manifest["dtype"] == "int8" and engine.provider == "CPUExecutionProvider"  # int8 on the CPU
     engine.prime([])
     bar = engine.generate_bar(Capsule.of(Quadrant.Q4), rng=np.random.default_rng(0))
     assert all(0 <= n.onset < 3 for n in bar)
