@@ -113,13 +113,11 @@ def quantize_int8(model: onnx.ModelProto, feeds: Iterable[dict[str, np.ndarray]]
             continue
         x, w_name = node.input[0], node.input[1]
         base = node.name or node.output[0]
-        lo, hi = ranges[x]
-        a_scale, a_zero = _activation_params(lo, hi)
         if x not in quantized_inputs:
-            q_name = f"{base}.x_q"
+            a_scale, a_zero = _activation_params(*ranges[x])
             added += [numpy_helper.from_array(np.array(a_scale, np.float32), f"{base}.x_scale"),
                       numpy_helper.from_array(np.array(a_zero, np.uint8), f"{base}.x_zero")]
-            nodes.append(helper.make_node("QuantizeLinear", [x, f"{base}.x_scale", f"{base}.x_zero"], [q_name],
+            nodes.append(helper.make_node("QuantizeLinear", [x, f"{base}.x_scale", f"{base}.x_zero"], [f"{base}.x_q"],
                                           name=f"{base}.quantize"))
             quantized_inputs[x] = base
         first = quantized_inputs[x]
