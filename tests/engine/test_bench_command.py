@@ -34,10 +34,11 @@ def test_the_engine_benchmark_prints_the_ratios_of_its_bar_rows(tmp_path):
     from tiny_things import export, make_checkpoint
 
     from affetto.bench.bench_engine import run
+    from affetto.runtime.window import WINDOW
 
     model = export(make_checkpoint(tmp_path, max_len=1024), tmp_path / "long.onnx")  # the step cells reach 1000
     lines: list[str] = []
     ratios = run(model, None, repeat=3, bars=24, echo=lines.append)["ratios"]
     assert "bar, slid / others, p99, 3 candidates" in ratios  # the engine's window slides within the run
-    assert {"bar, window 512 / whole context, 3 cand., p50", "bar, 3 candidates / 1, p50"} <= set(ratios)
+    assert {f"bar, window {WINDOW} / whole context, 3 cand., p50", "bar, 3 candidates / 1, p50"} <= set(ratios)
     assert any(line.startswith("bar, slid / others") for line in lines)
