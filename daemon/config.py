@@ -23,6 +23,7 @@ from affetto.daemon.clocks import CLOCKS
 from affetto.daemon.modes import mode_class
 from affetto.errors import ConfigError, EmotionError
 from affetto.music.notes import TimeSignature
+from affetto.runtime.assets import PRECISIONS
 from affetto.runtime.sampling import SamplingOverrides
 
 MIDI_APIS = ("auto", "coremidi", "alsa", "jack", "winmm")
@@ -101,6 +102,7 @@ class DaemonConfig:
     mode: str = "continue"  # a registered mode (affetto.daemon.modes): continue, call-response, harmonise, ...
     seed_bars: int = 2  # call-response answers at most this many bars; continue primes from seed_bars + 2
     model: str | None = None  # .onnx path; "builtin:fake" for the test generator
+    precision: str = "auto"  # the shipped lead model when no model is named: auto (int8 on the CPU), fp32, int8
     ensemble_model: str | None = None  # the voices' .onnx (harmonise, ensemble); "builtin:fake" for a test one
     threads: int | None = None  # ONNX Runtime intra-op threads
     transfer_method: str = "auto"  # transfer, variation: the CVAE when shipped (auto), "cvae" or "rule"
@@ -197,6 +199,10 @@ class DaemonConfig:
                 )
         _check_int("seed_bars", self.seed_bars, 1, 16)
         _check_int("threads", self.threads, 1, 256, optional=True)
+        _check_choice("precision", self.precision, PRECISIONS)
+        if self.precision != "auto" and self.model is not None:
+            raise ConfigError(f"precision picks between the shipped model's files; with model = {self.model!r} "
+                              "it has nothing to pick: leave one of them out")
         _check_choice("transfer_method", self.transfer_method, ("auto", "cvae", "rule"))
         _check_float("transfer_strength", self.transfer_strength, 0.0, 1.0)
         if isinstance(self.sampling, dict):

@@ -41,10 +41,10 @@ GENERATORS: Registry[FactoryMaker] = Registry(
     lambda name, known: ConfigError(f"no generator of kind {name!r} (known: {', '.join(known)})"))
 
 
-def _load_engine(path: str | None, meter: TimeSignature, threads: int | None):
-    from affetto.runtime import load_model  # lazy: ONNX Runtime loads only here
+def _load_engine(path: str | None, meter: TimeSignature, threads: int | None, precision: str = "auto"):
+    from affetto.runtime import default_model_path, load_model  # lazy: ONNX Runtime loads only here
 
-    return load_model(path, meter=meter, threads=threads)
+    return load_model(path if path is not None else default_model_path(precision), meter=meter, threads=threads)
 
 
 def _fake(meter: TimeSignature, cost_ms: float = 0.0):
@@ -78,7 +78,8 @@ def _band(lead: Callable[[], PhraseModel], path: str | None, meter: TimeSignatur
 
 
 def _lead_model(config: DaemonConfig) -> Callable[[], PhraseModel]:
-    """Loads the lead model: ``config.model``, the shipped one when unset, or ``builtin:fake[:<ms>]``."""
+    """Loads the lead model: ``config.model``, the shipped one in ``config.precision`` when unset, or
+    ``builtin:fake[:<ms>]``."""
     if config.model is not None and config.model.startswith(FAKE_MODEL):
         cost = config.model[len(FAKE_MODEL) + 1 :] if config.model != FAKE_MODEL else "0"
         try:
@@ -86,7 +87,7 @@ def _lead_model(config: DaemonConfig) -> Callable[[], PhraseModel]:
         except ValueError as err:
             raise ConfigError(f"builtin:fake takes a CPU cost in ms, got {config.model!r}") from err
         return functools.partial(_fake, config.meter, cost_ms)
-    return functools.partial(_load_engine, config.model, config.meter, config.threads)
+    return functools.partial(_load_engine, config.model, config.meter, config.threads, config.precision)
 
 
 def lead_factory(config: DaemonConfig) -> GeneratorFactory:

@@ -44,6 +44,8 @@ def test_defaults_and_toml_with_overrides(tmp_path):
         ({"nonsense": 1}, "unknown daemon setting"),
         ({"midi_api": "winmm"}, "loopMIDI"),
         ({"candidates": 0}, "candidates must be in range 1..16"),
+        ({"precision": "fp16"}, "precision must be one of auto, fp32, int8, got 'fp16'"),
+        ({"precision": "fp32", "model": "my.onnx"}, "with model = 'my.onnx' it has nothing to pick"),
     ],
 )
 def test_validation_messages(overrides, message):

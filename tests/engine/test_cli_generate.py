@@ -126,3 +126,14 @@ def test_the_daemon_uses_the_shipped_model_when_none_is_given():
     engine.prime([])
     bar = engine.generate_bar(Capsule.of(Quadrant.Q4), rng=np.random.default_rng(0))
     assert all(0 <= n.onset < 3 for n in bar)
+
+
+def test_the_daemon_runs_the_shipped_model_in_the_precision_asked():
+    from affetto.daemon.config import DaemonConfig
+    from affetto.daemon.service import default_factory
+    from affetto.runtime.engine import default_model_path
+
+    for precision in ("fp32", "int8"):
+        engine = default_factory(DaemonConfig(precision=precision))().model
+        assert engine.model_path == default_model_path(precision)
+        assert engine.manifest["dtype"] == precision
