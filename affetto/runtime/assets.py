@@ -23,7 +23,7 @@ def default_model_path(precision: str = "auto", provider: str = "auto") -> Path:
 
     ``auto`` is int8 where the model runs on the CPU (the default provider): its bars take 0.8x the time
     of fp32's at the default settings, and its draws are heard alike (README, The default model); fp32
-    on a GPU provider, whose int8 kernels are not all there.
+    on a GPU provider, where int8 has not been measured.
     """
     if precision not in PRECISIONS:
         raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
