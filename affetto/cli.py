@@ -131,18 +131,23 @@ def info(model) -> None:
 @click.option("--with-seed", is_flag=True, help="Write the seed phrase before the generated bars.")
 @click.option("--model", type=click.Path(dir_okay=False),
               help="An affetto .onnx model (default: the shipped one; with --ensemble, an ensemble model).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "int8"]),
+              help="The shipped lead model's weights when no --model is named: auto (int8 on the CPU), fp32 or int8.")
 @click.option("--ensemble", is_flag=True,
               help="Four voices (soprano, alto, tenor, bass on channels 1-4) from the ensemble model instead.")
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="The .mid file to write.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Also draw a piano roll PNG (needs matplotlib).")
 @click.option("-v", "--verbose", count=True)
 def generate(emotion, seed_path, bars, bpm, meter, temperature, top_p, top_k, guidance, candidates, seed_value,
-             with_seed, model, ensemble, out, plot, verbose) -> None:
+             with_seed, model, precision, ensemble, out, plot, verbose) -> None:
     """Generate bars in an emotion, offline, to a standard MIDI file."""
     setup_logging(verbose - 1)
+    if precision is not None and model is not None:
+        raise click.ClickException("--precision picks between the shipped model's files: not with --model")
     if ensemble:
         lead_only = {"--seed": seed_path, "--temperature": temperature, "--top-p": top_p, "--top-k": top_k,
-                     "--guidance": guidance, "--with-seed": with_seed or None, "--plot": plot}
+                     "--guidance": guidance, "--with-seed": with_seed or None, "--plot": plot,
+                     "--precision": precision}
         given = [name for name, value in lead_only.items() if value is not None]
         if given:
             raise click.ClickException(f"{', '.join(given)}: only for the lead model, not with --ensemble "
@@ -154,6 +159,10 @@ def generate(emotion, seed_path, bars, bpm, meter, temperature, top_p, top_k, gu
         return
     from affetto.generate import GenerateRequest, generate_to_file
 
+    if precision is not None:
+        from affetto.runtime import default_model_path
+
+        model = str(default_model_path(precision))
     try:
         request = GenerateRequest.build(
             emotion=emotion, seed_path=seed_path, bars=bars, bpm=bpm, meter=meter, temperature=temperature,

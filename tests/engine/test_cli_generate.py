@@ -137,3 +137,18 @@ def test_the_daemon_runs_the_shipped_model_in_the_precision_asked():
         engine = default_factory(DaemonConfig(precision=precision))().model
         assert engine.model_path == default_model_path(precision)
         assert engine.manifest["dtype"] == precision
+
+
+def test_generate_takes_the_shipped_model_in_the_precision_asked(tmp_path, monkeypatch):
+    import affetto.runtime.families as families
+    from affetto.runtime.engine import default_model_path
+
+    loaded = []
+    load = families.load_model
+    monkeypatch.setattr("affetto.runtime.load_model", lambda path=None, **kw: loaded.append(path) or load(path, **kw))
+    result = invoke("generate", "-e", "calm", "--bars", 2, "--precision", "fp32", "-o", tmp_path / "calm.mid")
+    assert result.exit_code == 0, result.output
+    assert loaded == [str(default_model_path("fp32"))] and (tmp_path / "calm.mid").stat().st_size > 0
+    refused = CliRunner().invoke(cli, ["generate", "-e", "calm", "--precision", "int8", "--model", "x.onnx",
+                                       "-o", str(tmp_path / "x.mid")])
+    assert refused.exit_code != 0 and "not with --model" in refused.output
