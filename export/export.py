@@ -146,17 +146,13 @@ def calibrate_kv(model_bytes: bytes, model: Any, sequences: list[np.ndarray], co
     """Per layer, the key and the value scale of an int8 cache: each channel's largest magnitude over the
     ``sequences`` (read whole, the capsule in one row and none in the other, as the engine runs them),
     times ``margin``, over 127."""
-    from affetto.export.parity import session
-    from affetto.runtime.session import sequence_feeds
+    from affetto.export.parity import calibration_feeds, session
 
     cfg = model.cfg
     sess = session(model_bytes)
     amax: list[np.ndarray] = []
-    for seq, c in zip(sequences, cond):
-        tokens = np.stack([seq, seq]).astype(np.int64)  # (R, T)
-        rows = np.stack([c, np.zeros_like(c)]).astype(np.float32)  # (R, 4)
-        presents = sess.run(None, sequence_feeds(tokens, rows, None, n_layer=cfg.n_layer, kv_heads=cfg.kv_heads,
-                                                 head_dim=cfg.head_dim))[1:]  # (1, R*KV, T, hs), key and value
+    for feeds in calibration_feeds(model, sequences, cond):
+        presents = sess.run(None, feeds)[1:]  # (1, R*KV, T, hs), key and value
         seen = [np.abs(p).max(axis=(0, 2)) for p in presents]  # (R*KV, hs) per tensor
         amax = seen if not amax else [np.maximum(a, b) for a, b in zip(amax, seen)]
     scales = [np.maximum(a * margin, 1e-6).reshape(-1).astype(np.float32) / 127.0 for a in amax]
@@ -164,6 +160,7 @@ def calibrate_kv(model_bytes: bytes, model: Any, sequences: list[np.ndarray], co
 
 
 CALIBRATION_SEQUENCES = 16  # validation sequences the int8 activation scales are calibrated on (not checked on)
+CALIBRATION_LENGTH = 384  # their tokens, at most
 
 
 def quantize_int8(fp32: onnx.ModelProto, feeds: Iterable[dict[str, np.ndarray]] | None = None) -> onnx.ModelProto:
@@ -247,7 +244,7 @@ def export_checkpoint(
         if family.calibration is not None:
             from affetto.export.quantize import METHOD
 
-            length = min(int(getattr(getattr(model, "cfg", None), "max_len", 384)), 384)
+            length = min(model.cfg.max_len, CALIBRATION_LENGTH)  # type: ignore[attr-defined]  # the lead's config
             calibration = sample_sequences(meta, vocab, count=CALIBRATION_SEQUENCES, length=length, seed=3)
             final = quantize_int8(fp32, family.calibration(model, *calibration))
             method = f"{METHOD}; calibrated on {len(calibration[0])} validation sequences"

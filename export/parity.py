@@ -49,10 +49,14 @@ class ParityReport:
         )
 
 
-def session(model_bytes: bytes, threads: int = 1) -> ort.InferenceSession:
+def session(model_bytes: bytes, threads: int = 1, *, optimized: bool = True) -> ort.InferenceSession:
+    """A CPU session of ``model_bytes``; ``optimized=False`` runs the graph as written (no fusions), to read
+    its intermediate values as the fp32 graph defines them."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    if not optimized:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 

@@ -27,7 +27,6 @@ from collections.abc import Iterable
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 MARGIN = 1.1  # calibrated ranges widened by this much
@@ -61,10 +60,9 @@ def activation_ranges(model: onnx.ModelProto, feeds: Iterable[dict[str, np.ndarr
     for name in names:
         if name not in known:
             probe.graph.output.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, None))
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # the values as written
-    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    from affetto.export.parity import session as cpu_session
+
+    session = cpu_session(probe.SerializeToString(), optimized=False)  # the values as the graph writes them
     lo = dict.fromkeys(names, np.inf)
     hi = dict.fromkeys(names, -np.inf)
     runs = 0
@@ -92,6 +90,11 @@ def quantize_weight(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return w_q, scale.astype(np.float32)
 
 
+def _key(node: onnx.NodeProto) -> str:
+    """A node's name, or its first output's where it has none: the prefix of what replaces it."""
+    return node.name or node.output[0]
+
+
 def quantize_int8(model: onnx.ModelProto, feeds: Iterable[dict[str, np.ndarray]]) -> onnx.ModelProto:
     """``model`` (fp32) with its large MatMuls in int8, activation scales calibrated on ``feeds``."""
     ranges = activation_ranges(model, feeds)
@@ -99,7 +102,7 @@ def quantize_int8(model: onnx.ModelProto, feeds: Iterable[dict[str, np.ndarray]]
     out.CopyFrom(model)
     graph = out.graph
     inits = {i.name: i for i in graph.initializer}
-    targets = {node.name or node.output[0] for node in quantizable(out)}
+    targets = {_key(node) for node in quantizable(out)}
     used_weights: dict[str, int] = {}
     for node in graph.node:
         for name in node.input:
@@ -108,11 +111,11 @@ def quantize_int8(model: onnx.ModelProto, feeds: Iterable[dict[str, np.ndarray]]
     added: list[onnx.TensorProto] = []
     quantized_inputs: dict[str, str] = {}  # an activation quantised once serves every MatMul that reads it
     for node in graph.node:
-        if (node.name or node.output[0]) not in targets:
+        base = _key(node)
+        if base not in targets:
             nodes.append(node)
             continue
         x, w_name = node.input[0], node.input[1]
-        base = node.name or node.output[0]
         if x not in quantized_inputs:
             a_scale, a_zero = _activation_params(*ranges[x])
             added += [numpy_helper.from_array(np.array(a_scale, np.float32), f"{base}.x_scale"),
