@@ -18,6 +18,8 @@ from pathlib import Path
 import click
 
 import affetto
+from affetto.errors import ConfigError
+from affetto.runtime.assets import PRECISIONS, check_precision
 
 # Commands that live in the wings: name -> "module:attribute", imported when used.
 WING_COMMANDS = {
@@ -131,7 +133,7 @@ def info(model) -> None:
 @click.option("--with-seed", is_flag=True, help="Write the seed phrase before the generated bars.")
 @click.option("--model", type=click.Path(dir_okay=False),
               help="An affetto .onnx model (default: the shipped one; with --ensemble, an ensemble model).")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "int8"]),
+@click.option("--precision", type=click.Choice(PRECISIONS),
               help="The shipped lead model's weights when no --model is named: auto (int8 on the CPU), fp32 or int8.")
 @click.option("--ensemble", is_flag=True,
               help="Four voices (soprano, alto, tenor, bass on channels 1-4) from the ensemble model instead.")
@@ -142,8 +144,10 @@ def generate(emotion, seed_path, bars, bpm, meter, temperature, top_p, top_k, gu
              with_seed, model, precision, ensemble, out, plot, verbose) -> None:
     """Generate bars in an emotion, offline, to a standard MIDI file."""
     setup_logging(verbose - 1)
-    if precision is not None and model is not None:
-        raise click.ClickException("--precision picks between the shipped model's files: not with --model")
+    try:
+        check_precision(precision or "auto", model)
+    except ConfigError as err:
+        raise click.ClickException(str(err)) from err
     if ensemble:
         lead_only = {"--seed": seed_path, "--temperature": temperature, "--top-p": top_p, "--top-k": top_k,
                      "--guidance": guidance, "--with-seed": with_seed or None, "--plot": plot,

@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from affetto.runtime.assets import PRECISIONS
+
 API_CHOICES = ["auto", "coremidi", "alsa", "jack", "winmm"]
 
 
@@ -124,7 +126,7 @@ def _cc(ctx: click.Context, param: click.Parameter, value: int | None) -> int | 
 @click.option("--seed-bars", type=click.IntRange(1, 16),
               help="Bars a call-response answers at most; continue mode primes from this + 2.")
 @click.option("--model", help="An exported .onnx model (default: the shipped one; builtin:fake for a stand-in).")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "int8"]),
+@click.option("--precision", type=click.Choice(PRECISIONS),
               help="The shipped lead model's weights when no --model is named: auto (int8 on the CPU), fp32 or int8.")
 @click.option(
     "--ensemble-model",

@@ -23,7 +23,7 @@ from affetto.daemon.clocks import CLOCKS
 from affetto.daemon.modes import mode_class
 from affetto.errors import ConfigError, EmotionError
 from affetto.music.notes import TimeSignature
-from affetto.runtime.assets import PRECISIONS
+from affetto.runtime.assets import check_precision
 from affetto.runtime.sampling import SamplingOverrides
 
 MIDI_APIS = ("auto", "coremidi", "alsa", "jack", "winmm")
@@ -199,10 +199,7 @@ class DaemonConfig:
                 )
         _check_int("seed_bars", self.seed_bars, 1, 16)
         _check_int("threads", self.threads, 1, 256, optional=True)
-        _check_choice("precision", self.precision, PRECISIONS)
-        if self.precision != "auto" and self.model is not None:
-            raise ConfigError(f"precision picks between the shipped model's files; with model = {self.model!r} "
-                              "it has nothing to pick: leave one of them out")
+        check_precision(self.precision, self.model)
         _check_choice("transfer_method", self.transfer_method, ("auto", "cvae", "rule"))
         _check_float("transfer_strength", self.transfer_strength, 0.0, 1.0)
         if isinstance(self.sampling, dict):

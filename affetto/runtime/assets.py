@@ -18,6 +18,16 @@ def asset_path(name: str) -> Path:
     return Path(str(resources.files("affetto") / "assets" / name))
 
 
+def check_precision(precision: str, model: object = None) -> None:
+    """Raise a ConfigError unless ``precision`` is one of ``PRECISIONS`` and, when ``model`` is named, "auto":
+    a precision picks between the shipped model's files and has nothing to pick for a model of one's own."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "auto" and model is not None:
+        raise ConfigError(f"precision picks between the shipped model's files; with model = {model!r} it has "
+                          "nothing to pick: leave one of them out")
+
+
 def default_model_path(precision: str = "auto", provider: str = "auto") -> Path:
     """The lead model shipped inside the package, in ``precision``.
 
@@ -25,8 +35,7 @@ def default_model_path(precision: str = "auto", provider: str = "auto") -> Path:
     of fp32's at the default settings, and its draws are heard alike (README, The default model); fp32
     on a GPU provider, where int8 has not been measured.
     """
-    if precision not in PRECISIONS:
-        raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    check_precision(precision)
     int8 = asset_path(DEFAULT_INT8_NAME)
     if precision == "int8" or (precision == "auto" and provider in ("auto", "cpu") and int8.exists()):
         return int8
