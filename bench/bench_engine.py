@@ -204,7 +204,6 @@ def quantized_copy(model_path: Path, folder: Path, checkpoint: Path | None = Non
     """An int8 copy of a model file and how it was made: the checkpoint exported with ``--int8`` (activation
     scales calibrated on its validation data), else the shipped int8 model when ``model_path`` is the shipped
     fp32 one, else ONNX Runtime's dynamic quantisation of the file (needs onnx; re-stamps the manifest's hash)."""
-    from affetto.manifest import read_manifest
     from affetto.runtime.assets import default_model_path
 
     manifest = read_manifest(model_path)
@@ -316,50 +315,43 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
     table = step_tables(model_path, checkpoint, repeat, echo, int8[0] if int8 else None, kv8[0] if kv8 else None)
     results["step_ms"] = {k: {"p50": v[0], "p99": v[1]} for k, v in table.items()}
 
-    fp32 = FP32
+    def step(cells: str, n: int, context: int) -> float:
+        return table[f"{cells}|{n}|c{context}"][0]
+
     ratios = {}
-    for n in CANDIDATES:
-        long, short = table[f"{fp32}|{n}|c1000"][0], table[f"{fp32}|{n}|c100"][0]
-        ratios[f"step, context 1000 / 100, {n} candidates"] = long / short
-    if kv8 is not None:
-        for n in CANDIDATES:
-            ratios[f"step, int8 KV, context 1000 / 100, {n} candidates"] = (
-                table[f"{KV8}|{n}|c1000"][0] / table[f"{KV8}|{n}|c100"][0])
-            ratios[f"step, int8 KV / fp32, context 1000, {n} candidates"] = (
-                table[f"{KV8}|{n}|c1000"][0] / table[f"{fp32}|{n}|c1000"][0])
-    if int8 is not None:
-        for n in CANDIDATES:
-            ratios[f"step, int8, context 1000 / 100, {n} candidates"] = (
-                table[f"{INT8}|{n}|c1000"][0] / table[f"{INT8}|{n}|c100"][0])
+    for prefix, cells, present in (("", FP32, True), ("int8 KV, ", KV8, kv8), ("int8, ", INT8, int8)):
+        for n in CANDIDATES if present else ():
+            ratios[f"step, {prefix}context 1000 / 100, {n} candidates"] = step(cells, n, 1000) / step(cells, n, 100)
+    for n in CANDIDATES if kv8 else ():
+        ratios[f"step, int8 KV / fp32, context 1000, {n} candidates"] = step(KV8, n, 1000) / step(FP32, n, 1000)
     for c in CONTEXTS:
-        ratios[f"step, 3 candidates / 1, context {c}"] = table[f"{fp32}|3|c{c}"][0] / table[f"{fp32}|1|c{c}"][0]
+        ratios[f"step, 3 candidates / 1, context {c}"] = step(FP32, 3, c) / step(FP32, 1, c)
         if int8 is not None:
-            int8_3 = table[f"{INT8}|3|c{c}"][0]
-            ratios[f"step, int8, 3 candidates / 1, context {c}"] = int8_3 / table[f"{INT8}|1|c{c}"][0]
-            ratios[f"step, int8 / fp32, 3 candidates, context {c}"] = int8_3 / table[f"{fp32}|3|c{c}"][0]
+            ratios[f"step, int8, 3 candidates / 1, context {c}"] = step(INT8, 3, c) / step(INT8, 1, c)
+            ratios[f"step, int8 / fp32, 3 candidates, context {c}"] = step(INT8, 3, c) / step(FP32, 3, c)
         if checkpoint is not None:
             ratios[f"eager+cache batch 2 / engine 1 candidate, ctx {c}"] = (
-                table[f"pytorch eager, KV cache|2|c{c}"][0] / table[f"{fp32}|1|c{c}"][0])
+                step("pytorch eager, KV cache", 2, c) / step(FP32, 1, c))
 
     echo("")
     meter = TimeSignature(4, 4)
     bar_ms = 60_000 / 120 * meter.beats_per_bar
     default = DEFAULT_SAMPLING.candidates
-    rows = [("no guidance", 1.0, 1, model_path, WINDOW), ("guidance 1.5, 1 candidate", 1.5, 1, model_path, WINDOW)]
-    rows += [(f"guidance 1.5, {n} candidates", 1.5, n, model_path, WINDOW) for n in CANDIDATES if n > 1]
-    if int8 is not None:
-        rows += [(f"int8, {n} candidate{'s' if n > 1 else ''}", 1.5, n, int8[0], WINDOW) for n in (1, default)]
-    if kv8 is not None:
-        rows += [(f"int8 KV, {n} candidate{'s' if n > 1 else ''}", 1.5, n, kv8[0], WINDOW) for n in (1, default)]
-    rows += [(f"whole context, {n} candidate{'s' if n > 1 else ''}", 1.5, n, model_path, None) for n in (1, default)]
+
+    def plural(n: int) -> str:
+        return f"{n} candidate{'s' if n > 1 else ''}"
+
+    # (label, guidance, candidates, model, window, group): the guided rows' p50 / p99 are kept by group
+    rows = [("no guidance", 1.0, 1, model_path, WINDOW, None)]
+    rows += [(f"guidance 1.5, {plural(n)}", 1.5, n, model_path, WINDOW, "fp32") for n in CANDIDATES]
+    rows += [(f"{name}, {plural(n)}", 1.5, n, path[0], WINDOW, name)
+             for name, path in (("int8", int8), ("int8 KV", kv8)) if path for n in (1, default)]
+    rows += [(f"whole context, {plural(n)}", 1.5, n, model_path, None, "whole") for n in (1, default)]
     echo(f"whole bars: the {len(rows)} rows take turns, one bar each; the engine's context window is {WINDOW} "
          "tokens (the slide keeps half), the whole context's the model's positions")
-    bar_p: dict[int, tuple[float, float]] = {}
-    kv8_p: dict[int, tuple[float, float]] = {}
-    int8_p: dict[int, tuple[float, float]] = {}
-    whole_p: dict[int, tuple[float, float]] = {}
-    measured = bar_times([(path, guidance, n, window) for _, guidance, n, path, window in rows], bars, meter)
-    for (label, guidance, n, path, window), (times, tokens, slides) in zip(rows, measured):
+    groups: dict[str, dict[int, tuple[float, float]]] = {"fp32": {}, "int8": {}, "int8 KV": {}, "whole": {}}
+    measured = bar_times([(path, guidance, n, window) for _, guidance, n, path, window, _ in rows], bars, meter)
+    for (label, _, n, _, _, group), (times, tokens, slides) in zip(rows, measured):
         p50, p99 = percentiles(times)
         slid = [t for t, s in zip(times, slides) if s]
         kept = [t for t, s in zip(times, slides) if not s]
@@ -369,24 +361,22 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
             row["slide_p50"], row["slide_p99"] = percentiles(slid)
             row["others_p50"], row["others_p99"] = percentiles(kept)
         results[f"bar_ms|{label}"] = row
-        if guidance != 1.0:
-            (whole_p if window is None else bar_p if path == model_path
-             else int8_p if int8 is not None and path == int8[0] else kv8_p)[n] = (p50, p99)
+        if group is not None:
+            groups[group][n] = (p50, p99)
         slide_text = (f"; {len(slid)} slid the window: p99 {row['slide_p99']:.1f} ms, others {row['others_p99']:.1f}"
                       if "slide_p99" in row else "")
         echo(f"bar at 120 BPM, {label:<28} p50 {p50:6.1f} ms  p99 {p99:6.1f} ms  ({np.median(tokens):.0f} tokens "
              f"p50, {max(tokens)} max){slide_text}; real-time factor at p99 {bar_ms / p99:.1f}x")
-        if n == default and "slide_p99" in row and path == model_path and window == WINDOW:
+        if n == default and "slide_p99" in row and group == "fp32":
             ratios[f"bar, slid / others, p99, {n} candidates"] = row["slide_p99"] / row["others_p99"]
-    if 1 in kv8_p and default in kv8_p:
-        ratios[f"bar, int8 KV, {default} candidates / 1, p50"] = kv8_p[default][0] / kv8_p[1][0]
-        for n in (1, default):
-            ratios[f"bar, int8 KV / fp32, {n} cand., p50"] = kv8_p[n][0] / bar_p[n][0]
-    if 1 in int8_p and default in int8_p:
-        ratios[f"bar, int8, {default} candidates / 1, p50"] = int8_p[default][0] / int8_p[1][0]
-        for n in (1, default):
-            ratios[f"bar, int8 / fp32, {n} cand., p50"] = int8_p[n][0] / bar_p[n][0]
-            ratios[f"bar, int8 / fp32, {n} cand., p99"] = int8_p[n][1] / bar_p[n][1]
+    bar_p, int8_p, whole_p = groups["fp32"], groups["int8"], groups["whole"]
+    for name in ("int8 KV", "int8"):
+        quant = groups[name]
+        if 1 in quant and default in quant:
+            ratios[f"bar, {name}, {default} candidates / 1, p50"] = quant[default][0] / quant[1][0]
+            for n in (1, default):
+                ratios[f"bar, {name} / fp32, {n} cand., p50"] = quant[n][0] / bar_p[n][0]
+                ratios[f"bar, {name} / fp32, {n} cand., p99"] = quant[n][1] / bar_p[n][1]
     for n in CANDIDATES:
         if n > 1 and n in bar_p and 1 in bar_p:
             ratios[f"bar, {n} candidates / 1, p50"] = bar_p[n][0] / bar_p[1][0]
