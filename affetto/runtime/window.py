@@ -38,11 +38,10 @@ class ReadAhead:
     """Reads the window the context will slide to, a chunk per bar (see the module docstring)."""
 
     def __init__(self, new_cache: Callable[[], CachedSession], *, bar: int, bos: int, max_len: int, room: int,
-                 window: int | None = None, bars_ahead: int = BARS_AHEAD) -> None:
+                 window: int, bars_ahead: int = BARS_AHEAD) -> None:
         self._new_cache = new_cache
         self.bar, self.bos = bar, bos
-        self.room, self.bars_ahead = room, bars_ahead
-        window = max_len if window is None else window
+        self.bars_ahead = bars_ahead
         self.limit = min(window, max_len - room)  # the longest context a bar may follow (past it, slid slides)
         self.budget = window // 2  # what the slide keeps, BOS included
         self.ahead: CachedSession | None = None
