@@ -99,8 +99,13 @@ def info(model) -> None:
         return
     kv = cfg.get("n_kv_head") or cfg["n_head"]
     heads = f"{cfg['n_head']} heads" + (f" ({kv} key/value head{'s' if kv > 1 else ''})" if kv != cfg["n_head"] else "")
+    cache = m.get("kv_cache", {})
+    attention = {"MatMul": "MatMul attention over the engine's cache",
+                 "com.microsoft.GroupQueryAttention": "GroupQueryAttention's shared cache"}.get(cache.get("op"), "")
+    attention += f" in {cache['dtype']}" if attention and cache.get("dtype") else ""
     click.echo(f"  {m['dtype']}, {cfg['n_layer']} layers, width {cfg['d_model']}, {heads}, "
-               f"context {cfg['max_len']} tokens, vocabulary {cfg['vocab_size']}")
+               f"context {cfg['max_len']} tokens, vocabulary {cfg['vocab_size']}"
+               + (f"; {attention}" if attention else ""))
     click.echo(f"  grid: {m['grid']['steps_per_beat']} steps per beat; conditioning: "
                f"{', '.join(m['conditioning']['quadrants'])}; guidance "
                f"{'ready' if m['conditioning']['guidance_ready'] else 'not trained'}")

@@ -9,11 +9,13 @@ layers of attention alone (its rows, heads, key/value heads and head size; the p
 for one step of ``S`` query tokens a row (1, and 3 as three candidates side by side):
 
 - ``gqa``: ``com.microsoft.GroupQueryAttention`` over the shared cache buffer of ``max_len`` slots, as
-  ``export/graph.py`` writes it, at a context of ``ctx`` tokens;
+  ``export/graph.py`` writes it with ``attention="gqa"`` (the engine's attention before the MatMul one,
+  and the int8 KV cache's), at a context of ``ctx`` tokens;
 - ``matmul``: the query heads that share a key/value head folded into the rows of one product,
   ``softmax(Q K^T / sqrt(d) + bias) V`` as ``MatMul(Q, K^T)`` and ``MatMul(P, V)``, with the keys kept
-  transposed, over ``ctx`` slots (what a graph that reads a cache bound at its used length, or at a
-  length rounded up with the rest masked, would run).
+  transposed, over ``ctx`` slots: the core of the default graph's attention, which reads the cache bound
+  at its used length rounded up (the step's own keys, which that graph attends beside the cache, are
+  here already in it).
 
 Both give the same output (checked here on the cells' own inputs, largest difference printed); the
 ratios are measured within the run, the cells taking turns ten calls at a time. Nothing passes or

@@ -11,11 +11,13 @@ Prints, everything on one CPU thread:
   weights (what the engine runs on the CPU: the checkpoint exported with
   ``--int8``, else the shipped int8 model beside the shipped fp32 one); with
   ``--checkpoint``, the int8 KV cache (``affetto export --kv-int8``, its
-  agreement with fp32) and PyTorch eager with and without a KV cache at
-  batch 1 and 2;
+  agreement with fp32), int8 weights with GroupQueryAttention (``affetto
+  export --int8 --attention gqa``: the attention the engine ran before the
+  MatMul one) and PyTorch eager with and without a KV cache at batch 1 and 2;
 - the time to generate a bar at 120 BPM, continuing a dense seed in Q1:
   without guidance, with it, and with it and 3 and 8 candidates (and 1 and 3
-  with int8 weights and on the int8 KV cache), and at 1 and 3 over the model's whole context
+  with int8 weights, with GroupQueryAttention and on the int8 KV cache), and at 1 and 3 over the model's
+  whole context
   instead of the engine's window; the bars that slide the context window
   against the others; the real-time factor;
 - the partial bar (``Engine.regenerate_from`` beat 2, in another capsule)
@@ -241,6 +243,16 @@ def kv_int8_copy(checkpoint: Path, folder: Path) -> tuple[Path, dict] | None:
     return result.path, result.kv_int8 or {}
 
 
+def gqa_int8_copy(checkpoint: Path, folder: Path) -> Path | None:
+    """The checkpoint exported in int8 with GroupQueryAttention (``affetto export --int8 --attention gqa``):
+    the default's weights with the attention the engine ran before the MatMul one."""
+    try:
+        from affetto.export.export import export_checkpoint
+    except ImportError:
+        return None
+    return export_checkpoint(checkpoint, folder / "gqa-int8.onnx", int8=True, attention="gqa", check=False).path
+
+
 def _cells(fn: Callable[[int, int], list[float]], columns, table: dict, name: str) -> str:
     cells = []
     for a, b in columns:
@@ -254,13 +266,15 @@ KV8 = "onnxruntime, int8 KV cache"
 
 
 FP32, INT8 = "onnxruntime fp32", "onnxruntime int8"
+GQA8 = "int8, GroupQueryAttention"
 
 
 def step_tables(model_path: Path, checkpoint: Path | None, repeat: int, echo: Callable[[str], None],
-                int8: Path | None = None, kv8: Path | None = None) -> dict:
+                int8: Path | None = None, kv8: Path | None = None, gqa8: Path | None = None) -> dict:
     """Per-step times: the engine by candidates and context, PyTorch eager by batch and context."""
     table: dict = {}
     engines = [(FP32, model_path)] + ([(INT8, int8)] if int8 else [])
+    engines += [(GQA8, gqa8)] if gqa8 else []
     engines += [(KV8, kv8)] if kv8 else []
     columns = [(n, c) for n in CANDIDATES for c in CONTEXTS]
     cells = {}
@@ -312,18 +326,27 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
         echo(f"int8 weights ({int8[1]})" + (f": top-1 agreement with fp32 {100 * agree['top1_agreement']:.2f}% over "
                                            f"{agree['tokens']} tokens, largest logit difference "
                                            f"{agree['max_logit_diff']:.3f}" if agree else ""))
-    table = step_tables(model_path, checkpoint, repeat, echo, int8[0] if int8 else None, kv8[0] if kv8 else None)
+    gqa8 = gqa_int8_copy(checkpoint, folder) if checkpoint is not None else None
+    if gqa8 is not None:
+        echo(f"{GQA8} (affetto export --int8 --attention gqa of the checkpoint): the attention before the MatMul one")
+    table = step_tables(model_path, checkpoint, repeat, echo, int8[0] if int8 else None, kv8[0] if kv8 else None,
+                        gqa8)
     results["step_ms"] = {k: {"p50": v[0], "p99": v[1]} for k, v in table.items()}
 
     def step(cells: str, n: int, context: int) -> float:
         return table[f"{cells}|{n}|c{context}"][0]
 
     ratios = {}
-    for prefix, cells, present in (("", FP32, True), ("int8 KV, ", KV8, kv8), ("int8, ", INT8, int8)):
+    for prefix, cells, present in (("", FP32, True), ("int8 KV, ", KV8, kv8), ("int8, ", INT8, int8),
+                                   ("int8 GroupQueryAttention, ", GQA8, gqa8)):
         for n in CANDIDATES if present else ():
             ratios[f"step, {prefix}context 1000 / 100, {n} candidates"] = step(cells, n, 1000) / step(cells, n, 100)
     for n in CANDIDATES if kv8 else ():
         ratios[f"step, int8 KV / fp32, context 1000, {n} candidates"] = step(KV8, n, 1000) / step(FP32, n, 1000)
+    for n in CANDIDATES if gqa8 and int8 else ():
+        for c in CONTEXTS:
+            ratios[f"step, int8, MatMul / GroupQueryAttention, {n} cand., ctx {c}"] = (
+                step(INT8, n, c) / step(GQA8, n, c))
     for c in CONTEXTS:
         ratios[f"step, 3 candidates / 1, context {c}"] = step(FP32, 3, c) / step(FP32, 1, c)
         if int8 is not None:
@@ -346,10 +369,12 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
     rows += [(f"guidance 1.5, {plural(n)}", 1.5, n, model_path, WINDOW, "fp32") for n in CANDIDATES]
     rows += [(f"{name}, {plural(n)}", 1.5, n, path[0], WINDOW, name)
              for name, path in (("int8", int8), ("int8 KV", kv8)) if path for n in (1, default)]
+    rows += [(f"int8 GQA, {plural(n)}", 1.5, n, gqa8, WINDOW, "int8 GQA") for n in (1, default) if gqa8]
     rows += [(f"whole context, {plural(n)}", 1.5, n, model_path, None, "whole") for n in (1, default)]
     echo(f"whole bars: the {len(rows)} rows take turns, one bar each; the engine's context window is {WINDOW} "
          "tokens (the slide keeps half), the whole context's the model's positions")
-    groups: dict[str, dict[int, tuple[float, float]]] = {"fp32": {}, "int8": {}, "int8 KV": {}, "whole": {}}
+    groups: dict[str, dict[int, tuple[float, float]]] = {"fp32": {}, "int8": {}, "int8 KV": {}, "int8 GQA": {},
+                                                         "whole": {}}
     measured = bar_times([(path, guidance, n, window) for _, guidance, n, path, window, _ in rows], bars, meter)
     for (label, _, n, _, _, group), (times, tokens, slides) in zip(rows, measured):
         p50, p99 = percentiles(times)
@@ -377,6 +402,10 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
             for n in (1, default):
                 ratios[f"bar, {name} / fp32, {n} cand., p50"] = quant[n][0] / bar_p[n][0]
                 ratios[f"bar, {name} / fp32, {n} cand., p99"] = quant[n][1] / bar_p[n][1]
+    for n, (p50, p99) in groups["int8 GQA"].items():
+        if n in int8_p:
+            ratios[f"bar, int8, MatMul / GroupQueryAttention, {n} cand., p50"] = int8_p[n][0] / p50
+            ratios[f"bar, int8, MatMul / GroupQueryAttention, {n} cand., p99"] = int8_p[n][1] / p99
     for n in CANDIDATES:
         if n > 1 and n in bar_p and 1 in bar_p:
             ratios[f"bar, {n} candidates / 1, p50"] = bar_p[n][0] / bar_p[1][0]

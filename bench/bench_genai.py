@@ -18,9 +18,11 @@ machine's load falls on both alike:
   graph always runs the two rows of guidance, so its batch-1 step does genai's batch-2 work;
 - the weight-read floor: the bytes of weights a step must read, at the single-core read
   bandwidth measured here (:mod:`bench.membw`);
-- variants of our graph, same calls: an int8 KV cache (GroupQueryAttention's quantised cache with
-  per-channel scales calibrated on a 1000-token prefill), with its top-1 agreement against fp32; and
-  grouped-query attention with one key/value head per row (random key/value weights: what a
+- variants of our graph written with GroupQueryAttention (``build_graph(attention="gqa")`` of the
+  model's checkpoint, beside the ``.onnx``), same calls: in fp32 (``gqa fp32``, the attention the
+  engine ran before the MatMul one); with an int8 KV cache (the op's quantised cache with per-channel
+  scales calibrated on a 1000-token prefill), with its top-1 agreement against fp32; and, for a model
+  with several key/value heads a row, one key/value head per row (random key/value weights: what a
   retrained model of that shape would cost, not a model that plays music).
 
 Nothing here passes or fails; the figures are printed as measured, with their ratios.
@@ -136,19 +138,22 @@ class EngineCell:
 
 
 class GraphCell:
-    """Any graph of the engine's contract (its cache's type and heads read from the graph), one token a run.
+    """A graph of the engine's contract written with GroupQueryAttention (its cache's type and heads read from
+    the graph), one token a run.
 
-    The calls are the engine's hot path (IOBinding, the cache bound as past and present); used for
-    variants of the graph the engine does not load.
+    The calls are the engine's hot path for that attention (IOBinding, the cache bound as past and
+    present); used for variants of the graph the engine does not load.
     """
 
     def __init__(self, path: Path, context: int, steps: int, *, vocab: int, walk: list[int], slots: int = 1100) -> None:
         import onnxruntime as ort
 
-        from affetto.runtime.session import open_session
+        from affetto.runtime.session import graph_attention, open_session
 
         self.ort = ort
         self.session = open_session(path, threads=1)
+        if graph_attention(self.session) != "gqa":
+            raise ValueError(f"{path}: GraphCell runs graphs written with GroupQueryAttention (see gqa_reference)")
         inputs = {i.name: i for i in self.session.get_inputs()}
         past = inputs["past_key_values.0.key"]
         dtype = {"tensor(float)": np.float32, "tensor(int8)": np.int8, "tensor(uint8)": np.uint8}[past.type]
@@ -191,6 +196,27 @@ class GraphCell:
 
 
 # ---- graph variants ----------------------------------------------------------------------------
+def gqa_reference(model_path: Path, out: Path, checkpoint: Path | None = None) -> Path:
+    """The model at ``model_path`` written with GroupQueryAttention: itself when it is, else built from
+    ``checkpoint`` (default: the checkpoint beside the ``.onnx``, as the shipped model has it)."""
+    import onnx
+
+    from affetto.export.graph import build_graph
+    from affetto.models.checkpoint import load_checkpoint
+    from affetto.runtime.session import graph_attention, open_session
+
+    if graph_attention(open_session(model_path, threads=1)) == "gqa":
+        return model_path
+    source = checkpoint or model_path.with_suffix("")
+    try:
+        model, _ = load_checkpoint(source)
+    except FileNotFoundError:
+        raise SystemExit(f"{model_path} has the MatMul attention; its GroupQueryAttention variants are built from its "
+                         f"checkpoint, and {source} has none") from None
+    onnx.save(build_graph(model.eval(), attention="gqa"), out)
+    return out
+
+
 def int8_kv_graph(model_path: Path, out: Path, calibration: list[list[np.ndarray]]) -> Path:
     """Our graph with GroupQueryAttention's int8 KV cache; per-channel scales from ``calibration`` caches."""
     import onnx
@@ -304,7 +330,7 @@ def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[s
     cfg = manifest["model"]
     # a model with several key/value heads a row is also timed with one (a graph of the same shape); one
     # that has one already is that graph
-    variants = ("fp32", "int8 KV") + (("GQA 1 kv head/row",) if (cfg.get("n_kv_head") or cfg["n_head"]) > 1 else ())
+    variants = ("gqa fp32", "int8 KV") + (("GQA 1 kv head/row",) if (cfg.get("n_kv_head") or cfg["n_head"]) > 1 else ())
     results: dict = {"onnxruntime": ort.__version__, "onnxruntime_genai": getattr(og, "__version__", "?"),
                      "steps": steps, "repeat": repeat, "ms": {}, "ratios": {}}
     echo(f"bench_genai: {model_path.name} against onnxruntime-genai {results['onnxruntime_genai']} "
@@ -319,10 +345,11 @@ def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[s
             engine.cache.reset(vocab.random_walk(1000, np.random.default_rng(len(calibration) + 1)))
             engine.cache.prefill()
             calibration.append([b[:, :, :1000].copy() for b in engine.cache.host_buffers()])
-        kv8 = int8_kv_graph(model_path, folder / "kv8.onnx", calibration)
-        graphs = {"fp32": model_path, "int8 KV": kv8}
+        reference = gqa_reference(model_path, folder / "gqa-attention.onnx")
+        kv8 = int8_kv_graph(reference, folder / "kv8.onnx", calibration)
+        graphs = {"gqa fp32": reference, "int8 KV": kv8}
         if "GQA 1 kv head/row" in variants:
-            graphs["GQA 1 kv head/row"] = gqa_graph(model_path, folder / "gqa.onnx")
+            graphs["GQA 1 kv head/row"] = gqa_graph(reference, folder / "gqa.onnx")
         cells: dict[str, Callable[[], list[float]]] = {}
         for c in CONTEXTS:
             prompt = prompt_length(c, steps, engine.max_len)
@@ -336,7 +363,7 @@ def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[s
         agreement = {}
         for c in CONTEXTS:
             walk = vocab.random_walk(c, np.random.default_rng(7))
-            a = GraphCell(model_path, c, 1, vocab=vocab.size, walk=walk).forward(walk, 0)
+            a = GraphCell(reference, c, 1, vocab=vocab.size, walk=walk).forward(walk, 0)
             q = GraphCell(kv8, c, 1, vocab=vocab.size, walk=walk).forward(walk, 0)
             agreement[c] = (float((a.argmax(-1) == q.argmax(-1)).mean()), float(np.abs(a - q).max()))
         floor_bytes = weight_bytes(model_path)
@@ -372,7 +399,8 @@ def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[s
         ratios[f"genai batch {b}: ctx 1000 / ctx 100"] = p50[f"genai|b{b}|c1000"] / p50[f"genai|b{b}|c100"]
     for c in CONTEXTS:
         for variant in variants[1:]:
-            ratios[f"{variant} / fp32 graph, ctx {c}"] = p50[f"graph {variant}|c{c}"] / p50[f"graph fp32|c{c}"]
+            ratios[f"{variant} / gqa fp32 graph, ctx {c}"] = p50[f"graph {variant}|c{c}"] / p50[f"graph gqa fp32|c{c}"]
+        ratios[f"engine / gqa fp32 graph, ctx {c}"] = p50[f"engine|c{c}"] / p50[f"graph gqa fp32|c{c}"]
     for k, v in ratios.items():
         echo(f"{k:<52} {v:5.2f}x")
     for c, (a, d) in agreement.items():

@@ -19,10 +19,13 @@ from affetto.cli import setup_logging
 @click.option("--no-check", is_flag=True, help="Skip the parity checks against PyTorch.")
 @click.option("--kv-int8", is_flag=True,
               help="Keep the KV cache in int8 (scales calibrated on validation data); prints agreement with fp32.")
+@click.option("--attention", type=click.Choice(["matmul", "gqa"]), default=None,
+              help="The graph's attention: matmul (the default; the engine's own cache) or gqa (ONNX Runtime's "
+                   "GroupQueryAttention, which --kv-int8 implies).")
 @click.option("--sampling", "sampling_path", type=click.Path(exists=True, dir_okay=False),
               help='JSON of the model\'s own sampling settings, e.g. {"default": {"guidance": 1.5}, "Q4": {...}}.')
 @click.option("-v", "--verbose", count=True)
-def export(checkpoint, out, int8, no_check, sampling_path, verbose, kv_int8) -> None:
+def export(checkpoint, out, int8, no_check, sampling_path, verbose, kv_int8, attention) -> None:
     """Export a training checkpoint (e.g. runs/default/best) to one self-describing .onnx file."""
     setup_logging(verbose - 1)
     try:
@@ -37,7 +40,7 @@ def export(checkpoint, out, int8, no_check, sampling_path, verbose, kv_int8) -> 
 
             sampling = json.loads(Path(sampling_path).read_text(encoding="utf-8"))
         result = export_checkpoint(checkpoint, out, int8=int8, check=not no_check, sampling=sampling,
-                                   kv_int8=kv_int8)
+                                   kv_int8=kv_int8, attention=attention)
     except (ValueError, OSError) as err:
         raise click.ClickException(str(err)) from err
     click.echo(result.report())

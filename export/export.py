@@ -25,7 +25,7 @@ import numpy as np
 import onnx
 
 from affetto.analysis.emotion import Quadrant
-from affetto.errors import ModelFileError
+from affetto.errors import ConfigError, ModelFileError
 from affetto.export.families import get_family
 from affetto.export.parity import FP32_ATOL, ParityReport
 from affetto.manifest import METADATA_KEY, graph_hash, read_manifest
@@ -151,7 +151,7 @@ def calibrate_kv(model_bytes: bytes, model: Any, sequences: list[np.ndarray], co
     cfg = model.cfg
     sess = session(model_bytes)
     amax: list[np.ndarray] = []
-    for feeds in calibration_feeds(model, sequences, cond):
+    for feeds in calibration_feeds(model, sequences, cond, attention="gqa"):
         presents = sess.run(None, feeds)[1:]  # (1, R*KV, T, hs), key and value
         seen = [np.abs(p).max(axis=(0, 2)) for p in presents]  # (R*KV, hs) per tensor
         amax = seen if not amax else [np.maximum(a, b) for a, b in zip(amax, seen)]
@@ -201,12 +201,16 @@ def export_checkpoint(
     sequences: tuple[list[np.ndarray], np.ndarray] | None = None,
     sampling: dict[str, dict] | None = None,
     kv_int8: bool = False,
+    attention: str | None = None,
 ) -> ExportResult:
     """Export a checkpoint to ``out``; raises when fp32 parity fails.
 
     ``kv_int8`` keeps the KV cache in int8 (the lead family's graph only): its
     scales are calibrated on validation sequences of the model's whole length
     and its agreement with the fp32 cache is measured and stored in the manifest.
+
+    ``attention`` picks the lead graph's attention (:data:`affetto.export.graph.ATTENTIONS`): ``matmul``
+    by default, ``gqa`` (GroupQueryAttention) with ``kv_int8``, which needs it.
 
     ``sampling`` stores the model's own sampling settings in the manifest
     (``{"default": {...}, "Q3": {...}}``), which the engine uses where the
@@ -223,7 +227,11 @@ def export_checkpoint(
         raise ModelFileError(
             f"{checkpoint}: vocabulary of {vocab.size} tokens but the model has {model.cfg.vocab_size}"
         )
-    fp32 = family.graph(model)
+    # the int8 cache is GroupQueryAttention's (the lead family's graph only): its graph is written with that op
+    if kv_int8 and attention not in (None, "gqa"):
+        raise ConfigError(f"an int8 KV cache is GroupQueryAttention's: not possible with attention={attention!r}")
+    attention = "gqa" if kv_int8 else attention
+    fp32 = family.graph(model) if attention is None else family.graph(model, attention=attention)
     onnx.checker.check_model(fp32, full_check=True)
     fp32_bytes = fp32.SerializeToString()
     parity = None
@@ -237,6 +245,11 @@ def export_checkpoint(
         if not parity.passed():
             raise ModelFileError(f"{checkpoint}: exported graph disagrees with PyTorch: {parity}")
     manifest = {**family.manifest(model, meta, "int8" if int8 else "fp32"), "family": family.name}
+    if attention == "gqa":
+        from affetto.export.manifest import GQA_LAYOUT
+
+        manifest["kv_cache"] = {**manifest.get("kv_cache", {}), "layout": GQA_LAYOUT,
+                                "op": "com.microsoft.GroupQueryAttention"}
     result_int8 = None
     final = fp32
     if int8:
@@ -246,7 +259,9 @@ def export_checkpoint(
 
             length = min(model.cfg.max_len, CALIBRATION_LENGTH)  # type: ignore[attr-defined]  # the lead's config
             calibration = sample_sequences(meta, vocab, count=CALIBRATION_SEQUENCES, length=length, seed=3)
-            final = quantize_int8(fp32, family.calibration(model, *calibration))
+            feeds = (family.calibration(model, *calibration) if attention is None
+                     else family.calibration(model, *calibration, attention=attention))
+            final = quantize_int8(fp32, feeds)
             method = f"{METHOD}; calibrated on {len(calibration[0])} validation sequences"
         else:
             final = quantize_int8(fp32)

@@ -25,7 +25,7 @@ from affetto.registry import Registry
 @dataclass(frozen=True)
 class ExportFamily:
     name: str
-    graph: Callable[[Any], onnx.ModelProto]  # model -> fp32 ONNX model
+    graph: Callable[..., onnx.ModelProto]  # model -> fp32 ONNX model (the lead's also takes attention=)
     parity: Callable[..., Any]  # (model bytes, model, tokens, cond) -> a report with passed() and to_dict()
     agreement: Callable[..., dict]  # (fp32 bytes, other bytes, model, sequences, cond) -> figures
     manifest: Callable[[Any, dict, str], dict]  # (model, checkpoint meta, dtype) -> manifest

@@ -3,46 +3,69 @@
 Why not ``torch.onnx.export``: the exporters write the cache as ``Concat``
 of past and new keys, so every decode step copies the whole cache and the
 cost per token grows with the context. This module writes the same network
-node by node around ONNX Runtime's fused ``com.microsoft.GroupQueryAttention``,
-whose past and present buffers can be one preallocated tensor of
-``max_len`` positions (bound once with IOBinding): a step writes its new keys
-in place and reads only what it attends to. Residual sums ride in
-``SkipLayerNormalization`` and the MLP's first bias in ``BiasGelu``, and the
-capsule's per-block embeddings come from one MatMul: 71 nodes where the
-plain writing had 95, a few per cent a step at short contexts. The PyTorch
-model stays the reference: :mod:`affetto.export.parity` checks the graph
-against it.
+node by node, around one of two attentions (``attention=``):
+
+* ``matmul`` (the default): the attention as MatMuls over a cache the
+  engine keeps and binds at its used length (rounded up, see
+  :class:`affetto.runtime.session.CachedSession`). The query heads that
+  share a key/value head are the rows of one product, so a step reads each
+  cached key once; the step's own keys are attended beside the cache and
+  returned in ``present``, which the engine writes into its cache after the
+  run. On one CPU thread a step of the shipped model costs 0.8x
+  GroupQueryAttention's at 100 tokens of context and 0.5-0.7x at 1,000.
+* ``gqa``: ONNX Runtime's fused ``com.microsoft.GroupQueryAttention``,
+  whose past and present buffers are one preallocated tensor of
+  ``max_len`` slots, written in place by the op. The int8 KV cache
+  (:func:`with_int8_kv`) needs it; graphs exported before the MatMul
+  attention have it, and the engine runs both.
+
+Residual sums ride in ``SkipLayerNormalization`` and the MLP's first bias
+in ``BiasGelu``, and the capsule's per-block embeddings come from one
+MatMul. The PyTorch model stays the reference: :mod:`affetto.export.parity`
+checks the graph against it.
 
 The two rows of classifier-free guidance (the conditioned and the
-unconditioned one) run as one batch of ``ROWS`` through the network, and as
-the two halves of the attention heads of a single sequence through
-``GroupQueryAttention`` (row r's head h is head ``r * heads + h``): the op
-takes a multi-token step on top of a cache only at batch 1, and the engine
-feeds its candidate bars as several tokens per step, side by side in the
-sequence, all reading the one cache of the phrase before them.
+unconditioned one) run as one batch of ``ROWS`` through the network. The
+engine feeds its candidate bars as several tokens per step, side by side in
+the sequence, all reading the one cache of the phrase before them;
 ``attention_bias`` hides from each token the keys of the other candidates
-(0 where it may look, -inf elsewhere; the causal mask still applies), and
-``position_ids`` gives each token its position in its own bar, so that the
-candidates' tokens of one step share a position.
+(0 where it may look, -inf elsewhere), and ``position_ids`` gives each
+token its position in its own bar, so that the candidates' tokens of one
+step share a position.
 
-Inputs and outputs (named dynamic dimensions in brackets; R = ``ROWS``,
-H = heads)::
+Inputs and outputs of the ``matmul`` graph (named dynamic dimensions in
+brackets; R = ``ROWS``, N = R * KV key/value heads, G = query heads per
+key/value head, L = layers)::
 
     tokens                       int64   [R, sequence]
     cond                         float32 [R, 4]             one capsule per row
     position_ids                 int64   [1, sequence]      the rows share positions
-    attention_bias               float32 [1, 1, sequence, total_sequence_length]
+    attention_bias               float32 [sequence * G, slots + sequence]
+                                 row s * G + g: token s's bias over the cache's slots, then over the
+                                 step's own tokens (no mask is built in: causality is in the bias)
+    attention_split              int64   [2]                (slots, sequence)
+    past_key_values.{i}.key      float32 [N, head_size, slots]   keys, transposed
+    past_key_values.{i}.value    float32 [N, slots, head_size]
+ -> logits                       float32 [R, sequence, vocab]
+    present                      float32 [2 * L * N, sequence, head_size]   the step's keys and values:
+                                 layer i's keys are heads 2 i N .. (2 i + 1) N - 1, its values the next N
+
+and of the ``gqa`` graph (row r's head h is head ``r * heads + h`` of one
+sequence: the op takes a multi-token step on top of a cache only at batch 1)::
+
+    tokens, cond, position_ids   as above
+    attention_bias               float32 [1, 1, sequence, total_sequence_length]   (the op adds causality)
     seqlens_k                    int32   [1]                total length - 1
     total_sequence_length        int32   []                 past + sequence
-    past_key_values.{i}.key      float32 [1, R * KV, max_sequence, head_size]   KV: key/value heads
+    past_key_values.{i}.key      float32 [1, R * KV, max_sequence, head_size]
     past_key_values.{i}.value    (same)
  -> logits                       float32 [R, sequence, vocab]
     present.{i}.key / .value     float32 [1, R * KV, max_sequence, head_size]
 
-The past buffers may also be passed at their used length (``past_sequence``);
-the presents then come back one ``sequence`` longer, which the parity checks
-use to compare with PyTorch's concatenating cache. ``max_sequence`` counts
-cache slots, not positions: candidates' tokens take a slot each.
+The gqa graph's past buffers may also be passed at their used length
+(``past_sequence``); the presents then come back one ``sequence`` longer,
+which the parity checks use to compare with PyTorch's concatenating cache.
+Cache sizes count slots, not positions: candidates' tokens take a slot each.
 """
 
 from __future__ import annotations
@@ -91,34 +114,47 @@ class _Builder:
         )
 
 
-def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = None) -> onnx.ModelProto:
-    """The ONNX model of ``model`` (fp32) with the I/O contract in the module docstring."""
+ATTENTIONS = ("matmul", "gqa")
+
+
+def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = None, *,
+                attention: str = "matmul") -> onnx.ModelProto:
+    """The ONNX model of ``model`` (fp32) with the I/O contract of ``attention`` in the module docstring."""
+    if attention not in ATTENTIONS:
+        raise ValueError(f"attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}")
     cfg = model.cfg
     sd = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
     b = _Builder()
     H, hs, C = cfg.n_head, cfg.head_dim, cfg.d_model
     KV = cfg.kv_heads  # key/value heads per row (grouped-query attention when fewer than H)
-
     R, L = ROWS, cfg.n_layer
-    # The hidden states are (S, R, C) throughout: a step's queries, keys and values are then already the
-    # (1, S, R*C) sequence of R*H heads the attention takes, with no copy. Every bias after a MatMul and
-    # every residual sum rides in a fused op (SkipLayerNormalization, BiasGelu): the graph's cost at short
-    # contexts is mostly its count of nodes.
+    matmul = attention == "matmul"
+    # The hidden states are (R, S, C) for the MatMul attention (a row's queries are then already the rows of
+    # its products) and (S, R, C) for GroupQueryAttention (its (1, S, R*C) sequence of R*H heads, no copy).
+    # Every bias after a MatMul and every residual sum rides in a fused op (SkipLayerNormalization,
+    # BiasGelu): the graph's cost at short contexts is mostly its count of nodes.
     tok_table = b.weight("tok.weight", sd["tok.weight"])
-    tokens = b.op("Transpose", ["tokens"], name="tokens_t", perm=[1, 0])  # (S, R)
-    tok = b.op("Gather", [tok_table, tokens], name="tok_embed")  # (S, R, C)
-    positions = b.op("Reshape", ["position_ids", b.weight("column", np.array([-1, 1], np.int64))],
-                     name="positions")  # (S, 1)
-    pos = b.op("Gather", [b.weight("pos.weight", sd["pos.weight"]), positions], name="pos_embed")  # (S, 1, C)
+    if matmul:
+        tok = b.op("Gather", [tok_table, "tokens"], name="tok_embed")  # (R, S, C)
+        pos = b.op("Gather", [b.weight("pos.weight", sd["pos.weight"]), "position_ids"], name="pos_embed")  # (1, S, C)
+        capsule = b.op("Reshape", ["cond", b.weight("cond_rows", np.array([R, 1, -1], np.int64))],
+                       name="cond_rows")  # (R, 1, 4): broadcast over S
+    else:
+        tokens = b.op("Transpose", ["tokens"], name="tokens_t", perm=[1, 0])  # (S, R)
+        tok = b.op("Gather", [tok_table, tokens], name="tok_embed")  # (S, R, C)
+        positions = b.op("Reshape", ["position_ids", b.weight("column", np.array([-1, 1], np.int64))],
+                         name="positions")  # (S, 1)
+        pos = b.op("Gather", [b.weight("pos.weight", sd["pos.weight"]), positions], name="pos_embed")  # (S, 1, C)
+        capsule = "cond"  # (R, 4): its (R, C) embeddings broadcast over S
     # The capsule's embedding and its per-block embeddings are linear in it: the first block's joins the
-    # input embedding's weight, the others come from one MatMul, (R, C) each, broadcast over S.
+    # input embedding's weight, the others come from one MatMul.
     cond_w = sd["cond.weight"].T + (sd["cond_layers"][0] if cfg.cond_layers else 0.0)
-    cond = b.op("MatMul", ["cond", b.weight("cond.weight_t", cond_w)], name="cond_embed")  # (R, C)
-    x = b.op("Add", [b.op("Add", [tok, pos], name="embed_add"), cond], name="embed")  # (S, R, C)
+    cond = b.op("MatMul", [capsule, b.weight("cond.weight_t", cond_w)], name="cond_embed")
+    x = b.op("Add", [b.op("Add", [tok, pos], name="embed_add"), cond], name="embed")
     per_block: list[str | None] = [None] * L
     if cfg.cond_layers and L > 1:
         later = np.concatenate(list(sd["cond_layers"][1:]), axis=1)  # (4, (L - 1) * C)
-        c = b.op("MatMul", ["cond", b.weight("cond_layers_t", later)], name="cond_layers")  # (R, (L-1) C)
+        c = b.op("MatMul", [capsule, b.weight("cond_layers_t", later)], name="cond_layers")
         split = b.op("Split", [c, b.weight("cond_split", np.full(L - 1, C, np.int64))], n_out=L - 1,
                      name="cond_layers_split", axis=-1)
         per_block[1:] = [split] if L == 2 else split
@@ -135,10 +171,7 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
         return outs[0], outs[3]
 
     split_sizes = b.weight("qkv_split", np.array([C, KV * hs, KV * hs], np.int64))
-    heads_shape = b.weight("heads_shape", np.array([1, -1, R * C], np.int64))  # (S, R, C) -> (1, S, R*C)
-    kv_heads_shape = b.weight("kv_heads_shape", np.array([1, -1, R * KV * hs], np.int64))  # (S, R, KV*hs) -> (1, S, ..)
-    rows_shape = b.weight("rows_shape", np.array([-1, R, C], np.int64))  # (1, S, R*C) -> (S, R, C)
-    outputs_kv = []
+    attend = _MatMulAttention(b, R, H, KV, hs) if matmul else _GroupQueryAttention(b, R, H, KV, hs)
     pending: tuple[str, str] | None = None  # the last block's MLP output and its bias, not yet added to x
     for i in range(L):
         p = f"blocks.{i}"
@@ -148,30 +181,14 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
             skip = pending[0] if per_block[i] is None else b.op("Add", [pending[0], per_block[i]],
                                                                   name=f"{p}.cond_add")
             h, x = skip_norm(x, skip, pending[1], f"{p}.ln1")
-        qkv = b.linear(h, sd[f"{p}.attn.qkv.weight"], sd[f"{p}.attn.qkv.bias"], f"{p}.attn.qkv")  # (S, R, 3C)
-        q, k, v = b.op("Split", [qkv, split_sizes], n_out=3, name=f"{p}.attn.split", axis=-1)  # (S, R, C|KV*hs)
-        q, k, v = (b.op("Reshape", [t, shape], name=f"{p}.attn.{n}_heads")  # (1, S, R*C | R*KV*hs)
-                   for t, n, shape in ((q, "q", heads_shape), (k, "k", kv_heads_shape), (v, "v", kv_heads_shape)))
-        attn, present_k, present_v = (
-            f"{p}.attn.gqa_out",
-            f"present.{i}.key",
-            f"present.{i}.value",
-        )
-        b.nodes.append(
-            helper.make_node(
-                "GroupQueryAttention",
-                [q, k, v, f"past_key_values.{i}.key", f"past_key_values.{i}.value", "seqlens_k",
-                 "total_sequence_length", "", "", "", "attention_bias"],
-                [attn, present_k, present_v],
-                name=f"{p}.attn.gqa",
-                domain=MS_DOMAIN,
-                num_heads=R * H,
-                kv_num_heads=R * KV,  # row r's query head h reads its key/value head r*KV + h // (H // KV)
-                scale=float(1.0 / np.sqrt(hs)),
-            )
-        )
-        outputs_kv += [present_k, present_v]
-        attn = b.op("Reshape", [attn, rows_shape], name=f"{p}.attn.rows")  # (S, R, C)
+        weight, bias = sd[f"{p}.attn.qkv.weight"], sd[f"{p}.attn.qkv.bias"]
+        if matmul:  # the scores' 1 / sqrt(head size) rides in the query's weights
+            scale = np.ones(len(bias), np.float32)
+            scale[:C] = 1.0 / np.sqrt(hs)
+            weight, bias = weight * scale[:, None], bias * scale
+        qkv = b.linear(h, weight, bias, f"{p}.attn.qkv")
+        q, k, v = b.op("Split", [qkv, split_sizes], n_out=3, name=f"{p}.attn.split", axis=-1)
+        attn = attend(i, q, k, v)
         a = b.linear(attn, sd[f"{p}.attn.proj.weight"], None, f"{p}.attn.proj")
         h, x = skip_norm(x, a, b.weight(f"{p}.attn.proj.bias", sd[f"{p}.attn.proj.bias"]), f"{p}.ln2")
         h = b.linear(h, sd[f"{p}.mlp.0.weight"], None, f"{p}.mlp.0")
@@ -181,25 +198,40 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
         pending = (h, b.weight(f"{p}.mlp.2.bias", sd[f"{p}.mlp.2.bias"]))
     assert pending is not None
     x, _ = skip_norm(x, pending[0], pending[1], "ln_f")
-    logits = b.op("MatMul", [x, b.weight("head.weight_t", sd["tok.weight"].T)], name="head")  # (S, R, V)
-    b.nodes.append(helper.make_node("Transpose", [logits], ["logits"], name="logits_out", perm=[1, 0, 2]))
+    head = b.weight("head.weight_t", sd["tok.weight"].T)
+    if matmul:
+        b.nodes.append(helper.make_node("MatMul", [x, head], ["logits"], name="head"))  # (R, S, V)
+        b.nodes.append(helper.make_node("Concat", attend.present, ["present"], name="present", axis=0))
+    else:
+        logits = b.op("MatMul", [x, head], name="head")  # (S, R, V)
+        b.nodes.append(helper.make_node("Transpose", [logits], ["logits"], name="logits_out", perm=[1, 0, 2]))
 
     f32, i64, i32 = TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32
-    kv_shape = [1, ROWS * KV, "max_sequence", hs]
     inputs = [
         helper.make_tensor_value_info("tokens", i64, [ROWS, "sequence"]),
         helper.make_tensor_value_info("cond", f32, [ROWS, cfg.n_cond]),
         helper.make_tensor_value_info("position_ids", i64, [1, "sequence"]),
-        helper.make_tensor_value_info("attention_bias", f32, [1, 1, "sequence", "total_sequence_length"]),
-        helper.make_tensor_value_info("seqlens_k", i32, [1]),
-        helper.make_tensor_value_info("total_sequence_length", i32, []),
     ]
     outputs = [helper.make_tensor_value_info("logits", f32, [ROWS, "sequence", cfg.vocab_size])]
-    for i in range(cfg.n_layer):
-        for kind in ("key", "value"):
-            inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kind}", f32, kv_shape))
-            present_shape = [1, ROWS * KV, "present_sequence", hs]
-            outputs.append(helper.make_tensor_value_info(f"present.{i}.{kind}", f32, present_shape))
+    if matmul:
+        inputs += [helper.make_tensor_value_info("attention_bias", f32, ["query_rows", "slots_and_sequence"]),
+                   helper.make_tensor_value_info("attention_split", i64, [2])]
+        for i in range(L):
+            inputs += [helper.make_tensor_value_info(f"past_key_values.{i}.key", f32, [ROWS * KV, hs, "slots"]),
+                       helper.make_tensor_value_info(f"past_key_values.{i}.value", f32, [ROWS * KV, "slots", hs])]
+        outputs.append(helper.make_tensor_value_info("present", f32, [2 * L * ROWS * KV, "sequence", hs]))
+    else:
+        inputs += [
+            helper.make_tensor_value_info("attention_bias", f32, [1, 1, "sequence", "total_sequence_length"]),
+            helper.make_tensor_value_info("seqlens_k", i32, [1]),
+            helper.make_tensor_value_info("total_sequence_length", i32, []),
+        ]
+        kv_shape = [1, ROWS * KV, "max_sequence", hs]
+        for i in range(L):
+            for kind in ("key", "value"):
+                inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kind}", f32, kv_shape))
+                present_shape = [1, ROWS * KV, "present_sequence", hs]
+                outputs.append(helper.make_tensor_value_info(f"present.{i}.{kind}", f32, present_shape))
     graph = helper.make_graph(b.nodes, "affetto", inputs, outputs, initializer=b.inits)
     onnx_model = helper.make_model(
         graph,
@@ -210,6 +242,89 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
     for key, value in (metadata or {}).items():
         onnx_model.metadata_props.append(onnx.StringStringEntryProto(key=key, value=value))
     return onnx_model
+
+
+class _GroupQueryAttention:
+    """A layer's attention as ``com.microsoft.GroupQueryAttention`` over the shared cache buffer, hidden
+    states (S, R, C)."""
+
+    def __init__(self, b: _Builder, R: int, H: int, KV: int, hs: int) -> None:
+        self.b, self.R, self.H, self.KV, self.hs = b, R, H, KV, hs
+        self.heads_shape = b.weight("heads_shape", np.array([1, -1, R * H * hs], np.int64))  # -> (1, S, R*C)
+        self.kv_heads_shape = b.weight("kv_heads_shape", np.array([1, -1, R * KV * hs], np.int64))
+        self.rows_shape = b.weight("rows_shape", np.array([-1, R, H * hs], np.int64))  # (1, S, R*C) -> (S, R, C)
+
+    def __call__(self, i: int, q: str, k: str, v: str) -> str:
+        b, p = self.b, f"blocks.{i}"
+        q, k, v = (b.op("Reshape", [t, shape], name=f"{p}.attn.{n}_heads")  # (1, S, R*C | R*KV*hs)
+                   for t, n, shape in ((q, "q", self.heads_shape), (k, "k", self.kv_heads_shape),
+                                       (v, "v", self.kv_heads_shape)))
+        attn = f"{p}.attn.gqa_out"
+        b.nodes.append(helper.make_node(
+            "GroupQueryAttention",
+            [q, k, v, f"past_key_values.{i}.key", f"past_key_values.{i}.value", "seqlens_k",
+             "total_sequence_length", "", "", "", "attention_bias"],
+            [attn, f"present.{i}.key", f"present.{i}.value"],
+            name=f"{p}.attn.gqa",
+            domain=MS_DOMAIN,
+            num_heads=self.R * self.H,
+            kv_num_heads=self.R * self.KV,  # row r's query head h reads its key/value head r*KV + h // (H // KV)
+            scale=float(1.0 / np.sqrt(self.hs)),
+        ))
+        return b.op("Reshape", [attn, self.rows_shape], name=f"{p}.attn.rows")  # (S, R, C)
+
+
+class _MatMulAttention:
+    """A layer's attention as MatMuls over the cache the engine writes, hidden states (R, S, C).
+
+    N = R * KV key/value heads, each read by G = H / KV query heads; a head's queries are the rows
+    (token s, query head g) -> s * G + g of one product with its keys, so each key is read once a step
+    whatever the number of tokens. The step's own keys and values are not in the cache yet: they are
+    attended beside it (scores concatenated after the cache's) and returned in ``present`` for the
+    engine to write.
+    """
+
+    def __init__(self, b: _Builder, R: int, H: int, KV: int, hs: int) -> None:
+        self.b, self.R, self.H, self.KV, self.G, self.hs = b, R, H, KV, H // KV, hs
+        self.N = R * KV
+        self.present: list[str] = []
+        self.q_rows = b.weight("q_rows", np.array([self.N, -1, hs], np.int64))  # -> (N, S*G, hs)
+        self.out_rows = b.weight("out_rows", np.array([R, -1, H * hs], np.int64))  # (N, S*G, hs) -> (R, S, C)
+        if KV > 1:
+            self.q_split = b.weight("q_split", np.array([R, -1, KV, self.G * hs], np.int64))
+            self.kv_split = b.weight("kv_split", np.array([R, -1, KV, hs], np.int64))
+            self.kv_rows = b.weight("kv_rows", np.array([self.N, -1, hs], np.int64))
+            self.out_split = b.weight("out_split", np.array([R, KV, -1, self.G * hs], np.int64))
+
+    def _heads(self, t: str, name: str) -> str:
+        """(R, S, KV*hs) -> (N, S, hs), key/value head r * KV + j."""
+        if self.KV == 1:
+            return t
+        b = self.b
+        t = b.op("Reshape", [t, self.kv_split], name=f"{name}_split")  # (R, S, KV, hs)
+        t = b.op("Transpose", [t], name=f"{name}_t", perm=[0, 2, 1, 3])  # (R, KV, S, hs)
+        return b.op("Reshape", [t, self.kv_rows], name=name)
+
+    def __call__(self, i: int, q: str, k: str, v: str) -> str:
+        b, p = self.b, f"blocks.{i}.attn"
+        if self.KV > 1:  # (R, S, KV, G*hs) -> (R, KV, S, G*hs): a key/value head's queries together
+            q = b.op("Transpose", [b.op("Reshape", [q, self.q_split], name=f"{p}.q_split")], name=f"{p}.q_t",
+                     perm=[0, 2, 1, 3])
+        q = b.op("Reshape", [q, self.q_rows], name=f"{p}.q_rows")  # (N, S*G, hs), already scaled
+        k, v = self._heads(k, f"{p}.k_heads"), self._heads(v, f"{p}.v_heads")  # (N, S, hs)
+        self.present += [k, v]
+        cached = b.op("MatMul", [q, f"past_key_values.{i}.key"], name=f"{p}.qk")  # (N, S*G, slots)
+        own = b.op("MatMul", [q, b.op("Transpose", [k], name=f"{p}.k_t", perm=[0, 2, 1])], name=f"{p}.qk_own")
+        scores = b.op("Concat", [cached, own], name=f"{p}.scores", axis=-1)  # (N, S*G, slots + S)
+        scores = b.op("Add", [scores, "attention_bias"], name=f"{p}.bias")
+        weights = b.op("Softmax", [scores], name=f"{p}.softmax", axis=-1)
+        w_cached, w_own = b.op("Split", [weights, "attention_split"], n_out=2, name=f"{p}.weights_split", axis=-1)
+        out = b.op("Add", [b.op("MatMul", [w_cached, f"past_key_values.{i}.value"], name=f"{p}.pv"),
+                           b.op("MatMul", [w_own, v], name=f"{p}.pv_own")], name=f"{p}.sum")  # (N, S*G, hs)
+        if self.KV > 1:  # (R, KV, S, G*hs) -> (R, S, KV, G*hs)
+            out = b.op("Transpose", [b.op("Reshape", [out, self.out_split], name=f"{p}.out_split")],
+                       name=f"{p}.out_t", perm=[0, 2, 1, 3])
+        return b.op("Reshape", [out, self.out_rows], name=f"{p}.rows")  # (R, S, C)
 
 
 def with_int8_kv(model: onnx.ModelProto, scales: list[tuple[np.ndarray, np.ndarray]]) -> onnx.ModelProto:
@@ -223,6 +338,8 @@ def with_int8_kv(model: onnx.ModelProto, scales: list[tuple[np.ndarray, np.ndarr
     model = onnx.ModelProto.FromString(model.SerializeToString())  # a copy: the fp32 graph stays as it was
     graph = model.graph
     attention = [node for node in graph.node if node.op_type == "GroupQueryAttention"]
+    if not attention:
+        raise ValueError("an int8 KV cache needs the graph with GroupQueryAttention (build_graph(attention='gqa'))")
     if len(attention) != len(scales):
         raise ValueError(f"{len(scales)} layers of scales for a graph of {len(attention)} attention layers")
     for layer, (node, (k_scale, v_scale)) in enumerate(zip(attention, scales)):

@@ -19,6 +19,9 @@ from affetto.export.graph import ROWS
 from affetto.manifest import FORMAT, FORMAT_VERSION
 from affetto.models.transformer import EmotionTransformer
 
+MATMUL_LAYOUT = "engine-written, keys transposed, bound at the used length"
+GQA_LAYOUT = "shared-buffer, guidance rows as heads"
+
 
 def build_manifest(model: EmotionTransformer, meta: dict, dtype: str) -> dict[str, Any]:
     train = meta.get("train", {})
@@ -31,7 +34,7 @@ def build_manifest(model: EmotionTransformer, meta: dict, dtype: str) -> dict[st
         "vocab": meta["vocab"],
         "grid": {"steps_per_beat": meta["vocab"]["steps_per_beat"]},
         "model": model.cfg.to_dict(),
-        "kv_cache": {"layout": "shared-buffer, guidance rows as heads", "op": "com.microsoft.GroupQueryAttention",
+        "kv_cache": {"layout": MATMUL_LAYOUT, "op": "MatMul",
                      "max_len": model.cfg.max_len, "rows": ROWS, "heads": model.cfg.kv_heads,
                      "head_size": model.cfg.head_dim},
         "conditioning": {

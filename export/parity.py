@@ -22,7 +22,7 @@ import onnxruntime as ort
 import torch
 
 from affetto.models.transformer import EmotionTransformer
-from affetto.runtime.session import CachedSession, graph_rows, sequence_feeds
+from affetto.runtime.session import CachedSession, graph_attention, graph_rows, sequence_feeds
 
 FP32_ATOL = 1e-3
 
@@ -60,33 +60,48 @@ def session(model_bytes: bytes, threads: int = 1, *, optimized: bool = True) -> 
     return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
 
-def _feeds(tokens: np.ndarray, cond: np.ndarray, past: list[np.ndarray] | None, model: EmotionTransformer):
+def _feeds(tokens: np.ndarray, cond: np.ndarray, past: list[np.ndarray] | None, model: EmotionTransformer,
+           attention: str):
     cfg = model.cfg
-    return sequence_feeds(tokens, cond, past, n_layer=cfg.n_layer, kv_heads=cfg.kv_heads, head_dim=cfg.head_dim)
+    return sequence_feeds(tokens, cond, past, n_layer=cfg.n_layer, heads=cfg.n_head, kv_heads=cfg.kv_heads,
+                          head_dim=cfg.head_dim, attention=attention)
 
 
-def calibration_feeds(model: EmotionTransformer, sequences: list[np.ndarray], cond: np.ndarray):
-    """Feeds of whole sequences for int8 calibration: each under its capsule and unconditioned, the engine's two
-    rows."""
+def calibration_feeds(model: EmotionTransformer, sequences: list[np.ndarray], cond: np.ndarray,
+                      attention: str = "matmul"):
+    """Feeds of whole sequences for int8 calibration of the graph with ``attention``: each under its capsule
+    and unconditioned, the engine's two rows."""
     for seq, c in zip(sequences, cond):
         rows = np.stack([c, np.zeros_like(c)]).astype(np.float32)
-        yield _feeds(np.stack([seq, seq]).astype(np.int64), rows, None, model)
+        yield _feeds(np.stack([seq, seq]).astype(np.int64), rows, None, model, attention)
 
 
 def run_full(sess: ort.InferenceSession, model: EmotionTransformer, tokens: np.ndarray, cond: np.ndarray):
     """Logits of the whole sequence in one run (empty past); fewer sequences than the graph's rows repeat."""
     B, rows = tokens.shape[0], graph_rows(sess)
     pad = np.arange(max(B, rows)) % B  # (rows,)
-    out = sess.run(None, _feeds(tokens[pad], cond[pad], None, model))
+    out = sess.run(None, _feeds(tokens[pad], cond[pad], None, model, graph_attention(sess)))
     return [out[0][:B], *out[1:]]
 
 
 def run_steps(
     sess: ort.InferenceSession, model: EmotionTransformer, tokens: np.ndarray, cond: np.ndarray
 ) -> np.ndarray:
-    """Logits of every position, one token per run through a shared buffer of max_len."""
+    """Logits of every position, one token per run: through a shared buffer of max_len (GroupQueryAttention's
+    way, as the daemon runs it), or, for the MatMul attention, the cache so far bound at its used length,
+    each step's ``present`` appended to it."""
     cfg = model.cfg
     B, T = tokens.shape
+    out = np.empty((B, T, cfg.vocab_size), np.float32)
+    if graph_attention(sess) == "matmul":
+        past = [np.zeros((1, B * cfg.kv_heads, 0, cfg.head_dim), np.float32) for _ in range(2 * cfg.n_layer)]
+        for t in range(T):
+            logits, present = sess.run(["logits", "present"],
+                                       _feeds(tokens[:, t : t + 1].astype(np.int64), cond, past, model, "matmul"))
+            out[:, t] = logits[:, 0]
+            step = present.reshape(2 * cfg.n_layer, 1, B * cfg.kv_heads, 1, cfg.head_dim)
+            past = [np.concatenate([p, s], axis=2) for p, s in zip(past, step)]
+        return out
     caches = [
         ort.OrtValue.ortvalue_from_numpy(np.zeros((1, B * cfg.kv_heads, cfg.max_len, cfg.head_dim), np.float32))
         for _ in range(2 * cfg.n_layer)
@@ -99,7 +114,6 @@ def run_steps(
     io.bind_cpu_input("cond", cond.astype(np.float32))
     logits = ort.OrtValue.ortvalue_from_numpy(np.zeros((B, 1, cfg.vocab_size), np.float32))
     io.bind_ortvalue_output("logits", logits)
-    out = np.empty((B, T, cfg.vocab_size), np.float32)
     for t in range(T):
         io.bind_cpu_input("tokens", np.ascontiguousarray(tokens[:, t : t + 1].astype(np.int64)))
         io.bind_cpu_input("position_ids", np.array([[t]], np.int64))
@@ -127,7 +141,7 @@ def check_parity(model_bytes: bytes, model: EmotionTransformer, tokens: np.ndarr
         _, past = model(torch.from_numpy(tokens[:, :split].astype(np.int64)), torch.from_numpy(cond.astype(np.float32)))
     B, H, P, hs = past[0][0].shape  # (B, nh, P, hs): the graph's rows are halves of its heads
     flat = [t.numpy().reshape(1, B * H, P, hs) for kv in past for t in kv]
-    decode = sess.run(None, _feeds(tokens[:, split:], cond, flat, model))[0]
+    decode = sess.run(["logits"], _feeds(tokens[:, split:], cond, flat, model, graph_attention(sess)))[0]
 
     steps = run_steps(sess, model, tokens, cond)
     return ParityReport(
@@ -165,8 +179,9 @@ def decode_agreement(reference_bytes: bytes, other_bytes: bytes, model: Any,
     """
     cfg = model.cfg
     sessions = [session(reference_bytes), session(other_bytes)]
-    caches = [CachedSession(s, n_layer=cfg.n_layer, kv_heads=cfg.kv_heads, head_dim=cfg.head_dim, max_len=cfg.max_len,
-                            vocab_size=cfg.vocab_size, bos=int(sequences[0][0])) for s in sessions]
+    caches = [CachedSession(s, n_layer=cfg.n_layer, heads=cfg.n_head, kv_heads=cfg.kv_heads, head_dim=cfg.head_dim,
+                            max_len=cfg.max_len, vocab_size=cfg.vocab_size, bos=int(sequences[0][0]))
+              for s in sessions]
     same = total = 0
     max_diff = 0.0
     for seq, c in zip(sequences, cond):

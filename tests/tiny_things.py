@@ -12,9 +12,10 @@ from affetto.music.notes import Note, TimeSignature
 
 
 def make_checkpoint(folder: Path, *, max_len: int = 256, data: str = "nowhere", seed: int = 0,
-                    segment_bars: int = 16, cond_layers: bool = False, vocab_config=None, n_kv_head: int = 0) -> Path:
+                    segment_bars: int = 16, cond_layers: bool = False, vocab_config=None, n_kv_head: int = 0,
+                    n_head: int = 2) -> Path:
     """A 2-layer, width-32 checkpoint with random weights, saved as training saves them (``n_kv_head`` 1:
-    one key/value head for its two query heads)."""
+    one key/value head for its ``n_head`` query heads)."""
     import torch
 
     from affetto.analysis.judge import JudgeConfig
@@ -26,7 +27,7 @@ def make_checkpoint(folder: Path, *, max_len: int = 256, data: str = "nowhere", 
 
     torch.manual_seed(seed)
     vocab = Vocabulary(vocab_config or VocabConfig())
-    cfg = ModelConfig(vocab_size=vocab.size, n_layer=2, n_head=2, d_model=32, d_ff=64, max_len=max_len,
+    cfg = ModelConfig(vocab_size=vocab.size, n_layer=2, n_head=n_head, d_model=32, d_ff=64, max_len=max_len,
                       dropout=0.0, cond_layers=cond_layers, n_kv_head=n_kv_head)
     model = EmotionTransformer(cfg)
     with torch.no_grad():  # make the condition matter, as training would

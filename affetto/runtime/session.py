@@ -1,13 +1,21 @@
 """One ONNX Runtime session of a cached decoder: providers, IOBinding and the shared KV cache.
 
-The cache is one preallocated buffer of slots per layer and tensor, bound
-once with IOBinding as both the past input and the present output, so ONNX
-Runtime's GroupQueryAttention writes new keys in place: no step copies the
-cache (float32, or int8 in a graph exported with ``--kv-int8``, which the
-attention quantises as it writes and reads back as it is). The graph runs
-the two rows of guidance (the conditioned and the unconditioned capsule)
-as the two halves of its attention heads, over one sequence of slots (see
-:mod:`affetto.export.graph`). The session also holds the *context*, the
+The cache takes one of two layouts, the graph's (see :mod:`affetto.export.graph`):
+
+* ``matmul`` (graphs exported since the MatMul attention): keys (transposed)
+  and values in arrays the session owns, bound at their used length rounded
+  up to ``BLOCK`` slots (the attention's cost follows the context, not the
+  model's positions); a run returns its own keys and values in ``present``
+  and the session writes them into the arrays. Growing past the bound, or
+  shrinking well below it, copies the arrays (once every ``BLOCK`` slots).
+* ``gqa``: one preallocated buffer of ``max_len`` slots per layer and
+  tensor, bound once with IOBinding as both the past input and the present
+  output, so ONNX Runtime's GroupQueryAttention writes new keys in place
+  (float32, or int8 in a graph exported with ``--kv-int8``, which the
+  attention quantises as it writes and reads back as it is).
+
+Either way no step copies the cache. The graph runs the two rows of
+guidance (the conditioned and the unconditioned capsule) as one batch. The session also holds the *context*, the
 tokens whose keys the cache is meant to hold (context token i in slot i);
 ``cached`` says how many of them it really holds.
 Everything that changes the context goes through the public methods:
@@ -41,7 +49,10 @@ log = logging.getLogger(__name__)
 
 Rows = tuple[tuple[float, ...], ...]
 UNCONDITIONED = (0.0, 0.0, 0.0, 0.0)
-CONTRACT = ("tokens", "cond", "position_ids", "attention_bias", "seqlens_k", "total_sequence_length")
+CONTRACT = ("tokens", "cond", "position_ids", "attention_bias")
+LAYOUT_INPUTS = {"matmul": ("attention_split",), "gqa": ("seqlens_k", "total_sequence_length")}
+BLOCK = 32  # the matmul layout binds its cache at the used length rounded up to this many slots
+SHRINK = 64  # ... and copies it into smaller arrays when this many slots or more are bound unused
 
 
 def choose_providers(requested: str = "auto") -> list[str]:
@@ -84,10 +95,15 @@ def open_session(path: Path, *, threads: int, provider: str = "auto") -> ort.Inf
     return session
 
 
+def graph_attention(session: ort.InferenceSession) -> str:
+    """The graph's attention and so its cache layout: ``matmul`` or ``gqa``."""
+    return "matmul" if any(o.name == "present" for o in session.get_outputs()) else "gqa"
+
+
 def graph_rows(session: ort.InferenceSession) -> int:
     """How many rows (capsules) the graph runs at once; raises when it is not this engine's contract."""
     inputs = {i.name: i for i in session.get_inputs()}
-    missing = [name for name in CONTRACT if name not in inputs]
+    missing = [name for name in (*CONTRACT, *LAYOUT_INPUTS[graph_attention(session)]) if name not in inputs]
     rows = inputs["tokens"].shape[0] if "tokens" in inputs else None
     if missing or not isinstance(rows, int):
         raise ModelFileError(f"the graph lacks {', '.join(missing) or 'a fixed number of rows'}: it was exported "
@@ -106,16 +122,18 @@ def cache_dtype(session: ort.InferenceSession) -> type[np.generic]:
 
 def cache_shape(model: dict) -> dict[str, int]:
     """The cache's layout from a manifest's ``model`` section, as :class:`CachedSession` and
-    :func:`sequence_feeds` take it: layers, key/value heads per row (fewer than the heads with grouped-query
-    attention) and the head size."""
+    :func:`sequence_feeds` take it: layers, query heads, key/value heads per row (fewer than the heads with
+    grouped-query attention) and the head size."""
     n_head = int(model["n_head"])
-    return {"n_layer": int(model["n_layer"]), "kv_heads": int(model.get("n_kv_head") or n_head),
+    return {"n_layer": int(model["n_layer"]), "heads": n_head, "kv_heads": int(model.get("n_kv_head") or n_head),
             "head_dim": int(model["d_model"]) // n_head}
 
 
 def sequence_feeds(tokens: np.ndarray, cond: np.ndarray, past: Sequence[np.ndarray] | None, *,
-                   n_layer: int, kv_heads: int, head_dim: int) -> dict[str, np.ndarray]:
-    """Feeds for ``session.run``: ``tokens`` (rows, S) under ``cond`` (rows, 4) after ``past``.
+                   n_layer: int, heads: int, kv_heads: int, head_dim: int,
+                   attention: str = "matmul") -> dict[str, np.ndarray]:
+    """Feeds for ``session.run`` of a graph with ``attention``: ``tokens`` (rows, S) under ``cond`` (rows, 4)
+    after ``past``.
 
     ``past`` is the keys and values of every layer at their used length,
     (1, rows * kv_heads, P, head_dim) each, in the order key, value; None is
@@ -127,19 +145,33 @@ def sequence_feeds(tokens: np.ndarray, cond: np.ndarray, past: Sequence[np.ndarr
         "tokens": np.asarray(tokens, np.int64),
         "cond": np.asarray(cond, np.float32),
         "position_ids": np.arange(P, P + S, dtype=np.int64)[None],  # (1, S)
-        "attention_bias": np.zeros((1, 1, S, P + S), np.float32),
-        "seqlens_k": np.array([P + S - 1], np.int32),
-        "total_sequence_length": np.array(P + S, np.int32),
     }
-    empty = np.zeros((1, rows * kv_heads, 0, head_dim), np.float32)
+    if attention == "gqa":
+        feeds["attention_bias"] = np.zeros((1, 1, S, P + S), np.float32)
+        feeds["seqlens_k"] = np.array([P + S - 1], np.int32)
+        feeds["total_sequence_length"] = np.array(P + S, np.int32)
+        empty = np.zeros((1, rows * kv_heads, 0, head_dim), np.float32)
+        for i in range(n_layer):
+            feeds[f"past_key_values.{i}.key"] = empty if past is None else past[2 * i]
+            feeds[f"past_key_values.{i}.value"] = empty if past is None else past[2 * i + 1]
+        return feeds
+    causal = np.where(np.tril(np.ones((S, S), bool)), 0.0, -np.inf).astype(np.float32)
+    bias = np.concatenate([np.zeros((S, P), np.float32), causal], axis=1)
+    feeds["attention_bias"] = np.repeat(bias, heads // kv_heads, axis=0)  # (S * G, P + S)
+    feeds["attention_split"] = np.array([P, S], np.int64)
     for i in range(n_layer):
-        feeds[f"past_key_values.{i}.key"] = empty if past is None else past[2 * i]
-        feeds[f"past_key_values.{i}.value"] = empty if past is None else past[2 * i + 1]
+        if past is None:
+            key = np.zeros((rows * kv_heads, head_dim, 0), np.float32)
+            value = np.zeros((rows * kv_heads, 0, head_dim), np.float32)
+        else:
+            key = np.ascontiguousarray(past[2 * i][0].transpose(0, 2, 1))
+            value = np.ascontiguousarray(past[2 * i + 1][0])
+        feeds[f"past_key_values.{i}.key"], feeds[f"past_key_values.{i}.value"] = key, value
     return feeds
 
 
 class CachedSession:
-    """A cached decoder's session, its shared KV cache and the context the cache holds."""
+    """A cached decoder's session, its KV cache and the context the cache holds."""
 
     def __init__(
         self,
@@ -151,12 +183,14 @@ class CachedSession:
         max_len: int,
         vocab_size: int,
         bos: int,
+        heads: int | None = None,
         stats: dict | None = None,
     ) -> None:
         self.session = session
         self.provider = session.get_providers()[0]
         self.device = "cuda" if self.provider == "CUDAExecutionProvider" else "cpu"
         self.rows = graph_rows(session)
+        self.attention = graph_attention(session)
         self.kv_dtype = cache_dtype(session)
         self.n_layer, self.kv_heads, self.head_dim = n_layer, kv_heads, head_dim  # key/value heads per row
         self.max_len, self.vocab_size = max_len, vocab_size
@@ -167,21 +201,20 @@ class CachedSession:
         self._last = np.zeros((self.rows, vocab_size), np.float32)
         self._cond = np.zeros((self.rows, 4), np.float32)
         self._io = session.io_binding()
-        self._buffers: list[np.ndarray] = []  # (1, rows * heads, slots, head_dim) per layer: key, value
-        self._values: list[ort.OrtValue] = []
-        self._slots = 0
-        self._zeros = np.zeros(0, np.float32)  # the attention bias of a plain run, viewed to its length
         self._conditioned = False
-        # A step's inputs and logits live in buffers made once per step width and bound while that width
+        # A step's inputs and outputs live in buffers made once per step width and bound while that width
         # runs; a run writes into them in place, so a decode step allocates and binds only its attention bias.
         self._steps: dict[int, _StepBuffers] = {}
         self._bound = 0  # the width whose buffers are bound (0: none)
-        self._seqlens = np.zeros(1, np.int32)
-        self._total = np.zeros((), np.int32)
-        self._io.bind_ortvalue_input("seqlens_k", ort.OrtValue.ortvalue_from_numpy(self._seqlens))
-        self._io.bind_ortvalue_input("total_sequence_length", ort.OrtValue.ortvalue_from_numpy(self._total))
         self.stats = stats if stats is not None else {}
-        self._reserve(max_len)
+        self._kv: _MatMulCache | _SharedCache
+        if self.attention == "matmul":
+            if heads is None or heads % kv_heads:
+                raise ValueError(f"the MatMul attention needs the query heads (a multiple of {kv_heads}), got {heads}")
+            self._kv = _MatMulCache(self._io, self.rows * kv_heads, heads // kv_heads, n_layer, head_dim, max_len)
+        else:
+            self._kv = _SharedCache(self._io, self.rows * kv_heads, n_layer, head_dim, self.kv_dtype, self.device)
+            self._reserve(max_len)
 
     # ---- what the cache holds ----------------------------------------------------------
     @property
@@ -253,46 +286,28 @@ class CachedSession:
         return True
 
     def _reserve(self, slots: int) -> None:
-        """Make room for ``slots`` cache slots (the context's and forks' tokens), keeping what is cached."""
-        if slots <= self._slots:
-            return
-        slots = max(slots, self._slots + self._slots // 2)
-        shape = (1, self.rows * self.kv_heads, slots, self.head_dim)  # (1, R*nkv, slots, hs)
-        old = self.host_buffers()
-        buffers = [np.zeros(shape, self.kv_dtype) for _ in range(2 * self.n_layer)]
-        for new, before in zip(buffers, old):
-            new[:, :, : self._cached] = before[:, :, : self._cached]
-        if self.device == "cpu":  # the OrtValues share the arrays' memory
-            values = [ort.OrtValue.ortvalue_from_numpy(b) for b in buffers]
-        else:
-            values = [ort.OrtValue.ortvalue_from_numpy(b, self.device, 0) for b in buffers]
-        for i in range(self.n_layer):
-            for j, kind in enumerate(("key", "value")):
-                self._io.bind_ortvalue_input(f"past_key_values.{i}.{kind}", values[2 * i + j])
-                self._io.bind_ortvalue_output(f"present.{i}.{kind}", values[2 * i + j])
-        self._buffers, self._values, self._slots = buffers, values, slots
-        self._zeros = np.zeros(slots, np.float32)
+        """Make room for ``slots`` cache slots (the context's and forks' tokens), keeping what is cached.
+
+        The shared buffer allocates them now; the MatMul layout grows as runs need slots."""
+        self._kv.reserve(slots, self._cached)
 
     def host_buffers(self) -> list[np.ndarray]:
-        """The cache as arrays (1, rows * heads, slots, head_dim), key and value per layer (a copy off CPU)."""
-        if self.device == "cpu":
-            return self._buffers
-        return [v.numpy() for v in self._values]
+        """The cache as arrays (1, rows * heads, slots, head_dim), key and value per layer (a copy off CPU, a
+        view of the MatMul layout's keys, which it keeps transposed)."""
+        return self._kv.host_buffers()
 
     def _move_slots(self, source: Sequence[int], start: int) -> None:
         """Copy the keys and values of slots ``source`` to the slots from ``start`` on."""
         index = np.asarray(source, np.intp)
-        if np.array_equal(index, np.arange(start, start + len(index))):
-            return
-        for buffer, value in zip(self.host_buffers(), self._values):
-            buffer[:, :, start : start + len(index)] = buffer[:, :, index]  # the gather copies first
-            if self.device != "cpu":
-                value.update_inplace(buffer)
+        if not np.array_equal(index, np.arange(start, start + len(index))):
+            self._kv.move(index, start)
 
     # ---- running the model -------------------------------------------------------------
-    def _run(self, tokens: np.ndarray, positions: np.ndarray, bias: np.ndarray, total: int) -> np.ndarray:
+    def _run(self, tokens: np.ndarray, positions: np.ndarray, visible: np.ndarray, total: int) -> np.ndarray:
         """Run ``tokens`` (S,) for every row into slots total - S .. total - 1; (rows, S, vocab) logits.
 
+        ``visible`` (S, total) is 0 where a token may look and -inf elsewhere, over the slots before the
+        step and the step's own (each token also sees no later one of the step: causality is added).
         The logits are a buffer the next run of the same width overwrites: callers copy what they keep.
         """
         if not self._conditioned:
@@ -301,20 +316,21 @@ class CachedSession:
         io = self._io
         step = self._steps.get(S)
         if step is None:
-            step = _StepBuffers(self.rows, S, self.vocab_size)
+            step = _StepBuffers(self.rows, S, self.vocab_size, self._kv.present_shape(S))
             if S <= _KEPT_WIDTHS:  # decode steps: a few widths, again and again; a prefill's is used once
                 self._steps[S] = step
         if self._bound != S or step is not self._steps.get(S):
             io.bind_ortvalue_input("tokens", step.tokens_value)
             io.bind_ortvalue_input("position_ids", step.positions_value)
             io.bind_ortvalue_output("logits", step.logits_value)
+            if step.present_value is not None:
+                io.bind_ortvalue_output("present", step.present_value)
             self._bound = S if step is self._steps.get(S) else 0
         step.tokens[:] = tokens  # every row reads the same tokens
         step.positions[0] = positions
-        self._seqlens[0] = total - 1
-        self._total[()] = total
-        io.bind_cpu_input("attention_bias", bias)  # (1, 1, S, total)
+        self._kv.before_run(visible, total)
         self.session.run_with_iobinding(io)
+        self._kv.after_run(step.present, total)
         return step.logits
 
     def extend(self, tokens: Sequence[int]) -> None:
@@ -337,8 +353,8 @@ class CachedSession:
             return 0
         total = start + len(new)
         self._reserve(total)
-        bias = np.zeros((1, 1, len(new), total), np.float32)  # causal: the graph's own mask is enough
-        logits = self._run(np.asarray(new), np.arange(start, total), bias, total)
+        visible = self._kv.zeros(total)[None].repeat(len(new), axis=0)  # causality is added by the run
+        logits = self._run(np.asarray(new), np.arange(start, total), visible, total)
         self._last[:] = logits[:, -1]
         self._cached = total
         self._stale = total < len(self._context)
@@ -354,8 +370,7 @@ class CachedSession:
         self._stale = True
         if len(tokens) == 1 and self._cached == len(self._context) - 1:  # the hot path: one token, no prefill
             total = self._cached + 1
-            logits = self._run(np.asarray(tokens), np.array([self._cached]), self._zeros[:total].reshape(1, 1, 1, -1),
-                               total)
+            logits = self._run(np.asarray(tokens), np.array([self._cached]), self._kv.zeros(total)[None], total)
             self._last[:] = logits[:, 0]
             self._cached, self._stale = total, False
             self.count("tokens", 1)
@@ -372,15 +387,18 @@ _KEPT_WIDTHS = 32  # step widths (tokens per run) whose buffers a session keeps
 
 
 class _StepBuffers:
-    """The inputs and the logits of runs of one width S, as arrays and the OrtValues sharing their memory."""
+    """The inputs and outputs of runs of one width S, as arrays and the OrtValues sharing their memory."""
 
-    def __init__(self, rows: int, width: int, vocab_size: int) -> None:
+    def __init__(self, rows: int, width: int, vocab_size: int, present: tuple[int, ...] | None) -> None:
         self.tokens = np.zeros((rows, width), np.int64)  # (R, S)
         self.positions = np.zeros((1, width), np.int64)  # (1, S)
         self.logits = np.zeros((rows, width, vocab_size), np.float32)  # (R, S, V)
         self.tokens_value = ort.OrtValue.ortvalue_from_numpy(self.tokens)
         self.positions_value = ort.OrtValue.ortvalue_from_numpy(self.positions)
         self.logits_value = ort.OrtValue.ortvalue_from_numpy(self.logits)
+        # the MatMul layout's keys and values of the step, which the session writes into its cache
+        self.present = None if present is None else np.zeros(present, np.float32)
+        self.present_value = None if self.present is None else ort.OrtValue.ortvalue_from_numpy(self.present)
 
 
 class Fork:
@@ -398,11 +416,12 @@ class Fork:
             raise ValueError(f"a fork needs n >= 1 and room >= 1, got {n} and {room}")
         self.cache, self.n = cache, n
         self.start = cache.cached  # == cache.length: the whole context is cached
-        cache._reserve(self.start + n * room)
+        limit = self.start + n * room
+        cache._reserve(limit)
         self.slots: list[list[int]] = [[] for _ in range(n)]
         self.tokens: list[list[int]] = [[] for _ in range(n)]
         self._next = self.start
-        self._visible = np.full((n, cache._slots), -np.inf, np.float32)  # (n, slots): 0 where a candidate may look
+        self._visible = np.full((n, limit), -np.inf, np.float32)  # (n, slots): 0 where a candidate may look
         self._visible[:, : self.start] = 0.0
         self._last = np.repeat(cache.logits[None], n, axis=0)  # (n, R, V): each candidate's latest logits
 
@@ -430,8 +449,8 @@ class Fork:
             positions[j] = self.start + len(self.slots[i]) - 1
         if positions.max() >= cache.max_len:
             raise RuntimeError("context overflow: slide before drawing")
-        bias = self._visible[list(live), :total][None, None]  # (1, 1, S, total), a contiguous copy
-        logits = cache._run(np.asarray(tokens), positions, bias, total)  # (R, S, V)
+        visible = self._visible[list(live), :total]  # (S, total), a copy
+        logits = cache._run(np.asarray(tokens), positions, visible, total)  # (R, S, V)
         self._last[list(live)] = logits.transpose(1, 0, 2)
         self._next = total
         cache.count("tokens", S)
@@ -445,3 +464,164 @@ class Fork:
         cache._last[:] = self._last[i]
         cache._stale = False
         return list(self.tokens[i])
+
+
+class _SharedCache:
+    """GroupQueryAttention's cache: one buffer of slots per layer and tensor, (1, N, slots, head_dim), bound as
+    both the past input and the present output, which the op writes in place."""
+
+    def __init__(self, io: ort.IOBinding, heads: int, n_layer: int, head_dim: int, dtype: type[np.generic],
+                 device: str) -> None:
+        self.io, self.heads, self.n_layer, self.head_dim = io, heads, n_layer, head_dim
+        self.dtype, self.device = dtype, device
+        self.buffers: list[np.ndarray] = []
+        self.values: list[ort.OrtValue] = []
+        self.slots = 0
+        self._zeros = np.zeros(0, np.float32)
+        self._seqlens = np.zeros(1, np.int32)
+        self._total = np.zeros((), np.int32)
+        io.bind_ortvalue_input("seqlens_k", ort.OrtValue.ortvalue_from_numpy(self._seqlens))
+        io.bind_ortvalue_input("total_sequence_length", ort.OrtValue.ortvalue_from_numpy(self._total))
+
+    def reserve(self, slots: int, cached: int) -> None:
+        if slots <= self.slots:
+            return
+        slots = max(slots, self.slots + self.slots // 2)
+        shape = (1, self.heads, slots, self.head_dim)
+        old = self.host_buffers()
+        buffers = [np.zeros(shape, self.dtype) for _ in range(2 * self.n_layer)]
+        for new, before in zip(buffers, old):
+            new[:, :, :cached] = before[:, :, :cached]
+        if self.device == "cpu":  # the OrtValues share the arrays' memory
+            values = [ort.OrtValue.ortvalue_from_numpy(b) for b in buffers]
+        else:
+            values = [ort.OrtValue.ortvalue_from_numpy(b, self.device, 0) for b in buffers]
+        for i in range(self.n_layer):
+            for j, kind in enumerate(("key", "value")):
+                self.io.bind_ortvalue_input(f"past_key_values.{i}.{kind}", values[2 * i + j])
+                self.io.bind_ortvalue_output(f"present.{i}.{kind}", values[2 * i + j])
+        self.buffers, self.values, self.slots = buffers, values, slots
+        self._zeros = np.zeros(slots, np.float32)
+
+    def host_buffers(self) -> list[np.ndarray]:
+        if self.device == "cpu":
+            return self.buffers
+        return [v.numpy() for v in self.values]
+
+    def move(self, index: np.ndarray, start: int) -> None:
+        for buffer, value in zip(self.host_buffers(), self.values):
+            buffer[:, :, start : start + len(index)] = buffer[:, :, index]  # the gather copies first
+            if self.device != "cpu":
+                value.update_inplace(buffer)
+
+    def zeros(self, total: int) -> np.ndarray:
+        """(total,) zeros: a token that sees every slot (a view)."""
+        return self._zeros[:total]
+
+    def present_shape(self, width: int) -> None:
+        return None
+
+    def before_run(self, visible: np.ndarray, total: int) -> None:
+        self._seqlens[0] = total - 1
+        self._total[()] = total
+        self.io.bind_cpu_input("attention_bias", np.ascontiguousarray(visible)[None, None])  # (1, 1, S, total)
+
+    def after_run(self, present: np.ndarray | None, total: int) -> None:
+        pass
+
+
+class _MatMulCache:
+    """The MatMul attention's cache: keys (L, N, head_dim, bound), transposed, and values (L, N, bound,
+    head_dim), bound per layer at ``bound`` slots, the used ones rounded up to ``BLOCK``; the slots past
+    the used ones are hidden by the attention bias. A run reads slots 0 .. total - S - 1 (the ones before
+    its step) and returns the step's keys and values, which :meth:`after_run` writes.
+
+    A new bound lays the cache out again (a copy): the arrays are views of two stores used in turn, kept
+    for the session's life, so that the copy lands in memory already paged in (fresh pages cost ten
+    times the copy)."""
+
+    def __init__(self, io: ort.IOBinding, heads: int, group: int, n_layer: int, head_dim: int, max_len: int) -> None:
+        self.io, self.heads, self.group, self.n_layer, self.head_dim = io, heads, group, n_layer, head_dim
+        self._per_slot = n_layer * heads * head_dim  # floats of keys (or values) a slot
+        self._stores = [np.zeros(2 * self._per_slot * max_len, np.float32) for _ in range(2)]
+        self._turn = 0
+        self.keys = np.zeros((n_layer, heads, head_dim, 0), np.float32)
+        self.values = np.zeros((n_layer, heads, 0, head_dim), np.float32)
+        self.bound = -1
+        self._zeros = np.zeros(max_len, np.float32)
+        self._split = np.zeros(2, np.int64)  # (bound, S)
+        self._lower: dict[int, np.ndarray] = {}  # causality within a step of S tokens
+        io.bind_ortvalue_input("attention_split", ort.OrtValue.ortvalue_from_numpy(self._split))
+        self._fit(0)
+
+    def _fit(self, used: int) -> None:
+        """Bind the cache at ``used`` slots rounded up; lay it out again when the bound grows, or when it is
+        ``SHRINK`` slots or more larger."""
+        target = -(-used // BLOCK) * BLOCK
+        if self.bound >= target and self.bound < target + SHRINK:
+            return
+        self._turn ^= 1
+        size = self._per_slot * target
+        if self._stores[self._turn].size < 2 * size:  # past max_len: candidates' slots
+            self._stores[self._turn] = np.zeros(3 * size, np.float32)
+        store = self._stores[self._turn]
+        keys = store[:size].reshape(self.n_layer, self.heads, self.head_dim, target)
+        values = store[size : 2 * size].reshape(self.n_layer, self.heads, target, self.head_dim)
+        kept = min(max(self.bound, 0), target)  # the slots past ``kept`` hold finite leftovers, hidden by the bias
+        keys[..., :kept] = self.keys[..., :kept]
+        values[:, :, :kept] = self.values[:, :, :kept]
+        bound = []  # the OrtValues share the arrays' memory: what after_run writes, the next run reads
+        for i in range(self.n_layer):
+            for kind, array in (("key", keys[i]), ("value", values[i])):
+                bound.append(ort.OrtValue.ortvalue_from_numpy(array))
+                self.io.bind_ortvalue_input(f"past_key_values.{i}.{kind}", bound[-1])
+        self.keys, self.values, self.bound, self._bound_values = keys, values, target, bound
+
+    def reserve(self, slots: int, cached: int) -> None:
+        pass  # runs grow the arrays as they write
+
+    def host_buffers(self) -> list[np.ndarray]:
+        out = []
+        for i in range(self.n_layer):
+            out += [self.keys[i].transpose(0, 2, 1)[None], self.values[i][None]]
+        return out
+
+    def move(self, index: np.ndarray, start: int) -> None:
+        end = start + len(index)
+        self.keys[..., start:end] = self.keys[..., index]
+        self.values[:, :, start:end] = self.values[:, :, index]
+
+    def zeros(self, total: int) -> np.ndarray:
+        return self._zeros[:total]
+
+    def present_shape(self, width: int) -> tuple[int, int, int]:
+        return (2 * self.n_layer * self.heads, width, self.head_dim)
+
+    def before_run(self, visible: np.ndarray, total: int) -> None:
+        S = visible.shape[0]
+        first = total - S
+        if not first <= self.bound < first + BLOCK + SHRINK:
+            self._fit(first)
+        bound = self.bound
+        bias = np.empty((S, bound + S), np.float32)
+        bias[:, :first] = visible[:, :first]
+        bias[:, first:bound] = -np.inf
+        if S == 1:
+            bias[0, bound] = visible[0, first]
+        else:
+            lower = self._lower.get(S)
+            if lower is None:
+                lower = self._lower[S] = np.tril(np.ones((S, S), bool))
+            bias[:, bound:] = np.where(lower, visible[:, first:total], -np.inf)
+        self._split[0], self._split[1] = bound, S
+        self.io.bind_cpu_input("attention_bias", bias if self.group == 1 else bias.repeat(self.group, axis=0))
+
+    def after_run(self, present: np.ndarray | None, total: int) -> None:
+        assert present is not None
+        S = present.shape[1]
+        first = total - S
+        if total > self.bound:
+            self._fit(total)
+        step = present.reshape(self.n_layer, 2, self.heads, S, self.head_dim)
+        self.keys[..., first:total] = step[:, 0].transpose(0, 1, 3, 2)
+        self.values[:, :, first:total] = step[:, 1]

@@ -23,11 +23,11 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 
 def sequence_logits(session, manifest: dict, tokens: np.ndarray, cond: np.ndarray) -> np.ndarray:
     """(T, V) logits of one sequence ``tokens`` (T,) under capsule ``cond`` (4,), from an empty cache."""
-    from affetto.runtime.session import UNCONDITIONED, cache_shape, sequence_feeds
+    from affetto.runtime.session import UNCONDITIONED, cache_shape, graph_attention, sequence_feeds
 
     rows = np.tile(np.asarray(tokens, np.int64), (2, 1))  # (2, T): the graph's two rows, the second unused
     capsules = np.array([cond, UNCONDITIONED], np.float32)  # (2, 4)
-    feeds = sequence_feeds(rows, capsules, None, **cache_shape(manifest["model"]))
+    feeds = sequence_feeds(rows, capsules, None, **cache_shape(manifest["model"]), attention=graph_attention(session))
     return session.run(["logits"], feeds)[0][0]
 
 

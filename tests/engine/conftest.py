@@ -27,6 +27,18 @@ def tiny_gqa_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_gqa_op_model(tmp_path_factory, tiny_checkpoint) -> Path:
+    """The tiny checkpoint exported with GroupQueryAttention (the cache layout of files exported before the
+    MatMul attention)."""
+    from affetto.export.export import export_checkpoint, grammar_walks
+    from affetto.tokens.vocab import Vocabulary
+
+    out = tmp_path_factory.mktemp("onnx") / "tiny-gqa-op.onnx"
+    export_checkpoint(tiny_checkpoint, out, attention="gqa", sequences=grammar_walks(Vocabulary(), 2, 40))
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_kv8_model(tmp_path_factory, tiny_checkpoint) -> Path:
     """The tiny checkpoint exported with its KV cache in int8 (scales calibrated on grammar walks)."""
     from affetto.export.export import export_checkpoint, grammar_walks

@@ -20,10 +20,11 @@ Q1, Q3 = Capsule.of(Quadrant.Q1), Capsule.of(Quadrant.Q3)
 ROWS = (Q1.weights, UNCONDITIONED)
 
 
-@pytest.fixture(params=["tiny", "shipped", "tiny-kv8", "tiny-gqa", "tiny-int8"])
-def engine(request, tiny_model, tiny_kv8_model, tiny_gqa_model, tiny_int8_model):
+@pytest.fixture(params=["tiny", "shipped", "tiny-kv8", "tiny-gqa", "tiny-int8", "tiny-gqa-op"])
+def engine(request, tiny_model, tiny_kv8_model, tiny_gqa_model, tiny_int8_model, tiny_gqa_op_model):
     return Engine({"tiny": tiny_model, "shipped": None, "tiny-kv8": tiny_kv8_model,
-                   "tiny-gqa": tiny_gqa_model, "tiny-int8": tiny_int8_model}[request.param])
+                   "tiny-gqa": tiny_gqa_model, "tiny-int8": tiny_int8_model,
+                   "tiny-gqa-op": tiny_gqa_op_model}[request.param])
 
 
 def _bar_opened(engine: Engine) -> int:
@@ -98,6 +99,25 @@ def test_the_kept_candidate_holds_the_cache_of_its_bar_read_whole(engine):
     for a, b in zip(kept, cache.host_buffers()):
         np.testing.assert_allclose(a, b[:, :, : cache.cached], atol=1e-4)
     np.testing.assert_allclose(logits, cache.logits, atol=1e-4)
+
+
+def test_both_attentions_draw_the_same_bars(tiny_model, tiny_gqa_op_model):
+    """The checkpoint written with the MatMul attention (the engine's own cache) and with GroupQueryAttention
+    (the op's shared buffer): the same logits through the engine, and the same sampled bars, candidates and
+    slides of the window included."""
+    from affetto.manifest import read_manifest
+
+    assert read_manifest(tiny_gqa_op_model)["kv_cache"]["op"] == "com.microsoft.GroupQueryAttention"
+    engines = [Engine(tiny_model, window=96), Engine(tiny_gqa_op_model, window=96)]
+    assert [e.cache.attention for e in engines] == ["matmul", "gqa"]
+    starts = [_bar_opened(e) for e in engines]
+    assert starts[0] == starts[1]
+    np.testing.assert_allclose(engines[0].cache.logits, engines[1].cache.logits, atol=1e-4)
+    cfg = SamplingConfig(candidates=3, guidance=1.5)
+    bars = [[e.generate_bar_tokens(Q1 if k % 2 else Q3, cfg, rng)
+             for k in range(6)] for e, rng in ((e, np.random.default_rng(5)) for e in engines)]
+    assert bars[0] == bars[1] and sum(map(len, bars[0])) > 6
+    assert engines[0].stats["slides"] == engines[1].stats["slides"] > 0
 
 
 def test_candidates_on_the_tiny_model_match_pytorch(tiny_model, tiny_checkpoint):

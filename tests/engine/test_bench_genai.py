@@ -1,11 +1,11 @@
-"""bench_genai's variants of our graph run through ONNX Runtime: the int8 KV cache agrees with fp32, the GQA
-graph reads a quarter of the cache; and its step calls give the logits the engine's session gives."""
+"""bench_genai's variants of our graph run through ONNX Runtime: the graph with GroupQueryAttention gives the
+engine's logits, the int8 KV cache agrees with fp32, the GQA graph reads a quarter of the cache."""
 
 import numpy as np
 import pytest
 
 from affetto.analysis.emotion import Capsule, Quadrant
-from affetto.bench.bench_genai import GraphCell, gqa_graph, int8_kv_graph, prompt_length, weight_bytes
+from affetto.bench.bench_genai import GraphCell, gqa_graph, gqa_reference, int8_kv_graph, prompt_length, weight_bytes
 from affetto.runtime.engine import Engine
 from affetto.runtime.session import UNCONDITIONED
 
@@ -25,10 +25,18 @@ def _engine_logits(engine: Engine, walk: list[int]) -> np.ndarray:
     return engine.cache.logits.copy()  # (rows, vocab) at the last token
 
 
-def test_graph_cell_runs_the_engines_graph_as_the_engine_does(tiny_model):
+@pytest.fixture
+def reference(tiny_model, tiny_checkpoint, tmp_path):
+    """The tiny model written with GroupQueryAttention (the engine's file has the MatMul attention)."""
+    return gqa_reference(tiny_model, tmp_path / "gqa-attention.onnx", tiny_checkpoint)
+
+
+def test_graph_cell_runs_the_engines_graph_as_the_engine_does(tiny_model, reference):
     engine = Engine(tiny_model)
+    with pytest.raises(ValueError, match="GroupQueryAttention"):
+        GraphCell(tiny_model, 40, 4, vocab=engine.vocab.size, walk=[], slots=64)
     walk = _walk(engine, 40, 0)
-    cell = GraphCell(tiny_model, len(walk), 4, vocab=engine.vocab.size, walk=walk, slots=64)
+    cell = GraphCell(reference, len(walk), 4, vocab=engine.vocab.size, walk=walk, slots=64)
     whole = cell.forward(walk, 0)  # (rows, S, vocab)
     np.testing.assert_allclose(whole[:, -1], _engine_logits(engine, walk), atol=1e-4)
     # one token after the prompt, through the cache the prefill left
@@ -37,15 +45,15 @@ def test_graph_cell_runs_the_engines_graph_as_the_engine_does(tiny_model):
     np.testing.assert_allclose(step[:, 0], engine.cache.logits, atol=1e-4)
 
 
-def test_int8_kv_cache_agrees_with_fp32_and_stores_int8(tiny_model, tmp_path):
+def test_int8_kv_cache_agrees_with_fp32_and_stores_int8(tiny_model, reference, tmp_path):
     engine = Engine(tiny_model)
     calibration = []
     for seed in (1, 2):
         _engine_logits(engine, _walk(engine, 120, seed))
         calibration.append([b[:, :, :120].copy() for b in engine.cache.host_buffers()])
-    kv8 = int8_kv_graph(tiny_model, tmp_path / "kv8.onnx", calibration)
+    kv8 = int8_kv_graph(reference, tmp_path / "kv8.onnx", calibration)
     walk = _walk(engine, 100, 3)
-    fp32 = GraphCell(tiny_model, len(walk), 1, vocab=engine.vocab.size, walk=walk, slots=128).forward(walk, 0)
+    fp32 = GraphCell(reference, len(walk), 1, vocab=engine.vocab.size, walk=walk, slots=128).forward(walk, 0)
     cell = GraphCell(kv8, len(walk), 1, vocab=engine.vocab.size, walk=walk, slots=128)
     quantised = cell.forward(walk, 0)
     assert cell.buffers[0].dtype == np.int8 and np.abs(cell.buffers[0][0, :, :100]).max() > 0
@@ -54,13 +62,13 @@ def test_int8_kv_cache_agrees_with_fp32_and_stores_int8(tiny_model, tmp_path):
     assert np.abs(quantised - fp32).max() < 0.5
 
 
-def test_gqa_graph_keeps_one_kv_head_per_row(tiny_model, tmp_path):
+def test_gqa_graph_keeps_one_kv_head_per_row(tiny_model, reference, tmp_path):
     engine = Engine(tiny_model)
-    gqa = gqa_graph(tiny_model, tmp_path / "gqa.onnx")
+    gqa = gqa_graph(reference, tmp_path / "gqa.onnx")
     walk = _walk(engine, 30, 4)
     cell = GraphCell(gqa, len(walk), 1, vocab=engine.vocab.size, walk=walk, slots=64)
     logits = cell.forward(walk, 0)
-    full = GraphCell(tiny_model, len(walk), 1, vocab=engine.vocab.size, walk=walk, slots=64)
+    full = GraphCell(reference, len(walk), 1, vocab=engine.vocab.size, walk=walk, slots=64)
     assert cell.buffers[0].shape[1] == cell.rows  # one key head per row ...
     assert full.buffers[0].shape[1] == cell.rows * int(engine.manifest["model"]["n_head"])  # ... of n_head
     assert np.isfinite(logits).all()

@@ -6,6 +6,7 @@ import pytest
 
 from affetto.errors import ModelFileError
 from affetto.export.export import export_checkpoint, grammar_walks
+from affetto.export.manifest import MATMUL_LAYOUT
 from affetto.export.parity import check_parity
 from affetto.manifest import read_manifest
 from affetto.models.checkpoint import load_checkpoint
@@ -14,20 +15,22 @@ from affetto.tokens.vocab import Vocabulary
 pytestmark = pytest.mark.torch
 
 
-@pytest.mark.parametrize("cond_layers,kv_heads", [(False, 0), (True, 0), (True, 1)],
-                         ids=["embedding-capsule", "per-block-capsule", "grouped-kv"])
-def test_parity_prefill_decode_and_step_by_step(tiny_checkpoint, tmp_path, cond_layers, kv_heads):
+@pytest.mark.parametrize("attention", ["matmul", "gqa"])
+@pytest.mark.parametrize("cond_layers,heads,kv_heads", [(False, 2, 0), (True, 2, 0), (True, 2, 1), (True, 4, 2)],
+                         ids=["embedding-capsule", "per-block-capsule", "grouped-kv", "two-kv-heads-of-four"])
+def test_parity_prefill_decode_and_step_by_step(tiny_checkpoint, tmp_path, cond_layers, heads, kv_heads, attention):
     from affetto.export.graph import build_graph
 
     if cond_layers:
         from tiny_things import make_checkpoint
 
-        tiny_checkpoint = make_checkpoint(tmp_path, cond_layers=True, n_kv_head=kv_heads)
+        tiny_checkpoint = make_checkpoint(tmp_path, cond_layers=True, n_kv_head=kv_heads, n_head=heads)
     model, _ = load_checkpoint(tiny_checkpoint)
     assert (model.cond_layers is not None) == cond_layers
     assert model.cfg.kv_heads == (kv_heads or model.cfg.n_head)
-    graph = build_graph(model)
+    graph = build_graph(model, attention=attention)
     onnx.checker.check_model(graph, full_check=True)
+    assert any(n.op_type == "GroupQueryAttention" for n in graph.graph.node) == (attention == "gqa")
     seqs, cond = grammar_walks(Vocabulary(), 2, 40, seed=5)
     cond[1] = 0  # one conditioned row, one unconditioned
     report = check_parity(graph.SerializeToString(), model, np.stack(seqs), cond)
@@ -41,11 +44,11 @@ def test_manifest_round_trip(tiny_model, tiny_checkpoint):
     assert manifest["vocab"] == meta["vocab"]
     assert manifest["model"]["max_len"] == 256 and manifest["dtype"] == "fp32"
     assert manifest["conditioning"]["guidance_ready"] is True
-    assert manifest["kv_cache"]["layout"] == "shared-buffer, guidance rows as heads"
+    assert manifest["kv_cache"]["layout"] == MATMUL_LAYOUT and manifest["kv_cache"]["op"] == "MatMul"
     assert manifest["kv_cache"]["rows"] == 2
     assert manifest["content_hash"].startswith("sha256:")
     names = {i.name for i in onnx.load(tiny_model).graph.input}
-    assert {"tokens", "cond", "position_ids", "attention_bias", "past_key_values.0.key",
+    assert {"tokens", "cond", "position_ids", "attention_bias", "attention_split", "past_key_values.0.key",
             "past_key_values.1.value"} <= names
 
 
