@@ -1,4 +1,4 @@
-"""One ONNX Runtime session of a cached decoder: providers, IOBinding and the shared KV cache.
+"""One ONNX Runtime session of a cached decoder: providers, IOBinding and the KV cache.
 
 The cache takes one of two layouts, the graph's (see :mod:`affetto.export.graph`):
 
@@ -8,22 +8,26 @@ The cache takes one of two layouts, the graph's (see :mod:`affetto.export.graph`
   model's positions); a run returns its own keys and values in ``present``
   and the session writes them into the arrays. Growing past the bound, or
   shrinking well below it, copies the arrays (once every ``BLOCK`` slots).
+  The arrays live in host memory: on a GPU provider ONNX Runtime copies the
+  bound cache to the device every run (not measured: no GPU here).
 * ``gqa``: one preallocated buffer of ``max_len`` slots per layer and
   tensor, bound once with IOBinding as both the past input and the present
   output, so ONNX Runtime's GroupQueryAttention writes new keys in place
   (float32, or int8 in a graph exported with ``--kv-int8``, which the
   attention quantises as it writes and reads back as it is).
 
-Either way no step copies the cache. The graph runs the two rows of
-guidance (the conditioned and the unconditioned capsule) as one batch. The session also holds the *context*, the
-tokens whose keys the cache is meant to hold (context token i in slot i);
+On the CPU no step copies the cache either way. The graph runs the two
+rows of guidance (the conditioned and the unconditioned capsule) as one
+batch. The session also holds the *context*, the tokens whose keys the
+cache is meant to hold (context token i in slot i);
 ``cached`` says how many of them it really holds.
 Everything that changes the context goes through the public methods:
 
     reset(tokens)          a new context, nothing cached
     condition(rows)        one capsule per row; a change invalidates the cache
     extend(tokens)         append tokens to the context (not run yet)
-    prefill(limit)         run the context tokens not yet cached, as one step
+    prefill(limit)         run the context tokens not yet cached (in runs of
+                           ``PREFILL_CHUNK`` with the MatMul attention)
     feed(tokens)           append tokens to the context and run them
     rewind(length)         forget everything after ``length`` tokens (free: the
                            next run overwrites those slots)
