@@ -120,6 +120,34 @@ def test_both_attentions_draw_the_same_bars(tiny_model, tiny_gqa_op_model):
     assert engines[0].stats["slides"] == engines[1].stats["slides"] > 0
 
 
+def test_the_matmul_cache_is_bound_at_the_used_length(tiny_model):
+    """The MatMul attention reads its cache at the used length rounded up to BLOCK slots, whatever the model's
+    positions: it grows with the context and a fork, shrinks again when the context does, and the logits
+    after a shrink are those of the context read afresh."""
+    from affetto.runtime.session import BLOCK, SHRINK
+
+    engine = Engine(tiny_model)
+    cache = engine.cache
+    assert cache.attention == "matmul"
+    cache.condition(ROWS)
+    walk = engine.vocab.random_walk(3 * BLOCK + 5, np.random.default_rng(2))
+    cache.reset(walk)
+    cache.prefill()
+    assert cache._kv.bound == 4 * BLOCK < engine.max_len  # 3 BLOCK + 5 used slots, rounded up
+    fork = cache.fork(3, 2 * BLOCK)
+    for _ in range(BLOCK):
+        fork.step([0, 1, 2], [walk[-1]] * 3)
+    assert cache._kv.bound >= 3 * BLOCK + 5 + 3 * BLOCK  # the candidates' slots too
+    grown = cache._kv.bound
+    cache.rewind(BLOCK // 2)  # a short context: the next run binds far fewer slots
+    cache.prefill()
+    assert cache._kv.bound < grown - SHRINK and cache._kv.bound <= BLOCK + SHRINK
+    after_shrink = cache.logits.copy()
+    cache.reset(walk[: BLOCK // 2])
+    cache.prefill()
+    np.testing.assert_allclose(after_shrink, cache.logits, atol=1e-5)
+
+
 def test_candidates_on_the_tiny_model_match_pytorch(tiny_model, tiny_checkpoint):
     model, _ = load_checkpoint(tiny_checkpoint)
     engine = Engine(tiny_model)
