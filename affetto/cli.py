@@ -31,6 +31,7 @@ WING_COMMANDS = {
     "eval-ensemble": "affetto.models.musegan.cli:eval_ensemble",
     "export-ensemble": "affetto.export.cli:export_ensemble",
     "train": "affetto.models.cli:train",
+    "distill": "affetto.models.distill:distill_command",
     "eval": "affetto.models.cli:eval_command",
     "eval-transfer": "affetto.models.evaluation.transfer:eval_transfer",
     "export": "affetto.export.cli:export",
