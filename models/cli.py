@@ -56,11 +56,13 @@ def _ints(text: str, name: str) -> tuple[int, ...]:
 @click.option("--without", default="", metavar="LEVERS",
               help="With --listen-only: emotion-plan levers to turn off, e.g. 'texture,arousal' "
                    "(mode, tonic, leading, arousal, texture, judge), to hear what each one does.")
+@click.option("--guidance", type=click.FloatRange(min=1.0), default=None,
+              help="With --listen-only: one guidance scale for every phrase (default: the model's own).")
 @click.option("--quick", is_flag=True, help="Tiny numbers (seconds, for tests and smoke runs).")
 @click.option("--seed", "seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("-v", "--verbose", count=True)
 def eval_command(model, bars_per_quadrant, seeds, data, out, guidance_scales, temperatures, candidate_counts,
-                 no_learned_judge, no_listen, listen_only, without,
+                 no_learned_judge, no_listen, listen_only, without, guidance,
                  threads, no_follow_mode, quick, seed, verbose) -> None:
     """Evaluate a model: emotion control by two judges, guidance and temperature, music metrics,
     key coherence and held-out bits per note; writes a JSON, a Markdown summary and PNGs."""
@@ -77,10 +79,11 @@ def eval_command(model, bars_per_quadrant, seeds, data, out, guidance_scales, te
     from affetto.errors import ConfigError
 
     if listen_only:
-        _listen_only(model, out, threads, seed, quick, tuple(w.strip() for w in without.split(",") if w.strip()))
+        _listen_only(model, out, threads, seed, quick, tuple(w.strip() for w in without.split(",") if w.strip()),
+                     guidance)
         return
-    if without:
-        raise click.UsageError("--without goes with --listen-only")
+    if without or guidance is not None:
+        raise click.UsageError("--without and --guidance go with --listen-only")
     settings = dict(model=model, seeds=seeds, data=data, seed=seed, threads=threads,
                     guidance_scales=_floats(guidance_scales, "--guidance-scales"),
                     temperatures=_floats(temperatures, "--temperatures"),
@@ -102,7 +105,8 @@ def eval_command(model, bars_per_quadrant, seeds, data, out, guidance_scales, te
     click.echo(f"wrote {', '.join(str(p) for p in paths)} in {report['timing']['total_s']:.0f} s")
 
 
-def _listen_only(model, out, threads: int, seed: int, quick: bool, without: tuple[str, ...]) -> None:
+def _listen_only(model, out, threads: int, seed: int, quick: bool, without: tuple[str, ...],
+                 guidance: float | None = None) -> None:
     import json
     from pathlib import Path
 
@@ -111,7 +115,7 @@ def _listen_only(model, out, threads: int, seed: int, quick: bool, without: tupl
     from affetto.models.evaluation.report import listening_markdown
 
     try:
-        cfg = ListenConfig(model=model, threads=threads, seed=seed, without=without)
+        cfg = ListenConfig(model=model, threads=threads, seed=seed, without=without, guidance=guidance)
         if quick:
             cfg = replace(cfg, unseeded_phrases=1, transpositions=(0,))
         report = listen(cfg)
@@ -120,7 +124,8 @@ def _listen_only(model, out, threads: int, seed: int, quick: bool, without: tupl
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "listening.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
-    title = "# Listening" + (f" (without {', '.join(without)})" if without else "")
+    title = ("# Listening" + (f" (without {', '.join(without)})" if without else "")
+             + (f" (guidance {guidance:g})" if guidance is not None else ""))
     (folder / "listening.md").write_text("\n".join([title, "", *listening_markdown(report)]) + "\n")
     click.echo(f"wrote {folder / 'listening.json'} and {folder / 'listening.md'}")
 

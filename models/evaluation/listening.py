@@ -57,6 +57,7 @@ class ListenConfig:
     transpositions: tuple[int, ...] = (0, 2, -3, 5)
     candidates: tuple[int | str, ...] = (1, DEFAULT)
     without: tuple[str, ...] = ()  # levers of the emotion plan turned off (see affetto.runtime.plan.Levers)
+    guidance: float | None = None  # a guidance scale for every phrase (None: the model's own settings)
     seed_folder: str | None = None  # default: the shipped outside seeds
     label_tempo: float = 110.0
     threads: int = 1
@@ -69,6 +70,8 @@ class ListenConfig:
         for name in ("unseeded_phrases", "bars", "seed_bars", "threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.guidance is not None and not self.guidance >= 1.0:
+            raise ConfigError(f"guidance must be >= 1 (1: the conditioned row alone), got {self.guidance}")
         for c in self.candidates:
             if c != DEFAULT and not (isinstance(c, int) and 1 <= c <= 16):
                 raise ConfigError(f"candidates must be ints in 1..16 or {DEFAULT!r}, got {c!r}")
@@ -171,13 +174,14 @@ def outside_seed_phrases(cfg: ListenConfig) -> list[SeedPhrase]:
 
 # ---- generation ------------------------------------------------------------------------------
 def continue_phrase(engine, seed: Sequence[Note], seed_bars: int, capsule: Capsule, bars: int,
-                    candidates: int | str, rng: np.random.Generator) -> list[Note]:
-    """``bars`` bars after ``seed`` (``seed_bars`` long; empty for none), onsets from the first new bar line."""
+                    candidates: int | str, rng: np.random.Generator, guidance: float | None = None) -> list[Note]:
+    """``bars`` bars after ``seed`` (``seed_bars`` long; empty for none), onsets from the first new bar line;
+    ``guidance`` replaces the model's own guidance scale."""
     engine.prime(list(seed), bars=seed_bars if seed else None)
     length = engine.meter.beats_per_bar
-    from affetto.runtime.sampling import NO_OVERRIDES, SamplingOverrides
+    from affetto.runtime.sampling import SamplingOverrides
 
-    overrides = NO_OVERRIDES if candidates == DEFAULT else SamplingOverrides(candidates=int(candidates))
+    overrides = SamplingOverrides(candidates=None if candidates == DEFAULT else int(candidates), guidance=guidance)
     notes = []
     for b in range(bars):
         for n in engine.generate_bar(capsule, overrides, rng=rng):
@@ -343,7 +347,7 @@ def listen(cfg: ListenConfig) -> dict:
         rng = np.random.default_rng([cfg.seed, i])
         t0 = time.perf_counter()
         notes = continue_phrase(engine, s.seed if s else [], cfg.seed_bars, Capsule.of(Quadrant(q)), cfg.bars, c,
-                                rng)
+                                rng, cfg.guidance)
         seconds.setdefault(str(c), []).append((time.perf_counter() - t0) / cfg.bars)
         takes.append(Take(meter, q, c, notes, s, same))
         if bar is not None:

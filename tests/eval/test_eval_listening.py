@@ -108,3 +108,29 @@ def test_a_listening_run_on_a_tiny_model(tmp_path):
         assert seeded["phrases"] == 8 * 4
         assert len(seeded["following"]["real_next_bars"]["density_pairs"]) == 8
         assert np.isfinite(report["ms_per_bar"][c])
+
+
+def test_a_listening_run_can_ask_one_guidance_scale():
+    from affetto.analysis.emotion import Capsule, Quadrant
+    from affetto.errors import ConfigError
+    from affetto.models.evaluation.listening import DEFAULT, continue_phrase
+
+
+    class Engine:  # records what each bar was asked
+        meter = TimeSignature(4, 4)
+        asked: list = []
+
+        def prime(self, notes, bars=None):
+            pass
+
+        def generate_bar(self, capsule, overrides, rng=None):
+            self.asked.append(overrides)
+            return []
+
+    engine = Engine()
+    rng = np.random.default_rng(0)
+    continue_phrase(engine, [], 4, Capsule.of(Quadrant.Q3), 2, DEFAULT, rng, guidance=1.0)
+    continue_phrase(engine, [], 4, Capsule.of(Quadrant.Q3), 1, 3, rng)
+    assert [(o.guidance, o.candidates) for o in engine.asked] == [(1.0, None), (1.0, None), (None, 3)]
+    with pytest.raises(ConfigError, match="guidance"):
+        ListenConfig(guidance=0.5)
