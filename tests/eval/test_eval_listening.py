@@ -118,7 +118,9 @@ def test_a_listening_run_can_ask_one_guidance_scale():
 
     class Engine:  # records what each bar was asked
         meter = TimeSignature(4, 4)
-        asked: list = []
+
+        def __init__(self):
+            self.asked = []
 
         def prime(self, notes, bars=None):
             pass
