@@ -13,7 +13,8 @@ projection and, with per-block capsules, each block's) start at zero: at
 ``s = 1`` it starts as exactly the teacher's conditioned row. It learns from
 the teacher on the teacher's own training data (its checkpoint names it; a
 MIDI folder can stand in): for each example a capsule (its quadrant, or a mix
-of it and another, as the knob makes them), a scale drawn in [1, max_scale],
+of it and another, as the knob makes them), a scale drawn in [1, 2] (where the
+default 1.5 lies) or in [1, max_scale],
 and the loss ``KL(teacher guided || student)`` per token. Validation reports
 that KL at fixed scales. Checkpoints go to ``out/last`` (with the optimizer,
 for ``--resume``) and ``out/best``; their ``distill`` section says what the
@@ -62,6 +63,8 @@ class DistillConfig:
     grad_clip: float = 1.0
     max_scale: float = 5.0  # the daemon's guidance CC reaches 5 (daemon/controls.py: GUIDANCE_RANGE)
     mix_share: float = 0.5  # examples whose capsule mixes their quadrant with another
+    low_share: float = 0.5  # examples whose scale is drawn in [1, 2], where the default (1.5) lies
+    dropout: float = 0.0  # the student's (its targets, the teacher's, have none)
     eval_every: int = 100
     eval_examples: int = 128
     seed: int = 1234
@@ -82,16 +85,18 @@ class DistillConfig:
             raise ConfigError("steps, batch, eval_every and eval_examples must be >= 1")
         if not self.max_scale > 1.0:
             raise ConfigError(f"max_scale must be above 1 (no guidance), got {self.max_scale}")
-        if not 0.0 <= self.mix_share <= 1.0:
-            raise ConfigError(f"mix_share must be in [0, 1], got {self.mix_share}")
+        for name in ("mix_share", "low_share", "dropout"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if not 0 < self.min_lr <= self.lr:
             raise ConfigError(f"need 0 < min_lr <= lr, got {self.min_lr} and {self.lr}")
 
 
-def student_of(teacher: EmotionTransformer) -> EmotionTransformer:
+def student_of(teacher: EmotionTransformer, dropout: float | None = None) -> EmotionTransformer:
     """The teacher's network with one more capsule channel whose embeddings are zero (a copy; the teacher is
-    left as it is)."""
-    cfg = replace(teacher.cfg, n_cond=teacher.cfg.n_cond + 1)
+    left as it is), with ``dropout`` (None: the teacher's)."""
+    cfg = replace(teacher.cfg, n_cond=teacher.cfg.n_cond + 1,
+                  dropout=teacher.cfg.dropout if dropout is None else dropout)
     student = EmotionTransformer(cfg)
     state = {k: v.clone() for k, v in teacher.state_dict().items()}
     weight = state["cond.weight"]  # (C, n_cond)
@@ -193,7 +198,7 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
     if not data.train or not data.valid:
         raise ConfigError(f"need training and validation pieces; got {len(data.train)} and {len(data.valid)}")
 
-    student = student_of(teacher)
+    student = student_of(teacher, cfg.dropout)
     optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
     step, best = 0, float("inf")
     history: list[dict] = []
@@ -229,7 +234,9 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
         indices = draw_indices(rng, weights, lengths, cfg.batch)
         inputs, targets, quadrants = make_batch(data.train, indices, vocab, rng, train_cfg)
         capsule = capsules(quadrants, rng, cfg.mix_share)
-        scale = torch.from_numpy(rng.uniform(1.0, cfg.max_scale, len(indices)).astype(np.float32))
+        low = rng.random(len(indices)) < cfg.low_share
+        scale = torch.from_numpy(np.where(low, rng.uniform(1.0, 2.0, len(indices)),
+                                          rng.uniform(1.0, cfg.max_scale, len(indices))).astype(np.float32))
         mask = (targets != -100).float()
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, cfg)
