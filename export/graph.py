@@ -118,16 +118,19 @@ ATTENTIONS = ("matmul", "gqa")
 
 
 def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = None, *,
-                attention: str = "matmul") -> onnx.ModelProto:
-    """The ONNX model of ``model`` (fp32) with the I/O contract of ``attention`` in the module docstring."""
+                attention: str = "matmul", rows: int = ROWS) -> onnx.ModelProto:
+    """The ONNX model of ``model`` (fp32) with the I/O contract of ``attention`` in the module docstring, running
+    ``rows`` capsules at once (1: a model that needs no unconditioned row, such as a guidance-distilled one)."""
     if attention not in ATTENTIONS:
         raise ValueError(f"attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}")
+    if rows < 1:
+        raise ValueError(f"a graph runs at least one row, got {rows}")
     cfg = model.cfg
     sd = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
     b = _Builder()
     H, hs, C = cfg.n_head, cfg.head_dim, cfg.d_model
     KV = cfg.kv_heads  # key/value heads per row (grouped-query attention when fewer than H)
-    R, L = ROWS, cfg.n_layer
+    R, L = rows, cfg.n_layer
     matmul = attention == "matmul"
     # The hidden states are (R, S, C) for the MatMul attention (a row's queries are then already the rows of
     # its products) and (S, R, C) for GroupQueryAttention (its (1, S, R*C) sequence of R*H heads, no copy).
@@ -208,29 +211,29 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
 
     f32, i64, i32 = TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32
     inputs = [
-        helper.make_tensor_value_info("tokens", i64, [ROWS, "sequence"]),
-        helper.make_tensor_value_info("cond", f32, [ROWS, cfg.n_cond]),
+        helper.make_tensor_value_info("tokens", i64, [R, "sequence"]),
+        helper.make_tensor_value_info("cond", f32, [R, cfg.n_cond]),
         helper.make_tensor_value_info("position_ids", i64, [1, "sequence"]),
     ]
-    outputs = [helper.make_tensor_value_info("logits", f32, [ROWS, "sequence", cfg.vocab_size])]
+    outputs = [helper.make_tensor_value_info("logits", f32, [R, "sequence", cfg.vocab_size])]
     if matmul:
         inputs += [helper.make_tensor_value_info("attention_bias", f32, ["query_rows", "slots_and_sequence"]),
                    helper.make_tensor_value_info("attention_split", i64, [2])]
         for i in range(L):
-            inputs += [helper.make_tensor_value_info(f"past_key_values.{i}.key", f32, [ROWS * KV, hs, "slots"]),
-                       helper.make_tensor_value_info(f"past_key_values.{i}.value", f32, [ROWS * KV, "slots", hs])]
-        outputs.append(helper.make_tensor_value_info("present", f32, [2 * L * ROWS * KV, "sequence", hs]))
+            inputs += [helper.make_tensor_value_info(f"past_key_values.{i}.key", f32, [R * KV, hs, "slots"]),
+                       helper.make_tensor_value_info(f"past_key_values.{i}.value", f32, [R * KV, "slots", hs])]
+        outputs.append(helper.make_tensor_value_info("present", f32, [2 * L * R * KV, "sequence", hs]))
     else:
         inputs += [
             helper.make_tensor_value_info("attention_bias", f32, [1, 1, "sequence", "total_sequence_length"]),
             helper.make_tensor_value_info("seqlens_k", i32, [1]),
             helper.make_tensor_value_info("total_sequence_length", i32, []),
         ]
-        kv_shape = [1, ROWS * KV, "max_sequence", hs]
+        kv_shape = [1, R * KV, "max_sequence", hs]
         for i in range(L):
             for kind in ("key", "value"):
                 inputs.append(helper.make_tensor_value_info(f"past_key_values.{i}.{kind}", f32, kv_shape))
-                present_shape = [1, ROWS * KV, "present_sequence", hs]
+                present_shape = [1, R * KV, "present_sequence", hs]
                 outputs.append(helper.make_tensor_value_info(f"present.{i}.{kind}", f32, present_shape))
     graph = helper.make_graph(b.nodes, "affetto", inputs, outputs, initializer=b.inits)
     onnx_model = helper.make_model(

@@ -129,3 +129,34 @@ def test_int8_kv_cache_export_decodes_near_fp32(tiny_checkpoint, tmp_path):
                                         np.random.default_rng(0))
     engine.vocab.check(tokens, engine.bar_steps)
     assert np.abs(engine.cache.host_buffers()[0][:, :, : engine.cache.cached]).max() > 0  # keys written, in int8
+
+
+@pytest.mark.parametrize("attention", ["matmul", "gqa"])
+def test_a_graph_of_one_row_runs_the_first_row_of_two(tiny_checkpoint, attention):
+    """A graph with one row (what a guidance-distilled model needs) passes parity row by row, and the engine's
+    cache runs it: its logits are the two-row graph's first row under the same capsule."""
+    from affetto.export.graph import build_graph
+    from affetto.export.parity import session
+    from affetto.runtime.session import CachedSession, cache_shape, graph_rows
+
+    model, meta = load_checkpoint(tiny_checkpoint)
+    one, two = (build_graph(model, attention=attention, rows=r) for r in (1, 2))
+    seqs, cond = grammar_walks(Vocabulary(), 2, 40, seed=7)
+    report = check_parity(one.SerializeToString(), model, np.stack(seqs), cond)
+    assert report.passed(atol=1e-4) and report.tokens == 80, str(report)
+    shape = {**cache_shape(model.cfg.to_dict()), "max_len": model.cfg.max_len, "vocab_size": model.cfg.vocab_size,
+             "bos": int(seqs[0][0])}
+    caches = [CachedSession(session(g.SerializeToString()), **shape) for g in (one, two)]
+    assert [graph_rows(c.session) for c in caches] == [1, 2]
+    capsule = tuple(float(w) for w in cond[0])
+    caches[0].condition((capsule,))
+    caches[1].condition((capsule, (0.0, 0.0, 0.0, 0.0)))
+    for cache in caches:
+        cache.reset([int(t) for t in seqs[0][:20]])
+        cache.prefill()
+    for token in seqs[0][20:30]:
+        for cache in caches:
+            cache.feed([int(token)])
+        np.testing.assert_allclose(caches[0].logits[0], caches[1].logits[0], atol=1e-5)
+    with pytest.raises(ValueError, match="at least one row"):
+        build_graph(model, rows=0)
