@@ -139,7 +139,7 @@ def test_a_graph_of_one_row_runs_the_first_row_of_two(tiny_checkpoint, attention
     from affetto.export.parity import session
     from affetto.runtime.session import CachedSession, cache_shape, graph_rows
 
-    model, meta = load_checkpoint(tiny_checkpoint)
+    model, _ = load_checkpoint(tiny_checkpoint)
     one, two = (build_graph(model, attention=attention, rows=r) for r in (1, 2))
     seqs, cond = grammar_walks(Vocabulary(), 2, 40, seed=7)
     report = check_parity(one.SerializeToString(), model, np.stack(seqs), cond)
