@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -42,7 +41,7 @@ import torch.nn.functional as F
 import affetto
 from affetto.errors import ConfigError
 from affetto.models.checkpoint import checkpoint_paths, load_checkpoint, read_meta, save_checkpoint
-from affetto.models.train import TrainConfig, draw_indices, example_weights, load_data, make_batch
+from affetto.models.train import TrainConfig, cosine_lr, draw_indices, example_weights, load_data, make_batch
 from affetto.models.transformer import EmotionTransformer
 from affetto.tokens.vocab import Vocabulary
 
@@ -148,10 +147,7 @@ def distill_loss(student: EmotionTransformer, teacher: EmotionTransformer, input
 
 
 def lr_at(step: int, cfg: DistillConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+    return cosine_lr(step, lr=cfg.lr, min_lr=cfg.min_lr, warmup=cfg.warmup, steps=cfg.steps)
 
 
 @torch.no_grad()

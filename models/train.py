@@ -208,11 +208,16 @@ def draw_indices(rng: np.random.Generator, weights: np.ndarray, lengths: np.ndar
     return pool[k * batch : (k + 1) * batch]
 
 
+def cosine_lr(step: int, *, lr: float, min_lr: float, warmup: int, steps: int) -> float:
+    """Linear warmup over ``warmup`` steps, then a cosine from ``lr`` down to ``min_lr`` at ``steps``."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * progress))
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    progress = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
-    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+    return cosine_lr(step, lr=cfg.lr, min_lr=cfg.min_lr, warmup=cfg.warmup, steps=cfg.steps)
 
 
 @torch.no_grad()
