@@ -212,6 +212,7 @@ class CachedSession:
         self._steps: dict[int, _StepBuffers] = {}
         self._bound = 0  # the width whose buffers are bound (0: none)
         self.stats = stats if stats is not None else {}
+        self._zeros = np.zeros(max_len, np.float32)  # a token that sees every slot before it, viewed to its length
         self._kv: _MatMulCache | _SharedCache
         if self.attention == "matmul":
             if heads is None or heads % kv_heads:
@@ -359,12 +360,12 @@ class CachedSession:
         new = self._context[start : None if limit is None else start + max(limit, 1)]
         if not new:
             return 0
-        chunk = PREFILL_CHUNK if self.attention == "matmul" else len(new)
+        chunk = self._kv.prefill_chunk or len(new)
         for first in range(start, start + len(new), chunk):
             part = new[first - start : first - start + chunk]
             total = first + len(part)
             self._reserve(total)
-            visible = self._kv.zeros(total)[None].repeat(len(part), axis=0)  # causality is added by the run
+            visible = self._zeros[None, :total].repeat(len(part), axis=0)  # causality is added by the run
             logits = self._run(np.asarray(part), np.arange(first, total), visible, total)
             self._cached = total
         self._last[:] = logits[:, -1]
@@ -381,7 +382,7 @@ class CachedSession:
         self._stale = True
         if len(tokens) == 1 and self._cached == len(self._context) - 1:  # the hot path: one token, no prefill
             total = self._cached + 1
-            logits = self._run(np.asarray(tokens), np.array([self._cached]), self._kv.zeros(total)[None], total)
+            logits = self._run(np.asarray(tokens), np.array([self._cached]), self._zeros[None, :total], total)
             self._last[:] = logits[:, 0]
             self._cached, self._stale = total, False
             self.count("tokens", 1)
@@ -481,6 +482,8 @@ class _SharedCache:
     """GroupQueryAttention's cache: one buffer of slots per layer and tensor, (1, N, slots, head_dim), bound as
     both the past input and the present output, which the op writes in place."""
 
+    prefill_chunk = 0  # a prefill reads every new token in one run
+
     def __init__(self, io: ort.IOBinding, heads: int, n_layer: int, head_dim: int, dtype: type[np.generic],
                  device: str) -> None:
         self.io, self.heads, self.n_layer, self.head_dim = io, heads, n_layer, head_dim
@@ -488,7 +491,6 @@ class _SharedCache:
         self.buffers: list[np.ndarray] = []
         self.values: list[ort.OrtValue] = []
         self.slots = 0
-        self._zeros = np.zeros(0, np.float32)
         self._seqlens = np.zeros(1, np.int32)
         self._total = np.zeros((), np.int32)
         io.bind_ortvalue_input("seqlens_k", ort.OrtValue.ortvalue_from_numpy(self._seqlens))
@@ -512,7 +514,6 @@ class _SharedCache:
                 self.io.bind_ortvalue_input(f"past_key_values.{i}.{kind}", values[2 * i + j])
                 self.io.bind_ortvalue_output(f"present.{i}.{kind}", values[2 * i + j])
         self.buffers, self.values, self.slots = buffers, values, slots
-        self._zeros = np.zeros(slots, np.float32)
 
     def host_buffers(self) -> list[np.ndarray]:
         if self.device == "cpu":
@@ -524,10 +525,6 @@ class _SharedCache:
             buffer[:, :, start : start + len(index)] = buffer[:, :, index]  # the gather copies first
             if self.device != "cpu":
                 value.update_inplace(buffer)
-
-    def zeros(self, total: int) -> np.ndarray:
-        """(total,) zeros: a token that sees every slot (a view)."""
-        return self._zeros[:total]
 
     def present_shape(self, width: int) -> None:
         return None
@@ -551,6 +548,8 @@ class _MatMulCache:
     for the session's life, so that the copy lands in memory already paged in (fresh pages cost ten
     times the copy)."""
 
+    prefill_chunk = PREFILL_CHUNK
+
     def __init__(self, io: ort.IOBinding, heads: int, group: int, n_layer: int, head_dim: int, max_len: int) -> None:
         self.io, self.heads, self.group, self.n_layer, self.head_dim = io, heads, group, n_layer, head_dim
         self._per_slot = n_layer * heads * head_dim  # floats of keys (or values) a slot
@@ -559,7 +558,6 @@ class _MatMulCache:
         self.keys = np.zeros((n_layer, heads, head_dim, 0), np.float32)
         self.values = np.zeros((n_layer, heads, 0, head_dim), np.float32)
         self.bound = -1
-        self._zeros = np.zeros(max_len, np.float32)
         self._split = np.zeros(2, np.int64)  # (bound, S)
         self._lower: dict[int, np.ndarray] = {}  # causality within a step of S tokens
         io.bind_ortvalue_input("attention_split", ort.OrtValue.ortvalue_from_numpy(self._split))
@@ -602,17 +600,13 @@ class _MatMulCache:
         self.keys[..., start:end] = self.keys[..., index]
         self.values[:, :, start:end] = self.values[:, :, index]
 
-    def zeros(self, total: int) -> np.ndarray:
-        return self._zeros[:total]
-
     def present_shape(self, width: int) -> tuple[int, int, int]:
         return (2 * self.n_layer * self.heads, width, self.head_dim)
 
     def before_run(self, visible: np.ndarray, total: int) -> None:
         S = visible.shape[0]
         first = total - S
-        if not first <= self.bound < first + BLOCK + SHRINK:
-            self._fit(first)
+        self._fit(first)
         bound = self.bound
         bias = np.empty((S, bound + S), np.float32)
         bias[:, :first] = visible[:, :first]
@@ -631,8 +625,7 @@ class _MatMulCache:
         assert present is not None
         S = present.shape[1]
         first = total - S
-        if total > self.bound:
-            self._fit(total)
+        self._fit(total)
         step = present.reshape(self.n_layer, 2, self.heads, S, self.head_dim)
         self.keys[..., first:total] = step[:, 0].transpose(0, 1, 3, 2)
         self.values[:, :, first:total] = step[:, 1]
