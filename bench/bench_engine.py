@@ -212,12 +212,8 @@ def quantized_copy(model_path: Path, folder: Path, checkpoint: Path | None = Non
     if manifest.get("dtype") == "int8":
         return model_path, "the model itself"
     if checkpoint is not None:
-        try:
-            from affetto.export.export import export_checkpoint
-        except ImportError:
-            return None
-        export_checkpoint(checkpoint, folder / "int8.onnx", int8=True, check=False)
-        return folder / "int8.onnx", "affetto export --int8 of the checkpoint"
+        result = exported(checkpoint, folder / "int8.onnx", int8=True)
+        return None if result is None else (result.path, "affetto export --int8 of the checkpoint")
     shipped = default_model_path("int8")
     if model_path.resolve() == default_model_path("fp32").resolve() and shipped.exists():
         return shipped, "the shipped int8 model"
@@ -233,24 +229,14 @@ def quantized_copy(model_path: Path, folder: Path, checkpoint: Path | None = Non
     return out, "dynamic quantisation of the file (no checkpoint to calibrate on)"
 
 
-def kv_int8_copy(checkpoint: Path, folder: Path) -> tuple[Path, dict] | None:
-    """The checkpoint exported with an int8 KV cache (``affetto export --kv-int8``) and its agreement."""
+def exported(checkpoint: Path, out: Path, **options):
+    """``checkpoint`` exported to ``out`` with ``options`` of ``export_checkpoint`` (no parity check): its
+    :class:`ExportResult`, or None without the train extra."""
     try:
         from affetto.export.export import export_checkpoint
     except ImportError:
         return None
-    result = export_checkpoint(checkpoint, folder / "kv8.onnx", kv_int8=True, check=False)
-    return result.path, result.kv_int8 or {}
-
-
-def gqa_int8_copy(checkpoint: Path, folder: Path) -> Path | None:
-    """The checkpoint exported in int8 with GroupQueryAttention (``affetto export --int8 --attention gqa``):
-    the default's weights with the attention the engine ran before the MatMul one."""
-    try:
-        from affetto.export.export import export_checkpoint
-    except ImportError:
-        return None
-    return export_checkpoint(checkpoint, folder / "gqa-int8.onnx", int8=True, attention="gqa", check=False).path
+    return export_checkpoint(checkpoint, out, check=False, **options)
 
 
 def _cells(fn: Callable[[int, int], list[float]], columns, table: dict, name: str) -> str:
@@ -314,7 +300,8 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
     echo(f"affetto bench: {model_path.name}, one CPU thread, {repeat} steps per cell, {bars} bars per row")
     tmp = tempfile.TemporaryDirectory()
     folder = Path(tmp.name)
-    kv8 = kv_int8_copy(checkpoint, folder) if checkpoint is not None else None
+    kv8_result = exported(checkpoint, folder / "kv8.onnx", kv_int8=True) if checkpoint is not None else None
+    kv8 = None if kv8_result is None else (kv8_result.path, kv8_result.kv_int8 or {})
     if kv8 is not None:
         agree = results["kv_int8_agreement"] = kv8[1]
         echo(f"int8 KV cache (affetto export --kv-int8): top-1 agreement with fp32 {100 * agree['top1_agreement']:.2f}%"
@@ -326,7 +313,9 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
         echo(f"int8 weights ({int8[1]})" + (f": top-1 agreement with fp32 {100 * agree['top1_agreement']:.2f}% over "
                                            f"{agree['tokens']} tokens, largest logit difference "
                                            f"{agree['max_logit_diff']:.3f}" if agree else ""))
-    gqa8 = gqa_int8_copy(checkpoint, folder) if checkpoint is not None else None
+    # int8 with GroupQueryAttention (affetto export --int8 --attention gqa): the attention before the MatMul one
+    gqa8_result = exported(checkpoint, folder / "gqa-int8.onnx", int8=True, attention="gqa") if checkpoint else None
+    gqa8 = None if gqa8_result is None else gqa8_result.path
     if gqa8 is not None:
         echo(f"{GQA8} (affetto export --int8 --attention gqa of the checkpoint): the attention before the MatMul one")
     table = step_tables(model_path, checkpoint, repeat, echo, int8[0] if int8 else None, kv8[0] if kv8 else None,

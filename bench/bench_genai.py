@@ -197,24 +197,20 @@ class GraphCell:
 
 # ---- graph variants ----------------------------------------------------------------------------
 def gqa_reference(model_path: Path, out: Path, checkpoint: Path | None = None) -> Path:
-    """The model at ``model_path`` written with GroupQueryAttention: itself when it is, else built from
-    ``checkpoint`` (default: the checkpoint beside the ``.onnx``, as the shipped model has it)."""
-    import onnx
-
-    from affetto.export.graph import build_graph
-    from affetto.models.checkpoint import load_checkpoint
+    """The model at ``model_path`` written with GroupQueryAttention: itself when it is, else its ``checkpoint``
+    (default: the one beside the ``.onnx``, as the shipped model has it) exported with ``--attention gqa``."""
+    from affetto.errors import ModelFileError
+    from affetto.export.export import export_checkpoint
     from affetto.runtime.session import graph_attention, open_session
 
     if graph_attention(open_session(model_path, threads=1)) == "gqa":
         return model_path
     source = checkpoint or model_path.with_suffix("")
     try:
-        model, _ = load_checkpoint(source)
-    except FileNotFoundError:
-        raise SystemExit(f"{model_path} has the MatMul attention; its GroupQueryAttention variants are built from its "
-                         f"checkpoint, and {source} has none") from None
-    onnx.save(build_graph(model.eval(), attention="gqa"), out)
-    return out
+        return export_checkpoint(source, out, attention="gqa", check=False).path
+    except ModelFileError as err:
+        raise SystemExit(f"{model_path} has the MatMul attention; its GroupQueryAttention variants are built from "
+                         f"its checkpoint: {err}") from None
 
 
 def int8_kv_graph(model_path: Path, out: Path, calibration: list[list[np.ndarray]]) -> Path:

@@ -231,7 +231,8 @@ def export_checkpoint(
     if kv_int8 and attention not in (None, "gqa"):
         raise ConfigError(f"an int8 KV cache is GroupQueryAttention's: not possible with attention={attention!r}")
     attention = "gqa" if kv_int8 else attention
-    fp32 = family.graph(model) if attention is None else family.graph(model, attention=attention)
+    lead_options = {} if attention is None else {"attention": attention}  # other families take none
+    fp32 = family.graph(model, **lead_options)
     onnx.checker.check_model(fp32, full_check=True)
     fp32_bytes = fp32.SerializeToString()
     parity = None
@@ -259,9 +260,7 @@ def export_checkpoint(
 
             length = min(model.cfg.max_len, CALIBRATION_LENGTH)  # type: ignore[attr-defined]  # the lead's config
             calibration = sample_sequences(meta, vocab, count=CALIBRATION_SEQUENCES, length=length, seed=3)
-            feeds = (family.calibration(model, *calibration) if attention is None
-                     else family.calibration(model, *calibration, attention=attention))
-            final = quantize_int8(fp32, feeds)
+            final = quantize_int8(fp32, family.calibration(model, *calibration, **lead_options))
             method = f"{METHOD}; calibrated on {len(calibration[0])} validation sequences"
         else:
             final = quantize_int8(fp32)
