@@ -208,7 +208,8 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
     weights = example_weights(data.train, train_cfg.balance, train_cfg.transition_share)
     lengths = np.array([len(e.tokens) for e in data.train])
     valid = data.valid[:: max(1, len(data.valid) // cfg.eval_examples)][: cfg.eval_examples]
-    channel = {"index": 4, "meaning": "guidance scale s as (s - 1) / (max_scale - 1)", "max_scale": cfg.max_scale}
+    channel = {"index": teacher.cfg.n_cond, "meaning": "guidance scale s as (s - 1) / (max_scale - 1)",
+               "max_scale": cfg.max_scale}
     meta_base: dict[str, Any] = {key: teacher_meta[key] for key in ("vocab", "judge", "train", "data_summary")
                                  if key in teacher_meta}
     meta_base |= {"affetto": affetto.__version__, "torch": str(torch.__version__)}
