@@ -27,6 +27,7 @@ import onnx
 from affetto.analysis.emotion import Quadrant
 from affetto.errors import ConfigError, ModelFileError
 from affetto.export.families import get_family
+from affetto.export.graph import ROWS
 from affetto.export.parity import FP32_ATOL, ParityReport
 from affetto.manifest import METADATA_KEY, graph_hash, read_manifest
 from affetto.models.checkpoint import load_checkpoint
@@ -128,6 +129,21 @@ def grammar_walks(
     return seqs, cond
 
 
+def with_guidance(sequences: tuple[list[np.ndarray], np.ndarray],
+                  channel: dict | None) -> tuple[list[np.ndarray], np.ndarray]:
+    """Checks' sequences with capsules as a guidance-distilled model takes them: the quadrants' weights and
+    the guidance channel at the default scale (``channel`` None, or capsules that already have it: as
+    they are)."""
+    seqs, cond = sequences
+    if channel is None or cond.shape[1] > int(channel["index"]):
+        return sequences
+    from affetto.runtime.sampling import DEFAULT_SAMPLING
+    from affetto.runtime.session import guidance_value
+
+    value = guidance_value(DEFAULT_SAMPLING.guidance, float(channel["max_scale"]))
+    return seqs, np.concatenate([cond, np.full((len(cond), 1), value, np.float32)], axis=1)
+
+
 def with_manifest(model: onnx.ModelProto, manifest: dict) -> onnx.ModelProto:
     """Store ``manifest`` in the model's metadata, stamped with the hash of its graph as it is now."""
     manifest = dict(manifest, content_hash=graph_hash(model.graph.SerializeToString()))
@@ -142,16 +158,16 @@ KV_MARGIN = 1.1  # scales leave room above the largest magnitude calibration saw
 
 
 def calibrate_kv(model_bytes: bytes, model: Any, sequences: list[np.ndarray], cond: np.ndarray,
-                 margin: float = KV_MARGIN) -> list[tuple[np.ndarray, np.ndarray]]:
+                 margin: float = KV_MARGIN, *, rows: int = ROWS) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per layer, the key and the value scale of an int8 cache: each channel's largest magnitude over the
-    ``sequences`` (read whole, the capsule in one row and none in the other, as the engine runs them),
-    times ``margin``, over 127."""
+    ``sequences`` (read whole as the engine runs them: with two ``rows``, the capsule in one and none in the
+    other), times ``margin``, over 127."""
     from affetto.export.parity import calibration_feeds, session
 
     cfg = model.cfg
     sess = session(model_bytes)
     amax: list[np.ndarray] = []
-    for feeds in calibration_feeds(model, sequences, cond, attention="gqa"):
+    for feeds in calibration_feeds(model, sequences, cond, attention="gqa", rows=rows):
         presents = sess.run(None, feeds)[1:]  # (1, R*KV, T, hs), key and value
         seen = [np.abs(p).max(axis=(0, 2)) for p in presents]  # (R*KV, hs) per tensor
         amax = seen if not amax else [np.maximum(a, b) for a, b in zip(amax, seen)]
@@ -231,13 +247,24 @@ def export_checkpoint(
     if kv_int8 and attention not in (None, "gqa"):
         raise ConfigError(f"an int8 KV cache is GroupQueryAttention's: not possible with attention={attention!r}")
     attention = "gqa" if kv_int8 else attention
-    lead_options = {} if attention is None else {"attention": attention}  # other families take none
+    from affetto.export.manifest import guidance_channel
+
+    channel = guidance_channel(meta)  # a guidance-distilled model: one row, guidance in its capsule
+    lead_options: dict[str, Any] = {} if attention is None else {"attention": attention}  # other families take none
+    if channel is not None:
+        lead_options["rows"] = 1
+
+    def sample(**options: Any) -> tuple[list[np.ndarray], np.ndarray]:
+        return with_guidance(sample_sequences(meta, vocab, **options), channel)
+
+    if sequences is not None:
+        sequences = with_guidance(sequences, channel)
     fp32 = family.graph(model, **lead_options)
     onnx.checker.check_model(fp32, full_check=True)
     fp32_bytes = fp32.SerializeToString()
     parity = None
     if check:
-        sequences = sequences or sample_sequences(meta, vocab)
+        sequences = sequences or sample()
         seqs, cond = sequences
         width = min(len(s) for s in seqs)
         batch = np.stack([s[:width] for s in seqs[:2]])
@@ -254,12 +281,12 @@ def export_checkpoint(
     result_int8 = None
     final = fp32
     if int8:
-        sequences = sequences or sample_sequences(meta, vocab)  # drawn once: the check's when it ran
+        sequences = sequences or sample()  # drawn once: the check's when it ran
         if family.calibration is not None:
             from affetto.export.quantize import METHOD
 
             length = min(model.cfg.max_len, CALIBRATION_LENGTH)  # type: ignore[attr-defined]  # the lead's config
-            calibration = sample_sequences(meta, vocab, count=CALIBRATION_SEQUENCES, length=length, seed=3)
+            calibration = sample(count=CALIBRATION_SEQUENCES, length=length, seed=3)
             final = quantize_int8(fp32, family.calibration(model, *calibration, **lead_options))
             method = f"{METHOD}; calibrated on {len(calibration[0])} validation sequences"
         else:
@@ -273,10 +300,10 @@ def export_checkpoint(
         from affetto.export.parity import decode_agreement
 
         max_len = int(model.cfg.max_len)  # type: ignore[attr-defined]  # the lead family's config has it
-        long_seqs, long_cond = sample_sequences(meta, vocab, length=max_len, seed=1)
-        scales = calibrate_kv(fp32_bytes, model, long_seqs, long_cond)
+        long_seqs, long_cond = sample(length=max_len, seed=1)
+        scales = calibrate_kv(fp32_bytes, model, long_seqs, long_cond, rows=lead_options.get("rows", ROWS))
         final = with_int8_kv(final, scales)
-        check_seqs, check_cond = sample_sequences(meta, vocab, count=2, length=max_len, seed=2)  # not calibrated on
+        check_seqs, check_cond = sample(count=2, length=max_len, seed=2)  # not calibrated on
         result_kv = decode_agreement(fp32_bytes, final.SerializeToString(), model, check_seqs, check_cond)
         manifest["kv_cache"] = {**manifest.get("kv_cache", {}), "dtype": "int8",
                                 "scales": f"per channel, calibrated on {len(long_seqs)} validation sequences "

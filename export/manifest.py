@@ -23,25 +23,45 @@ MATMUL_LAYOUT = "engine-written, keys transposed, bound at the used length"
 GQA_LAYOUT = "shared-buffer, guidance rows as heads"
 
 
+def guidance_channel(meta: dict) -> dict | None:
+    """The capsule channel a guidance-distilled checkpoint (``affetto distill``) takes its guidance scale in,
+    as its ``distill`` section names it (``index``, ``max_scale``, ``meaning``); None for any other model.
+
+    Such a model runs one row per candidate (guidance is in the row); any other runs two (the capsule's
+    and the unconditioned one, mixed)."""
+    channel = (meta.get("distill") or {}).get("channel")
+    return dict(channel) if channel else None
+
+
+def graph_rows(meta: dict) -> int:
+    """The rows the checkpoint's graph runs at once: one for a guidance-distilled model, else ``ROWS``."""
+    return 1 if guidance_channel(meta) else ROWS
+
+
 def build_manifest(model: EmotionTransformer, meta: dict, dtype: str) -> dict[str, Any]:
     train = meta.get("train", {})
     dropout = float(train.get("cond_dropout", 0.0))
+    channel = guidance_channel(meta)
+    distill_config = (meta.get("distill") or {}).get("config") or {}  # a distilled model is named by its run
+    conditioning: dict[str, Any] = {
+        "quadrants": [f"{q.name} {q.mood}" for q in Quadrant],
+        "cond_dropout": dropout,
+        "guidance_ready": dropout > 0 or channel is not None,
+    }
+    if channel is not None:
+        conditioning["guidance_channel"] = channel
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "name": Path(str(train.get("out", "model"))).name,
+        "name": Path(str(distill_config.get("out") or train.get("out", "model"))).name,
         "dtype": dtype,
         "vocab": meta["vocab"],
         "grid": {"steps_per_beat": meta["vocab"]["steps_per_beat"]},
         "model": model.cfg.to_dict(),
         "kv_cache": {"layout": MATMUL_LAYOUT, "op": "MatMul",
-                     "max_len": model.cfg.max_len, "rows": ROWS, "heads": model.cfg.kv_heads,
+                     "max_len": model.cfg.max_len, "rows": graph_rows(meta), "heads": model.cfg.kv_heads,
                      "head_size": model.cfg.head_dim},
-        "conditioning": {
-            "quadrants": [f"{q.name} {q.mood}" for q in Quadrant],
-            "cond_dropout": dropout,
-            "guidance_ready": dropout > 0,
-        },
+        "conditioning": conditioning,
         "judge": meta.get("judge", {}),
         "training": {
             "data": meta.get("data_summary", {}),

@@ -68,12 +68,15 @@ def _feeds(tokens: np.ndarray, cond: np.ndarray, past: list[np.ndarray] | None, 
 
 
 def calibration_feeds(model: EmotionTransformer, sequences: list[np.ndarray], cond: np.ndarray,
-                      attention: str = "matmul"):
+                      attention: str = "matmul", rows: int = 2):
     """Feeds of whole sequences for int8 calibration of the graph with ``attention``: each under its capsule
-    and unconditioned, the engine's two rows."""
+    and, with two ``rows`` (the engine's for guidance), unconditioned; with one (a guidance-distilled model),
+    under its capsule alone."""
+    if rows not in (1, 2):
+        raise ValueError(f"calibration runs the engine's one or two rows, got {rows}")
     for seq, c in zip(sequences, cond):
-        rows = np.stack([c, np.zeros_like(c)]).astype(np.float32)
-        yield _feeds(np.stack([seq, seq]).astype(np.int64), rows, None, model, attention)
+        capsules = np.stack([c, np.zeros_like(c)][:rows]).astype(np.float32)
+        yield _feeds(np.stack([seq] * rows).astype(np.int64), capsules, None, model, attention)
 
 
 def run_full(sess: ort.InferenceSession, model: EmotionTransformer, tokens: np.ndarray, cond: np.ndarray):
@@ -184,9 +187,9 @@ def decode_agreement(reference_bytes: bytes, other_bytes: bytes, model: Any,
                      sequences: list[np.ndarray], cond: np.ndarray, prefix: int = 32) -> dict[str, float]:
     """Top-1 agreement and max logit difference of two graphs decoding through the engine's own cache.
 
-    Each sequence's first ``prefix`` tokens are read in one run, the rest one token at a time, both
-    rows (the capsule and the unconditioned one) compared at every token: the way a graph whose
-    cache differs (an int8 KV cache) is used, and where its error builds up.
+    Each sequence's first ``prefix`` tokens are read in one run, the rest one token at a time, every
+    row (the capsule and, in a graph of two, the unconditioned one) compared at every token: the way a
+    graph whose cache differs (an int8 KV cache) is used, and where its error builds up.
     """
     cfg = model.cfg
     sessions = [session(reference_bytes), session(other_bytes)]
@@ -197,7 +200,7 @@ def decode_agreement(reference_bytes: bytes, other_bytes: bytes, model: Any,
     max_diff = 0.0
     for seq, c in zip(sequences, cond):
         for cache in caches:
-            cache.condition((tuple(float(w) for w in c), (0.0,) * len(c)))
+            cache.condition((tuple(float(w) for w in c), (0.0,) * len(c))[: cache.rows])
             cache.reset([int(t) for t in seq[:prefix]])
             cache.prefill()
         for t in [None, *seq[prefix:]]:

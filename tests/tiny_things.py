@@ -44,6 +44,28 @@ def make_checkpoint(folder: Path, *, max_len: int = 256, data: str = "nowhere", 
     return path
 
 
+def make_distilled_checkpoint(folder: Path, *, max_scale: float = 5.0) -> Path:
+    """A guidance-distilled checkpoint as ``affetto distill`` saves one: the tiny teacher's network with the
+    guidance channel, here given random embeddings (the scale then changes what the model writes)."""
+    import torch
+
+    from affetto.models.checkpoint import load_checkpoint, save_checkpoint
+    from affetto.models.distill import student_of
+
+    teacher, meta = load_checkpoint(make_checkpoint(folder / "teacher", cond_layers=True))
+    student = student_of(teacher)
+    with torch.no_grad():
+        student.cond.weight[:, -1].normal_(0, 2.0)
+        student.cond_layers[:, -1].normal_(0, 2.0)
+    channel = {"index": teacher.cfg.n_cond, "meaning": "guidance scale s as (s - 1) / (max_scale - 1)",
+               "max_scale": max_scale}
+    meta = {**meta, "distill": {"channel": channel, "teacher": str(folder / "teacher")}}
+    meta.pop("model", None)
+    path = folder / "student"
+    save_checkpoint(path, student, meta)
+    return path
+
+
 def export(checkpoint: Path, out: Path) -> Path:
     """The checkpoint through the real exporter (parity checked on grammar walks)."""
     from affetto.export.export import export_checkpoint, grammar_walks

@@ -20,7 +20,10 @@ The pieces live beside this file: :mod:`.session` (ONNX Runtime, IOBinding,
 the shared KV cache, forks of candidates), :mod:`.decode` (the grammar-masked
 loop), :mod:`.sampling` and :mod:`.policies` (best-of-N, mode following, the
 sliding window). Guidance runs the conditioned and the unconditioned row
-together: the graph always runs both.
+together (the graph always runs both), and mixes their logits; a
+guidance-distilled model (``affetto distill``) runs one row whose capsule
+carries the guidance scale in one more channel, and mixes nothing. A change
+of that scale is then a change of capsule: the context is read again in it.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from affetto.runtime.families import family_of
 from affetto.runtime.plan import PHRASE_BARS, Baseline, EmotionPlan, Levers, model_sampling, plan_bar
 from affetto.runtime.policies import JUDGED_BARS, CandidateJudge, ModeFollower, bars_within, best_of, recent_bars
 from affetto.runtime.sampling import NO_OVERRIDES, SamplingConfig, SamplingOverrides
-from affetto.runtime.session import UNCONDITIONED, CachedSession, cache_shape, open_session
+from affetto.runtime.session import UNCONDITIONED, CachedSession, Rows, cache_shape, guidance_value, open_session
 from affetto.runtime.window import MIN_WINDOW, WINDOW, ReadAhead
 from affetto.tokens.grammar import plan_header
 from affetto.tokens.vocab import Vocabulary
@@ -97,7 +100,10 @@ class Engine:
             raise ConfigError(f"window must be an int >= {MIN_WINDOW} (tokens), or None for the model's whole "
                               f"context, got {window!r}")
         self.context_window = min(window, self.max_len) if window is not None else self.max_len
-        self.guidance_ready = bool(self.manifest.get("conditioning", {}).get("guidance_ready", False))
+        conditioning = self.manifest.get("conditioning") or {}
+        self.guidance_ready = bool(conditioning.get("guidance_ready", False))
+        # a guidance-distilled model: its one row takes the scale in this capsule channel
+        self.guidance_channel: dict | None = conditioning.get("guidance_channel")
         self.meter = meter
         self.bar_steps = self.vocab.grid.steps_per_bar(meter)
         if self.bar_steps > self.vocab.config.max_bar_steps:
@@ -124,6 +130,7 @@ class Engine:
             self.cache = new_cache()
         except ModelFileError as err:
             raise ModelFileError(f"{self.model_path}: {err}") from err
+        self._check_rows()
         self.provider = self.cache.provider
         self.device = self.cache.device
         self.decoder = BarDecoder(self.cache, self.vocab, self.bar_steps, max_notes_per_bar)
@@ -216,7 +223,7 @@ class Engine:
         t0 = time.perf_counter()
         config, capsule = plan.sampling, plan.capsule
         self.match_mode(plan)
-        self.cache.condition(self._rows(capsule))
+        self.cache.condition(self._rows(plan))
         room = self.window.slid(self.cache.context)
         if room is not None:
             ahead = self.window.take(self.cache)  # the window read over the bars before, if it was
@@ -231,7 +238,7 @@ class Engine:
         # however many candidates follow (they branch after them).
         forced = self.decoder.forced(header)
         self.cache.feed([self.vocab.bar, *forced])
-        draw = self.decoder.draw(config.candidates if plan.judged else 1, config, rng, guided=plan.guided,
+        draw = self.decoder.draw(config.candidates if plan.judged else 1, config, rng, guided=self._mixes(plan),
                                  header=header, prefix=forced)
         best = 0
         if plan.judged:
@@ -282,18 +289,45 @@ class Engine:
                     if vocab.pos0 <= context[i] < vocab.pitch0 and context[i] - vocab.pos0 >= first_step),
                    len(context))
         self.cache.rewind(cut)
-        self.cache.condition(self._rows(capsule), reread=False)  # the last kept token runs again in it
+        self.cache.condition(self._rows(plan), reread=False)  # the last kept token runs again in it
         draw = self.decoder.draw(1, plan.sampling.replace(candidates=1), rng or np.random.default_rng(),
-                                 guided=plan.guided, prefix=context[bar + 1 : cut],
+                                 guided=self._mixes(plan), prefix=context[bar + 1 : cut],
                                  first_step=first_step,
                                  opens=opens and first_step < round(length * vocab.config.steps_per_beat))
         draw.keep(0)
         self.stats["partial_bars"] += 1
         return vocab.decode(self.cache.context[bar:], self.meter)
 
-    def _rows(self, capsule: Capsule) -> tuple[tuple[float, ...], ...]:
-        """The capsules of the graph's rows: the asked one, then the unconditioned one guidance needs."""
-        return (capsule.weights, UNCONDITIONED)
+    def _rows(self, plan: EmotionPlan) -> Rows:
+        """The capsules of the graph's rows: the plan's, then the unconditioned one guidance mixes with; a
+        guidance-distilled model's one row, the plan's capsule with its guidance scale (1, none, unguided)."""
+        weights = plan.capsule.weights
+        if self.guidance_channel is None:
+            return (weights, UNCONDITIONED)
+        scale = plan.sampling.guidance if plan.guided else 1.0
+        return ((*weights, guidance_value(scale, float(self.guidance_channel["max_scale"]))),)
+
+    def _mixes(self, plan: EmotionPlan) -> bool:
+        """Whether the decoder mixes two rows' logits for ``plan`` (guidance a distilled model's row holds,
+        it does not)."""
+        return plan.guided and self.guidance_channel is None
+
+    def _check_rows(self) -> None:
+        """The graph's rows and capsule width are those its manifest's conditioning says."""
+        channel = self.guidance_channel
+        width = self.cache.capsule_width
+        try:
+            if channel is None:
+                expected = (2, len(UNCONDITIONED))
+            else:
+                expected = (1, int(channel["index"]) + 1)
+                if not float(channel["max_scale"]) > 1.0:
+                    raise ValueError(f"guidance channel's max_scale must be above 1, got {channel['max_scale']}")
+        except (KeyError, TypeError, ValueError) as err:
+            raise ModelFileError(f"{self.model_path}: the manifest's guidance channel is not usable ({err})") from err
+        if (self.cache.rows, width) != expected:
+            raise ModelFileError(f"{self.model_path}: the graph runs {self.cache.rows} rows of {width} capsule "
+                                 f"weights, its manifest says {expected[0]} of {expected[1]}")
 
     def header_for(self, plan: EmotionPlan) -> dict[int, np.ndarray]:
         """What the next bar's header may say (models whose vocabulary writes meter and controls).

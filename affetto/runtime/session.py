@@ -18,8 +18,10 @@ The cache takes one of two layouts, the graph's (see :mod:`affetto.export.graph`
 
 On the CPU no step copies the cache either way. The graph runs the two
 rows of guidance (the conditioned and the unconditioned capsule) as one
-batch. The session also holds the *context*, the tokens whose keys the
-cache is meant to hold (context token i in slot i);
+batch; a guidance-distilled model's graph runs one row, whose capsule
+carries the guidance scale in one more channel (:func:`guidance_value`).
+The session also holds the *context*, the tokens whose keys the cache is
+meant to hold (context token i in slot i);
 ``cached`` says how many of them it really holds.
 Everything that changes the context goes through the public methods:
 
@@ -98,6 +100,12 @@ def open_session(path: Path, *, threads: int, provider: str = "auto") -> ort.Inf
         log.warning("%s could not be loaded (missing libraries?); running on %s",
                     providers[0], session.get_providers()[0])
     return session
+
+
+def guidance_value(scale: float, max_scale: float) -> float:
+    """A guidance-distilled model's guidance channel for ``scale``: ``(scale - 1) / (max_scale - 1)``, held
+    to [0, 1] (the scales it learnt; below 1, none)."""
+    return min(1.0, max(0.0, (float(scale) - 1.0) / (max_scale - 1.0)))
 
 
 def graph_attention(session: ort.InferenceSession) -> str:
@@ -204,7 +212,8 @@ class CachedSession:
         self._cached = 0  # context tokens whose keys are in the cache (slots 0 .. cached - 1)
         self._stale = True  # ``_last`` is not the logits of the last context token
         self._last = np.zeros((self.rows, vocab_size), np.float32)
-        self._cond = np.zeros((self.rows, 4), np.float32)
+        width = next(i.shape[1] for i in session.get_inputs() if i.name == "cond")
+        self._cond = np.zeros((self.rows, width if isinstance(width, int) else 4), np.float32)
         self._io = session.io_binding()
         self._conditioned = False
         # A step's inputs and outputs live in buffers made once per step width and bound while that width
@@ -227,6 +236,11 @@ class CachedSession:
     def context(self) -> tuple[int, ...]:
         """The context tokens (a copy)."""
         return tuple(self._context)
+
+    @property
+    def capsule_width(self) -> int:
+        """The weights of a row's capsule: 4, or 5 with a guidance-distilled model's guidance channel."""
+        return int(self._cond.shape[1])
 
     @property
     def length(self) -> int:
@@ -268,7 +282,8 @@ class CachedSession:
 
     # ---- conditioning and buffers ----------------------------------------------------
     def condition(self, rows: Rows, *, reread: bool = True) -> bool:
-        """One capsule (4 weights) per row; True when they changed.
+        """One capsule per row (4 weights, and a guidance-distilled model's guidance channel); True when
+        they changed.
 
         A change invalidates the cache (the capsule is part of every
         position: the next ``prefill`` re-reads the context under it), unless
@@ -278,6 +293,8 @@ class CachedSession:
         """
         if len(rows) != self.rows:
             raise ValueError(f"this model runs {self.rows} rows, got {len(rows)} capsules")
+        if any(len(row) != self._cond.shape[1] for row in rows):
+            raise ValueError(f"this model's capsules have {self._cond.shape[1]} weights, got {rows}")
         if self._conditioned and rows == self._capsules:
             return False
         self._cond[:] = np.asarray(rows, np.float32)

@@ -22,11 +22,19 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def sequence_logits(session, manifest: dict, tokens: np.ndarray, cond: np.ndarray) -> np.ndarray:
-    """(T, V) logits of one sequence ``tokens`` (T,) under capsule ``cond`` (4,), from an empty cache."""
-    from affetto.runtime.session import UNCONDITIONED, cache_shape, graph_attention, sequence_feeds
+    """(T, V) logits of one sequence ``tokens`` (T,) under capsule ``cond`` (4,), from an empty cache.
 
-    rows = np.tile(np.asarray(tokens, np.int64), (2, 1))  # (2, T): the graph's two rows, the second unused
-    capsules = np.array([cond, UNCONDITIONED], np.float32)  # (2, 4)
+    A graph of two rows runs the second unconditioned and unused; a guidance-distilled model's one row
+    takes the capsule with no guidance (its channel 0), the model's conditioned distribution as any other's.
+    """
+    from affetto.runtime.session import UNCONDITIONED, cache_shape, graph_attention, graph_rows, sequence_feeds
+
+    n = graph_rows(session)
+    width = next(i.shape[1] for i in session.get_inputs() if i.name == "cond")
+    capsules = np.zeros((n, width), np.float32)
+    capsules[0, : len(cond)] = cond
+    capsules[1:, : len(UNCONDITIONED)] = UNCONDITIONED
+    rows = np.tile(np.asarray(tokens, np.int64), (n, 1))  # (n, T)
     feeds = sequence_feeds(rows, capsules, None, **cache_shape(manifest["model"]), attention=graph_attention(session))
     return session.run(["logits"], feeds)[0][0]
 
