@@ -18,7 +18,9 @@ Prints, everything on one CPU thread:
   without guidance, with it, and with it and 3 and 8 candidates (and 1 and 3
   with int8 weights, with GroupQueryAttention and on the int8 KV cache), and at 1 and 3 over the model's
   whole context
-  instead of the engine's window; the bars that slide the context window
+  instead of the engine's window; with ``--beside``, the steps and bars
+  (1 and 3 candidates) of another model file, such as a guidance-distilled
+  one (one row per candidate); the bars that slide the context window
   against the others; the real-time factor;
 - the partial bar (``Engine.regenerate_from`` beat 2, in another capsule)
   against a whole bar at the default settings (in int8 where there is one);
@@ -76,13 +78,13 @@ class StepCells:
 
     def __init__(self, model_path: Path, contexts: tuple[int, ...]) -> None:
         from affetto.runtime.engine import Engine
-        from affetto.runtime.session import UNCONDITIONED
+        from affetto.runtime.sampling import DEFAULT_SAMPLING
 
         self.caches = {}
         for context in contexts:
             engine = Engine(model_path, threads=1)
             cache = engine.cache
-            cache.condition((Capsule.of(Quadrant.Q1).weights, UNCONDITIONED))
+            cache.condition(engine.rows_for(engine.plan(Capsule.of(Quadrant.Q1), DEFAULT_SAMPLING)))  # guided rows
             cache.reset(engine.vocab.random_walk(context, np.random.default_rng(0)))
             cache.prefill()
             self.caches[context] = cache
@@ -249,6 +251,7 @@ def _cells(fn: Callable[[int, int], list[float]], columns, table: dict, name: st
 
 
 KV8 = "onnxruntime, int8 KV cache"
+BESIDE = "model beside"  # --beside: another model file (a guidance-distilled one), timed with the int8 model
 
 
 FP32, INT8 = "onnxruntime fp32", "onnxruntime int8"
@@ -256,11 +259,13 @@ GQA8 = "int8, GroupQueryAttention"
 
 
 def step_tables(model_path: Path, checkpoint: Path | None, repeat: int, echo: Callable[[str], None],
-                int8: Path | None = None, kv8: Path | None = None, gqa8: Path | None = None) -> dict:
+                int8: Path | None = None, kv8: Path | None = None, gqa8: Path | None = None,
+                beside: Path | None = None) -> dict:
     """Per-step times: the engine by candidates and context, PyTorch eager by batch and context."""
     table: dict = {}
     engines = [(FP32, model_path)] + ([(INT8, int8)] if int8 else [])
     engines += [(GQA8, gqa8)] if gqa8 else []
+    engines += [(BESIDE, beside)] if beside else []
     engines += [(KV8, kv8)] if kv8 else []
     columns = [(n, c) for n in CANDIDATES for c in CONTEXTS]
     cells = {}
@@ -290,7 +295,7 @@ def step_tables(model_path: Path, checkpoint: Path | None, repeat: int, echo: Ca
 
 
 def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: int = 40,
-        echo: Callable[[str], None] = print) -> dict:
+        echo: Callable[[str], None] = print, beside: Path | None = None) -> dict:
     import platform
 
     from affetto.runtime.sampling import DEFAULT_SAMPLING
@@ -318,8 +323,15 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
     gqa8 = None if gqa8_result is None else gqa8_result.path
     if gqa8 is not None:
         echo(f"{GQA8} (affetto export --int8 --attention gqa of the checkpoint): the attention before the MatMul one")
+    if beside is not None:
+        manifest = read_manifest(beside)
+        rows = (manifest.get("kv_cache") or {}).get("rows", 2)
+        results["beside"] = {"model": str(beside), "name": manifest.get("name"), "dtype": manifest.get("dtype"),
+                             "rows": rows}
+        echo(f"{BESIDE}: {beside.name} ({manifest.get('name')}, {manifest.get('dtype')}, {rows} row"
+             f"{'s' if rows != 1 else ''} per candidate)")
     table = step_tables(model_path, checkpoint, repeat, echo, int8[0] if int8 else None, kv8[0] if kv8 else None,
-                        gqa8)
+                        gqa8, beside)
     results["step_ms"] = {k: {"p50": v[0], "p99": v[1]} for k, v in table.items()}
 
     def step(cells: str, n: int, context: int) -> float:
@@ -327,7 +339,7 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
 
     ratios = {}
     for prefix, cells, present in (("", FP32, True), ("int8 KV, ", KV8, kv8), ("int8, ", INT8, int8),
-                                   ("int8 GroupQueryAttention, ", GQA8, gqa8)):
+                                   ("int8 GroupQueryAttention, ", GQA8, gqa8), ("beside, ", BESIDE, beside)):
         for n in CANDIDATES if present else ():
             ratios[f"step, {prefix}context 1000 / 100, {n} candidates"] = step(cells, n, 1000) / step(cells, n, 100)
     for n in CANDIDATES if kv8 else ():
@@ -336,8 +348,13 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
         for c in CONTEXTS:
             ratios[f"step, int8, MatMul / GroupQueryAttention, {n} cand., ctx {c}"] = (
                 step(INT8, n, c) / step(GQA8, n, c))
+    for n in CANDIDATES if beside and int8 else ():
+        for c in CONTEXTS:
+            ratios[f"step, beside / int8, {n} cand., ctx {c}"] = step(BESIDE, n, c) / step(INT8, n, c)
     for c in CONTEXTS:
         ratios[f"step, 3 candidates / 1, context {c}"] = step(FP32, 3, c) / step(FP32, 1, c)
+        if beside is not None:
+            ratios[f"step, beside, 3 candidates / 1, context {c}"] = step(BESIDE, 3, c) / step(BESIDE, 1, c)
         if int8 is not None:
             ratios[f"step, int8, 3 candidates / 1, context {c}"] = step(INT8, 3, c) / step(INT8, 1, c)
             ratios[f"step, int8 / fp32, 3 candidates, context {c}"] = step(INT8, 3, c) / step(FP32, 3, c)
@@ -359,11 +376,12 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
     rows += [(f"{name}, {plural(n)}", 1.5, n, path[0], WINDOW, name)
              for name, path in (("int8", int8), ("int8 KV", kv8)) if path for n in (1, default)]
     rows += [(f"int8 GQA, {plural(n)}", 1.5, n, gqa8, WINDOW, "int8 GQA") for n in (1, default) if gqa8]
+    rows += [(f"beside, {plural(n)}", 1.5, n, beside, WINDOW, "beside") for n in (1, default) if beside]
     rows += [(f"whole context, {plural(n)}", 1.5, n, model_path, None, "whole") for n in (1, default)]
     echo(f"whole bars: the {len(rows)} rows take turns, one bar each; the engine's context window is {WINDOW} "
          "tokens (the slide keeps half), the whole context's the model's positions")
     groups: dict[str, dict[int, tuple[float, float]]] = {"fp32": {}, "int8": {}, "int8 KV": {}, "int8 GQA": {},
-                                                         "whole": {}}
+                                                         "whole": {}, "beside": {}}
     measured = bar_times([(path, guidance, n, window) for _, guidance, n, path, window, _ in rows], bars, meter)
     for (label, _, n, _, _, group), (times, tokens, slides) in zip(rows, measured):
         p50, p99 = percentiles(times)
@@ -395,6 +413,12 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
         if n in int8_p:
             ratios[f"bar, int8, MatMul / GroupQueryAttention, {n} cand., p50"] = int8_p[n][0] / p50
             ratios[f"bar, int8, MatMul / GroupQueryAttention, {n} cand., p99"] = int8_p[n][1] / p99
+    for n, (p50, p99) in groups["beside"].items():
+        if n in int8_p:
+            ratios[f"bar, beside / int8, {n} cand., p50"] = p50 / int8_p[n][0]
+            ratios[f"bar, beside / int8, {n} cand., p99"] = p99 / int8_p[n][1]
+    if 1 in groups["beside"] and default in groups["beside"]:
+        ratios[f"bar, beside, {default} candidates / 1, p50"] = groups["beside"][default][0] / groups["beside"][1][0]
     for n in CANDIDATES:
         if n > 1 and n in bar_p and 1 in bar_p:
             ratios[f"bar, {n} candidates / 1, p50"] = bar_p[n][0] / bar_p[1][0]
@@ -439,11 +463,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=200, help="Steps timed per cell (>= 10; default 200).")
     parser.add_argument("--bars", type=int, default=40, help="Bars timed per row (>= 5; default 40).")
     parser.add_argument("--json-out", help="Also write the figures as JSON.")
+    parser.add_argument("--beside", help="Another .onnx model (e.g. a guidance-distilled one, `affetto distill`) "
+                        "whose steps and bars are timed beside the others, with ratios to the int8 model's.")
     args = parser.parse_args(argv)
     if args.repeat < 10 or args.bars < 5:
         parser.error("--repeat must be >= 10 and --bars >= 5")
     results = run(Path(args.model) if args.model else default_model_path("fp32"),
-                  Path(args.checkpoint) if args.checkpoint else None, repeat=args.repeat, bars=args.bars)
+                  Path(args.checkpoint) if args.checkpoint else None, repeat=args.repeat, bars=args.bars,
+                  beside=Path(args.beside) if args.beside else None)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=1), encoding="utf-8")
     return 0

@@ -44,7 +44,7 @@ def make_checkpoint(folder: Path, *, max_len: int = 256, data: str = "nowhere", 
     return path
 
 
-def make_distilled_checkpoint(folder: Path, *, max_scale: float = 5.0) -> Path:
+def make_distilled_checkpoint(folder: Path, *, max_scale: float = 5.0, max_len: int = 256) -> Path:
     """A guidance-distilled checkpoint as ``affetto distill`` saves one: the tiny teacher's network with the
     guidance channel, here given random embeddings (the scale then changes what the model writes)."""
     import torch
@@ -52,7 +52,7 @@ def make_distilled_checkpoint(folder: Path, *, max_scale: float = 5.0) -> Path:
     from affetto.models.checkpoint import load_checkpoint, save_checkpoint
     from affetto.models.distill import student_of
 
-    teacher, meta = load_checkpoint(make_checkpoint(folder / "teacher", cond_layers=True))
+    teacher, meta = load_checkpoint(make_checkpoint(folder / "teacher", cond_layers=True, max_len=max_len))
     student = student_of(teacher)
     with torch.no_grad():
         student.cond.weight[:, -1].normal_(0, 2.0)

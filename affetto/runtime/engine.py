@@ -223,7 +223,7 @@ class Engine:
         t0 = time.perf_counter()
         config, capsule = plan.sampling, plan.capsule
         self.match_mode(plan)
-        self.cache.condition(self._rows(plan))
+        self.cache.condition(self.rows_for(plan))
         room = self.window.slid(self.cache.context)
         if room is not None:
             ahead = self.window.take(self.cache)  # the window read over the bars before, if it was
@@ -289,7 +289,7 @@ class Engine:
                     if vocab.pos0 <= context[i] < vocab.pitch0 and context[i] - vocab.pos0 >= first_step),
                    len(context))
         self.cache.rewind(cut)
-        self.cache.condition(self._rows(plan), reread=False)  # the last kept token runs again in it
+        self.cache.condition(self.rows_for(plan), reread=False)  # the last kept token runs again in it
         draw = self.decoder.draw(1, plan.sampling.replace(candidates=1), rng or np.random.default_rng(),
                                  guided=self._mixes(plan), prefix=context[bar + 1 : cut],
                                  first_step=first_step,
@@ -298,7 +298,7 @@ class Engine:
         self.stats["partial_bars"] += 1
         return vocab.decode(self.cache.context[bar:], self.meter)
 
-    def _rows(self, plan: EmotionPlan) -> Rows:
+    def rows_for(self, plan: EmotionPlan) -> Rows:
         """The capsules of the graph's rows: the plan's, then the unconditioned one guidance mixes with; a
         guidance-distilled model's one row, the plan's capsule with its guidance scale (1, none, unguided)."""
         weights = plan.capsule.weights

@@ -42,3 +42,23 @@ def test_the_engine_benchmark_prints_the_ratios_of_its_bar_rows(tmp_path):
     assert "bar, slid / others, p99, 3 candidates" in ratios  # the engine's window slides within the run
     assert {f"bar, window {WINDOW} / whole context, 3 cand., p50", "bar, 3 candidates / 1, p50"} <= set(ratios)
     assert any(line.startswith("bar, slid / others") for line in lines)
+
+
+@pytest.mark.torch
+def test_a_model_beside_is_timed_with_the_others(tmp_path):
+    """``--beside``: a guidance-distilled model (one row per candidate) runs in the step cells and the bar rows,
+    and its ratios to the int8 model's are printed."""
+    from tiny_things import export, make_checkpoint, make_distilled_checkpoint
+
+    from affetto.bench.bench_engine import run
+
+    model = export(make_checkpoint(tmp_path / "a", max_len=1024), tmp_path / "two-rows.onnx")
+    beside = export(make_distilled_checkpoint(tmp_path / "b", max_len=1024), tmp_path / "one-row.onnx")
+    lines: list[str] = []
+    results = run(model, None, repeat=3, bars=5, echo=lines.append, beside=beside)
+    assert results["beside"]["rows"] == 1
+    expected = {"bar, beside / int8, 1 cand., p50", "bar, beside / int8, 3 cand., p99",
+                "bar, beside, 3 candidates / 1, p50", "step, beside / int8, 3 cand., ctx 1000",
+                "step, beside, context 1000 / 100, 1 candidates"}
+    assert expected <= set(results["ratios"])
+    assert any(line.startswith("bar at 120 BPM, beside, 3 candidates") for line in lines)

@@ -29,7 +29,7 @@ def test_the_planned_header_opens_every_candidate_and_the_cache_holds_it_exactly
         # the kept candidate's cache is the context's: as a fresh session reads it at once
         fresh = CachedSession(engine.session, **cache_shape(engine.manifest["model"]), max_len=engine.max_len,
                               vocab_size=engine.vocab.size, bos=engine.vocab.bos)
-        fresh.condition(engine._rows(plan))
+        fresh.condition(engine.rows_for(plan))
         fresh.reset(engine.cache.context)
         fresh.prefill()
         np.testing.assert_allclose(engine.cache.logits, fresh.logits, atol=1e-4)
