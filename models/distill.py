@@ -15,7 +15,10 @@ the teacher on the teacher's own training data (its checkpoint names it; a
 MIDI folder can stand in): for each example a capsule (its quadrant, or a mix
 of it and another, as the knob makes them), a scale drawn in [1, 2] (where the
 default 1.5 lies) or in [1, max_scale],
-and the loss ``KL(teacher guided || student)`` per token. Validation reports
+and the loss ``KL(teacher guided || student)`` per token. With
+``only_channel`` the new channel's embeddings alone learn (every other
+weight stays the teacher's), so at ``s = 1`` the student stays exactly the
+teacher's conditioned row. Validation reports
 that KL at fixed scales. Checkpoints go to ``out/last`` (with the optimizer,
 for ``--resume``) and ``out/best``; their ``distill`` section says what the
 extra channel means, for the export and the engine.
@@ -64,6 +67,7 @@ class DistillConfig:
     mix_share: float = 0.5  # examples whose capsule mixes their quadrant with another
     low_share: float = 0.5  # examples whose scale is drawn in [1, 2], where the default (1.5) lies
     dropout: float = 0.0  # the student's (its targets, the teacher's, have none)
+    only_channel: bool = False  # learn the guidance channel's embeddings alone; the teacher's weights stay
     eval_every: int = 100
     eval_examples: int = 128
     seed: int = 1234
@@ -105,6 +109,20 @@ def student_of(teacher: EmotionTransformer, dropout: float | None = None) -> Emo
         state["cond_layers"] = torch.cat([per_block, torch.zeros(per_block.shape[0], 1, per_block.shape[2])], dim=1)
     student.load_state_dict(state)
     return student
+
+
+def keep_teacher_weights(student: EmotionTransformer, channel: int) -> None:
+    """Let only the guidance ``channel``'s embeddings learn: every other weight stays the teacher's (no
+    gradient), and the capsule's projections take gradients in that channel's column alone. At guidance 1
+    (channel 0) the student is then exactly the teacher's conditioned row however long it learns."""
+    learning = {"cond.weight": (slice(None), channel), "cond_layers": (slice(None), channel, slice(None))}
+    for name, param in student.named_parameters():
+        if name not in learning:
+            param.requires_grad_(False)
+            continue
+        mask = torch.zeros_like(param)
+        mask[learning[name]] = 1.0
+        param.register_hook(lambda grad, mask=mask: grad * mask)
 
 
 def guidance_channel(scale: torch.Tensor | np.ndarray, max_scale: float) -> torch.Tensor:
@@ -195,7 +213,10 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
         raise ConfigError(f"need training and validation pieces; got {len(data.train)} and {len(data.valid)}")
 
     student = student_of(teacher, cfg.dropout)
-    optimizer = torch.optim.AdamW(student.parameters(), lr=cfg.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    if cfg.only_channel:
+        keep_teacher_weights(student, teacher.cfg.n_cond)
+    optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=cfg.lr,
+                                  betas=(0.9, 0.95), weight_decay=0.0)
     step, best = 0, float("inf")
     history: list[dict] = []
     if resume and checkpoint_paths(last)[2].exists():
@@ -279,9 +300,12 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
               help="A MIDI folder instead of the teacher's data.")
 @click.option("--labels", type=click.Path(exists=True, dir_okay=False), help="Labels CSV for --data.")
 @click.option("--limit", type=click.IntRange(min=1), help="Pieces of the corpus at most (a quick run).")
+@click.option("--only-channel", is_flag=True,
+              help="Learn the guidance channel's embeddings alone (the teacher's weights stay; at guidance 1 the "
+                   "student is the teacher's conditioned row).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 def distill_command(teacher, out, steps, batch, lr, eval_every, max_scale, threads, data, labels, limit,
-                    resume) -> None:
+                    only_channel, resume) -> None:
     """Distil guidance into one row: a student that takes the guidance scale as a capsule channel."""
     from affetto.cli import setup_logging
     from affetto.models.checkpoint import default_checkpoint_path
@@ -289,7 +313,8 @@ def distill_command(teacher, out, steps, batch, lr, eval_every, max_scale, threa
     setup_logging(0)
     cfg = DistillConfig(teacher=str(default_checkpoint_path()) if teacher == "default" else teacher, out=out,
                         steps=steps, batch=batch, lr=lr, min_lr=min(DistillConfig.min_lr, lr), eval_every=eval_every,
-                        max_scale=max_scale, threads=threads, data=data, labels=labels, limit=limit)
+                        max_scale=max_scale, threads=threads, data=data, labels=labels, limit=limit,
+                        only_channel=only_channel)
     try:
         result = distill(cfg, resume=resume)
     except (ConfigError, OSError) as err:

@@ -76,3 +76,23 @@ def test_bad_distillation_config(tmp_path, teacher, midi_folder):
         distill(_config(teacher, tmp_path / "x", midi_folder, max_scale=1.0), progress=False)
     with pytest.raises(ConfigError, match="mix_share"):
         distill(_config(teacher, tmp_path / "x", midi_folder, mix_share=2.0), progress=False)
+
+
+def test_only_the_channel_learns_when_asked(tmp_path, teacher, midi_folder):
+    distill(_config(teacher, tmp_path / "c", midi_folder, only_channel=True, lr=1e-2, min_lr=1e-2),
+            progress=False)
+    model, _ = load_checkpoint(teacher)
+    student, meta = load_checkpoint(tmp_path / "c" / "last")
+    assert meta["distill"]["config"]["only_channel"] is True
+    history = meta["history"]
+    assert history[-1]["kl_at_3.0"] < history[0]["kl_at_3.0"]
+    own, theirs = student.state_dict(), model.state_dict()
+    for name, value in theirs.items():
+        if name == "cond.weight":
+            torch.testing.assert_close(own[name][:, :4], value, atol=0, rtol=0)
+            assert own[name][:, 4].abs().max() > 0  # the channel learnt
+        elif name == "cond_layers":
+            torch.testing.assert_close(own[name][:, :4], value, atol=0, rtol=0)
+            assert own[name][:, 4].abs().max() > 0
+        else:
+            torch.testing.assert_close(own[name], value, atol=0, rtol=0, msg=name)
