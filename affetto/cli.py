@@ -111,9 +111,17 @@ def info(model) -> None:
                f"{', '.join(m['conditioning']['quadrants'])}; guidance "
                f"{'ready' if m['conditioning']['guidance_ready'] else 'not trained'}")
     init = train.get("config", {}).get("init")
-    click.echo(f"  trained {train.get('step')} steps on {train.get('data', {}).get('source', '?')}"
-               + (f", from the weights of {Path(init).name}" if init else "")
-               + f"; validation loss {train.get('val_loss', float('nan')):.4f} nats/token")
+    distilled = m.get("distillation")
+    if distilled:
+        channel = m["conditioning"].get("guidance_channel", {})
+        kl = ", ".join(f"{v:.4f} at {k.removeprefix('kl_at_')}" for k, v in distilled.items() if k.startswith("kl_at_"))
+        click.echo(f"  guidance distilled into one row (capsule channel {channel.get('index')}, scales 1 to "
+                   f"{channel.get('max_scale')}) from {distilled.get('teacher') or '?'} in {distilled.get('step')} "
+                   f"steps; KL against the guided teacher {kl or '?'} nats/token")
+    else:
+        click.echo(f"  trained {train.get('step')} steps on {train.get('data', {}).get('source', '?')}"
+                   + (f", from the weights of {Path(init).name}" if init else "")
+                   + f"; validation loss {train.get('val_loss') or float('nan'):.4f} nats/token")
     q = m.get("quantization")
     if q:
         click.echo(f"  int8 against fp32: top-1 agreement {100 * q['top1_agreement']:.2f}% over {q['tokens']} "

@@ -50,7 +50,7 @@ def build_manifest(model: EmotionTransformer, meta: dict, dtype: str) -> dict[st
     }
     if channel is not None:
         conditioning["guidance_channel"] = channel
-    return {
+    manifest: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "name": Path(str(distill_config.get("out") or train.get("out", "model"))).name,
@@ -66,7 +66,7 @@ def build_manifest(model: EmotionTransformer, meta: dict, dtype: str) -> dict[st
         "training": {
             "data": meta.get("data_summary", {}),
             "step": meta.get("step"),
-            "val_loss": meta.get("val_loss"),
+            "val_loss": None if channel is not None else meta.get("val_loss"),  # a student's is a KL: below
             "config": train,
         },
         "exporter": {
@@ -77,3 +77,12 @@ def build_manifest(model: EmotionTransformer, meta: dict, dtype: str) -> dict[st
             "opset": 20,
         },
     }
+    if channel is not None:  # what it was distilled from, and how near it came (affetto distill)
+        distill = meta["distill"]
+        manifest["distillation"] = {
+            "teacher": Path(str(distill.get("teacher", ""))).name,
+            "step": meta.get("step"),
+            **{key: value for key, value in distill.items() if key.startswith("kl_at_")},
+            "config": distill.get("config", {}),
+        }
+    return manifest

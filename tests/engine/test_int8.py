@@ -20,8 +20,41 @@ def test_the_shipped_lead_model_runs_in_int8_on_the_cpu_and_in_fp32_on_a_gpu():
         default_model_path("fp16")
     int8, fp32 = read_manifest(default_model_path("int8")), read_manifest(default_model_path("fp32"))
     assert (int8["dtype"], fp32["dtype"]) == ("int8", "fp32")
-    assert int8["training"] == fp32["training"] and int8["vocab"] == fp32["vocab"]  # the same weights
+    # the CPU's model is the fp32 model's guidance-distilled student: the same vocabulary and training data,
+    # one row whose capsule carries the guidance scale
+    assert int8["vocab"] == fp32["vocab"] and int8["training"]["data"] == fp32["training"]["data"]
+    assert int8["distillation"]["teacher"] == DEFAULT_MODEL_NAME.removesuffix(".onnx")
+    assert (int8["kv_cache"]["rows"], fp32["kv_cache"]["rows"]) == (1, 2)
+    assert int8["conditioning"]["guidance_channel"]["index"] == 4
     assert int8["quantization"]["top1_agreement"] >= 0.98
+
+
+@pytest.mark.torch
+def test_the_shipped_int8_model_is_its_shipped_checkpoint_in_int8():
+    import torch
+
+    from affetto.export.export import grammar_walks
+    from affetto.models.checkpoint import load_checkpoint
+    from affetto.runtime.assets import DISTILLED_CHECKPOINT, asset_path
+    from affetto.runtime.engine import Engine
+    from affetto.tokens.vocab import Vocabulary
+
+    model, meta = load_checkpoint(asset_path(DISTILLED_CHECKPOINT))
+    engine = Engine(default_model_path("int8"))
+    assert meta["model"] == engine.manifest["model"]
+    seqs, cond = grammar_walks(Vocabulary.from_dict(meta["vocab"]), 2, 96, seed=11)
+    same = total = 0
+    for seq, c in zip(seqs, cond):
+        capsule = (*map(float, c), 0.125)  # guidance 1.5
+        engine.cache.condition((capsule,))
+        engine.cache.reset([int(t) for t in seq])
+        engine.cache.prefill()
+        with torch.no_grad():
+            logits, _ = model(torch.tensor(seq[None]), torch.tensor([capsule]))
+        same += int(engine.cache.logits[0].argmax() == int(logits[0, -1].argmax()))
+        total += 1
+        assert np.abs(engine.cache.logits[0] - logits[0, -1].numpy()).max() < 1.0  # int8's error, not another model
+    assert same == total
 
 
 @pytest.mark.torch
