@@ -9,8 +9,8 @@ from affetto.analysis.emotion import Capsule, Quadrant
 from affetto.errors import ConfigError
 from affetto.models.checkpoint import load_checkpoint
 from affetto.music.notes import Note
-from affetto.runtime.engine import Engine
 from affetto.runtime.assets import default_model_path
+from affetto.runtime.engine import Engine
 from affetto.runtime.sampling import DEFAULT_SAMPLING, SamplingConfig
 from affetto.runtime.session import UNCONDITIONED
 
