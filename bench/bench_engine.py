@@ -19,8 +19,8 @@ Prints, everything on one CPU thread:
   with int8 weights, with GroupQueryAttention and on the int8 KV cache), and at 1 and 3 over the model's
   whole context
   instead of the engine's window; with ``--beside``, the steps and bars
-  (1 and 3 candidates) of another model file, such as a guidance-distilled
-  one (one row per candidate); the bars that slide the context window
+  (1 and 3 candidates) and its partial bar, of another model file, such as
+  a guidance-distilled one (one row per candidate); the bars that slide the context window
   against the others; the real-time factor;
 - the partial bar (``Engine.regenerate_from`` beat 2, in another capsule)
   against a whole bar at the default settings (in int8 where there is one);
@@ -437,6 +437,12 @@ def run(model_path: Path, checkpoint: Path | None, *, repeat: int = 200, bars: i
     if default in engine_p:
         ratios[f"partial bar / whole bar ({default} candidates), p50"] = p50 / engine_p[default][0]
         ratios[f"partial bar / whole bar ({default} candidates), p99"] = p99 / engine_p[default][1]
+    if beside is not None and default in groups["beside"]:
+        p50, p99 = percentiles(partial_bar_times(beside, bars, meter))
+        results["partial_bar_ms_beside"] = {"p50": p50, "p99": p99, "from_beat": 2.0}
+        echo(f"partial bar (from beat 2, a new capsule, beside)  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms")
+        ratios[f"partial bar / whole bar, beside ({default} candidates), p50"] = p50 / groups["beside"][default][0]
+        ratios[f"partial bar / whole bar, beside ({default} candidates), p99"] = p99 / groups["beside"][default][1]
 
     echo("")
     for k, v in ratios.items():

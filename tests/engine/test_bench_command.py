@@ -59,6 +59,6 @@ def test_a_model_beside_is_timed_with_the_others(tmp_path):
     assert results["beside"]["rows"] == 1
     expected = {"bar, beside / int8, 1 cand., p50", "bar, beside / int8, 3 cand., p99",
                 "bar, beside, 3 candidates / 1, p50", "step, beside / int8, 3 cand., ctx 1000",
-                "step, beside, context 1000 / 100, 1 candidates"}
+                "step, beside, context 1000 / 100, 1 candidates", "partial bar / whole bar, beside (3 candidates), p50"}
     assert expected <= set(results["ratios"])
     assert any(line.startswith("bar at 120 BPM, beside, 3 candidates") for line in lines)
