@@ -1,6 +1,7 @@
 """The engine's decode step beside onnxruntime-genai's, per token, in one run; and graph variants of ours.
 
-Usage: ``python -m affetto.bench.bench_genai [--model M.onnx] [--steps 64] [--repeat 5] [--json-out F]``
+Usage: ``python -m affetto.bench.bench_genai [--model M.onnx] [--one-row D.onnx] [--steps 64] [--repeat 5]
+[--json-out F]``
 (needs the ``bench`` extra: ``pip install 'affetto[bench]'``, which picks the genai build that uses
 the project's one ONNX Runtime: ``onnxruntime-genai-cuda`` beside onnxruntime-gpu, which runs on CPU).
 
@@ -14,8 +15,9 @@ Per token, in one run, the cells interleaved (genai, then ours, then genai ...) 
 machine's load falls on both alike:
 
 - genai at batch 1 and 2, context 100 and 1000: ``generate_next_token`` after a prompt;
-- the engine at 1 candidate: ``Fork.step`` of one token plus guidance and the greedy pick. Our
-  graph always runs the two rows of guidance, so its batch-1 step does genai's batch-2 work;
+- the engine at 1 candidate: ``Fork.step`` of one token plus guidance and the greedy pick. The
+  model's graph runs the two rows of guidance, so its batch-1 step does genai's batch-2 work; with
+  ``--one-row``, a guidance-distilled model's step too (one row, genai's batch-1 work);
 - the weight-read floor: the bytes of weights a step must read, at the single-core read
   bandwidth measured here (:mod:`bench.membw`);
 - variants of our graph written with GroupQueryAttention (``build_graph(attention="gqa")`` of the
@@ -106,19 +108,21 @@ def open_genai(folder: Path):
 
 # ---- the engine --------------------------------------------------------------------------------
 class EngineCell:
-    """The engine's own step (``Fork.step``) of one candidate, with guidance and the greedy pick."""
+    """The engine's own step (``Fork.step``) of one candidate, with guidance and the greedy pick: two rows
+    mixed, or a guidance-distilled model's one row (the scale in its capsule)."""
 
     def __init__(self, model_path: Path, context: int, steps: int) -> None:
         from affetto.analysis.emotion import Capsule, Quadrant
         from affetto.runtime.engine import Engine
-        from affetto.runtime.session import UNCONDITIONED
+        from affetto.runtime.sampling import DEFAULT_SAMPLING
 
         self.engine = Engine(model_path, threads=1)
         self.cache = self.engine.cache
-        self.cache.condition((Capsule.of(Quadrant.Q1).weights, UNCONDITIONED))
+        self.cache.condition(self.engine.rows_for(self.engine.plan(Capsule.of(Quadrant.Q1), DEFAULT_SAMPLING)))
         self.walk = self.engine.vocab.random_walk(context, np.random.default_rng(0))
         self.steps = steps
         self.buffer = np.empty(self.engine.vocab.size, np.float32)
+        self.tokens: list[int] = []  # the last run's greedy tokens
 
     def run(self) -> list[float]:
         from affetto.runtime.sampling import guide
@@ -127,13 +131,14 @@ class EngineCell:
         cache.reset(self.walk)
         cache.prefill()
         fork = cache.fork(1, self.steps + 1)
-        out = []
+        out, self.tokens = [], []
         for _ in range(self.steps):
             t0 = time.perf_counter_ns()
             logits = fork.logits(0)
-            token = int(np.argmax(guide(logits[0], logits[1], 1.5, self.buffer)))
+            token = int(np.argmax(guide(logits[0], logits[1], 1.5, self.buffer) if len(logits) == 2 else logits[0]))
             fork.step([0], [token])
             out.append((time.perf_counter_ns() - t0) / 1e6)
+            self.tokens.append(token)
         return out
 
 
@@ -309,7 +314,8 @@ def interleaved(cells: dict[str, Callable[[], list[float]]], repeat: int) -> dic
     return out
 
 
-def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[str], None] = print) -> dict:
+def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[str], None] = print,
+        one_row: Path | None = None) -> dict:
     import onnxruntime as ort
 
     from affetto.bench.membw import measure
@@ -353,6 +359,8 @@ def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[s
             for b in BATCHES:
                 cells[f"genai|b{b}|c{c}"] = GenaiCell(genai_model, b, prompt, steps).run
             cells[f"engine|c{c}"] = EngineCell(model_path, prompt, steps).run
+            if one_row is not None:
+                cells[f"engine 1 row|c{c}"] = EngineCell(one_row, prompt, steps).run
             for v in variants:
                 cells[f"graph {v}|c{c}"] = GraphCell(graphs[v], prompt, steps, vocab=vocab.size, walk=walk).run
         times = interleaved(cells, repeat)
@@ -377,6 +385,7 @@ def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[s
     echo("per token, ms p50 / p99            " + "  ".join(f"{s:<16}" for s in spans))
     rows = [(f"onnxruntime-genai, batch {b}", [f"genai|b{b}|c{c}" for c in CONTEXTS]) for b in BATCHES]
     rows += [("engine, 1 candidate (2 rows)", [f"engine|c{c}" for c in CONTEXTS])]
+    rows += [("engine, 1 candidate (1 row)", [f"engine 1 row|c{c}" for c in CONTEXTS])] if one_row else []
     rows += [(f"our graph, {v}", [f"graph {v}|c{c}" for c in CONTEXTS])
              for v in variants]
     for label, keys in rows:
@@ -388,8 +397,11 @@ def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[s
     for c in CONTEXTS:
         for b in BATCHES:
             ratios[f"genai batch {b} / engine (2 rows), ctx {c}"] = p50[f"genai|b{b}|c{c}"] / p50[f"engine|c{c}"]
+        if one_row is not None:
+            ratios[f"genai batch 1 / engine (1 row), ctx {c}"] = p50[f"genai|b1|c{c}"] / p50[f"engine 1 row|c{c}"]
+            ratios[f"engine 1 row / 2 rows, ctx {c}"] = p50[f"engine 1 row|c{c}"] / p50[f"engine|c{c}"]
     ratios["engine ctx 100 / weight-read floor"] = p50["engine|c100"] / floor_ms
-    for v in ("engine", *(f"graph {g}" for g in variants)):
+    for v in ("engine", *(("engine 1 row",) if one_row else ()), *(f"graph {g}" for g in variants)):
         ratios[f"{v}: ctx 1000 / ctx 100"] = p50[f"{v}|c1000"] / p50[f"{v}|c100"]
     for b in BATCHES:
         ratios[f"genai batch {b}: ctx 1000 / ctx 100"] = p50[f"genai|b{b}|c1000"] / p50[f"genai|b{b}|c100"]
@@ -413,10 +425,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=64, help="Tokens timed per turn of a cell (>= 8; default 64).")
     parser.add_argument("--repeat", type=int, default=5, help="Turns per cell (>= 1; default 5).")
     parser.add_argument("--json-out", help="Also write the figures as JSON.")
+    parser.add_argument("--one-row", help="A guidance-distilled .onnx model (one row per candidate, e.g. "
+                        "`affetto export affetto/assets/affetto-distilled -o F`) whose engine step is timed too: "
+                        "genai's batch 1 does its work.")
     args = parser.parse_args(argv)
     if args.steps < 8 or args.repeat < 1:
         parser.error("--steps must be >= 8 and --repeat >= 1")
-    results = run(Path(args.model) if args.model else default_model_path("fp32"), steps=args.steps, repeat=args.repeat)
+    results = run(Path(args.model) if args.model else default_model_path("fp32"), steps=args.steps, repeat=args.repeat,
+                  one_row=Path(args.one_row) if args.one_row else None)
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=1), encoding="utf-8")
     return 0

@@ -81,3 +81,28 @@ def test_the_floor_counts_the_weights_a_step_reads(tiny_model):
     per_layer = d * 3 * d + d * d + 2 * d * ff  # qkv, proj, mlp (biases and norms are 1-D)
     assert n >= 4 * int(m["n_layer"]) * per_layer
     assert prompt_length(1000, 64, 1024) == 959 and prompt_length(100, 64, 1024) == 100
+
+
+def test_the_engine_cell_draws_greedily_from_two_rows_mixed_or_one_row(tiny_model, tmp_path):
+    """The engine cell's tokens are the greedy ones of the guided distribution: two rows mixed by the guidance
+    scale, or a guidance-distilled model's one row as it comes (the scale is in its capsule)."""
+    from tiny_things import export, make_distilled_checkpoint
+
+    from affetto.bench.bench_genai import EngineCell
+    from affetto.runtime.sampling import guide
+
+    one_row = export(make_distilled_checkpoint(tmp_path), tmp_path / "one-row.onnx")
+    for path in (tiny_model, one_row):
+        cell = EngineCell(path, 20, 8)
+        assert len(cell.run()) == 8
+        fresh = EngineCell(path, 20, 8)
+        fresh.cache.reset(fresh.walk)
+        fresh.cache.prefill()
+        expected = []
+        for _ in range(8):
+            logits = fresh.cache.logits
+            mixed = guide(logits[0], logits[1], 1.5, np.empty_like(logits[0])) if len(logits) == 2 else logits[0]
+            expected.append(int(np.argmax(mixed)))
+            fresh.cache.feed([expected[-1]])
+        assert cell.cache.rows == (2 if path == tiny_model else 1)
+        assert cell.tokens == expected
