@@ -121,6 +121,15 @@ def harmonise_examples(ensemble: str | None, soundfont: str) -> list[str]:
     return rows
 
 
+def described(manifest: dict) -> str:
+    """What a model file is, in brackets, where its manifest says it was distilled (else nothing)."""
+    distilled = manifest.get("distillation")
+    if not distilled:
+        return ""
+    return (f" ({manifest.get('dtype')}, the guidance-distilled student of {distilled.get('teacher')}: one row per "
+            "candidate)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", default=None)
@@ -174,7 +183,8 @@ def main() -> None:
         print(stem)
     (OUT / "README.md").write_text(
         f"# Examples\n\nThe `{Path(args.seed_file).name}` seed (4 bars, from outside the training corpus) "
-        f"continued for {BARS} bars by `{model.name}` at the default settings, once per emotion; made by "
+        f"continued for {BARS} bars by `{model.name}`{described(engine.manifest)} at the default settings, once per "
+        "emotion; made by "
         "`bash docs/make_examples.sh` (FluidSynth, FluidR3 General MIDI piano). The last column is the mode "
         "music21's key finders hear in the generated bars.\n\n"
         "| emotion | listen | MIDI | piano roll | mode heard |\n|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
