@@ -73,6 +73,7 @@ class DistillConfig:
     seed: int = 1234
     threads: int = 0
     data: str | None = None  # a MIDI folder instead of the teacher's data (tests, user data)
+    init: str | None = None  # a student's checkpoint to start from (a run continued under a new schedule)
     labels: str | None = None
     limit: int | None = None  # pieces of the corpus at most (quick runs)
 
@@ -213,6 +214,13 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
         raise ConfigError(f"need training and validation pieces; got {len(data.train)} and {len(data.valid)}")
 
     student = student_of(teacher, cfg.dropout)
+    if cfg.init is not None and not (resume and checkpoint_paths(last)[2].exists()):  # a resume loads its last
+        start, start_meta = load_checkpoint(cfg.init)
+        channel = (start_meta.get("distill") or {}).get("channel") or {}
+        shape = [{k: v for k, v in m.items() if k != "dropout"} for m in (start_meta["model"], student.cfg.to_dict())]
+        if shape[0] != shape[1] or channel.get("max_scale") != cfg.max_scale:
+            raise ConfigError(f"{cfg.init}: not a student of this teacher with max_scale {cfg.max_scale}")
+        student.load_state_dict(start.state_dict())
     if cfg.only_channel:
         keep_teacher_weights(student, teacher.cfg.n_cond)
     optimizer = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=cfg.lr,
@@ -303,9 +311,11 @@ def distill(cfg: DistillConfig, *, resume: bool = False, progress: bool = True) 
 @click.option("--only-channel", is_flag=True,
               help="Learn the guidance channel's embeddings alone (the teacher's weights stay; at guidance 1 the "
                    "student is the teacher's conditioned row).")
+@click.option("--init", type=click.Path(dir_okay=False),
+              help="A student's checkpoint to start from (e.g. runs/distill2/best), under this run's schedule.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 def distill_command(teacher, out, steps, batch, lr, eval_every, max_scale, threads, data, labels, limit,
-                    only_channel, resume) -> None:
+                    only_channel, init, resume) -> None:
     """Distil guidance into one row: a student that takes the guidance scale as a capsule channel."""
     from affetto.cli import setup_logging
     from affetto.models.checkpoint import default_checkpoint_path
@@ -314,7 +324,7 @@ def distill_command(teacher, out, steps, batch, lr, eval_every, max_scale, threa
     cfg = DistillConfig(teacher=str(default_checkpoint_path()) if teacher == "default" else teacher, out=out,
                         steps=steps, batch=batch, lr=lr, min_lr=min(DistillConfig.min_lr, lr), eval_every=eval_every,
                         max_scale=max_scale, threads=threads, data=data, labels=labels, limit=limit,
-                        only_channel=only_channel)
+                        only_channel=only_channel, init=init)
     try:
         result = distill(cfg, resume=resume)
     except (ConfigError, OSError) as err:

@@ -96,3 +96,19 @@ def test_only_the_channel_learns_when_asked(tmp_path, teacher, midi_folder):
             assert own[name][:, 4].abs().max() > 0
         else:
             torch.testing.assert_close(own[name], value, atol=0, rtol=0, msg=name)
+
+
+def test_a_run_can_start_from_another_students_weights(tmp_path, teacher, midi_folder):
+    distill(_config(teacher, tmp_path / "a", midi_folder, steps=4), progress=False)
+    start, _ = load_checkpoint(tmp_path / "a" / "last")
+    distill(_config(teacher, tmp_path / "b", midi_folder, steps=4, lr=1e-12, min_lr=1e-12,
+                    init=str(tmp_path / "a" / "last")), progress=False)
+    continued, meta = load_checkpoint(tmp_path / "b" / "last")
+    assert meta["distill"]["config"]["init"] == str(tmp_path / "a" / "last")
+    for (name, a), (_, b) in zip(start.state_dict().items(), continued.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-6), name  # (no learning to speak of at this rate)
+    fresh, _ = load_checkpoint(teacher)
+    assert not torch.allclose(continued.state_dict()["tok.weight"], fresh.state_dict()["tok.weight"])
+    with pytest.raises(ConfigError, match="not a student"):
+        distill(_config(teacher, tmp_path / "c", midi_folder, init=str(tmp_path / "a" / "last"), max_scale=3.0),
+                progress=False)
