@@ -17,7 +17,9 @@ machine's load falls on both alike:
 - genai at batch 1 and 2, context 100 and 1000: ``generate_next_token`` after a prompt;
 - the engine at 1 candidate: ``Fork.step`` of one token plus guidance and the greedy pick. The
   model's graph runs the two rows of guidance, so its batch-1 step does genai's batch-2 work; with
-  ``--one-row``, a guidance-distilled model's step too (one row, genai's batch-1 work);
+  ``--one-row``, a guidance-distilled model's step too (one row, genai's batch-1 work); with
+  ``--int8 FILE``, genai's own int8 build (8-bit weights) at batch 1 and 2 beside the engine's int8 files,
+  each against genai's batch of its rows;
 - the weight-read floor: the bytes of weights a step must read, at the single-core read
   bandwidth measured here (:mod:`bench.membw`);
 - variants of our graph written with GroupQueryAttention (``build_graph(attention="gqa")`` of the
@@ -38,7 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -49,8 +51,9 @@ CONTEXTS = (100, 1000)
 
 # ---- onnxruntime-genai -------------------------------------------------------------------------
 def build_genai_model(folder: Path, *, vocab: int = 204, width: int = 192, layers: int = 4, heads: int = 4,
-                      mlp: int = 512, max_len: int = 2048) -> Path:
-    """A same-shape Llama with seeded random weights, exported by genai's model builder (fp32, CPU)."""
+                      mlp: int = 512, max_len: int = 2048, precision: str = "fp32") -> Path:
+    """A same-shape Llama with seeded random weights, exported by genai's model builder for the CPU in
+    ``precision`` (fp32, or int8: its weights as 8-bit MatMulNBits)."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
@@ -60,14 +63,15 @@ def build_genai_model(folder: Path, *, vocab: int = 204, width: int = 192, layer
                          num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=max_len,
                          tie_word_embeddings=True, bos_token_id=0, eos_token_id=1, pad_token_id=2)
     hf = folder / "hf"
-    LlamaForCausalLM(config).save_pretrained(hf)
+    if not (hf / "config.json").exists():  # the same weights for every precision
+        LlamaForCausalLM(config).save_pretrained(hf)
     words = Tokenizer(models.WordLevel({f"t{i}": i for i in range(vocab)}, unk_token="t3"))
     words.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     PreTrainedTokenizerFast(tokenizer_object=words, bos_token="t0", eos_token="t1", pad_token="t2",
                             unk_token="t3").save_pretrained(hf)
-    out = folder / "genai"
+    out = folder / f"genai-{precision}"
     built = subprocess.run([sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(hf), "-o", str(out),
-                            "-p", "fp32", "-e", "cpu", "-c", str(folder / "cache")], capture_output=True, text=True)
+                            "-p", precision, "-e", "cpu", "-c", str(folder / "cache")], capture_output=True, text=True)
     if built.returncode != 0:  # say why: the builder's own last lines
         tail = "\n".join((built.stderr or built.stdout).strip().splitlines()[-12:])
         raise RuntimeError(f"onnxruntime-genai's model builder failed (exit {built.returncode}):\n{tail}")
@@ -315,7 +319,7 @@ def interleaved(cells: dict[str, Callable[[], list[float]]], repeat: int) -> dic
 
 
 def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[str], None] = print,
-        one_row: Path | None = None) -> dict:
+        one_row: Path | None = None, int8: Sequence[Path] = ()) -> dict:
     import onnxruntime as ort
 
     from affetto.bench.membw import measure
@@ -340,6 +344,8 @@ def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[s
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         genai_model = open_genai(build_genai_model(folder))
+        genai_int8 = open_genai(build_genai_model(folder, precision="int8")) if int8 else None
+        int8_rows = {path: int((read_manifest(path).get("kv_cache") or {}).get("rows", 2)) for path in int8}
         engine = Engine(model_path, threads=1)  # calibration of the int8 cache: two prefills, two capsules
         calibration = []
         for capsule in ((1.0, 0.0, 0.0, 0.0), (0.0, 0.0, 1.0, 0.0)):
@@ -358,6 +364,10 @@ def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[s
             walk = vocab.random_walk(prompt, np.random.default_rng(0))
             for b in BATCHES:
                 cells[f"genai|b{b}|c{c}"] = GenaiCell(genai_model, b, prompt, steps).run
+                if genai_int8 is not None:
+                    cells[f"genai int8|b{b}|c{c}"] = GenaiCell(genai_int8, b, prompt, steps).run
+            for path in int8:
+                cells[f"engine int8 {path.name}|c{c}"] = EngineCell(path, prompt, steps).run
             cells[f"engine|c{c}"] = EngineCell(model_path, prompt, steps).run
             if one_row is not None:
                 cells[f"engine 1 row|c{c}"] = EngineCell(one_row, prompt, steps).run
@@ -384,6 +394,10 @@ def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[s
              for c in CONTEXTS]
     echo("per token, ms p50 / p99            " + "  ".join(f"{s:<16}" for s in spans))
     rows = [(f"onnxruntime-genai, batch {b}", [f"genai|b{b}|c{c}" for c in CONTEXTS]) for b in BATCHES]
+    rows += [(f"onnxruntime-genai int8, batch {b}", [f"genai int8|b{b}|c{c}" for c in CONTEXTS])
+             for b in BATCHES if int8]
+    rows += [(f"engine int8, {int8_rows[p]} row{'s' if int8_rows[p] > 1 else ''} ({p.name[:12]})",
+              [f"engine int8 {p.name}|c{c}" for c in CONTEXTS]) for p in int8]
     rows += [("engine, 1 candidate (2 rows)", [f"engine|c{c}" for c in CONTEXTS])]
     rows += [("engine, 1 candidate (1 row)", [f"engine 1 row|c{c}" for c in CONTEXTS])] if one_row else []
     rows += [(f"our graph, {v}", [f"graph {v}|c{c}" for c in CONTEXTS])
@@ -397,14 +411,21 @@ def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[s
     for c in CONTEXTS:
         for b in BATCHES:
             ratios[f"genai batch {b} / engine (2 rows), ctx {c}"] = p50[f"genai|b{b}|c{c}"] / p50[f"engine|c{c}"]
+        for path, rows_of in int8_rows.items():  # genai's batch doing the same rows' work, both in int8
+            ratios[f"genai int8 batch {rows_of} / engine int8 ({rows_of} row{'s' if rows_of > 1 else ''}), ctx {c}"] = (
+                p50[f"genai int8|b{rows_of}|c{c}"] / p50[f"engine int8 {path.name}|c{c}"])
         if one_row is not None:
             ratios[f"genai batch 1 / engine (1 row), ctx {c}"] = p50[f"genai|b1|c{c}"] / p50[f"engine 1 row|c{c}"]
             ratios[f"engine 1 row / 2 rows, ctx {c}"] = p50[f"engine 1 row|c{c}"] / p50[f"engine|c{c}"]
     ratios["engine ctx 100 / weight-read floor"] = p50["engine|c100"] / floor_ms
-    for v in ("engine", *(("engine 1 row",) if one_row else ()), *(f"graph {g}" for g in variants)):
+    for v in ("engine", *(("engine 1 row",) if one_row else ()), *(f"engine int8 {p.name}" for p in int8),
+              *(f"graph {g}" for g in variants)):
         ratios[f"{v}: ctx 1000 / ctx 100"] = p50[f"{v}|c1000"] / p50[f"{v}|c100"]
     for b in BATCHES:
         ratios[f"genai batch {b}: ctx 1000 / ctx 100"] = p50[f"genai|b{b}|c1000"] / p50[f"genai|b{b}|c100"]
+        if int8:
+            ratios[f"genai int8 batch {b}: ctx 1000 / ctx 100"] = (p50[f"genai int8|b{b}|c1000"]
+                                                                   / p50[f"genai int8|b{b}|c100"])
     for c in CONTEXTS:
         for variant in variants[1:]:
             ratios[f"{variant} / gqa fp32 graph, ctx {c}"] = p50[f"graph {variant}|c{c}"] / p50[f"graph gqa fp32|c{c}"]
@@ -425,6 +446,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=64, help="Tokens timed per turn of a cell (>= 8; default 64).")
     parser.add_argument("--repeat", type=int, default=5, help="Turns per cell (>= 1; default 5).")
     parser.add_argument("--json-out", help="Also write the figures as JSON.")
+    parser.add_argument("--int8", action="append", default=[],
+                        help="An int8 .onnx model of the engine (repeatable; e.g. the shipped CPU default), timed "
+                        "beside genai's own int8 build (8-bit weights) at the batch of its rows.")
     parser.add_argument("--one-row", help="A guidance-distilled .onnx model (one row per candidate, e.g. "
                         "`affetto export affetto/assets/affetto-distilled -o F`) whose engine step is timed too: "
                         "genai's batch 1 does its work.")
@@ -432,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 8 or args.repeat < 1:
         parser.error("--steps must be >= 8 and --repeat >= 1")
     results = run(Path(args.model) if args.model else default_model_path("fp32"), steps=args.steps, repeat=args.repeat,
-                  one_row=Path(args.one_row) if args.one_row else None)
+                  one_row=Path(args.one_row) if args.one_row else None, int8=[Path(p) for p in args.int8])
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=1), encoding="utf-8")
     return 0
