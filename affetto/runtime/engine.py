@@ -305,7 +305,11 @@ class Engine:
         if self.guidance_channel is None:
             return (weights, UNCONDITIONED)
         scale = plan.sampling.guidance if plan.guided else 1.0
-        return ((*weights, guidance_value(scale, float(self.guidance_channel["max_scale"]))),)
+        top = float(self.guidance_channel["max_scale"])
+        if not 1.0 <= scale <= top:  # a guidance CC reaches 1..5; a config or command line may ask for more
+            self._limited_log.warning("guidance-range", "this model learnt guidance scales 1 to %g: %g is played "
+                                      "as %g", top, scale, min(top, max(1.0, scale)))
+        return ((*weights, guidance_value(scale, top)),)
 
     def _mixes(self, plan: EmotionPlan) -> bool:
         """Whether the decoder mixes two rows' logits for ``plan`` (guidance a distilled model's row holds,

@@ -127,3 +127,14 @@ def test_held_out_likelihood_reads_a_distilled_model_without_guidance(distilled_
     last = logits - logits.max()
     expected = last[seq[-1]] - np.log(np.exp(last).sum())
     assert abs(got[-1] - expected) < 1e-3
+
+
+def test_a_scale_outside_what_the_student_learnt_is_held_to_it_and_said(distilled_model, caplog):
+    engine = Engine(distilled_model)
+    engine.prime([])
+    with caplog.at_level("WARNING", logger="affetto.runtime.engine"):
+        engine.generate_bar(Capsule.of(Quadrant.Q1), SamplingOverrides(guidance=8.0), rng=np.random.default_rng(5))
+        engine.generate_bar(Capsule.of(Quadrant.Q1), SamplingOverrides(guidance=8.0), rng=np.random.default_rng(6))
+    assert engine.cache.capsules == ((*Capsule.of(Quadrant.Q1).weights, 1.0),)
+    said = [r.getMessage() for r in caplog.records if "learnt guidance scales" in r.getMessage()]
+    assert said == ["this model learnt guidance scales 1 to 5: 8 is played as 5"]  # once, not every bar
