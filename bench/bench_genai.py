@@ -325,6 +325,7 @@ def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[s
     from affetto.bench.membw import measure
     from affetto.manifest import read_manifest
     from affetto.runtime.engine import Engine
+    from affetto.runtime.session import guidance_rows
     from affetto.tokens.vocab import Vocabulary
 
     try:
@@ -349,7 +350,7 @@ def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[s
         engine = Engine(model_path, threads=1)  # calibration of the int8 cache: two prefills, two capsules
         calibration = []
         for capsule in ((1.0, 0.0, 0.0, 0.0), (0.0, 0.0, 1.0, 0.0)):
-            engine.cache.condition((capsule, (0.0, 0.0, 0.0, 0.0)))
+            engine.cache.condition(guidance_rows(capsule, engine.cache.rows))
             engine.cache.reset(vocab.random_walk(1000, np.random.default_rng(len(calibration) + 1)))
             engine.cache.prefill()
             calibration.append([b[:, :, :1000].copy() for b in engine.cache.host_buffers()])

@@ -247,12 +247,13 @@ def export_checkpoint(
     if kv_int8 and attention not in (None, "gqa"):
         raise ConfigError(f"an int8 KV cache is GroupQueryAttention's: not possible with attention={attention!r}")
     attention = "gqa" if kv_int8 else attention
-    from affetto.export.manifest import guidance_channel
+    from affetto.export.manifest import checkpoint_rows, guidance_channel
 
     channel = guidance_channel(meta)  # a guidance-distilled model: one row, guidance in its capsule
+    rows = checkpoint_rows(meta)
     lead_options: dict[str, Any] = {} if attention is None else {"attention": attention}  # other families take none
-    if channel is not None:
-        lead_options["rows"] = 1
+    if rows != ROWS:
+        lead_options["rows"] = rows
 
     def sample(**options: Any) -> tuple[list[np.ndarray], np.ndarray]:
         return with_guidance(sample_sequences(meta, vocab, **options), channel)
@@ -301,7 +302,7 @@ def export_checkpoint(
 
         max_len = int(model.cfg.max_len)  # type: ignore[attr-defined]  # the lead family's config has it
         long_seqs, long_cond = sample(length=max_len, seed=1)
-        scales = calibrate_kv(fp32_bytes, model, long_seqs, long_cond, rows=lead_options.get("rows", ROWS))
+        scales = calibrate_kv(fp32_bytes, model, long_seqs, long_cond, rows=rows)
         final = with_int8_kv(final, scales)
         check_seqs, check_cond = sample(count=2, length=max_len, seed=2)  # not calibrated on
         result_kv = decode_agreement(fp32_bytes, final.SerializeToString(), model, check_seqs, check_cond)

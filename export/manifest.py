@@ -33,7 +33,7 @@ def guidance_channel(meta: dict) -> dict | None:
     return dict(channel) if channel else None
 
 
-def graph_rows(meta: dict) -> int:
+def checkpoint_rows(meta: dict) -> int:
     """The rows the checkpoint's graph runs at once: one for a guidance-distilled model, else ``ROWS``."""
     return 1 if guidance_channel(meta) else ROWS
 
@@ -59,7 +59,7 @@ def build_manifest(model: EmotionTransformer, meta: dict, dtype: str) -> dict[st
         "grid": {"steps_per_beat": meta["vocab"]["steps_per_beat"]},
         "model": model.cfg.to_dict(),
         "kv_cache": {"layout": MATMUL_LAYOUT, "op": "MatMul",
-                     "max_len": model.cfg.max_len, "rows": graph_rows(meta), "heads": model.cfg.kv_heads,
+                     "max_len": model.cfg.max_len, "rows": checkpoint_rows(meta), "heads": model.cfg.kv_heads,
                      "head_size": model.cfg.head_dim},
         "conditioning": conditioning,
         "judge": meta.get("judge", {}),

@@ -22,7 +22,7 @@ import onnxruntime as ort
 import torch
 
 from affetto.models.transformer import EmotionTransformer
-from affetto.runtime.session import CachedSession, graph_attention, graph_rows, sequence_feeds
+from affetto.runtime.session import CachedSession, graph_attention, graph_rows, guidance_rows, sequence_feeds
 
 FP32_ATOL = 1e-3
 
@@ -72,10 +72,8 @@ def calibration_feeds(model: EmotionTransformer, sequences: list[np.ndarray], co
     """Feeds of whole sequences for int8 calibration of the graph with ``attention``: each under its capsule
     and, with two ``rows`` (the engine's for guidance), unconditioned; with one (a guidance-distilled model),
     under its capsule alone."""
-    if rows not in (1, 2):
-        raise ValueError(f"calibration runs the engine's one or two rows, got {rows}")
     for seq, c in zip(sequences, cond):
-        capsules = np.stack([c, np.zeros_like(c)][:rows]).astype(np.float32)
+        capsules = np.array(guidance_rows(c, rows), np.float32)
         yield _feeds(np.stack([seq] * rows).astype(np.int64), capsules, None, model, attention)
 
 
@@ -200,7 +198,7 @@ def decode_agreement(reference_bytes: bytes, other_bytes: bytes, model: Any,
     max_diff = 0.0
     for seq, c in zip(sequences, cond):
         for cache in caches:
-            cache.condition((tuple(float(w) for w in c), (0.0,) * len(c))[: cache.rows])
+            cache.condition(guidance_rows(c, cache.rows))
             cache.reset([int(t) for t in seq[:prefix]])
             cache.prefill()
         for t in [None, *seq[prefix:]]:

@@ -46,6 +46,7 @@ from affetto.errors import ConfigError
 from affetto.models.checkpoint import checkpoint_paths, load_checkpoint, read_meta, save_checkpoint
 from affetto.models.train import TrainConfig, cosine_lr, draw_indices, example_weights, load_data, make_batch
 from affetto.models.transformer import EmotionTransformer
+from affetto.runtime.session import guidance_value
 from affetto.tokens.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
@@ -126,11 +127,6 @@ def keep_teacher_weights(student: EmotionTransformer, channel: int) -> None:
         param.register_hook(lambda grad, mask=mask: grad * mask)
 
 
-def guidance_channel(scale: torch.Tensor | np.ndarray, max_scale: float) -> torch.Tensor:
-    """The student's extra capsule channel for guidance scales ``scale``."""
-    return (torch.as_tensor(scale, dtype=torch.float32) - 1.0) / (max_scale - 1.0)
-
-
 def capsules(quadrant_rows: torch.Tensor, rng: np.random.Generator, mix_share: float) -> torch.Tensor:
     """Capsules for one-hot rows ``quadrant_rows`` (B, 4): kept, or (at ``mix_share``) mixed with another
     quadrant at a random weight, as the knob between two quadrants makes them."""
@@ -159,7 +155,8 @@ def distill_loss(student: EmotionTransformer, teacher: EmotionTransformer, input
                  mask: torch.Tensor, capsule: torch.Tensor, scale: torch.Tensor, max_scale: float) -> torch.Tensor:
     """Mean ``KL(teacher guided || student)`` in nats over the positions in ``mask`` (B, T)."""
     target = guided_log_probs(teacher, inputs, capsule, scale)
-    cond = torch.cat([capsule, guidance_channel(scale, max_scale)[:, None]], dim=1)
+    channel = torch.tensor([guidance_value(s, max_scale) for s in scale.tolist()])  # as the engine feeds it
+    cond = torch.cat([capsule, channel[:, None]], dim=1)
     logits, _ = student(inputs, cond)
     kl = (target.exp() * (target - F.log_softmax(logits, dim=-1))).sum(-1)  # (B, T)
     return (kl * mask).sum() / mask.sum().clamp(min=1)

@@ -49,7 +49,15 @@ from affetto.runtime.families import family_of
 from affetto.runtime.plan import PHRASE_BARS, Baseline, EmotionPlan, Levers, model_sampling, plan_bar
 from affetto.runtime.policies import JUDGED_BARS, CandidateJudge, ModeFollower, bars_within, best_of, recent_bars
 from affetto.runtime.sampling import NO_OVERRIDES, SamplingConfig, SamplingOverrides
-from affetto.runtime.session import UNCONDITIONED, CachedSession, Rows, cache_shape, guidance_value, open_session
+from affetto.runtime.session import (
+    UNCONDITIONED,
+    CachedSession,
+    Rows,
+    cache_shape,
+    guidance_rows,
+    guidance_value,
+    open_session,
+)
 from affetto.runtime.window import MIN_WINDOW, WINDOW, ReadAhead
 from affetto.tokens.grammar import plan_header
 from affetto.tokens.vocab import Vocabulary
@@ -104,6 +112,7 @@ class Engine:
         self.guidance_ready = bool(conditioning.get("guidance_ready", False))
         # a guidance-distilled model: its one row takes the scale in this capsule channel
         self.guidance_channel: dict | None = conditioning.get("guidance_channel")
+        self._max_scale: float | None = None  # the largest scale it learnt (read by _check_rows); None: two rows
         self.meter = meter
         self.bar_steps = self.vocab.grid.steps_per_bar(meter)
         if self.bar_steps > self.vocab.config.max_bar_steps:
@@ -301,20 +310,19 @@ class Engine:
     def rows_for(self, plan: EmotionPlan) -> Rows:
         """The capsules of the graph's rows: the plan's, then the unconditioned one guidance mixes with; a
         guidance-distilled model's one row, the plan's capsule with its guidance scale (1, none, unguided)."""
-        weights = plan.capsule.weights
-        if self.guidance_channel is None:
-            return (weights, UNCONDITIONED)
+        top = self._max_scale
+        if top is None:
+            return guidance_rows(plan.capsule.weights, 2)
         scale = plan.sampling.guidance if plan.guided else 1.0
-        top = float(self.guidance_channel["max_scale"])
         if not 1.0 <= scale <= top:  # a guidance CC reaches 1..5; a config or command line may ask for more
             self._limited_log.warning("guidance-range", "this model learnt guidance scales 1 to %g: %g is played "
                                       "as %g", top, scale, min(top, max(1.0, scale)))
-        return ((*weights, guidance_value(scale, top)),)
+        return guidance_rows((*plan.capsule.weights, guidance_value(scale, top)), 1)
 
     def _mixes(self, plan: EmotionPlan) -> bool:
         """Whether the decoder mixes two rows' logits for ``plan`` (guidance a distilled model's row holds,
         it does not)."""
-        return plan.guided and self.guidance_channel is None
+        return plan.guided and self._max_scale is None
 
     def _check_rows(self) -> None:
         """The graph's rows and capsule width are those its manifest's conditioning says."""
@@ -325,7 +333,8 @@ class Engine:
                 expected = (2, len(UNCONDITIONED))
             else:
                 expected = (1, int(channel["index"]) + 1)
-                if not float(channel["max_scale"]) > 1.0:
+                self._max_scale = float(channel["max_scale"])
+                if not self._max_scale > 1.0:
                     raise ValueError(f"guidance channel's max_scale must be above 1, got {channel['max_scale']}")
         except (KeyError, TypeError, ValueError) as err:
             raise ModelFileError(f"{self.model_path}: the manifest's guidance channel is not usable ({err})") from err

@@ -108,6 +108,22 @@ def guidance_value(scale: float, max_scale: float) -> float:
     return min(1.0, max(0.0, (float(scale) - 1.0) / (max_scale - 1.0)))
 
 
+def guidance_rows(capsule: Sequence[float] | np.ndarray, rows: int) -> Rows:
+    """The capsules of a graph's ``rows`` for ``capsule``: itself, then, in a graph of two, the unconditioned
+    capsule (zeros) that guidance mixes with. A guidance-distilled model's one row carries the scale in its
+    capsule (:func:`guidance_value`)."""
+    if rows not in (1, 2):
+        raise ValueError(f"a graph runs one row or two (guidance's), got {rows}")
+    row = tuple(float(w) for w in capsule)
+    return (row, (0.0,) * len(row))[:rows]
+
+
+def graph_capsule_width(session: ort.InferenceSession) -> int:
+    """The weights of a row's capsule the graph takes: 4, or 5 with a guidance-distilled model's channel."""
+    width = next((i.shape[1] for i in session.get_inputs() if i.name == "cond"), None)
+    return width if isinstance(width, int) else len(UNCONDITIONED)
+
+
 def graph_attention(session: ort.InferenceSession) -> str:
     """The graph's attention and so its cache layout: ``matmul`` or ``gqa``."""
     return "matmul" if any(o.name == "present" for o in session.get_outputs()) else "gqa"
@@ -212,8 +228,7 @@ class CachedSession:
         self._cached = 0  # context tokens whose keys are in the cache (slots 0 .. cached - 1)
         self._stale = True  # ``_last`` is not the logits of the last context token
         self._last = np.zeros((self.rows, vocab_size), np.float32)
-        width = next(i.shape[1] for i in session.get_inputs() if i.name == "cond")
-        self._cond = np.zeros((self.rows, width if isinstance(width, int) else 4), np.float32)
+        self._cond = np.zeros((self.rows, graph_capsule_width(session)), np.float32)
         self._io = session.io_binding()
         self._conditioned = False
         # A step's inputs and outputs live in buffers made once per step width and bound while that width

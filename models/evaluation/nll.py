@@ -27,13 +27,19 @@ def sequence_logits(session, manifest: dict, tokens: np.ndarray, cond: np.ndarra
     A graph of two rows runs the second unconditioned and unused; a guidance-distilled model's one row
     takes the capsule with no guidance (its channel 0), the model's conditioned distribution as any other's.
     """
-    from affetto.runtime.session import UNCONDITIONED, cache_shape, graph_attention, graph_rows, sequence_feeds
+    from affetto.runtime.session import (
+        cache_shape,
+        graph_attention,
+        graph_capsule_width,
+        graph_rows,
+        guidance_rows,
+        sequence_feeds,
+    )
 
     n = graph_rows(session)
-    width = next(i.shape[1] for i in session.get_inputs() if i.name == "cond")
-    capsules = np.zeros((n, width), np.float32)
-    capsules[0, : len(cond)] = cond
-    capsules[1:, : len(UNCONDITIONED)] = UNCONDITIONED
+    capsule = np.zeros(graph_capsule_width(session), np.float32)  # a distilled model's guidance channel: 0
+    capsule[: len(cond)] = cond
+    capsules = np.array(guidance_rows(capsule, n), np.float32)  # (n, width)
     rows = np.tile(np.asarray(tokens, np.int64), (n, 1))  # (n, T)
     feeds = sequence_feeds(rows, capsules, None, **cache_shape(manifest["model"]), attention=graph_attention(session))
     return session.run(["logits"], feeds)[0][0]
