@@ -1,6 +1,6 @@
 """The engine's decode step beside onnxruntime-genai's, per token, in one run; and graph variants of ours.
 
-Usage: ``python -m affetto.bench.bench_genai [--model M.onnx] [--one-row D.onnx] [--steps 64] [--repeat 5]
+Usage: ``python -m affetto.bench.bench_genai [--model M.onnx] [--engine F.onnx ...] [--steps 64] [--repeat 5]
 [--json-out F]``
 (needs the ``bench`` extra: ``pip install 'affetto[bench]'``, which picks the genai build that uses
 the project's one ONNX Runtime: ``onnxruntime-genai-cuda`` beside onnxruntime-gpu, which runs on CPU).
@@ -17,9 +17,9 @@ machine's load falls on both alike:
 - genai at batch 1 and 2, context 100 and 1000: ``generate_next_token`` after a prompt;
 - the engine at 1 candidate: ``Fork.step`` of one token plus guidance and the greedy pick. The
   model's graph runs the two rows of guidance, so its batch-1 step does genai's batch-2 work; with
-  ``--one-row``, a guidance-distilled model's step too (one row, genai's batch-1 work); with
-  ``--int8 FILE``, genai's own int8 build (8-bit weights) at batch 1 and 2 beside the engine's int8 files,
-  each against genai's batch of its rows;
+  ``--engine FILE`` (repeatable), other model files' steps too, each against genai's build in its
+  precision (fp32, or genai's own int8: 8-bit weights) at the batch of its rows (a guidance-distilled
+  model's one row: batch 1);
 - the weight-read floor: the bytes of weights a step must read, at the single-core read
   bandwidth measured here (:mod:`bench.membw`);
 - variants of our graph written with GroupQueryAttention (``build_graph(attention="gqa")`` of the
@@ -108,6 +108,11 @@ def open_genai(folder: Path):
     config.overlay(json.dumps({"model": {"decoder": {"session_options": {"intra_op_num_threads": 1,
                                                                          "inter_op_num_threads": 1}}}}))
     return og.Model(config)
+
+
+def _genai(precision: str) -> str:
+    """The cell name of genai's build in ``precision`` (fp32's is plain ``genai``, as before other builds)."""
+    return "genai" if precision == "fp32" else f"genai {precision}"
 
 
 # ---- the engine --------------------------------------------------------------------------------
@@ -319,7 +324,7 @@ def interleaved(cells: dict[str, Callable[[], list[float]]], repeat: int) -> dic
 
 
 def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[str], None] = print,
-        one_row: Path | None = None, int8: Sequence[Path] = ()) -> dict:
+        others: Sequence[Path] = ()) -> dict:
     import onnxruntime as ort
 
     from affetto.bench.membw import measure
@@ -344,9 +349,12 @@ def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[s
          f"(onnxruntime {ort.__version__}), one CPU thread, {steps} tokens x {repeat} turns per cell, interleaved")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        genai_model = open_genai(build_genai_model(folder))
-        genai_int8 = open_genai(build_genai_model(folder, precision="int8")) if int8 else None
-        int8_rows = {path: int((read_manifest(path).get("kv_cache") or {}).get("rows", 2)) for path in int8}
+        # each other file against genai in its precision, at the batch of its rows (the same rows' work)
+        manifests = {path: read_manifest(path) for path in others}
+        shape = {path: (str(m.get("dtype", "fp32")), int((m.get("kv_cache") or {}).get("rows", 2)))
+                 for path, m in manifests.items()}
+        precisions = sorted({"fp32", *(dtype for dtype, _ in shape.values())})
+        genai = {p: open_genai(build_genai_model(folder, precision=p)) for p in precisions}
         engine = Engine(model_path, threads=1)  # calibration of the int8 cache: two prefills, two capsules
         calibration = []
         for capsule in ((1.0, 0.0, 0.0, 0.0), (0.0, 0.0, 1.0, 0.0)):
@@ -364,14 +372,11 @@ def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[s
             prompt = prompt_length(c, steps, engine.max_len)
             walk = vocab.random_walk(prompt, np.random.default_rng(0))
             for b in BATCHES:
-                cells[f"genai|b{b}|c{c}"] = GenaiCell(genai_model, b, prompt, steps).run
-                if genai_int8 is not None:
-                    cells[f"genai int8|b{b}|c{c}"] = GenaiCell(genai_int8, b, prompt, steps).run
-            for path in int8:
-                cells[f"engine int8 {path.name}|c{c}"] = EngineCell(path, prompt, steps).run
+                for p in precisions:
+                    cells[f"{_genai(p)}|b{b}|c{c}"] = GenaiCell(genai[p], b, prompt, steps).run
+            for path in others:
+                cells[f"engine {path.name}|c{c}"] = EngineCell(path, prompt, steps).run
             cells[f"engine|c{c}"] = EngineCell(model_path, prompt, steps).run
-            if one_row is not None:
-                cells[f"engine 1 row|c{c}"] = EngineCell(one_row, prompt, steps).run
             for v in variants:
                 cells[f"graph {v}|c{c}"] = GraphCell(graphs[v], prompt, steps, vocab=vocab.size, walk=walk).run
         times = interleaved(cells, repeat)
@@ -395,12 +400,11 @@ def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[s
              for c in CONTEXTS]
     echo("per token, ms p50 / p99            " + "  ".join(f"{s:<16}" for s in spans))
     rows = [(f"onnxruntime-genai, batch {b}", [f"genai|b{b}|c{c}" for c in CONTEXTS]) for b in BATCHES]
-    rows += [(f"onnxruntime-genai int8, batch {b}", [f"genai int8|b{b}|c{c}" for c in CONTEXTS])
-             for b in BATCHES if int8]
-    rows += [(f"engine int8, {int8_rows[p]} row{'s' if int8_rows[p] > 1 else ''} ({p.name[:12]})",
-              [f"engine int8 {p.name}|c{c}" for c in CONTEXTS]) for p in int8]
+    rows += [(f"onnxruntime-genai {p}, batch {b}", [f"{_genai(p)}|b{b}|c{c}" for c in CONTEXTS])
+             for p in precisions if p != "fp32" for b in BATCHES]
+    rows += [(f"engine {dtype}, {n} row{'s' if n > 1 else ''} ({path.name[:12]})",
+              [f"engine {path.name}|c{c}" for c in CONTEXTS]) for path, (dtype, n) in shape.items()]
     rows += [("engine, 1 candidate (2 rows)", [f"engine|c{c}" for c in CONTEXTS])]
-    rows += [("engine, 1 candidate (1 row)", [f"engine 1 row|c{c}" for c in CONTEXTS])] if one_row else []
     rows += [(f"our graph, {v}", [f"graph {v}|c{c}" for c in CONTEXTS])
              for v in variants]
     for label, keys in rows:
@@ -412,21 +416,20 @@ def run(model_path: Path, *, steps: int = 64, repeat: int = 5, echo: Callable[[s
     for c in CONTEXTS:
         for b in BATCHES:
             ratios[f"genai batch {b} / engine (2 rows), ctx {c}"] = p50[f"genai|b{b}|c{c}"] / p50[f"engine|c{c}"]
-        for path, rows_of in int8_rows.items():  # genai's batch doing the same rows' work, both in int8
-            ratios[f"genai int8 batch {rows_of} / engine int8 ({rows_of} row{'s' if rows_of > 1 else ''}), ctx {c}"] = (
-                p50[f"genai int8|b{rows_of}|c{c}"] / p50[f"engine int8 {path.name}|c{c}"])
-        if one_row is not None:
-            ratios[f"genai batch 1 / engine (1 row), ctx {c}"] = p50[f"genai|b1|c{c}"] / p50[f"engine 1 row|c{c}"]
-            ratios[f"engine 1 row / 2 rows, ctx {c}"] = p50[f"engine 1 row|c{c}"] / p50[f"engine|c{c}"]
+        for path, (dtype, n) in shape.items():  # genai's batch doing the same rows' work, in the same precision
+            rows_text = f"{n} row{'s' if n > 1 else ''}"
+            ratios[f"genai {dtype} batch {n} / engine {path.name} ({dtype}, {rows_text}), ctx {c}"] = (
+                p50[f"{_genai(dtype)}|b{n}|c{c}"] / p50[f"engine {path.name}|c{c}"])
+            ratios[f"engine {path.name} / engine (2 rows), ctx {c}"] = (p50[f"engine {path.name}|c{c}"]
+                                                                        / p50[f"engine|c{c}"])
     ratios["engine ctx 100 / weight-read floor"] = p50["engine|c100"] / floor_ms
-    for v in ("engine", *(("engine 1 row",) if one_row else ()), *(f"engine int8 {p.name}" for p in int8),
-              *(f"graph {g}" for g in variants)):
+    for v in ("engine", *(f"engine {path.name}" for path in others), *(f"graph {g}" for g in variants)):
         ratios[f"{v}: ctx 1000 / ctx 100"] = p50[f"{v}|c1000"] / p50[f"{v}|c100"]
     for b in BATCHES:
         ratios[f"genai batch {b}: ctx 1000 / ctx 100"] = p50[f"genai|b{b}|c1000"] / p50[f"genai|b{b}|c100"]
-        if int8:
-            ratios[f"genai int8 batch {b}: ctx 1000 / ctx 100"] = (p50[f"genai int8|b{b}|c1000"]
-                                                                   / p50[f"genai int8|b{b}|c100"])
+        for p in (p for p in precisions if p != "fp32"):
+            ratios[f"genai {p} batch {b}: ctx 1000 / ctx 100"] = (p50[f"{_genai(p)}|b{b}|c1000"]
+                                                                 / p50[f"{_genai(p)}|b{b}|c100"])
     for c in CONTEXTS:
         for variant in variants[1:]:
             ratios[f"{variant} / gqa fp32 graph, ctx {c}"] = p50[f"graph {variant}|c{c}"] / p50[f"graph gqa fp32|c{c}"]
@@ -447,17 +450,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=64, help="Tokens timed per turn of a cell (>= 8; default 64).")
     parser.add_argument("--repeat", type=int, default=5, help="Turns per cell (>= 1; default 5).")
     parser.add_argument("--json-out", help="Also write the figures as JSON.")
-    parser.add_argument("--int8", action="append", default=[],
-                        help="An int8 .onnx model of the engine (repeatable; e.g. the shipped CPU default), timed "
-                        "beside genai's own int8 build (8-bit weights) at the batch of its rows.")
-    parser.add_argument("--one-row", help="A guidance-distilled .onnx model (one row per candidate, e.g. "
-                        "`affetto export affetto/assets/affetto-distilled -o F`) whose engine step is timed too: "
-                        "genai's batch 1 does its work.")
+    parser.add_argument("--engine", action="append", default=[], metavar="FILE",
+                        help="Another .onnx model of the engine (repeatable): the shipped CPU default, a "
+                        "guidance-distilled one in fp32 (`affetto export affetto/assets/affetto-distilled -o F`), ... "
+                        "Its step is timed beside genai's build in its precision (fp32, or int8: 8-bit weights) at "
+                        "the batch of its rows (one row: batch 1).")
     args = parser.parse_args(argv)
     if args.steps < 8 or args.repeat < 1:
         parser.error("--steps must be >= 8 and --repeat >= 1")
     results = run(Path(args.model) if args.model else default_model_path("fp32"), steps=args.steps, repeat=args.repeat,
-                  one_row=Path(args.one_row) if args.one_row else None, int8=[Path(p) for p in args.int8])
+                  others=[Path(p) for p in args.engine])
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(results, indent=1), encoding="utf-8")
     return 0
