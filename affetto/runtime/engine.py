@@ -108,11 +108,10 @@ class Engine:
             raise ConfigError(f"window must be an int >= {MIN_WINDOW} (tokens), or None for the model's whole "
                               f"context, got {window!r}")
         self.context_window = min(window, self.max_len) if window is not None else self.max_len
-        conditioning = self.manifest.get("conditioning") or {}
-        self.guidance_ready = bool(conditioning.get("guidance_ready", False))
-        # a guidance-distilled model: its one row takes the scale in this capsule channel
-        self.guidance_channel: dict | None = conditioning.get("guidance_channel")
-        self._max_scale: float | None = None  # the largest scale it learnt (read by _check_rows); None: two rows
+        self.guidance_ready = bool((self.manifest.get("conditioning") or {}).get("guidance_ready", False))
+        # a guidance-distilled model's largest scale (its one row takes the scale in a capsule channel; read by
+        # _check_rows); None: a model of two rows, mixed
+        self._max_scale: float | None = None
         self.meter = meter
         self.bar_steps = self.vocab.grid.steps_per_bar(meter)
         if self.bar_steps > self.vocab.config.max_bar_steps:
@@ -326,7 +325,7 @@ class Engine:
 
     def _check_rows(self) -> None:
         """The graph's rows and capsule width are those its manifest's conditioning says."""
-        channel = self.guidance_channel
+        channel = (self.manifest.get("conditioning") or {}).get("guidance_channel")
         width = self.cache.capsule_width
         try:
             if channel is None:
