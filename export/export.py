@@ -72,7 +72,8 @@ class ExportResult:
         if self.kv_int8 is not None:
             kv = self.kv_int8
             lines.append(f"int8 KV cache vs fp32, decoding {kv['tokens']} rows x tokens: top-1 agreement "
-                         f"{100 * kv['top1_agreement']:.2f}%, max logit difference {kv['max_logit_diff']:.3f}")
+                         f"{100 * kv['top1_agreement']:.2f}%, max logit difference {kv['max_logit_diff']:.3f}, "
+                         f"mean KL {kv['mean_kl']:.2e} nats")
         return "\n".join(lines)
 
 
@@ -154,14 +155,16 @@ def with_manifest(model: onnx.ModelProto, manifest: dict) -> onnx.ModelProto:
     return model
 
 
+CACHE_SCALES = (" shared by the heads, 7 bits; queries at a scale calibrated with them, attention weights over "
+                "their largest, uint8")  # what the MatMul attention's int8 cache quantises, as the manifest says it
 KV_MARGIN = 1.1  # scales leave room above the largest magnitude calibration saw (longer contexts, other pieces)
 
 
 def calibrate_kv(model_bytes: bytes, model: Any, sequences: list[np.ndarray], cond: np.ndarray,
                  margin: float = KV_MARGIN, *, rows: int = ROWS) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per layer, the key and the value scale of an int8 cache: each channel's largest magnitude over the
-    ``sequences`` (read whole as the engine runs them: with two ``rows``, the capsule in one and none in the
-    other), times ``margin``, over 127."""
+    """Per layer, the key and the value scale of GroupQueryAttention's int8 cache: each channel's largest
+    magnitude over the ``sequences`` (read whole as the engine runs them: with two ``rows``, the capsule in
+    one and none in the other), times ``margin``, over 127. ``model_bytes`` is the fp32 graph with that op."""
     from affetto.export.parity import calibration_feeds, session
 
     cfg = model.cfg
@@ -173,6 +176,29 @@ def calibrate_kv(model_bytes: bytes, model: Any, sequences: list[np.ndarray], co
         amax = seen if not amax else [np.maximum(a, b) for a, b in zip(amax, seen)]
     scales = [np.maximum(a * margin, 1e-6).reshape(-1).astype(np.float32) / 127.0 for a in amax]
     return [(scales[2 * i], scales[2 * i + 1]) for i in range(cfg.n_layer)]
+
+
+def calibrate_int8_cache(fp32: onnx.ModelProto, model: Any, sequences: list[np.ndarray], cond: np.ndarray,
+                         margin: float = KV_MARGIN, *, rows: int = ROWS) -> list[Any]:
+    """Per layer, the MatMul attention's :class:`affetto.export.graph.Int8Cache`, from the largest magnitudes
+    of keys, values and queries over the ``sequences`` read whole (as :func:`calibrate_kv`) by ``fp32``, the
+    graph with the MatMul attention."""
+    from affetto.export.graph import int8_cache
+    from affetto.export.parity import calibration_feeds, session
+
+    n_layer = model.cfg.n_layer
+    probe = onnx.ModelProto()
+    probe.CopyFrom(fp32)
+    queries = [f"blocks.{i}.attn.q_rows_out" for i in range(n_layer)]  # (N, S*G, hs), as the products read them
+    probe.graph.output.extend(onnx.helper.make_tensor_value_info(q, onnx.TensorProto.FLOAT, None) for q in queries)
+    sess = session(probe.SerializeToString())
+    amax: list[np.ndarray] = []
+    for feeds in calibration_feeds(model, sequences, cond, attention="matmul", rows=rows):
+        present, *q = sess.run(["present", *queries], feeds)  # present: (2 L N, S, hs), layer i's keys, its values
+        seen = [*np.abs(present).max(axis=1).reshape(2 * n_layer, -1, present.shape[-1]),
+                *(np.abs(x).max(axis=1) for x in q)]
+        amax = seen if not amax else [np.maximum(a, b) for a, b in zip(amax, seen)]
+    return [int8_cache(amax[2 * i], amax[2 * i + 1], amax[2 * n_layer + i], margin) for i in range(n_layer)]
 
 
 CALIBRATION_SEQUENCES = 16  # validation sequences the int8 activation scales are calibrated on (not checked on)
@@ -226,7 +252,8 @@ def export_checkpoint(
     and its agreement with the fp32 cache is measured and stored in the manifest.
 
     ``attention`` picks the lead graph's attention (:data:`affetto.export.graph.ATTENTIONS`): ``matmul``
-    by default, ``gqa`` (GroupQueryAttention) with ``kv_int8``, which needs it.
+    by default (with ``kv_int8``, its int8 cache: scales per channel shared by the heads, read by
+    ``DynamicQuantizeMatMul``), or ``gqa`` (GroupQueryAttention, whose int8 cache has scales per head).
 
     ``sampling`` stores the model's own sampling settings in the manifest
     (``{"default": {...}, "Q3": {...}}``), which the engine uses where the
@@ -243,11 +270,11 @@ def export_checkpoint(
         raise ModelFileError(
             f"{checkpoint}: vocabulary of {vocab.size} tokens but the model has {model.cfg.vocab_size}"
         )
-    # the int8 cache is GroupQueryAttention's (the lead family's graph only): its graph is written with that op
-    if kv_int8 and attention not in (None, "gqa"):
-        raise ConfigError(f"an int8 KV cache is GroupQueryAttention's: not possible with attention={attention!r}")
-    attention = "gqa" if kv_int8 else attention
+    from affetto.export.graph import ATTENTIONS
     from affetto.export.manifest import checkpoint_rows, guidance_channel
+
+    if attention is not None and attention not in ATTENTIONS:
+        raise ConfigError(f"attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}")
 
     channel = guidance_channel(meta)  # a guidance-distilled model: one row, guidance in its capsule
     rows = checkpoint_rows(meta)
@@ -263,6 +290,7 @@ def export_checkpoint(
     fp32 = family.graph(model, **lead_options)
     onnx.checker.check_model(fp32, full_check=True)
     fp32_bytes = fp32.SerializeToString()
+    matmul_kv8 = kv_int8 and attention in (None, "matmul")  # the int8 cache's scales are in the graph's weights
     parity = None
     if check:
         sequences = sequences or sample()
@@ -281,6 +309,15 @@ def export_checkpoint(
                                 "op": "com.microsoft.GroupQueryAttention"}
     result_int8 = None
     final = fp32
+    kv_scales = None
+    if kv_int8:
+        max_len = int(model.cfg.max_len)  # type: ignore[attr-defined]  # the lead family's config has it
+        long_seqs, long_cond = sample(length=max_len, seed=1)
+        if matmul_kv8:
+            caches = calibrate_int8_cache(fp32, model, long_seqs, long_cond, rows=rows)
+            final = family.graph(model, **lead_options, kv_scales=caches)
+        else:
+            kv_scales = calibrate_kv(fp32_bytes, model, long_seqs, long_cond, rows=rows)
     if int8:
         sequences = sequences or sample()  # drawn once: the check's when it ran
         if family.calibration is not None:
@@ -288,10 +325,11 @@ def export_checkpoint(
 
             length = min(model.cfg.max_len, CALIBRATION_LENGTH)  # type: ignore[attr-defined]  # the lead's config
             calibration = sample(count=CALIBRATION_SEQUENCES, length=length, seed=3)
-            final = quantize_int8(fp32, family.calibration(model, *calibration, **lead_options))
+            cache = {"kv_dtype": np.int8} if matmul_kv8 else {}  # what the calibration runs feed the graph's cache
+            final = quantize_int8(final, family.calibration(model, *calibration, **lead_options, **cache))
             method = f"{METHOD}; calibrated on {len(calibration[0])} validation sequences"
         else:
-            final = quantize_int8(fp32)
+            final = quantize_int8(final)
             method = "onnxruntime dynamic, int8 weights, MatMul"
         result_int8 = family.agreement(fp32_bytes, final.SerializeToString(), model, *sequences)
         manifest["quantization"] = {"method": method, **result_int8}
@@ -300,14 +338,13 @@ def export_checkpoint(
         from affetto.export.graph import with_int8_kv
         from affetto.export.parity import decode_agreement
 
-        max_len = int(model.cfg.max_len)  # type: ignore[attr-defined]  # the lead family's config has it
-        long_seqs, long_cond = sample(length=max_len, seed=1)
-        scales = calibrate_kv(fp32_bytes, model, long_seqs, long_cond, rows=rows)
-        final = with_int8_kv(final, scales)
+        if kv_scales is not None:  # GroupQueryAttention's: the op quantises what it writes
+            final = with_int8_kv(final, kv_scales)
         check_seqs, check_cond = sample(count=2, length=max_len, seed=2)  # not calibrated on
         result_kv = decode_agreement(fp32_bytes, final.SerializeToString(), model, check_seqs, check_cond)
         manifest["kv_cache"] = {**manifest.get("kv_cache", {}), "dtype": "int8",
-                                "scales": f"per channel, calibrated on {len(long_seqs)} validation sequences "
+                                "scales": f"per channel{CACHE_SCALES if matmul_kv8 else ''}, "
+                                          f"calibrated on {len(long_seqs)} validation sequences "
                                           f"(x{KV_MARGIN} margin)", **result_kv}
     if parity is not None:
         manifest["parity"] = parity.to_dict()

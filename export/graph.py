@@ -13,11 +13,13 @@ node by node, around one of two attentions (``attention=``):
   returned in ``present``, which the engine writes into its cache after the
   run. On one CPU thread a step of the shipped model costs 0.8x
   GroupQueryAttention's at 100 tokens of context and 0.5-0.7x at 1,000.
+  Its cache may be int8 (``kv_scales``, :class:`Int8Cache`): the products
+  that read it are integer ones, and the cache reads a quarter of the bytes.
 * ``gqa``: ONNX Runtime's fused ``com.microsoft.GroupQueryAttention``,
   whose past and present buffers are one preallocated tensor of
-  ``max_len`` slots, written in place by the op. The int8 KV cache
-  (:func:`with_int8_kv`) needs it; graphs exported before the MatMul
-  attention have it, and the engine runs both.
+  ``max_len`` slots, written in place by the op, in int8 too with
+  :func:`with_int8_kv`; graphs exported before the MatMul attention have
+  it, and the engine runs both.
 
 Residual sums ride in ``SkipLayerNormalization`` and the MLP's first bias
 in ``BiasGelu``, and the capsule's per-block embeddings come from one
@@ -44,11 +46,12 @@ key/value head, L = layers)::
                                  row s * G + g: token s's bias over the cache's slots, then over the
                                  step's own tokens (no mask is built in: causality is in the bias)
     attention_split              int64   [2]                (slots, sequence)
-    past_key_values.{i}.key      float32 [N, head_size, slots]   keys, transposed
-    past_key_values.{i}.value    float32 [N, slots, head_size]
+    past_key_values.{i}.key      float32 [N, head_size, slots]   keys, transposed (int8 with kv_scales)
+    past_key_values.{i}.value    float32 [N, slots, head_size]   (int8 with kv_scales)
  -> logits                       float32 [R, sequence, vocab]
     present                      float32 [2 * L * N, sequence, head_size]   the step's keys and values:
                                  layer i's keys are heads 2 i N .. (2 i + 1) N - 1, its values the next N
+                                 (int8 with kv_scales)
 
 and of the ``gqa`` graph (row r's head h is head ``r * heads + h`` of one
 sequence: the op takes a multi-token step on top of a cache only at batch 1)::
@@ -69,6 +72,9 @@ Cache sizes count slots, not positions: candidates' tokens take a slot each.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import onnx
@@ -118,14 +124,32 @@ ATTENTIONS = ("matmul", "gqa")
 
 
 def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = None, *,
-                attention: str = "matmul", rows: int = ROWS) -> onnx.ModelProto:
+                attention: str = "matmul", rows: int = ROWS,
+                kv_scales: Sequence[Int8Cache] | None = None) -> onnx.ModelProto:
     """The ONNX model of ``model`` (fp32) with the I/O contract of ``attention`` in the module docstring, running
-    ``rows`` capsules at once (1: a model that needs no unconditioned row, such as a guidance-distilled one)."""
+    ``rows`` capsules at once (1: a model that needs no unconditioned row, such as a guidance-distilled one).
+
+    ``kv_scales`` (the MatMul attention only) keeps the cache in int8, a layer's :class:`Int8Cache` each.
+    The keys' scales ride in the weights (the queries are multiplied by them, the keys divided, so their
+    product is unchanged and a cached key is its int8 value); the values' scale is the per-column scale of
+    the product that reads the cached values. Both products read int8 (``MatMulIntegerToFloat``), their other
+    side quantised with scales that depend on no other row or candidate: the queries with the scale calibrated
+    at export, each query's attention weights over the cache divided by their largest first (so that a
+    diffuse attention keeps its resolution). The step's own keys and values are attended in fp32, and
+    ``present`` comes back in int8.
+    """
     if attention not in ATTENTIONS:
         raise ValueError(f"attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}")
     if rows < 1:
         raise ValueError(f"a graph runs at least one row, got {rows}")
     cfg = model.cfg
+    if kv_scales is not None:
+        if attention != "matmul":
+            raise ValueError("kv_scales is the MatMul attention's int8 cache; GroupQueryAttention's is with_int8_kv")
+        if len(kv_scales) != cfg.n_layer or any(np.shape(c.keys) != (cfg.head_dim,) or np.shape(c.values)
+                                                != (cfg.head_dim,) for c in kv_scales):
+            raise ValueError(f"kv_scales needs {cfg.n_layer} layers of key and value scales of {cfg.head_dim} "
+                             "channels")
     sd = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
     b = _Builder()
     H, hs, C = cfg.n_head, cfg.head_dim, cfg.d_model
@@ -174,7 +198,7 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
         return outs[0], outs[3]
 
     split_sizes = b.weight("qkv_split", np.array([C, KV * hs, KV * hs], np.int64))
-    attend = _MatMulAttention(b, R, H, KV, hs) if matmul else _GroupQueryAttention(b, R, H, KV, hs)
+    attend = (_MatMulAttention(b, R, H, KV, hs, kv_scales) if matmul else _GroupQueryAttention(b, R, H, KV, hs))
     pending: tuple[str, str] | None = None  # the last block's MLP output and its bias, not yet added to x
     for i in range(L):
         p = f"blocks.{i}"
@@ -188,6 +212,10 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
         if matmul:  # the scores' 1 / sqrt(head size) rides in the query's weights
             scale = np.ones(len(bias), np.float32)
             scale[:C] = 1.0 / np.sqrt(hs)
+            if kv_scales is not None:  # queries times the keys' scales, keys over them: the product is unchanged
+                s_k = np.asarray(kv_scales[i].keys, np.float32)
+                scale[:C] *= np.tile(s_k, H)
+                scale[C : C + KV * hs] /= np.tile(s_k, KV)
             weight, bias = weight * scale[:, None], bias * scale
         qkv = b.linear(h, weight, bias, f"{p}.attn.qkv")
         q, k, v = b.op("Split", [qkv, split_sizes], n_out=3, name=f"{p}.attn.split", axis=-1)
@@ -204,12 +232,13 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
     head = b.weight("head.weight_t", sd["tok.weight"].T)
     if matmul:
         b.nodes.append(helper.make_node("MatMul", [x, head], ["logits"], name="head"))  # (R, S, V)
-        b.nodes.append(helper.make_node("Concat", attend.present, ["present"], name="present", axis=0))
+        attend.write_present("present")
     else:
         logits = b.op("MatMul", [x, head], name="head")  # (S, R, V)
         b.nodes.append(helper.make_node("Transpose", [logits], ["logits"], name="logits_out", perm=[1, 0, 2]))
 
     f32, i64, i32 = TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32
+    kv_type = TensorProto.INT8 if kv_scales is not None else f32
     inputs = [
         helper.make_tensor_value_info("tokens", i64, [R, "sequence"]),
         helper.make_tensor_value_info("cond", f32, [R, cfg.n_cond]),
@@ -220,9 +249,9 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
         inputs += [helper.make_tensor_value_info("attention_bias", f32, ["query_rows", "slots_and_sequence"]),
                    helper.make_tensor_value_info("attention_split", i64, [2])]
         for i in range(L):
-            inputs += [helper.make_tensor_value_info(f"past_key_values.{i}.key", f32, [R * KV, hs, "slots"]),
-                       helper.make_tensor_value_info(f"past_key_values.{i}.value", f32, [R * KV, "slots", hs])]
-        outputs.append(helper.make_tensor_value_info("present", f32, [2 * L * R * KV, "sequence", hs]))
+            inputs += [helper.make_tensor_value_info(f"past_key_values.{i}.key", kv_type, [R * KV, hs, "slots"]),
+                       helper.make_tensor_value_info(f"past_key_values.{i}.value", kv_type, [R * KV, "slots", hs])]
+        outputs.append(helper.make_tensor_value_info("present", kv_type, [2 * L * R * KV, "sequence", hs]))
     else:
         inputs += [
             helper.make_tensor_value_info("attention_bias", f32, [1, 1, "sequence", "total_sequence_length"]),
@@ -287,10 +316,18 @@ class _MatMulAttention:
     engine to write.
     """
 
-    def __init__(self, b: _Builder, R: int, H: int, KV: int, hs: int) -> None:
+    def __init__(self, b: _Builder, R: int, H: int, KV: int, hs: int,
+                 kv_scales: Sequence[Int8Cache] | None = None) -> None:
         self.b, self.R, self.H, self.KV, self.G, self.hs = b, R, H, KV, H // KV, hs
         self.N = R * KV
+        self.kv_scales = kv_scales
         self.present: list[str] = []
+        if kv_scales is not None:
+            self.unit = b.weight("kv_unit_scale", np.array(1.0, np.float32))
+            self.int8_zero = b.weight("kv_zero", np.array(0, np.int8))
+            self.weight_scale = b.weight("attn_weight_scale", np.array(1.0 / 255.0, np.float32))
+            self.weight_zero = b.weight("attn_weight_zero", np.array(0, np.uint8))
+            self.tiny = b.weight("attn_weight_floor", np.array(1e-30, np.float32))
         self.q_rows = b.weight("q_rows", np.array([self.N, -1, hs], np.int64))  # -> (N, S*G, hs)
         self.out_rows = b.weight("out_rows", np.array([R, -1, H * hs], np.int64))  # (N, S*G, hs) -> (R, S, C)
         if KV > 1:
@@ -316,18 +353,79 @@ class _MatMulAttention:
         q = b.op("Reshape", [q, self.q_rows], name=f"{p}.q_rows")  # (N, S*G, hs), already scaled
         k, v = self._heads(k, f"{p}.k_heads"), self._heads(v, f"{p}.v_heads")  # (N, S, hs)
         self.present += [k, v]
-        cached = b.op("MatMul", [q, f"past_key_values.{i}.key"], name=f"{p}.qk")  # (N, S*G, slots)
+        cache = None if self.kv_scales is None else self.kv_scales[i]
+        if cache is not None:  # the keys' scales are in q and k already (build_graph): a cached key is its int8 value
+            q_scale = b.weight(f"{p}.q_scale", np.array(max(cache.queries, 1e-6) / 127.0, np.float32))
+            q_zero = b.weight(f"{p}.q_zero", np.array(128, np.uint8))
+            q_u8 = b.op("QuantizeLinear", [q, q_scale, q_zero], name=f"{p}.q_quantize")
+            cached = b.op("MatMulIntegerToFloat", [q_u8, f"past_key_values.{i}.key", q_scale, self.unit, q_zero],
+                          domain=MS_DOMAIN, name=f"{p}.qk")
+        else:
+            cached = b.op("MatMul", [q, f"past_key_values.{i}.key"], name=f"{p}.qk")  # (N, S*G, slots)
         own = b.op("MatMul", [q, b.op("Transpose", [k], name=f"{p}.k_t", perm=[0, 2, 1])], name=f"{p}.qk_own")
         scores = b.op("Concat", [cached, own], name=f"{p}.scores", axis=-1)  # (N, S*G, slots + S)
         scores = b.op("Add", [scores, "attention_bias"], name=f"{p}.bias")
         weights = b.op("Softmax", [scores], name=f"{p}.softmax", axis=-1)
         w_cached, w_own = b.op("Split", [weights, "attention_split"], n_out=2, name=f"{p}.weights_split", axis=-1)
-        out = b.op("Add", [b.op("MatMul", [w_cached, f"past_key_values.{i}.value"], name=f"{p}.pv"),
-                           b.op("MatMul", [w_own, v], name=f"{p}.pv_own")], name=f"{p}.sum")  # (N, S*G, hs)
+        if cache is not None:  # each query's weights over the cache, over their largest, in 8 bits
+            top = b.op("Max", [b.op("ReduceMax", [w_cached], name=f"{p}.w_top", keepdims=1), self.tiny],
+                       name=f"{p}.w_top_floor")  # 0 where the cache is all hidden
+            w_u8 = b.op("QuantizeLinear", [b.op("Div", [w_cached, top], name=f"{p}.w_unit"), self.weight_scale,
+                                           self.weight_zero], name=f"{p}.w_quantize")
+            v_scale = b.weight(f"{p}.v_scale", np.asarray(cache.values, np.float32))
+            read = b.op("MatMulIntegerToFloat", [w_u8, f"past_key_values.{i}.value", self.weight_scale, v_scale,
+                                                 self.weight_zero], domain=MS_DOMAIN, name=f"{p}.pv_int8")
+            read = b.op("Mul", [read, top], name=f"{p}.pv")
+        else:
+            read = b.op("MatMul", [w_cached, f"past_key_values.{i}.value"], name=f"{p}.pv")
+        out = b.op("Add", [read, b.op("MatMul", [w_own, v], name=f"{p}.pv_own")], name=f"{p}.sum")  # (N, S*G, hs)
         if self.KV > 1:  # (R, KV, S, G*hs) -> (R, S, KV, G*hs)
             out = b.op("Transpose", [b.op("Reshape", [out, self.out_split], name=f"{p}.out_split")],
                        name=f"{p}.out_t", perm=[0, 2, 1, 3])
         return b.op("Reshape", [out, self.out_rows], name=f"{p}.rows")  # (R, S, C)
+
+    def write_present(self, name: str) -> None:
+        """Every layer's keys and values of the step as one output ``name``: in int8 with ``kv_scales`` (the keys
+        are in their int8 units already; the values are divided by their scales), rounded and saturated."""
+        b = self.b
+        if self.kv_scales is None:
+            b.nodes.append(helper.make_node("Concat", self.present, [name], name="present", axis=0))
+            return
+        steps = b.op("Concat", self.present, name="present_f", axis=0)  # (2 L N, S, hs)
+        inverse = np.ones((len(self.present), self.N, 1, self.hs), np.float32)
+        for i, cache in enumerate(self.kv_scales):
+            inverse[2 * i + 1] = 1.0 / np.asarray(cache.values, np.float32)
+        units = b.op("Mul", [steps, b.weight("present_inverse_scale", inverse.reshape(-1, 1, self.hs))],
+                     name="present_units")
+        units = b.op("Clip", [units, b.weight("cache_min", np.array(-CACHE_MAX, np.float32)),
+                              b.weight("cache_max", np.array(CACHE_MAX, np.float32))], name="present_clip")
+        b.nodes.append(helper.make_node("QuantizeLinear", [units, self.unit, self.int8_zero], [name], name="present"))
+
+
+CACHE_MAX = 63  # an int8 cache keeps 7 bits of magnitude, as int8 weights do (see affetto.export.quantize)
+
+
+@dataclass(frozen=True)
+class Int8Cache:
+    """A layer's int8 cache for the MatMul attention: the scale of each of a head's channels of keys and of
+    values (shared by every head and row), and the largest magnitude of its queries times the keys' scales."""
+
+    keys: np.ndarray  # (head_size,)
+    values: np.ndarray  # (head_size,)
+    queries: float
+
+
+def int8_cache(keys: np.ndarray, values: np.ndarray, queries: np.ndarray, margin: float) -> Int8Cache:
+    """A layer's :class:`Int8Cache` from the largest magnitudes calibration saw: of keys and of values per channel
+    (shaped (..., head_size), any heads and rows before), of queries per channel (the same shape, the
+    queries' heads before). Each range is widened by ``margin``; a cached value's magnitude is at most
+    :data:`CACHE_MAX`."""
+    def channels(a: np.ndarray) -> np.ndarray:
+        return np.asarray(a, np.float32).reshape(-1, np.shape(a)[-1]).max(axis=0)
+
+    k_scale = (np.maximum(channels(keys) * margin, 1e-6) / CACHE_MAX).astype(np.float32)
+    v_scale = (np.maximum(channels(values) * margin, 1e-6) / CACHE_MAX).astype(np.float32)
+    return Int8Cache(k_scale, v_scale, float((channels(queries) * k_scale).max() * margin))
 
 
 def with_int8_kv(model: onnx.ModelProto, scales: list[tuple[np.ndarray, np.ndarray]]) -> onnx.ModelProto:

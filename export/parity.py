@@ -22,7 +22,14 @@ import onnxruntime as ort
 import torch
 
 from affetto.models.transformer import EmotionTransformer
-from affetto.runtime.session import CachedSession, graph_attention, graph_rows, guidance_rows, sequence_feeds
+from affetto.runtime.session import (
+    CachedSession,
+    cache_dtype,
+    graph_attention,
+    graph_rows,
+    guidance_rows,
+    sequence_feeds,
+)
 
 FP32_ATOL = 1e-3
 
@@ -61,27 +68,27 @@ def session(model_bytes: bytes, threads: int = 1, *, optimized: bool = True) -> 
 
 
 def _feeds(tokens: np.ndarray, cond: np.ndarray, past: list[np.ndarray] | None, model: EmotionTransformer,
-           attention: str):
+           attention: str, kv_dtype: type[np.generic] = np.float32):
     cfg = model.cfg
     return sequence_feeds(tokens, cond, past, n_layer=cfg.n_layer, heads=cfg.n_head, kv_heads=cfg.kv_heads,
-                          head_dim=cfg.head_dim, attention=attention)
+                          head_dim=cfg.head_dim, attention=attention, kv_dtype=kv_dtype)
 
 
 def calibration_feeds(model: EmotionTransformer, sequences: list[np.ndarray], cond: np.ndarray,
-                      attention: str = "matmul", rows: int = 2):
-    """Feeds of whole sequences for int8 calibration of the graph with ``attention``: each under its capsule
-    and, with two ``rows`` (the engine's for guidance), unconditioned; with one (a guidance-distilled model),
-    under its capsule alone."""
+                      attention: str = "matmul", rows: int = 2, kv_dtype: type[np.generic] = np.float32):
+    """Feeds of whole sequences for int8 calibration of the graph with ``attention`` (and a cache of
+    ``kv_dtype``): each under its capsule and, with two ``rows`` (the engine's for guidance), unconditioned;
+    with one (a guidance-distilled model), under its capsule alone."""
     for seq, c in zip(sequences, cond):
         capsules = np.array(guidance_rows(c, rows), np.float32)
-        yield _feeds(np.stack([seq] * rows).astype(np.int64), capsules, None, model, attention)
+        yield _feeds(np.stack([seq] * rows).astype(np.int64), capsules, None, model, attention, kv_dtype)
 
 
 def run_full(sess: ort.InferenceSession, model: EmotionTransformer, tokens: np.ndarray, cond: np.ndarray):
     """Logits of the whole sequence in one run (empty past); fewer sequences than the graph's rows repeat."""
     B, rows = tokens.shape[0], graph_rows(sess)
     pad = np.arange(max(B, rows)) % B  # (rows,)
-    out = sess.run(None, _feeds(tokens[pad], cond[pad], None, model, graph_attention(sess)))
+    out = sess.run(None, _feeds(tokens[pad], cond[pad], None, model, graph_attention(sess), cache_dtype(sess)))
     return [out[0][:B], *out[1:]]
 
 
@@ -183,7 +190,8 @@ def agreement(fp32_bytes: bytes, other_bytes: bytes, model: EmotionTransformer, 
 
 def decode_agreement(reference_bytes: bytes, other_bytes: bytes, model: Any,
                      sequences: list[np.ndarray], cond: np.ndarray, prefix: int = 32) -> dict[str, float]:
-    """Top-1 agreement and max logit difference of two graphs decoding through the engine's own cache.
+    """Top-1 agreement, max logit difference and mean KL divergence (nats, the reference's distribution from
+    the other's) of two graphs decoding through the engine's own cache.
 
     Each sequence's first ``prefix`` tokens are read in one run, the rest one token at a time, every
     row (the capsule and, in a graph of two, the unconditioned one) compared at every token: the way a
@@ -195,7 +203,7 @@ def decode_agreement(reference_bytes: bytes, other_bytes: bytes, model: Any,
                             max_len=cfg.max_len, vocab_size=cfg.vocab_size, bos=int(sequences[0][0]))
               for s in sessions]
     same = total = 0
-    max_diff = 0.0
+    max_diff = kl = 0.0
     for seq, c in zip(sequences, cond):
         for cache in caches:
             cache.condition(guidance_rows(c, cache.rows))
@@ -209,4 +217,15 @@ def decode_agreement(reference_bytes: bytes, other_bytes: bytes, model: Any,
             same += int((a.argmax(-1) == b.argmax(-1)).sum())
             total += a.shape[0]
             max_diff = max(max_diff, float(np.abs(a - b).max()))
-    return {"top1_agreement": same / max(1, total), "max_logit_diff": max_diff, "tokens": total}
+            kl += float(_kl(a, b).sum())
+    return {"top1_agreement": same / max(1, total), "max_logit_diff": max_diff, "mean_kl": kl / max(1, total),
+            "tokens": total}
+
+
+def _kl(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """KL(softmax(a) || softmax(b)) per row of logits, in nats."""
+    la = a - a.max(-1, keepdims=True)
+    la -= np.log(np.exp(la).sum(-1, keepdims=True))
+    lb = b - b.max(-1, keepdims=True)
+    lb -= np.log(np.exp(lb).sum(-1, keepdims=True))
+    return (np.exp(la) * (la - lb)).sum(-1)

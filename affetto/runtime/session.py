@@ -9,7 +9,9 @@ The cache takes one of two layouts, the graph's (see :mod:`affetto.export.graph`
   and the session writes them into the arrays. Growing past the bound, or
   shrinking well below it, copies the arrays (once every ``BLOCK`` slots).
   The arrays live in host memory: on a GPU provider ONNX Runtime copies the
-  bound cache to the device every run (not measured: no GPU here).
+  bound cache to the device every run (not measured: no GPU here). In a
+  graph exported with ``--kv-int8`` the arrays and ``present`` are int8
+  (the graph quantises what it returns), bound at one block at least.
 * ``gqa``: one preallocated buffer of ``max_len`` slots per layer and
   tensor, bound once with IOBinding as both the past input and the present
   output, so ONNX Runtime's GroupQueryAttention writes new keys in place
@@ -160,9 +162,9 @@ def cache_shape(model: dict) -> dict[str, int]:
 
 def sequence_feeds(tokens: np.ndarray, cond: np.ndarray, past: Sequence[np.ndarray] | None, *,
                    n_layer: int, heads: int, kv_heads: int, head_dim: int,
-                   attention: str = "matmul") -> dict[str, np.ndarray]:
+                   attention: str = "matmul", kv_dtype: type[np.generic] = np.float32) -> dict[str, np.ndarray]:
     """Feeds for ``session.run`` of a graph with ``attention``: ``tokens`` (rows, S) under ``cond`` (rows, 4)
-    after ``past``.
+    after ``past``; an empty past is of ``kv_dtype`` (the graph's :func:`cache_dtype`).
 
     ``past`` is the keys and values of every layer at their used length,
     (1, rows * kv_heads, P, head_dim) each, in the order key, value; None is
@@ -179,19 +181,20 @@ def sequence_feeds(tokens: np.ndarray, cond: np.ndarray, past: Sequence[np.ndarr
         feeds["attention_bias"] = np.zeros((1, 1, S, P + S), np.float32)
         feeds["seqlens_k"] = np.array([P + S - 1], np.int32)
         feeds["total_sequence_length"] = np.array(P + S, np.int32)
-        empty = np.zeros((1, rows * kv_heads, 0, head_dim), np.float32)
+        empty = np.zeros((1, rows * kv_heads, 0, head_dim), kv_dtype)
         for i in range(n_layer):
             feeds[f"past_key_values.{i}.key"] = empty if past is None else past[2 * i]
             feeds[f"past_key_values.{i}.value"] = empty if past is None else past[2 * i + 1]
         return feeds
     causal = np.where(np.tril(np.ones((S, S), bool)), 0.0, -np.inf).astype(np.float32)
-    bias = np.concatenate([np.zeros((S, P), np.float32), causal], axis=1)
+    hidden = 1 if past is None and kv_dtype != np.float32 else 0  # an int8 cache is never empty (_MatMulCache)
+    bias = np.concatenate([np.zeros((S, P), np.float32), np.full((S, hidden), -np.inf, np.float32), causal], axis=1)
     feeds["attention_bias"] = np.repeat(bias, heads // kv_heads, axis=0)  # (S * G, P + S)
-    feeds["attention_split"] = np.array([P, S], np.int64)
+    feeds["attention_split"] = np.array([P + hidden, S], np.int64)
     for i in range(n_layer):
         if past is None:
-            key = np.zeros((rows * kv_heads, head_dim, 0), np.float32)
-            value = np.zeros((rows * kv_heads, 0, head_dim), np.float32)
+            key = np.zeros((rows * kv_heads, head_dim, hidden), kv_dtype)
+            value = np.zeros((rows * kv_heads, hidden, head_dim), kv_dtype)
         else:
             key = np.ascontiguousarray(past[2 * i][0].transpose(0, 2, 1))
             value = np.ascontiguousarray(past[2 * i + 1][0])
@@ -241,7 +244,8 @@ class CachedSession:
         if self.attention == "matmul":
             if heads is None or heads % kv_heads:
                 raise ValueError(f"the MatMul attention needs the query heads (a multiple of {kv_heads}), got {heads}")
-            self._kv = _MatMulCache(self._io, self.rows * kv_heads, heads // kv_heads, n_layer, head_dim, max_len)
+            self._kv = _MatMulCache(self._io, self.rows * kv_heads, heads // kv_heads, n_layer, head_dim, max_len,
+                                    self.kv_dtype)
         else:
             self._kv = _SharedCache(self._io, self.rows * kv_heads, n_layer, head_dim, self.kv_dtype, self.device)
             self._reserve(max_len)
@@ -354,7 +358,7 @@ class CachedSession:
         io = self._io
         step = self._steps.get(S)
         if step is None:
-            step = _StepBuffers(self.rows, S, self.vocab_size, self._kv.present_shape(S))
+            step = _StepBuffers(self.rows, S, self.vocab_size, self._kv.present_shape(S), self.kv_dtype)
             if S <= _KEPT_WIDTHS:  # decode steps: a few widths, again and again; a prefill's is used once
                 self._steps[S] = step
         if self._bound != S or step is not self._steps.get(S):
@@ -433,7 +437,8 @@ _KEPT_WIDTHS = 32  # step widths (tokens per run) whose buffers a session keeps
 class _StepBuffers:
     """The inputs and outputs of runs of one width S, as arrays and the OrtValues sharing their memory."""
 
-    def __init__(self, rows: int, width: int, vocab_size: int, present: tuple[int, ...] | None) -> None:
+    def __init__(self, rows: int, width: int, vocab_size: int, present: tuple[int, ...] | None,
+                 dtype: type[np.generic] = np.float32) -> None:
         self.tokens = np.zeros((rows, width), np.int64)  # (R, S)
         self.positions = np.zeros((1, width), np.int64)  # (1, S)
         self.logits = np.zeros((rows, width, vocab_size), np.float32)  # (R, S, V)
@@ -441,7 +446,7 @@ class _StepBuffers:
         self.positions_value = ort.OrtValue.ortvalue_from_numpy(self.positions)
         self.logits_value = ort.OrtValue.ortvalue_from_numpy(self.logits)
         # the MatMul layout's keys and values of the step, which the session writes into its cache
-        self.present = None if present is None else np.zeros(present, np.float32)
+        self.present = None if present is None else np.zeros(present, dtype)
         self.present_value = None if self.present is None else ort.OrtValue.ortvalue_from_numpy(self.present)
 
 
@@ -582,13 +587,16 @@ class _MatMulCache:
 
     prefill_chunk = PREFILL_CHUNK
 
-    def __init__(self, io: ort.IOBinding, heads: int, group: int, n_layer: int, head_dim: int, max_len: int) -> None:
+    def __init__(self, io: ort.IOBinding, heads: int, group: int, n_layer: int, head_dim: int, max_len: int,
+                 dtype: type[np.generic] = np.float32) -> None:
         self.io, self.heads, self.group, self.n_layer, self.head_dim = io, heads, group, n_layer, head_dim
-        self._per_slot = n_layer * heads * head_dim  # floats of keys (or values) a slot
-        self._stores = [np.zeros(2 * self._per_slot * max_len, np.float32) for _ in range(2)]
+        self.dtype = dtype
+        self._least = 0 if dtype == np.float32 else BLOCK  # the least bound (see _fit)
+        self._per_slot = n_layer * heads * head_dim  # elements of keys (or values) a slot
+        self._stores = [np.zeros(2 * self._per_slot * max_len, dtype) for _ in range(2)]
         self._turn = 0
-        self.keys = np.zeros((n_layer, heads, head_dim, 0), np.float32)
-        self.values = np.zeros((n_layer, heads, 0, head_dim), np.float32)
+        self.keys = np.zeros((n_layer, heads, head_dim, 0), dtype)
+        self.values = np.zeros((n_layer, heads, 0, head_dim), dtype)
         self.bound = -1
         self._split = np.zeros(2, np.int64)  # (bound, S)
         self._lower: dict[int, np.ndarray] = {}  # causality within a step of S tokens
@@ -598,13 +606,15 @@ class _MatMulCache:
     def _fit(self, used: int) -> None:
         """Bind the cache at ``used`` slots rounded up; lay it out again when the bound grows, or when it is
         ``SHRINK`` slots or more larger."""
-        target = -(-used // BLOCK) * BLOCK
+        # An int8 cache is bound at one block at least: ONNX Runtime's DynamicQuantizeMatMul leaves its output
+        # unwritten when the product's shared dimension (here the slots) is 0, where a MatMul writes zeros.
+        target = max(-(-used // BLOCK) * BLOCK, self._least)
         if self.bound >= target and self.bound < target + SHRINK:
             return
         self._turn ^= 1
         size = self._per_slot * target
         if self._stores[self._turn].size < 2 * size:  # past max_len: candidates' slots
-            self._stores[self._turn] = np.zeros(3 * size, np.float32)
+            self._stores[self._turn] = np.zeros(3 * size, self.dtype)
         store = self._stores[self._turn]
         keys = store[:size].reshape(self.n_layer, self.heads, self.head_dim, target)
         values = store[size : 2 * size].reshape(self.n_layer, self.heads, target, self.head_dim)

@@ -28,6 +28,7 @@ def sequence_logits(session, manifest: dict, tokens: np.ndarray, cond: np.ndarra
     takes the capsule with no guidance (its channel 0), the model's conditioned distribution as any other's.
     """
     from affetto.runtime.session import (
+        cache_dtype,
         cache_shape,
         graph_attention,
         graph_capsule_width,
@@ -41,7 +42,8 @@ def sequence_logits(session, manifest: dict, tokens: np.ndarray, cond: np.ndarra
     capsule[: len(cond)] = cond
     capsules = np.array(guidance_rows(capsule, n), np.float32)  # (n, width)
     rows = np.tile(np.asarray(tokens, np.int64), (n, 1))  # (n, T)
-    feeds = sequence_feeds(rows, capsules, None, **cache_shape(manifest["model"]), attention=graph_attention(session))
+    feeds = sequence_feeds(rows, capsules, None, **cache_shape(manifest["model"]), attention=graph_attention(session),
+                           kv_dtype=cache_dtype(session))
     return session.run(["logits"], feeds)[0][0]
 
 

@@ -40,12 +40,24 @@ def tiny_gqa_op_model(tmp_path_factory, tiny_checkpoint) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_kv8_model(tmp_path_factory, tiny_checkpoint) -> Path:
-    """The tiny checkpoint exported with its KV cache in int8 (scales calibrated on grammar walks)."""
+    """The tiny checkpoint exported with its KV cache in int8 (the MatMul attention's; scales calibrated on grammar
+    walks)."""
     from affetto.export.export import export_checkpoint, grammar_walks
     from affetto.tokens.vocab import Vocabulary
 
     out = tmp_path_factory.mktemp("onnx") / "tiny-kv8.onnx"
     export_checkpoint(tiny_checkpoint, out, kv_int8=True, sequences=grammar_walks(Vocabulary(), 4, 64))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_kv8_gqa_model(tmp_path_factory, tiny_checkpoint) -> Path:
+    """The tiny checkpoint exported with GroupQueryAttention's int8 KV cache."""
+    from affetto.export.export import export_checkpoint, grammar_walks
+    from affetto.tokens.vocab import Vocabulary
+
+    out = tmp_path_factory.mktemp("onnx") / "tiny-kv8-gqa.onnx"
+    export_checkpoint(tiny_checkpoint, out, kv_int8=True, attention="gqa", sequences=grammar_walks(Vocabulary(), 4, 64))
     return out
 
 

@@ -21,12 +21,14 @@ Q1, Q3 = Capsule.of(Quadrant.Q1), Capsule.of(Quadrant.Q3)
 ROWS = (Q1.weights, UNCONDITIONED)
 
 
-@pytest.fixture(params=["tiny", "shipped", "shipped-fp32", "tiny-kv8", "tiny-gqa", "tiny-int8", "tiny-gqa-op"])
-def engine(request, tiny_model, tiny_kv8_model, tiny_gqa_model, tiny_int8_model, tiny_gqa_op_model):
+@pytest.fixture(params=["tiny", "shipped", "shipped-fp32", "tiny-kv8", "tiny-kv8-gqa", "tiny-gqa", "tiny-int8",
+                        "tiny-gqa-op"])
+def engine(request, tiny_model, tiny_kv8_model, tiny_kv8_gqa_model, tiny_gqa_model, tiny_int8_model,
+           tiny_gqa_op_model):
     """The shipped model is the CPU's (one row, guidance distilled) and the fp32 reference (two rows)."""
     return Engine({"tiny": tiny_model, "shipped": None, "shipped-fp32": default_model_path("fp32"),
-                   "tiny-kv8": tiny_kv8_model, "tiny-gqa": tiny_gqa_model, "tiny-int8": tiny_int8_model,
-                   "tiny-gqa-op": tiny_gqa_op_model}[request.param])
+                   "tiny-kv8": tiny_kv8_model, "tiny-kv8-gqa": tiny_kv8_gqa_model, "tiny-gqa": tiny_gqa_model,
+                   "tiny-int8": tiny_int8_model, "tiny-gqa-op": tiny_gqa_op_model}[request.param])
 
 
 def _bar_opened(engine: Engine) -> int:
@@ -99,6 +101,14 @@ def test_the_kept_candidate_holds_the_cache_of_its_bar_read_whole(engine):
 
     cache.reset(cache.context)  # the same context read whole, in one run
     cache.prefill()
+    if cache.kv_dtype == np.int8 and cache.attention == "matmul":
+        # read whole, the bar's tokens attend each other in fp32 (a run's own keys); drawn, through the int8
+        # cache: a value may round the other way, by one unit, and the logits move with it
+        for a, b in zip(kept, cache.host_buffers()):
+            moved = a.astype(int) - b[:, :, : cache.cached]
+            assert np.abs(moved).max() <= 1 and (moved != 0).mean() < 5e-3
+        np.testing.assert_allclose(logits, cache.logits, atol=2e-3)  # 6e-5 measured
+        return
     for a, b in zip(kept, cache.host_buffers()):
         np.testing.assert_allclose(a, b[:, :, : cache.cached], atol=1e-4)
     np.testing.assert_allclose(logits, cache.logits, atol=1e-4)
