@@ -123,7 +123,7 @@ def torch_step_times(checkpoint: Path, batch: int, context: int, repeat: int, ca
     torch.set_num_threads(1)
     model, meta = load_checkpoint(checkpoint)
     tokens = torch.tensor([Vocabulary.from_dict(meta["vocab"]).random_walk(context, np.random.default_rng(0))] * batch)
-    cond = torch.zeros(batch, 4)
+    cond = torch.zeros(batch, model.cfg.n_cond)  # 5 weights for a guidance-distilled model (its channel 0 here)
     cond[0, 0] = 1.0
     with torch.no_grad():
         _, past = model(tokens, cond)

@@ -138,3 +138,12 @@ def test_a_scale_outside_what_the_student_learnt_is_held_to_it_and_said(distille
     assert engine.cache.capsules == ((*Capsule.of(Quadrant.Q1).weights, 1.0),)
     said = [r.getMessage() for r in caplog.records if "learnt guidance scales" in r.getMessage()]
     assert said == ["this model learnt guidance scales 1 to 5: 8 is played as 5"]  # once, not every bar
+
+
+def test_the_benchmark_times_pytorch_on_a_distilled_checkpoint(distilled_checkpoint):
+    """``affetto bench --checkpoint`` of a distilled model: PyTorch's step takes its five-weight capsule."""
+    from bench.bench_engine import torch_step_times
+
+    for cached in (True, False):
+        times = torch_step_times(distilled_checkpoint, 2, 20, 3, cached)
+        assert len(times) == 3 and all(t > 0 for t in times)
