@@ -21,10 +21,13 @@ node by node, around one of two attentions (``attention=``):
   :func:`with_int8_kv`; graphs exported before the MatMul attention have
   it, and the engine runs both.
 
-Residual sums ride in ``SkipLayerNormalization`` and the MLP's first bias
-in ``BiasGelu``, and the capsule's per-block embeddings come from one
-MatMul. The PyTorch model stays the reference: :mod:`affetto.export.parity`
-checks the graph against it.
+Layer norms are ``InstanceNormalization`` over each row, their weights and
+biases folded into the linear layers they feed (:func:`fold_norm`): ONNX
+Runtime's ``LayerNormalization`` and ``SkipLayerNormalization`` cost about
+ten times as much a row, which a step of several candidates pays. The MLP's
+first bias rides in ``BiasGelu``, and the capsule's per-block embeddings
+come from one MatMul. The PyTorch model stays the reference:
+:mod:`affetto.export.parity` checks the graph against it.
 
 The two rows of classifier-free guidance (the conditioned and the
 unconditioned one) run as one batch of ``ROWS`` through the network. The
@@ -112,15 +115,17 @@ class _Builder:
             y = self.op("Add", [y, self.weight(f"{name}.bias", bias)], name=f"{name}.add")
         return y
 
-    def layer_norm(self, x: str, sd: dict, name: str) -> str:
-        return self.op(
-            "LayerNormalization",
-            [x, self.weight(f"{name}.weight", sd[f"{name}.weight"]), self.weight(f"{name}.bias", sd[f"{name}.bias"])],
-            name=name, axis=-1, epsilon=1e-5,
-        )
 
 
 ATTENTIONS = ("matmul", "gqa")
+
+
+def fold_norm(sd: dict, ln: str, weight: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The linear layer (``weight`` (out, in), ``bias``) after layer norm ``ln``, with the norm's weight and bias
+    folded in: ``(n * g + beta) W^T + b = n (W * g)^T + (W beta + b)`` for the normalised rows ``n``."""
+    g, beta = sd[f"{ln}.weight"].astype(np.float64), sd[f"{ln}.bias"].astype(np.float64)
+    w = weight.astype(np.float64)
+    return (w * g[None, :]).astype(np.float32), (w @ beta + bias.astype(np.float64)).astype(np.float32)
 
 
 def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = None, *,
@@ -158,8 +163,9 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
     matmul = attention == "matmul"
     # The hidden states are (R, S, C) for the MatMul attention (a row's queries are then already the rows of
     # its products) and (S, R, C) for GroupQueryAttention (its (1, S, R*C) sequence of R*H heads, no copy).
-    # Every bias after a MatMul and every residual sum rides in a fused op (SkipLayerNormalization,
-    # BiasGelu): the graph's cost at short contexts is mostly its count of nodes.
+    # The MLP's first bias rides in BiasGelu; the other biases after MatMuls are Adds that follow them directly,
+    # which int8 export folds into its integer products. The graph's cost at short contexts is mostly its count
+    # of nodes, and per row of a step, its layer norms (below).
     tok_table = b.weight("tok.weight", sd["tok.weight"])
     if matmul:
         tok = b.op("Gather", [tok_table, "tokens"], name="tok_embed")  # (R, S, C)
@@ -186,16 +192,24 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
                      name="cond_layers_split", axis=-1)
         per_block[1:] = [split] if L == 2 else split
 
-    def skip_norm(x: str, skip: str, bias: str | None, ln: str) -> tuple[str, str]:
-        """LayerNorm ``ln`` of x + skip (+ bias), and that sum."""
-        base = f"{ln}.skip"
-        outs = [f"{base}_out", "", "", f"{base}_sum"]
-        inputs = [x, skip, b.weight(f"{ln}.weight", sd[f"{ln}.weight"]), b.weight(f"{ln}.bias", sd[f"{ln}.bias"])]
-        if bias is not None:
-            inputs.append(bias)
-        b.nodes.append(helper.make_node("SkipLayerNormalization", inputs, outs, name=base, domain=MS_DOMAIN,
-                                        epsilon=1e-5))
-        return outs[0], outs[3]
+    # Layer norms as InstanceNormalization over each row's C features (the rows are its channels, given unit
+    # scales and zero shifts made once a run), each norm's weight and bias folded into the linear layer it
+    # feeds: ONNX Runtime's LayerNormalization and SkipLayerNormalization cost about 1.2 us a row on one
+    # thread, InstanceNormalization a tenth of that, which is what a step of several candidates pays per row.
+    rows_of = b.op("Shape", [x], name="norm_channels", start=1, end=2)
+    unit = b.op("ConstantOfShape", [rows_of], name="norm_unit",
+                value=helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0]))
+    zero = b.op("ConstantOfShape", [rows_of], name="norm_zero",
+                value=helper.make_tensor("zero", TensorProto.FLOAT, [1], [0.0]))
+
+    def norm(t: str, ln: str) -> str:
+        """``ln``'s normalisation of each row of ``t``, without its weight and bias (see :func:`fold_norm`)."""
+        return b.op("InstanceNormalization", [t, unit, zero], name=f"{ln}.norm", epsilon=1e-5)
+
+    def residual(x: str, skip: str, ln: str) -> tuple[str, str]:
+        """The residual sum x + skip, and its normalisation by ``ln``."""
+        total = b.op("Add", [x, skip], name=f"{ln}.residual")
+        return norm(total, ln), total
 
     split_sizes = b.weight("qkv_split", np.array([C, KV * hs, KV * hs], np.int64))
     attend = (_MatMulAttention(b, R, H, KV, hs, kv_scales) if matmul else _GroupQueryAttention(b, R, H, KV, hs))
@@ -203,12 +217,13 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
     for i in range(L):
         p = f"blocks.{i}"
         if pending is None:
-            h = b.layer_norm(x, sd, f"{p}.ln1")
+            h = norm(x, f"{p}.ln1")
         else:
-            skip = pending[0] if per_block[i] is None else b.op("Add", [pending[0], per_block[i]],
-                                                                  name=f"{p}.cond_add")
-            h, x = skip_norm(x, skip, pending[1], f"{p}.ln1")
-        weight, bias = sd[f"{p}.attn.qkv.weight"], sd[f"{p}.attn.qkv.bias"]
+            skip = b.op("Add", [pending[0], pending[1]], name=f"{p}.mlp_bias")  # an int8 product takes it in
+            if per_block[i] is not None:
+                skip = b.op("Add", [skip, per_block[i]], name=f"{p}.cond_add")
+            h, x = residual(x, skip, f"{p}.ln1")
+        weight, bias = fold_norm(sd, f"{p}.ln1", sd[f"{p}.attn.qkv.weight"], sd[f"{p}.attn.qkv.bias"])
         if matmul:  # the scores' 1 / sqrt(head size) rides in the query's weights
             scale = np.ones(len(bias), np.float32)
             scale[:C] = 1.0 / np.sqrt(hs)
@@ -220,21 +235,22 @@ def build_graph(model: EmotionTransformer, metadata: dict[str, str] | None = Non
         qkv = b.linear(h, weight, bias, f"{p}.attn.qkv")
         q, k, v = b.op("Split", [qkv, split_sizes], n_out=3, name=f"{p}.attn.split", axis=-1)
         attn = attend(i, q, k, v)
-        a = b.linear(attn, sd[f"{p}.attn.proj.weight"], None, f"{p}.attn.proj")
-        h, x = skip_norm(x, a, b.weight(f"{p}.attn.proj.bias", sd[f"{p}.attn.proj.bias"]), f"{p}.ln2")
-        h = b.linear(h, sd[f"{p}.mlp.0.weight"], None, f"{p}.mlp.0")
-        h = b.op("BiasGelu", [h, b.weight(f"{p}.mlp.0.bias", sd[f"{p}.mlp.0.bias"])], domain=MS_DOMAIN,
-                 name=f"{p}.mlp.gelu")
+        a = b.linear(attn, sd[f"{p}.attn.proj.weight"], sd[f"{p}.attn.proj.bias"], f"{p}.attn.proj")
+        h, x = residual(x, a, f"{p}.ln2")
+        weight, bias = fold_norm(sd, f"{p}.ln2", sd[f"{p}.mlp.0.weight"], sd[f"{p}.mlp.0.bias"])
+        h = b.linear(h, weight, None, f"{p}.mlp.0")
+        h = b.op("BiasGelu", [h, b.weight(f"{p}.mlp.0.bias", bias)], domain=MS_DOMAIN, name=f"{p}.mlp.gelu")
         h = b.linear(h, sd[f"{p}.mlp.2.weight"], None, f"{p}.mlp.2")
         pending = (h, b.weight(f"{p}.mlp.2.bias", sd[f"{p}.mlp.2.bias"]))
     assert pending is not None
-    x, _ = skip_norm(x, pending[0], pending[1], "ln_f")
-    head = b.weight("head.weight_t", sd["tok.weight"].T)
-    if matmul:
-        b.nodes.append(helper.make_node("MatMul", [x, head], ["logits"], name="head"))  # (R, S, V)
+    x, _ = residual(x, b.op("Add", [pending[0], pending[1]], name="ln_f.mlp_bias"), "ln_f")
+    weight, bias = fold_norm(sd, "ln_f", sd["tok.weight"], np.zeros(cfg.vocab_size, np.float32))  # tied to the input
+    head = b.op("MatMul", [x, b.weight("head.weight_t", weight.T)], name="head.matmul")
+    if matmul:  # (R, S, V)
+        b.nodes.append(helper.make_node("Add", [head, b.weight("head.bias", bias)], ["logits"], name="head.add"))
         attend.write_present("present")
-    else:
-        logits = b.op("MatMul", [x, head], name="head")  # (S, R, V)
+    else:  # (S, R, V)
+        logits = b.op("Add", [head, b.weight("head.bias", bias)], name="head.add")
         b.nodes.append(helper.make_node("Transpose", [logits], ["logits"], name="logits_out", perm=[1, 0, 2]))
 
     f32, i64, i32 = TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32

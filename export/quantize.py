@@ -18,7 +18,8 @@ int8 in pairs summed into 16 bits, which 255 x 127 x 2 would overflow and
 255 x 63 x 2 does not.
 
 A value outside its calibrated range is clipped to it; the ranges are
-widened by ``MARGIN`` over what the calibration saw.
+widened by ``MARGIN`` over what the calibration saw. A bias Add that
+directly follows a quantised MatMul becomes the product's bias input.
 """
 
 from __future__ import annotations
@@ -95,6 +96,31 @@ def _key(node: onnx.NodeProto) -> str:
     return node.name or node.output[0]
 
 
+def _with_biases_inside(nodes: list[onnx.NodeProto], inits: dict[str, onnx.TensorProto], outputs: set[str],
+                        used: dict[str, int]) -> list[onnx.NodeProto]:
+    """``nodes`` with each bias Add that directly follows an integer product (its other input a 1-D float
+    initializer, the product read by nothing else) taken into the product as its bias input: one node less."""
+    readers: dict[str, int] = {}
+    for node in nodes:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    products = {node.output[0]: node for node in nodes if node.op_type == "MatMulIntegerToFloat"}
+    out = []
+    for node in nodes:
+        product = products.get(node.input[0]) if node.op_type == "Add" and len(node.input) == 2 else None
+        bias = inits.get(node.input[1]) if product is not None else None
+        if (product is None or bias is None or len(bias.dims) != 1 or bias.data_type != TensorProto.FLOAT
+                or readers[node.input[0]] != 1 or node.input[0] in outputs):
+            out.append(node)
+            continue
+        while len(product.input) < 6:  # (A, B, a_scale, b_scale, a_zero_point, b_zero_point, bias)
+            product.input.append("")
+        product.input.append(node.input[1])
+        product.output[0] = node.output[0]
+        used[node.input[1]] = used.get(node.input[1], 0)  # still read, by the product now
+    return out
+
+
 def quantize_int8(model: onnx.ModelProto, feeds: Iterable[dict[str, np.ndarray]]) -> onnx.ModelProto:
     """``model`` (fp32) with its large MatMuls in int8, activation scales calibrated on ``feeds``."""
     ranges = activation_ranges(model, feeds)
@@ -131,6 +157,7 @@ def quantize_int8(model: onnx.ModelProto, feeds: Iterable[dict[str, np.ndarray]]
             [f"{first}.x_q", f"{base}.w_q", f"{first}.x_scale", f"{base}.w_scale", f"{first}.x_zero"],
             list(node.output), name=f"{base}.int8", domain="com.microsoft"))
         used_weights[w_name] -= 1
+    nodes = _with_biases_inside(nodes, inits, {o.name for o in graph.output}, used_weights)
     del graph.node[:]
     graph.node.extend(nodes)
     kept = [i for i in graph.initializer if used_weights.get(i.name, 1) > 0]

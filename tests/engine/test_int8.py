@@ -81,3 +81,32 @@ def test_the_int8_export_quantises_every_large_matmul_once_and_leaves_no_dynamic
     assert manifest["dtype"] == "int8"
     assert "calibrated" in manifest["quantization"]["method"]
     assert manifest["quantization"]["top1_agreement"] >= 0.9
+
+
+@pytest.mark.torch
+def test_a_bias_after_an_integer_product_rides_inside_it(tiny_model, tiny_int8_model):
+    """The bias Adds that follow the large MatMuls of the fp32 graph (the queries', keys' and values', the
+    attention's output, the MLP's last, the head's) are the integer products' bias inputs in int8: no Add
+    reads an integer product's output with a bias, and the int8 graph has as many fewer Adds."""
+    fp32, int8 = onnx.load(tiny_model), onnx.load(tiny_int8_model)
+    weights = {i.name for i in fp32.graph.initializer}
+    matmuls = {node.output[0] for node in quantizable(fp32)}
+    biases = [n for n in fp32.graph.node if n.op_type == "Add" and n.input[0] in matmuls and n.input[1] in weights]
+    assert len(biases) >= 4  # one a layer's queries, keys and values at least, and the head's
+    products = [n for n in int8.graph.node if n.op_type == "MatMulIntegerToFloat"]
+    with_bias = [n for n in products if len(n.input) == 7 and n.input[6]]
+    assert len(with_bias) == len(biases)
+    outputs = {n.output[0] for n in products}
+    assert not [n for n in int8.graph.node if n.op_type == "Add" and n.input[0] in outputs]
+    count = [sum(n.op_type == "Add" for n in g.graph.node) for g in (fp32, int8)]
+    assert count[1] == count[0] - len(biases)
+
+
+def test_the_lead_graph_normalises_rows_with_instance_normalization(tiny_model):
+    """Layer norms are InstanceNormalization over each row (their weights folded into the linear layers they
+    feed): ONNX Runtime's LayerNormalization costs about ten times as much a row."""
+    graph = onnx.load(tiny_model).graph
+    manifest = read_manifest(tiny_model)
+    ops = [node.op_type for node in graph.node]
+    assert ops.count("InstanceNormalization") == 2 * manifest["model"]["n_layer"] + 1
+    assert "LayerNormalization" not in ops and "SkipLayerNormalization" not in ops
