@@ -116,7 +116,6 @@ class _Builder:
         return y
 
 
-
 ATTENTIONS = ("matmul", "gqa")
 
 

@@ -606,8 +606,8 @@ class _MatMulCache:
     def _fit(self, used: int) -> None:
         """Bind the cache at ``used`` slots rounded up; lay it out again when the bound grows, or when it is
         ``SHRINK`` slots or more larger."""
-        # An int8 cache is bound at one block at least: ONNX Runtime's DynamicQuantizeMatMul leaves its output
-        # unwritten when the product's shared dimension (here the slots) is 0, where a MatMul writes zeros.
+        # An int8 cache is bound at one block at least: over no slots, ONNX Runtime's integer products leave
+        # their output unwritten (a MatMul writes zeros) and the attention weights have no largest (NaN logits).
         target = max(-(-used // BLOCK) * BLOCK, self._least)
         if self.bound >= target and self.bound < target + SHRINK:
             return
