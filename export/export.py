@@ -253,7 +253,7 @@ def export_checkpoint(
 
     ``attention`` picks the lead graph's attention (:data:`affetto.export.graph.ATTENTIONS`): ``matmul``
     by default (with ``kv_int8``, its int8 cache: scales per channel shared by the heads, read by
-    ``DynamicQuantizeMatMul``), or ``gqa`` (GroupQueryAttention, whose int8 cache has scales per head).
+    ``MatMulIntegerToFloat``), or ``gqa`` (GroupQueryAttention, whose int8 cache has scales per head).
 
     ``sampling`` stores the model's own sampling settings in the manifest
     (``{"default": {...}, "Q3": {...}}``), which the engine uses where the
