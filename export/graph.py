@@ -343,6 +343,7 @@ class _MatMulAttention:
             self.weight_scale = b.weight("attn_weight_scale", np.array(1.0 / 255.0, np.float32))
             self.weight_zero = b.weight("attn_weight_zero", np.array(0, np.uint8))
             self.tiny = b.weight("attn_weight_floor", np.array(1e-30, np.float32))
+            self.last_axis = b.weight("last_axis", np.array([-1], np.int64))  # without axes, ReduceMax takes all
         self.q_rows = b.weight("q_rows", np.array([self.N, -1, hs], np.int64))  # -> (N, S*G, hs)
         self.out_rows = b.weight("out_rows", np.array([R, -1, H * hs], np.int64))  # (N, S*G, hs) -> (R, S, C)
         if KV > 1:
@@ -383,8 +384,8 @@ class _MatMulAttention:
         weights = b.op("Softmax", [scores], name=f"{p}.softmax", axis=-1)
         w_cached, w_own = b.op("Split", [weights, "attention_split"], n_out=2, name=f"{p}.weights_split", axis=-1)
         if cache is not None:  # each query's weights over the cache, over their largest, in 8 bits
-            top = b.op("Max", [b.op("ReduceMax", [w_cached], name=f"{p}.w_top", keepdims=1), self.tiny],
-                       name=f"{p}.w_top_floor")  # 0 where the cache is all hidden
+            top = b.op("Max", [b.op("ReduceMax", [w_cached, self.last_axis], name=f"{p}.w_top", keepdims=1),
+                               self.tiny], name=f"{p}.w_top_floor")  # a query's own largest; 0 where all hidden
             w_u8 = b.op("QuantizeLinear", [b.op("Div", [w_cached, top], name=f"{p}.w_unit"), self.weight_scale,
                                            self.weight_zero], name=f"{p}.w_quantize")
             v_scale = b.weight(f"{p}.v_scale", np.asarray(cache.values, np.float32))
