@@ -96,8 +96,8 @@ def _key(node: onnx.NodeProto) -> str:
     return node.name or node.output[0]
 
 
-def _with_biases_inside(nodes: list[onnx.NodeProto], inits: dict[str, onnx.TensorProto], outputs: set[str],
-                        used: dict[str, int]) -> list[onnx.NodeProto]:
+def _with_biases_inside(nodes: list[onnx.NodeProto], inits: dict[str, onnx.TensorProto],
+                        outputs: set[str]) -> list[onnx.NodeProto]:
     """``nodes`` with each bias Add that directly follows an integer product (its other input a 1-D float
     initializer, the product read by nothing else) taken into the product as its bias input: one node less."""
     readers: dict[str, int] = {}
@@ -116,8 +116,7 @@ def _with_biases_inside(nodes: list[onnx.NodeProto], inits: dict[str, onnx.Tenso
         while len(product.input) < 6:  # (A, B, a_scale, b_scale, a_zero_point, b_zero_point, bias)
             product.input.append("")
         product.input.append(node.input[1])
-        product.output[0] = node.output[0]
-        used[node.input[1]] = used.get(node.input[1], 0)  # still read, by the product now
+        product.output[0] = node.output[0]  # the bias is still read (by the product): its initializer stays
     return out
 
 
@@ -157,7 +156,7 @@ def quantize_int8(model: onnx.ModelProto, feeds: Iterable[dict[str, np.ndarray]]
             [f"{first}.x_q", f"{base}.w_q", f"{first}.x_scale", f"{base}.w_scale", f"{first}.x_zero"],
             list(node.output), name=f"{base}.int8", domain="com.microsoft"))
         used_weights[w_name] -= 1
-    nodes = _with_biases_inside(nodes, inits, {o.name for o in graph.output}, used_weights)
+    nodes = _with_biases_inside(nodes, inits, {o.name for o in graph.output})
     del graph.node[:]
     graph.node.extend(nodes)
     kept = [i for i in graph.initializer if used_weights.get(i.name, 1) > 0]
