@@ -224,8 +224,7 @@ def decode_agreement(reference_bytes: bytes, other_bytes: bytes, model: Any,
 
 def _kl(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """KL(softmax(a) || softmax(b)) per row of logits, in nats."""
-    la = a - a.max(-1, keepdims=True)
-    la -= np.log(np.exp(la).sum(-1, keepdims=True))
-    lb = b - b.max(-1, keepdims=True)
-    lb -= np.log(np.exp(lb).sum(-1, keepdims=True))
+    from affetto.models.evaluation.nll import log_softmax
+
+    la, lb = log_softmax(a), log_softmax(b)
     return (np.exp(la) * (la - lb)).sum(-1)

@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """Log-probabilities of each row of ``logits`` (the last axis)."""
     top = logits.max(axis=-1, keepdims=True)
     shifted = logits - top
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
@@ -54,7 +55,7 @@ def token_logprobs(session, manifest: dict, tokens: np.ndarray, quadrant: int, *
     cond = np.zeros(4, np.float32)
     if 0 <= quadrant < 4:
         cond[quadrant] = 1.0
-    logp = _log_softmax(sequence_logits(session, manifest, full[:-1], cond).astype(np.float64))  # (T, V)
+    logp = log_softmax(sequence_logits(session, manifest, full[:-1], cond).astype(np.float64))  # (T, V)
     return logp[np.arange(len(full) - 1), full[1:]]
 
 
