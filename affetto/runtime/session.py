@@ -60,6 +60,13 @@ UNCONDITIONED = (0.0, 0.0, 0.0, 0.0)
 CONTRACT = ("tokens", "cond", "position_ids", "attention_bias")
 LAYOUT_INPUTS = {"matmul": ("attention_split",), "gqa": ("seqlens_k", "total_sequence_length")}
 BLOCK = 32  # the matmul layout binds its cache at the used length rounded up to this many slots
+
+
+def least_slots(dtype: type[np.generic]) -> int:
+    """The fewest slots the MatMul attention's cache is bound at: an int8 cache is never empty (over no slots,
+    ONNX Runtime's integer products leave their output unwritten where a MatMul writes zeros, and the attention
+    weights have no largest: NaN logits); the slots past the used ones are hidden by the attention bias."""
+    return 0 if dtype == np.float32 else 1
 SHRINK = 64  # ... and copies it into smaller arrays when this many slots or more are bound unused
 PREFILL_CHUNK = 64  # tokens a run of the MatMul attention's prefill reads at most
 
@@ -187,7 +194,7 @@ def sequence_feeds(tokens: np.ndarray, cond: np.ndarray, past: Sequence[np.ndarr
             feeds[f"past_key_values.{i}.value"] = empty if past is None else past[2 * i + 1]
         return feeds
     causal = np.where(np.tril(np.ones((S, S), bool)), 0.0, -np.inf).astype(np.float32)
-    hidden = 1 if past is None and kv_dtype != np.float32 else 0  # an int8 cache is never empty (_MatMulCache)
+    hidden = least_slots(kv_dtype) if past is None else 0
     bias = np.concatenate([np.zeros((S, P), np.float32), np.full((S, hidden), -np.inf, np.float32), causal], axis=1)
     feeds["attention_bias"] = np.repeat(bias, heads // kv_heads, axis=0)  # (S * G, P + S)
     feeds["attention_split"] = np.array([P + hidden, S], np.int64)
@@ -591,7 +598,7 @@ class _MatMulCache:
                  dtype: type[np.generic] = np.float32) -> None:
         self.io, self.heads, self.group, self.n_layer, self.head_dim = io, heads, group, n_layer, head_dim
         self.dtype = dtype
-        self._least = 0 if dtype == np.float32 else BLOCK  # the least bound (see _fit)
+        self._least = least_slots(dtype)  # read twice a step by _fit
         self._per_slot = n_layer * heads * head_dim  # elements of keys (or values) a slot
         self._stores = [np.zeros(2 * self._per_slot * max_len, dtype) for _ in range(2)]
         self._turn = 0
@@ -606,9 +613,7 @@ class _MatMulCache:
     def _fit(self, used: int) -> None:
         """Bind the cache at ``used`` slots rounded up; lay it out again when the bound grows, or when it is
         ``SHRINK`` slots or more larger."""
-        # An int8 cache is bound at one block at least: over no slots, ONNX Runtime's integer products leave
-        # their output unwritten (a MatMul writes zeros) and the attention weights have no largest (NaN logits).
-        target = max(-(-used // BLOCK) * BLOCK, self._least)
+        target = -(-max(used, self._least) // BLOCK) * BLOCK
         if self.bound >= target and self.bound < target + SHRINK:
             return
         self._turn ^= 1
