@@ -155,8 +155,6 @@ def with_manifest(model: onnx.ModelProto, manifest: dict) -> onnx.ModelProto:
     return model
 
 
-CACHE_SCALES = (" shared by the heads, 7 bits; queries at a scale calibrated with them, attention weights over "
-                "their largest, uint8")  # what the MatMul attention's int8 cache quantises, as the manifest says it
 KV_MARGIN = 1.1  # scales leave room above the largest magnitude calibration saw (longer contexts, other pieces)
 
 
@@ -342,9 +340,10 @@ def export_checkpoint(
             final = with_int8_kv(final, kv_scales)
         check_seqs, check_cond = sample(count=2, length=max_len, seed=2)  # not calibrated on
         result_kv = decode_agreement(fp32_bytes, final.SerializeToString(), model, check_seqs, check_cond)
+        scales = ("per channel shared by the heads, 7 bits; queries at a scale calibrated with them, attention "
+                  "weights over their largest, uint8" if matmul_kv8 else "per channel")
         manifest["kv_cache"] = {**manifest.get("kv_cache", {}), "dtype": "int8",
-                                "scales": f"per channel{CACHE_SCALES if matmul_kv8 else ''}, "
-                                          f"calibrated on {len(long_seqs)} validation sequences "
+                                "scales": f"{scales}, calibrated on {len(long_seqs)} validation sequences "
                                           f"(x{KV_MARGIN} margin)", **result_kv}
     if parity is not None:
         manifest["parity"] = parity.to_dict()
