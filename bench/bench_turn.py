@@ -13,8 +13,11 @@ in the bars before each turn). Printed per tempo: the reactions' median,
 bar lines, as before) and prints the ratio of the medians. Nothing is
 asserted: these are measurements.
 
-Usage: ``python bench/bench_turn.py [--bpm 120,160] [--turns 8] [--model m.onnx] [--compare] [--mode ensemble]``
-(``ensemble``: the lead with the ensemble's voices under it; the reaction is read on the lead's channel).
+Usage: ``python bench/bench_turn.py [--bpm 120,160] [--turns 8] [--model m.onnx] [--compare] [--mode ensemble]
+[--rng-seed 1,2,3]``
+(``ensemble``: the lead with the ensemble's voices under it; the reaction is read on the lead's channel;
+``--rng-seed``: the daemon's draws, one run per seed, the reactions pooled: a turn's reaction depends on
+the notes drawn after it, so one seed's turns are one sample of them).
 """
 
 from __future__ import annotations
@@ -75,11 +78,12 @@ def reactions(received, start: int, ccs: list[tuple[int, int]]) -> list[float]:
     return out
 
 
-def run(bpm: float, turns: int, model: str | None, revise_ms: float, mode: str = "continue") -> list[float]:
+def run(bpm: float, turns: int, model: str | None, revise_ms: float, mode: str = "continue",
+        rng_seed: int = 1) -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "turn.toml"
-        config.write_text(f"[daemon]\nemotion = {HAPPY}\nrevise_ms = {revise_ms}\nrng_seed = 1\nmode = \"{mode}\"\n",
-                          encoding="utf-8")
+        config.write_text(f"[daemon]\nemotion = {HAPPY}\nrevise_ms = {revise_ms}\nrng_seed = {rng_seed}\n"
+                          f"mode = \"{mode}\"\n", encoding="utf-8")
         cmd = [sys.executable, "-m", "affetto.daemon", "run", "--midi-api", "jack", "--clock", "midi",
                "--port-name", PORT, "--config", str(config)]
         if model:
@@ -105,7 +109,9 @@ def main() -> None:
     ap.add_argument("--compare", action="store_true", help="also without the revision (heard at bar lines)")
     ap.add_argument("--mode", default="continue", choices=("continue", "ensemble"),
                     help="continue: the lead alone; ensemble: the lead with the ensemble's voices under it")
+    ap.add_argument("--rng-seed", default="1", help="the daemon's seeds, comma-separated: one run each, pooled")
     args = ap.parse_args()
+    seeds = [int(s) for s in args.rng_seed.split(",")]
     bench_daemon.SERVER = SERVER
     jackd = bench_daemon.start_jack()
     if jackd is None:
@@ -115,12 +121,13 @@ def main() -> None:
             beat_ms = 60000 / bpm
             medians = {}
             for label, revise_ms in (("revised", 150.0), ("bar lines", 2000.0))[: 2 if args.compare else 1]:
-                r = np.array(run(bpm, args.turns, args.model, revise_ms, args.mode))
+                r = np.array([ms for seed in seeds for ms in run(bpm, args.turns, args.model, revise_ms, args.mode,
+                                                                   seed)])
                 if not len(r):
                     print(f"{bpm:.0f} BPM, {label}: no turn heard")
                     continue
                 medians[label] = float(np.median(r))
-                print(f"{args.mode} mode, {bpm:.0f} BPM, {label}: {len(r)}/{args.turns} turns heard; "
+                print(f"{args.mode} mode, {bpm:.0f} BPM, {label}: {len(r)}/{args.turns * len(seeds)} turns heard; "
                       f"CC -> first note of the new "
                       f"emotion p50 {np.median(r):.0f} ms ({np.median(r) / beat_ms:.2f} beats), p90 "
                       f"{np.percentile(r, 90):.0f} ms, max {r.max():.0f} ms ({r.max() / beat_ms:.2f} beats); "
