@@ -21,11 +21,15 @@ def test_the_planned_header_opens_every_candidate_and_the_cache_holds_it_exactly
         engine.generate_plan_tokens(plan, rng)  # the context read in this capsule (and moved to its mode)
         plan = engine.plan(Capsule.of(quadrant), config)
         forced = engine.decoder.forced(engine.header_for(plan))
-        runs = engine.stats["prefills"]
+        runs, before = engine.stats["prefills"], engine.cache.context
         bar = engine.generate_plan_tokens(plan, rng)
         assert len(forced) >= 3  # the shipped vocabulary's header, all planned
         assert bar[0] == engine.vocab.bar and bar[1 : 1 + len(forced)] == forced
         assert engine.stats["prefills"] - runs == 1  # BAR and the header in one run, nothing else prefilled
+        assert engine.cache.context == before + tuple(bar)  # no slide: the bar follows the context
+        if engine.cache.kv_dtype == np.int8 and engine.cache.attention == "matmul":
+            _read_again_as_drawn(engine.cache, len(before), bar, len(forced))
+            continue
         # the kept candidate's cache is the context's: as a fresh session reads it at once
         fresh = CachedSession(engine.session, **cache_shape(engine.manifest["model"]), max_len=engine.max_len,
                               vocab_size=engine.vocab.size, bos=engine.vocab.bos)
@@ -33,6 +37,22 @@ def test_the_planned_header_opens_every_candidate_and_the_cache_holds_it_exactly
         fresh.reset(engine.cache.context)
         fresh.prefill()
         np.testing.assert_allclose(engine.cache.logits, fresh.logits, atol=1e-4)
+
+
+def _read_again_as_drawn(cache: CachedSession, start: int, bar: list[int], forced: int) -> None:
+    """Through an int8 cache a run's tokens attend each other in fp32 and earlier runs' tokens in int8, so a
+    context read at once differs from one read as it was drawn: the bar is read again as the engine read it,
+    its BAR and header in one run and then one token a run, and the cache and logits must be those kept."""
+    kept = [b[:, :, : cache.cached].copy() for b in cache.host_buffers()]
+    logits = cache.logits.copy()
+    cache.rewind(start)
+    cache.feed(bar[: 1 + forced])
+    for token in bar[1 + forced :]:
+        cache.feed([token])
+    assert cache.cached == cache.length == start + len(bar)
+    for a, b in zip(kept, cache.host_buffers()):
+        np.testing.assert_array_equal(a, b[:, :, : cache.cached])
+    np.testing.assert_allclose(logits, cache.logits, atol=1e-4)
 
 
 def test_nothing_is_forced_where_the_model_chooses():

@@ -27,6 +27,8 @@ def test_the_shipped_lead_model_runs_in_int8_on_the_cpu_and_in_fp32_on_a_gpu():
     assert (int8["kv_cache"]["rows"], fp32["kv_cache"]["rows"]) == (1, 2)
     assert int8["conditioning"]["guidance_channel"]["index"] == 4
     assert int8["quantization"]["top1_agreement"] >= 0.98
+    assert (int8["kv_cache"]["dtype"], fp32["kv_cache"].get("dtype", "float32")) == ("int8", "float32")
+    assert int8["kv_cache"]["top1_agreement"] >= 0.98  # decoding through its int8 cache, against fp32
 
 
 @pytest.mark.torch
