@@ -252,7 +252,7 @@ class Engine:
         if plan.judged:
             recent = recent_bars(self.cache.context, self.vocab.bar, JUDGED_BARS)  # the bars before, this BAR on
             valence, arousal = capsule.valence, capsule.arousal
-            best = best_of(draw.tokens, lambda tokens: self.judge.score(recent + tokens, valence, arousal))
+            best = best_of(draw.tokens, self.judge.scorer(recent, valence, arousal))
         body = [*forced, *draw.keep(best)]
         self.window.advance(self.cache, 1 + len(body))
         self.stats["bars"] += 1

@@ -35,7 +35,7 @@ from affetto.analysis.judge import (
     key_correlations,
     pitch_class_histogram,
 )
-from affetto.music.notes import TimeSignature
+from affetto.music.notes import Note, TimeSignature, sort_notes
 from affetto.tokens.vocab import Vocabulary
 
 MODE_CLARITY = 0.65  # key correlation above which the context's mode counts as clear (training uses the same)
@@ -76,7 +76,22 @@ class CandidateJudge:
 
     def score(self, tokens: list[int], valence: float, arousal: float) -> float:
         """Agreement of ``tokens`` (whole bars) with a valence and arousal in [-1, 1]; -inf for no notes."""
-        notes = self.vocab.decode(tokens, self.meter)
+        return self._score(tokens, self.vocab.decode(tokens, self.meter), valence, arousal)
+
+    def scorer(self, prefix: list[int], valence: float, arousal: float) -> Callable[[list[int]], float]:
+        """``tokens -> score(prefix + tokens, valence, arousal)``, the same figures, with the bars of ``prefix``
+        before its last BAR decoded once: a bar's candidates share them (the bars before theirs)."""
+        cut = max((i for i, t in enumerate(prefix) if t == self.vocab.bar), default=0)
+        before, at = self.vocab.decode_from(prefix[:cut], self.meter)
+        current = prefix[cut:]
+
+        def score(tokens: list[int]) -> float:
+            notes = sort_notes(before + self.vocab.decode_from(current + tokens, self.meter, at=at)[0])
+            return self._score(prefix + tokens, notes, valence, arousal)
+
+        return score
+
+    def _score(self, tokens: list[int], notes: list[Note], valence: float, arousal: float) -> float:
         n_bars = sum(1 for t in tokens if t == self.vocab.bar)
         if not notes:
             return -np.inf

@@ -154,9 +154,16 @@ class Codec(VocabLayout):
         (a pitch without a duration) is dropped, and tokens that break the
         grammar raise :class:`VocabularyError` naming the position.
         """
-        bar_beats = meter.beats_per_bar
-        bar_start = -bar_beats
-        bar_index = -1
+        return sort_notes(self.decode_from(tokens, meter, channel=channel)[0])
+
+    def decode_from(self, tokens: Iterable[int], meter: TimeSignature, *, channel: int = 0,
+                    at: tuple[float, float] | None = None) -> tuple[list[Note], tuple[float, float]]:
+        """:meth:`decode` in parts: the notes of ``tokens`` in the order written (not sorted), and where the
+        stream stands after them (its last bar's start and length in beats), which ``at`` takes to go on
+        with tokens that begin with a BAR. Decoding a stream in parts cut before its BARs gives the notes of
+        decoding it whole, to the bit: onsets add up bar by bar either way."""
+        bar_start, bar_beats = (-meter.beats_per_bar, meter.beats_per_bar) if at is None else at
+        bar_index = -1 if at is None else 0
         step = None
         pitch = velocity = None
         notes: list[Note] = []
@@ -193,4 +200,4 @@ class Codec(VocabLayout):
                 onset = bar_start + self.grid.to_beats(step)
                 notes.append(Note(pitch, onset, self.grid.to_beats(length), velocity, channel))
                 pitch = velocity = None
-        return sort_notes(notes)
+        return notes, (bar_start, bar_beats)

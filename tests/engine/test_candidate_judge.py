@@ -48,3 +48,40 @@ def test_a_happy_bar_asked_in_c_major_prefers_c_major_and_unclear_headers_fall_b
     assert aware.asked_key(home) == C_MAJOR
     assert aware.asked_key(bar([57], vocab, A_MINOR)) == A_MINOR
     assert aware.score([], *happy) == -np.inf
+
+
+def _stream(vocab: Vocabulary) -> list[int]:
+    """Bars in three meters, each with its METER token: 3/4, then 6/8, then 4/4, at keys of both modes."""
+    rng = np.random.default_rng(3)
+    out: list[int] = []
+    for meter, key in ((TimeSignature(3, 4), A_MINOR), (TimeSignature(6, 8), C_MAJOR), (METER, A_MINOR)):
+        beats = meter.beats_per_bar
+        notes = [Note(int(rng.integers(48, 80)), float(t), float(rng.choice([0.5, 1.0, 1.5])),
+                      int(rng.integers(40, 120))) for t in np.arange(0, 2 * beats, 0.5) if rng.random() < 0.7]
+        out += vocab.encode(notes, meter, bos=False, key=key)
+    return out
+
+
+def test_decoding_in_parts_cut_before_bars_gives_the_notes_of_decoding_whole():
+    vocab = judges()[0]
+    tokens = _stream(vocab)
+    bars = [i for i, t in enumerate(tokens) if t == vocab.bar]
+    assert len(bars) == 6 and len({vocab.types[t] for t in tokens}) > 5
+    whole = vocab.decode(tokens, METER)
+    for cut in bars:
+        before, at = vocab.decode_from(tokens[:cut], METER)
+        after, _ = vocab.decode_from(tokens[cut:], METER, at=at)
+        assert sorted(before + after, key=lambda n: (n.onset, n.pitch, n.channel)) == whole  # the same floats
+
+
+def test_the_scorer_of_a_prefix_gives_the_scores_of_the_whole_streams():
+    vocab, aware, plain = judges()
+    tokens = _stream(vocab)
+    bars = [i for i, t in enumerate(tokens) if t == vocab.bar]
+    prefix = tokens[: bars[-1] + 3]  # the bars before, the last bar's BAR and header tokens
+    bodies = [tokens[bars[-1] + 3 :], tokens[bars[-2] + 3 : bars[-1]], tokens[bars[1] + 3 : bars[2]], []]
+    for judge in (aware, plain):
+        for valence, arousal in ((0.8, 0.5), (-0.8, -0.5)):
+            score = judge.scorer(prefix, valence, arousal)
+            for body in bodies:
+                assert score(body) == judge.score(prefix + body, valence, arousal)

@@ -196,7 +196,8 @@ def test_candidates_keep_the_best_judged_bar_and_leave_only_it(tiny_model, tiny_
         return fork
 
     monkeypatch.setattr(engine.decoder, "draw", recording)
-    monkeypatch.setattr(engine.judge, "score", lambda tokens, valence, arousal: float(len(tokens)))  # longest bar wins
+    monkeypatch.setattr(engine.judge, "scorer", lambda prefix, valence, arousal: lambda tokens: float(len(tokens)))
+    # (the longest bar wins)
     before = engine.cache.context
     config = SamplingConfig(temperature=1.5, guidance=1.5, candidates=5)
     bar = engine.generate_bar_tokens(Capsule.of(Quadrant.Q1), config, np.random.default_rng(3))
@@ -218,7 +219,7 @@ def test_candidates_are_validated():
 def test_candidates_that_all_judge_as_nothing_still_give_a_bar(tiny_model, monkeypatch):
     engine = Engine(tiny_model)
     engine.prime(SEED)
-    monkeypatch.setattr(engine.judge, "score", lambda tokens, valence, arousal: -np.inf)  # e.g. empty bars
+    monkeypatch.setattr(engine.judge, "scorer", lambda prefix, valence, arousal: lambda tokens: -np.inf)  # empty bars
     bar = engine.generate_bar_tokens(Capsule.of(Quadrant.Q3), SamplingConfig(candidates=3), np.random.default_rng(0))
     assert bar[0] == engine.vocab.bar and list(engine.cache.context[-len(bar):]) == bar
 
