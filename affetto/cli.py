@@ -126,6 +126,10 @@ def info(model) -> None:
     if q:
         click.echo(f"  int8 against fp32: top-1 agreement {100 * q['top1_agreement']:.2f}% over {q['tokens']} "
                    f"tokens, largest logit difference {q['max_logit_diff']:.3f}")
+    if cache.get("top1_agreement") is not None:
+        kl = f", mean KL {cache['mean_kl']:.1e} nats" if cache.get("mean_kl") is not None else ""
+        click.echo(f"  int8 KV cache against fp32, decoding {cache['tokens']} rows x tokens: top-1 agreement "
+                   f"{100 * cache['top1_agreement']:.2f}%, largest logit difference {cache['max_logit_diff']:.3f}{kl}")
     click.echo(f"  {m['content_hash']}")
 
 

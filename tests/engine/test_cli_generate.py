@@ -90,6 +90,19 @@ def test_export_and_info_commands(tiny_checkpoint, tmp_path):
     assert result.exit_code != 0 and "no such model file" in result.output
 
 
+def test_info_reports_the_int8_caches_agreement_where_the_file_has_one(tiny_model, tiny_kv8_model):
+    from affetto.manifest import read_manifest
+
+    kv = read_manifest(tiny_kv8_model)["kv_cache"]
+    result = invoke("info", tiny_kv8_model)
+    assert result.exit_code == 0, result.output
+    assert "cache in int8" in result.output
+    assert f"int8 KV cache against fp32, decoding {kv['tokens']} rows x tokens: top-1 agreement " \
+           f"{100 * kv['top1_agreement']:.2f}%" in result.output
+    result = invoke("info", tiny_model)
+    assert result.exit_code == 0 and "KV cache against fp32" not in result.output
+
+
 def test_the_shipped_model_generates_without_torch_or_network(tmp_path):
     """The package's own model: a fresh process that cannot import torch still generates."""
     import subprocess
