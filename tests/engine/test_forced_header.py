@@ -1,9 +1,11 @@
 """A bar's planned header: fed with its BAR in one run, the candidates branching after it."""
 
 import numpy as np
+import pytest
 
 from affetto.analysis.emotion import Capsule, Quadrant
 from affetto.music.notes import Note
+from affetto.runtime.assets import default_model_path
 from affetto.runtime.engine import Engine
 from affetto.runtime.sampling import SamplingConfig
 from affetto.runtime.session import CachedSession, cache_shape
@@ -11,8 +13,9 @@ from affetto.runtime.session import CachedSession, cache_shape
 SEED = [Note(60 + (i * 5) % 12, i * 0.5, 0.5, 90) for i in range(16)]
 
 
-def test_the_planned_header_opens_every_candidate_and_the_cache_holds_it_exactly():
-    engine = Engine()  # the shipped model: its bars open with meter, key, density and polyphony
+@pytest.mark.parametrize("precision", ["int8", "fp32"])  # the CPU's file (its cache int8) and the fp32 reference
+def test_the_planned_header_opens_every_candidate_and_the_cache_holds_it_exactly(precision):
+    engine = Engine(default_model_path(precision))  # the shipped model: its bars open with meter, key, density, poly
     engine.prime(SEED)
     rng = np.random.default_rng(0)
     config = SamplingConfig(guidance=1.5, candidates=3, top_p=0.95)
