@@ -82,7 +82,7 @@ class CandidateJudge:
         """``tokens -> score(prefix + tokens, valence, arousal)``, the same figures, with the bars of ``prefix``
         before its last BAR decoded once: a bar's candidates share them (the bars before theirs)."""
         cut = max((i for i, t in enumerate(prefix) if t == self.vocab.bar), default=0)
-        before, at = self.vocab.decode_from(prefix[:cut], self.meter)
+        before, at = self.vocab.decode_from(prefix[:cut], self.meter) if cut else ([], None)
         current = prefix[cut:]
 
         def score(tokens: list[int]) -> float:

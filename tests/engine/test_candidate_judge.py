@@ -85,3 +85,4 @@ def test_the_scorer_of_a_prefix_gives_the_scores_of_the_whole_streams():
             score = judge.scorer(prefix, valence, arousal)
             for body in bodies:
                 assert score(body) == judge.score(prefix + body, valence, arousal)
+            assert judge.scorer([], valence, arousal)(tokens) == judge.score(tokens, valence, arousal)  # no bars before
