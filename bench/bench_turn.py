@@ -5,9 +5,11 @@ frames) sends MIDI clock, a 2-bar seed of broken chords in eighths, and turns
 the knob (CC 20) between happy and sad every two bars, at a different place
 in the bar each time. ``affetto run`` continues the seed with the shipped
 model. For each turn the reaction is the time from the CC's frame to the
-first note-on after it whose velocity is on the new emotion's side of the
-line between the two emotions' mean velocities (measured in the same run,
-in the bars before each turn). Printed per tempo: the reactions' median,
+first note-on (the lead's channel) after it whose velocity is on the new
+emotion's side of the seed's (80: sad bars are played softer than it, happy
+ones louder). A bar's loudness is scaled to the emotion's, its shape kept,
+so a bar whose first note the model wrote louder than the rest can open on
+the old side: that note is not counted. Printed per tempo: the reactions' median,
 90th percentile and maximum in ms and in beats, beside one beat + 50 ms;
 ``--compare`` runs the same with the revision turned off (a turn heard at the
 bar lines, as before) and prints the ratio of the medians. Nothing is
