@@ -105,3 +105,21 @@ def make_midi_folder(folder: Path, count: int, seed: int = 0, bars: int = 8) -> 
         write_midi(path, notes, meter=meter, bpm=100)
         paths.append(path)
     return paths
+
+
+def assert_cache_read_as_drawn(cache, start: int, runs: list[list[int]]) -> None:
+    """The cache and logits a :class:`~affetto.runtime.session.CachedSession` holds now are those of its context
+    rewound to ``start`` and read again in ``runs`` (the tokens of each run of the model, as they were drawn).
+
+    Through an int8 cache a run's tokens attend each other in fp32 and earlier runs' tokens in int8, so a context
+    read at once differs from one read as it was drawn: reading it again run by run must give the same int8
+    cache exactly and the same logits."""
+    kept = [b[:, :, : cache.cached].copy() for b in cache.host_buffers()]
+    logits = cache.logits.copy()
+    cache.rewind(start)
+    for run in runs:
+        cache.feed(run)
+    assert cache.cached == cache.length == start + sum(map(len, runs))
+    for a, b in zip(kept, cache.host_buffers()):
+        np.testing.assert_array_equal(a, b[:, :, : cache.cached])
+    np.testing.assert_allclose(logits, cache.logits, atol=1e-4)

@@ -4,6 +4,7 @@ and the partial bar (the rest of a bar drawn again in a new capsule)."""
 import numpy as np
 import pytest
 import torch
+from tiny_things import assert_cache_read_as_drawn
 
 from affetto.analysis.emotion import Capsule, Quadrant
 from affetto.errors import ConfigError
@@ -101,19 +102,13 @@ def test_the_kept_candidate_holds_the_cache_of_its_bar_read_whole(engine):
         fork.step(live, [candidates[i][t] for i in live])
     assert fork.keep(1) == candidates[1]
     assert cache.context[start:] == tuple(candidates[1]) and cache.cached == cache.length
-    kept = [b[:, :, : cache.cached].copy() for b in cache.host_buffers()]
-    logits = cache.logits.copy()
-
     if cache.kv_dtype == np.int8 and cache.attention == "matmul":
         # read whole, a run's tokens attend each other in fp32 (its own keys) where drawn they attended the int8
         # cache: the kept candidate's cache is that of its bar read one token at a time
-        cache.rewind(start)
-        for token in candidates[1]:
-            cache.feed([token])
-        for a, b in zip(kept, cache.host_buffers()):
-            np.testing.assert_array_equal(a, b[:, :, : cache.cached])
-        np.testing.assert_allclose(logits, cache.logits, atol=1e-4)
+        assert_cache_read_as_drawn(cache, start, [[token] for token in candidates[1]])
         return
+    kept = [b[:, :, : cache.cached].copy() for b in cache.host_buffers()]
+    logits = cache.logits.copy()
     cache.reset(cache.context)  # the same context read whole, in one run
     cache.prefill()
     for a, b in zip(kept, cache.host_buffers()):

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from tiny_things import assert_cache_read_as_drawn
 
 from affetto.analysis.emotion import Capsule, Quadrant
 from affetto.music.notes import Note
@@ -31,7 +32,9 @@ def test_the_planned_header_opens_every_candidate_and_the_cache_holds_it_exactly
         assert engine.stats["prefills"] - runs == 1  # BAR and the header in one run, nothing else prefilled
         assert engine.cache.context == before + tuple(bar)  # no slide: the bar follows the context
         if engine.cache.kv_dtype == np.int8 and engine.cache.attention == "matmul":
-            _read_again_as_drawn(engine.cache, len(before), bar, len(forced))
+            # the bar read again as the engine read it: its BAR and header in one run, then one token a run
+            assert_cache_read_as_drawn(engine.cache, len(before), [bar[: 1 + len(forced)]]
+                                       + [[token] for token in bar[1 + len(forced) :]])
             continue
         # the kept candidate's cache is the context's: as a fresh session reads it at once
         fresh = CachedSession(engine.session, **cache_shape(engine.manifest["model"]), max_len=engine.max_len,
@@ -40,22 +43,6 @@ def test_the_planned_header_opens_every_candidate_and_the_cache_holds_it_exactly
         fresh.reset(engine.cache.context)
         fresh.prefill()
         np.testing.assert_allclose(engine.cache.logits, fresh.logits, atol=1e-4)
-
-
-def _read_again_as_drawn(cache: CachedSession, start: int, bar: list[int], forced: int) -> None:
-    """Through an int8 cache a run's tokens attend each other in fp32 and earlier runs' tokens in int8, so a
-    context read at once differs from one read as it was drawn: the bar is read again as the engine read it,
-    its BAR and header in one run and then one token a run, and the cache and logits must be those kept."""
-    kept = [b[:, :, : cache.cached].copy() for b in cache.host_buffers()]
-    logits = cache.logits.copy()
-    cache.rewind(start)
-    cache.feed(bar[: 1 + forced])
-    for token in bar[1 + forced :]:
-        cache.feed([token])
-    assert cache.cached == cache.length == start + len(bar)
-    for a, b in zip(kept, cache.host_buffers()):
-        np.testing.assert_array_equal(a, b[:, :, : cache.cached])
-    np.testing.assert_allclose(logits, cache.logits, atol=1e-4)
 
 
 def test_nothing_is_forced_where_the_model_chooses():
