@@ -60,6 +60,8 @@ UNCONDITIONED = (0.0, 0.0, 0.0, 0.0)
 CONTRACT = ("tokens", "cond", "position_ids", "attention_bias")
 LAYOUT_INPUTS = {"matmul": ("attention_split",), "gqa": ("seqlens_k", "total_sequence_length")}
 BLOCK = 32  # the matmul layout binds its cache at the used length rounded up to this many slots
+SHRINK = 64  # ... and copies it into smaller arrays when this many slots or more are bound unused
+PREFILL_CHUNK = 64  # tokens a run of the MatMul attention's prefill reads at most
 
 
 def least_slots(dtype: type[np.generic]) -> int:
@@ -67,8 +69,6 @@ def least_slots(dtype: type[np.generic]) -> int:
     ONNX Runtime's integer products leave their output unwritten where a MatMul writes zeros, and the attention
     weights have no largest: NaN logits); the slots past the used ones are hidden by the attention bias."""
     return 0 if dtype == np.float32 else 1
-SHRINK = 64  # ... and copies it into smaller arrays when this many slots or more are bound unused
-PREFILL_CHUNK = 64  # tokens a run of the MatMul attention's prefill reads at most
 
 
 def choose_providers(requested: str = "auto") -> list[str]:
