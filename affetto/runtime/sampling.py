@@ -150,34 +150,9 @@ def sample(
     config: SamplingConfig,
     rng: np.random.Generator,
 ) -> int:
-    """Draw a token from ``logits`` (modified in place) among the ``allowed`` ones."""
-    logits[~allowed] = -np.inf
-    if config.greedy:
-        return int(np.argmax(logits))
-    if config.temperature != 1.0:
-        logits /= config.temperature
-    if config.top_k and config.top_k < logits.size:
-        kth = np.partition(logits, -config.top_k)[-config.top_k]
-        logits[logits < kth] = -np.inf
-    logits -= logits.max()
-    probs = np.exp(logits, out=logits)
-    probs /= probs.sum()
-    if config.top_p < 1.0:
-        order = np.argsort(-probs)
-        cumulative = np.cumsum(probs[order])
-        cut = int(np.searchsorted(cumulative, config.top_p)) + 1  # keep the token that crosses top_p
-        keep = order[:cut]
-        kept = probs[keep]
-        return int(keep[_draw(kept / kept.sum(), rng)])
-    return _draw(probs, rng)
-
-
-def _draw(probs: np.ndarray, rng: np.random.Generator) -> int:
-    """Inverse-CDF draw: one uniform number, no allocation of a choice table."""
-    index = min(int(np.searchsorted(np.cumsum(probs), rng.random(), side="right")), probs.size - 1)
-    while probs[index] == 0 and index > 0:  # rounding at the top end
-        index -= 1
-    return index
+    """Draw a token from ``logits`` (one row, modified in place) among the ``allowed`` ones: :func:`sample_rows`
+    of one row."""
+    return int(sample_rows(logits[None], allowed[None], config, rng)[0])
 
 
 def sample_rows(
@@ -188,52 +163,34 @@ def sample_rows(
 ) -> np.ndarray:
     """One token per row of ``logits`` (rows, vocab; modified in place) among that row's ``allowed`` ones.
 
-    Every row goes through the same array operations at once (mask,
-    temperature, top-k, softmax, top-p, the draw), and the rows take one
-    uniform number each, in order: the tokens are those of drawing the rows
-    one by one with the same generator. A single row takes :func:`sample`,
-    whose fewer, one-dimensional operations cost less than the array path's.
+    Every operation runs along the rows, each row on its own, so drawing rows together draws the tokens of
+    drawing them one by one with the same generator (each row takes one uniform number, in order). The
+    weights are left unnormalised (the largest is 1): top-p keeps the most likely tokens until their weights
+    reach ``top_p`` of the total (tokens as likely as the one that crosses it too), and the draw is the
+    inverse CDF over the kept weights in vocabulary order, scaled by their total. A decode step runs this
+    once, on every candidate's row, so it is a fixed handful of array operations whatever the number of rows.
     """
     rows, size = logits.shape
-    if rows == 1:
-        return np.array([sample(logits[0], allowed[0], config, rng)])
-    logits[~allowed] = -np.inf
+    np.putmask(logits, ~allowed, -np.inf)
     if config.greedy:
         return logits.argmax(axis=1)
     if config.temperature != 1.0:
         logits /= config.temperature
     if config.top_k and config.top_k < size:
-        kth = np.partition(logits, -config.top_k, axis=1)[:, -config.top_k]
-        logits[logits < kth[:, None]] = -np.inf
-    logits -= logits.max(axis=1)[:, None]
-    probs = np.exp(logits, out=logits)
-    probs /= probs.sum(axis=1)[:, None]
-    u = np.asarray(rng.random(rows))  # one uniform number per row, in order
-    index = _ROWS[:rows]  # (rows, 1)
+        kth = np.partition(logits, -config.top_k, axis=1)[:, -config.top_k, None]
+        np.putmask(logits, logits < kth, -np.inf)
+    np.subtract(logits, _MAX(logits, axis=1, keepdims=True), out=logits)
+    weights = np.exp(logits, out=logits)  # 0 where not allowed
     if config.top_p < 1.0:
-        order = np.argsort(-probs, axis=1)  # (rows, vocab): most likely first
-        ranked = probs[index, order]
-        cut = (ranked.cumsum(axis=1) < config.top_p).sum(axis=1) + 1  # keep the token that crosses top_p
-        kept = [ranked[r, :c] for r, c in enumerate(cut.tolist())]  # the same sums as one row at a time
-        ranked /= np.array([k.sum() for k in kept], np.float32)[:, None]
-        return order[index[:, 0], _draw_rows(ranked, u, np.minimum(cut, size))]
-    return _draw_rows(probs, u, np.full(rows, size))
+        ranked = weights.copy()
+        ranked.sort(axis=1)
+        reach = _SUM(ranked[:, ::-1], axis=1)  # the most likely first
+        cut = (reach >= config.top_p * reach[:, -1:]).argmax(axis=1)  # the token that crosses top_p
+        np.putmask(weights, weights < ranked[_ROWS[:rows, 0], size - 1 - cut, None], 0.0)
+    total = _SUM(weights, axis=1)
+    # A token of weight 0 adds nothing to the running total, so it is never the first to pass the draw.
+    return (total > rng.random(rows)[:, None] * total[:, -1:]).argmax(axis=1)
 
 
+_MAX, _SUM = np.maximum.reduce, np.add.accumulate  # the ufuncs' own methods: less overhead a call than np.max's
 _ROWS = np.arange(1024)[:, None]  # row numbers, for gathers along the rows of a step
-
-
-def _draw_rows(probs: np.ndarray, u: np.ndarray, length: np.ndarray) -> np.ndarray:
-    """Inverse-CDF draws: per row, the token whose cumulative probability first passes its ``u``.
-
-    Only a row's first ``length`` tokens can be drawn (the others count as
-    probability 0); rounding at the top end falls back to the last token
-    with a probability.
-    """
-    index = np.minimum((probs.cumsum(axis=1) <= u[:, None]).sum(axis=1), length - 1)
-    for row, i in enumerate(index.tolist()):
-        if probs[row, i] == 0 or i >= length[row]:  # rare: rounding left u past the last token
-            while (probs[row, i] == 0 or i >= length[row]) and i > 0:
-                i -= 1
-            index[row] = i
-    return index

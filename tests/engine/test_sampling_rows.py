@@ -7,32 +7,24 @@ from affetto.runtime.sampling import SamplingConfig, guide, sample, sample_rows
 
 
 def _one_row(logits: np.ndarray, allowed: np.ndarray, config: SamplingConfig, rng: np.random.Generator) -> int:
-    """The per-row sampler the decoder used before rows were drawn together (the reference)."""
-    logits[~allowed] = -np.inf
+    """One row drawn on its own, written out in one dimension (the reference): softmax weights, top-k, the
+    nucleus (the most likely tokens until they reach top_p of the total, ties with the last kept), and the
+    inverse CDF of one uniform number over the kept weights in vocabulary order."""
+    logits = np.where(allowed, logits, -np.inf).astype(np.float32)
     if config.greedy:
         return int(np.argmax(logits))
     if config.temperature != 1.0:
-        logits /= config.temperature
+        logits /= np.float32(config.temperature)
     if config.top_k and config.top_k < logits.size:
-        kth = np.partition(logits, -config.top_k)[-config.top_k]
+        kth = np.sort(logits)[-config.top_k]
         logits[logits < kth] = -np.inf
-    logits -= logits.max()
-    probs = np.exp(logits, out=logits)
-    probs /= probs.sum()
+    weights = np.exp(logits - logits.max())
     if config.top_p < 1.0:
-        order = np.argsort(-probs)
-        cumulative = np.cumsum(probs[order])
-        keep = order[: int(np.searchsorted(cumulative, config.top_p)) + 1]
-        kept = probs[keep]
-        return int(keep[_draw(kept / kept.sum(), rng)])
-    return _draw(probs, rng)
-
-
-def _draw(probs: np.ndarray, rng: np.random.Generator) -> int:
-    index = min(int(np.searchsorted(np.cumsum(probs), rng.random(), side="right")), probs.size - 1)
-    while probs[index] == 0 and index > 0:
-        index -= 1
-    return index
+        reach = np.cumsum(np.sort(weights)[::-1])
+        cut = int(np.flatnonzero(reach >= config.top_p * reach[-1])[0])
+        weights[weights < np.sort(weights)[::-1][cut]] = 0.0
+    total = np.cumsum(weights)
+    return int(np.flatnonzero(total > rng.random() * total[-1])[0])
 
 
 CONFIGS = [
@@ -80,6 +72,40 @@ def test_guidance_over_rows_is_guidance_per_row():
     together = guide(cond, uncond, 1.5, np.empty((4, 30), np.float32))
     for r in range(4):
         np.testing.assert_array_equal(together[r], guide(cond[r], uncond[r], 1.5, np.empty(30, np.float32)))
+
+
+def _expected(logits: np.ndarray, allowed: np.ndarray, config: SamplingConfig) -> np.ndarray:
+    """The distribution a sampler should draw from, in float64: softmax at the temperature over the allowed
+    tokens, the top k of them, then the smallest set of most likely tokens that reaches top_p."""
+    z = np.where(allowed, logits.astype(np.float64) / config.temperature, -np.inf)
+    if config.top_k:
+        z[np.argsort(-z)[config.top_k:]] = -np.inf
+    p = np.exp(z - z.max())
+    p /= p.sum()
+    order = np.argsort(-p)
+    keep = order[: int(np.searchsorted(np.cumsum(p[order]), config.top_p)) + 1]
+    out = np.zeros_like(p)
+    out[keep] = p[keep] / p[keep].sum()
+    return out
+
+
+ASKED = [SamplingConfig(), SamplingConfig(top_p=0.9), SamplingConfig(temperature=0.6, top_p=0.95),
+         SamplingConfig(top_k=4)]
+
+
+@pytest.mark.parametrize("config", ASKED, ids=lambda c: f"T{c.temperature}-k{c.top_k}-p{c.top_p}")
+def test_draws_follow_the_distribution_asked_for(config):
+    data = np.random.default_rng(11)
+    logits = (data.standard_normal(40) * 1.5).astype(np.float32)
+    allowed = data.random(40) < 0.7
+    expected = _expected(logits, allowed, config)
+    n, rng = 20_000, np.random.default_rng(5)
+    rows = np.tile(logits, (n // 100, 1)), np.tile(allowed, (n // 100, 1))
+    counts = np.bincount(np.concatenate([sample_rows(rows[0].copy(), rows[1], config, rng) for _ in range(100)]),
+                         minlength=40)
+    assert counts[expected == 0].sum() == 0  # nothing outside the nucleus, nothing masked
+    sd = np.sqrt(n * expected * (1 - expected))
+    assert (np.abs(counts - n * expected) <= 4.5 * sd + 1).all(), (counts, np.round(n * expected))
 
 
 def test_the_one_row_sampler_is_the_first_row_of_many():
