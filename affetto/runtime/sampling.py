@@ -188,8 +188,9 @@ def sample_rows(
         cut = (reach >= config.top_p * reach[:, -1:]).argmax(axis=1)  # the token that crosses top_p
         np.putmask(weights, weights < ranked[_ROWS[:rows, 0], size - 1 - cut, None], 0.0)
     total = _SUM(weights, axis=1)
+    u = np.asarray(rng.random(rows))  # one uniform number per row, in order
     # A token of weight 0 adds nothing to the running total, so it is never the first to pass the draw.
-    return (total > rng.random(rows)[:, None] * total[:, -1:]).argmax(axis=1)
+    return (total > u[:, None] * total[:, -1:]).argmax(axis=1)
 
 
 _MAX, _SUM = np.maximum.reduce, np.add.accumulate  # the ufuncs' own methods: less overhead a call than np.max's
