@@ -312,7 +312,8 @@ class Conductor:
         bar = self.bar_of(state.beat_at(now))
         # what the player played is judged only as far as it has been taken from the inbox: on a busy
         # machine a note can wait there behind the clock ticks, and must not be taken for missing
-        cancel = self.mode.check(state.beat_at(self._heard_until(now)), self.seed)
+        heard = self._heard_until(now)
+        cancel = self.mode.check(state.beat_at(heard), self.seed)
         if cancel is not None:
             self._act(cancel)
         # give up on bars whose notes are not back in time (the scheduler sends output_offset_ms early)
@@ -323,15 +324,20 @@ class Conductor:
                     continue  # joining a bar already begun: nothing was promised, nothing is missed
                 self._given_up.add(pbar)
                 self._miss(pbar, "not ready in time")
-        # bar lines crossed since last time: ask for the bar after the current one
-        if bar + 1 > self._requested_upto:
-            skipped = bar - self._requested_upto  # bars we never even asked for (a stall)
+        # bar lines crossed since last time: ask for the bar after the current one, once the input up to the
+        # line has been taken from the inbox. On a busy machine the bar's last notes (and the ticks around
+        # them) can wait there past the line; the line hears them, for the mood it asks in and the seed it
+        # asks with. The wait is for messages already sent: at most a clock tick when none are.
+        line = self.bar_of(state.beat_at(heard)) if heard < now else bar
+        if line + 1 > self._requested_upto:
+            skipped = line - self._requested_upto  # bars we never even asked for (a stall)
             if skipped > 0:
                 self.book.skipped(skipped)
                 self.say.once("stall", f"conductor fell {skipped} bar(s) behind")
-            self._requested_upto = bar + 1
-            self._bar_line(bar)
-        elif cancel is None and self.mode.revisable and self.source.hears_knob and self.controls.turned():
+            self._requested_upto = line + 1
+            self._bar_line(line)
+        elif line == bar and cancel is None and self.mode.revisable and self.source.hears_knob \
+                and self.controls.turned():
             self._knob_turned(now, bar)
         self.say.at(bar, state.bpm, self._playing_capsule(), self.book, self.scheduler)
 
@@ -377,7 +383,9 @@ class Conductor:
         state = self.clock.state
         wake = now + IDLE_WAIT_NS
         if state.running and self._requested_upto is not None:
-            wake = min(wake, state.time_at((self._requested_upto) * self.bar_beats) + 1)
+            line = state.time_at(self._requested_upto * self.bar_beats) + 1
+            if line > now:  # a line already passed waits for the input, whose arrival wakes the loop
+                wake = min(wake, line)
             for pending in self._pending.values():
                 wake = min(wake, self._due(pending, state))
         return max(wake, now)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from daemon_fakes import MS
 
 from affetto.analysis.emotion import Quadrant, knob_capsule, knob_value
 from affetto.daemon.config import DaemonConfig
@@ -263,3 +264,41 @@ def test_the_knob_turn_asks_nothing_again_when_following(rig_factory, fake_recog
     rig.inbox.put((rig.time(), 0xB0, 20, knob_value(Quadrant.Q3)))
     rig.advance(rig.ns_per_bar // 2)
     assert rig.conductor.asked.turned_at == before  # nothing asked again: the knob is not what it hears
+
+
+
+@pytest.mark.parametrize("clock", ["internal", "midi"])
+def test_the_bar_line_hears_the_notes_still_waiting_in_the_inbox(rig_factory, fake_recogniser, clock):
+    # a busy machine: bar 1's last notes (and, with MIDI clock, the ticks around them) arrived before its
+    # line, but the conductor takes them from the inbox after it. The line waits for them: the bar is
+    # heard whole, as an idle machine hears it.
+    rig = rig_factory(mode="call-response", emotion_source="follow", seed_bars=1, emotion_smoothing=0.0, clock=clock)
+    tick = int(60e9 / rig.config.bpm / 24)
+    origin = rig.time() + 10 * MS  # beat 0
+    events = []  # (arrival, message)
+    if clock == "midi":
+        events += [(origin - MS, (0xFA, 0, 0))] + [(origin + k * tick, (0xF8, 0, 0)) for k in range(24 * 12)]
+    else:
+        rig.start()
+        origin = rig.conductor.clock.state.time_at(0)
+    pitches = (60, 64, 67, 72, 76, 72, 67, 64)  # bar 1: eighths, C major
+    for i, pitch in enumerate(pitches):
+        on = origin + (4 * 24 + 12 * i) * tick
+        events += [(on, (0x90, pitch, 100)), (on + 6 * tick, (0x80, pitch, 0))]
+    events.sort()
+    line = origin + 8 * 24 * tick
+    held_from = origin + (4 * 24 + 12 * 6) * tick - MS  # from the seventh note on, the input waits
+    held = [(t, m) for t, m in events if held_from <= t < line + 40 * MS]
+    for t, message in events:
+        if t >= held_from:
+            break
+        rig.time.step(t - rig.time())
+        rig.inbox.put((t, *message))
+        rig.pump()
+    rig.time.step(line + 40 * MS - rig.time())  # the conductor wakes past the line, the input still waiting
+    for t, message in held:
+        rig.inbox.put((t, *message))
+    while not rig.inbox.empty():
+        rig.conductor.turn(rig.inbox.get_nowait())
+    assert fake_recogniser.heard, "bar 1 was not heard at its line"
+    assert [n.pitch for n in fake_recogniser.heard[0]] == list(pitches)
