@@ -14,18 +14,25 @@ third at least) and softer than it; the second major by at least one of them
 relative; the minor answer is held to both). A second
 performance, with the knob as the source, answers the same minor phrase in
 major (the knob says happy; major by at least one estimator): so it is the recognised mood that is heard, not
-the seed alone. Counts and keys, not timing: this holds under load.
+the seed alone. Counts and keys, not timing.
 
-One performance is one draw of the daemon (``rng_seed``). Over seeds 11-18 the answer to the soft phrase
-was minor by both estimators in 7 of 8 draws with the CPU's default of 2026-12-07, night, and 6 of 8 with
-the file before it; in the others Aarden-Essen alone heard the sparse answer in major. The seed is one
-where both files answer minor by both (13; 11, used before, is one of the new file's misses). Under load
-(two other jobs on both cores) the draws move with the timing of the bars asked, and the answers with them:
-in 20 loaded runs at seed 13 with the CPU's default the test failed twice (once the busy answer minor by
-both estimators; the other run's answers were not printed), and Aarden-Essen alone heard the busy answer
-minor 4 times; with the file before it, 8 loaded runs at seeds 11 and 13, the busy answer was minor by both
-once. So "counts and keys, not timing" holds for what the test reads, but the draw it judges is
-not fixed under load.
+What is judged is what the daemon heard. On a loaded machine (two other jobs on both cores; JACK's dummy
+driver runs without realtime here) the JACK graph overruns and loses and repeats MIDI messages: in 20 loaded
+runs the daemon reported lost or repeated clock ticks in every one, and in 13 of them bars of the player
+reached it with notes missing or in the wrong bar (a bar of eight eighths heard as seven, a chord of three
+lost, a downbeat heard in the bar before); 4 more loaded runs counted 100-253 xruns each, and the DAW's client
+wrote 6-18 of its 2,038 messages a period or more late. The one loaded failure of the 10 judged before this
+check was such a performance: bar 2 reached the daemon without its A minor chord, bar 11 without its last
+eighth (recognised tense, valence -0.57), and the soft answer was major by Aarden-Essen. Idle, 3 runs counted
+0, 0 and 1 xruns and no lost tick. So a performance in which JACK overran and the daemon's clock lost or
+repeated ticks is not judged: the test skips, saying so.
+
+One performance is one draw of the daemon (``rng_seed``). With the sampler of 2026-12-08 (the same
+distribution, other draws for a seed) every seed of 11-18 passed idle: the soft answer minor by both
+estimators in all 8 (seed 12 on its second performance: its first skipped for an overrun), the busy answer
+major by both in 5 of the 7 printed and by Temperley-Kostka-Payne alone in 2 (seeds 11 and 15). Before it,
+over the same seeds, the soft answer was minor by both in 7 of 8 draws with the CPU's default of 2026-12-07,
+night, and 6 of 8 with the file before it. The test keeps seed 13.
 """
 
 from __future__ import annotations
@@ -82,11 +89,15 @@ def perform(jack_server, tmp_path, name: str, source: str) -> tuple[dict[int, li
             script.append((int(BARS * 4 * beat), bytes([0xFC])))
             start, code = daw.perform(script, proc)
             received = list(daw.received)
+            xruns = daw.xruns
         finally:
             daw.close()
     log = "".join(line for line in lines if "player sounds" in line or "WARNING" in line or "ERROR" in line)
     log += "".join(lines[-5:])
     assert code == 0 and not sounding(received), log
+    if xruns and any("tick(s) lost" in line or "duplicate MIDI clock tick" in line for line in lines):
+        pytest.skip(f"JACK's graph overran ({xruns} xruns) and lost or repeated MIDI messages on the way to the "
+                    "daemon: the performance it heard is not the one played\n" + log)
     per_bar: dict[int, list[tuple[float, int, int]]] = {}
     for frame, msg in note_ons(received):
         beats = (frame - start - 1) / beat
