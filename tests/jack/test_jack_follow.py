@@ -23,9 +23,9 @@ reached it with notes missing or in the wrong bar (a bar of eight eighths heard 
 lost, a downbeat heard in the bar before); 4 more loaded runs counted 100-253 xruns each, and the DAW's client
 wrote 6-18 of its 2,038 messages a period or more late. The one loaded failure of the 10 judged before this
 check was such a performance: bar 2 reached the daemon without its A minor chord, bar 11 without its last
-eighth (recognised tense, valence -0.57), and the soft answer was major by Aarden-Essen. Idle, 3 runs counted
-0, 0 and 1 xruns and no lost tick. So a performance in which JACK overran and the daemon's clock lost or
-repeated ticks is not judged: the test skips, saying so.
+eighth (recognised tense, valence -0.57), and the soft answer was major by Aarden-Essen. Idle, 11 performances
+counted 0-6 xruns, and one of them a repeated tick. So a performance in which JACK overran ``OVERRUN`` times
+or more and the daemon's clock lost or repeated ticks is not judged: the test skips, saying so.
 
 One performance is one draw of the daemon (``rng_seed``). With the sampler of 2026-12-08 (the same
 distribution, other draws for a seed) every seed of 11-18 passed idle: the soft answer minor by both
@@ -56,6 +56,7 @@ BUSY_BARS = [(60, 64, 67, 72, 76, 72, 67, 64), (65, 69, 72, 77, 72, 69, 65, 69),
              (67, 71, 74, 79, 74, 71, 67, 71), (72, 67, 64, 60, 64, 67, 72, 76)]  # C F G C, eighths
 SAD_FROM, BUSY_FROM = 1, 10  # the player's first bar of each phrase
 SAD_ANSWER, BUSY_ANSWER = range(6, 10), range(15, 19)
+OVERRUN = 20  # JACK's xruns in a performance past which its messages are not to be trusted (idle: 0-6; loaded: 100+)
 
 
 def player_script(beat: float) -> list[tuple[int, bytes]]:
@@ -95,7 +96,7 @@ def perform(jack_server, tmp_path, name: str, source: str) -> tuple[dict[int, li
     log = "".join(line for line in lines if "player sounds" in line or "WARNING" in line or "ERROR" in line)
     log += "".join(lines[-5:])
     assert code == 0 and not sounding(received), log
-    if xruns and any("tick(s) lost" in line or "duplicate MIDI clock tick" in line for line in lines):
+    if xruns >= OVERRUN and any("tick(s) lost" in line or "duplicate MIDI clock tick" in line for line in lines):
         pytest.skip(f"JACK's graph overran ({xruns} xruns) and lost or repeated MIDI messages on the way to the "
                     "daemon: the performance it heard is not the one played\n" + log)
     per_bar: dict[int, list[tuple[float, int, int]]] = {}
