@@ -184,14 +184,14 @@ def sample_rows(
     if config.top_p < 1.0:
         ranked = weights.copy()
         ranked.sort(axis=1)
-        reach = _SUM(ranked[:, ::-1], axis=1)  # the most likely first
+        reach = _CUMSUM(ranked[:, ::-1], axis=1)  # the most likely first
         cut = (reach >= config.top_p * reach[:, -1:]).argmax(axis=1)  # the token that crosses top_p
         np.putmask(weights, weights < ranked[_ROWS[:rows, 0], size - 1 - cut, None], 0.0)
-    total = _SUM(weights, axis=1)
+    total = _CUMSUM(weights, axis=1)
     u = np.asarray(rng.random(rows))  # one uniform number per row, in order
     # A token of weight 0 adds nothing to the running total, so it is never the first to pass the draw.
     return (total > u[:, None] * total[:, -1:]).argmax(axis=1)
 
 
-_MAX, _SUM = np.maximum.reduce, np.add.accumulate  # the ufuncs' own methods: less overhead a call than np.max's
+_MAX, _CUMSUM = np.maximum.reduce, np.add.accumulate  # the ufuncs' own methods: cheaper a call than np.max, np.cumsum
 _ROWS = np.arange(1024)[:, None]  # row numbers, for gathers along the rows of a step
