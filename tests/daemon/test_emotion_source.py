@@ -266,7 +266,6 @@ def test_the_knob_turn_asks_nothing_again_when_following(rig_factory, fake_recog
     assert rig.conductor.asked.turned_at == before  # nothing asked again: the knob is not what it hears
 
 
-
 @pytest.mark.parametrize("clock", ["internal", "midi"])
 def test_the_bar_line_hears_the_notes_still_waiting_in_the_inbox(rig_factory, fake_recogniser, clock):
     # a busy machine: bar 1's last notes (and, with MIDI clock, the ticks around them) arrived before its
