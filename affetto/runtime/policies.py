@@ -68,31 +68,39 @@ class CandidateJudge:
 
     def asked_key(self, tokens: list[int]) -> int | None:
         """The key class (0..11 major, 12..23 minor) of the last KEY token in ``tokens``; None when unclear or none."""
+        return _clear(self._last_key(tokens))
+
+    def _last_key(self, tokens: list[int]) -> int | None:
+        """The class of the last KEY token in ``tokens`` (unclear included); None when there is none."""
         v = self.vocab
         if not v.n_keys:
             return None
-        last = next((t - v.key0 for t in reversed(tokens) if v.key0 <= t < v.key0 + N_KEYS), None)
-        return None if last is None or last == UNCLEAR_KEY else int(last)
+        return next((t - v.key0 for t in reversed(tokens) if v.key0 <= t < v.key0 + N_KEYS), None)
 
     def score(self, tokens: list[int], valence: float, arousal: float) -> float:
         """Agreement of ``tokens`` (whole bars) with a valence and arousal in [-1, 1]; -inf for no notes."""
-        return self._score(tokens, self.vocab.decode(tokens, self.meter), valence, arousal)
+        return self._score(self.vocab.decode(tokens, self.meter), tokens.count(self.vocab.bar),
+                           self.asked_key(tokens), valence, arousal)
 
     def scorer(self, prefix: list[int], valence: float, arousal: float) -> Callable[[list[int]], float]:
         """``tokens -> score(prefix + tokens, valence, arousal)``, the same figures, with the bars of ``prefix``
-        before its last BAR decoded once: a bar's candidates share them (the bars before theirs)."""
-        cut = max((i for i, t in enumerate(prefix) if t == self.vocab.bar), default=0)
+        before its last BAR decoded once (a bar's candidates share them: the bars before theirs), and its count
+        of bars and last KEY found once."""
+        bar = self.vocab.bar
+        cut = len(prefix) - 1 - prefix[::-1].index(bar) if bar in prefix else 0
         before, at = self.vocab.decode_from(prefix[:cut], self.meter) if cut else ([], None)
-        current = prefix[cut:]
+        current, bars, key = prefix[cut:], prefix.count(bar), self._last_key(prefix)
 
         def score(tokens: list[int]) -> float:
             notes = sort_notes(before + self.vocab.decode_from(current + tokens, self.meter, at=at)[0])
-            return self._score(prefix + tokens, notes, valence, arousal)
+            last = self._last_key(tokens)
+            return self._score(notes, bars + tokens.count(bar), _clear(key if last is None else last), valence,
+                               arousal)
 
         return score
 
-    def _score(self, tokens: list[int], notes: list[Note], valence: float, arousal: float) -> float:
-        n_bars = sum(1 for t in tokens if t == self.vocab.bar)
+    def _score(self, notes: list[Note], n_bars: int, key: int | None, valence: float, arousal: float) -> float:
+        """The score of ``notes`` over ``n_bars`` bars whose header asked ``key`` (None: no clear key)."""
         if not notes:
             return -np.inf
         pitch, duration = np.array([n.pitch for n in notes]), np.array([n.duration for n in notes])
@@ -100,13 +108,17 @@ class CandidateJudge:
                                np.array([n.velocity for n in notes]), n_bars * self.meter.beats_per_bar, self.tempo,
                                self.judge_config)
         heard = verdict.valence
-        key = self.asked_key(tokens) if self.key_aware else None
-        if key is not None:
+        if self.key_aware and key is not None:
             major, minor = key_correlations(pitch_class_histogram(pitch, duration, self.judge_config.max_duration))
             tonic = key % 12
             margin = float(major.max() - minor[tonic]) if key >= 12 else float(major[tonic] - minor.max())
             heard = math.tanh(self.judge_config.valence_gain * margin)
         return heard * valence + verdict.arousal * arousal
+
+
+def _clear(key: int | None) -> int | None:
+    """``key`` (a KEY token's class), or None when it is the unclear one."""
+    return None if key is None or key == UNCLEAR_KEY else int(key)
 
 
 def best_of(bars: Sequence[list[int]], score: Callable[[list[int]], float]) -> int:
